@@ -1,0 +1,48 @@
+"""Forwarders: how a frame of a connection reaches its real server (LVS's DR, NAT, TUN).
+
+A forwarder rewrites a frame in place for one connection and one next hop and returns the frame
+to send, or None to drop it. Each module registers itself by its config name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar, Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class NextHop:
+    """Where the rewritten frame goes: MACs on the egress link, and the egress interface."""
+
+    src_mac: bytes
+    dst_mac: bytes
+    interface: str
+
+
+class Forwarder(Protocol):
+    name: ClassVar[str]
+
+    def forward(self, frame: bytearray, hop: NextHop) -> bytearray | None: ...
+
+
+REGISTRY: dict[str, Forwarder] = {}
+
+
+def register(cls: type) -> type:
+    REGISTRY[cls.name] = cls()
+    return cls
+
+
+def get(name: str) -> Forwarder:
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        known = ", ".join(sorted(REGISTRY))
+        raise KeyError(f"unknown forwarding method {name!r} (known: {known})") from None
+
+
+def names() -> list[str]:
+    return sorted(REGISTRY)
+
+
+from forwarders import dr  # noqa: E402,F401  (registers itself)

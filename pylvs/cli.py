@@ -1,0 +1,123 @@
+"""`pylvs run | adm | realserver | lab`: the command line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from pylvs import config as config_mod
+from pylvs import ipvsadm
+
+ENV_SOCKET = "PYLVS_SOCKET"
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    try:
+        config = config_mod.load(args.config)
+    except config_mod.ConfigError as exc:
+        print(f"pylvs: bad config: {exc}", file=sys.stderr)
+        return 2
+    from pylvs import engine
+    try:
+        return engine.run(config)
+    except (OSError, RuntimeError) as exc:
+        print(f"pylvs: {exc}", file=sys.stderr)
+        return 1
+
+
+def adm(argv: list[str]) -> int:
+    socket_path = os.environ.get(ENV_SOCKET, config_mod.DEFAULT_CONTROL_SOCKET)
+    if argv[:1] == ["--socket"]:
+        if len(argv) < 2:
+            print("pylvs adm: --socket needs a PATH", file=sys.stderr)
+            return ipvsadm.EXIT_USAGE
+        socket_path, argv = argv[1], argv[2:]
+    try:
+        command = ipvsadm.parse(argv)
+    except ipvsadm.UsageError as exc:
+        print(exc, file=sys.stderr)
+        print("Try `pylvs adm -h' or 'pylvs adm --help' for more information.", file=sys.stderr)
+        return ipvsadm.EXIT_USAGE
+    if command.name == "help":
+        sys.stdout.write(ipvsadm.USAGE)
+        return 0
+    if command.name == "version":
+        print(ipvsadm.VERSION_LINE)
+        return 0
+    from pylvs import control
+    try:
+        rc, out, err = control.request(socket_path, argv)
+    except control.DirectorNotRunning as exc:
+        print(f"pylvs adm: {exc}", file=sys.stderr)
+        return ipvsadm.EXIT_DIRECTOR
+    except OSError as exc:
+        print(f"pylvs adm: cannot talk to the director on {socket_path}: {exc}", file=sys.stderr)
+        return ipvsadm.EXIT_DIRECTOR
+    sys.stdout.write(out)
+    sys.stderr.write(err)
+    return rc
+
+
+def _cmd_realserver(args: argparse.Namespace) -> int:
+    if args.mode != "dr":
+        print(f"pylvs realserver: mode {args.mode!r} is not supported by this version (dr only)",
+              file=sys.stderr)
+        return 2
+    from pylvs import realserver
+    try:
+        steps = realserver.configure_dr(args.vip, args.interface, undo=args.undo)
+    except (ValueError, OSError) as exc:
+        print(f"pylvs realserver: {exc}", file=sys.stderr)
+        return 1
+    for line in steps:
+        print(line)
+    return 0
+
+
+def _cmd_lab(args: argparse.Namespace) -> int:
+    if args.mode != "dr":
+        print(f"pylvs lab: mode {args.mode!r} is not supported by this version (dr only)",
+              file=sys.stderr)
+        return 2
+    from pylvs import demo
+    return demo.run_dr(servers=args.servers, requests=args.requests, scheduler=args.scheduler)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pylvs", description="A userspace LVS director.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run the director in the foreground")
+    run.add_argument("config", help="the TOML config file")
+    run.set_defaults(func=_cmd_run)
+    sub.add_parser("adm", help="ipvsadm syntax against the running director "
+                   "([--socket PATH] ARGS...)", add_help=False)
+    rs = sub.add_parser("realserver", help="configure this host as a real server")
+    rs.add_argument("--mode", choices=["dr", "nat", "tun"], default="dr")
+    rs.add_argument("--vip", required=True)
+    rs.add_argument("--interface", help="interface for arp_ignore/arp_announce (default: all)")
+    rs.add_argument("--undo", action="store_true", help="undo the steps")
+    rs.set_defaults(func=_cmd_realserver)
+    lab = sub.add_parser("lab", help="build a lab in network namespaces and demonstrate a mode")
+    lab.add_argument("mode", nargs="?", default="dr", choices=["dr", "nat", "tun"])
+    lab.add_argument("--servers", type=int, default=3)
+    lab.add_argument("--requests", type=int, default=9)
+    lab.add_argument("--scheduler", default="rr")
+    lab.set_defaults(func=_cmd_lab)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["adm"]:
+        return adm(argv[1:])
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="pylvs: %(message)s")
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,184 @@
+"""The connection table: IPVS's TCP/UDP states, transition tables, timeouts and expiry.
+
+A connection binds (protocol, client, virtual address) to one real server. TCP connections move
+through IPVS's state tables (reference §3.2) as data: ``TRANSITIONS[direction][event][state]``.
+DR and TUN connections carry IPVS's NOOUTPUT flag and so use the INPUT-ONLY table; the first
+reply seen (NAT only) clears it. Every packet re-arms the timer with the new state's timeout.
+Active/inactive counting follows Linux ≥ 4.8: ESTABLISHED, SYN_SENT, SYN_RECV and SYNACK are
+active. Time is passed in by the caller (seconds, monotonic), so nothing here reads a clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from pylvs.model import PROTO_NAMES, RealServer, VirtualService, int_to_ip
+
+NONE, ESTABLISHED, SYN_SENT, SYN_RECV, FIN_WAIT, TIME_WAIT, CLOSE, CLOSE_WAIT, LAST_ACK, \
+    LISTEN, SYNACK = range(11)
+UDP_STATE = 11
+
+STATE_NAMES = ("NONE", "ESTABLISHED", "SYN_SENT", "SYN_RECV", "FIN_WAIT", "TIME_WAIT", "CLOSE",
+               "CLOSE_WAIT", "LAST_ACK", "LISTEN", "SYNACK", "UDP")
+ACTIVE_STATES = frozenset({ESTABLISHED, SYN_SENT, SYN_RECV, SYNACK})
+
+DEFAULT_TIMEOUTS = {
+    NONE: 2, ESTABLISHED: 900, SYN_SENT: 120, SYN_RECV: 60, FIN_WAIT: 120, TIME_WAIT: 120,
+    CLOSE: 10, CLOSE_WAIT: 60, LAST_ACK: 30, LISTEN: 120, SYNACK: 120, UDP_STATE: 300,
+}
+NEW_CONNECTION_TIMEOUT = 3
+
+INPUT, OUTPUT, INPUT_ONLY = 0, 1, 2
+EV_SYN, EV_FIN, EV_ACK, EV_RST = range(4)
+
+_COLUMNS = ("NO", "ES", "SS", "SR", "FW", "TW", "CL", "CW", "LA", "LI", "SA")
+_ROW_STATES = dict(zip(_COLUMNS, range(11), strict=True))
+
+
+def _table(*rows: str) -> tuple[tuple[int, ...], ...]:
+    return tuple(tuple(_ROW_STATES[cell] for cell in row.split()) for row in rows)
+
+
+#                 NO ES SS SR FW TW CL CW LA LI SA
+TRANSITIONS = (
+    _table("SR ES ES SR SR SR SR SR SR SR SR",   # INPUT syn
+           "CL CW SS TW TW TW CL CW LA LI TW",   # INPUT fin
+           "ES ES SS ES FW TW CL CW CL LI ES",   # INPUT ack
+           "CL CL CL SR CL CL CL CL LA LI SR"),  # INPUT rst
+    _table("SS ES SS SR SS SS SS SS SS LI SR",   # OUTPUT syn
+           "TW FW SS TW FW TW CL TW LA LI TW",   # OUTPUT fin
+           "ES ES SS ES FW TW CL CW LA ES ES",   # OUTPUT ack
+           "CL CL SS CL CL TW CL CL CL CL CL"),  # OUTPUT rst
+    _table("SR ES ES SR SR SR SR SR SR SR SR",   # INPUT-ONLY syn
+           "CL FW SS TW FW TW CL CW LA LI TW",   # INPUT-ONLY fin
+           "ES ES SS ES FW TW CL CW CL LI ES",   # INPUT-ONLY ack
+           "CL CL CL SR CL CL CL CL LA LI CL"),  # INPUT-ONLY rst
+)
+
+_FIN, _SYN, _RST, _ACK = 0x01, 0x02, 0x04, 0x10
+
+
+def tcp_event(flags: int) -> int | None:
+    """IPVS's tcp_state_idx: RST wins, then SYN, FIN, ACK; None for none of them."""
+    if flags & _RST:
+        return EV_RST
+    if flags & _SYN:
+        return EV_SYN
+    if flags & _FIN:
+        return EV_FIN
+    if flags & _ACK:
+        return EV_ACK
+    return None
+
+
+def next_tcp_state(direction: int, flags: int, state: int) -> int:
+    event = tcp_event(flags)
+    if event is None:
+        return CLOSE
+    return TRANSITIONS[direction][event][state]
+
+
+class Timeouts:
+    """The per-state timeouts; ipvsadm --set changes only tcp, tcpfin and udp."""
+
+    __slots__ = ("by_state",)
+
+    def __init__(self) -> None:
+        self.by_state = dict(DEFAULT_TIMEOUTS)
+
+    def set(self, tcp: int = 0, tcpfin: int = 0, udp: int = 0) -> None:
+        if tcp:
+            self.by_state[ESTABLISHED] = tcp
+        if tcpfin:
+            self.by_state[FIN_WAIT] = tcpfin
+        if udp:
+            self.by_state[UDP_STATE] = udp
+
+    def triple(self) -> tuple[int, int, int]:
+        s = self.by_state
+        return s[ESTABLISHED], s[FIN_WAIT], s[UDP_STATE]
+
+
+class Connection:
+    __slots__ = ("key", "proto", "caddr", "cport", "vaddr", "vport", "server", "service", "state",
+                 "expires", "active", "nooutput", "forward")
+
+    def __init__(self, key: tuple[int, int, int, int, int], service: VirtualService,
+                 server: RealServer, expires: float) -> None:
+        self.key = key
+        self.proto, self.caddr, self.cport, self.vaddr, self.vport = key
+        self.service = service
+        self.server = server
+        self.forward = server.forward
+        self.state = NONE if self.proto == 6 else UDP_STATE
+        self.expires = expires
+        self.active = False
+        self.nooutput = server.forward != "nat"
+
+    def row(self, now: float) -> str:
+        """One line of ipvsadm -Lnc: "%-3s %-6s %-11s %-18s %-18s %s"."""
+        left = max(0, int(self.expires - now))
+        expire = f"{left // 60:02d}:{left % 60:02d}"
+        return "%-3s %-6s %-11s %-18s %-18s %s" % (
+            PROTO_NAMES[self.proto], expire, STATE_NAMES[self.state],
+            f"{int_to_ip(self.caddr)}:{self.cport}", f"{int_to_ip(self.vaddr)}:{self.vport}",
+            self.server.endpoint)
+
+
+class ConnectionTable:
+    """Connections by (proto, client ip, client port, vip, vport), with IPVS's counting rules."""
+
+    def __init__(self, timeouts: Timeouts | None = None) -> None:
+        self.timeouts = timeouts or Timeouts()
+        self.entries: dict[tuple[int, int, int, int, int], Connection] = {}
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __iter__(self) -> Iterator[Connection]:
+        return iter(self.entries.values())
+
+    def get(self, key: tuple[int, int, int, int, int]) -> Connection | None:
+        return self.entries.get(key)
+
+    def create(self, key: tuple[int, int, int, int, int], service: VirtualService,
+               server: RealServer, now: float) -> Connection:
+        """ip_vs_conn_new: state NONE, a 3 s timer, counted inactive until a state says else."""
+        conn = Connection(key, service, server, now + NEW_CONNECTION_TIMEOUT)
+        server.bind(active=False)
+        server.stats.conns += 1
+        service.stats.conns += 1
+        self.entries[key] = conn
+        return conn
+
+    def update(self, conn: Connection, direction: int, tcp_flags: int, now: float) -> None:
+        """Run the state machine for one packet and re-arm the timer."""
+        if conn.proto != 6:
+            conn.expires = now + self.timeouts.by_state[UDP_STATE]
+            return
+        if conn.nooutput:
+            if direction == OUTPUT:
+                conn.nooutput = False
+            else:
+                direction = INPUT_ONLY
+        state = next_tcp_state(direction, tcp_flags, conn.state)
+        if state != conn.state:
+            active = state in ACTIVE_STATES
+            conn.server.set_active(conn.active, active)
+            conn.active = active
+            conn.state = state
+        conn.expires = now + self.timeouts.by_state[state]
+
+    def remove(self, conn: Connection) -> None:
+        del self.entries[conn.key]
+        conn.server.unbind(conn.active)
+
+    def expire(self, now: float) -> int:
+        """Drop every connection whose timer ran out; returns how many."""
+        dead = [c for c in self.entries.values() if c.expires <= now]
+        for conn in dead:
+            self.remove(conn)
+        return len(dead)
+
+    def rows(self, now: float) -> list[str]:
+        return [conn.row(now) for conn in self.entries.values()]

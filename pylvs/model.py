@@ -1,0 +1,146 @@
+"""Virtual services and real servers: what ipvsadm -A/-a creates.
+
+Owns the objects the scheduler, the connection table and the renderer share. Real servers are
+kept in IPVS's order, most recently added first, because that order decides rr/wrr sequences and
+every scheduler's tie-breaks. Addresses are kept both as text and as a 32-bit int (network order
+value) so the hot path never parses a string.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from schedulers import Scheduler
+
+PROTO_NUMBERS = {"tcp": 6, "udp": 17}
+PROTO_NAMES = {6: "TCP", 17: "UDP"}
+FORWARD_NAMES = {"dr": "Route", "nat": "Masq", "tun": "Tunnel"}
+DEFAULT_SCHEDULER = "wlc"
+
+
+def ip_to_int(text: str) -> int:
+    return int(ipaddress.IPv4Address(text))
+
+
+def int_to_ip(value: int) -> str:
+    return str(ipaddress.IPv4Address(value))
+
+
+@dataclass(eq=False)
+class Stats:
+    conns: int = 0
+    inpkts: int = 0
+    outpkts: int = 0
+    inbytes: int = 0
+    outbytes: int = 0
+
+
+@dataclass(eq=False)
+class RealServer:
+    address: str
+    port: int
+    weight: int = 1
+    forward: str = "dr"
+    upper_threshold: int = 0
+    lower_threshold: int = 0
+    activeconns: int = 0
+    inactconns: int = 0
+    persistconns: int = 0
+    overloaded: bool = False
+    stats: Stats = field(default_factory=Stats)
+    ip: int = 0
+
+    def __post_init__(self) -> None:
+        self.ip = ip_to_int(self.address)
+
+    @property
+    def available(self) -> bool:
+        """May take new connections: weight > 0 and not OVERLOAD."""
+        return self.weight > 0 and not self.overloaded
+
+    def overhead(self) -> int:
+        """ip_vs_dest_conn_overhead: active connections weigh 256 inactive ones."""
+        return self.activeconns * 256 + self.inactconns
+
+    def bind(self, active: bool) -> None:
+        if active:
+            self.activeconns += 1
+        else:
+            self.inactconns += 1
+        total = self.activeconns + self.inactconns
+        if self.upper_threshold and total >= self.upper_threshold:
+            self.overloaded = True
+
+    def unbind(self, active: bool) -> None:
+        if active:
+            self.activeconns -= 1
+        else:
+            self.inactconns -= 1
+        total = self.activeconns + self.inactconns
+        if self.lower_threshold:
+            if total < self.lower_threshold:
+                self.overloaded = False
+        elif self.upper_threshold:
+            if total * 4 < self.upper_threshold * 3:
+                self.overloaded = False
+        else:
+            self.overloaded = False
+
+    def set_active(self, was_active: bool, now_active: bool) -> None:
+        if was_active == now_active:
+            return
+        if now_active:
+            self.inactconns -= 1
+            self.activeconns += 1
+        else:
+            self.activeconns -= 1
+            self.inactconns += 1
+
+    @property
+    def endpoint(self) -> str:
+        return f"{self.address}:{self.port}"
+
+
+@dataclass(eq=False)
+class VirtualService:
+    protocol: str
+    address: str
+    port: int
+    scheduler: Scheduler
+    forward: str = "dr"
+    persistence_timeout: int = 0
+    persistence_netmask: str = "255.255.255.255"
+    real_servers: list[RealServer] = field(default_factory=list)
+    stats: Stats = field(default_factory=Stats)
+    ip: int = 0
+    proto: int = 0
+
+    def __post_init__(self) -> None:
+        self.ip = ip_to_int(self.address)
+        self.proto = PROTO_NUMBERS[self.protocol]
+
+    @property
+    def key(self) -> tuple[int, int, int]:
+        return (self.proto, self.ip, self.port)
+
+    @property
+    def endpoint(self) -> str:
+        return f"{self.address}:{self.port}"
+
+    def add_real_server(self, server: RealServer) -> None:
+        """IPVS inserts at the list head: newest first."""
+        self.real_servers.insert(0, server)
+        self.scheduler.update(self.real_servers)
+
+    def remove_real_server(self, server: RealServer) -> None:
+        self.real_servers.remove(server)
+        self.scheduler.update(self.real_servers)
+
+    def find_real_server(self, address: str, port: int) -> RealServer | None:
+        for server in self.real_servers:
+            if server.address == address and server.port == port:
+                return server
+        return None

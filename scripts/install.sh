@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs what pylvs needs on a Debian machine, as root: the system tools it drives and the
+# Python package itself (editable). `--test` also installs the test tools.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+apt_packages=(iproute2 nftables curl procps ca-certificates)
+missing=()
+for pkg in "${apt_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if ! command -v python3 >/dev/null 2>&1; then missing+=(python3 python3-pip python3-venv); fi
+if ((${#missing[@]})); then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+extra=""
+[[ "${1:-}" == "--test" ]] && extra="[test]"
+pip_args=(-q install -e ".${extra}")
+if python3 -m pip install --help 2>/dev/null | grep -q -- --break-system-packages; then
+  # Debian's own python3 refuses system-wide installs without it (PEP 668)
+  python3 -c 'import sys, sysconfig, os; sys.exit(0 if os.path.exists(os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED")) else 1)' \
+    && pip_args+=(--break-system-packages)
+fi
+python3 -m pip "${pip_args[@]}"
+echo "pylvs installed: $(python3 -c 'import pylvs; print(pylvs.__file__)')"

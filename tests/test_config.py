@@ -1,0 +1,97 @@
+"""Config validation: every error names the file, the key and the reason."""
+
+from __future__ import annotations
+
+import pytest
+
+from pylvs.config import ConfigError, load, parse
+
+GOOD = """
+[director]
+interface = "eth0"
+
+[[virtual_server]]
+address = "192.168.1.100:80"
+protocol = "tcp"
+scheduler = "wrr"
+forward = "dr"
+
+  [[virtual_server.real_server]]
+  address = "192.168.1.12:80"
+  weight = 3
+
+  [[virtual_server.real_server]]
+  address = "192.168.1.13"
+"""
+
+
+def test_good_config_builds_model_in_ipvs_order():
+    config = parse(GOOD, "lb.toml")
+    assert config.interface == "eth0"
+    assert config.control_socket == "/run/pylvs.sock"
+    (service,) = config.services
+    assert (service.protocol, service.address, service.port) == ("tcp", "192.168.1.100", 80)
+    assert service.scheduler.name == "wrr"
+    # ipvsadm -a inserts at the head: the later server comes first
+    assert [s.endpoint for s in service.real_servers] == ["192.168.1.13:80", "192.168.1.12:80"]
+    assert [s.weight for s in service.real_servers] == [1, 3]
+    assert all(s.forward == "dr" for s in service.real_servers)
+
+
+def test_defaults_follow_ipvsadm():
+    config = parse('[director]\ninterface="eth0"\n[[virtual_server]]\naddress="10.0.0.1:53"\n'
+                   'protocol="udp"\n[[virtual_server.real_server]]\naddress="10.0.0.2"\n')
+    (service,) = config.services
+    assert service.scheduler.name == "wlc"
+    assert service.real_servers[0].weight == 1
+    assert service.forward == "dr"
+
+
+def _error(text: str) -> ConfigError:
+    with pytest.raises(ConfigError) as info:
+        parse(text, "bad.toml")
+    assert str(info.value).startswith("bad.toml: ")
+    return info.value
+
+
+def _with(service_extra: str = "", server: str = 'address = "192.168.1.12:80"') -> str:
+    return ('[director]\ninterface = "eth0"\n[[virtual_server]]\naddress = "192.168.1.100:80"\n'
+            f'{service_extra}\n[[virtual_server.real_server]]\n{server}\n')
+
+
+@pytest.mark.parametrize("text,key,reason", [
+    (_with('scheduler = "nope"'), "virtual_server[0].scheduler", "unknown scheduler 'nope'"),
+    (_with(server='address = "192.168.1.300:80"'), "virtual_server[0].real_server[0].address",
+     "not an IPv4 address"),
+    (_with(server='address = "192.168.1.12:80"\nweight = 70000'),
+     "virtual_server[0].real_server[0].weight", "out of range 0..65535"),
+    (_with(server='address = "192.168.1.12:80"\nweight = -1'),
+     "virtual_server[0].real_server[0].weight", "out of range"),
+    (_with('protocol = "sctp"'), "virtual_server[0].protocol", "unknown protocol"),
+    (_with('forward = "bogus"'), "virtual_server[0].forward", "unknown forwarding method"),
+    (_with(server='address = "192.168.1.12:8080"'), "virtual_server[0].real_server[0].address",
+     "only nat can map ports"),
+    (_with('colour = "red"'), "virtual_server[0].colour", "unknown key"),
+    ('[director]\n', "director.interface", "missing"),
+    ('x = 1', "x", "unknown key"),
+    ('[director\n', "-", "not valid TOML"),
+])
+def test_bad_configs_name_key_and_reason(text, key, reason):
+    error = _error(text)
+    assert error.key == key
+    assert reason in error.reason
+
+
+def test_duplicate_service_and_server():
+    text = _with() + '[[virtual_server]]\naddress = "192.168.1.100:80"\n'
+    assert "duplicate service" in _error(text).reason
+    dup = _with() + '[[virtual_server.real_server]]\naddress = "192.168.1.12"\n'
+    error = _error(dup)
+    assert error.key == "virtual_server[0].real_server[1].address"
+    assert "duplicate real server" in error.reason
+
+
+def test_missing_file_names_it(tmp_path):
+    with pytest.raises(ConfigError) as info:
+        load(tmp_path / "absent.toml")
+    assert "absent.toml" in str(info.value) and "cannot read" in str(info.value)
