@@ -7,8 +7,9 @@ incrementally. The caller has already refused frames with TTL <= 1.
 
 from __future__ import annotations
 
-from forwarders import NextHop, register
 from pylvs.packet import decrement_ttl, set_macs
+
+from forwarders import NextHop, register
 
 
 @register

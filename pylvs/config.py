@@ -91,7 +91,8 @@ class _Reader:
     def only(self, table: dict[str, Any], allowed: set[str], prefix: str) -> None:
         for key in table:
             if key not in allowed:
-                raise self.fail(prefix + key, f"unknown key (allowed: {', '.join(sorted(allowed))})")
+                allowed_text = ", ".join(sorted(allowed))
+                raise self.fail(prefix + key, f"unknown key (allowed: {allowed_text})")
 
     def string(self, table: dict[str, Any], key: str, path: str, required: bool = False) -> str:
         if key not in table:

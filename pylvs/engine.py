@@ -19,6 +19,8 @@ from pylvs.config import Config
 from pylvs.control import ControlServer
 from pylvs.director import Director
 from pylvs.model import int_to_ip, ip_to_int
+from pylvs.packet import ETH_HLEN
+from pylvs.segment import segment_tcp
 
 log = logging.getLogger("pylvs")
 
@@ -42,9 +44,11 @@ class Engine:
         self.resolver: netio.NeighbourResolver | None = None
         self.control: ControlServer | None = None
         self.mac = b""
+        self.max_frame = 0
 
     def start(self) -> None:
         self.mac = netio.interface_mac(self.ifname)
+        self.max_frame = ETH_HLEN + netio.interface_mtu(self.ifname)
         self.control = ControlServer(self.config.control_socket, self._adm)
         self.sock = netio.PacketSocket(self.ifname)
         self.steal = netio.StealRules(self.ifname, self.table)
@@ -79,12 +83,15 @@ class Engine:
     def loop(self, should_stop: Callable[[], bool] = lambda: False) -> None:
         assert self.sock is not None and self.control is not None
         sock, director, control = self.sock, self.director, self.control
-        handle = director.handle
+        handle, max_frame = director.handle, self.max_frame
         next_tick = time.monotonic() + TICK
         while not should_stop():
             batch = sock.receive(0.1)
             now = time.monotonic()
             for view, status in batch:
+                if len(view) > max_frame:
+                    self._forward_oversized(view, now)
+                    continue
                 out = handle(bytearray(view), now, bool(status & netio.TP_STATUS_CSUMNOTREADY))
                 if out is not None:
                     sock.send(out)
@@ -95,6 +102,19 @@ class Engine:
                 director.tick(now)
                 self._refresh_neighbours()
                 next_tick = now + TICK
+
+    def _forward_oversized(self, view: memoryview, now: float) -> None:
+        """A GSO super-frame from a local sender: segment it as the NIC would have."""
+        assert self.sock is not None
+        segments = segment_tcp(view, self.max_frame - ETH_HLEN)
+        if not segments:
+            self.director.counters["oversized_dropped"] += 1
+            return
+        self.director.counters["segmented"] += 1
+        for segment in segments:
+            out = self.director.handle(segment, now, csum_partial=True)
+            if out is not None:
+                self.sock.send(out)
 
     def close(self) -> None:
         """Undo start(); safe to call twice and after a partial start."""

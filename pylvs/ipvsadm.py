@@ -71,7 +71,7 @@ def _parse_service(proto: str, text: str) -> tuple[str, str, int]:
     if not sep:
         host, port = text, "0"
     if not port.isdigit() or int(port) > 65535:
-        raise UsageError(f"illegal virtual server address[:port] specified")
+        raise UsageError("illegal virtual server address[:port] specified")
     parts = host.split(".")
     if len(parts) != 4 or not all(p.isdigit() and int(p) < 256 for p in parts):
         raise UsageError("illegal virtual server address[:port] specified")

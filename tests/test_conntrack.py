@@ -100,7 +100,7 @@ def test_tables_match_reference_rows():
                           st.integers(min_value=0, max_value=0x3F)), max_size=40),
        st.sampled_from(["dr", "nat"]))
 def test_counts_stay_consistent_with_states(packets, forward):
-    """activeconns counts exactly the conns in ESTABLISHED/SYN_SENT/SYN_RECV/SYNACK (Linux ≥ 4.8)."""
+    """activeconns counts the conns in ES/SYN_SENT/SYN_RECV/SYNACK (Linux ≥ 4.8)."""
     service, server = _service(forward)
     table = ct.ConnectionTable()
     conns = [table.create((6, 1, port, 2, 80), service, server, 0) for port in (1, 2)]
