@@ -1,0 +1,144 @@
+"""Frames at fixed offsets: Ethernet, IPv4, TCP, UDP, ICMP; internet checksums.
+
+Parsing reads only what the director needs into a small ``Flow`` and never raises: anything that
+is not a whole, unfragmented IPv4 TCP/UDP/ICMP packet gives None. pylvs does not reassemble, so
+fragments (first ones included) are not flows. Checksums are RFC 1071 sums; updates of a field
+are RFC 1624's eqn. 3, valid only from a correct checksum (a partial one from an offloading sender
+must be completed first with ``complete_l4_checksum``). No sockets here.
+"""
+
+from __future__ import annotations
+
+import struct
+import sys
+from array import array
+
+ETH_HLEN = 14
+ETH_P_IP = 0x0800
+IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP = 1, 6, 17
+TCP_FIN, TCP_SYN, TCP_RST, TCP_PSH, TCP_ACK = 0x01, 0x02, 0x04, 0x08, 0x10
+
+_L4_MIN = {IPPROTO_TCP: 20, IPPROTO_UDP: 8, IPPROTO_ICMP: 8}
+_CSUM_OFFSET = {IPPROTO_TCP: 16, IPPROTO_UDP: 6}
+_IP_HEAD = struct.Struct("!BxHHHBB2xII")
+_PORTS = struct.Struct("!HH")
+_H = struct.Struct("!H")
+_LITTLE = sys.byteorder == "little"
+
+Buffer = bytes | bytearray | memoryview
+
+
+class Flow:
+    """What one frame says about its connection."""
+
+    __slots__ = ("proto", "saddr", "daddr", "sport", "dport", "l3off", "l4off", "tcp_flags",
+                 "ttl", "ip_len", "icmp_type", "icmp_code")
+
+    def __init__(self, proto: int, saddr: int, daddr: int, sport: int, dport: int, l4off: int,
+                 tcp_flags: int, ttl: int, ip_len: int, icmp_type: int = -1,
+                 icmp_code: int = -1) -> None:
+        self.proto, self.saddr, self.daddr = proto, saddr, daddr
+        self.sport, self.dport = sport, dport
+        self.l3off, self.l4off = ETH_HLEN, l4off
+        self.tcp_flags, self.ttl, self.ip_len = tcp_flags, ttl, ip_len
+        self.icmp_type, self.icmp_code = icmp_type, icmp_code
+
+    def __repr__(self) -> str:
+        return (f"Flow(proto={self.proto}, {self.saddr:#x}:{self.sport} -> "
+                f"{self.daddr:#x}:{self.dport}, flags={self.tcp_flags:#x}, ttl={self.ttl})")
+
+
+def parse(frame: Buffer) -> Flow | None:
+    size = len(frame)
+    if size < ETH_HLEN + 20 or frame[12] != 0x08 or frame[13] != 0x00:
+        return None
+    vihl, ip_len, _id, frag, ttl, proto, saddr, daddr = _IP_HEAD.unpack_from(frame, ETH_HLEN)
+    ihl = (vihl & 0x0F) * 4
+    if vihl >> 4 != 4 or ihl < 20 or ip_len < ihl or ip_len > size - ETH_HLEN:
+        return None
+    if frag & 0x3FFF:  # MF set or a non-zero offset
+        return None
+    need = _L4_MIN.get(proto)
+    l4 = ETH_HLEN + ihl
+    if need is None or ip_len - ihl < need:
+        return None
+    if proto == IPPROTO_ICMP:
+        return Flow(proto, saddr, daddr, 0, 0, l4, 0, ttl, ip_len, frame[l4], frame[l4 + 1])
+    sport, dport = _PORTS.unpack_from(frame, l4)
+    flags = 0
+    if proto == IPPROTO_TCP:
+        doff = frame[l4 + 12] >> 4
+        if doff < 5 or doff * 4 > ip_len - ihl:
+            return None
+        flags = frame[l4 + 13]
+    return Flow(proto, saddr, daddr, sport, dport, l4, flags, ttl, ip_len)
+
+
+def _fold(total: int) -> int:
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return total
+
+
+def checksum(data: Buffer, initial: int = 0) -> int:
+    """The internet checksum (RFC 1071) of data, starting from a partial 32-bit sum."""
+    raw = bytes(data)
+    if len(raw) % 2:
+        raw += b"\x00"
+    words = array("H", raw)
+    if _LITTLE:
+        words.byteswap()
+    return ~_fold(initial + sum(words)) & 0xFFFF
+
+
+def csum_update16(csum: int, old: int, new: int) -> int:
+    """RFC 1624 eqn. 3: HC' = ~(~HC + ~m + m')."""
+    return ~_fold((~csum & 0xFFFF) + (~old & 0xFFFF) + (new & 0xFFFF)) & 0xFFFF
+
+
+def csum_update32(csum: int, old: int, new: int) -> int:
+    csum = csum_update16(csum, old >> 16, new >> 16)
+    return csum_update16(csum, old & 0xFFFF, new & 0xFFFF)
+
+
+def ip_header_checksum(frame: Buffer, l3off: int = ETH_HLEN) -> int:
+    ihl = (frame[l3off] & 0x0F) * 4
+    header = bytearray(frame[l3off:l3off + ihl])
+    header[10:12] = b"\x00\x00"
+    return checksum(header)
+
+
+def l4_checksum(frame: Buffer, flow: Flow) -> int:
+    """TCP/UDP checksum from scratch over the pseudo-header and the segment (field as zero)."""
+    l3, l4 = flow.l3off, flow.l4off
+    length = flow.ip_len - (l4 - l3)
+    pseudo = bytes(frame[l3 + 12:l3 + 20]) + struct.pack("!BBH", 0, flow.proto, length)
+    segment = bytearray(frame[l4:l4 + length])
+    offset = _CSUM_OFFSET[flow.proto]
+    segment[offset:offset + 2] = b"\x00\x00"
+    value = checksum(pseudo + segment)
+    if flow.proto == IPPROTO_UDP and value == 0:
+        return 0xFFFF
+    return value
+
+
+def complete_l4_checksum(frame: bytearray | memoryview, flow: Flow) -> None:
+    """Write the full TCP/UDP checksum (for frames whose sender left it partial)."""
+    offset = _CSUM_OFFSET.get(flow.proto)
+    if offset is not None:
+        _H.pack_into(frame, flow.l4off + offset, l4_checksum(frame, flow))
+
+
+def decrement_ttl(frame: bytearray | memoryview, l3off: int = ETH_HLEN) -> int:
+    """TTL − 1 with the IP checksum updated incrementally; returns the new TTL."""
+    ttl = frame[l3off + 8]
+    old_word = (ttl << 8) | frame[l3off + 9]
+    frame[l3off + 8] = ttl - 1
+    csum = _H.unpack_from(frame, l3off + 10)[0]
+    _H.pack_into(frame, l3off + 10, csum_update16(csum, old_word, old_word - 0x100))
+    return ttl - 1
+
+
+def set_macs(frame: bytearray | memoryview, dst: bytes, src: bytes) -> None:
+    frame[0:6] = dst
+    frame[6:12] = src
