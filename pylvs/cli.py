@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
+import subprocess
 import sys
 
 from pylvs import config as config_mod
@@ -81,8 +83,30 @@ def _cmd_lab(args: argparse.Namespace) -> int:
         print(f"pylvs lab: mode {args.mode!r} is not supported by this version (dr only)",
               file=sys.stderr)
         return 2
+    import schedulers
+    try:
+        schedulers.get(args.scheduler)
+    except schedulers.UnknownScheduler as exc:
+        print(f"pylvs lab: {exc}", file=sys.stderr)
+        return 2
+    if os.geteuid() != 0:
+        print("pylvs lab: needs root to build network namespaces", file=sys.stderr)
+        return 1
     from pylvs import demo
-    return demo.run_dr(servers=args.servers, requests=args.requests, scheduler=args.scheduler)
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        return demo.run_dr(servers=args.servers, requests=args.requests,
+                           scheduler=args.scheduler)
+    except KeyboardInterrupt:
+        print("pylvs lab: interrupted; the lab was removed", file=sys.stderr)
+        return 130
+    except (RuntimeError, ValueError, subprocess.CalledProcessError) as exc:
+        print(f"pylvs lab: {exc}; the lab was removed", file=sys.stderr)
+        return 1
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -79,12 +79,41 @@ def tcp_sockets(lab: Lab, ns: str) -> list[str]:
     return [line for line in out.splitlines()[1:] if line.strip()]
 
 
+class HeldConnections:
+    """Connections from the client to the VIP left open, so both ends can be looked at."""
+
+    def __init__(self, lab: Lab, count: int, port: int = 80) -> None:
+        code = ("import socket, sys, time\n"
+                f"held = [socket.create_connection(('{lab.vip}', {port}), timeout=5) "
+                f"for _ in range({count})]\n"
+                "print(' '.join(str(s.getsockname()[1]) for s in held), flush=True)\n"
+                "sys.stdin.read()\n")
+        self.proc = lab.popen_in(lab.client_ns, [sys.executable, "-c", code],
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            self.close()
+            raise RuntimeError(f"the client could not connect to {lab.vip}:{port}")
+        self.ports = [int(p) for p in line.split()]
+
+    def close(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+        for stream in (self.proc.stdin, self.proc.stdout):
+            if stream is not None:
+                stream.close()
+
+
 def run_dr(servers: int = 3, requests: int = 9, scheduler: str = "rr") -> int:
     with Lab(servers=servers) as lab:
         print(f"lab: client {lab.client_ip}, director {lab.director_ip} ({lab.director_if}), "
               f"VIP {lab.vip}, real servers {', '.join(lab.server_ips)}")
         lab.setup()
-        lab.configure_real_servers_dr()
+        steps = lab.configure_real_servers_dr()
+        print(f"\nin each real server: pylvs realserver --mode dr --vip {lab.vip} "
+              f"--interface eth0")
+        print("".join(f"    {line}\n" for line in steps[0].splitlines()))
         lab.start_http_servers()
         director = DirectorProcess(lab, lab_config(lab, scheduler))
         try:
@@ -100,6 +129,16 @@ def _demo(lab: Lab, director: DirectorProcess, requests: int) -> int:
         answers[name] += 1
         print(f"request {i:3d}: curl http://{lab.vip}/ -> {name}")
     print("\nanswers: " + ", ".join(f"{k}={v}" for k, v in sorted(answers.items())))
+    held = HeldConnections(lab, len(lab.server_ns))
+    try:
+        print(f"\nholding {len(held.ports)} connections open from the client "
+              f"(ports {', '.join(map(str, held.ports))})")
+        return _report(lab, director, requests, answers)
+    finally:
+        held.close()
+
+
+def _report(lab: Lab, director: DirectorProcess, requests: int, answers: Counter[str]) -> int:
     print(f"\n$ pylvs adm -Ln\n{director.adm('-Ln')}")
     print(f"$ pylvs adm -Lnc\n{director.adm('-Lnc')}")
     vip_sockets = [s for s in tcp_sockets(lab, lab.director_ns) if f"{lab.vip}:" in s]
@@ -107,6 +146,7 @@ def _demo(lab: Lab, director: DirectorProcess, requests: int) -> int:
     ok = not vip_sockets and sum(answers.values()) == requests
     for ns, ip in zip(lab.server_ns, lab.server_ips, strict=True):
         from_client = [s for s in tcp_sockets(lab, ns) if f"{lab.client_ip}:" in s]
+        ok = ok and any(s.startswith("ESTAB") for s in from_client)
         print(f"real server {ip}: TCP sockets with the client {lab.client_ip}: "
               f"{len(from_client)}")
         for line in from_client[:3]:

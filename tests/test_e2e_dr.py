@@ -15,9 +15,9 @@ import time
 from collections import Counter
 
 import pytest
-from pylvs.lab import Lab, lab_config
 
-from pylvs.demo import DirectorProcess, tcp_sockets
+from pylvs.demo import DirectorProcess, HeldConnections, tcp_sockets
+from pylvs.lab import Lab, curl_argv, lab_config
 
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="end-to-end tests build network namespaces: "
@@ -76,9 +76,9 @@ def test_five_megabyte_download_arrives_intact(make_lab):
     from pylvs.httpserver import blob
     expected = hashlib.sha256(blob(size)).hexdigest()
     for _ in range(2):  # one from each server
-        result = dr.lab.run_in(dr.lab.client_ns, [
-            "curl", "-s", "--max-time", "60", "-o", "-", f"http://{dr.lab.vip}/blob/{size}"],
-            capture_output=True, check=True)
+        result = dr.lab.run_in(dr.lab.client_ns,
+                               curl_argv(f"http://{dr.lab.vip}/blob/{size}", max_time=60),
+                               capture_output=True, check=True)
         assert len(result.stdout) == size
         assert hashlib.sha256(result.stdout).hexdigest() == expected
 
@@ -87,14 +87,11 @@ def test_lnc_shows_client_connections_with_ipvs_states(make_lab):
     dr = make_lab(2, "rr")
     for _ in range(4):
         dr.lab.curl("/")
-    holder = dr.lab.popen_in(dr.lab.client_ns, [sys.executable, "-c", (
-        "import socket, sys, time\n"
-        f"s = socket.create_connection(('{dr.lab.vip}', 80), timeout=5)\n"
-        "print(s.getsockname()[1], flush=True)\n"
-        "time.sleep(30)\n")], stdout=subprocess.PIPE, text=True)
-    held_port = int(holder.stdout.readline())
+    held = HeldConnections(dr.lab, 1)
+    held_port = held.ports[0]
     lines = dr.director.adm("-Lnc").splitlines()
-    holder.kill()
+    ln = dr.director.adm("-Ln").splitlines()
+    held.close()
     assert lines[:2] == ["IPVS connection entries",
                          "pro expire state       source             virtual            "
                          "destination"]
@@ -106,18 +103,22 @@ def test_lnc_shows_client_connections_with_ipvs_states(make_lab):
     # DR sees only the client's side: its FIN moves ES to FIN_WAIT, where it stays
     finished = [state for src, state in states.items() if not src.endswith(f":{held_port}")]
     assert finished == ["FIN_WAIT"] * 4
-    ln = dr.director.adm("-Ln").splitlines()
     dests = [line.split() for line in ln if line.startswith("  -> ") and "Route" in line]
     assert sum(int(d[4]) for d in dests) == 1 and sum(int(d[5]) for d in dests) == 4
 
 
 def test_director_stack_holds_no_vip_socket_real_servers_see_the_client(make_lab):
     dr = make_lab(2, "rr")
-    for _ in range(2):
-        dr.lab.curl("/")
-    assert not [s for s in tcp_sockets(dr.lab, dr.lab.director_ns) if f"{dr.lab.vip}:" in s]
-    for ns in dr.lab.server_ns:
-        assert [s for s in tcp_sockets(dr.lab, ns) if f"{dr.lab.client_ip}:" in s]
+    held = HeldConnections(dr.lab, 2)
+    try:
+        assert not [s for s in tcp_sockets(dr.lab, dr.lab.director_ns) if f"{dr.lab.vip}:" in s]
+        for ns in dr.lab.server_ns:
+            sockets = [s.split() for s in tcp_sockets(dr.lab, ns)]
+            # the seed's netstat check: ESTAB from the client's own address to the VIP
+            assert [s for s in sockets if s[0] == "ESTAB" and s[3] == f"{dr.lab.vip}:80"
+                    and s[4].startswith(f"{dr.lab.client_ip}:")]
+    finally:
+        held.close()
 
 
 def test_stop_removes_vip_and_nftables_table(make_lab):
@@ -150,6 +151,7 @@ def test_adm_over_cli_prints_ipvsadm_layout(make_lab):
             break
     assert result is not None and result.returncode == 0, result.stderr
     rs1, rs2 = dr.lab.server_ips[:2]
+    # ipvsadm sorts real servers by address unless --nosort
     assert result.stdout == (
         "IP Virtual Server version 1.2.1 (size=4096)\n"
         "Prot LocalAddress:Port Scheduler Flags\n"

@@ -9,9 +9,11 @@ from scapy.layers.l2 import Ether
 
 from pylvs.segment import needs_segmenting, segment_tcp
 
+SRC_MAC, DST_MAC = "02:00:00:00:00:01", "02:00:00:00:00:02"
+
 
 def _big(payload: bytes, flags: str = "FPA", seq: int = 1000) -> bytes:
-    return bytes(Ether() / IP(src="203.0.113.5", dst="192.0.2.100", id=7) /
+    return bytes(Ether(src=SRC_MAC, dst=DST_MAC) / IP(src="203.0.113.5", dst="192.0.2.100", id=7) /
                  TCP(sport=40000, dport=80, seq=seq, flags=flags) / payload)
 
 
@@ -40,7 +42,8 @@ def test_segments_fit_and_carry_the_whole_stream(payload, mtu, seq):
 
 
 def test_non_tcp_is_not_segmented():
-    frame = bytes(Ether() / IP(dst="192.0.2.100") / UDP(dport=53) / (b"x" * 3000))
+    frame = bytes(Ether(src=SRC_MAC, dst=DST_MAC) / IP(dst="192.0.2.100") / UDP(dport=53)
+                  / (b"x" * 3000))
     assert segment_tcp(frame, 1500) == []
 
 

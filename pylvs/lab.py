@@ -1,0 +1,159 @@
+"""A lab of network namespaces: a client, a director and N real servers on one bridge.
+
+The seed's DR topology, one L2 segment 192.168.1.0/24: client .5, director .2, real server i at
+.10+i, the VIP .100. The bridge lives in a namespace of its own, so nothing is created in the
+machine's own namespace; every name carries a prefix unique to the run, and ``close`` removes
+every namespace (their veths go with them) and every process the lab started, also when setup
+fails half way.
+"""
+
+from __future__ import annotations
+
+import secrets
+import select
+import subprocess
+import sys
+import time
+from typing import Any
+
+SUBNET = "192.168.1"
+PREFIX_LEN = 24
+CLIENT_IP = f"{SUBNET}.5"
+DIRECTOR_IP = f"{SUBNET}.2"
+VIP = f"{SUBNET}.100"
+PORT = 80
+IFACE = "eth0"
+SERVER_START_TIMEOUT = 10.0
+
+
+class Lab:
+    def __init__(self, servers: int = 3) -> None:
+        if not 1 <= servers <= 50:
+            raise ValueError(f"servers must be 1..50, not {servers}")
+        self.prefix = f"pylvs-{secrets.token_hex(3)}"
+        self.client_ns = f"{self.prefix}-client"
+        self.director_ns = f"{self.prefix}-director"
+        self.bridge_ns = f"{self.prefix}-bridge"
+        self.server_ns = [f"{self.prefix}-rs{i}" for i in range(1, servers + 1)]
+        self.server_names = [f"rs{i}" for i in range(1, servers + 1)]
+        self.server_ips = [f"{SUBNET}.{10 + i}" for i in range(1, servers + 1)]
+        self.client_ip, self.director_ip, self.vip = CLIENT_IP, DIRECTOR_IP, VIP
+        self.director_if = IFACE
+        self.control_socket = f"/run/{self.prefix}.sock"
+        self.created: list[str] = []
+        self.processes: list[subprocess.Popen[Any]] = []
+
+    def __enter__(self) -> Lab:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def setup(self) -> None:
+        """Namespaces, the bridge and one veth per host, addresses, links up."""
+        self._add_namespace(self.bridge_ns)
+        _ip("-n", self.bridge_ns, "link", "add", "br0", "type", "bridge")
+        _ip("-n", self.bridge_ns, "link", "set", "br0", "up")
+        hosts = [(self.client_ns, "client", self.client_ip),
+                 (self.director_ns, "director", self.director_ip)]
+        hosts += list(zip(self.server_ns, self.server_names, self.server_ips, strict=True))
+        for ns, port, address in hosts:
+            self._add_host(ns, port, address)
+
+    def _add_namespace(self, ns: str) -> None:
+        _ip("netns", "add", ns)
+        self.created.append(ns)
+        _ip("-n", ns, "link", "set", "lo", "up")
+
+    def _add_host(self, ns: str, bridge_port: str, address: str) -> None:
+        self._add_namespace(ns)
+        _ip("-n", self.bridge_ns, "link", "add", bridge_port, "type", "veth",
+            "peer", "name", IFACE, "netns", ns)
+        _ip("-n", self.bridge_ns, "link", "set", bridge_port, "master", "br0", "up")
+        _ip("-n", ns, "addr", "add", f"{address}/{PREFIX_LEN}", "dev", IFACE)
+        _ip("-n", ns, "link", "set", IFACE, "up")
+
+    def configure_real_servers_dr(self) -> list[str]:
+        """`pylvs realserver --mode dr` in every real server, as a user would run it."""
+        out = []
+        for ns in self.server_ns:
+            result = self.run_in(ns, [sys.executable, "-m", "pylvs", "realserver", "--mode", "dr",
+                                      "--vip", self.vip, "--interface", IFACE],
+                                 capture_output=True, text=True, check=True)
+            out.append(result.stdout)
+        return out
+
+    def start_http_servers(self) -> None:
+        for ns, name in zip(self.server_ns, self.server_names, strict=True):
+            proc = self.popen_in(ns, [sys.executable, "-m", "pylvs.httpserver", "--name", name,
+                                      "--port", str(PORT)], stdout=subprocess.PIPE, text=True)
+            self.processes.append(proc)
+            _wait_for_line(proc, "serving", name)
+
+    def curl(self, path: str = "/") -> str:
+        return self.run_in(self.client_ns, curl_argv(f"http://{self.vip}{path}"),
+                           capture_output=True, text=True, check=True).stdout
+
+    def run_in(self, ns: str, argv: list[str], **kwargs: Any) -> subprocess.CompletedProcess[Any]:
+        return subprocess.run(["ip", "netns", "exec", ns, *argv], **kwargs)
+
+    def popen_in(self, ns: str, argv: list[str], **kwargs: Any) -> subprocess.Popen[Any]:
+        return subprocess.Popen(["ip", "netns", "exec", ns, *argv], **kwargs)
+
+    def close(self) -> None:
+        for proc in self.processes:
+            _stop(proc)
+        self.processes.clear()
+        for ns in reversed(self.created):
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        self.created.clear()
+
+
+def curl_argv(url: str, max_time: int = 10) -> list[str]:
+    """A plain curl that never goes through a proxy from the environment."""
+    return ["curl", "-sS", "--noproxy", "*", "--max-time", str(max_time), url]
+
+
+def lab_config(lab: Lab, scheduler: str, weights: list[int] | None = None) -> str:
+    """The TOML a user would write for this lab; real servers in ipvsadm -a order."""
+    weights = weights or [1] * len(lab.server_ips)
+    lines = ["[director]", f'interface = "{lab.director_if}"',
+             f'control_socket = "{lab.control_socket}"', "", "[[virtual_server]]",
+             f'address = "{lab.vip}:{PORT}"', 'protocol = "tcp"', f'scheduler = "{scheduler}"',
+             'forward = "dr"']
+    for address, weight in zip(lab.server_ips, weights, strict=True):
+        lines += ["", "  [[virtual_server.real_server]]", f'  address = "{address}:{PORT}"',
+                  f"  weight = {weight}"]
+    return "\n".join(lines) + "\n"
+
+
+def _ip(*args: str) -> None:
+    result = subprocess.run(["ip", *args], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"ip {' '.join(args)}: {result.stderr.strip()}")
+
+
+def _wait_for_line(proc: subprocess.Popen[Any], start: str, what: str) -> None:
+    deadline = time.monotonic() + SERVER_START_TIMEOUT
+    assert proc.stdout is not None
+    while (remaining := deadline - time.monotonic()) > 0:
+        if not select.select([proc.stdout], [], [], remaining)[0]:
+            break
+        line = proc.stdout.readline()
+        if line.startswith(start):
+            return
+        if not line and proc.poll() is not None:
+            break
+    raise RuntimeError(f"{what} did not start (exit code {proc.poll()})")
+
+
+def _stop(proc: subprocess.Popen[Any]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    if proc.stdout is not None:
+        proc.stdout.close()

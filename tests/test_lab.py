@@ -1,0 +1,63 @@
+"""`pylvs lab dr` as a user runs it: the demo works and leaves nothing behind, also on Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = [
+    pytest.mark.skipif(os.geteuid() != 0, reason="the lab builds network namespaces: run as root"),
+    pytest.mark.skipif(not all(shutil.which(t) for t in ("ip", "nft", "curl", "ss")),
+                       reason="needs iproute2, nftables and curl (scripts/install.sh)"),
+]
+
+
+def lab_namespaces() -> set[str]:
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    return {line.split()[0] for line in out.splitlines() if line.startswith("pylvs-")}
+
+
+def lab_sockets() -> set[str]:
+    return {name for name in os.listdir("/run") if name.startswith("pylvs-")}
+
+
+def test_lab_dr_demonstrates_and_cleans_up():
+    before = lab_namespaces(), lab_sockets()
+    result = subprocess.run([sys.executable, "-m", "pylvs", "lab", "dr", "--servers", "2",
+                             "--requests", "4"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "answers: rs1=2, rs2=2" in result.stdout
+    assert "TCP sockets for the VIP in its own stack: 0" in result.stdout
+    assert "IPVS connection entries" in result.stdout
+    assert (lab_namespaces(), lab_sockets()) == before
+
+
+def test_lab_interrupted_removes_everything():
+    before = lab_namespaces(), lab_sockets()
+    proc = subprocess.Popen([sys.executable, "-m", "pylvs", "lab", "dr", "--servers", "2",
+                             "--requests", "1000"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if line.startswith("request   3:"):
+            break
+    assert lab_namespaces() != before[0]
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err
+    assert (lab_namespaces(), lab_sockets()) == before
+
+
+def test_lab_refuses_unknown_scheduler_before_building_anything():
+    before = lab_namespaces()
+    result = subprocess.run([sys.executable, "-m", "pylvs", "lab", "dr", "--scheduler", "nosuch"],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    assert "unknown scheduler 'nosuch'" in result.stderr
+    assert lab_namespaces() == before
