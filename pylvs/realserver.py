@@ -44,13 +44,17 @@ def _sysctl(ifname: str, key: str, value: int) -> str:
 
 
 def _vip_on_lo(vip: str, undo: bool) -> str:
-    verb = "del" if undo else "add"
-    argv = ["ip", "addr", verb, f"{vip}/32", "dev", "lo"]
-    result = subprocess.run(argv, capture_output=True, text=True)
+    argv = ["ip", "addr", "del" if undo else "add", f"{vip}/32", "dev", "lo"]
     done = " ".join(argv)
-    if result.returncode != 0:
-        already = "File exists" if not undo else "Cannot assign requested address"
-        if already not in result.stderr:
-            raise OSError(f"{done}: {result.stderr.strip()}")
+    if _on_lo(vip) != undo:
         return f"{done} (already {'absent' if undo else 'present'})"
+    result = subprocess.run(argv, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise OSError(f"{done}: {result.stderr.strip()}")
     return done
+
+
+def _on_lo(vip: str) -> bool:
+    out = subprocess.run(["ip", "-o", "-4", "addr", "show", "dev", "lo"], capture_output=True,
+                         text=True, check=True).stdout
+    return f" {vip}/32 " in out
