@@ -37,15 +37,17 @@ def _frame(src="203.0.113.5", sport=40000, flags="S", ttl=64, dport=80, payload=
                  / TCP(sport=sport, dport=dport, flags=flags) / payload)
 
 
-def test_dr_rewrites_only_macs_ttl_and_ip_checksum():
+@given(st.integers(1, 65535), st.integers(2, 255), st.binary(max_size=300))
+def test_dr_rewrites_only_macs_ttl_and_ip_checksum(sport, ttl, payload):
     director = _director()
-    original = _frame(payload=b"hello")
+    original = _frame(sport=sport, ttl=ttl, payload=payload)
     out = director.handle(bytearray(original), now=0.0)
     assert out is not None
     sent = Ether(bytes(out))
     assert sent.src == DIRECTOR_MAC
     assert bytes.fromhex(sent.dst.replace(":", "")) in {_rs_mac(i) for i in range(3)}
-    assert sent[IP].ttl == 63 and sent[IP].dst == VIP
+    assert sent[IP].ttl == ttl - 1 and sent[IP].dst == VIP
+    assert sent[TCP].chksum == Ether(original)[TCP].chksum
     recomputed = IP(bytes(sent[IP]))
     del recomputed.chksum
     assert IP(bytes(recomputed)).chksum == sent[IP].chksum
