@@ -80,22 +80,32 @@ def tcp_sockets(lab: Lab, ns: str) -> list[str]:
 
 
 class HeldConnections:
-    """Connections from the client to the VIP left open, so both ends can be looked at."""
+    """Keep-alive HTTP connections from the client to the VIP, each answered once, left open.
+
+    One request on each makes sure both ends are ESTABLISHED before anyone looks, and tells
+    which real server holds it.
+    """
 
     def __init__(self, lab: Lab, count: int, port: int = 80) -> None:
-        code = ("import socket, sys, time\n"
-                f"held = [socket.create_connection(('{lab.vip}', {port}), timeout=5) "
+        code = ("import http.client, sys\n"
+                f"held = [http.client.HTTPConnection('{lab.vip}', {port}, timeout=5) "
                 f"for _ in range({count})]\n"
-                "print(' '.join(str(s.getsockname()[1]) for s in held), flush=True)\n"
+                "for c in held:\n"
+                "    c.request('GET', '/')\n"
+                "    name = c.getresponse().read().decode().strip()\n"
+                "    print(c.sock.getsockname()[1], name, flush=True)\n"
                 "sys.stdin.read()\n")
         self.proc = lab.popen_in(lab.client_ns, [sys.executable, "-c", code],
                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        if not line:
-            self.close()
-            raise RuntimeError(f"the client could not connect to {lab.vip}:{port}")
-        self.ports = [int(p) for p in line.split()]
+        self.servers: dict[int, str] = {}
+        for _ in range(count):
+            line = self.proc.stdout.readline().split()
+            if len(line) != 2:
+                self.close()
+                raise RuntimeError(f"the client could not hold a connection to {lab.vip}:{port}")
+            self.servers[int(line[0])] = line[1]
+        self.ports = list(self.servers)
 
     def close(self) -> None:
         self.proc.kill()
@@ -131,8 +141,8 @@ def _demo(lab: Lab, director: DirectorProcess, requests: int) -> int:
     print("\nanswers: " + ", ".join(f"{k}={v}" for k, v in sorted(answers.items())))
     held = HeldConnections(lab, len(lab.server_ns))
     try:
-        print(f"\nholding {len(held.ports)} connections open from the client "
-              f"(ports {', '.join(map(str, held.ports))})")
+        print(f"\nholding {len(held.ports)} connections open from the client: "
+              + ", ".join(f"port {p} -> {name}" for p, name in held.servers.items()))
         return _report(lab, director, requests, answers)
     finally:
         held.close()
