@@ -1,13 +1,19 @@
 """Forwarders: how a frame of a connection reaches its real server (LVS's DR, NAT, TUN).
 
 A forwarder rewrites a frame in place for one connection and one next hop and returns the frame
-to send, or None to drop it. Each module registers itself by its config name.
+to send, or None to drop it; ``reply`` does the same for a real server's answer travelling back
+through the director (NAT only). Each module registers itself by its config name; the director
+binds the forwarder to the connection when it creates it, as ip_vs_bind_xmit does.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, Protocol
+from typing import TYPE_CHECKING, ClassVar, Protocol
+
+if TYPE_CHECKING:
+    from pylvs.conntrack import Connection
+    from pylvs.packet import Flow
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,7 +28,11 @@ class NextHop:
 class Forwarder(Protocol):
     name: ClassVar[str]
 
-    def forward(self, frame: bytearray, hop: NextHop) -> bytearray | None: ...
+    def forward(self, frame: bytearray, flow: Flow, conn: Connection, hop: NextHop
+                ) -> bytearray | None: ...
+
+    def reply(self, frame: bytearray, flow: Flow, conn: Connection, hop: NextHop
+              ) -> bytearray | None: ...
 
 
 REGISTRY: dict[str, Forwarder] = {}
@@ -45,4 +55,4 @@ def names() -> list[str]:
     return sorted(REGISTRY)
 
 
-from forwarders import dr  # noqa: E402,F401  (registers itself)
+from forwarders import dr, nat  # noqa: E402,F401  (register themselves)

@@ -18,10 +18,10 @@ import schedulers
 from pylvs.model import DEFAULT_SCHEDULER, PROTO_NUMBERS, RealServer, VirtualService
 
 DEFAULT_CONTROL_SOCKET = "/run/pylvs.sock"
-IMPLEMENTED_FORWARDS = ("dr",)
+IMPLEMENTED_FORWARDS = ("dr", "nat")
 MAX_PERSISTENCE = 2678400
 
-_DIRECTOR_KEYS = {"interface", "control_socket"}
+_DIRECTOR_KEYS = {"interface", "inside_interface", "control_socket"}
 _SERVICE_KEYS = {"address", "protocol", "scheduler", "forward", "persistence_timeout",
                  "real_server"}
 _SERVER_KEYS = {"address", "weight", "forward"}
@@ -37,6 +37,7 @@ class ConfigError(Exception):
 class Config:
     interface: str
     control_socket: str = DEFAULT_CONTROL_SOCKET
+    inside_interface: str = ""
     services: list[VirtualService] = field(default_factory=list)
     source: str = "<config>"
 
@@ -73,11 +74,12 @@ class _Reader:
         self.only(director, _DIRECTOR_KEYS, "director.")
         interface = self.string(director, "interface", "director.interface", required=True)
         control = self.string(director, "control_socket", "director.control_socket")
+        inside = self.string(director, "inside_interface", "director.inside_interface")
         services = data.get("virtual_server", [])
         if not isinstance(services, list):
             raise self.fail("virtual_server", "must be an array of tables [[virtual_server]]")
         config = Config(interface=interface, control_socket=control or DEFAULT_CONTROL_SOCKET,
-                        source=self.source)
+                        inside_interface=inside or interface, source=self.source)
         seen: set[tuple[int, int, int]] = set()
         for i, raw in enumerate(services):
             service = self.service(raw, f"virtual_server[{i}]")

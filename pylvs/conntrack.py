@@ -11,8 +11,12 @@ active. Time is passed in by the caller (seconds, monotonic), so nothing here re
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from pylvs.model import PROTO_NAMES, RealServer, VirtualService, int_to_ip
+
+if TYPE_CHECKING:
+    from forwarders import NextHop
 
 NONE, ESTABLISHED, SYN_SENT, SYN_RECV, FIN_WAIT, TIME_WAIT, CLOSE, CLOSE_WAIT, LAST_ACK, \
     LISTEN, SYNACK = range(11)
@@ -101,7 +105,7 @@ class Timeouts:
 
 class Connection:
     __slots__ = ("key", "proto", "caddr", "cport", "vaddr", "vport", "server", "service", "state",
-                 "expires", "active", "nooutput", "forward")
+                 "expires", "active", "nooutput", "forward", "reply_key", "return_hop")
 
     def __init__(self, key: tuple[int, int, int, int, int], service: VirtualService,
                  server: RealServer, expires: float) -> None:
@@ -114,6 +118,9 @@ class Connection:
         self.expires = expires
         self.active = False
         self.nooutput = server.forward != "nat"
+        # NAT: replies come back as (proto, real server, its port, client, client port)
+        self.reply_key = (self.proto, server.ip, server.port, self.caddr, self.cport)
+        self.return_hop: NextHop | None = None
 
     def row(self, now: float) -> str:
         """One line of ipvsadm -Lnc: "%-3s %-6s %-11s %-18s %-18s %s"."""
@@ -131,6 +138,7 @@ class ConnectionTable:
     def __init__(self, timeouts: Timeouts | None = None) -> None:
         self.timeouts = timeouts or Timeouts()
         self.entries: dict[tuple[int, int, int, int, int], Connection] = {}
+        self.replies: dict[tuple[int, int, int, int, int], Connection] = {}
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -141,6 +149,9 @@ class ConnectionTable:
     def get(self, key: tuple[int, int, int, int, int]) -> Connection | None:
         return self.entries.get(key)
 
+    def get_reply(self, key: tuple[int, int, int, int, int]) -> Connection | None:
+        return self.replies.get(key)
+
     def create(self, key: tuple[int, int, int, int, int], service: VirtualService,
                server: RealServer, now: float) -> Connection:
         """ip_vs_conn_new: state NONE, a 3 s timer, counted inactive until a state says else."""
@@ -149,6 +160,8 @@ class ConnectionTable:
         server.stats.conns += 1
         service.stats.conns += 1
         self.entries[key] = conn
+        if conn.forward == "nat":
+            self.replies[conn.reply_key] = conn
         return conn
 
     def update(self, conn: Connection, direction: int, tcp_flags: int, now: float) -> None:
@@ -171,6 +184,8 @@ class ConnectionTable:
 
     def remove(self, conn: Connection) -> None:
         del self.entries[conn.key]
+        if self.replies.get(conn.reply_key) is conn:
+            del self.replies[conn.reply_key]
         conn.server.unbind(conn.active)
 
     def expire(self, now: float) -> int:

@@ -3,9 +3,11 @@
 Ties together the virtual service lookup, the connection table, the scheduler and the forwarder,
 following IPVS's order of work: find the service by (protocol, VIP, port); find the connection,
 or schedule a new one (TCP only on SYN without RST); run the state machine; count; refuse TTL ≤ 1;
-complete a checksum the sender left partial; rewrite for the connection's real server. Frames that
-are not for a virtual service are left alone (None, counted as ``not_service``). Next hops are
-learned by the I/O shell and handed in through ``set_hop``.
+complete a checksum the sender left partial; rewrite for the connection's real server. A NAT real
+server's reply is matched by its own 5-tuple and sent back to the MAC the client's frames came
+from. No usable real server → ICMP port unreachable; TTL ≤ 1 → ICMP time exceeded, both from the
+VIP, as IPVS's icmp_send. Other frames are left alone (None, counted). Next hops are learned by
+the I/O shell and handed in through ``set_hop``.
 """
 
 from __future__ import annotations
@@ -15,10 +17,14 @@ from collections.abc import Iterable
 
 import forwarders
 from forwarders import NextHop
-from pylvs import ipvsadm
-from pylvs.conntrack import INPUT, ConnectionTable, Timeouts
+from pylvs import icmp, ipvsadm
+from pylvs.conntrack import INPUT, OUTPUT, ConnectionTable, Timeouts
+from pylvs.icmp import DEST_UNREACH, PORT_UNREACH, TIME_EXCEEDED, TTL_EXPIRED
 from pylvs.model import VirtualService
-from pylvs.packet import IPPROTO_TCP, TCP_RST, TCP_SYN, complete_l4_checksum, parse
+from pylvs.packet import IPPROTO_TCP, TCP_RST, TCP_SYN, Flow, complete_l4_checksum, parse
+
+Out = tuple[bytearray, str]
+"""A frame to send and the interface to send it on."""
 
 
 class Director:
@@ -27,7 +33,16 @@ class Director:
         self.services: dict[tuple[int, int, int], VirtualService] = {s.key: s for s in services}
         self.table = ConnectionTable(timeouts)
         self.hops: dict[int, NextHop] = {}
+        self.interfaces: dict[str, bytes] = {}
+        self.default_interface = ""
         self.counters: Counter[str] = Counter()
+        self.nat_endpoints = {(svc.proto, rs.ip, rs.port) for svc in self.services.values()
+                              for rs in svc.real_servers if rs.forward == "nat"}
+
+    def add_interface(self, name: str, mac: bytes) -> None:
+        """An interface frames arrive on; the first one is the default ingress."""
+        self.interfaces[name] = mac
+        self.default_interface = self.default_interface or name
 
     def set_hop(self, ip: int, hop: NextHop) -> None:
         self.hops[ip] = hop
@@ -35,16 +50,16 @@ class Director:
     def real_server_ips(self) -> set[int]:
         return {rs.ip for svc in self.services.values() for rs in svc.real_servers}
 
-    def handle(self, frame: bytearray, now: float, csum_partial: bool = False
-               ) -> bytearray | None:
+    def handle(self, frame: bytearray, now: float, csum_partial: bool = False,
+               ingress: str = "") -> Out | None:
         flow = parse(frame)
         if flow is None:
             self.counters["not_ipv4"] += 1
             return None
+        ingress = ingress or self.default_interface
         service = self.services.get((flow.proto, flow.daddr, flow.dport))
         if service is None:
-            self.counters["not_service"] += 1
-            return None
+            return self._reply(frame, flow, now, csum_partial)
         key = (flow.proto, flow.saddr, flow.sport, flow.daddr, flow.dport)
         conn = self.table.get(key)
         if conn is None:
@@ -54,8 +69,11 @@ class Director:
             server = service.scheduler.pick(service.real_servers, flow)
             if server is None:
                 self.counters["no_destination"] += 1
-                return None
+                return self._icmp_error(frame, flow, ingress, DEST_UNREACH, PORT_UNREACH)
             conn = self.table.create(key, service, server, now)
+            if conn.forward == "nat":
+                conn.return_hop = NextHop(self.interfaces.get(ingress, b"\0" * 6),
+                                          bytes(frame[6:12]), ingress)
         server = conn.server
         self.table.update(conn, INPUT, flow.tcp_flags, now)
         for stats in (service.stats, server.stats):
@@ -63,17 +81,49 @@ class Director:
             stats.inbytes += flow.ip_len
         if flow.ttl <= 1:
             self.counters["ttl_exceeded"] += 1
-            return None
+            return self._icmp_error(frame, flow, ingress, TIME_EXCEEDED, TTL_EXPIRED)
         hop = self.hops.get(server.ip)
         if hop is None:
             self.counters["no_next_hop"] += 1
             return None
         if csum_partial:
             complete_l4_checksum(frame, flow)
-        out = forwarders.get(conn.forward).forward(frame, hop)
-        if out is not None:
-            self.counters["forwarded"] += 1
-        return out
+        out = forwarders.get(conn.forward).forward(frame, flow, conn, hop)
+        if out is None:
+            return None
+        self.counters["forwarded"] += 1
+        return out, hop.interface
+
+    def _reply(self, frame: bytearray, flow: Flow, now: float, csum_partial: bool
+               ) -> Out | None:
+        """A NAT real server's answer: back to the client as from VIP:vport."""
+        conn = self.table.get_reply((flow.proto, flow.saddr, flow.sport, flow.daddr, flow.dport))
+        if conn is None or conn.return_hop is None:
+            nat = (flow.proto, flow.saddr, flow.sport) in self.nat_endpoints
+            self.counters["reply_no_connection" if nat else "not_service"] += 1
+            return None
+        self.table.update(conn, OUTPUT, flow.tcp_flags, now)
+        for stats in (conn.service.stats, conn.server.stats):
+            stats.outpkts += 1
+            stats.outbytes += flow.ip_len
+        if flow.ttl <= 1:
+            self.counters["ttl_exceeded"] += 1
+            return None
+        if csum_partial:
+            complete_l4_checksum(frame, flow)
+        out = forwarders.get(conn.forward).reply(frame, flow, conn, conn.return_hop)
+        if out is None:
+            return None
+        self.counters["replied"] += 1
+        return out, conn.return_hop.interface
+
+    def _icmp_error(self, frame: bytearray, flow: Flow, ingress: str, icmp_type: int,
+                    code: int) -> Out | None:
+        mac = self.interfaces.get(ingress)
+        if mac is None:
+            return None
+        self.counters["icmp_sent"] += 1
+        return icmp.error_frame(frame, flow, icmp_type, code, mac), ingress
 
     def tick(self, now: float) -> None:
         self.counters["expired"] += self.table.expire(now)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import select
 import signal
 import time
 from collections.abc import Callable
@@ -18,7 +19,7 @@ from pylvs import netio
 from pylvs.config import Config
 from pylvs.control import ControlServer
 from pylvs.director import Director
-from pylvs.model import int_to_ip, ip_to_int
+from pylvs.model import int_to_ip
 from pylvs.packet import ETH_HLEN
 from pylvs.segment import segment_tcp
 
@@ -32,106 +33,158 @@ class Stop(Exception):
     """Raised from a signal handler to leave the loop through the clean-up path."""
 
 
+class Port:
+    """One interface the director works on: its packet socket, MAC, MTU and neighbours."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.mac = netio.interface_mac(name)
+        self.max_frame = ETH_HLEN + netio.interface_mtu(name)
+        self.sock = netio.PacketSocket(name)
+        self.resolver = netio.NeighbourResolver(name)
+        self.sent = False
+
+    def close(self) -> None:
+        self.sock.close()
+        self.resolver.close()
+
+
 class Engine:
     def __init__(self, config: Config, director: Director | None = None) -> None:
         self.config = config
         self.director = director or Director(config.services)
         self.ifname = config.interface
+        self.inside = config.inside_interface or config.interface
         self.table = f"pylvs_{os.getpid()}"
-        self.sock: netio.PacketSocket | None = None
-        self.steal: netio.StealRules | None = None
+        self.ports: dict[str, Port] = {}
+        self.steals: list[netio.StealRules] = []
         self.vips: list[str] = []
-        self.resolver: netio.NeighbourResolver | None = None
         self.control: ControlServer | None = None
-        self.mac = b""
-        self.max_frame = 0
+        self.gateways: dict[int, tuple[str, str]] = {}
 
     def start(self) -> None:
-        self.mac = netio.interface_mac(self.ifname)
-        self.max_frame = ETH_HLEN + netio.interface_mtu(self.ifname)
         self.control = ControlServer(self.config.control_socket, self._adm)
-        self.sock = netio.PacketSocket(self.ifname)
-        self.steal = netio.StealRules(self.ifname, self.table)
-        self.steal.install((s.protocol, s.address, s.port) for s in self.config.services)
+        for name in dict.fromkeys((self.ifname, self.inside)):
+            self.ports[name] = Port(name)
+            self.director.add_interface(name, self.ports[name].mac)
+        self._steal()
         for vip in sorted({s.address for s in self.config.services}):
             if netio.add_vip(self.ifname, vip):
                 self.vips.append(vip)
-        self.resolver = netio.NeighbourResolver(self.ifname)
         for ip in self.director.real_server_ips():
-            self._learn(ip, self.resolver.resolve(int_to_ip(ip), RESOLVE_TIMEOUT))
+            name, gateway = netio.route(int_to_ip(ip))
+            if name not in self.ports:
+                raise RuntimeError(f"real server {int_to_ip(ip)} is reached through {name}, "
+                                   f"not through {' or '.join(self.ports)}")
+            self.gateways[ip] = (name, gateway or int_to_ip(ip))
+            self._learn(ip, self.ports[name].resolver.resolve(self.gateways[ip][1],
+                                                              RESOLVE_TIMEOUT))
+
+    def _steal(self) -> None:
+        """Take service frames (and NAT replies) away from the director's own kernel."""
+        services = [(s.protocol, s.address, s.port) for s in self.config.services]
+        replies = [(s.protocol, rs.address, rs.port) for s in self.config.services
+                   for rs in s.real_servers if rs.forward == "nat"]
+        if self.inside == self.ifname:
+            plan = [(self.ifname, self.table, services, replies)]
+        else:
+            plan = [(self.ifname, self.table, services, []),
+                    (self.inside, f"{self.table}_inside", [], replies)]
+        for name, table, stolen, replied in plan:
+            steal = netio.StealRules(name, table)
+            self.steals.append(steal)
+            steal.install(stolen, replied)
 
     def _learn(self, ip: int, mac: bytes | None) -> None:
+        name, via = self.gateways[ip]
         if mac is None:
-            log.warning("no MAC yet for real server %s; probing", int_to_ip(ip))
+            log.warning("no MAC yet for real server %s (via %s); probing", int_to_ip(ip), via)
             return
-        self.director.set_hop(ip, NextHop(self.mac, mac, self.ifname))
+        self.director.set_hop(ip, NextHop(self.ports[name].mac, mac, name))
 
     def _refresh_neighbours(self) -> None:
-        assert self.resolver is not None
-        for ip_text, mac in self.resolver.refresh().items():
-            self._learn(ip_to_int(ip_text), mac)
-        for ip in self.director.real_server_ips() - self.director.hops.keys():
-            mac = self.resolver.lookup(int_to_ip(ip))
+        for port in self.ports.values():
+            port.resolver.refresh()
+        for ip, (name, via) in self.gateways.items():
+            resolver = self.ports[name].resolver
+            mac = resolver.lookup(via)
+            hop = self.director.hops.get(ip)
             if mac is None:
-                self.resolver.probe(int_to_ip(ip))
-            else:
+                resolver.probe(via)
+            elif hop is None or hop.dst_mac != mac:
                 self._learn(ip, mac)
 
     def _adm(self, argv: list[str]) -> tuple[int, str, str]:
         return self.director.adm(argv, time.monotonic())
 
     def loop(self, should_stop: Callable[[], bool] = lambda: False) -> None:
-        assert self.sock is not None and self.control is not None
-        sock, director, control = self.sock, self.director, self.control
-        handle, max_frame = director.handle, self.max_frame
+        assert self.control is not None
+        control, director = self.control, self.director
+        ports = list(self.ports.values())
+        poller = select.poll()
+        by_fd = {}
+        for port in ports:
+            poller.register(port.sock.fileno(), select.POLLIN)
+            by_fd[port.sock.fileno()] = port
         next_tick = time.monotonic() + TICK
         while not should_stop():
-            batch = sock.receive(0.1)
-            now = time.monotonic()
-            for view, status in batch:
-                if len(view) > max_frame:
-                    self._forward_oversized(view, now)
-                    continue
-                out = handle(bytearray(view), now, bool(status & netio.TP_STATUS_CSUMNOTREADY))
-                if out is not None:
-                    sock.send(out)
-            if batch:
-                sock.flush()
+            ready = [by_fd[fd] for fd, _ in poller.poll(100)] if len(ports) > 1 else ports
+            for port in ready:
+                self._receive(port, 0 if len(ports) > 1 else 0.1)
+            for port in ports:
+                if port.sent:
+                    port.sock.flush()
+                    port.sent = False
             control.poll()
+            now = time.monotonic()
             if now >= next_tick:
                 director.tick(now)
                 self._refresh_neighbours()
                 next_tick = now + TICK
 
-    def _forward_oversized(self, view: memoryview, now: float) -> None:
+    def _receive(self, port: Port, timeout: float) -> None:
+        handle, max_frame, name = self.director.handle, port.max_frame, port.name
+        now = time.monotonic()
+        for view, status in port.sock.receive(timeout):
+            if len(view) > max_frame:
+                self._forward_oversized(port, view, now)
+                continue
+            out = handle(bytearray(view), now, bool(status & netio.TP_STATUS_CSUMNOTREADY), name)
+            if out is not None:
+                self._send(*out)
+
+    def _send(self, frame: bytearray, interface: str) -> None:
+        port = self.ports[interface]
+        port.sock.send(frame)
+        port.sent = True
+
+    def _forward_oversized(self, port: Port, view: memoryview, now: float) -> None:
         """A GSO super-frame from a local sender: segment it as the NIC would have."""
-        assert self.sock is not None
-        segments = segment_tcp(view, self.max_frame - ETH_HLEN)
+        segments = segment_tcp(view, port.max_frame - ETH_HLEN)
         if not segments:
             self.director.counters["oversized_dropped"] += 1
             return
         self.director.counters["segmented"] += 1
         for segment in segments:
-            out = self.director.handle(segment, now, csum_partial=True)
+            out = self.director.handle(segment, now, True, port.name)
             if out is not None:
-                self.sock.send(out)
+                self._send(*out)
 
     def close(self) -> None:
         """Undo start(); safe to call twice and after a partial start."""
         steps: list[Callable[[], None]] = [
             *(lambda v=vip: netio.remove_vip(self.ifname, v) for vip in self.vips),
+            *(steal.remove for steal in self.steals),
+            *(port.close for port in self.ports.values()),
         ]
-        if self.steal is not None:
-            steps.append(self.steal.remove)
-        for obj in (self.sock, self.resolver, self.control):
-            if obj is not None:
-                steps.append(obj.close)
+        if self.control is not None:
+            steps.append(self.control.close)
         for step in steps:
             try:
                 step()
             except Exception as exc:  # keep cleaning; report what could not be undone
                 log.error("clean-up step failed: %s", exc)
-        self.vips, self.steal, self.sock, self.resolver, self.control = [], None, None, None, None
+        self.vips, self.steals, self.ports, self.control = [], [], {}, None
 
 
 def run(config: Config) -> int:

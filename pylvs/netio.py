@@ -381,29 +381,26 @@ class StealRules:
         self.table = table
         self.installed = False
 
-    def ruleset(self, services: Iterable[tuple[str, str, int]]) -> str:
-        """The nft script that (re)creates the table with one drop rule per service."""
+    def ruleset(self, services: Iterable[tuple[str, str, int]],
+                replies: Iterable[tuple[str, str, int]] = ()) -> str:
+        """The nft script that (re)creates the table: one drop rule per service, and one per
+        NAT real server ``(protocol, rip, rport)`` whose replies the director must rewrite."""
         lines = [
             f"table netdev {self.table} {{",
             "  chain steal {",
             f'    type filter hook ingress device "{self.ifname}" priority -500; policy accept;',
         ]
         for proto, vip, port in services:
-            proto = proto.lower()
-            if proto not in ("tcp", "udp"):
-                raise ValueError(f"unsupported protocol {proto!r} (tcp or udp)")
-            socket.inet_aton(vip)  # raises OSError on a bad address
-            port = int(port)
-            if port:
-                lines.append(f"    ip daddr {vip} {proto} dport {port} drop")
-            else:  # port 0: the whole address (a firewall-mark/any-port style service)
-                lines.append(f"    ip daddr {vip} meta l4proto {proto} drop")
+            lines.append(_drop_rule("daddr", "dport", proto, vip, port))
+        for proto, rip, port in replies:
+            lines.append(_drop_rule("saddr", "sport", proto, rip, port))
         lines += ["  }", "}"]
         return "\n".join(lines) + "\n"
 
-    def install(self, services: Iterable[tuple[str, str, int]]) -> None:
+    def install(self, services: Iterable[tuple[str, str, int]],
+                replies: Iterable[tuple[str, str, int]] = ()) -> None:
         """Replace the rules with drops for ``(protocol, vip, port)`` services, atomically."""
-        body = self.ruleset(services)
+        body = self.ruleset(services, replies)
         # nft accepts an ingress chain on a device that does not exist (it never fires): refuse
         try:
             interface_index(self.ifname)
@@ -419,6 +416,28 @@ class StealRules:
         """Delete the table (idempotent)."""
         _run_nft(f"table netdev {self.table}\ndelete table netdev {self.table}\n")
         self.installed = False
+
+
+def _drop_rule(addr_key: str, port_key: str, proto: str, address: str, port: int) -> str:
+    proto = proto.lower()
+    if proto not in ("tcp", "udp"):
+        raise ValueError(f"unsupported protocol {proto!r} (tcp or udp)")
+    socket.inet_aton(address)  # raises OSError on a bad address
+    port = int(port)
+    if port:
+        return f"    ip {addr_key} {address} {proto} {port_key} {port} drop"
+    # port 0: the whole address (a firewall-mark/any-port style service)
+    return f"    ip {addr_key} {address} meta l4proto {proto} drop"
+
+
+def route(ip: str) -> tuple[str, str | None]:
+    """The kernel's route to ``ip``: (interface, gateway or None when on-link)."""
+    with IPRoute() as ipr:
+        (msg,) = ipr.route("get", dst=ip)[:1]
+        index = msg.get_attr("RTA_OIF")
+        gateway = msg.get_attr("RTA_GATEWAY")
+        (link,) = ipr.get_links(index)[:1]
+        return link.get_attr("IFLA_IFNAME"), gateway
 
 
 def _has_addr(ipr: IPRoute, idx: int, vip: str, prefixlen: int) -> bool:

@@ -23,6 +23,7 @@ _CSUM_OFFSET = {IPPROTO_TCP: 16, IPPROTO_UDP: 6}
 _IP_HEAD = struct.Struct("!BxHHHBB2xII")
 _PORTS = struct.Struct("!HH")
 _H = struct.Struct("!H")
+_I = struct.Struct("!I")
 _LITTLE = sys.byteorder == "little"
 
 Buffer = bytes | bytearray | memoryview
@@ -142,3 +143,39 @@ def decrement_ttl(frame: bytearray | memoryview, l3off: int = ETH_HLEN) -> int:
 def set_macs(frame: bytearray | memoryview, dst: bytes, src: bytes) -> None:
     frame[0:6] = dst
     frame[6:12] = src
+
+
+def rewrite_endpoint(frame: bytearray | memoryview, flow: Flow, source: bool, addr: int,
+                     port: int) -> None:
+    """Set the source (or destination) address and port, IP and L4 checksums updated (RFC 1624).
+
+    A UDP checksum of zero means "none" and stays zero; a computed zero is sent as 0xFFFF.
+    """
+    l3, l4 = flow.l3off, flow.l4off
+    addr_off = l3 + (12 if source else 16)
+    port_off = l4 + (0 if source else 2)
+    old_addr = _I.unpack_from(frame, addr_off)[0]
+    old_port = _H.unpack_from(frame, port_off)[0]
+    _I.pack_into(frame, addr_off, addr)
+    ip_csum = _H.unpack_from(frame, l3 + 10)[0]
+    _H.pack_into(frame, l3 + 10, csum_update32(ip_csum, old_addr, addr))
+    if source:
+        flow.saddr = addr
+    else:
+        flow.daddr = addr
+    offset = _CSUM_OFFSET.get(flow.proto)
+    if offset is None:
+        return
+    _H.pack_into(frame, port_off, port)
+    if source:
+        flow.sport = port
+    else:
+        flow.dport = port
+    csum_off = l4 + offset
+    csum = _H.unpack_from(frame, csum_off)[0]
+    if flow.proto == IPPROTO_UDP and csum == 0:
+        return
+    csum = csum_update16(csum_update32(csum, old_addr, addr), old_port, port)
+    if flow.proto == IPPROTO_UDP and csum == 0:
+        csum = 0xFFFF
+    _H.pack_into(frame, csum_off, csum)

@@ -95,3 +95,18 @@ def test_missing_file_names_it(tmp_path):
     with pytest.raises(ConfigError) as info:
         load(tmp_path / "absent.toml")
     assert "absent.toml" in str(info.value) and "cannot read" in str(info.value)
+
+
+def test_nat_maps_ports_and_mixes_with_dr():
+    config = parse('[director]\ninterface = "eth0"\ninside_interface = "eth1"\n'
+                   '[[virtual_server]]\naddress = "192.168.1.100:80"\nforward = "nat"\n'
+                   '[[virtual_server.real_server]]\naddress = "10.0.0.11:8080"\n'
+                   '[[virtual_server.real_server]]\naddress = "192.168.1.12"\nforward = "dr"\n')
+    assert config.inside_interface == "eth1"
+    (service,) = config.services
+    assert [(rs.endpoint, rs.forward) for rs in service.real_servers] == [
+        ("192.168.1.12:80", "dr"), ("10.0.0.11:8080", "nat")]
+
+
+def test_inside_interface_defaults_to_interface():
+    assert parse(_with()).inside_interface == "eth0"

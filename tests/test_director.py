@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from scapy.layers.inet import IP, TCP, UDP
+from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.l2 import Ether
 
 import schedulers
@@ -26,6 +26,7 @@ def _director(scheduler: str = "rr", weights=(1, 1, 1), proto: str = "tcp") -> D
     for address, weight in zip(RS, weights, strict=True):
         service.add_real_server(RealServer(address, 80, weight=weight))
     director = Director([service])
+    director.add_interface("eth0", bytes.fromhex(DIRECTOR_MAC.replace(":", "")))
     for i, address in enumerate(RS):
         director.set_hop(ip_to_int(address), NextHop(bytes.fromhex("020000000002"), _rs_mac(i),
                                                       "eth0"))
@@ -41,8 +42,8 @@ def _frame(src="203.0.113.5", sport=40000, flags="S", ttl=64, dport=80, payload=
 def test_dr_rewrites_only_macs_ttl_and_ip_checksum(sport, ttl, payload):
     director = _director()
     original = _frame(sport=sport, ttl=ttl, payload=payload)
-    out = director.handle(bytearray(original), now=0.0)
-    assert out is not None
+    out, interface = director.handle(bytearray(original), now=0.0)
+    assert interface == "eth0"
     sent = Ether(bytes(out))
     assert sent.src == DIRECTOR_MAC
     assert bytes.fromhex(sent.dst.replace(":", "")) in {_rs_mac(i) for i in range(3)}
@@ -59,7 +60,7 @@ def test_rr_spreads_new_connections_in_ipvs_order():
     director = _director()
     picked = []
     for port in range(40000, 40006):
-        out = director.handle(bytearray(_frame(sport=port)), 0.0)
+        out, _ = director.handle(bytearray(_frame(sport=port)), 0.0)
         picked.append(bytes(out[0:6]))
     # newest-first list: RS[2], RS[1], RS[0]; rr starts after the head
     order = [_rs_mac(i) for i in (2, 1, 0)]
@@ -69,9 +70,9 @@ def test_rr_spreads_new_connections_in_ipvs_order():
 
 def test_established_flow_sticks_to_its_server():
     director = _director()
-    first = director.handle(bytearray(_frame(flags="S")), 0.0)
+    first, _ = director.handle(bytearray(_frame(flags="S")), 0.0)
     for flags in ("A", "PA", "FA"):
-        out = director.handle(bytearray(_frame(flags=flags, payload=b"x")), 1.0)
+        out, _ = director.handle(bytearray(_frame(flags=flags, payload=b"x")), 1.0)
         assert out[0:6] == first[0:6]
     (conn,) = list(director.table)
     assert conn.state == 4  # FIN_WAIT, IPVS's INPUT-ONLY table
@@ -85,16 +86,39 @@ def test_non_syn_without_connection_is_dropped_and_counted():
     assert len(director.table) == 0
 
 
-def test_ttl_one_is_dropped():
+def _icmp_error(out, original: bytes, icmp_type: int, code: int) -> None:
+    frame, interface = out
+    reply = Ether(bytes(frame))
+    assert interface == "eth0"
+    assert (reply.src, reply.dst) == (DIRECTOR_MAC, CLIENT_MAC)
+    assert (reply[IP].src, reply[IP].dst) == (VIP, Ether(original)[IP].src)
+    assert (reply[ICMP].type, reply[ICMP].code) == (icmp_type, code)
+    fresh = Ether(bytes(frame))
+    del fresh[IP].chksum, fresh[ICMP].chksum
+    fresh = Ether(bytes(fresh))
+    assert (fresh[IP].chksum, fresh[ICMP].chksum) == (reply[IP].chksum, reply[ICMP].chksum)
+    assert bytes(reply[ICMP].payload) == original[14:]
+
+
+def test_ttl_one_gets_icmp_time_exceeded_from_the_vip():
     director = _director()
-    assert director.handle(bytearray(_frame(ttl=1)), 0.0) is None
+    original = _frame(ttl=1, payload=b"late")
+    _icmp_error(director.handle(bytearray(original), 0.0), original, 11, 0)
     assert director.counters["ttl_exceeded"] == 1
 
 
-def test_all_quiesced_means_no_destination():
+def test_no_usable_real_server_gets_icmp_port_unreachable():
     director = _director(weights=(0, 0, 0))
-    assert director.handle(bytearray(_frame()), 0.0) is None
+    original = _frame()
+    _icmp_error(director.handle(bytearray(original), 0.0), original, 3, 3)
     assert director.counters["no_destination"] == 1
+    assert len(director.table) == 0
+
+
+def test_icmp_error_quotes_at_most_576_bytes():
+    director = _director(weights=(0, 0, 0))
+    frame, _ = director.handle(bytearray(_frame(payload=b"x" * 1400)), 0.0)
+    assert len(frame) - 14 == 576
 
 
 def test_other_ports_are_not_ours():
@@ -109,7 +133,7 @@ def test_partial_checksum_is_completed():
     broken = bytearray(bytes(good))
     l4 = 14 + 20
     broken[l4 + 16:l4 + 18] = b"\x12\x34"  # what a sender with offload leaves: not final
-    out = director.handle(broken, 0.0, csum_partial=True)
+    out, _ = director.handle(broken, 0.0, csum_partial=True)
     assert Ether(bytes(out))[TCP].chksum == good[TCP].chksum
 
 
