@@ -79,8 +79,8 @@ def _cmd_realserver(args: argparse.Namespace) -> int:
 
 
 def _cmd_lab(args: argparse.Namespace) -> int:
-    if args.mode != "dr":
-        print(f"pylvs lab: mode {args.mode!r} is not supported by this version (dr only)",
+    if args.mode == "tun":
+        print("pylvs lab: mode 'tun' is not supported by this version (dr or nat)",
               file=sys.stderr)
         return 2
     import schedulers
@@ -95,8 +95,8 @@ def _cmd_lab(args: argparse.Namespace) -> int:
     from pylvs import demo
     signal.signal(signal.SIGTERM, _interrupt)
     try:
-        return demo.run_dr(servers=args.servers, requests=args.requests,
-                           scheduler=args.scheduler)
+        return demo.run(args.mode, servers=args.servers, requests=args.requests,
+                        scheduler=args.scheduler)
     except KeyboardInterrupt:
         print("pylvs lab: interrupted; the lab was removed", file=sys.stderr)
         return 130

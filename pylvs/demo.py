@@ -115,21 +115,32 @@ class HeldConnections:
                 stream.close()
 
 
-def run_dr(servers: int = 3, requests: int = 9, scheduler: str = "rr") -> int:
-    with Lab(servers=servers) as lab:
-        print(f"lab: client {lab.client_ip}, director {lab.director_ip} ({lab.director_if}), "
-              f"VIP {lab.vip}, real servers {', '.join(lab.server_ips)}")
+def run(mode: str = "dr", servers: int = 3, requests: int = 9, scheduler: str = "rr") -> int:
+    with Lab(servers=servers, mode=mode) as lab:
+        print(f"lab ({mode}): client {lab.client_ip}, director {lab.director_ip} "
+              f"({lab.director_if}), VIP {lab.vip}, real servers {', '.join(lab.server_ips)}")
+        if mode == "nat":
+            print(f"  the real servers sit on an inside segment behind the director's "
+                  f"{lab.director_inside_if} ({lab.director_inside_ip})")
         lab.setup()
-        steps = lab.configure_real_servers_dr()
-        print(f"\nin each real server: pylvs realserver --mode dr --vip {lab.vip} "
-              f"--interface eth0")
-        print("".join(f"    {line}\n" for line in steps[0].splitlines()))
+        _prepare_real_servers(lab)
         lab.start_http_servers()
         director = DirectorProcess(lab, lab_config(lab, scheduler))
         try:
             return _demo(lab, director, requests)
         finally:
             director.stop()
+
+
+def _prepare_real_servers(lab: Lab) -> None:
+    if lab.mode == "nat":
+        steps = lab.configure_real_servers_nat()
+        print("\nin each real server (replies must pass the director):")
+    else:
+        steps = lab.configure_real_servers_dr()
+        print(f"\nin each real server: pylvs realserver --mode dr --vip {lab.vip} "
+              f"--interface eth0")
+    print("".join(f"    {line}\n" for line in steps[0].splitlines()))
 
 
 def _demo(lab: Lab, director: DirectorProcess, requests: int) -> int:
@@ -155,12 +166,18 @@ def _report(lab: Lab, director: DirectorProcess, requests: int, answers: Counter
     print(f"director: TCP sockets for the VIP in its own stack: {len(vip_sockets)}")
     ok = not vip_sockets and sum(answers.values()) == requests
     for ns, ip in zip(lab.server_ns, lab.server_ips, strict=True):
-        from_client = [s for s in tcp_sockets(lab, ns) if f"{lab.client_ip}:" in s]
+        from_client = [s for s in tcp_sockets(lab, ns) if f" {lab.client_ip}:" in s]
         ok = ok and any(s.startswith("ESTAB") for s in from_client)
         print(f"real server {ip}: TCP sockets with the client {lab.client_ip}: "
               f"{len(from_client)}")
         for line in from_client[:3]:
             print(f"    {' '.join(line.split())}")
-    print("\nDR works: the director forwarded, the real servers answered the client directly."
-          if ok else "\nsomething is wrong: see above")
+    print(f"\n{VERDICTS[lab.mode]}" if ok else "\nsomething is wrong: see above")
     return 0 if ok else 1
+
+
+VERDICTS = {
+    "dr": "DR works: the director forwarded, the real servers answered the client directly.",
+    "nat": "NAT works: the director rewrote VIP→RIP on the way in and RIP→VIP on the way back; "
+           "the real servers saw the client's own address.",
+}

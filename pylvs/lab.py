@@ -1,10 +1,12 @@
-"""A lab of network namespaces: a client, a director and N real servers on one bridge.
+"""A lab of network namespaces: a client, a director and N real servers behind bridges.
 
-The seed's DR topology, one L2 segment 192.168.1.0/24: client .5, director .2, real server i at
-.10+i, the VIP .100. The bridge lives in a namespace of its own, so nothing is created in the
-machine's own namespace; every name carries a prefix unique to the run, and ``close`` removes
-every namespace (their veths go with them) and every process the lab started, also when setup
-fails half way.
+DR, the seed's topology: one L2 segment 192.168.1.0/24, client .5, director .2, real server i at
+.10+i, the VIP .100. NAT: the client and the director's eth0 on that outside segment; the
+director's eth1 (10.0.0.1) and real server i (10.0.0.10+i, default route via 10.0.0.1) on an
+inside one. The bridges live in a namespace of their own, so nothing is created in the machine's
+own namespace; every name carries a prefix unique to the run, and ``close`` removes every
+namespace (their veths go with them) and every process the lab started, also when setup fails
+half way.
 """
 
 from __future__ import annotations
@@ -21,24 +23,33 @@ PREFIX_LEN = 24
 CLIENT_IP = f"{SUBNET}.5"
 DIRECTOR_IP = f"{SUBNET}.2"
 VIP = f"{SUBNET}.100"
+INSIDE_SUBNET = "10.0.0"
+INSIDE_IP = f"{INSIDE_SUBNET}.1"
 PORT = 80
-IFACE = "eth0"
+IFACE, INSIDE_IFACE = "eth0", "eth1"
+MODES = ("dr", "nat")
 SERVER_START_TIMEOUT = 10.0
 
 
 class Lab:
-    def __init__(self, servers: int = 3) -> None:
+    def __init__(self, servers: int = 3, mode: str = "dr") -> None:
         if not 1 <= servers <= 50:
             raise ValueError(f"servers must be 1..50, not {servers}")
+        if mode not in MODES:
+            raise ValueError(f"lab mode must be one of {', '.join(MODES)}, not {mode!r}")
+        self.mode = mode
         self.prefix = f"pylvs-{secrets.token_hex(3)}"
         self.client_ns = f"{self.prefix}-client"
         self.director_ns = f"{self.prefix}-director"
         self.bridge_ns = f"{self.prefix}-bridge"
         self.server_ns = [f"{self.prefix}-rs{i}" for i in range(1, servers + 1)]
         self.server_names = [f"rs{i}" for i in range(1, servers + 1)]
-        self.server_ips = [f"{SUBNET}.{10 + i}" for i in range(1, servers + 1)]
+        server_net = INSIDE_SUBNET if mode == "nat" else SUBNET
+        self.server_ips = [f"{server_net}.{10 + i}" for i in range(1, servers + 1)]
         self.client_ip, self.director_ip, self.vip = CLIENT_IP, DIRECTOR_IP, VIP
         self.director_if = IFACE
+        self.director_inside_if = INSIDE_IFACE if mode == "nat" else IFACE
+        self.director_inside_ip = INSIDE_IP if mode == "nat" else DIRECTOR_IP
         self.control_socket = f"/run/{self.prefix}.sock"
         self.created: list[str] = []
         self.processes: list[subprocess.Popen[Any]] = []
@@ -50,28 +61,35 @@ class Lab:
         self.close()
 
     def setup(self) -> None:
-        """Namespaces, the bridge and one veth per host, addresses, links up."""
+        """Namespaces, the bridges and one veth per host and segment, addresses, links up."""
         self._add_namespace(self.bridge_ns)
-        _ip("-n", self.bridge_ns, "link", "add", "br0", "type", "bridge")
-        _ip("-n", self.bridge_ns, "link", "set", "br0", "up")
-        hosts = [(self.client_ns, "client", self.client_ip),
-                 (self.director_ns, "director", self.director_ip)]
-        hosts += list(zip(self.server_ns, self.server_names, self.server_ips, strict=True))
-        for ns, port, address in hosts:
-            self._add_host(ns, port, address)
+        inside = "br1" if self.mode == "nat" else "br0"
+        for bridge in dict.fromkeys(("br0", inside)):
+            _ip("-n", self.bridge_ns, "link", "add", bridge, "type", "bridge")
+            _ip("-n", self.bridge_ns, "link", "set", bridge, "up")
+        self._add_namespace(self.client_ns)
+        self._add_link(self.client_ns, "br0", "client", IFACE, self.client_ip)
+        self._add_namespace(self.director_ns)
+        self._add_link(self.director_ns, "br0", "director", IFACE, self.director_ip)
+        if self.mode == "nat":
+            self._add_link(self.director_ns, inside, "dir-in", INSIDE_IFACE, INSIDE_IP)
+        for ns, name, address in zip(self.server_ns, self.server_names, self.server_ips,
+                                     strict=True):
+            self._add_namespace(ns)
+            self._add_link(ns, inside, name, IFACE, address)
 
     def _add_namespace(self, ns: str) -> None:
         _ip("netns", "add", ns)
         self.created.append(ns)
         _ip("-n", ns, "link", "set", "lo", "up")
 
-    def _add_host(self, ns: str, bridge_port: str, address: str) -> None:
-        self._add_namespace(ns)
+    def _add_link(self, ns: str, bridge: str, bridge_port: str, ifname: str,
+                  address: str) -> None:
         _ip("-n", self.bridge_ns, "link", "add", bridge_port, "type", "veth",
-            "peer", "name", IFACE, "netns", ns)
-        _ip("-n", self.bridge_ns, "link", "set", bridge_port, "master", "br0", "up")
-        _ip("-n", ns, "addr", "add", f"{address}/{PREFIX_LEN}", "dev", IFACE)
-        _ip("-n", ns, "link", "set", IFACE, "up")
+            "peer", "name", ifname, "netns", ns)
+        _ip("-n", self.bridge_ns, "link", "set", bridge_port, "master", bridge, "up")
+        _ip("-n", ns, "addr", "add", f"{address}/{PREFIX_LEN}", "dev", ifname)
+        _ip("-n", ns, "link", "set", ifname, "up")
 
     def configure_real_servers_dr(self) -> list[str]:
         """`pylvs realserver --mode dr` in every real server, as a user would run it."""
@@ -83,10 +101,17 @@ class Lab:
             out.append(result.stdout)
         return out
 
-    def start_http_servers(self) -> None:
+    def configure_real_servers_nat(self) -> list[str]:
+        """NAT's one real-server step: the way back to the client passes the director."""
+        argv = ["ip", "route", "replace", "default", "via", self.director_inside_ip]
+        for ns in self.server_ns:
+            self.run_in(ns, argv, capture_output=True, text=True, check=True)
+        return [" ".join(argv)]
+
+    def start_http_servers(self, port: int = PORT) -> None:
         for ns, name in zip(self.server_ns, self.server_names, strict=True):
             proc = self.popen_in(ns, [sys.executable, "-m", "pylvs.httpserver", "--name", name,
-                                      "--port", str(PORT)], stdout=subprocess.PIPE, text=True)
+                                      "--port", str(port)], stdout=subprocess.PIPE, text=True)
             self.processes.append(proc)
             _wait_for_line(proc, "serving", name)
 
@@ -114,16 +139,18 @@ def curl_argv(url: str, max_time: int = 10) -> list[str]:
     return ["curl", "-sS", "--noproxy", "*", "--max-time", str(max_time), url]
 
 
-def lab_config(lab: Lab, scheduler: str, weights: list[int] | None = None) -> str:
+def lab_config(lab: Lab, scheduler: str, weights: list[int] | None = None,
+               server_port: int = PORT) -> str:
     """The TOML a user would write for this lab; real servers in ipvsadm -a order."""
     weights = weights or [1] * len(lab.server_ips)
     lines = ["[director]", f'interface = "{lab.director_if}"',
+             f'inside_interface = "{lab.director_inside_if}"',
              f'control_socket = "{lab.control_socket}"', "", "[[virtual_server]]",
              f'address = "{lab.vip}:{PORT}"', 'protocol = "tcp"', f'scheduler = "{scheduler}"',
-             'forward = "dr"']
+             f'forward = "{lab.mode}"']
     for address, weight in zip(lab.server_ips, weights, strict=True):
-        lines += ["", "  [[virtual_server.real_server]]", f'  address = "{address}:{PORT}"',
-                  f"  weight = {weight}"]
+        lines += ["", "  [[virtual_server.real_server]]",
+                  f'  address = "{address}:{server_port}"', f"  weight = {weight}"]
     return "\n".join(lines) + "\n"
 
 

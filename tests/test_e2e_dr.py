@@ -1,73 +1,29 @@
 """DR end to end: namespaces, a real `pylvs run`, real HTTP servers, real curl.
 
 Each test builds its own lab (client, director, real servers on one bridge) with names unique to
-the run and removes it afterwards. Needs root; skipped with the reason otherwise.
+the run and removes it afterwards (conftest.py). Needs root; skipped with the reason otherwise.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import subprocess
 import sys
 import time
-from collections import Counter
 
-import pytest
-
-from pylvs.demo import DirectorProcess, HeldConnections, tcp_sockets
-from pylvs.lab import Lab, curl_argv, lab_config
-
-pytestmark = [
-    pytest.mark.skipif(os.geteuid() != 0, reason="end-to-end tests build network namespaces: "
-                       "run as root"),
-    pytest.mark.skipif(not all(shutil.which(t) for t in ("ip", "nft", "curl", "ss")),
-                       reason="needs iproute2, nftables and curl (scripts/install.sh)"),
-]
-
-
-class DrLab:
-    def __init__(self, servers: int, scheduler: str, weights: list[int] | None = None) -> None:
-        self.lab = Lab(servers=servers)
-        self.lab.setup()
-        self.lab.configure_real_servers_dr()
-        self.lab.start_http_servers()
-        self.director = DirectorProcess(self.lab, lab_config(self.lab, scheduler,
-                                                              weights=weights))
-
-    def close(self) -> None:
-        try:
-            self.director.stop()
-        finally:
-            self.lab.close()
-
-
-@pytest.fixture
-def make_lab():
-    made: list[DrLab] = []
-
-    def make(servers: int = 3, scheduler: str = "rr", weights: list[int] | None = None) -> DrLab:
-        made.append(DrLab(servers, scheduler, weights))
-        return made[-1]
-
-    yield make
-    for lab in made:
-        lab.close()
-
-
-def _answers(lab: Lab, count: int) -> Counter[str]:
-    return Counter(lab.curl("/").strip() for _ in range(count))
+from pylvs.demo import HeldConnections, tcp_sockets
+from pylvs.lab import curl_argv
 
 
 def test_rr_gives_each_of_three_servers_ten_of_thirty(make_lab):
     dr = make_lab(3, "rr")
-    assert _answers(dr.lab, 30) == {"rs1": 10, "rs2": 10, "rs3": 10}
+    assert dr.answers(30) == {"rs1": 10, "rs2": 10, "rs3": 10}
 
 
 def test_wrr_3_2_1_over_sixty_requests(make_lab):
     dr = make_lab(3, "wrr", weights=[3, 2, 1])
-    assert _answers(dr.lab, 60) == {"rs1": 30, "rs2": 20, "rs3": 10}
+    assert dr.answers(60) == {"rs1": 30, "rs2": 20, "rs3": 10}
 
 
 def test_five_megabyte_download_arrives_intact(make_lab):

@@ -26,14 +26,16 @@ def lab_sockets() -> set[str]:
     return {name for name in os.listdir("/run") if name.startswith("pylvs-")}
 
 
-def test_lab_dr_demonstrates_and_cleans_up():
+@pytest.mark.parametrize("mode", ["dr", "nat"])
+def test_lab_demonstrates_and_cleans_up(mode):
     before = lab_namespaces(), lab_sockets()
-    result = subprocess.run([sys.executable, "-m", "pylvs", "lab", "dr", "--servers", "2",
+    result = subprocess.run([sys.executable, "-m", "pylvs", "lab", mode, "--servers", "2",
                              "--requests", "4"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "answers: rs1=2, rs2=2" in result.stdout
     assert "TCP sockets for the VIP in its own stack: 0" in result.stdout
     assert "IPVS connection entries" in result.stdout
+    assert f"{mode.upper()} works" in result.stdout
     assert (lab_namespaces(), lab_sockets()) == before
 
 
