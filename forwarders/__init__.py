@@ -23,10 +23,15 @@ class NextHop:
     src_mac: bytes
     dst_mac: bytes
     interface: str
+    src_ip: int = 0
+    """The director's address on the route to the real server (a tunnel's outer source)."""
+    mtu: int = 1500
 
 
 class Forwarder(Protocol):
     name: ClassVar[str]
+    overhead: ClassVar[int]
+    """Bytes the method adds to the IP packet: what the MTU check must leave room for."""
 
     def forward(self, frame: bytearray, flow: Flow, conn: Connection, hop: NextHop
                 ) -> bytearray | None: ...
@@ -55,4 +60,4 @@ def names() -> list[str]:
     return sorted(REGISTRY)
 
 
-from forwarders import dr, nat  # noqa: E402,F401  (register themselves)
+from forwarders import dr, nat, tun  # noqa: E402,F401  (register themselves)

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 @register
 class DirectRouting:
     name = "dr"
+    overhead = 0
 
     def forward(self, frame: bytearray, flow: Flow, conn: Connection, hop: NextHop
                 ) -> bytearray:

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 @register
 class Masquerade:
     name = "nat"
+    overhead = 0
 
     def forward(self, frame: bytearray, flow: Flow, conn: Connection, hop: NextHop
                 ) -> bytearray:

@@ -19,9 +19,17 @@ import forwarders
 from forwarders import NextHop
 from pylvs import icmp, ipvsadm
 from pylvs.conntrack import INPUT, OUTPUT, ConnectionTable, Timeouts
-from pylvs.icmp import DEST_UNREACH, PORT_UNREACH, TIME_EXCEEDED, TTL_EXPIRED
+from pylvs.icmp import DEST_UNREACH, FRAG_NEEDED, PORT_UNREACH, TIME_EXCEEDED, TTL_EXPIRED
 from pylvs.model import VirtualService
-from pylvs.packet import IPPROTO_TCP, TCP_RST, TCP_SYN, Flow, complete_l4_checksum, parse
+from pylvs.packet import (
+    IPPROTO_TCP,
+    TCP_RST,
+    TCP_SYN,
+    Flow,
+    complete_l4_checksum,
+    dont_fragment,
+    parse,
+)
 
 Out = tuple[bytearray, str]
 """A frame to send and the interface to send it on."""
@@ -36,6 +44,8 @@ class Director:
         self.interfaces: dict[str, bytes] = {}
         self.default_interface = ""
         self.counters: Counter[str] = Counter()
+        self.path_mtu: dict[int, int] = {}
+        """Client address → the MTU a "fragmentation needed" told it (for re-segmenting GSO)."""
         self.nat_endpoints = {(svc.proto, rs.ip, rs.port) for svc in self.services.values()
                               for rs in svc.real_servers if rs.forward == "nat"}
 
@@ -86,13 +96,26 @@ class Director:
         if hop is None:
             self.counters["no_next_hop"] += 1
             return None
+        forwarder = forwarders.get(conn.forward)
+        if flow.ip_len + forwarder.overhead > hop.mtu:
+            return self._too_big(frame, flow, ingress, hop.mtu - forwarder.overhead)
         if csum_partial:
             complete_l4_checksum(frame, flow)
-        out = forwarders.get(conn.forward).forward(frame, flow, conn, hop)
+        out = forwarder.forward(frame, flow, conn, hop)
         if out is None:
             return None
         self.counters["forwarded"] += 1
         return out, hop.interface
+
+    def _too_big(self, frame: bytearray, flow: Flow, ingress: str, mtu: int) -> Out | None:
+        """DF set: tell the client the usable MTU (its PMTU discovery does the rest); else drop:
+        pylvs does not fragment."""
+        if not dont_fragment(frame, flow.l3off):
+            self.counters["too_big_dropped"] += 1
+            return None
+        self.counters["frag_needed"] += 1
+        self.path_mtu[flow.saddr] = mtu
+        return self._icmp_error(frame, flow, ingress, DEST_UNREACH, FRAG_NEEDED, mtu)
 
     def _reply(self, frame: bytearray, flow: Flow, now: float, csum_partial: bool
                ) -> Out | None:
@@ -118,12 +141,12 @@ class Director:
         return out, conn.return_hop.interface
 
     def _icmp_error(self, frame: bytearray, flow: Flow, ingress: str, icmp_type: int,
-                    code: int) -> Out | None:
+                    code: int, mtu: int = 0) -> Out | None:
         mac = self.interfaces.get(ingress)
         if mac is None:
             return None
         self.counters["icmp_sent"] += 1
-        return icmp.error_frame(frame, flow, icmp_type, code, mac), ingress
+        return icmp.error_frame(frame, flow, icmp_type, code, mac, mtu), ingress
 
     def tick(self, now: float) -> None:
         self.counters["expired"] += self.table.expire(now)

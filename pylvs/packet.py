@@ -179,3 +179,44 @@ def rewrite_endpoint(frame: bytearray | memoryview, flow: Flow, source: bool, ad
     if flow.proto == IPPROTO_UDP and csum == 0:
         csum = 0xFFFF
     _H.pack_into(frame, csum_off, csum)
+
+
+IPPROTO_IPIP = 4
+IP_DF = 0x4000
+_OUTER = struct.Struct("!BBHHHBBHII")
+
+
+def dont_fragment(frame: Buffer, l3off: int = ETH_HLEN) -> bool:
+    return bool(_H.unpack_from(frame, l3off + 6)[0] & IP_DF)
+
+
+def encapsulate_ipip(frame: Buffer, flow: Flow, src: int, dst: int, ip_id: int) -> bytearray:
+    """The frame's IP packet inside a new IPv4 header (protocol 4) from src to dst.
+
+    As ip_vs_tunnel_xmit: TOS, TTL and DF copied from the inner header, a fresh IP ID. The
+    Ethernet header is kept for the caller to address.
+    """
+    l3 = flow.l3off
+    inner = frame[l3:l3 + flow.ip_len]
+    frag = IP_DF if dont_fragment(frame, l3) else 0
+    outer = bytearray(_OUTER.pack(0x45, frame[l3 + 1], 20 + flow.ip_len, ip_id & 0xFFFF, frag,
+                                  frame[l3 + 8], IPPROTO_IPIP, 0, src, dst))
+    _H.pack_into(outer, 10, checksum(outer))
+    out = bytearray(frame[:l3])
+    out += outer
+    out += inner
+    return out
+
+
+def decapsulate_ipip(packet: Buffer) -> bytes | None:
+    """The inner IPv4 packet of an IP-in-IP packet (starting at its outer IP header), or None."""
+    if len(packet) < 40 or packet[0] >> 4 != 4 or packet[9] != IPPROTO_IPIP:
+        return None
+    ihl = (packet[0] & 0x0F) * 4
+    total = _H.unpack_from(packet, 2)[0]
+    if ihl < 20 or total > len(packet) or total < ihl + 20 or packet[ihl] >> 4 != 4:
+        return None
+    inner = bytes(packet[ihl:total])
+    if _H.unpack_from(inner, 2)[0] != len(inner):
+        return None
+    return inner
