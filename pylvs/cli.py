@@ -63,11 +63,17 @@ def adm(argv: list[str]) -> int:
 
 
 def _cmd_realserver(args: argparse.Namespace) -> int:
-    if args.mode != "dr":
-        print(f"pylvs realserver: mode {args.mode!r} is not supported by this version (dr only)",
-              file=sys.stderr)
+    if args.mode == "nat":
+        print("pylvs realserver: a NAT real server needs only its default route via the "
+              "director's inside address (ip route replace default via DIP)", file=sys.stderr)
         return 2
     from pylvs import realserver
+    if args.mode == "tun":
+        try:
+            return realserver.run_tun(args.vip, args.undo, lambda line: print(line, flush=True))
+        except (ValueError, OSError) as exc:
+            print(f"pylvs realserver: {exc}", file=sys.stderr)
+            return 1
     try:
         steps = realserver.configure_dr(args.vip, args.interface, undo=args.undo)
     except (ValueError, OSError) as exc:
@@ -79,10 +85,6 @@ def _cmd_realserver(args: argparse.Namespace) -> int:
 
 
 def _cmd_lab(args: argparse.Namespace) -> int:
-    if args.mode == "tun":
-        print("pylvs lab: mode 'tun' is not supported by this version (dr or nat)",
-              file=sys.stderr)
-        return 2
     import schedulers
     try:
         schedulers.get(args.scheduler)

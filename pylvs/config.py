@@ -18,7 +18,7 @@ import schedulers
 from pylvs.model import DEFAULT_SCHEDULER, PROTO_NUMBERS, RealServer, VirtualService
 
 DEFAULT_CONTROL_SOCKET = "/run/pylvs.sock"
-IMPLEMENTED_FORWARDS = ("dr", "nat")
+IMPLEMENTED_FORWARDS = ("dr", "nat", "tun")
 MAX_PERSISTENCE = 2678400
 
 _DIRECTOR_KEYS = {"interface", "inside_interface", "control_socket"}

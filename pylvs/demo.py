@@ -122,6 +122,9 @@ def run(mode: str = "dr", servers: int = 3, requests: int = 9, scheduler: str = 
         if mode == "nat":
             print(f"  the real servers sit on an inside segment behind the director's "
                   f"{lab.director_inside_if} ({lab.director_inside_ip})")
+        if mode == "tun":
+            print("  the real servers sit in their own subnet behind a router (192.168.1.1); "
+                  "they answer the client through it")
         lab.setup()
         _prepare_real_servers(lab)
         lab.start_http_servers()
@@ -136,6 +139,9 @@ def _prepare_real_servers(lab: Lab) -> None:
     if lab.mode == "nat":
         steps = lab.configure_real_servers_nat()
         print("\nin each real server (replies must pass the director):")
+    elif lab.mode == "tun":
+        steps = lab.configure_real_servers_tun()
+        print(f"\nin each real server: pylvs realserver --mode tun --vip {lab.vip}")
     else:
         steps = lab.configure_real_servers_dr()
         print(f"\nin each real server: pylvs realserver --mode dr --vip {lab.vip} "
@@ -180,4 +186,6 @@ VERDICTS = {
     "dr": "DR works: the director forwarded, the real servers answered the client directly.",
     "nat": "NAT works: the director rewrote VIP→RIP on the way in and RIP→VIP on the way back; "
            "the real servers saw the client's own address.",
+    "tun": "TUN works: the director wrapped each packet in IP-in-IP to the real server's own "
+           "address; the real servers unwrapped it and answered the client through the router.",
 }

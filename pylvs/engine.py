@@ -19,7 +19,7 @@ from pylvs import netio
 from pylvs.config import Config
 from pylvs.control import ControlServer
 from pylvs.director import Director
-from pylvs.model import int_to_ip
+from pylvs.model import int_to_ip, ip_to_int
 from pylvs.packet import ETH_HLEN
 from pylvs.segment import segment_tcp
 
@@ -60,7 +60,7 @@ class Engine:
         self.steals: list[netio.StealRules] = []
         self.vips: list[str] = []
         self.control: ControlServer | None = None
-        self.gateways: dict[int, tuple[str, str]] = {}
+        self.routes: dict[int, netio.Route] = {}
 
     def start(self) -> None:
         self.control = ControlServer(self.config.control_socket, self._adm)
@@ -72,13 +72,17 @@ class Engine:
             if netio.add_vip(self.ifname, vip):
                 self.vips.append(vip)
         for ip in self.director.real_server_ips():
-            name, gateway = netio.route(int_to_ip(ip))
-            if name not in self.ports:
-                raise RuntimeError(f"real server {int_to_ip(ip)} is reached through {name}, "
-                                   f"not through {' or '.join(self.ports)}")
-            self.gateways[ip] = (name, gateway or int_to_ip(ip))
-            self._learn(ip, self.ports[name].resolver.resolve(self.gateways[ip][1],
-                                                              RESOLVE_TIMEOUT))
+            found = netio.route(int_to_ip(ip))
+            if found.interface not in self.ports:
+                raise RuntimeError(f"real server {int_to_ip(ip)} is reached through "
+                                   f"{found.interface}, not through {' or '.join(self.ports)}")
+            self.routes[ip] = found
+            port = self.ports[found.interface]
+            self._learn(ip, port.resolver.resolve(self._via(ip), RESOLVE_TIMEOUT))
+
+    def _via(self, ip: int) -> str:
+        """The neighbour a real server's frames go to: its gateway, or itself when on-link."""
+        return self.routes[ip].gateway or int_to_ip(ip)
 
     def _steal(self) -> None:
         """Take service frames (and NAT replies) away from the director's own kernel."""
@@ -96,17 +100,21 @@ class Engine:
             steal.install(stolen, replied)
 
     def _learn(self, ip: int, mac: bytes | None) -> None:
-        name, via = self.gateways[ip]
+        found = self.routes[ip]
         if mac is None:
-            log.warning("no MAC yet for real server %s (via %s); probing", int_to_ip(ip), via)
+            log.warning("no MAC yet for real server %s (via %s); probing", int_to_ip(ip),
+                        self._via(ip))
             return
-        self.director.set_hop(ip, NextHop(self.ports[name].mac, mac, name))
+        port = self.ports[found.interface]
+        source = ip_to_int(found.source) if found.source else 0
+        self.director.set_hop(ip, NextHop(port.mac, mac, port.name, source,
+                                          port.max_frame - ETH_HLEN))
 
     def _refresh_neighbours(self) -> None:
         for port in self.ports.values():
             port.resolver.refresh()
-        for ip, (name, via) in self.gateways.items():
-            resolver = self.ports[name].resolver
+        for ip, found in self.routes.items():
+            resolver, via = self.ports[found.interface].resolver, self._via(ip)
             mac = resolver.lookup(via)
             hop = self.director.hops.get(ip)
             if mac is None:
@@ -159,8 +167,13 @@ class Engine:
         port.sent = True
 
     def _forward_oversized(self, port: Port, view: memoryview, now: float) -> None:
-        """A GSO super-frame from a local sender: segment it as the NIC would have."""
-        segments = segment_tcp(view, port.max_frame - ETH_HLEN)
+        """A GSO super-frame from a local sender: segment it as the NIC would have, at the path
+        MTU a "fragmentation needed" gave the sender, if any."""
+        mtu = port.max_frame - ETH_HLEN
+        if len(view) >= ETH_HLEN + 20:
+            client = int.from_bytes(view[ETH_HLEN + 12:ETH_HLEN + 16], "big")
+            mtu = min(mtu, self.director.path_mtu.get(client, mtu))
+        segments = segment_tcp(view, mtu)
         if not segments:
             self.director.counters["oversized_dropped"] += 1
             return

@@ -3,14 +3,18 @@
 DR, the seed's topology: one L2 segment 192.168.1.0/24, client .5, director .2, real server i at
 .10+i, the VIP .100. NAT: the client and the director's eth0 on that outside segment; the
 director's eth1 (10.0.0.1) and real server i (10.0.0.10+i, default route via 10.0.0.1) on an
-inside one. The bridges live in a namespace of their own, so nothing is created in the machine's
-own namespace; every name carries a prefix unique to the run, and ``close`` removes every
-namespace (their veths go with them) and every process the lab started, also when setup fails
-half way.
+inside one. TUN: the real servers (172.16.0.10+i) in a subnet of their own behind a router
+namespace (192.168.1.1 / 172.16.0.1, rp_filter off) that the director tunnels through and the
+real servers answer the client through, never through the director.
+
+The bridges live in a namespace of their own, so nothing is created in the machine's own
+namespace; every name carries a prefix unique to the run, and ``close`` removes every namespace
+(their veths go with them) and every process the lab started, also when setup fails half way.
 """
 
 from __future__ import annotations
 
+import os
 import secrets
 import select
 import subprocess
@@ -25,9 +29,11 @@ DIRECTOR_IP = f"{SUBNET}.2"
 VIP = f"{SUBNET}.100"
 INSIDE_SUBNET = "10.0.0"
 INSIDE_IP = f"{INSIDE_SUBNET}.1"
+TUN_SUBNET = "172.16.0"
+ROUTER_OUTSIDE, ROUTER_INSIDE = f"{SUBNET}.1", f"{TUN_SUBNET}.1"
 PORT = 80
 IFACE, INSIDE_IFACE = "eth0", "eth1"
-MODES = ("dr", "nat")
+MODES = ("dr", "nat", "tun")
 SERVER_START_TIMEOUT = 10.0
 
 
@@ -42,9 +48,10 @@ class Lab:
         self.client_ns = f"{self.prefix}-client"
         self.director_ns = f"{self.prefix}-director"
         self.bridge_ns = f"{self.prefix}-bridge"
+        self.router_ns = f"{self.prefix}-router"
         self.server_ns = [f"{self.prefix}-rs{i}" for i in range(1, servers + 1)]
         self.server_names = [f"rs{i}" for i in range(1, servers + 1)]
-        server_net = INSIDE_SUBNET if mode == "nat" else SUBNET
+        server_net = {"dr": SUBNET, "nat": INSIDE_SUBNET, "tun": TUN_SUBNET}[mode]
         self.server_ips = [f"{server_net}.{10 + i}" for i in range(1, servers + 1)]
         self.client_ip, self.director_ip, self.vip = CLIENT_IP, DIRECTOR_IP, VIP
         self.director_if = IFACE
@@ -63,7 +70,7 @@ class Lab:
     def setup(self) -> None:
         """Namespaces, the bridges and one veth per host and segment, addresses, links up."""
         self._add_namespace(self.bridge_ns)
-        inside = "br1" if self.mode == "nat" else "br0"
+        inside = "br0" if self.mode == "dr" else "br1"
         for bridge in dict.fromkeys(("br0", inside)):
             _ip("-n", self.bridge_ns, "link", "add", bridge, "type", "bridge")
             _ip("-n", self.bridge_ns, "link", "set", bridge, "up")
@@ -73,10 +80,26 @@ class Lab:
         self._add_link(self.director_ns, "br0", "director", IFACE, self.director_ip)
         if self.mode == "nat":
             self._add_link(self.director_ns, inside, "dir-in", INSIDE_IFACE, INSIDE_IP)
+        if self.mode == "tun":
+            self._add_router(inside)
         for ns, name, address in zip(self.server_ns, self.server_names, self.server_ips,
                                      strict=True):
             self._add_namespace(ns)
             self._add_link(ns, inside, name, IFACE, address)
+            if self.mode == "tun":
+                _ip("-n", ns, "route", "add", "default", "via", ROUTER_INSIDE)
+
+    def _add_router(self, inside: str) -> None:
+        self._add_namespace(self.router_ns)
+        self._add_link(self.router_ns, "br0", "router", IFACE, ROUTER_OUTSIDE)
+        self._add_link(self.router_ns, inside, "router-in", INSIDE_IFACE, ROUTER_INSIDE)
+        for key in ("ipv4/ip_forward", "ipv4/conf/all/rp_filter", "ipv4/conf/eth0/rp_filter",
+                    "ipv4/conf/eth1/rp_filter"):
+            value = "1" if key.endswith("ip_forward") else "0"
+            self.run_in(self.router_ns, ["sysctl", "-qw", f"net.{key.replace('/', '.')}={value}"],
+                        check=True)
+        _ip("-n", self.director_ns, "route", "add", f"{TUN_SUBNET}.0/{PREFIX_LEN}",
+            "via", ROUTER_OUTSIDE)
 
     def _add_namespace(self, ns: str) -> None:
         _ip("netns", "add", ns)
@@ -107,6 +130,16 @@ class Lab:
         for ns in self.server_ns:
             self.run_in(ns, argv, capture_output=True, text=True, check=True)
         return [" ".join(argv)]
+
+    def configure_real_servers_tun(self) -> list[str]:
+        """`pylvs realserver --mode tun` in every real server, left running until close()."""
+        out: list[str] = []
+        for ns in self.server_ns:
+            proc = self.popen_in(ns, [sys.executable, "-m", "pylvs", "realserver", "--mode", "tun",
+                                      "--vip", self.vip], stdout=subprocess.PIPE, text=True)
+            self.processes.append(proc)
+            out.append(_wait_for_line(proc, "running;", f"the decapsulator in {ns}"))
+        return out
 
     def start_http_servers(self, port: int = PORT) -> None:
         for ns, name in zip(self.server_ns, self.server_names, strict=True):
@@ -160,18 +193,28 @@ def _ip(*args: str) -> None:
         raise RuntimeError(f"ip {' '.join(args)}: {result.stderr.strip()}")
 
 
-def _wait_for_line(proc: subprocess.Popen[Any], start: str, what: str) -> None:
+def _wait_for_line(proc: subprocess.Popen[Any], start: str, what: str) -> str:
+    """Read the process's output up to a line starting with ``start``; returns what was read.
+
+    Reads the descriptor itself: a buffered reader may hold the line while select() waits.
+    """
     deadline = time.monotonic() + SERVER_START_TIMEOUT
     assert proc.stdout is not None
+    fd = proc.stdout.fileno()
+    seen = b""
     while (remaining := deadline - time.monotonic()) > 0:
-        if not select.select([proc.stdout], [], [], remaining)[0]:
+        if not select.select([fd], [], [], remaining)[0]:
             break
-        line = proc.stdout.readline()
-        if line.startswith(start):
-            return
-        if not line and proc.poll() is not None:
+        chunk = os.read(fd, 4096)
+        if not chunk:
             break
-    raise RuntimeError(f"{what} did not start (exit code {proc.poll()})")
+        seen += chunk
+        lines = seen.decode(errors="replace").splitlines(keepends=True)
+        for i, line in enumerate(lines):
+            if line.startswith(start) and line.endswith("\n"):
+                return "".join(lines[:i + 1])
+    raise RuntimeError(f"{what} did not start (exit code {proc.poll()}):\n"
+                       f"{seen.decode(errors='replace')}")
 
 
 def _stop(proc: subprocess.Popen[Any]) -> None:

@@ -28,6 +28,7 @@ import struct
 import subprocess
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from pyroute2 import IPRoute
 from pyroute2.netlink import (
@@ -430,14 +431,22 @@ def _drop_rule(addr_key: str, port_key: str, proto: str, address: str, port: int
     return f"    ip {addr_key} {address} meta l4proto {proto} drop"
 
 
-def route(ip: str) -> tuple[str, str | None]:
-    """The kernel's route to ``ip``: (interface, gateway or None when on-link)."""
+@dataclass(frozen=True)
+class Route:
+    interface: str
+    gateway: str | None
+    """None when the destination is on-link."""
+    source: str | None
+    """The address the kernel would send from."""
+
+
+def route(ip: str) -> Route:
+    """The kernel's route to ``ip``."""
     with IPRoute() as ipr:
         (msg,) = ipr.route("get", dst=ip)[:1]
-        index = msg.get_attr("RTA_OIF")
-        gateway = msg.get_attr("RTA_GATEWAY")
-        (link,) = ipr.get_links(index)[:1]
-        return link.get_attr("IFLA_IFNAME"), gateway
+        (link,) = ipr.get_links(msg.get_attr("RTA_OIF"))[:1]
+        return Route(link.get_attr("IFLA_IFNAME"), msg.get_attr("RTA_GATEWAY"),
+                     msg.get_attr("RTA_PREFSRC"))
 
 
 def _has_addr(ipr: IPRoute, idx: int, vip: str, prefixlen: int) -> bool:
