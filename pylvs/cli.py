@@ -127,7 +127,7 @@ def _parser() -> argparse.ArgumentParser:
     rs.add_argument("--undo", action="store_true", help="undo the steps")
     rs.set_defaults(func=_cmd_realserver)
     lab = sub.add_parser("lab", help="build a lab in network namespaces and demonstrate a mode")
-    lab.add_argument("mode", nargs="?", default="dr", choices=["dr", "nat", "tun"])
+    lab.add_argument("mode", nargs="?", default="dr", choices=["dr", "nat", "tun", "mixed"])
     lab.add_argument("--servers", type=int, default=3)
     lab.add_argument("--requests", type=int, default=9)
     lab.add_argument("--scheduler", default="rr")

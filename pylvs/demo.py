@@ -119,12 +119,12 @@ def run(mode: str = "dr", servers: int = 3, requests: int = 9, scheduler: str = 
     with Lab(servers=servers, mode=mode) as lab:
         print(f"lab ({mode}): client {lab.client_ip}, director {lab.director_ip} "
               f"({lab.director_if}), VIP {lab.vip}, real servers {', '.join(lab.server_ips)}")
-        if mode == "nat":
-            print(f"  the real servers sit on an inside segment behind the director's "
+        if mode in ("nat", "mixed"):
+            print(f"  NAT real servers sit on an inside segment behind the director's "
                   f"{lab.director_inside_if} ({lab.director_inside_ip})")
-        if mode == "tun":
-            print("  the real servers sit in their own subnet behind a router (192.168.1.1); "
-                  "they answer the client through it")
+        if mode in ("tun", "mixed"):
+            print("  TUN real servers sit in their own subnet behind a router (192.168.1.1) and "
+                  "answer the client through it")
         lab.setup()
         _prepare_real_servers(lab)
         lab.start_http_servers()
@@ -136,17 +136,15 @@ def run(mode: str = "dr", servers: int = 3, requests: int = 9, scheduler: str = 
 
 
 def _prepare_real_servers(lab: Lab) -> None:
-    if lab.mode == "nat":
-        steps = lab.configure_real_servers_nat()
-        print("\nin each real server (replies must pass the director):")
-    elif lab.mode == "tun":
-        steps = lab.configure_real_servers_tun()
-        print(f"\nin each real server: pylvs realserver --mode tun --vip {lab.vip}")
-    else:
-        steps = lab.configure_real_servers_dr()
-        print(f"\nin each real server: pylvs realserver --mode dr --vip {lab.vip} "
-              f"--interface eth0")
-    print("".join(f"    {line}\n" for line in steps[0].splitlines()))
+    shown: set[str] = set()
+    for name, mode, steps in zip(lab.server_names, lab.server_modes, lab.configure_real_servers(),
+                                 strict=True):
+        if mode in shown:
+            continue
+        shown.add(mode)
+        print(f"\nin {name} ({mode}) and every other {mode} real server:")
+        print("".join(f"    {line}\n" for line in steps.splitlines()), end="")
+    print()
 
 
 def _demo(lab: Lab, director: DirectorProcess, requests: int) -> int:
@@ -186,6 +184,7 @@ VERDICTS = {
     "dr": "DR works: the director forwarded, the real servers answered the client directly.",
     "nat": "NAT works: the director rewrote VIP→RIP on the way in and RIP→VIP on the way back; "
            "the real servers saw the client's own address.",
+    "mixed": "One virtual service, three ways: DR, NAT and TUN real servers all answered.",
     "tun": "TUN works: the director wrapped each packet in IP-in-IP to the real server's own "
            "address; the real servers unwrapped it and answered the client through the router.",
 }

@@ -1,7 +1,8 @@
 """The lab's real server: Python's http.server answering with its own name.
 
 ``GET /`` answers ``NAME\\n``; ``GET /blob/<n>`` answers n bytes of ``blob(n)``, content anyone can
-recompute to check a download end to end. Run as ``python3 -m pylvs.httpserver --name rs1``.
+recompute to check a download end to end; ``POST /sha256`` answers the SHA-256 of what it was
+sent, to check an upload. Run as ``python3 -m pylvs.httpserver --name rs1``.
 """
 
 from __future__ import annotations
@@ -35,6 +36,21 @@ class Handler(BaseHTTPRequestHandler):
             self._blob(self.path[len("/blob/"):])
         else:
             self._reply(404, b"not found\n")
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's name
+        length = self.headers.get("Content-Length", "")
+        if self.path != "/sha256" or not length.isdigit() or int(length) > MAX_BLOB:
+            self._reply(400, b"POST /sha256 with a Content-Length\n")
+            return
+        digest = hashlib.sha256()
+        left = int(length)
+        while left:
+            chunk = self.rfile.read(min(left, CHUNK))
+            if not chunk:
+                break
+            digest.update(chunk)
+            left -= len(chunk)
+        self._reply(200, (digest.hexdigest() + "\n").encode())
 
     def _blob(self, text: str) -> None:
         if not text.isdigit() or int(text) > MAX_BLOB:

@@ -33,11 +33,16 @@ TUN_SUBNET = "172.16.0"
 ROUTER_OUTSIDE, ROUTER_INSIDE = f"{SUBNET}.1", f"{TUN_SUBNET}.1"
 PORT = 80
 IFACE, INSIDE_IFACE = "eth0", "eth1"
-MODES = ("dr", "nat", "tun")
+MODES = ("dr", "nat", "tun", "mixed")
+SUBNETS = {"dr": SUBNET, "nat": INSIDE_SUBNET, "tun": TUN_SUBNET}
+BRIDGES = {"dr": "br0", "nat": "br1", "tun": "br2"}
 SERVER_START_TIMEOUT = 10.0
 
 
 class Lab:
+    """``mode`` dr, nat or tun for every real server; ``mixed`` gives rs1 DR, rs2 NAT, rs3 TUN
+    and so on round, one virtual service serving all three ways."""
+
     def __init__(self, servers: int = 3, mode: str = "dr") -> None:
         if not 1 <= servers <= 50:
             raise ValueError(f"servers must be 1..50, not {servers}")
@@ -49,14 +54,17 @@ class Lab:
         self.director_ns = f"{self.prefix}-director"
         self.bridge_ns = f"{self.prefix}-bridge"
         self.router_ns = f"{self.prefix}-router"
-        self.server_ns = [f"{self.prefix}-rs{i}" for i in range(1, servers + 1)]
-        self.server_names = [f"rs{i}" for i in range(1, servers + 1)]
-        server_net = {"dr": SUBNET, "nat": INSIDE_SUBNET, "tun": TUN_SUBNET}[mode]
-        self.server_ips = [f"{server_net}.{10 + i}" for i in range(1, servers + 1)]
+        numbers = range(1, servers + 1)
+        self.server_modes = [MODES[(i - 1) % 3] if mode == "mixed" else mode for i in numbers]
+        self.server_ns = [f"{self.prefix}-rs{i}" for i in numbers]
+        self.server_names = [f"rs{i}" for i in numbers]
+        self.server_ips = [f"{SUBNETS[m]}.{10 + i}" for i, m in zip(numbers, self.server_modes,
+                                                                   strict=True)]
         self.client_ip, self.director_ip, self.vip = CLIENT_IP, DIRECTOR_IP, VIP
         self.director_if = IFACE
-        self.director_inside_if = INSIDE_IFACE if mode == "nat" else IFACE
-        self.director_inside_ip = INSIDE_IP if mode == "nat" else DIRECTOR_IP
+        has_nat = "nat" in self.server_modes
+        self.director_inside_if = INSIDE_IFACE if has_nat else IFACE
+        self.director_inside_ip = INSIDE_IP if has_nat else DIRECTOR_IP
         self.control_socket = f"/run/{self.prefix}.sock"
         self.created: list[str] = []
         self.processes: list[subprocess.Popen[Any]] = []
@@ -70,29 +78,28 @@ class Lab:
     def setup(self) -> None:
         """Namespaces, the bridges and one veth per host and segment, addresses, links up."""
         self._add_namespace(self.bridge_ns)
-        inside = "br0" if self.mode == "dr" else "br1"
-        for bridge in dict.fromkeys(("br0", inside)):
+        for bridge in dict.fromkeys(["br0"] + [BRIDGES[m] for m in self.server_modes]):
             _ip("-n", self.bridge_ns, "link", "add", bridge, "type", "bridge")
             _ip("-n", self.bridge_ns, "link", "set", bridge, "up")
         self._add_namespace(self.client_ns)
         self._add_link(self.client_ns, "br0", "client", IFACE, self.client_ip)
         self._add_namespace(self.director_ns)
         self._add_link(self.director_ns, "br0", "director", IFACE, self.director_ip)
-        if self.mode == "nat":
-            self._add_link(self.director_ns, inside, "dir-in", INSIDE_IFACE, INSIDE_IP)
-        if self.mode == "tun":
-            self._add_router(inside)
-        for ns, name, address in zip(self.server_ns, self.server_names, self.server_ips,
-                                     strict=True):
+        if "nat" in self.server_modes:
+            self._add_link(self.director_ns, BRIDGES["nat"], "dir-in", INSIDE_IFACE, INSIDE_IP)
+        if "tun" in self.server_modes:
+            self._add_router()
+        for ns, name, address, mode in zip(self.server_ns, self.server_names, self.server_ips,
+                                           self.server_modes, strict=True):
             self._add_namespace(ns)
-            self._add_link(ns, inside, name, IFACE, address)
-            if self.mode == "tun":
+            self._add_link(ns, BRIDGES[mode], name, IFACE, address)
+            if mode == "tun":
                 _ip("-n", ns, "route", "add", "default", "via", ROUTER_INSIDE)
 
-    def _add_router(self, inside: str) -> None:
+    def _add_router(self) -> None:
         self._add_namespace(self.router_ns)
         self._add_link(self.router_ns, "br0", "router", IFACE, ROUTER_OUTSIDE)
-        self._add_link(self.router_ns, inside, "router-in", INSIDE_IFACE, ROUTER_INSIDE)
+        self._add_link(self.router_ns, BRIDGES["tun"], "router-in", INSIDE_IFACE, ROUTER_INSIDE)
         for key in ("ipv4/ip_forward", "ipv4/conf/all/rp_filter", "ipv4/conf/eth0/rp_filter",
                     "ipv4/conf/eth1/rp_filter"):
             value = "1" if key.endswith("ip_forward") else "0"
@@ -114,32 +121,30 @@ class Lab:
         _ip("-n", ns, "addr", "add", f"{address}/{PREFIX_LEN}", "dev", ifname)
         _ip("-n", ns, "link", "set", ifname, "up")
 
-    def configure_real_servers_dr(self) -> list[str]:
-        """`pylvs realserver --mode dr` in every real server, as a user would run it."""
-        out = []
-        for ns in self.server_ns:
-            result = self.run_in(ns, [sys.executable, "-m", "pylvs", "realserver", "--mode", "dr",
-                                      "--vip", self.vip, "--interface", IFACE],
-                                 capture_output=True, text=True, check=True)
-            out.append(result.stdout)
-        return out
+    def configure_real_servers(self) -> list[str]:
+        """Each real server's own steps for its mode; returns what each printed."""
+        steps = {"dr": self._configure_dr, "nat": self._configure_nat, "tun": self._configure_tun}
+        return [steps[mode](ns) for ns, mode in zip(self.server_ns, self.server_modes,
+                                                    strict=True)]
 
-    def configure_real_servers_nat(self) -> list[str]:
+    def _configure_dr(self, ns: str) -> str:
+        """`pylvs realserver --mode dr`, as a user would run it."""
+        return self.run_in(ns, [sys.executable, "-m", "pylvs", "realserver", "--mode", "dr",
+                                "--vip", self.vip, "--interface", IFACE],
+                           capture_output=True, text=True, check=True).stdout
+
+    def _configure_nat(self, ns: str) -> str:
         """NAT's one real-server step: the way back to the client passes the director."""
         argv = ["ip", "route", "replace", "default", "via", self.director_inside_ip]
-        for ns in self.server_ns:
-            self.run_in(ns, argv, capture_output=True, text=True, check=True)
-        return [" ".join(argv)]
+        self.run_in(ns, argv, capture_output=True, text=True, check=True)
+        return " ".join(argv) + "\n"
 
-    def configure_real_servers_tun(self) -> list[str]:
-        """`pylvs realserver --mode tun` in every real server, left running until close()."""
-        out: list[str] = []
-        for ns in self.server_ns:
-            proc = self.popen_in(ns, [sys.executable, "-m", "pylvs", "realserver", "--mode", "tun",
-                                      "--vip", self.vip], stdout=subprocess.PIPE, text=True)
-            self.processes.append(proc)
-            out.append(_wait_for_line(proc, "running;", f"the decapsulator in {ns}"))
-        return out
+    def _configure_tun(self, ns: str) -> str:
+        """`pylvs realserver --mode tun`, left running until close()."""
+        proc = self.popen_in(ns, [sys.executable, "-m", "pylvs", "realserver", "--mode", "tun",
+                                  "--vip", self.vip], stdout=subprocess.PIPE, text=True)
+        self.processes.append(proc)
+        return _wait_for_line(proc, "running;", f"the decapsulator in {ns}")
 
     def start_http_servers(self, port: int = PORT) -> None:
         for ns, name in zip(self.server_ns, self.server_names, strict=True):
@@ -180,10 +185,12 @@ def lab_config(lab: Lab, scheduler: str, weights: list[int] | None = None,
              f'inside_interface = "{lab.director_inside_if}"',
              f'control_socket = "{lab.control_socket}"', "", "[[virtual_server]]",
              f'address = "{lab.vip}:{PORT}"', 'protocol = "tcp"', f'scheduler = "{scheduler}"',
-             f'forward = "{lab.mode}"']
-    for address, weight in zip(lab.server_ips, weights, strict=True):
+             f'forward = "{lab.server_modes[0]}"']
+    for address, weight, mode in zip(lab.server_ips, weights, lab.server_modes, strict=True):
         lines += ["", "  [[virtual_server.real_server]]",
                   f'  address = "{address}:{server_port}"', f"  weight = {weight}"]
+        if mode != lab.server_modes[0]:
+            lines.append(f'  forward = "{mode}"')
     return "\n".join(lines) + "\n"
 
 

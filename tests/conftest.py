@@ -34,10 +34,7 @@ class LabRun:
         self.director: DirectorProcess | None = None
         try:
             self.lab.setup()
-            if mode == "nat":
-                self.lab.configure_real_servers_nat()
-            else:
-                self.lab.configure_real_servers_dr()
+            self.lab.configure_real_servers()
             self.lab.start_http_servers(server_port)
             self.director = DirectorProcess(self.lab, lab_config(
                 self.lab, scheduler, weights=weights, server_port=server_port))

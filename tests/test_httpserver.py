@@ -73,3 +73,15 @@ def test_module_serves_and_exits_cleanly_on_sigterm():
     finally:
         proc.kill()
         proc.stdout.close()
+
+
+def test_post_answers_the_sha256_of_the_body(server):
+    body = blob(300_000)
+    conn = http.client.HTTPConnection("127.0.0.1", server, timeout=10)
+    try:
+        conn.request("POST", "/sha256", body=body)
+        response = conn.getresponse()
+        assert (response.status, response.read()) == (
+            200, (hashlib.sha256(body).hexdigest() + "\n").encode())
+    finally:
+        conn.close()

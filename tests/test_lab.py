@@ -26,7 +26,7 @@ def lab_sockets() -> set[str]:
     return {name for name in os.listdir("/run") if name.startswith("pylvs-")}
 
 
-@pytest.mark.parametrize("mode", ["dr", "nat"])
+@pytest.mark.parametrize("mode", ["dr", "nat", "tun"])
 def test_lab_demonstrates_and_cleans_up(mode):
     before = lab_namespaces(), lab_sockets()
     result = subprocess.run([sys.executable, "-m", "pylvs", "lab", mode, "--servers", "2",

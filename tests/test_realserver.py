@@ -77,3 +77,30 @@ def test_unknown_interface_is_refused(namespace):
     assert result.returncode == 1
     assert "no such interface: nope0" in result.stderr
     assert VIP not in in_ns(namespace, "ip", "-o", "addr", "show", "dev", "lo")
+
+
+@root
+def test_tun_userspace_decapsulator_runs_until_undo_and_restores(namespace):
+    in_ns(namespace, "sysctl", "-qw", "net.ipv4.conf.all.rp_filter=1")
+    proc = subprocess.Popen(["ip", "netns", "exec", namespace, sys.executable, "-m", "pylvs",
+                             "realserver", "--mode", "tun", "--vip", VIP],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        out = ""
+        while not out.endswith("--undo`\n") and proc.poll() is None:
+            out += proc.stdout.readline()
+        assert "no ipip module" in out or "tunl0" in out
+        if "no ipip module" in out:
+            assert f"{VIP}/32" in in_ns(namespace, "ip", "-o", "addr", "show", "dev",
+                                        "pylvs-tun0")
+            assert in_ns(namespace, "cat", "/proc/sys/net/ipv4/conf/all/rp_filter").strip() == "0"
+        undo = subprocess.run(["ip", "netns", "exec", namespace, sys.executable, "-m", "pylvs",
+                               "realserver", "--mode", "tun", "--vip", VIP, "--undo"],
+                              capture_output=True, text=True, timeout=30)
+        assert undo.returncode == 0 and "stopped" in undo.stdout
+        assert proc.wait(10) == 0
+    finally:
+        proc.kill()
+        proc.stdout.close()
+    assert "pylvs-tun0" not in in_ns(namespace, "ip", "-o", "link")
+    assert in_ns(namespace, "cat", "/proc/sys/net/ipv4/conf/all/rp_filter").strip() == "1"
