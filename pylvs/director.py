@@ -22,6 +22,7 @@ from pylvs.conntrack import INPUT, OUTPUT, ConnectionTable, Timeouts
 from pylvs.icmp import DEST_UNREACH, FRAG_NEEDED, PORT_UNREACH, TIME_EXCEEDED, TTL_EXPIRED
 from pylvs.model import VirtualService
 from pylvs.packet import (
+    IPPROTO_ICMP,
     IPPROTO_TCP,
     TCP_RST,
     TCP_SYN,
@@ -69,6 +70,8 @@ class Director:
         ingress = ingress or self.default_interface
         service = self.services.get((flow.proto, flow.daddr, flow.dport))
         if service is None:
+            if flow.proto == IPPROTO_ICMP:
+                return self._related_icmp(frame, flow, now)
             return self._reply(frame, flow, now, csum_partial)
         key = (flow.proto, flow.saddr, flow.sport, flow.daddr, flow.dport)
         conn = self.table.get(key)
@@ -105,6 +108,40 @@ class Director:
         if out is None:
             return None
         self.counters["forwarded"] += 1
+        return out, hop.interface
+
+    def _related_icmp(self, frame: bytearray, flow: Flow, now: float) -> Out | None:
+        """An ICMP error about a tracked connection: from the client, on to its real server by
+        the connection's method; from a NAT real server, back to the client as from the VIP."""
+        q = icmp.quoted(frame, flow)
+        if q is None:
+            self.counters["not_service"] += 1
+            return None
+        conn = self.table.get((q.proto, q.daddr, q.dport, q.saddr, q.sport))
+        inbound = conn is not None and flow.daddr == conn.vaddr
+        if not inbound:
+            conn = self.table.get_reply((q.proto, q.daddr, q.dport, q.saddr, q.sport))
+        if conn is None or not icmp.checksum_ok(frame, flow) or flow.ttl <= 1:
+            self.counters["icmp_dropped"] += 1
+            return None
+        forwarder = forwarders.get(conn.forward)
+        if inbound:
+            hop = self.hops.get(conn.server.ip)
+            if hop is None:
+                self.counters["no_next_hop"] += 1
+                return None
+            if conn.forward == "nat":
+                icmp.rewrite_quoted(frame, flow, q, True, conn.server.ip, conn.server.port)
+            out = forwarder.forward(frame, flow, conn, hop)
+        else:
+            if conn.return_hop is None:
+                return None
+            icmp.rewrite_quoted(frame, flow, q, False, conn.vaddr, conn.vport)
+            hop = conn.return_hop
+            out = forwarder.reply(frame, flow, conn, hop)
+        if out is None:
+            return None
+        self.counters["icmp_relayed"] += 1
         return out, hop.interface
 
     def _too_big(self, frame: bytearray, flow: Flow, ingress: str, mtu: int) -> Out | None:

@@ -391,10 +391,16 @@ class StealRules:
             "  chain steal {",
             f'    type filter hook ingress device "{self.ifname}" priority -500; policy accept;',
         ]
+        services, replies = list(services), list(replies)
         for proto, vip, port in services:
             lines.append(_drop_rule("daddr", "dport", proto, vip, port))
         for proto, rip, port in replies:
             lines.append(_drop_rule("saddr", "sport", proto, rip, port))
+        # ICMP errors about connections belong to the director too; echo stays with the kernel
+        for vip in dict.fromkeys(vip for _, vip, _ in services):
+            lines.append(f"    ip daddr {vip} icmp type {{ {ICMP_ERRORS} }} drop")
+        for rip in dict.fromkeys(rip for _, rip, _ in replies):
+            lines.append(f"    ip saddr {rip} icmp type {{ {ICMP_ERRORS} }} drop")
         lines += ["  }", "}"]
         return "\n".join(lines) + "\n"
 
@@ -417,6 +423,9 @@ class StealRules:
         """Delete the table (idempotent)."""
         _run_nft(f"table netdev {self.table}\ndelete table netdev {self.table}\n")
         self.installed = False
+
+
+ICMP_ERRORS = "destination-unreachable, source-quench, time-exceeded"
 
 
 def _drop_rule(addr_key: str, port_key: str, proto: str, address: str, port: int) -> str:

@@ -83,3 +83,49 @@ def test_director_stops_cleanly_and_leaves_no_tables(make_lab):
     tables = subprocess.run(["ip", "netns", "exec", lab.director_ns, "nft", "list", "tables"],
                             capture_output=True, text=True, check=True).stdout
     assert "pylvs_" not in tables
+
+
+SNIFF_ICMP = """
+import sys
+from scapy.all import ICMP, IP, IPerror, TCPerror, sniff
+got = sniff(iface="eth0", lfilter=lambda p: ICMP in p and IPerror in p, count=1, timeout=15,
+            started_callback=lambda: print("ready", flush=True))
+for p in got:
+    print(p[IP].src, p[IP].dst, p[IPerror].src, p[IPerror].dst, p[TCPerror].sport,
+          p[TCPerror].dport, flush=True)
+"""
+
+
+def _sniffer(lab, ns):
+    proc = lab.popen_in(ns, [sys.executable, "-c", SNIFF_ICMP], stdout=subprocess.PIPE,
+                        text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    return proc
+
+
+def _send_icmp(lab, ns, outer_src, outer_dst, quoted_src, quoted_dst, sport, dport):
+    code = (f"from scapy.all import ICMP, IP, TCP, send\n"
+            f"send(IP(src='{outer_src}', dst='{outer_dst}') / ICMP(type=3, code=3) / "
+            f"IP(src='{quoted_src}', dst='{quoted_dst}') / TCP(sport={sport}, dport={dport}), "
+            f"verbose=False)\n")
+    lab.run_in(ns, [sys.executable, "-c", code], check=True, capture_output=True)
+
+
+def test_icmp_errors_cross_the_director_in_both_directions(make_lab):
+    nat = make_lab(1, "rr", mode="nat")
+    lab, rip = nat.lab, nat.lab.server_ips[0]
+    held = HeldConnections(lab, 1)
+    try:
+        cport = held.ports[0]
+        # the real server's error about its reply reaches the client as about VIP:80
+        sniffer = _sniffer(lab, lab.client_ns)
+        _send_icmp(lab, lab.server_ns[0], rip, lab.client_ip, lab.client_ip, rip, cport, 80)
+        seen, _ = sniffer.communicate(timeout=30)
+        assert seen.split() == [lab.vip, lab.client_ip, lab.client_ip, lab.vip, str(cport), "80"]
+        # the client's error about VIP:80 reaches the real server as about RIP:80
+        sniffer = _sniffer(lab, lab.server_ns[0])
+        _send_icmp(lab, lab.client_ns, lab.client_ip, lab.vip, lab.vip, lab.client_ip, 80, cport)
+        seen, _ = sniffer.communicate(timeout=30)
+        assert seen.split() == [lab.client_ip, rip, rip, lab.client_ip, "80", str(cport)]
+    finally:
+        held.close()
