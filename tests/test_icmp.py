@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scapy.layers.inet import ICMP, IP, TCP, IPerror, TCPerror
 from scapy.layers.l2 import Ether
 
@@ -101,3 +103,15 @@ def test_errors_of_no_connection_bad_checksum_or_other_types_are_not_relayed():
     echo = bytes(Ether(src=CLIENT_MAC, dst=DIRECTOR_MAC) / IP(src=CLIENT, dst=VIP) / ICMP())
     assert director.handle(bytearray(echo), 0.0) is None
     assert director.counters["icmp_relayed"] == 0
+
+
+@settings(max_examples=200)
+@given(st.sampled_from(["dr", "nat", "tun"]), st.integers(0, 90), st.binary(min_size=1,
+                                                                             max_size=6),
+       st.integers(0, 100))
+def test_mutated_or_truncated_icmp_errors_never_raise(method, offset, junk, cut):
+    director = director_with_connection(method)
+    frame = bytearray(from_client())
+    frame[offset:offset + len(junk)] = junk
+    director.handle(frame, 0.0)
+    director.handle(bytearray(from_client()[:cut]), 0.0)
