@@ -9,6 +9,7 @@ value) so the hot path never parses a string.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -52,9 +53,24 @@ class RealServer:
     overloaded: bool = False
     stats: Stats = field(default_factory=Stats)
     ip: int = 0
+    last_weight: int = 0
+    """The last non-zero weight (mh keeps its table when a server is quiesced)."""
+    watcher: Callable[[RealServer], None] | None = field(default=None, repr=False)
+    """Told of every change of counters or OVERLOAD: the scheduler's incremental indexes."""
 
     def __post_init__(self) -> None:
         self.ip = ip_to_int(self.address)
+        self.last_weight = self.weight
+
+    def set_weight(self, weight: int) -> None:
+        """ipvsadm -e -w: the caller tells the scheduler (update), as IPVS's upd_dest."""
+        self.weight = weight
+        if weight:
+            self.last_weight = weight
+
+    def _changed(self) -> None:
+        if self.watcher is not None:
+            self.watcher(self)
 
     @property
     def available(self) -> bool:
@@ -73,6 +89,7 @@ class RealServer:
         total = self.activeconns + self.inactconns
         if self.upper_threshold and total >= self.upper_threshold:
             self.overloaded = True
+        self._changed()
 
     def unbind(self, active: bool) -> None:
         if active:
@@ -88,6 +105,7 @@ class RealServer:
                 self.overloaded = False
         else:
             self.overloaded = False
+        self._changed()
 
     def set_active(self, was_active: bool, now_active: bool) -> None:
         if was_active == now_active:
@@ -98,6 +116,7 @@ class RealServer:
         else:
             self.activeconns -= 1
             self.inactconns += 1
+        self._changed()
 
     @property
     def endpoint(self) -> str:

@@ -18,7 +18,8 @@ from pylvs.packet import Flow
 
 _registry: dict[str, type[Scheduler]] = {}
 _NAME = re.compile(r"[a-z][a-z0-9_]*\Z")
-BUILTIN = ("rr", "wrr", "lc", "wlc")
+BUILTIN = ("rr", "wrr", "lc", "wlc", "sed", "nq", "fo", "ovf", "sh", "dh", "mh", "lblc",
+           "lblcr", "twos")
 
 
 class Scheduler:

@@ -1,25 +1,17 @@
-"""Least connection, as ip_vs_lc.c: the smallest overhead (active × 256 + inactive) wins."""
+"""Least connection, as ip_vs_lc.c: the smallest overhead (active × 256 + inactive) wins, the
+first in the list on ties."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from pylvs.model import RealServer
-from pylvs.packet import Flow
-from schedulers import Scheduler, register
+from schedulers import register
+from schedulers.ranking import Ranked
 
 
 @register
-class LeastConnection(Scheduler):
+class LeastConnection(Ranked):
     name = "lc"
 
-    def pick(self, servers: Sequence[RealServer], flow: Flow) -> RealServer | None:
-        least: RealServer | None = None
-        least_overhead = 0
-        for server in servers:
-            if not server.available:
-                continue
-            overhead = server.overhead()
-            if least is None or overhead < least_overhead:
-                least, least_overhead = server, overhead
-        return least
+    @staticmethod
+    def better(b: RealServer, a: RealServer) -> bool:
+        return b.overhead() < a.overhead()

@@ -7,28 +7,15 @@ multiplication, so a server of weight 0 can never win and ties stay with the ear
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from pylvs.model import RealServer
-from pylvs.packet import Flow
-from schedulers import Scheduler, register
+from schedulers import register
+from schedulers.ranking import Ranked
 
 
 @register
-class WeightedLeastConnection(Scheduler):
+class WeightedLeastConnection(Ranked):
     name = "wlc"
 
-    def pick(self, servers: Sequence[RealServer], flow: Flow) -> RealServer | None:
-        least: RealServer | None = None
-        least_overhead = 0
-        for server in servers:
-            if server.overloaded:
-                continue
-            if least is None:
-                if server.weight > 0:
-                    least, least_overhead = server, server.overhead()
-                continue
-            overhead = server.overhead()
-            if least_overhead * server.weight > overhead * least.weight:
-                least, least_overhead = server, overhead
-        return least
+    @staticmethod
+    def better(b: RealServer, a: RealServer) -> bool:
+        return a.overhead() * b.weight > b.overhead() * a.weight

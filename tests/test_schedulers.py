@@ -51,7 +51,8 @@ def lvs_wrr_reference(weights: list[int], count: int) -> list[int | None]:
 
 
 def test_registry_names_the_builtins_and_refuses_unknown_names():
-    assert {"rr", "wrr", "lc", "wlc"} <= set(schedulers.names())
+    assert set(schedulers.names()) >= {"rr", "wrr", "lc", "wlc", "sed", "nq", "fo", "ovf", "sh",
+                                       "dh", "mh", "lblc", "lblcr", "twos"}
     with pytest.raises(schedulers.UnknownScheduler) as err:
         schedulers.get("nosuch")
     assert "nosuch" in str(err.value) and "wlc" in str(err.value)
@@ -159,8 +160,71 @@ def test_wlc_takes_least_overhead_per_weight_first_in_list_on_ties(rows):
     assert picks("wlc", servers, 1) == [expected]
 
 
-@given(loads, st.sampled_from(["rr", "wrr", "lc", "wlc"]))
+def sed_key(server: RealServer) -> Fraction:
+    return Fraction(server.activeconns + 1, server.weight)
+
+
+def reference(name: str, servers: list[RealServer]) -> int | None:
+    """Brute-force statements of ip_vs_<name>.c's rules, first in list on ties."""
+    candidates = eligible(servers)
+    if name == "sed":
+        return min(candidates, key=lambda i: (sed_key(servers[i]), i), default=None)
+    if name == "nq":
+        idle = [i for i in candidates if servers[i].activeconns == 0]
+        return idle[0] if idle else reference("sed", servers)
+    if name == "fo":
+        return min(candidates, key=lambda i: (-servers[i].weight, i), default=None)
+    if name == "ovf":
+        room = [i for i in candidates if servers[i].activeconns <= servers[i].weight]
+        return min(room, key=lambda i: (-servers[i].weight, i), default=None)
+    if name == "lc":
+        return min(candidates, key=lambda i: (servers[i].overhead(), i), default=None)
+    return min(candidates, key=lambda i: (Fraction(servers[i].overhead(), servers[i].weight), i),
+               default=None)
+
+
+@given(loads, st.sampled_from(["sed", "nq", "fo", "ovf"]))
+def test_sed_nq_fo_ovf_follow_ipvs_rules(rows, name):
+    servers = loaded(rows)
+    assert picks(name, servers, 1) == [reference(name, servers)]
+
+
+operations = st.lists(st.tuples(st.integers(0, 7), st.sampled_from(
+    ["bind_active", "bind_inactive", "unbind_active", "unbind_inactive", "activate",
+     "deactivate"])), max_size=60)
+
+
+@given(st.lists(st.tuples(st.integers(0, 6), st.integers(0, 4)), min_size=1, max_size=8),
+       operations)
+def test_incremental_indexes_agree_with_a_full_scan_after_every_change(rows, ops):
+    """The tournament trees follow bind/unbind/state changes (and OVERLOAD via thresholds)."""
+    for name in ("lc", "wlc", "sed", "nq", "ovf", "fo"):
+        servers = make_servers([w for w, _ in rows])
+        for server, (_, upper) in zip(servers, rows, strict=True):
+            server.upper_threshold = upper
+        scheduler = scheduler_for(name, servers)
+        for index, op in ops:
+            server = servers[index % len(servers)]
+            if op.startswith("bind"):
+                server.bind(active=op == "bind_active")
+            elif op == "unbind_active" and server.activeconns:
+                server.unbind(active=True)
+            elif op == "unbind_inactive" and server.inactconns:
+                server.unbind(active=False)
+            elif op == "activate" and server.inactconns:
+                server.set_active(False, True)
+            elif op == "deactivate" and server.activeconns:
+                server.set_active(True, False)
+            chosen = scheduler.pick(servers, None)
+            assert (None if chosen is None else servers.index(chosen)) == reference(
+                name, servers), (name, op)
+
+
+@given(loads, st.sampled_from(["rr", "wrr", "lc", "wlc", "sed", "nq", "fo", "ovf", "twos"]))
 def test_no_scheduler_picks_a_quiesced_or_overloaded_server(rows, name):
     servers = loaded(rows)
     for index in picks(name, servers, 2 * len(servers)):
-        assert (index is None and not eligible(servers)) or index in eligible(servers)
+        if index is None:  # ovf also refuses servers with more active connections than weight
+            assert not eligible(servers) or name == "ovf"
+        else:
+            assert index in eligible(servers)

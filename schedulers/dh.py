@@ -1,0 +1,31 @@
+"""Destination hashing, as ip_vs_dh.c: 256 buckets given to the servers in turn (weights play no
+part), keyed by the packet's destination address; an unavailable server fails the connection.
+Meant for fwmark services in front of caches, where destinations vary."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from pylvs.model import RealServer
+from pylvs.packet import Flow
+from schedulers import Scheduler, register
+from schedulers.hashing import fill_buckets, hash_32, unavailable
+
+TAB_BITS = 8
+TAB_SIZE = 1 << TAB_BITS
+
+
+@register
+class DestinationHashing(Scheduler):
+    name = "dh"
+
+    def __init__(self, flags: Sequence[str] = ()) -> None:
+        super().__init__(flags)
+        self.table: list[RealServer | None] = [None] * TAB_SIZE
+
+    def update(self, servers: Sequence[RealServer]) -> None:
+        self.table = fill_buckets(servers, TAB_SIZE, weighted=False)
+
+    def pick(self, servers: Sequence[RealServer], flow: Flow) -> RealServer | None:
+        server = self.table[hash_32(flow.daddr, TAB_BITS)]
+        return None if server is None or unavailable(server) else server

@@ -1,0 +1,60 @@
+"""Locality-based least connection, as ip_vs_lblc.c, for cache clusters (fwmark services).
+
+A cache maps each destination address to the server last chosen for it. The cached server is
+kept while it is available and not "overloaded" in lblc's own sense: more active connections than
+its weight while some server has fewer than half its weight active. Otherwise the wlc choice is
+taken and cached. Entries unused for ``expiration`` seconds (sysctl lblc_expiration, 24 h) go.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+
+from pylvs.model import RealServer
+from pylvs.packet import Flow
+from schedulers import register
+from schedulers.ranking import Ranked
+from schedulers.wlc import WeightedLeastConnection
+
+EXPIRATION = 24 * 60 * 60.0
+
+
+def lblc_overloaded(server: RealServer, servers: Sequence[RealServer]) -> bool:
+    if server.activeconns <= server.weight:
+        return False
+    return any(s.activeconns * 2 < s.weight for s in servers)
+
+
+@register
+class LocalityBasedLeastConnection(Ranked):
+    name = "lblc"
+    better = staticmethod(WeightedLeastConnection.better)
+
+    def __init__(self, flags: Sequence[str] = (), expiration: float = EXPIRATION,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__(flags)
+        self.expiration = expiration
+        self.clock = clock
+        self.cache: dict[int, tuple[RealServer, float]] = {}
+
+    def update(self, servers: Sequence[RealServer]) -> None:
+        super().update(servers)
+        members = {id(s) for s in servers}
+        self.cache = {k: v for k, v in self.cache.items() if id(v[0]) in members}
+
+    def pick(self, servers: Sequence[RealServer], flow: Flow) -> RealServer | None:
+        now = self.clock()
+        entry = self.cache.get(flow.daddr)
+        if entry is not None and now - entry[1] > self.expiration:
+            del self.cache[flow.daddr]
+            entry = None
+        if entry is not None:
+            server = entry[0]
+            self.cache[flow.daddr] = (server, now)
+            if server.weight > 0 and not lblc_overloaded(server, servers):
+                return server
+        server = self.ranking.best
+        if server is not None:
+            self.cache[flow.daddr] = (server, now)
+        return server

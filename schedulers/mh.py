@@ -1,0 +1,89 @@
+"""Maglev hashing, as ip_vs_mh.c (NSDI'16 §3.4): consistent hashing with even spread.
+
+Each server gets a permutation of the table's M slots (M prime, 4093 by default as IPVS) from two
+hsiphashes of its address and port: ``offset`` and ``skip``. The table is filled round robin,
+each server taking ``turns`` slots per round (last non-zero weight ÷ gcd, shifted so the largest
+fits 6 bits), each at the next free slot of its permutation. A client's address (and port with
+``mh-port``) hashes to a slot. Since the table uses the last non-zero weight, quiescing a server
+(weight 0) keeps the table and only fails (or with ``mh-fallback`` re-probes) its slots.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from math import gcd
+
+from pylvs.model import RealServer
+from pylvs.packet import Flow
+from schedulers import Scheduler, register
+from schedulers.hashing import MASK32, hsiphash_u32, probe, unavailable
+
+PRIMES = (251, 509, 1021, 2039, 4093, 8191, 16381, 32749, 65521, 131071)
+DEFAULT_SIZE = 4093
+TAB_BITS = 6
+KEY1 = (2654435761, 2654435761)
+KEY2 = (2654446892, 2654446892)
+
+
+def mh_hash(addr: int, port: int, key: tuple[int, int], offset: int = 0) -> int:
+    return hsiphash_u32((offset + port + addr) & MASK32, *key)
+
+
+def turns_for(servers: Sequence[RealServer]) -> list[int]:
+    weights = [s.last_weight for s in servers]
+    divisor = gcd(*(w for w in weights if w > 0))
+    if divisor < 1:
+        return [0] * len(servers)
+    shift = max(0, (max(weights) // divisor).bit_length() - TAB_BITS)
+    return [((w // divisor) >> shift) or int(w != 0) for w in weights]
+
+
+def populate(servers: Sequence[RealServer], size: int) -> list[RealServer | None]:
+    """ip_vs_mh_permutate + ip_vs_mh_populate."""
+    turns = turns_for(servers)
+    table: list[RealServer | None] = [None] * size
+    if not any(turns):
+        return table
+    perm = [mh_hash(s.ip, s.port, KEY1) % size for s in servers]
+    skip = [mh_hash(s.ip, s.port, KEY2) % (size - 1) + 1 for s in servers]
+    filled = 0
+    while True:
+        for i, server in enumerate(servers):
+            for _ in range(turns[i]):
+                slot = perm[i]
+                while table[slot] is not None:
+                    slot += skip[i]
+                    if slot >= size:
+                        slot -= size
+                perm[i] = slot
+                table[slot] = server
+                filled += 1
+                if filled == size:
+                    return table
+
+
+@register
+class MaglevHashing(Scheduler):
+    name = "mh"
+
+    def __init__(self, flags: Sequence[str] = (), table_size: int = DEFAULT_SIZE) -> None:
+        super().__init__(flags)
+        self.size = table_size
+        self.table: list[RealServer | None] = [None] * table_size
+        self.use_port = "mh-port" in self.flags
+        self.fallback = "mh-fallback" in self.flags
+
+    def update(self, servers: Sequence[RealServer]) -> None:
+        if len(servers) > self.size:
+            raise ValueError(f"mh: {len(servers)} real servers do not fit a table of "
+                             f"{self.size} (EINVAL in IPVS)")
+        self.table = populate(servers, self.size)
+
+    def pick(self, servers: Sequence[RealServer], flow: Flow) -> RealServer | None:
+        port = flow.sport if self.use_port else 0
+        first = mh_hash(flow.saddr, port, KEY1) % self.size
+        if self.fallback:
+            return probe(self.table, first,
+                         lambda offset: mh_hash(flow.saddr, port, KEY1, offset) % self.size)
+        server = self.table[first]
+        return None if server is None or unavailable(server) else server

@@ -1,0 +1,46 @@
+"""Source hashing, as ip_vs_sh.c: 256 buckets filled in list order by weight, keyed by the
+client's address (and port with ``sh-port``); an unavailable server fails the connection unless
+``sh-fallback`` probes on round the table."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from pylvs.model import RealServer
+from pylvs.packet import Flow
+from schedulers import Scheduler, register
+from schedulers.hashing import MASK32, fill_buckets, hash_32, probe, unavailable
+
+TAB_BITS = 8
+TAB_SIZE = 1 << TAB_BITS
+
+
+def bucket(addr: int, port: int, offset: int = 0) -> int:
+    return (offset + hash_32((port + addr) & MASK32, TAB_BITS)) & (TAB_SIZE - 1)
+
+
+@register
+class SourceHashing(Scheduler):
+    name = "sh"
+    weighted = True
+    port_flag, fallback_flag = "sh-port", "sh-fallback"
+
+    def __init__(self, flags: Sequence[str] = ()) -> None:
+        super().__init__(flags)
+        self.table: list[RealServer | None] = [None] * TAB_SIZE
+        self.use_port = self.port_flag in self.flags
+        self.fallback = self.fallback_flag in self.flags
+
+    def update(self, servers: Sequence[RealServer]) -> None:
+        self.table = fill_buckets(servers, TAB_SIZE, self.weighted)
+
+    def key(self, flow: Flow) -> tuple[int, int]:
+        return flow.saddr, flow.sport if self.use_port else 0
+
+    def pick(self, servers: Sequence[RealServer], flow: Flow) -> RealServer | None:
+        addr, port = self.key(flow)
+        first = bucket(addr, port)
+        if self.fallback:
+            return probe(self.table, first, lambda offset: bucket(addr, port, offset))
+        server = self.table[first]
+        return None if server is None or unavailable(server) else server
