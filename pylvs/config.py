@@ -16,15 +16,17 @@ from typing import Any
 import forwarders
 import schedulers
 from pylvs.model import DEFAULT_SCHEDULER, PROTO_NUMBERS, RealServer, VirtualService
+from schedulers import Scheduler
 
 DEFAULT_CONTROL_SOCKET = "/run/pylvs.sock"
 IMPLEMENTED_FORWARDS = ("dr", "nat", "tun")
 MAX_PERSISTENCE = 2678400
 
 _DIRECTOR_KEYS = {"interface", "inside_interface", "control_socket"}
-_SERVICE_KEYS = {"address", "protocol", "scheduler", "forward", "persistence_timeout",
-                 "real_server"}
-_SERVER_KEYS = {"address", "weight", "forward"}
+_SERVICE_KEYS = {"address", "protocol", "scheduler", "scheduler_flags", "forward",
+                 "persistence_timeout", "persistence_netmask", "real_server"}
+_SERVER_KEYS = {"address", "weight", "forward", "upper_threshold", "lower_threshold"}
+DEFAULT_PERSISTENCE = 360  # ipvsadm -p without a value (IPVS_SVC_PERSISTENT_TIMEOUT)
 
 
 class ConfigError(Exception):
@@ -148,19 +150,10 @@ class _Reader:
         protocol = self.string(raw, "protocol", path + ".protocol") or "tcp"
         if protocol not in PROTO_NUMBERS:
             raise self.fail(path + ".protocol", f"unknown protocol {protocol!r} (tcp or udp)")
-        name = self.string(raw, "scheduler", path + ".scheduler") or DEFAULT_SCHEDULER
-        try:
-            scheduler = schedulers.get(name)()
-        except KeyError:
-            raise self.fail(path + ".scheduler", f"unknown scheduler {name!r} (known: "
-                            f"{', '.join(schedulers.names())})") from None
+        scheduler = self.scheduler(raw, path)
         forward = self.forward(raw, path + ".forward", "dr")
-        timeout = self.integer(raw, "persistence_timeout", path + ".persistence_timeout", 0, 0,
-                               MAX_PERSISTENCE)
-        if timeout:
-            raise self.fail(path + ".persistence_timeout",
-                            "persistence is not supported by this version (use 0)")
-        service = VirtualService(protocol, address, port, scheduler, forward, timeout)
+        timeout, netmask = self.persistence(raw, path)
+        service = VirtualService(protocol, address, port, scheduler, forward, timeout, netmask)
         servers = raw.get("real_server", [])
         if not isinstance(servers, list):
             raise self.fail(path + ".real_server", "must be an array of tables")
@@ -172,6 +165,38 @@ class _Reader:
             # config order is the order ipvsadm -a would run: each new one goes to the head
             service.add_real_server(server)
         return service
+
+    def scheduler(self, raw: dict[str, Any], path: str) -> Scheduler:
+        name = self.string(raw, "scheduler", path + ".scheduler") or DEFAULT_SCHEDULER
+        flags = raw.get("scheduler_flags", [])
+        if not isinstance(flags, list) or not all(isinstance(f, str) for f in flags):
+            raise self.fail(path + ".scheduler_flags", "must be a list of strings")
+        try:
+            cls = schedulers.get(name)
+        except schedulers.UnknownScheduler as exc:
+            raise self.fail(path + ".scheduler", str(exc)) from None
+        try:
+            return cls(flags)
+        except ValueError as exc:
+            raise self.fail(path + ".scheduler_flags", str(exc)) from None
+
+    def persistence(self, raw: dict[str, Any], path: str) -> tuple[int, str]:
+        """ipvsadm -p [T] and -M MASK; ``persistence_timeout = true`` is -p alone (360 s)."""
+        if raw.get("persistence_timeout") is True:
+            timeout = DEFAULT_PERSISTENCE
+        else:
+            timeout = self.integer(raw, "persistence_timeout", path + ".persistence_timeout", 0,
+                                   0, MAX_PERSISTENCE)
+        netmask = self.string(raw, "persistence_netmask", path + ".persistence_netmask")
+        if netmask and not timeout:
+            raise self.fail(path + ".persistence_netmask",
+                            "only a persistent service has a netmask (set persistence_timeout)")
+        try:
+            mask = ipaddress.IPv4Network(f"0.0.0.0/{netmask or '255.255.255.255'}").netmask
+        except ValueError:
+            raise self.fail(path + ".persistence_netmask",
+                            f"{netmask!r} is not an IPv4 netmask") from None
+        return timeout, str(mask)
 
     def server(self, raw: Any, path: str, service: VirtualService) -> RealServer:
         if not isinstance(raw, dict):
@@ -185,4 +210,7 @@ class _Reader:
                             f"{service.port}; only nat can map ports (ipvsadm forces the "
                             "service port for dr and tun)")
         weight = self.integer(raw, "weight", path + ".weight", 1, 0, 65535)
-        return RealServer(address, port, weight=weight, forward=forward)
+        upper = self.integer(raw, "upper_threshold", path + ".upper_threshold", 0, 0, 2**31 - 1)
+        lower = self.integer(raw, "lower_threshold", path + ".lower_threshold", 0, 0, 2**31 - 1)
+        return RealServer(address, port, weight=weight, forward=forward, upper_threshold=upper,
+                          lower_threshold=lower)

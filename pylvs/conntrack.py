@@ -105,7 +105,7 @@ class Timeouts:
 
 class Connection:
     __slots__ = ("key", "proto", "caddr", "cport", "vaddr", "vport", "server", "service", "state",
-                 "expires", "active", "nooutput", "forward", "reply_key", "return_hop")
+                 "expires", "active", "nooutput", "forward", "reply_key", "return_hop", "template")
 
     def __init__(self, key: tuple[int, int, int, int, int], service: VirtualService,
                  server: RealServer, expires: float) -> None:
@@ -121,6 +121,7 @@ class Connection:
         # NAT: replies come back as (proto, real server, its port, client, client port)
         self.reply_key = (self.proto, server.ip, server.port, self.caddr, self.cport)
         self.return_hop: NextHop | None = None
+        self.template: Template | None = None
 
     def row(self, now: float) -> str:
         """One line of ipvsadm -Lnc: "%-3s %-6s %-11s %-18s %-18s %s"."""
@@ -132,6 +133,39 @@ class Connection:
             self.server.endpoint)
 
 
+TemplateKey = tuple[int, int, int, int]
+"""(proto, client address & persistence netmask, vip, vport)."""
+
+
+class Template:
+    """A persistence template (ip_vs_sched_persist): the client's network keeps its server.
+
+    It controls the connections made through it and cannot expire while it controls one: its
+    timer is re-armed for 60 s instead. State NONE, ASSURED once a controlled connection is
+    established (TCP) or answered (UDP)."""
+
+    __slots__ = ("key", "proto", "caddr", "vaddr", "vport", "service", "server", "expires",
+                 "controls", "assured")
+
+    def __init__(self, key: TemplateKey, service: VirtualService, server: RealServer,
+                 expires: float) -> None:
+        self.key = key
+        self.proto, self.caddr, self.vaddr, self.vport = key
+        self.service, self.server, self.expires = service, server, expires
+        self.controls = 0
+        self.assured = False
+
+    def row(self, now: float) -> str:
+        left = max(0, int(self.expires - now))
+        return "%-3s %-6s %-11s %-18s %-18s %s" % (
+            PROTO_NAMES[self.proto], f"{left // 60:02d}:{left % 60:02d}",
+            "ASSURED" if self.assured else "NONE", f"{int_to_ip(self.caddr)}:0",
+            f"{int_to_ip(self.vaddr)}:{self.vport}", self.server.endpoint)
+
+
+CONTROLLING_REARM = 60
+
+
 class ConnectionTable:
     """Connections by (proto, client ip, client port, vip, vport), with IPVS's counting rules."""
 
@@ -139,6 +173,7 @@ class ConnectionTable:
         self.timeouts = timeouts or Timeouts()
         self.entries: dict[tuple[int, int, int, int, int], Connection] = {}
         self.replies: dict[tuple[int, int, int, int, int], Connection] = {}
+        self.templates: dict[TemplateKey, Template] = {}
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -164,10 +199,32 @@ class ConnectionTable:
             self.replies[conn.reply_key] = conn
         return conn
 
+    def get_template(self, key: TemplateKey) -> Template | None:
+        return self.templates.get(key)
+
+    def create_template(self, key: TemplateKey, service: VirtualService, server: RealServer,
+                        now: float) -> Template:
+        template = Template(key, service, server, now + service.persistence_timeout)
+        server.persistconns += 1
+        self.templates[key] = template
+        return template
+
+    def remove_template(self, template: Template) -> None:
+        if self.templates.get(template.key) is template:
+            del self.templates[template.key]
+            template.server.persistconns -= 1
+
+    def attach(self, conn: Connection, template: Template) -> None:
+        """ip_vs_control_add; using the template re-arms it, as ip_vs_conn_put does."""
+        conn.template = template
+        template.controls += 1
+
     def update(self, conn: Connection, direction: int, tcp_flags: int, now: float) -> None:
         """Run the state machine for one packet and re-arm the timer."""
         if conn.proto != 6:
             conn.expires = now + self.timeouts.by_state[UDP_STATE]
+            if direction == OUTPUT and conn.template is not None:
+                conn.template.assured = True
             return
         if conn.nooutput:
             if direction == OUTPUT:
@@ -180,12 +237,16 @@ class ConnectionTable:
             conn.server.set_active(conn.active, active)
             conn.active = active
             conn.state = state
+            if state == ESTABLISHED and conn.template is not None:
+                conn.template.assured = True
         conn.expires = now + self.timeouts.by_state[state]
 
     def remove(self, conn: Connection) -> None:
         del self.entries[conn.key]
         if self.replies.get(conn.reply_key) is conn:
             del self.replies[conn.reply_key]
+        if conn.template is not None:
+            conn.template.controls -= 1
         conn.server.unbind(conn.active)
 
     def expire(self, now: float) -> int:
@@ -193,7 +254,15 @@ class ConnectionTable:
         dead = [c for c in self.entries.values() if c.expires <= now]
         for conn in dead:
             self.remove(conn)
-        return len(dead)
+        gone = 0
+        for template in [t for t in self.templates.values() if t.expires <= now]:
+            if template.controls > 0:
+                template.expires = now + CONTROLLING_REARM
+            else:
+                self.remove_template(template)
+                gone += 1
+        return len(dead) + gone
 
     def rows(self, now: float) -> list[str]:
-        return [conn.row(now) for conn in self.entries.values()]
+        return ([conn.row(now) for conn in self.entries.values()]
+                + [template.row(now) for template in self.templates.values()])

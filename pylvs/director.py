@@ -18,7 +18,7 @@ from collections.abc import Iterable
 import forwarders
 from forwarders import NextHop
 from pylvs import icmp, ipvsadm
-from pylvs.conntrack import INPUT, OUTPUT, ConnectionTable, Timeouts
+from pylvs.conntrack import INPUT, OUTPUT, ConnectionTable, Template, Timeouts
 from pylvs.icmp import DEST_UNREACH, FRAG_NEEDED, PORT_UNREACH, TIME_EXCEEDED, TTL_EXPIRED
 from pylvs.model import VirtualService
 from pylvs.packet import (
@@ -79,11 +79,18 @@ class Director:
             if flow.proto == IPPROTO_TCP and (flow.tcp_flags & (TCP_SYN | TCP_RST)) != TCP_SYN:
                 self.counters["no_connection"] += 1
                 return None
-            server = service.scheduler.pick(service.real_servers, flow)
+            template = None
+            if service.persistence_timeout:
+                template = self._template(service, flow, now)
+                server = None if template is None else template.server
+            else:
+                server = service.scheduler.pick(service.real_servers, flow)
             if server is None:
                 self.counters["no_destination"] += 1
                 return self._icmp_error(frame, flow, ingress, DEST_UNREACH, PORT_UNREACH)
             conn = self.table.create(key, service, server, now)
+            if template is not None:
+                self.table.attach(conn, template)
             if conn.forward == "nat":
                 conn.return_hop = NextHop(self.interfaces.get(ingress, b"\0" * 6),
                                           bytes(frame[6:12]), ingress)
@@ -153,6 +160,23 @@ class Director:
         self.counters["frag_needed"] += 1
         self.path_mtu[flow.saddr] = mtu
         return self._icmp_error(frame, flow, ingress, DEST_UNREACH, FRAG_NEEDED, mtu)
+
+    def _template(self, service: VirtualService, flow: Flow, now: float) -> Template | None:
+        """ip_vs_sched_persist: the client network's template, scheduled anew when missing or
+        when its server was removed; using it re-arms it."""
+        key = (flow.proto, flow.saddr & service.netmask, flow.daddr, flow.dport)
+        template = self.table.get_template(key)
+        if template is not None and not any(s is template.server
+                                            for s in service.real_servers):
+            self.table.remove_template(template)
+            template = None
+        if template is None:
+            server = service.scheduler.pick(service.real_servers, flow)
+            if server is None:
+                return None
+            return self.table.create_template(key, service, server, now)
+        template.expires = now + service.persistence_timeout
+        return template
 
     def _reply(self, frame: bytearray, flow: Flow, now: float, csum_partial: bool
                ) -> Out | None:

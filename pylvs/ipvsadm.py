@@ -139,6 +139,8 @@ def _sorted(services: Iterable[VirtualService]) -> list[VirtualService]:
 
 def _service_line(service: VirtualService) -> str:
     line = f"{service_name(service)} {service.scheduler.name}"
+    if service.scheduler.flags:
+        line += f" ({','.join(service.scheduler.flags)})"
     if service.persistence_timeout:
         line += f" persistent {service.persistence_timeout}"
         if service.persistence_netmask != "255.255.255.255":

@@ -136,10 +136,12 @@ class VirtualService:
     stats: Stats = field(default_factory=Stats)
     ip: int = 0
     proto: int = 0
+    netmask: int = 0xFFFFFFFF
 
     def __post_init__(self) -> None:
         self.ip = ip_to_int(self.address)
         self.proto = PROTO_NUMBERS[self.protocol]
+        self.netmask = ip_to_int(self.persistence_netmask)
 
     @property
     def key(self) -> tuple[int, int, int]:

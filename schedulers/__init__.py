@@ -11,11 +11,13 @@ from __future__ import annotations
 import importlib
 import re
 from collections.abc import Sequence
+from importlib.metadata import entry_points
 from typing import ClassVar
 
 from pylvs.model import RealServer
 from pylvs.packet import Flow
 
+ENTRY_POINT_GROUP = "pylvs.schedulers"
 _registry: dict[str, type[Scheduler]] = {}
 _NAME = re.compile(r"[a-z][a-z0-9_]*\Z")
 BUILTIN = ("rr", "wrr", "lc", "wlc", "sed", "nq", "fo", "ovf", "sh", "dh", "mh", "lblc",
@@ -23,12 +25,21 @@ BUILTIN = ("rr", "wrr", "lc", "wlc", "sed", "nq", "fo", "ovf", "sh", "dh", "mh",
 
 
 class Scheduler:
-    """Base: a scheduler with no state of its own needs only ``pick``."""
+    """Base: a scheduler with no state of its own needs only ``pick``.
+
+    ``FLAGS`` are the scheduler's ipvsadm ``-b`` flags in IPVS's order (flag-1, flag-2, ...).
+    """
 
     name: ClassVar[str] = ""
+    FLAGS: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, flags: Sequence[str] = ()) -> None:
-        self.flags = tuple(flags)
+        unknown = [f for f in flags if f not in self.FLAGS]
+        if unknown:
+            known = ", ".join(self.FLAGS) or "none"
+            raise ValueError(f"scheduler {self.name!r} has no flag {unknown[0]!r} (its flags: "
+                             f"{known})")
+        self.flags = tuple(f for f in self.FLAGS if f in flags)
 
     def update(self, servers: Sequence[RealServer]) -> None:
         """A real server was added, removed or edited (IPVS's add/del/upd_dest)."""
@@ -38,11 +49,14 @@ class Scheduler:
 
 
 class UnknownScheduler(KeyError):
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, why: str = "") -> None:
         super().__init__(name)
         self.name = name
+        self.why = why
 
     def __str__(self) -> str:
+        if self.why:
+            return f"scheduler {self.name!r} {self.why}"
         return f"unknown scheduler {self.name!r} (known: {', '.join(names())})"
 
 
@@ -54,17 +68,44 @@ def register(cls: type[Scheduler]) -> type[Scheduler]:
 
 
 def get(name: str) -> type[Scheduler]:
-    """The scheduler class called ``name``, importing ``schedulers.<name>`` on a miss."""
+    """The scheduler class called ``name``: a built-in (``schedulers.<name>`` is imported on a
+    miss, as IPVS's request_module), ``package.module:ClassName``, or an entry point of the group
+    ``pylvs.schedulers``."""
+    if ":" in name:
+        return _load_plugin(name)
     if name not in _registry and _NAME.match(name):
         try:
             importlib.import_module(f"{__name__}.{name}")
         except ModuleNotFoundError as exc:
             if exc.name != f"{__name__}.{name}":
                 raise
+    if name not in _registry:
+        for entry in entry_points(group=ENTRY_POINT_GROUP, name=name):
+            return _checked(entry.load(), name)
     try:
         return _registry[name]
     except KeyError:
         raise UnknownScheduler(name) from None
+
+
+def _load_plugin(spec: str) -> type[Scheduler]:
+    module_name, _, attr = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and module_name.startswith(exc.name):
+            raise UnknownScheduler(spec) from None
+        raise
+    try:
+        return _checked(getattr(module, attr), spec)
+    except AttributeError:
+        raise UnknownScheduler(spec) from None
+
+
+def _checked(cls: object, spec: str) -> type[Scheduler]:
+    if not (isinstance(cls, type) and issubclass(cls, Scheduler)):
+        raise UnknownScheduler(spec, "is not a subclass of schedulers.Scheduler")
+    return cls
 
 
 def names() -> list[str]:

@@ -65,6 +65,7 @@ def populate(servers: Sequence[RealServer], size: int) -> list[RealServer | None
 @register
 class MaglevHashing(Scheduler):
     name = "mh"
+    FLAGS = ("mh-fallback", "mh-port")
 
     def __init__(self, flags: Sequence[str] = (), table_size: int = DEFAULT_SIZE) -> None:
         super().__init__(flags)

@@ -22,17 +22,16 @@ def bucket(addr: int, port: int, offset: int = 0) -> int:
 @register
 class SourceHashing(Scheduler):
     name = "sh"
-    weighted = True
-    port_flag, fallback_flag = "sh-port", "sh-fallback"
+    FLAGS = ("sh-fallback", "sh-port")
 
     def __init__(self, flags: Sequence[str] = ()) -> None:
         super().__init__(flags)
         self.table: list[RealServer | None] = [None] * TAB_SIZE
-        self.use_port = self.port_flag in self.flags
-        self.fallback = self.fallback_flag in self.flags
+        self.use_port = "sh-port" in self.flags
+        self.fallback = "sh-fallback" in self.flags
 
     def update(self, servers: Sequence[RealServer]) -> None:
-        self.table = fill_buckets(servers, TAB_SIZE, self.weighted)
+        self.table = fill_buckets(servers, TAB_SIZE, weighted=True)
 
     def key(self, flow: Flow) -> tuple[int, int]:
         return flow.saddr, flow.sport if self.use_port else 0

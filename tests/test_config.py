@@ -110,3 +110,27 @@ def test_nat_maps_ports_and_mixes_with_dr():
 
 def test_inside_interface_defaults_to_interface():
     assert parse(_with()).inside_interface == "eth0"
+
+
+def test_scheduler_flags_thresholds_and_persistence():
+    config = parse(_with('scheduler = "sh"\nscheduler_flags = ["sh-port", "sh-fallback"]\n'
+                         'persistence_timeout = true\npersistence_netmask = "255.255.255.0"',
+                         'address = "192.168.1.12"\nupper_threshold = 10\nlower_threshold = 5'))
+    (service,) = config.services
+    assert service.scheduler.flags == ("sh-fallback", "sh-port")  # IPVS's flag-1, flag-2
+    assert (service.persistence_timeout, service.persistence_netmask) == (360, "255.255.255.0")
+    (server,) = service.real_servers
+    assert (server.upper_threshold, server.lower_threshold) == (10, 5)
+
+
+@pytest.mark.parametrize("extra,key,reason", [
+    ('scheduler = "rr"\nscheduler_flags = ["sh-port"]', "scheduler_flags", "has no flag"),
+    ('scheduler_flags = "sh-port"', "scheduler_flags", "list of strings"),
+    ('persistence_netmask = "255.255.255.0"', "persistence_netmask", "only a persistent"),
+    ('persistence_timeout = 60\npersistence_netmask = "255.0.255.0"', "persistence_netmask",
+     "not an IPv4 netmask"),
+    ('persistence_timeout = 2678401', "persistence_timeout", "out of range"),
+])
+def test_bad_scheduling_keys(extra, key, reason):
+    error = _error(_with(extra))
+    assert error.key == f"virtual_server[0].{key}" and reason in error.reason
