@@ -263,6 +263,9 @@ class ConnectionTable:
                 gone += 1
         return len(dead) + gone
 
+    def listing(self) -> list[Connection | Template]:
+        """What ipvsadm -Lnc lists: connections and persistence templates."""
+        return [*self.entries.values(), *self.templates.values()]
+
     def rows(self, now: float) -> list[str]:
-        return ([conn.row(now) for conn in self.entries.values()]
-                + [template.row(now) for template in self.templates.values()])
+        return [entry.row(now) for entry in self.listing()]

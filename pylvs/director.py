@@ -223,7 +223,7 @@ class Director:
         if command.name == "version":
             return 0, ipvsadm.VERSION_LINE + "\n", ""
         if "connection" in command.flags:
-            return 0, ipvsadm.render_connections(self.table, now), ""
+            return 0, ipvsadm.render_connections(self.table.listing(), now), ""
         if "timeout" in command.flags:
             return 0, ipvsadm.render_timeout(self.table.timeouts), ""
         services = list(self.services.values())

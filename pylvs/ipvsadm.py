@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from pylvs.conntrack import Connection, Timeouts
+from pylvs.conntrack import Connection, Template, Timeouts
 from pylvs.model import FORWARD_NAMES, PROTO_NAMES, PROTO_NUMBERS, VirtualService
 
 VERSION_LINE = "ipvsadm v1.31 2019/12/24 (compiled with popt and IPVS v1.2.1)"
@@ -198,7 +198,7 @@ def render_services(services: Iterable[VirtualService], command: Command) -> str
     return "\n".join(lines) + "\n"
 
 
-def render_connections(conns: Iterable[Connection], now: float) -> str:
+def render_connections(conns: Iterable[Connection | Template], now: float) -> str:
     lines = ["IPVS connection entries",
              "pro expire %-11s %-18s %-18s %s" % ("state", "source", "virtual", "destination")]
     lines += [conn.row(now) for conn in conns]

@@ -178,7 +178,7 @@ def curl_argv(url: str, max_time: int = 10) -> list[str]:
 
 
 def lab_config(lab: Lab, scheduler: str, weights: list[int] | None = None,
-               server_port: int = PORT) -> str:
+               server_port: int = PORT, persistence: int = 0) -> str:
     """The TOML a user would write for this lab; real servers in ipvsadm -a order."""
     weights = weights or [1] * len(lab.server_ips)
     lines = ["[director]", f'interface = "{lab.director_if}"',
@@ -186,6 +186,8 @@ def lab_config(lab: Lab, scheduler: str, weights: list[int] | None = None,
              f'control_socket = "{lab.control_socket}"', "", "[[virtual_server]]",
              f'address = "{lab.vip}:{PORT}"', 'protocol = "tcp"', f'scheduler = "{scheduler}"',
              f'forward = "{lab.server_modes[0]}"']
+    if persistence:
+        lines.append(f"persistence_timeout = {persistence}")
     for address, weight, mode in zip(lab.server_ips, weights, lab.server_modes, strict=True):
         lines += ["", "  [[virtual_server.real_server]]",
                   f'  address = "{address}:{server_port}"', f"  weight = {weight}"]

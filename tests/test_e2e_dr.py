@@ -115,3 +115,23 @@ def test_adm_over_cli_prints_ipvsadm_layout(make_lab):
         f"TCP  {dr.lab.vip}:80 wrr\n"
         f"  -> {rs1 + ':80':<28} Route   2      0          0         \n"
         f"  -> {rs2 + ':80':<28} Route   1      0          0         \n")
+
+
+def test_persistent_service_keeps_a_client_on_one_server_and_lists_the_template(make_lab):
+    dr = make_lab(3, "rr", persistence=300)
+    answers = dr.answers(20)
+    assert len(answers) == 1 and sum(answers.values()) == 20
+    rows = [line.split() for line in dr.director.adm("-Lnc").splitlines()[2:]]
+    templates = [row for row in rows if row[3] == f"{dr.lab.client_ip}:0"]
+    assert len(templates) == 1
+    assert templates[0][0] == "TCP" and templates[0][2] == "ASSURED"
+    assert templates[0][4] == f"{dr.lab.vip}:80"
+    server = dr.lab.server_ips[dr.lab.server_names.index(next(iter(answers)))]
+    assert templates[0][5] == f"{server}:80"
+    assert f"TCP  {dr.lab.vip}:80 rr persistent 300" in dr.director.adm("-Ln").splitlines()
+
+
+def test_readme_plugin_scheduler_balances_the_lab(make_lab):
+    dr = make_lab(3, "examples.fewest_total:FewestTotal")
+    assert dr.answers(30) == {"rs1": 10, "rs2": 10, "rs3": 10}
+    assert f"TCP  {dr.lab.vip}:80 fewest" in dr.director.adm("-Ln").splitlines()

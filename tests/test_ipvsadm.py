@@ -4,21 +4,14 @@ from __future__ import annotations
 
 import pytest
 
+import schedulers
 from pylvs import ipvsadm
 from pylvs.conntrack import ConnectionTable
 from pylvs.model import RealServer, VirtualService
 
 
-class _Sched:
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def update(self, servers):
-        pass
-
-
-def _service(proto="tcp", addr="192.168.1.100", port=80, sched="rr", servers=()):
-    service = VirtualService(proto, addr, port, _Sched(sched))
+def _service(proto="tcp", addr="192.168.1.100", port=80, sched="rr", servers=(), flags=()):
+    service = VirtualService(proto, addr, port, schedulers.get(sched)(flags))
     for address, weight in servers:
         service.add_real_server(RealServer(address, port, weight=weight))
     return service
@@ -108,3 +101,9 @@ def test_usage_errors(argv, message):
     with pytest.raises(ipvsadm.UsageError) as info:
         ipvsadm.parse(argv)
     assert message in str(info.value)
+
+
+def test_scheduler_flags_in_ipvs_order_after_the_scheduler():
+    service = _service(sched="sh", flags=("sh-port", "sh-fallback"))
+    out = ipvsadm.render_services([service], ipvsadm.parse(["-Ln"]))
+    assert "TCP  192.168.1.100:80 sh (sh-fallback,sh-port)" in out.splitlines()

@@ -114,3 +114,11 @@ def test_a_client_keeps_its_server_until_its_template_expires(events):
         if address in seen and now - last[address] < 360:
             assert server == seen[address]
         seen[address], last[address] = server, now
+
+
+def test_adm_lnc_lists_templates_with_connections():
+    director = persistent()
+    syn(director, "203.0.113.5", 40000, 0.0)
+    rc, out, _ = director.adm(["-Lnc"], 0.0)
+    sources = [line.split()[3] for line in out.splitlines()[2:]]
+    assert rc == 0 and sorted(sources) == ["203.0.113.5:0", "203.0.113.5:40000"]
