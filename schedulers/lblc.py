@@ -26,9 +26,9 @@ def lblc_overloaded(server: RealServer, servers: Sequence[RealServer]) -> bool:
     return any(s.activeconns * 2 < s.weight for s in servers)
 
 
-@register
-class LocalityBasedLeastConnection(Ranked):
-    name = "lblc"
+class LocalityBased(Ranked):
+    """What lblc and lblcr share: the wlc choice, and entries that expire unused."""
+
     better = staticmethod(WeightedLeastConnection.better)
 
     def __init__(self, flags: Sequence[str] = (), expiration: float = EXPIRATION,
@@ -36,6 +36,15 @@ class LocalityBasedLeastConnection(Ranked):
         super().__init__(flags)
         self.expiration = expiration
         self.clock = clock
+
+
+@register
+class LocalityBasedLeastConnection(LocalityBased):
+    name = "lblc"
+
+    def __init__(self, flags: Sequence[str] = (), expiration: float = EXPIRATION,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__(flags, expiration, clock)
         self.cache: dict[int, tuple[RealServer, float]] = {}
 
     def update(self, servers: Sequence[RealServer]) -> None:

@@ -14,9 +14,7 @@ from collections.abc import Callable, Sequence
 from pylvs.model import RealServer
 from pylvs.packet import Flow
 from schedulers import register
-from schedulers.lblc import EXPIRATION, lblc_overloaded
-from schedulers.ranking import Ranked
-from schedulers.wlc import WeightedLeastConnection
+from schedulers.lblc import EXPIRATION, LocalityBased, lblc_overloaded
 
 
 class ServerSet:
@@ -62,15 +60,12 @@ class ServerSet:
 
 
 @register
-class LocalityBasedLeastConnectionReplication(Ranked):
+class LocalityBasedLeastConnectionReplication(LocalityBased):
     name = "lblcr"
-    better = staticmethod(WeightedLeastConnection.better)
 
     def __init__(self, flags: Sequence[str] = (), expiration: float = EXPIRATION,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        super().__init__(flags)
-        self.expiration = expiration
-        self.clock = clock
+        super().__init__(flags, expiration, clock)
         self.sets: dict[int, ServerSet] = {}
 
     def update(self, servers: Sequence[RealServer]) -> None:

@@ -28,7 +28,10 @@ class RoundRobin(Scheduler):
 
     def pick(self, servers: Sequence[RealServer], flow: Flow) -> RealServer | None:
         count = len(servers)
-        start = _index(servers, self.cursor) + 1
+        position = self.position
+        if not (0 <= position < count and servers[position] is self.cursor):
+            position = _index(servers, self.cursor)
+        start = position + 1
         for step in range(count):
             server = servers[(start + step) % count]
             if server.available:

@@ -27,9 +27,12 @@ class PowerOfTwoChoices(Scheduler):
         self.dirty = True
         self.eligible: list[RealServer] = []
         self.cumulative: list[int] = []
+        self.usable: dict[int, bool] = {}
 
     def changed(self, server: RealServer) -> None:
-        self.dirty = True
+        """Counters change all the time; only a change of OVERLOAD redraws the weights."""
+        if self.usable.get(id(server)) != available(server):
+            self.dirty = True
 
     def update(self, servers: Sequence[RealServer]) -> None:
         for server in servers:
@@ -37,7 +40,8 @@ class PowerOfTwoChoices(Scheduler):
         self.dirty = True
 
     def _refresh(self, servers: Sequence[RealServer]) -> None:
-        self.eligible = [s for s in servers if available(s)]
+        self.usable = {id(s): available(s) for s in servers}
+        self.eligible = [s for s in servers if self.usable[id(s)]]
         total, self.cumulative = 0, []
         for server in self.eligible:
             total += server.weight
