@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shlex
 import signal
 import subprocess
 import sys
+from collections.abc import Iterable
 
 from pylvs import config as config_mod
 from pylvs import ipvsadm
@@ -29,18 +31,25 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return 1
 
 
-def adm(argv: list[str]) -> int:
+def _socket_path(argv: list[str]) -> tuple[str, list[str]] | None:
     socket_path = os.environ.get(ENV_SOCKET, config_mod.DEFAULT_CONTROL_SOCKET)
     if argv[:1] == ["--socket"]:
         if len(argv) < 2:
-            print("pylvs adm: --socket needs a PATH", file=sys.stderr)
-            return ipvsadm.EXIT_USAGE
+            return None
         socket_path, argv = argv[1], argv[2:]
+    return socket_path, argv
+
+
+def adm(argv: list[str]) -> int:
+    found = _socket_path(argv)
+    if found is None:
+        print("pylvs adm: --socket needs a PATH", file=sys.stderr)
+        return ipvsadm.EXIT_USAGE
+    socket_path, argv = found
     try:
         command = ipvsadm.parse(argv)
     except ipvsadm.UsageError as exc:
         print(exc, file=sys.stderr)
-        print("Try `pylvs adm -h' or 'pylvs adm --help' for more information.", file=sys.stderr)
         return ipvsadm.EXIT_USAGE
     if command.name == "help":
         sys.stdout.write(ipvsadm.USAGE)
@@ -48,6 +57,12 @@ def adm(argv: list[str]) -> int:
     if command.name == "version":
         print(ipvsadm.VERSION_LINE)
         return 0
+    if command.name == "restore":
+        return _restore(socket_path, sys.stdin)
+    return _send(socket_path, argv)
+
+
+def _send(socket_path: str, argv: list[str]) -> int:
     from pylvs import control
     try:
         rc, out, err = control.request(socket_path, argv)
@@ -60,6 +75,48 @@ def adm(argv: list[str]) -> int:
     sys.stdout.write(out)
     sys.stderr.write(err)
     return rc
+
+
+def _restore(socket_path: str, lines: Iterable[str]) -> int:
+    """ipvsadm -R: one command per line (a leading `ipvsadm` is allowed); stops at an error."""
+    for line in lines:
+        argv = shlex.split(line, comments=True)
+        if argv[:1] == ["ipvsadm"]:
+            argv = argv[1:]
+        if not argv:
+            continue
+        try:
+            ipvsadm.parse(argv)
+        except ipvsadm.UsageError as exc:
+            print(exc, file=sys.stderr)
+            return ipvsadm.EXIT_USAGE
+        rc = _send(socket_path, argv)
+        if rc != 0:
+            return rc
+    return 0
+
+
+def _cmd_reload(args: argparse.Namespace) -> int:
+    from pylvs.engine import RELOAD
+    return _send(args.socket, [RELOAD])
+
+
+def _cmd_config(args: argparse.Namespace) -> int:
+    from pylvs import keepalived, ruleset
+    try:
+        with open(args.file) if args.file != "-" else sys.stdin as fh:
+            text = fh.read()
+        if args.source == "from-ipvsadm":
+            services, dropped = ruleset.from_ipvsadm(text), []
+        else:
+            services, dropped = keepalived.import_services(text)
+    except (OSError, ValueError) as exc:
+        print(f"pylvs config: {args.file}: {exc}", file=sys.stderr)
+        return 1
+    for note in dropped:
+        print(f"pylvs config: not carried over: {note}", file=sys.stderr)
+    sys.stdout.write(ruleset.to_toml(services, args.interface))
+    return 0
 
 
 def _cmd_realserver(args: argparse.Namespace) -> int:
@@ -120,6 +177,15 @@ def _parser() -> argparse.ArgumentParser:
     run.set_defaults(func=_cmd_run)
     sub.add_parser("adm", help="ipvsadm syntax against the running director "
                    "([--socket PATH] ARGS...)", add_help=False)
+    reload = sub.add_parser("reload", help="make the running director re-read its config file")
+    reload.add_argument("--socket", default=os.environ.get(ENV_SOCKET,
+                                                           config_mod.DEFAULT_CONTROL_SOCKET))
+    reload.set_defaults(func=_cmd_reload)
+    conf = sub.add_parser("config", help="write a pylvs config from ipvsadm -S or keepalived.conf")
+    conf.add_argument("source", choices=["from-ipvsadm", "from-keepalived"])
+    conf.add_argument("file", help="the file to read (- for standard input)")
+    conf.add_argument("--interface", default="eth0", help="[director] interface to write")
+    conf.set_defaults(func=_cmd_config)
     rs = sub.add_parser("realserver", help="configure this host as a real server")
     rs.add_argument("--mode", choices=["dr", "nat", "tun"], default="dr")
     rs.add_argument("--vip", required=True)

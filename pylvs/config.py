@@ -176,9 +176,11 @@ class _Reader:
         except schedulers.UnknownScheduler as exc:
             raise self.fail(path + ".scheduler", str(exc)) from None
         try:
-            return cls(flags)
+            scheduler = cls(flags)
         except ValueError as exc:
             raise self.fail(path + ".scheduler_flags", str(exc)) from None
+        scheduler.spec = name
+        return scheduler
 
     def persistence(self, raw: dict[str, Any], path: str) -> tuple[int, str]:
         """ipvsadm -p [T] and -M MASK; ``persistence_timeout = true`` is -p alone (360 s)."""

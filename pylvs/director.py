@@ -13,14 +13,14 @@ the I/O shell and handed in through ``set_hop``.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import forwarders
 from forwarders import NextHop
-from pylvs import icmp, ipvsadm
+from pylvs import icmp, ipvsadm, layouts, rules
 from pylvs.conntrack import INPUT, OUTPUT, ConnectionTable, Template, Timeouts
 from pylvs.icmp import DEST_UNREACH, FRAG_NEEDED, PORT_UNREACH, TIME_EXCEEDED, TTL_EXPIRED
-from pylvs.model import VirtualService
+from pylvs.model import PROTO_NUMBERS, VirtualService, ip_to_int
 from pylvs.packet import (
     IPPROTO_ICMP,
     IPPROTO_TCP,
@@ -34,6 +34,7 @@ from pylvs.packet import (
 
 Out = tuple[bytearray, str]
 """A frame to send and the interface to send it on."""
+ESTIMATOR_INTERVAL = 2.0
 
 
 class Director:
@@ -47,8 +48,10 @@ class Director:
         self.counters: Counter[str] = Counter()
         self.path_mtu: dict[int, int] = {}
         """Client address → the MTU a "fragmentation needed" told it (for re-segmenting GSO)."""
-        self.nat_endpoints = {(svc.proto, rs.ip, rs.port) for svc in self.services.values()
-                              for rs in svc.real_servers if rs.forward == "nat"}
+        self.nat_endpoints: set[tuple[int, int, int]] = set()
+        self.listeners: list[Callable[[], None]] = []
+        self.next_estimate = 0.0
+        self.changed()
 
     def add_interface(self, name: str, mac: bytes) -> None:
         """An interface frames arrive on; the first one is the default ingress."""
@@ -211,25 +214,61 @@ class Director:
 
     def tick(self, now: float) -> None:
         self.counters["expired"] += self.table.expire(now)
+        if now >= self.next_estimate:
+            for service in self.services.values():
+                service.stats.estimate()
+                for server in service.real_servers:
+                    server.stats.estimate()
+            self.next_estimate = now + ESTIMATOR_INTERVAL
 
     def adm(self, argv: list[str], now: float) -> tuple[int, str, str]:
         """Run one ipvsadm command line; returns (exit status, stdout, stderr)."""
         try:
             command = ipvsadm.parse(argv)
+            return 0, self.run_command(command, now), ""
         except ipvsadm.UsageError as exc:
             return ipvsadm.EXIT_USAGE, "", f"{exc}\n"
-        if command.name == "help":
-            return 0, ipvsadm.USAGE, ""
-        if command.name == "version":
-            return 0, ipvsadm.VERSION_LINE + "\n", ""
-        if "connection" in command.flags:
-            return 0, ipvsadm.render_connections(self.table.listing(), now), ""
-        if "timeout" in command.flags:
-            return 0, ipvsadm.render_timeout(self.table.timeouts), ""
+        except ipvsadm.DirectorError as exc:
+            return ipvsadm.EXIT_DIRECTOR, "", f"{exc}\n"
+
+    def run_command(self, command: ipvsadm.Command, now: float) -> str:
+        name = command.name
+        if name == "help":
+            return ipvsadm.USAGE
+        if name == "version":
+            return ipvsadm.VERSION_LINE + "\n"
+        if name == "list":
+            return self._list(command, now)
+        if name == "save":
+            return layouts.render_save(self.services.values(), "numeric" in command.options)
+        if name == "restore":
+            raise ipvsadm.UsageError("-R reads rules from standard input: use pylvs adm -R")
+        if name == "flush":
+            rules.flush(self)
+        else:
+            rules.CHANGES[name](self, command)
+        self.changed()
+        return ""
+
+    def _list(self, command: ipvsadm.Command, now: float) -> str:
+        options = command.options
+        if "connection" in options:
+            return layouts.render_connections(self.table.listing(), now,
+                                              "persistent-conn" in options)
+        if "timeout" in options:
+            return layouts.render_timeout(self.table.timeouts)
         services = list(self.services.values())
         if command.service is not None:
-            found = ipvsadm.find_service(services, command.service)
+            proto, address, port = command.service
+            found = self.services.get((PROTO_NUMBERS[proto], ip_to_int(address), port))
             if found is None:
-                return ipvsadm.EXIT_DIRECTOR, "", "No such service\n"
+                raise ipvsadm.DirectorError("No such service")
             services = [found]
-        return 0, ipvsadm.render_services(services, command), ""
+        return layouts.render_services(services, command)
+
+    def changed(self) -> None:
+        """The rules changed: recompute what depends on them, tell the I/O shell."""
+        self.nat_endpoints = {(svc.proto, rs.ip, rs.port) for svc in self.services.values()
+                              for rs in svc.real_servers if rs.forward == "nat"}
+        for listener in self.listeners:
+            listener()

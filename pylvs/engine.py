@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 
 from forwarders import NextHop
+from pylvs import config as config_mod
 from pylvs import netio
 from pylvs.config import Config
 from pylvs.control import ControlServer
@@ -26,6 +27,7 @@ from pylvs.segment import segment_tcp
 log = logging.getLogger("pylvs")
 
 TICK = 1.0
+RELOAD = "pylvs-reload"  # the control request of `pylvs reload` and SIGHUP
 RESOLVE_TIMEOUT = 1.0
 
 
@@ -61,43 +63,76 @@ class Engine:
         self.vips: list[str] = []
         self.control: ControlServer | None = None
         self.routes: dict[int, netio.Route] = {}
+        self.reload_requested = False
 
     def start(self) -> None:
         self.control = ControlServer(self.config.control_socket, self._adm)
         for name in dict.fromkeys((self.ifname, self.inside)):
             self.ports[name] = Port(name)
             self.director.add_interface(name, self.ports[name].mac)
-        self._steal()
-        for vip in sorted({s.address for s in self.config.services}):
+        if self.inside == self.ifname:
+            self.steals = [netio.StealRules(self.ifname, self.table)]
+        else:
+            self.steals = [netio.StealRules(self.ifname, self.table),
+                           netio.StealRules(self.inside, f"{self.table}_inside")]
+        self._sync(resolve_timeout=RESOLVE_TIMEOUT)
+        self.director.listeners.append(self._sync)
+
+    def _sync(self, resolve_timeout: float = 0.0) -> None:
+        """Make the host match the rules: steal rules first, then VIPs, then next hops."""
+        services = list(self.director.services.values())
+        stolen = [(s.protocol, s.address, s.port) for s in services]
+        replies = [(s.protocol, rs.address, rs.port) for s in services
+                   for rs in s.real_servers if rs.forward == "nat"]
+        if len(self.steals) == 1:
+            self.steals[0].install(stolen, replies)
+        else:
+            self.steals[0].install(stolen, [])
+            self.steals[1].install([], replies)
+        wanted = {s.address for s in services}
+        for vip in sorted(wanted - set(self.vips)):
             if netio.add_vip(self.ifname, vip):
                 self.vips.append(vip)
-        for ip in self.director.real_server_ips():
-            found = netio.route(int_to_ip(ip))
-            if found.interface not in self.ports:
-                raise RuntimeError(f"real server {int_to_ip(ip)} is reached through "
-                                   f"{found.interface}, not through {' or '.join(self.ports)}")
-            self.routes[ip] = found
-            port = self.ports[found.interface]
-            self._learn(ip, port.resolver.resolve(self._via(ip), RESOLVE_TIMEOUT))
+        for vip in [v for v in self.vips if v not in wanted]:
+            netio.remove_vip(self.ifname, vip)
+            self.vips.remove(vip)
+        for ip in self.director.real_server_ips() - self.routes.keys():
+            self._route(ip, resolve_timeout)
+
+    def _route(self, ip: int, resolve_timeout: float) -> None:
+        found = netio.route(int_to_ip(ip))
+        if found.interface not in self.ports:
+            raise RuntimeError(f"real server {int_to_ip(ip)} is reached through "
+                               f"{found.interface}, not through {' or '.join(self.ports)}")
+        self.routes[ip] = found
+        resolver = self.ports[found.interface].resolver
+        if resolve_timeout:
+            self._learn(ip, resolver.resolve(self._via(ip), resolve_timeout))
+        else:
+            resolver.probe(self._via(ip))  # learnt by the next refresh, without stalling
 
     def _via(self, ip: int) -> str:
         """The neighbour a real server's frames go to: its gateway, or itself when on-link."""
         return self.routes[ip].gateway or int_to_ip(ip)
 
-    def _steal(self) -> None:
-        """Take service frames (and NAT replies) away from the director's own kernel."""
-        services = [(s.protocol, s.address, s.port) for s in self.config.services]
-        replies = [(s.protocol, rs.address, rs.port) for s in self.config.services
-                   for rs in s.real_servers if rs.forward == "nat"]
-        if self.inside == self.ifname:
-            plan = [(self.ifname, self.table, services, replies)]
-        else:
-            plan = [(self.ifname, self.table, services, []),
-                    (self.inside, f"{self.table}_inside", [], replies)]
-        for name, table, stolen, replied in plan:
-            steal = netio.StealRules(name, table)
-            self.steals.append(steal)
-            steal.install(stolen, replied)
+    def reload(self) -> tuple[int, str, str]:
+        """Apply the config file's difference from the running rules as live edits."""
+        from pylvs import ruleset
+        try:
+            new = config_mod.load(self.config.source)
+        except config_mod.ConfigError as exc:
+            return 1, "", f"reload refused, the running rules stay: {exc}\n"
+        if (new.interface, new.inside_interface) != (self.config.interface,
+                                                     self.config.inside_interface):
+            return 1, "", ("reload refused, the running rules stay: a new interface needs a "
+                           "restart of pylvs run\n")
+        commands = ruleset.diff(self.director.services.values(), new.services)
+        for argv in commands:
+            rc, _, err = self.director.adm(argv, time.monotonic())
+            if rc != 0:
+                return rc, "", f"reload stopped at `{' '.join(argv)}`: {err}"
+        log.info("reloaded %s: %d changes", self.config.source, len(commands))
+        return 0, "".join(f"{' '.join(argv)}\n" for argv in commands), ""
 
     def _learn(self, ip: int, mac: bytes | None) -> None:
         found = self.routes[ip]
@@ -123,7 +158,12 @@ class Engine:
                 self._learn(ip, mac)
 
     def _adm(self, argv: list[str]) -> tuple[int, str, str]:
-        return self.director.adm(argv, time.monotonic())
+        if argv == [RELOAD]:
+            return self.reload()
+        try:
+            return self.director.adm(argv, time.monotonic())
+        except (OSError, RuntimeError) as exc:
+            return 255, "", f"the rules changed but the host could not follow: {exc}\n"
 
     def loop(self, should_stop: Callable[[], bool] = lambda: False) -> None:
         assert self.control is not None
@@ -144,6 +184,10 @@ class Engine:
                     port.sock.flush()
                     port.sent = False
             control.poll()
+            if self.reload_requested:
+                self.reload_requested = False
+                rc, out, err = self.reload()
+                log.info("SIGHUP: %s", (out or err or "no changes").strip().replace("\n", "; "))
             now = time.monotonic()
             if now >= next_tick:
                 director.tick(now)
@@ -206,7 +250,11 @@ def run(config: Config) -> int:
     def on_signal(signum: int, _frame: object) -> None:
         raise Stop(signal.Signals(signum).name)
 
+    def on_hangup(signum: int, _frame: object) -> None:
+        engine.reload_requested = True
+
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, on_hangup)
     try:
         engine.start()
         services = ", ".join(f"{s.protocol} {s.endpoint} ({s.scheduler.name}, "

@@ -1,243 +1,377 @@
-"""ipvsadm's command line and its exact output layouts (ipvsadm 1.31, reference §1–§2).
+"""ipvsadm's command line, as ipvsadm 1.31 reads it (reference §1).
 
-Parsing is pure (argv → Command); rendering is pure (model → text). Usage errors exit with 2 as
-ipvsadm's fail() does; errors from the director exit with 255. This version implements the list
-commands; other ipvsadm commands are refused by name, never silently ignored.
+``parse`` turns argv into a ``Command`` the way ipvsadm's popt table and ``process_options`` do:
+one command, options each at most once (``multiple 'weight' options specified``), values checked
+with ipvsadm's texts, then the command × option table ``commands_v_options`` (compulsory,
+illegal, mutually exclusive) and ipvsadm's special rules. Every usage error is a ``UsageError``
+(exit status 2); errors from the director itself are ``DirectorError`` (exit status 255).
+Pure: no sockets, no model changes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import ipaddress
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from pylvs.conntrack import Connection, Template, Timeouts
-from pylvs.model import FORWARD_NAMES, PROTO_NAMES, PROTO_NUMBERS, VirtualService
-
 VERSION_LINE = "ipvsadm v1.31 2019/12/24 (compiled with popt and IPVS v1.2.1)"
-IPVS_VERSION = "1.2.1"
-CONN_TAB_SIZE = 4096
 EXIT_USAGE = 2
 EXIT_DIRECTOR = 255
+MAX_TIMEOUT = 86400 * 31
+MAX_PERSISTENCE = 2678400
+DEFAULT_PERSISTENCE = 360
 
-_COMMANDS = {
+CMDNAMES = ("add-service", "edit-service", "delete-service", "flush", "list", "add-server",
+            "delete-server", "edit-server", "set", "start-daemon", "stop-daemon", "restore",
+            "save", "zero")
+OPTNAMES = ("numeric", "connection", "service-address", "scheduler", "persistent", "netmask",
+            "real-server", "forwarding-method", "weight", "u-threshold", "l-threshold",
+            "mcast-interface", "timeout", "daemon", "stats", "rate", "thresholds",
+            "persistent-conn", "nosort", "syncid", "exact", "ops", "pe", "sched-flags",
+            "mcast-group", "mcast-port", "mcast-ttl", "sync-maxlen", "tun-info", "tun-type",
+            "tun-port", "tun-nocsum", "tun-csum", "tun-remcsum")
+_SERVICE_OPTIONAL = {"scheduler": " ", "persistent": " ", "netmask": " ", "ops": " ", "pe": " ",
+                     "sched-flags": " "}
+_SERVER_OPTIONAL = {"forwarding-method": " ", "weight": " ", "u-threshold": " ",
+                    "l-threshold": " ", "tun-type": " ", "tun-port": " ", "tun-nocsum": " ",
+                    "tun-csum": " ", "tun-remcsum": " "}
+_RULES: dict[str, dict[str, str]] = {
+    "add-service": {"service-address": "+", **_SERVICE_OPTIONAL},
+    "edit-service": {"service-address": "+", **_SERVICE_OPTIONAL},
+    "delete-service": {"service-address": "+"},
+    "flush": {},
+    "list": {"numeric": " ", "connection": "1", "service-address": "1", "timeout": "1",
+             "daemon": "1", "stats": " ", "rate": " ", "thresholds": " ", "persistent-conn": " ",
+             "nosort": " ", "exact": " ", "tun-info": " "},
+    "add-server": {"service-address": "+", "real-server": "+", **_SERVER_OPTIONAL},
+    "delete-server": {"service-address": "+", "real-server": "+"},
+    "edit-server": {"service-address": "+", "real-server": "+", **_SERVER_OPTIONAL},
+    "set": {},
+    "start-daemon": {k: " " for k in ("mcast-interface", "syncid", "mcast-group", "mcast-port",
+                                      "mcast-ttl", "sync-maxlen")},
+    "stop-daemon": {"syncid": " "},
+    "restore": {},
+    "save": {"numeric": " "},
+    "zero": {"service-address": " "},
+}
+# commands_v_options: '+' compulsory, 'x' illegal, '1' exclusive, ' ' optional (OPTNAMES order)
+_TABLE = {name: "".join(rules.get(option, "x") for option in OPTNAMES)
+          for name, rules in _RULES.items()}
+
+_COMMAND_FLAGS = {
     "-A": "add-service", "--add-service": "add-service", "-E": "edit-service",
     "--edit-service": "edit-service", "-D": "delete-service", "--delete-service": "delete-service",
-    "-C": "clear", "--clear": "clear", "-R": "restore", "--restore": "restore", "-S": "save",
+    "-C": "flush", "--clear": "flush", "-R": "restore", "--restore": "restore", "-S": "save",
     "--save": "save", "-a": "add-server", "--add-server": "add-server", "-e": "edit-server",
     "--edit-server": "edit-server", "-d": "delete-server", "--delete-server": "delete-server",
     "-L": "list", "-l": "list", "--list": "list", "-Z": "zero", "--zero": "zero", "--set": "set",
-    "-h": "help", "--help": "help", "-v": "version", "--version": "version",
-    "--start-daemon": "start-daemon", "--stop-daemon": "stop-daemon",
+    "--start-daemon": "start-daemon", "--stop-daemon": "stop-daemon", "-h": "help",
+    "--help": "help", "-v": "version", "--version": "version",
 }
-_LIST_FLAGS = {
-    "-n": "numeric", "--numeric": "numeric", "-c": "connection", "--connection": "connection",
-    "--stats": "stats", "--exact": "exact", "-X": "exact", "--timeout": "timeout",
-    "--sort": "sort", "--nosort": "nosort", "--rate": "rate", "--thresholds": "thresholds",
-    "--persistent-conn": "persistent-conn", "--daemon": "daemon", "--tun-info": "tun-info",
+# option flag → (option name, takes a value: "no" | "yes" | "optional", canonical value)
+_OPTIONS: dict[str, tuple[str, str, str]] = {
+    "-t": ("service-address", "yes", "tcp"), "--tcp-service": ("service-address", "yes", "tcp"),
+    "-u": ("service-address", "yes", "udp"), "--udp-service": ("service-address", "yes", "udp"),
+    "--sctp-service": ("service-address", "yes", "sctp"),
+    "-f": ("service-address", "yes", "fwmark"),
+    "--fwmark-service": ("service-address", "yes", "fwmark"),
+    "-s": ("scheduler", "yes", ""), "--scheduler": ("scheduler", "yes", ""),
+    "-p": ("persistent", "optional", ""), "--persistent": ("persistent", "optional", ""),
+    "-M": ("netmask", "yes", ""), "--netmask": ("netmask", "yes", ""),
+    "-r": ("real-server", "yes", ""), "--real-server": ("real-server", "yes", ""),
+    "-g": ("forwarding-method", "no", "dr"), "--gatewaying": ("forwarding-method", "no", "dr"),
+    "-i": ("forwarding-method", "no", "tun"), "--ipip": ("forwarding-method", "no", "tun"),
+    "-m": ("forwarding-method", "no", "nat"),
+    "--masquerading": ("forwarding-method", "no", "nat"),
+    "-w": ("weight", "yes", ""), "--weight": ("weight", "yes", ""),
+    "-x": ("u-threshold", "yes", ""), "--u-threshold": ("u-threshold", "yes", ""),
+    "-y": ("l-threshold", "yes", ""), "--l-threshold": ("l-threshold", "yes", ""),
+    "-n": ("numeric", "no", ""), "--numeric": ("numeric", "no", ""),
+    "-c": ("connection", "no", ""), "--connection": ("connection", "no", ""),
+    "--timeout": ("timeout", "no", ""), "--daemon": ("daemon", "no", ""),
+    "--stats": ("stats", "no", ""), "--rate": ("rate", "no", ""),
+    "--thresholds": ("thresholds", "no", ""), "--persistent-conn": ("persistent-conn", "no", ""),
+    "--nosort": ("nosort", "no", ""),
+    "--exact": ("exact", "no", ""), "-X": ("exact", "no", ""),
+    "-o": ("ops", "no", ""), "--ops": ("ops", "no", ""), "--pe": ("pe", "yes", ""),
+    "-b": ("sched-flags", "yes", ""), "--sched-flags": ("sched-flags", "yes", ""),
+    "--tun-info": ("tun-info", "no", ""), "--tun-type": ("tun-type", "yes", ""),
+    "--tun-port": ("tun-port", "yes", ""), "--tun-nocsum": ("tun-nocsum", "no", ""),
+    "--tun-csum": ("tun-csum", "no", ""), "--tun-remcsum": ("tun-remcsum", "no", ""),
+    "--mcast-interface": ("mcast-interface", "yes", ""), "--syncid": ("syncid", "yes", ""),
+    "--mcast-group": ("mcast-group", "yes", ""), "--mcast-port": ("mcast-port", "yes", ""),
+    "--mcast-ttl": ("mcast-ttl", "yes", ""), "--sync-maxlen": ("sync-maxlen", "yes", ""),
+    "-6": ("ipv6", "no", ""),
 }
-_SERVICE_OPTS = {"-t": "tcp", "--tcp-service": "tcp", "-u": "udp", "--udp-service": "udp"}
-_UNSUPPORTED_LIST = {"rate", "thresholds", "persistent-conn", "daemon", "tun-info"}
-_EXCLUSIVE_LIST = ("connection", "timeout", "daemon")
+NOT_HERE = {
+    "start-daemon": "the connection sync daemon is not supported by this version of pylvs",
+    "stop-daemon": "the connection sync daemon is not supported by this version of pylvs",
+    "daemon": "the connection sync daemon is not supported by this version of pylvs",
+    "ops": "one-packet scheduling (-o) is not supported by this version of pylvs",
+    "pe": "persistence engines (--pe) are not supported by this version of pylvs",
+    "fwmark": "firewall-mark services (-f) are not supported by this version of pylvs",
+    "sctp": "SCTP services are not supported by this version of pylvs",
+    "ipv6": "IPv6 is not supported by this version of pylvs",
+    "tun": "tunnel types other than ipip are not supported by this version of pylvs",
+}
 
 
 class UsageError(Exception):
     """An ipvsadm usage error: printed and exit status 2."""
 
 
+class DirectorError(Exception):
+    """What the kernel would have refused (libipvs's ipvs_strerror texts): exit status 255."""
+
+
 @dataclass
 class Command:
     name: str
-    flags: set[str] = field(default_factory=set)
-    service: tuple[str, str, int] | None = None    # (protocol, address, port)
+    options: set[str] = field(default_factory=set)
+    service: tuple[str, str, int] | None = None     # (protocol, address, port)
+    scheduler: str | None = None
+    persistent: int | None = None
+    netmask: str | None = None
+    sched_flags: tuple[str, ...] = ()
+    server: tuple[str, int | None] | None = None    # (address, port or None: the service's)
+    forward: str | None = None
+    weight: int | None = None
+    u_threshold: int | None = None
+    l_threshold: int | None = None
+    timeouts: tuple[int, int, int] | None = None
+    tun_type: str | None = None
+
+    @property
+    def flags(self) -> set[str]:
+        """The list options given (numeric, connection, stats, ...)."""
+        return self.options
 
 
-def _split_short(argv: Sequence[str]) -> list[str]:
-    """-Lnc → -L -n -c, as popt reads clustered short options."""
+def _tokens(argv: Sequence[str]) -> list[str]:
+    """Split clustered short options (-Lnc) and --long=value, as popt reads them."""
     out: list[str] = []
     for arg in argv:
-        if arg.startswith("-") and not arg.startswith("--") and len(arg) > 2:
-            head = arg[:2]
-            if head in _SERVICE_OPTS:
-                out += [head, arg[2:]]
-            else:
-                out += [f"-{ch}" for ch in arg[1:]]
+        if arg.startswith("--") and "=" in arg:
+            out += arg.split("=", 1)
+        elif arg.startswith("-") and not arg.startswith("--") and len(arg) > 2:
+            for i, ch in enumerate(arg[1:], start=1):
+                flag = f"-{ch}"
+                out.append(flag)
+                if _OPTIONS.get(flag, ("", "no", ""))[1] == "yes" and i < len(arg) - 1:
+                    out.append(arg[i + 1:])
+                    break
         else:
             out.append(arg)
     return out
 
 
-def _parse_service(proto: str, text: str) -> tuple[str, str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep:
-        host, port = text, "0"
-    if not port.isdigit() or int(port) > 65535:
-        raise UsageError("illegal virtual server address[:port] specified")
-    parts = host.split(".")
-    if len(parts) != 4 or not all(p.isdigit() and int(p) < 256 for p in parts):
-        raise UsageError("illegal virtual server address[:port] specified")
-    return proto, ".".join(str(int(p)) for p in parts), int(port)
-
-
 def parse(argv: Sequence[str]) -> Command:
-    args = _split_short(argv)
-    command: Command | None = None
-    flags: set[str] = set()
-    service = None
+    tokens = _tokens(argv)
+    name: str | None = None
+    values: dict[str, str] = {}
+    order: list[str] = []
+    positional: list[str] = []
     i = 0
-    while i < len(args):
-        arg = args[i]
-        if arg in _COMMANDS:
-            if command is not None:
-                raise UsageError("multiple commands specified")
-            command = Command(_COMMANDS[arg])
-        elif arg in _LIST_FLAGS:
-            flags.add(_LIST_FLAGS[arg])
-        elif arg in _SERVICE_OPTS:
-            if i + 1 >= len(args):
-                raise UsageError(f"option {arg} needs an argument")
-            if service is not None:
-                raise UsageError("multiple service options specified")
-            service = _parse_service(_SERVICE_OPTS[arg], args[i + 1])
-            i += 1
-        else:
-            raise UsageError(f"invalid option {arg}")
+    while i < len(tokens):
+        token = tokens[i]
         i += 1
-    command = command or Command("list")
-    command.flags, command.service = flags, service
+        if token in _COMMAND_FLAGS:
+            if name is not None:
+                raise UsageError("multiple commands specified")
+            name = _COMMAND_FLAGS[token]
+        elif token == "--sort":
+            pass  # sorting is the default: a no-op, as in ipvsadm
+        elif token in _OPTIONS:
+            option, takes, canonical = _OPTIONS[token]
+            if option in values:
+                raise UsageError(f"multiple '{option}' options specified")
+            value = canonical
+            if takes == "yes":
+                if i >= len(tokens):
+                    raise UsageError(f"{token}: missing argument")
+                value = (canonical + " " if canonical else "") + tokens[i]
+                i += 1
+            elif takes == "optional" and i < len(tokens) and not tokens[i].startswith("-"):
+                value = tokens[i]
+                i += 1
+            values[option] = value
+            order.append(option)
+        elif token.startswith("-") and token != "-":
+            raise UsageError(f"{token}: unknown option")
+        else:
+            positional.append(token)
+    command = Command(name or "list", set(order))
+    _values(command, values, positional)
     _check(command)
     return command
 
 
+def _values(command: Command, values: dict[str, str], positional: list[str]) -> None:
+    if command.name == "set":
+        if len(positional) < 3:
+            raise UsageError("--set option requires 3 timeout values")
+        command.timeouts = tuple(_number(v, 0, MAX_TIMEOUT, "illegal timeout value")
+                                 for v in positional[:3])  # type: ignore[assignment]
+        positional = positional[3:]
+    elif command.name in ("start-daemon", "stop-daemon") and positional:
+        positional = positional[1:]
+    if positional:
+        raise UsageError(f"unexpected argument {positional[0]}")
+    if "service-address" in values:
+        kind, _, text = values["service-address"].partition(" ")
+        if kind in NOT_HERE:
+            raise UsageError(NOT_HERE[kind])
+        command.service = (kind, *_endpoint(text, "illegal virtual server address[:port] "
+                                                  "specified", 0))  # type: ignore[assignment]
+    if "scheduler" in values:
+        command.scheduler = values["scheduler"]
+    if "persistent" in values:
+        text = values["persistent"]
+        command.persistent = (_number(text, 1, MAX_PERSISTENCE,
+                                      "illegal timeout for persistent service")
+                              if text else DEFAULT_PERSISTENCE)
+    if "netmask" in values:
+        try:
+            command.netmask = str(ipaddress.IPv4Network(f"0.0.0.0/{values['netmask']}").netmask)
+        except ValueError:
+            raise UsageError("illegal virtual server netmask specified") from None
+    if "sched-flags" in values:
+        command.sched_flags = tuple(f for f in values["sched-flags"].split(",") if f)
+    if "real-server" in values:
+        address, port = _endpoint(values["real-server"], "illegal real server address[:port] "
+                                  "specified", None)
+        command.server = (address, port)
+    if "forwarding-method" in values:
+        command.forward = values["forwarding-method"]
+    for option, attr, message, hi in (("weight", "weight", "illegal weight specified", 65535),
+                                      ("u-threshold", "u_threshold",
+                                       "illegal u_threshold specified", 2**31 - 1),
+                                      ("l-threshold", "l_threshold",
+                                       "illegal l_threshold specified", 2**31 - 1)):
+        if option in values:
+            setattr(command, attr, _number(values[option], 0, hi, message))
+    if "tun-type" in values:
+        if values["tun-type"] not in ("ipip", "gue", "gre"):
+            raise UsageError(f"unknown tunnel type {values['tun-type']!r}")
+        command.tun_type = values["tun-type"]
+
+
+def _number(text: str, lo: int, hi: int, message: str) -> int:
+    if not text.isdigit() or not lo <= int(text) <= hi:
+        raise UsageError(message)
+    return int(text)
+
+
+def _endpoint(text: str, message: str, default_port: int | None) -> tuple[str, int | None]:
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        host, port = text, ""
+    try:
+        address = str(ipaddress.IPv4Address(host))
+    except ValueError:
+        raise UsageError(message) from None
+    if not port:
+        return address, default_port
+    if not port.isdigit() or int(port) > 65535:
+        raise UsageError(message)
+    return address, int(port)
+
+
 def _check(command: Command) -> None:
-    if command.name in ("help", "version"):
+    """generic_opt_check, then ipvsadm's rules for particular commands."""
+    name, options = command.name, command.options
+    if name in ("help", "version"):
         return
-    if command.name != "list":
-        raise UsageError(f"the '{command.name}' command is not supported by this version of "
-                         "pylvs yet (only list, -h and -v)")
-    unsupported = command.flags & _UNSUPPORTED_LIST
-    if unsupported:
-        raise UsageError(f"option '--{sorted(unsupported)[0]}' is not supported by this version")
-    chosen = [name for name in _EXCLUSIVE_LIST if name in command.flags]
-    if command.service:
-        chosen.append("service")
-    if len(chosen) > 1:
-        raise UsageError(f"The option '{chosen[1]}' conflicts with the '{chosen[0]}' option in "
-                         "the 'list' command")
-    if "stats" in command.flags and ("connection" in command.flags or "timeout" in command.flags):
-        other = "connection" if "connection" in command.flags else "timeout"
-        raise UsageError(f"The option 'stats' conflicts with the '{other}' option in the 'list' "
-                         "command")
-
-
-def service_name(service: VirtualService) -> str:
-    return f"{PROTO_NAMES[service.proto]:<4} {service.endpoint}"[:38]
-
-
-def _sorted(services: Iterable[VirtualService]) -> list[VirtualService]:
-    return sorted(services, key=lambda s: (s.proto, s.ip, s.port))
-
-
-def _service_line(service: VirtualService) -> str:
-    line = f"{service_name(service)} {service.scheduler.name}"
-    if service.scheduler.flags:
-        line += f" ({','.join(service.scheduler.flags)})"
-    if service.persistence_timeout:
-        line += f" persistent {service.persistence_timeout}"
-        if service.persistence_netmask != "255.255.255.255":
-            line += f" mask {service.persistence_netmask}"
-    return line
-
-
-def largenum(value: int, exact: bool) -> str:
-    if exact:
-        digits = len(str(value))
-        return f"{value:>{max(9, digits + 1)}}"
-    if value < 100_000_000:
-        return f"{value:9d}"
-    for limit, divisor, unit in ((10**9, 10**3, "K"), (10**11, 10**6, "M"),
-                                 (10**14, 10**9, "G")):
-        if value < limit:
-            return f"{value // divisor:8d}{unit}"
-    return f"{value // 10**12:8d}T"
-
-
-def _stats_cells(stats: object, exact: bool) -> str:
-    return "".join(largenum(getattr(stats, name), exact)
-                   for name in ("conns", "inpkts", "outpkts", "inbytes", "outbytes"))
-
-
-def render_services(services: Iterable[VirtualService], command: Command) -> str:
-    stats = "stats" in command.flags
-    exact = "exact" in command.flags
-    chosen = list(services) if "nosort" in command.flags else _sorted(services)
-    lines: list[str] = []
-    if command.service is None:
-        lines.append(f"IP Virtual Server version {IPVS_VERSION} (size={CONN_TAB_SIZE})")
-    if stats:
-        lines.append("%-33s %8s %8s %8s %8s %8s" % ("Prot LocalAddress:Port", "Conns", "InPkts",
-                                                   "OutPkts", "InBytes", "OutBytes"))
-        lines.append("  -> RemoteAddress:Port")
-    else:
-        lines.append("Prot LocalAddress:Port Scheduler Flags")
-        lines.append("  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn")
-    for service in chosen:
-        servers = service.real_servers
-        if "nosort" not in command.flags:
-            servers = sorted(servers, key=lambda d: (d.ip, d.port))
-        if stats:
-            lines.append(f"{service_name(service):<33}{_stats_cells(service.stats, exact)}")
-        else:
-            lines.append(_service_line(service))
-        for dest in servers:
-            if stats:
-                lines.append(f"  -> {dest.endpoint[:28]:<28}{_stats_cells(dest.stats, exact)}")
-            else:
-                lines.append("  -> %-28s %-7s %-6d %-10u %-10u" % (
-                    dest.endpoint[:28], FORWARD_NAMES[dest.forward], dest.weight,
-                    dest.activeconns, dest.inactconns))
-    return "\n".join(lines) + "\n"
-
-
-def render_connections(conns: Iterable[Connection | Template], now: float) -> str:
-    lines = ["IPVS connection entries",
-             "pro expire %-11s %-18s %-18s %s" % ("state", "source", "virtual", "destination")]
-    lines += [conn.row(now) for conn in conns]
-    return "\n".join(lines) + "\n"
-
-
-def render_timeout(timeouts: Timeouts) -> str:
-    tcp, tcpfin, udp = timeouts.triple()
-    return f"Timeout (tcp tcpfin udp): {tcp} {tcpfin} {udp}\n"
-
-
-def find_service(services: Iterable[VirtualService],
-                 selector: tuple[str, str, int]) -> VirtualService | None:
-    proto, address, port = selector
-    for service in services:
-        if (service.proto, service.address, service.port) == (PROTO_NUMBERS[proto], address, port):
-            return service
-    return None
+    for key in ("ipv6", "daemon", "ops", "pe"):
+        if key in options:
+            raise UsageError(NOT_HERE[key])
+    if name in NOT_HERE:
+        raise UsageError(NOT_HERE[name])
+    row = _TABLE[name]
+    exclusive: str | None = None
+    for j, option in enumerate(OPTNAMES):
+        rule = row[j]
+        if option not in options:
+            if rule == "+":
+                raise UsageError(f"You need to supply the '{option}' option for the "
+                                 f"'{name}' command")
+        elif rule == "x":
+            raise UsageError(f"Illegal '{option}' option with the '{name}' command")
+        elif rule == "1":
+            if exclusive is not None:
+                raise UsageError(f"The option '{option}' conflicts with the '{exclusive}' "
+                                 f"option in the '{name}' command")
+            exclusive = option
+    if name == "list" and options & {"connection", "timeout"} and options & {
+            "stats", "rate", "thresholds"}:
+        raise UsageError("options conflicts in the list command")
+    if command.service and command.service[2] == 0 and command.persistent is None and name in (
+            "add-service", "edit-service"):
+        raise UsageError("Zero port specified for non-persistent service")
+    if command.tun_type not in (None, "ipip"):
+        raise UsageError(NOT_HERE["tun"])
+    if {"tun-port", "tun-csum", "tun-remcsum"} & options:
+        raise UsageError(NOT_HERE["tun"])
 
 
 USAGE = f"""{VERSION_LINE}
 Usage:
+  pylvs adm -A|E virtual-service [-s scheduler] [-p [timeout]] [-M netmask] [-b sched-flags]
+  pylvs adm -D virtual-service
+  pylvs adm -C
+  pylvs adm -R
+  pylvs adm -S [-n]
+  pylvs adm -a|e virtual-service -r server-address [options]
+  pylvs adm -d virtual-service -r server-address
   pylvs adm -L|l [virtual-service] [options]
+  pylvs adm -Z [virtual-service]
+  pylvs adm --set tcp tcpfin udp
   pylvs adm -h
-  pylvs adm -v
 
-Commands (this version):
-  --list         -L|-l        list the table
-  --help         -h           display this help message
-  --version      -v           show the version
+Commands:
+Either long or short options are allowed.
+  --add-service     -A        add virtual service with options
+  --edit-service    -E        edit virtual service with options
+  --delete-service  -D        delete virtual service
+  --clear           -C        clear the whole table
+  --restore         -R        restore rules from stdin
+  --save            -S        save rules to stdout
+  --add-server      -a        add real server with options
+  --edit-server     -e        edit real server with options
+  --delete-server   -d        delete real server
+  --list            -L|-l     list the table
+  --zero            -Z        zero counters in a service or all services
+  --set tcp tcpfin udp        set connection timeout values
+  --help            -h        display this help message
+  --version         -v        show the version
+
+virtual-service:
+  --tcp-service|-t  service-address   service-address is host[:port]
+  --udp-service|-u  service-address   service-address is host[:port]
 
 Options:
-  --tcp-service  -t service-address   service-address is host[:port]
-  --udp-service  -u service-address   service-address is host[:port]
-  --numeric      -n                   numeric output of addresses and ports
+  --scheduler    -s scheduler         one of rr|wrr|lc|wlc|lblc|lblcr|dh|sh|sed|nq|fo|ovf|mh|twos,
+                                      or a plug-in; the default scheduler is wlc.
+  --persistent   -p [timeout]         persistent service
+  --netmask      -M netmask           persistent granularity mask
+  --sched-flags  -b flags             scheduler flags (comma-separated)
+  --real-server  -r server-address    server-address is host (and port)
+  --gatewaying   -g                   gatewaying (direct routing) (default)
+  --ipip         -i                   ipip encapsulation (tunneling)
+  --masquerading -m                   masquerading (NAT)
+  --tun-type      type                one of ipip (the only one here)
+  --weight       -w weight            capacity of real server
+  --u-threshold  -x uthreshold        upper threshold of connections
+  --l-threshold  -y lthreshold        lower threshold of connections
   --connection   -c                   output of current IPVS connections
   --timeout                           output of timeout (tcp tcpfin udp)
   --stats                             output of statistics information
+  --rate                              output of rate information
   --exact                             expand numbers (display exact values)
-  --sort                              sorting output of service/server entries
+  --thresholds                        output of thresholds information
+  --persistent-conn                   output of persistent connection info
+  --tun-info                          output of tunnel information
   --nosort                            disable sorting output of service/server entries
+  --sort                              does nothing, for backwards compatibility
+  --numeric      -n                   numeric output of addresses and ports
 """

@@ -32,11 +32,40 @@ def int_to_ip(value: int) -> str:
 
 @dataclass(eq=False)
 class Stats:
+    """IPVS's counters, and its rate estimator (ip_vs_est.c): every 2 s each rate moves a quarter
+    of the way to the last interval's, kept scaled (×2^10 for conns and packets, ×2^5 for bytes).
+    """
+
     conns: int = 0
     inpkts: int = 0
     outpkts: int = 0
     inbytes: int = 0
     outbytes: int = 0
+    _last: tuple[int, ...] = field(default=(0, 0, 0, 0, 0), repr=False)
+    _avg: list[int] = field(default_factory=lambda: [0] * 5, repr=False)
+
+    def counters(self) -> tuple[int, int, int, int, int]:
+        return self.conns, self.inpkts, self.outpkts, self.inbytes, self.outbytes
+
+    def estimate(self) -> None:
+        """One 2-second tick of ip_vs_estimation_timer."""
+        now = self.counters()
+        for i, (value, last) in enumerate(zip(now, self._last, strict=True)):
+            rate = (value - last) << (9 if i < 3 else 4)
+            self._avg[i] += (rate - self._avg[i]) >> 2
+        self._last = now
+
+    def rates(self) -> tuple[int, int, int, int, int]:
+        """CPS, InPPS, OutPPS, InBPS, OutBPS as ip_vs_read_estimator rounds them."""
+        avg = self._avg
+        return ((avg[0] + 0x1FF) >> 10, (avg[1] + 0x1FF) >> 10, (avg[2] + 0x1FF) >> 10,
+                (avg[3] + 0xF) >> 5, (avg[4] + 0xF) >> 5)
+
+    def zero(self) -> None:
+        """ipvsadm -Z: counters and the estimator start again from nothing."""
+        self.conns = self.inpkts = self.outpkts = self.inbytes = self.outbytes = 0
+        self._last = (0, 0, 0, 0, 0)
+        self._avg = [0] * 5
 
 
 @dataclass(eq=False)

@@ -40,6 +40,8 @@ class Scheduler:
             raise ValueError(f"scheduler {self.name!r} has no flag {unknown[0]!r} (its flags: "
                              f"{known})")
         self.flags = tuple(f for f in self.FLAGS if f in flags)
+        self.spec = self.name
+        """How the config names it: the -s value, or module:Class for a plug-in."""
 
     def update(self, servers: Sequence[RealServer]) -> None:
         """A real server was added, removed or edited (IPVS's add/del/upd_dest)."""

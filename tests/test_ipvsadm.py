@@ -6,7 +6,6 @@ import pytest
 
 import schedulers
 from pylvs import ipvsadm
-from pylvs.conntrack import ConnectionTable
 from pylvs.model import RealServer, VirtualService
 
 
@@ -17,66 +16,20 @@ def _service(proto="tcp", addr="192.168.1.100", port=80, sched="rr", servers=(),
     return service
 
 
-def test_ln_layout_matches_ipvsadm_exactly():
-    services = [_service(proto="udp", port=53, servers=[("10.0.0.9", 1)]),
-                _service(servers=[("10.0.0.2", 2), ("10.0.0.1", 1)])]
-    services[1].find_real_server("10.0.0.2", 80).activeconns = 3
-    text = ipvsadm.render_services(services, ipvsadm.parse(["-Ln"]))
-    assert text == (
-        "IP Virtual Server version 1.2.1 (size=4096)\n"
-        "Prot LocalAddress:Port Scheduler Flags\n"
-        "  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n"
-        "TCP  192.168.1.100:80 rr\n"
-        "  -> 10.0.0.1:80                  Route   1      0          0         \n"
-        "  -> 10.0.0.2:80                  Route   2      3          0         \n"
-        "UDP  192.168.1.100:53 rr\n"
-        "  -> 10.0.0.9:53                  Route   1      0          0         \n")
-
-
-def test_single_service_list_has_no_version_line():
-    services = [_service(servers=[("10.0.0.1", 1)])]
-    command = ipvsadm.parse(["-L", "-n", "-t", "192.168.1.100:80"])
-    text = ipvsadm.render_services([ipvsadm.find_service(services, command.service)], command)
-    assert text.splitlines()[0] == "Prot LocalAddress:Port Scheduler Flags"
-
-
-def test_persistent_suffix():
-    service = _service(sched="wrr")
-    service.persistence_timeout = 5
-    assert ipvsadm._service_line(service) == "TCP  192.168.1.100:80 wrr persistent 5"
-
-
-def test_stats_layout():
-    service = _service(servers=[("10.0.0.1", 1)])
-    service.stats.conns, service.stats.inpkts, service.stats.inbytes = 5, 30, 1800
-    dest = service.real_servers[0]
-    dest.stats.conns, dest.stats.inpkts, dest.stats.inbytes = 5, 30, 1800
-    text = ipvsadm.render_services([service], ipvsadm.parse(["-Ln", "--stats"]))
-    assert text == (
-        "IP Virtual Server version 1.2.1 (size=4096)\n"
-        "Prot LocalAddress:Port               Conns   InPkts  OutPkts  InBytes OutBytes\n"
-        "  -> RemoteAddress:Port\n"
-        "TCP  192.168.1.100:80                    5       30        0     1800        0\n"
-        "  -> 10.0.0.1:80                         5       30        0     1800        0\n")
-
-
-@pytest.mark.parametrize("value,exact,text", [
-    (99_999_999, False, " 99999999"), (123_456_789, False, "  123456K"),
-    (12_345_678_901, False, "   12345M"), (5, True, "        5"),
-    (12_345_678_901, True, " 12345678901")])
-def test_largenum(value, exact, text):
-    assert ipvsadm.largenum(value, exact) == text
-
-
-def test_connection_header():
-    text = ipvsadm.render_connections([], 0)
-    assert text == ("IPVS connection entries\n"
-                    "pro expire state       source             virtual            destination\n")
-
-
-def test_timeout_line():
-    assert ipvsadm.render_timeout(ConnectionTable().timeouts) == \
-        "Timeout (tcp tcpfin udp): 900 120 300\n"
+def test_parse_service_and_server_options():
+    command = ipvsadm.parse(["-A", "-t", "192.0.2.1:80", "-s", "sh", "-b", "sh-port,sh-fallback",
+                             "-p", "-M", "255.255.255.0"])
+    assert (command.name, command.service, command.scheduler) == (
+        "add-service", ("tcp", "192.0.2.1", 80), "sh")
+    assert (command.persistent, command.netmask, command.sched_flags) == (
+        360, "255.255.255.0", ("sh-port", "sh-fallback"))
+    command = ipvsadm.parse(["-e", "-u192.0.2.1:53", "-r", "10.0.0.1:5353", "-m", "-w", "0",
+                             "-x", "10", "-y", "5"])
+    assert (command.service, command.server, command.forward) == (
+        ("udp", "192.0.2.1", 53), ("10.0.0.1", 5353), "nat")
+    assert (command.weight, command.u_threshold, command.l_threshold) == (0, 10, 5)
+    assert ipvsadm.parse(["--set", "0", "60", "30"]).timeouts == (0, 60, 30)
+    assert ipvsadm.parse(["-Ln", "--sort"]).options == {"numeric"}
 
 
 @pytest.mark.parametrize("argv,name,flags", [
@@ -93,17 +46,32 @@ def test_parse(argv, name, flags):
     (["-L", "-E"], "multiple commands specified"),
     (["-Lnc", "--timeout"], "conflicts with the 'connection' option in the 'list' command"),
     (["-Ln", "--stats", "-c"], "conflicts"),
-    (["-Ln", "-q"], "invalid option -q"),
-    (["-A", "-t", "1.2.3.4:80"], "not supported by this version"),
-    (["-Ln", "-t", "1.2.3:80"], "illegal virtual server address"),
+    (["-Ln", "-q"], "-q: unknown option"),
+    (["--start-daemon", "master"], "sync daemon is not supported by this version of pylvs"),
+    (["-Ln", "-t", "1.2.3:80"], "illegal virtual server address[:port] specified"),
+    (["-A", "-t", "1.2.3.4:80", "-w", "3"],
+     "Illegal 'weight' option with the 'add-service' command"),
+    (["-a", "-t", "1.2.3.4:80"],
+     "You need to supply the 'real-server' option for the 'add-server' command"),
+    (["-a", "-t", "1.2.3.4:80", "-r", "10.0.0.1", "-w", "1", "-w", "2"],
+     "multiple 'weight' options specified"),
+    (["-a", "-t", "1.2.3.4:80", "-r", "10.0.0.1", "-w", "70000"], "illegal weight specified"),
+    (["-a", "-t", "1.2.3.4:80", "-r", "10.0.0.x"],
+     "illegal real server address[:port] specified"),
+    (["-A", "-t", "1.2.3.4:80", "-p", "0"], "illegal timeout for persistent service"),
+    (["-A", "-t", "1.2.3.4"], "Zero port specified for non-persistent service"),
+    (["-L", "-c", "-t", "1.2.3.4:80"],
+     "The option 'service-address' conflicts with the 'connection' option in the 'list' "
+     "command"),
+    (["-Lc", "--rate"], "options conflicts in the list command"),
+    (["--set", "900", "120"], "--set option requires 3 timeout values"),
+    (["-S", "-c"], "Illegal 'connection' option with the 'save' command"),
+    (["-D", "-t", "1.2.3.4:80", "-s", "rr"],
+     "Illegal 'scheduler' option with the 'delete-service' command"),
+    (["-C", "extra"], "unexpected argument extra"),
+    (["-L", "-f", "1"], "firewall-mark services (-f) are not supported"),
 ])
 def test_usage_errors(argv, message):
     with pytest.raises(ipvsadm.UsageError) as info:
         ipvsadm.parse(argv)
     assert message in str(info.value)
-
-
-def test_scheduler_flags_in_ipvs_order_after_the_scheduler():
-    service = _service(sched="sh", flags=("sh-port", "sh-fallback"))
-    out = ipvsadm.render_services([service], ipvsadm.parse(["-Ln"]))
-    assert "TCP  192.168.1.100:80 sh (sh-fallback,sh-port)" in out.splitlines()
