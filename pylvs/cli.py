@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import shlex
 import signal
 import subprocess
 import sys
@@ -79,12 +78,8 @@ def _send(socket_path: str, argv: list[str]) -> int:
 
 def _restore(socket_path: str, lines: Iterable[str]) -> int:
     """ipvsadm -R: one command per line (a leading `ipvsadm` is allowed); stops at an error."""
-    for line in lines:
-        argv = shlex.split(line, comments=True)
-        if argv[:1] == ["ipvsadm"]:
-            argv = argv[1:]
-        if not argv:
-            continue
+    from pylvs.ruleset import command_lines
+    for _, _, argv in command_lines(lines):
         try:
             ipvsadm.parse(argv)
         except ipvsadm.UsageError as exc:

@@ -9,7 +9,7 @@ config file for a rule set, and ``from_ipvsadm`` reads ``ipvsadm -S`` output int
 from __future__ import annotations
 
 import shlex
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from pylvs import ipvsadm, rules
 from pylvs.model import RealServer, VirtualService
@@ -81,17 +81,23 @@ def diff(old: Iterable[VirtualService], new: Iterable[VirtualService]) -> list[l
     return out
 
 
+def command_lines(lines: Iterable[str]) -> Iterator[tuple[int, str, list[str]]]:
+    """ipvsadm -R's input: (line number, line, argv) per command; a leading `ipvsadm` and
+    comments are allowed."""
+    for number, line in enumerate(lines, start=1):
+        argv = shlex.split(line, comments=True)
+        if argv[:1] == ["ipvsadm"]:
+            argv = argv[1:]
+        if argv:
+            yield number, line, argv
+
+
 def from_ipvsadm(text: str) -> list[VirtualService]:
     """Services from ipvsadm -S (or any -A/-a lines), as ipvsadm -R would build them."""
     from pylvs.director import Director
 
     director = Director([])
-    for number, line in enumerate(text.splitlines(), start=1):
-        argv = shlex.split(line, comments=True)
-        if argv[:1] == ["ipvsadm"]:
-            argv = argv[1:]
-        if not argv:
-            continue
+    for number, line, argv in command_lines(text.splitlines()):
         try:
             command = ipvsadm.parse(argv)
             if command.name not in rules.CHANGES and command.name != "flush":
