@@ -1,6 +1,6 @@
 """Frames per second through the sans-IO director (no sockets): new connections and established.
 
-    python3 bench/core.py [--frames N] [--out bench/results/core.json]
+    python3 -m bench.core [--frames N] [--out bench/results/core.json]
 
 Each scheduler gets a service of 8 real servers; "syn" sends N SYNs from distinct client ports
 (schedule + create a connection each), "ack" then sends N ACKs on those connections (lookup, state

@@ -8,7 +8,7 @@ binds the forwarder to the connection when it creates it, as ip_vs_bind_xmit doe
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar, Protocol
 
 if TYPE_CHECKING:
@@ -26,6 +26,11 @@ class NextHop:
     src_ip: int = 0
     """The director's address on the route to the real server (a tunnel's outer source)."""
     mtu: int = 1500
+    macs: bytes = field(init=False, repr=False, compare=False)
+    """The 12 bytes an Ethernet header starts with on this hop."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "macs", self.dst_mac + self.src_mac)
 
 
 class Forwarder(Protocol):

@@ -22,7 +22,7 @@ DEFAULT_CONTROL_SOCKET = "/run/pylvs.sock"
 IMPLEMENTED_FORWARDS = ("dr", "nat", "tun")
 MAX_PERSISTENCE = 2678400
 
-_DIRECTOR_KEYS = {"interface", "inside_interface", "control_socket"}
+_DIRECTOR_KEYS = {"interface", "inside_interface", "control_socket", "max_connections"}
 _SERVICE_KEYS = {"address", "protocol", "scheduler", "scheduler_flags", "forward",
                  "persistence_timeout", "persistence_netmask", "real_server"}
 _SERVER_KEYS = {"address", "weight", "forward", "upper_threshold", "lower_threshold"}
@@ -40,6 +40,8 @@ class Config:
     interface: str
     control_socket: str = DEFAULT_CONTROL_SOCKET
     inside_interface: str = ""
+    max_connections: int = 0
+    """0: sized from the memory available when the director starts."""
     services: list[VirtualService] = field(default_factory=list)
     source: str = "<config>"
 
@@ -77,11 +79,14 @@ class _Reader:
         interface = self.string(director, "interface", "director.interface", required=True)
         control = self.string(director, "control_socket", "director.control_socket")
         inside = self.string(director, "inside_interface", "director.inside_interface")
+        limit = self.integer(director, "max_connections", "director.max_connections", 0, 0,
+                             2**40)
         services = data.get("virtual_server", [])
         if not isinstance(services, list):
             raise self.fail("virtual_server", "must be an array of tables [[virtual_server]]")
         config = Config(interface=interface, control_socket=control or DEFAULT_CONTROL_SOCKET,
-                        inside_interface=inside or interface, source=self.source)
+                        inside_interface=inside or interface, max_connections=limit,
+                        source=self.source)
         seen: set[tuple[int, int, int]] = set()
         for i, raw in enumerate(services):
             service = self.service(raw, f"virtual_server[{i}]")

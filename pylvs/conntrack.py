@@ -10,6 +10,7 @@ active. Time is passed in by the caller (seconds, monotonic), so nothing here re
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -103,33 +104,72 @@ class Timeouts:
         return s[ESTABLISHED], s[FIN_WAIT], s[UDP_STATE]
 
 
-class Connection:
-    __slots__ = ("key", "proto", "caddr", "cport", "vaddr", "vport", "server", "service", "state",
-                 "expires", "active", "nooutput", "forward", "reply_key", "return_hop", "template")
+_KEY = struct.Struct("!IIHH")
+FlowTuple = tuple[int, int, int, int, int]
+"""(proto, client address, client port, vip, vport)."""
 
-    def __init__(self, key: tuple[int, int, int, int, int], service: VirtualService,
-                 server: RealServer, expires: float) -> None:
-        self.key = key
-        self.proto, self.caddr, self.cport, self.vaddr, self.vport = key
+
+def pack_key(caddr: int, cport: int, vaddr: int, vport: int) -> bytes:
+    """The 12 bytes a frame carries at its IP source: saddr, daddr, sport, dport."""
+    return _KEY.pack(caddr, vaddr, cport, vport)
+
+
+class Connection:
+    """One tracked connection. Its key is the 12 bytes of the client's frames at the IP source
+    address (saddr daddr sport dport), so a frame's own bytes find it and it costs little."""
+
+    __slots__ = ("proto", "key12", "server", "service", "state", "expires", "active",
+                 "nooutput", "forward", "return_hop", "template")
+
+    def __init__(self, proto: int, key12: bytes, service: VirtualService, server: RealServer,
+                 expires: float) -> None:
+        self.proto = proto
+        self.key12 = key12
         self.service = service
         self.server = server
         self.forward = server.forward
-        self.state = NONE if self.proto == 6 else UDP_STATE
+        self.state = NONE if proto == 6 else UDP_STATE
         self.expires = expires
         self.active = False
         self.nooutput = server.forward != "nat"
-        # NAT: replies come back as (proto, real server, its port, client, client port)
-        self.reply_key = (self.proto, server.ip, server.port, self.caddr, self.cport)
         self.return_hop: NextHop | None = None
         self.template: Template | None = None
 
+    @property
+    def caddr(self) -> int:
+        return _KEY.unpack(self.key12)[0]
+
+    @property
+    def vaddr(self) -> int:
+        return _KEY.unpack(self.key12)[1]
+
+    @property
+    def cport(self) -> int:
+        return _KEY.unpack(self.key12)[2]
+
+    @property
+    def vport(self) -> int:
+        return _KEY.unpack(self.key12)[3]
+
+    @property
+    def key(self) -> FlowTuple:
+        caddr, vaddr, cport, vport = _KEY.unpack(self.key12)
+        return self.proto, caddr, cport, vaddr, vport
+
+    @property
+    def reply_key12(self) -> bytes:
+        """A NAT reply's 12 bytes: real server, client, its port, client port."""
+        caddr, _, cport, _ = _KEY.unpack(self.key12)
+        return _KEY.pack(self.server.ip, caddr, self.server.port, cport)
+
     def row(self, now: float) -> str:
         """One line of ipvsadm -Lnc: "%-3s %-6s %-11s %-18s %-18s %s"."""
+        caddr, vaddr, cport, vport = _KEY.unpack(self.key12)
         left = max(0, int(self.expires - now))
         expire = f"{left // 60:02d}:{left % 60:02d}"
         return "%-3s %-6s %-11s %-18s %-18s %s" % (
             PROTO_NAMES[self.proto], expire, STATE_NAMES[self.state],
-            f"{int_to_ip(self.caddr)}:{self.cport}", f"{int_to_ip(self.vaddr)}:{self.vport}",
+            f"{int_to_ip(caddr)}:{cport}", f"{int_to_ip(vaddr)}:{vport}",
             self.server.endpoint)
 
 
@@ -171,32 +211,45 @@ class ConnectionTable:
 
     def __init__(self, timeouts: Timeouts | None = None) -> None:
         self.timeouts = timeouts or Timeouts()
-        self.entries: dict[tuple[int, int, int, int, int], Connection] = {}
-        self.replies: dict[tuple[int, int, int, int, int], Connection] = {}
+        self.by_proto: dict[int, dict[bytes, Connection]] = {6: {}, 17: {}}
+        self.replies: dict[int, dict[bytes, Connection]] = {6: {}, 17: {}}
         self.templates: dict[TemplateKey, Template] = {}
+        self.max_connections = 0
+        """0: no bound; else new connections beyond it are refused (IPVS's defence)."""
 
     def __len__(self) -> int:
-        return len(self.entries)
+        return sum(len(d) for d in self.by_proto.values())
 
     def __iter__(self) -> Iterator[Connection]:
-        return iter(self.entries.values())
+        for entries in self.by_proto.values():
+            yield from list(entries.values())
 
-    def get(self, key: tuple[int, int, int, int, int]) -> Connection | None:
-        return self.entries.get(key)
+    def get(self, key: FlowTuple) -> Connection | None:
+        proto, caddr, cport, vaddr, vport = key
+        entries = self.by_proto.get(proto)
+        return None if entries is None else entries.get(pack_key(caddr, cport, vaddr, vport))
 
-    def get_reply(self, key: tuple[int, int, int, int, int]) -> Connection | None:
-        return self.replies.get(key)
+    def get_reply(self, key: FlowTuple) -> Connection | None:
+        """By a reply's (proto, real server, its port, client, client port)."""
+        proto, raddr, rport, caddr, cport = key
+        replies = self.replies.get(proto)
+        return None if replies is None else replies.get(_KEY.pack(raddr, caddr, rport, cport))
 
-    def create(self, key: tuple[int, int, int, int, int], service: VirtualService,
-               server: RealServer, now: float) -> Connection:
+    def full(self) -> bool:
+        return bool(self.max_connections) and len(self) >= self.max_connections
+
+    def create(self, key: FlowTuple, service: VirtualService, server: RealServer,
+               now: float) -> Connection:
         """ip_vs_conn_new: state NONE, a 3 s timer, counted inactive until a state says else."""
-        conn = Connection(key, service, server, now + NEW_CONNECTION_TIMEOUT)
+        proto, caddr, cport, vaddr, vport = key
+        conn = Connection(proto, pack_key(caddr, cport, vaddr, vport), service, server,
+                          now + NEW_CONNECTION_TIMEOUT)
         server.bind(active=False)
         server.stats.conns += 1
         service.stats.conns += 1
-        self.entries[key] = conn
+        self.by_proto[proto][conn.key12] = conn
         if conn.forward == "nat":
-            self.replies[conn.reply_key] = conn
+            self.replies[proto][conn.reply_key12] = conn
         return conn
 
     def get_template(self, key: TemplateKey) -> Template | None:
@@ -242,16 +295,19 @@ class ConnectionTable:
         conn.expires = now + self.timeouts.by_state[state]
 
     def remove(self, conn: Connection) -> None:
-        del self.entries[conn.key]
-        if self.replies.get(conn.reply_key) is conn:
-            del self.replies[conn.reply_key]
+        del self.by_proto[conn.proto][conn.key12]
+        if conn.forward == "nat":
+            replies = self.replies[conn.proto]
+            if replies.get(conn.reply_key12) is conn:
+                del replies[conn.reply_key12]
         if conn.template is not None:
             conn.template.controls -= 1
         conn.server.unbind(conn.active)
 
     def expire(self, now: float) -> int:
         """Drop every connection whose timer ran out; returns how many."""
-        dead = [c for c in self.entries.values() if c.expires <= now]
+        dead = [c for entries in self.by_proto.values() for c in entries.values()
+                if c.expires <= now]
         for conn in dead:
             self.remove(conn)
         gone = 0
@@ -265,7 +321,7 @@ class ConnectionTable:
 
     def listing(self) -> list[Connection | Template]:
         """What ipvsadm -Lnc lists: connections and persistence templates."""
-        return [*self.entries.values(), *self.templates.values()]
+        return [*self, *self.templates.values()]
 
     def rows(self, now: float) -> list[str]:
         return [entry.row(now) for entry in self.listing()]

@@ -35,6 +35,21 @@ class Stop(Exception):
     """Raised from a signal handler to leave the loop through the clean-up path."""
 
 
+BYTES_PER_CONNECTION = 300
+
+
+def default_max_connections() -> int:
+    """A quarter of the memory available now, at 300 bytes a connection (measured: ~250)."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024 // 4 // BYTES_PER_CONNECTION
+    except OSError:
+        pass
+    return 1_000_000
+
+
 class Port:
     """One interface the director works on: its packet socket, MAC, MTU and neighbours."""
 
@@ -66,6 +81,8 @@ class Engine:
         self.reload_requested = False
 
     def start(self) -> None:
+        self.director.table.max_connections = (self.config.max_connections
+                                                or default_max_connections())
         self.control = ControlServer(self.config.control_socket, self._adm)
         for name in dict.fromkeys((self.ifname, self.inside)):
             self.ports[name] = Port(name)
@@ -196,14 +213,17 @@ class Engine:
 
     def _receive(self, port: Port, timeout: float) -> None:
         handle, max_frame, name = self.director.handle, port.max_frame, port.name
+        ports, partial = self.ports, netio.TP_STATUS_CSUMNOTREADY
         now = time.monotonic()
         for view, status in port.sock.receive(timeout):
             if len(view) > max_frame:
                 self._forward_oversized(port, view, now)
                 continue
-            out = handle(bytearray(view), now, bool(status & netio.TP_STATUS_CSUMNOTREADY), name)
+            out = handle(bytearray(view), now, bool(status & partial), name)
             if out is not None:
-                self._send(*out)
+                egress = ports[out[1]]
+                egress.sock.send(out[0])
+                egress.sent = True
 
     def _send(self, frame: bytearray, interface: str) -> None:
         port = self.ports[interface]

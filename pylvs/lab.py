@@ -165,7 +165,7 @@ class Lab:
 
     def close(self) -> None:
         for proc in self.processes:
-            _stop(proc)
+            stop_process(proc)
         self.processes.clear()
         for ns in reversed(self.created):
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
@@ -226,7 +226,8 @@ def _wait_for_line(proc: subprocess.Popen[Any], start: str, what: str) -> str:
                        f"{seen.decode(errors='replace')}")
 
 
-def _stop(proc: subprocess.Popen[Any]) -> None:
+def stop_process(proc: subprocess.Popen[Any]) -> None:
+    """SIGTERM, then SIGKILL after 5 s; its output pipe closed."""
     if proc.poll() is None:
         proc.terminate()
         try:

@@ -289,10 +289,10 @@ class PacketSocket:
         mm = self._tx_map
         ln = len(frame)
         off = self._tx_head * self._tx_frame_size
-        status = struct.unpack_from("I", mm, off)[0]
+        status = _U32.unpack_from(mm, off)[0]
         if status == TP_STATUS_WRONG_FORMAT:  # the kernel rejected the frame last time round
             self.tx_errors += 1
-            struct.pack_into("I", mm, off, TP_STATUS_AVAILABLE)
+            _U32.pack_into(mm, off, TP_STATUS_AVAILABLE)
             status = TP_STATUS_AVAILABLE
         if status != TP_STATUS_AVAILABLE or ln > self._tx_max:
             # busy slot (kernel still owns it) or jumbo: keep order, then send this one directly
@@ -301,8 +301,8 @@ class PacketSocket:
             return
         start = off + _H2_DATA
         mm[start:start + ln] = frame
-        struct.pack_into("II", mm, off + 4, ln, ln)  # tp_len, tp_snaplen
-        struct.pack_into("I", mm, off, TP_STATUS_SEND_REQUEST)
+        # status, tp_len, tp_snaplen at once: the kernel reads the ring only when flush() asks
+        _TX_HEAD.pack_into(mm, off, TP_STATUS_SEND_REQUEST, ln, ln)
         head = self._tx_head + 1
         self._tx_head = 0 if head == self._tx_count else head
         self._tx_queued += 1
@@ -360,6 +360,10 @@ class PacketSocket:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+_U32 = struct.Struct("I")
+_TX_HEAD = struct.Struct("III")
 
 
 def _run_nft(ruleset: str) -> None:

@@ -176,3 +176,38 @@ def test_mutated_frames_never_crash(offset, junk):
     frame = bytearray(_frame(payload=b"abc"))
     frame[offset:offset + len(junk)] = junk
     director.handle(frame, 0.0)
+
+
+@settings(max_examples=200)
+@given(st.integers(2, 255), st.sampled_from(["A", "PA", "FA", "R", "S", ""]),
+       st.binary(max_size=64), st.sampled_from(["tcp", "udp"]))
+def test_established_fast_path_equals_the_general_path(ttl, flags, payload, proto):
+    """Same output bytes, counters, state and statistics, frame after frame."""
+    fast, general = _director(proto=proto), _director(proto=proto)
+    l4 = (TCP(sport=40000, dport=80, flags="S") if proto == "tcp"
+          else UDP(sport=40000, dport=80))
+    first = bytes(Ether(src=CLIENT_MAC, dst=DIRECTOR_MAC) / IP(src="203.0.113.5", dst=VIP)
+                  / l4 / b"hello")
+    for director in (fast, general):
+        director.handle_general(bytearray(first), 0.0)
+    l4 = (TCP(sport=40000, dport=80, flags=flags) if proto == "tcp"
+          else UDP(sport=40000, dport=80))
+    frame = bytes(Ether(src=CLIENT_MAC, dst=DIRECTOR_MAC)
+                  / IP(src="203.0.113.5", dst=VIP, ttl=ttl) / l4 / payload)
+    for _ in range(2):
+        assert fast.handle(bytearray(frame), 1.0) == general.handle_general(bytearray(frame), 1.0)
+    (a,), (b,) = list(fast.table), list(general.table)
+    assert (a.state, a.expires, a.active) == (b.state, b.expires, b.active)
+    assert fast.counters == general.counters
+    sa, sb = a.server.stats, b.server.stats
+    assert (sa.inpkts, sa.inbytes) == (sb.inpkts, sb.inbytes)
+
+
+def test_a_full_table_refuses_new_connections_and_keeps_established_ones():
+    director = _director()
+    director.table.max_connections = 2
+    assert director.handle(bytearray(_frame(sport=40001)), 0.0) is not None
+    assert director.handle(bytearray(_frame(sport=40002)), 0.0) is not None
+    assert director.handle(bytearray(_frame(sport=40003)), 0.0) is None
+    assert director.counters["table_full"] == 1 and len(director.table) == 2
+    assert director.handle(bytearray(_frame(sport=40001, flags="A")), 1.0) is not None

@@ -1,0 +1,262 @@
+"""Data-plane speed: the kernel, pylvs (DR, NAT, TUN) and a scapy forwarder on one topology.
+
+    sudo python -m bench.dataplane [--seconds 5] [--json PATH]
+
+Namespaces made for the run (removed after, also on Ctrl-C): a generator, the director and a
+sink, on two veth links. trafgen (netsniff-ng, C, zero-copy) sends 60-byte frames at full speed
+from CPU 0; the forwarder under test runs on CPU 1. The rate is what reaches the sink's link
+(its kernel drops the frames at ingress so it answers nothing). Cases, all in the same run:
+
+- kernel: the director's own IP forwarding (ip_forward=1), the reference;
+- pylvs dr / nat / tun: established UDP flows (1,024 clients) through `pylvs run`;
+- pylvs syn: TCP SYNs from distinct clients, each a new connection (scheduling + insert);
+- scapy: bench/scapy_forwarder.py, L2listen + L2socket.
+
+Also the memory a tracked connection costs: RSS growth of a Director fed 1,000,000 SYNs.
+Prints a table, writes JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date
+from typing import Any
+
+from pylvs.lab import stop_process
+
+GEN_IP, DIR_OUT, DIR_IN, SINK_IP = "198.51.100.2", "198.51.100.1", "203.0.113.1", "203.0.113.2"
+VIP = "198.51.100.100"
+PYTHON = sys.executable
+
+
+class Topology:
+    def __init__(self) -> None:
+        prefix = f"pylvs-bench-{secrets.token_hex(2)}"
+        self.gen, self.dir, self.sink = (f"{prefix}-gen", f"{prefix}-dir", f"{prefix}-sink")
+        self.made: list[str] = []
+        self.procs: list[subprocess.Popen[Any]] = []
+        self.tmp = tempfile.mkdtemp(prefix="pylvs-bench-")
+
+    def __enter__(self) -> Topology:
+        try:
+            self._build()
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def _build(self) -> None:
+        for ns in (self.gen, self.dir, self.sink):
+            sh("ip", "netns", "add", ns)
+            self.made.append(ns)
+            sh("ip", "-n", ns, "link", "set", "lo", "up")
+        sh("ip", "-n", self.gen, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0",
+           "netns", self.dir)
+        sh("ip", "-n", self.sink, "link", "add", "eth0", "type", "veth", "peer", "name", "eth1",
+           "netns", self.dir)
+        for ns, dev, addr in ((self.gen, "eth0", GEN_IP), (self.dir, "eth0", DIR_OUT),
+                              (self.dir, "eth1", DIR_IN), (self.sink, "eth0", SINK_IP)):
+            sh("ip", "-n", ns, "addr", "add", f"{addr}/24", "dev", dev)
+            sh("ip", "-n", ns, "link", "set", dev, "up")
+        sh("ip", "-n", self.gen, "route", "add", "default", "via", DIR_OUT)
+        sh("ip", "-n", self.sink, "route", "add", "default", "via", DIR_IN)
+        self.run_in(self.sink, ["nft", "-f", "-"], input=(
+            'table netdev sink {\n  chain sinkhole {\n    type filter hook ingress device "eth0" '
+            'priority 0; policy drop;\n  }\n}\n'))
+        self.dir_mac = mac(self.dir, "eth0")
+        self.dir_in_mac = mac(self.dir, "eth1")
+        self.sink_mac = mac(self.sink, "eth0")
+        self.gen_mac = mac(self.gen, "eth0")
+        self.run_in(self.dir, ["ip", "neigh", "replace", SINK_IP, "lladdr", self.sink_mac,
+                               "dev", "eth1", "nud", "permanent"])
+
+    def __exit__(self, *exc: object) -> None:
+        for proc in self.procs:
+            stop_process(proc)
+        for ns in self.made:
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def run_in(self, ns: str, argv: list[str], check: bool = True, **kw: Any) -> str:
+        result = subprocess.run(["ip", "netns", "exec", ns, *argv], capture_output=True,
+                                text=True, **kw)
+        if check and result.returncode != 0:
+            raise RuntimeError(f"{' '.join(argv)}: {result.stderr.strip()}")
+        return result.stdout
+
+    def popen_in(self, ns: str, argv: list[str], cpu: int, **kw: Any) -> subprocess.Popen[Any]:
+        proc = subprocess.Popen(["ip", "netns", "exec", ns, "taskset", "-c", str(cpu), *argv],
+                                **kw)
+        self.procs.append(proc)
+        return proc
+
+    def rx_packets(self) -> int:
+        return int(self.run_in(self.sink, ["cat", "/sys/class/net/eth0/statistics/rx_packets"]))
+
+
+def sh(*argv: str) -> None:
+    result = subprocess.run(list(argv), capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)}: {result.stderr.strip()}")
+
+
+def mac(ns: str, dev: str) -> str:
+    out = subprocess.run(["ip", "netns", "exec", ns, "cat", f"/sys/class/net/{dev}/address"],
+                         capture_output=True, text=True, check=True).stdout
+    return out.strip()
+
+
+def trafgen_packet(topo: Topology, dst: str, syn: bool) -> str:
+    """60-byte frames: UDP from 1,024 client ports, or TCP SYNs from ever-new clients."""
+    eth = f"eth(da={topo.dir_mac}, sa={topo.gen_mac})"
+    if syn:
+        return (f"{{ {eth}, ipv4(saddr=dinc(), daddr={dst}, ttl=64, df), "
+                f"tcp(sport=dinc(1024, 65000), dport=80, syn), fill(0, 6) }}")
+    return (f"{{ {eth}, ipv4(saddr={GEN_IP}, daddr={dst}, ttl=64), "
+            f"udp(sport=dinc(1024, 2047), dport=9), fill(0x41, 18) }}")
+
+
+def measure(topo: Topology, dst: str, seconds: float, syn: bool = False) -> float:
+    """Frames per second that reached the sink while trafgen sent at full speed."""
+    gen = topo.popen_in(topo.gen, ["trafgen", "-o", "eth0", "-P", "1", "-Q", "-C",
+                                   trafgen_packet(topo, dst, syn)], cpu=0,
+                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1.0)
+    start, t0 = topo.rx_packets(), time.monotonic()
+    time.sleep(seconds)
+    end, t1 = topo.rx_packets(), time.monotonic()
+    stop_process(gen)
+    topo.procs.remove(gen)
+    return (end - start) / (t1 - t0)
+
+
+def kernel(topo: Topology, seconds: float) -> float:
+    topo.run_in(topo.dir, ["sysctl", "-qw", "net.ipv4.ip_forward=1"])
+    try:
+        return measure(topo, SINK_IP, seconds)
+    finally:
+        topo.run_in(topo.dir, ["sysctl", "-qw", "net.ipv4.ip_forward=0"])
+
+
+def pylvs(topo: Topology, seconds: float, method: str, syn: bool = False) -> float:
+    protocol = "tcp" if syn else "udp"
+    port = 80 if syn else 9
+    config = os.path.join(topo.tmp, f"{method}.toml")
+    with open(config, "w") as fh:
+        fh.write(f'[director]\ninterface = "eth0"\ninside_interface = "eth1"\n'
+                 f'control_socket = "{topo.tmp}/{method}.sock"\n\n[[virtual_server]]\n'
+                 f'address = "{VIP}:{port}"\nprotocol = "{protocol}"\nscheduler = "rr"\n'
+                 f'forward = "{method}"\n\n  [[virtual_server.real_server]]\n'
+                 f'  address = "{SINK_IP}:{port}"\n')
+    director = topo.popen_in(topo.dir, [PYTHON, "-m", "pylvs", "run", config], cpu=1,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 15
+    while not os.path.exists(f"{topo.tmp}/{method}.sock"):
+        if director.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"pylvs did not start: {director.stderr.read()}")
+        time.sleep(0.1)
+    try:
+        return measure(topo, VIP, seconds, syn)
+    finally:
+        stop_process(director)
+        topo.procs.remove(director)
+
+
+def scapy(topo: Topology, seconds: float) -> float:
+    topo.run_in(topo.dir, ["nft", "-f", "-"], input=(
+        f'table netdev scapybench {{\n  chain steal {{\n    type filter hook ingress device '
+        f'"eth0" priority -500;\n    ip daddr {VIP} drop\n  }}\n}}\n'))
+    forwarder = topo.popen_in(topo.dir, [PYTHON, "-m", "bench.scapy_forwarder", "eth0", "eth1",
+                                         topo.sink_mac, VIP], cpu=1, stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL, text=True)
+    try:
+        forwarder.stdout.readline()
+        return measure(topo, VIP, seconds)
+    finally:
+        stop_process(forwarder)
+        topo.procs.remove(forwarder)
+        topo.run_in(topo.dir, ["nft", "delete", "table", "netdev", "scapybench"], check=False)
+
+
+def bytes_per_connection(count: int = 1_000_000) -> float:
+    """RSS growth of a Director that tracks ``count`` new connections, per connection."""
+    code = f"""
+import resource, struct
+import schedulers
+from forwarders import NextHop
+from pylvs.director import Director
+from pylvs.model import RealServer, VirtualService, ip_to_int
+from pylvs.packet import checksum
+svc = VirtualService("tcp", "{VIP}", 80, schedulers.get("rr")())
+svc.add_real_server(RealServer("{SINK_IP}", 80))
+d = Director([svc])
+d.set_hop(ip_to_int("{SINK_IP}"), NextHop(bytes(6), bytes(6), "eth0"))
+vip = bytes(map(int, "{VIP}".split(".")))
+def rss():
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * resource.getpagesize()
+base = rss()
+for i in range({count}):
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 40, 0, 0x4000, 64, 6, 0,
+                     (0x0A000000 + i).to_bytes(4, "big"), vip)
+    ip = ip[:10] + struct.pack("!H", checksum(ip)) + ip[12:]
+    tcp = struct.pack("!HHIIBBHHH", 40000, 80, 1, 0, 0x50, 0x02, 65535, 0, 0)
+    d.handle(bytearray(bytes(12) + b"\\x08\\x00" + ip + tcp), 1.0)
+assert len(d.table) == {count}, len(d.table)
+print((rss() - base) / {count})
+"""
+    out = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, check=True)
+    return float(out.stdout)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.dataplane")
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--json", metavar="PATH")
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("bench.dataplane builds network namespaces: run it as root")
+    if not shutil.which("trafgen"):
+        sys.exit("needs trafgen: apt-get install netsniff-ng")
+    signal.signal(signal.SIGTERM, _interrupt)
+    results: dict[str, float] = {}
+    with Topology() as topo:
+        results["kernel"] = kernel(topo, args.seconds)
+        for method in ("dr", "nat", "tun"):
+            results[f"pylvs {method}"] = pylvs(topo, args.seconds, method)
+        results["pylvs syn (new connections)"] = pylvs(topo, args.seconds, "dr", syn=True)
+        results["scapy"] = scapy(topo, args.seconds)
+    per_conn = bytes_per_connection()
+    print(f"{'path':<30}{'frames/s':>12}{'× kernel':>10}{'× scapy':>10}")
+    for name, rate in results.items():
+        print(f"{name:<30}{rate:>12,.0f}{rate / results['kernel']:>10.2f}"
+              f"{rate / max(results['scapy'], 1):>10.0f}")
+    print(f"memory per tracked connection (1,000,000): {per_conn:.0f} bytes")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump({"date": date.today().isoformat(), "python": platform.python_version(),
+                       "machine": platform.machine(), "cpus": os.cpu_count(),
+                       "seconds": args.seconds, "frames_per_s": results,
+                       "bytes_per_connection": per_conn,
+                       "maxrss_kb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss},
+                      fh, indent=2)
+        print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
