@@ -218,7 +218,8 @@ class ConnectionTable:
         """0: no bound; else new connections beyond it are refused (IPVS's defence)."""
 
     def __len__(self) -> int:
-        return sum(len(d) for d in self.by_proto.values())
+        by_proto = self.by_proto
+        return len(by_proto[6]) + len(by_proto[17])
 
     def __iter__(self) -> Iterator[Connection]:
         for entries in self.by_proto.values():
@@ -236,7 +237,8 @@ class ConnectionTable:
         return None if replies is None else replies.get(_KEY.pack(raddr, caddr, rport, cport))
 
     def full(self) -> bool:
-        return bool(self.max_connections) and len(self) >= self.max_connections
+        limit = self.max_connections
+        return bool(limit) and len(self.by_proto[6]) + len(self.by_proto[17]) >= limit
 
     def create(self, key: FlowTuple, service: VirtualService, server: RealServer,
                now: float) -> Connection:
