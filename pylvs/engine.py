@@ -15,8 +15,8 @@ import time
 from collections.abc import Callable
 
 from forwarders import NextHop
+from pylvs import bpf, netio
 from pylvs import config as config_mod
-from pylvs import netio
 from pylvs.config import Config
 from pylvs.control import ControlServer
 from pylvs.director import Director
@@ -106,6 +106,7 @@ class Engine:
         else:
             self.steals[0].install(stolen, [])
             self.steals[1].install([], replies)
+        self._filter(stolen, replies)
         wanted = {s.address for s in services}
         for vip in sorted(wanted - set(self.vips)):
             if netio.add_vip(self.ifname, vip):
@@ -115,6 +116,17 @@ class Engine:
             self.vips.remove(vip)
         for ip in self.director.real_server_ips() - self.routes.keys():
             self._route(ip, resolve_timeout)
+
+    def _filter(self, stolen: list[tuple[str, str, int]],
+                replies: list[tuple[str, str, int]]) -> None:
+        """Only the director's frames reach Python (pylvs.bpf); rebuilt with the rules."""
+        try:
+            packed = bpf.pack(bpf.program(stolen, replies))
+        except ValueError as exc:
+            log.warning("no socket filter (%s): every frame reaches the director", exc)
+            return
+        for port in self.ports.values():
+            port.sock.set_filter(packed)
 
     def _route(self, ip: int, resolve_timeout: float) -> None:
         found = netio.route(int_to_ip(ip))

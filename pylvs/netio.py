@@ -18,6 +18,7 @@ means the L4 checksum is partial (a local sender's offload) and must be computed
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import fcntl
 import mmap
@@ -194,6 +195,13 @@ class PacketSocket:
         self._poll = select.poll()
         self._poll.register(rx.fileno(), _POLLIN)
 
+    def set_filter(self, packed: bytes) -> None:
+        """Attach a classic BPF program (pylvs.bpf.pack) to the receive side."""
+        assert self._rx is not None
+        buf = ctypes.create_string_buffer(packed, len(packed))
+        fprog = struct.pack("HL", len(packed) // 8, ctypes.addressof(buf))
+        self._rx.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+
     def fileno(self) -> int:
         """The rx socket's descriptor: readable when a block is ready (for the caller's poll)."""
         assert self._rx is not None
@@ -362,6 +370,7 @@ class PacketSocket:
         self.close()
 
 
+SO_ATTACH_FILTER = 26
 _U32 = struct.Struct("I")
 _TX_HEAD = struct.Struct("III")
 

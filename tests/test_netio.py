@@ -394,3 +394,22 @@ def test_receive_times_out_empty(psock):
     assert psock.receive(0) == []
     assert psock.receive(0.05) == []
     assert psock.fileno() >= 0
+
+
+def test_bpf_filter_lets_only_service_frames_through(topo, psock):
+    from pylvs import bpf
+    psock.set_filter(bpf.pack(bpf.program([("udp", DIR_IP, 5555)])))
+    while psock.receive(0.2):  # what queued before the filter
+        pass
+    sender = in_ns(topo.p, udp_socket)
+    try:
+        for port in (6666, 5555, 6667):
+            sender.sendto(b"x", (DIR_IP, port))
+        frames = collect(psock, lambda f: True, seconds=2.0)
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:
+            frames += [(bytes(v), s) for v, s in psock.receive(0.2)]
+    finally:
+        sender.close()
+    assert frames, "the service frame never arrived"
+    assert all(is_udp_to(5555)(frame) for frame, _ in frames), [f[:42].hex() for f, _ in frames]

@@ -1,0 +1,85 @@
+"""A classic BPF program that lets only the director's frames reach Python.
+
+Attached to the packet socket (SO_ATTACH_FILTER), it passes: IPv4 frames, not fragments, that are
+TCP/UDP to a virtual service, TCP/UDP from a NAT real server's port, or ICMP to a VIP or from a
+NAT real server. Everything else (ARP, IPv6, the director's own traffic, ...) stays in the
+kernel. Built from the rules, rebuilt whenever they change. Pure: returns the instructions.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+from collections.abc import Iterable
+
+# opcodes (linux/filter.h)
+LD_W_ABS, LD_H_ABS, LD_B_ABS, LD_H_IND, LDX_B_MSH = 0x20, 0x28, 0x30, 0x48, 0xB1
+JEQ_K, JSET_K, RET_K = 0x15, 0x45, 0x06
+ACCEPT_LEN = 0x40000
+MAX_INSTRUCTIONS = 4096
+Instruction = tuple[int, int, int, int]   # code, jt, jf, k
+Rule = tuple[str, str, int]               # protocol, address, port
+
+_PROTO = {"tcp": socket.IPPROTO_TCP, "udp": socket.IPPROTO_UDP}
+
+
+def _addr(text: str) -> int:
+    return struct.unpack("!I", socket.inet_aton(text))[0]
+
+
+def program(services: Iterable[Rule], replies: Iterable[Rule] = ()) -> list[Instruction]:
+    """The filter for services (to VIP:port) and NAT replies (from RIP:port)."""
+    blocks: list[list[tuple]] = []
+    services, replies = list(services), list(replies)
+    for proto, vip, port in services:
+        blocks.append(_match(_PROTO[proto], 30, _addr(vip), 16, port))
+    for proto, rip, port in replies:
+        blocks.append(_match(_PROTO[proto], 26, _addr(rip), 14, port))
+    for vip in dict.fromkeys(vip for _, vip, _ in services):
+        blocks.append(_match(socket.IPPROTO_ICMP, 30, _addr(vip), None, 0))
+    for rip in dict.fromkeys(rip for _, rip, _ in replies):
+        blocks.append(_match(socket.IPPROTO_ICMP, 26, _addr(rip), None, 0))
+    head = [(LD_H_ABS, 0, 0, 12), (JEQ_K, 0, "drop", 0x0800),
+            (LD_H_ABS, 0, 0, 20), (JSET_K, "drop", 0, 0x3FFF)]  # MF or an offset: a fragment
+    return _assemble(head, blocks)
+
+
+def _match(proto: int, addr_offset: int, addr: int, port_offset: int | None,
+           port: int) -> list[tuple]:
+    """proto, then the address at addr_offset, then (if any) the port after the IP header."""
+    block = [(LD_B_ABS, 0, 0, 23), (JEQ_K, 0, "next", proto),
+             (LD_W_ABS, 0, 0, addr_offset)]
+    if port_offset is None:
+        return block + [(JEQ_K, "accept", "next", addr)]
+    return block + [(JEQ_K, 0, "next", addr), (LDX_B_MSH, 0, 0, 14),
+                    (LD_H_IND, 0, 0, port_offset), (JEQ_K, "accept", "next", port)]
+
+
+def _assemble(head: list[tuple], blocks: list[list[tuple]]) -> list[Instruction]:
+    """Lay out head, blocks, drop, accept; turn labels into forward jump offsets."""
+    code: list[tuple] = list(head)
+    nexts: list[int] = []
+    for block in blocks:
+        code += block
+        nexts.append(len(code))
+    drop, accept = len(code), len(code) + 1
+    code += [(RET_K, 0, 0, 0), (RET_K, 0, 0, ACCEPT_LEN)]
+    if len(code) > MAX_INSTRUCTIONS:
+        raise ValueError(f"a filter of {len(code)} instructions is too long")
+    out: list[Instruction] = []
+    block_end = iter(nexts)
+    end = next(block_end, drop)
+    for i, (op, jt, jf, k) in enumerate(code):
+        while i >= end and end != drop:
+            end = next(block_end, drop)
+        targets = {"accept": accept, "drop": drop, "next": end}
+        jt = targets[jt] - i - 1 if isinstance(jt, str) else jt
+        jf = targets[jf] - i - 1 if isinstance(jf, str) else jf
+        if not (0 <= jt <= 255 and 0 <= jf <= 255):
+            raise ValueError("too many rules for one filter (a jump beyond 255)")
+        out.append((op, jt, jf, k))
+    return out
+
+
+def pack(instructions: list[Instruction]) -> bytes:
+    return b"".join(struct.pack("HBBI", *ins) for ins in instructions)
