@@ -148,7 +148,7 @@ class PacketSocket:
         block_size: int = 1 << 18,
         block_count: int = 16,
         frame_size: int = 2048,
-        timeout_ms: int = 10,
+        timeout_ms: int = 1,
         tx_frame_size: int = 2048,
         tx_frame_count: int = 512,
     ) -> None:

@@ -1,10 +1,17 @@
 #!/usr/bin/env bash
 # Installs what pylvs needs on a Debian machine, as root: the system tools it drives and the
-# Python package itself (editable). `--test` also installs the test tools.
+# Python package itself (editable). `--test` also installs the test tools; `--bench` the
+# benchmark tools (trafgen, nginx with its stream module, wrk, matplotlib).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 apt_packages=(iproute2 nftables curl procps ca-certificates)
+if [[ "${1:-}" == "--bench" ]]; then
+  apt_packages+=(netsniff-ng nginx-light libnginx-mod-stream wrk util-linux)
+  # packages must not start services on this machine (Debian's policy-rc.d convention)
+  [[ -e /usr/sbin/policy-rc.d ]] || { printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+                                      chmod +x /usr/sbin/policy-rc.d; trap 'rm -f /usr/sbin/policy-rc.d' EXIT; }
+fi
 missing=()
 for pkg in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -18,6 +25,7 @@ fi
 
 extra=""
 [[ "${1:-}" == "--test" ]] && extra="[test]"
+[[ "${1:-}" == "--bench" ]] && extra="[bench]"
 pip_args=(-q install -e ".${extra}")
 if python3 -m pip install --help 2>/dev/null | grep -q -- --break-system-packages; then
   # Debian's own python3 refuses system-wide installs without it (PEP 668)
