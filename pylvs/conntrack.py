@@ -104,14 +104,14 @@ class Timeouts:
         return s[ESTABLISHED], s[FIN_WAIT], s[UDP_STATE]
 
 
-_KEY = struct.Struct("!IIHH")
+KEY = struct.Struct("!IIHH")
 FlowTuple = tuple[int, int, int, int, int]
 """(proto, client address, client port, vip, vport)."""
 
 
 def pack_key(caddr: int, cport: int, vaddr: int, vport: int) -> bytes:
     """The 12 bytes a frame carries at its IP source: saddr, daddr, sport, dport."""
-    return _KEY.pack(caddr, vaddr, cport, vport)
+    return KEY.pack(caddr, vaddr, cport, vport)
 
 
 class Connection:
@@ -137,34 +137,34 @@ class Connection:
 
     @property
     def caddr(self) -> int:
-        return _KEY.unpack(self.key12)[0]
+        return KEY.unpack(self.key12)[0]
 
     @property
     def vaddr(self) -> int:
-        return _KEY.unpack(self.key12)[1]
+        return KEY.unpack(self.key12)[1]
 
     @property
     def cport(self) -> int:
-        return _KEY.unpack(self.key12)[2]
+        return KEY.unpack(self.key12)[2]
 
     @property
     def vport(self) -> int:
-        return _KEY.unpack(self.key12)[3]
+        return KEY.unpack(self.key12)[3]
 
     @property
     def key(self) -> FlowTuple:
-        caddr, vaddr, cport, vport = _KEY.unpack(self.key12)
+        caddr, vaddr, cport, vport = KEY.unpack(self.key12)
         return self.proto, caddr, cport, vaddr, vport
 
     @property
     def reply_key12(self) -> bytes:
         """A NAT reply's 12 bytes: real server, client, its port, client port."""
-        caddr, _, cport, _ = _KEY.unpack(self.key12)
-        return _KEY.pack(self.server.ip, caddr, self.server.port, cport)
+        caddr, _, cport, _ = KEY.unpack(self.key12)
+        return KEY.pack(self.server.ip, caddr, self.server.port, cport)
 
     def row(self, now: float) -> str:
         """One line of ipvsadm -Lnc: "%-3s %-6s %-11s %-18s %-18s %s"."""
-        caddr, vaddr, cport, vport = _KEY.unpack(self.key12)
+        caddr, vaddr, cport, vport = KEY.unpack(self.key12)
         left = max(0, int(self.expires - now))
         expire = f"{left // 60:02d}:{left % 60:02d}"
         return "%-3s %-6s %-11s %-18s %-18s %s" % (
@@ -234,7 +234,7 @@ class ConnectionTable:
         """By a reply's (proto, real server, its port, client, client port)."""
         proto, raddr, rport, caddr, cport = key
         replies = self.replies.get(proto)
-        return None if replies is None else replies.get(_KEY.pack(raddr, caddr, rport, cport))
+        return None if replies is None else replies.get(KEY.pack(raddr, caddr, rport, cport))
 
     def full(self) -> bool:
         limit = self.max_connections

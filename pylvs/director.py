@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 import forwarders
 from forwarders import NextHop
 from pylvs import icmp, ipvsadm, layouts, rules
-from pylvs.conntrack import INPUT, OUTPUT, ConnectionTable, Template, Timeouts
+from pylvs.conntrack import INPUT, KEY, OUTPUT, Connection, ConnectionTable, Template, Timeouts
 from pylvs.icmp import DEST_UNREACH, FRAG_NEEDED, PORT_UNREACH, TIME_EXCEEDED, TTL_EXPIRED
 from pylvs.model import PROTO_NUMBERS, VirtualService, ip_to_int
 from pylvs.packet import (
@@ -67,7 +67,7 @@ class Director:
     def handle(self, frame: bytearray, now: float, csum_partial: bool = False,
                ingress: str = "") -> Out | None:
         if not csum_partial:
-            out = self._established_dr(frame, now)
+            out = self._established(frame, now)
             if out is not None:
                 return out
         return self.handle_general(frame, now, csum_partial, ingress)
@@ -131,22 +131,27 @@ class Director:
         self.counters["forwarded"] += 1
         return out, hop.interface
 
-    def _established_dr(self, frame: bytearray, now: float) -> Out | None:
-        """The common case at full speed: a frame of an established DR connection with a plain
-        20-byte IP header. Does what the general path does, without building a Flow; anything
-        else (returns None) takes the general path."""
+    def _established(self, frame: bytearray, now: float) -> Out | None:
+        """The common case at full speed: a frame of an established connection (either way for
+        NAT) with a plain 20-byte IP header. Does what the general path does with fewer steps;
+        anything else (returns None) takes the general path."""
         if len(frame) < 42 or frame[12:15] != b"\x08\x00E" or frame[20] & 0x3F or frame[21]:
             return None
-        entries = self.table.by_proto.get(frame[23])
-        if entries is None:
+        proto = frame[23]
+        entries = self.table.by_proto.get(proto)
+        if entries is None or frame[22] <= 1:
             return None
-        conn = entries.get(bytes(frame[26:38]))
-        if conn is None or conn.forward != "dr" or frame[22] <= 1:
-            return None
+        key = bytes(frame[26:38])
+        conn = entries.get(key)
+        inbound = conn is not None
+        if not inbound:
+            conn = self.table.replies[proto].get(key)
+            if conn is None or conn.return_hop is None:
+                return None
         ip_len = (frame[16] << 8) | frame[17]
         if ip_len > len(frame) - 14:
             return None
-        if conn.proto == IPPROTO_TCP:
+        if proto == IPPROTO_TCP:
             offset = (frame[46] >> 4) * 4 if len(frame) >= 54 else 0
             if offset < 20 or offset > ip_len - 20:
                 return None
@@ -155,9 +160,12 @@ class Director:
             return None
         else:
             flags = 0
+        if not inbound:
+            return self._fast_reply(frame, conn, key, proto, flags, ip_len, now)
         server = conn.server
         hop = self.hops.get(server.ip)
-        if hop is None or ip_len > hop.mtu:
+        forward = conn.forward
+        if hop is None or ip_len + (20 if forward == "tun" else 0) > hop.mtu:
             return None
         self.table.update(conn, INPUT, flags, now)
         stats = conn.service.stats
@@ -166,6 +174,11 @@ class Director:
         stats = server.stats
         stats.inpkts += 1
         stats.inbytes += ip_len
+        self.counters["forwarded"] += 1
+        if forward != "dr":
+            saddr, daddr, sport, dport = KEY.unpack(key)
+            flow = Flow(proto, saddr, daddr, sport, dport, 34, flags, frame[22], ip_len)
+            return forwarders.get(forward).forward(frame, flow, conn, hop), hop.interface
         frame[0:12] = hop.macs
         csum = ((frame[24] << 8) | frame[25]) + 0x100  # RFC 1624: TTL − 1 in the high byte
         frame[22] -= 1
@@ -174,8 +187,21 @@ class Director:
             csum = 0
         frame[24] = csum >> 8
         frame[25] = csum & 0xFF
-        self.counters["forwarded"] += 1
         return frame, hop.interface
+
+    def _fast_reply(self, frame: bytearray, conn: Connection, key: bytes, proto: int,
+                    flags: int, ip_len: int, now: float) -> Out | None:
+        saddr, daddr, sport, dport = KEY.unpack(key)
+        if (proto, daddr, dport) in self.services:
+            return None  # addressed to a service: the general path decides, as it would
+        self.table.update(conn, OUTPUT, flags, now)
+        for stats in (conn.service.stats, conn.server.stats):
+            stats.outpkts += 1
+            stats.outbytes += ip_len
+        self.counters["replied"] += 1
+        hop = conn.return_hop
+        flow = Flow(proto, saddr, daddr, sport, dport, 34, flags, frame[22], ip_len)
+        return forwarders.get(conn.forward).reply(frame, flow, conn, hop), hop.interface
 
     def _related_icmp(self, frame: bytearray, flow: Flow, now: float) -> Out | None:
         """An ICMP error about a tracked connection: from the client, on to its real server by

@@ -117,3 +117,25 @@ def test_truncated_or_arbitrary_frames_never_raise(junk, cut):
     director.handle(bytearray(junk), 0.0)
     director.handle(bytearray(reply("203.0.113.5", 40000, b"xyz")[:cut]), 0.0)
     director.handle(bytearray(inbound("203.0.113.5", 40000, b"abc", flags="A")[:cut]), 0.0)
+
+
+@settings(max_examples=150)
+@given(clients, ports, payloads, st.sampled_from(["tcp", "udp"]),
+       st.sampled_from(["A", "PA", "FA", "R", ""]), st.integers(2, 255))
+def test_established_fast_path_equals_the_general_path(client, cport, payload, proto, flags,
+                                                       ttl):
+    """Both directions: same bytes out, same state, counters and statistics."""
+    fast, general = nat_director(proto), nat_director(proto)
+    for director in (fast, general):
+        director.handle_general(bytearray(inbound(client, cport, b"", proto)), 0.0)
+    frames = [Ether(inbound(client, cport, payload, proto, flags)),
+              Ether(reply(client, cport, payload, proto, flags))]
+    for pkt in frames:
+        pkt[IP].ttl = ttl
+        del pkt[IP].chksum
+        frame = bytes(pkt)
+        assert fast.handle(bytearray(frame), 1.0) == general.handle_general(bytearray(frame), 1.0)
+    (a,), (b,) = list(fast.table), list(general.table)
+    assert (a.state, a.expires, a.active) == (b.state, b.expires, b.active)
+    assert fast.counters == general.counters
+    assert a.server.stats.counters() == b.server.stats.counters()

@@ -96,3 +96,21 @@ def test_decapsulation_refuses_other_protocols_and_lying_lengths():
     assert decapsulate_ipip(packet) == bytes(IP(src="203.0.113.5", dst=VIP) / b"x")
     assert decapsulate_ipip(bytes(IP(dst=RIP) / UDP())) is None
     assert decapsulate_ipip(packet[:-1]) is None
+
+
+@given(st.binary(max_size=300), st.integers(2, 255), st.sampled_from(["tcp", "udp"]))
+def test_established_fast_path_equals_the_general_path(payload, ttl, proto):
+    fast, general = tun_director(proto), tun_director(proto)
+    for director in (fast, general):
+        director.handle_general(bytearray(frame(proto=proto)), 0.0)
+    later = bytearray(frame(payload, ttl=ttl, proto=proto))
+
+    def without_outer_id(out):  # each tunnelled packet gets a fresh IP ID (and so checksum)
+        data, interface = out
+        return data[:18] + data[20:24] + data[26:], interface
+
+    for _ in range(2):
+        assert without_outer_id(fast.handle(bytearray(later), 1.0)) == without_outer_id(
+            general.handle_general(bytearray(later), 1.0))
+    (a,), (b,) = list(fast.table), list(general.table)
+    assert (a.state, a.expires) == (b.state, b.expires) and fast.counters == general.counters
