@@ -68,6 +68,10 @@ PACKET_VERSION = 10
 PACKET_TX_RING = 13
 PACKET_QDISC_BYPASS = 20
 PACKET_IGNORE_OUTGOING = 23
+PACKET_FANOUT = 18
+PACKET_FANOUT_DATA = 22
+PACKET_FANOUT_CBPF = 6
+PACKET_FANOUT_FLAG_IGNORE_OUTGOING = 0x4000
 TPACKET_V2 = 1
 TPACKET_V3 = 2
 PACKET_OUTGOING = 4
@@ -129,6 +133,11 @@ def interface_index(ifname: str) -> int:
         return socket.if_nametoindex(ifname)
     except OSError as exc:
         raise OSError(exc.errno, f"no interface {ifname!r}: {exc.strerror}") from None
+
+
+def _set_program(sock: socket.socket, level: int, option: int, packed: bytes) -> None:
+    buf = ctypes.create_string_buffer(packed, len(packed))
+    sock.setsockopt(level, option, struct.pack("HL", len(packed) // 8, ctypes.addressof(buf)))
 
 
 class PacketSocket:
@@ -198,9 +207,20 @@ class PacketSocket:
     def set_filter(self, packed: bytes) -> None:
         """Attach a classic BPF program (pylvs.bpf.pack) to the receive side."""
         assert self._rx is not None
-        buf = ctypes.create_string_buffer(packed, len(packed))
-        fprog = struct.pack("HL", len(packed) // 8, ctypes.addressof(buf))
-        self._rx.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+        _set_program(self._rx, socket.SOL_SOCKET, SO_ATTACH_FILTER, packed)
+
+    def join_fanout(self, group: int) -> None:
+        """Share the interface's frames with the other members of ``group`` (PACKET_FANOUT),
+        each frame to the member a classic BPF program (``set_fanout_program``) picks. Members
+        are numbered in the order they joined."""
+        assert self._rx is not None
+        flags = PACKET_FANOUT_CBPF | PACKET_FANOUT_FLAG_IGNORE_OUTGOING
+        self._rx.setsockopt(SOL_PACKET, PACKET_FANOUT, group | flags << 16)
+
+    def set_fanout_program(self, packed: bytes) -> None:
+        """The group's program (one for the whole group: the last member to set it wins)."""
+        assert self._rx is not None
+        _set_program(self._rx, SOL_PACKET, PACKET_FANOUT_DATA, packed)
 
     def fileno(self) -> int:
         """The rx socket's descriptor: readable when a block is ready (for the caller's poll)."""

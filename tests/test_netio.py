@@ -413,3 +413,66 @@ def test_bpf_filter_lets_only_service_frames_through(topo, psock):
         sender.close()
     assert frames, "the service frame never arrived"
     assert all(is_udp_to(5555)(frame) for frame, _ in frames), [f[:42].hex() for f, _ in frames]
+
+
+def _raw_sender(dev: str) -> socket.socket:
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+    s.bind((dev, 0))
+    return s
+
+
+def test_fanout_keeps_both_directions_of_a_connection_on_one_member(topo):
+    """pylvs.fanout in the kernel's PACKET_FANOUT: a client's frames to the VIP, the NAT real
+    server's replies to it and ICMP errors about either all reach the same member; clients
+    spread over both members; frames of no rule go to member 0."""
+    from scapy.layers.inet import ICMP, IP, UDP, IPerror, UDPerror
+    from scapy.layers.l2 import Ether
+
+    from pylvs import bpf, fanout
+    rip = "198.51.100.7"
+    members = [in_ns(topo.d, netio.PacketSocket, "vd") for _ in range(2)]
+    sender = in_ns(topo.p, _raw_sender, "vp")
+    try:
+        group = os.getpid() & 0xFFFF
+        for member in members:
+            member.join_fanout(group)
+        services, replies = ([fanout.Rule("udp", VIP, 9, False)],
+                             [fanout.Rule("udp", rip, 5353, False)])
+        members[0].set_fanout_program(bpf.pack(fanout.program(services, replies)))
+        eth = Ether(dst=topo.mac(topo.d, "vd").hex(":"), src=topo.mac(topo.p, "vp").hex(":"))
+        clients = [(f"203.0.113.{i}", 40000 + i) for i in range(1, 25)]
+        burst = []  # built first, then sent at once: the rings are read only after
+        for n, (client, port) in enumerate(clients):
+            tag = n.to_bytes(2, "big")
+            inbound = IP(src=client, dst=VIP) / UDP(sport=port, dport=9)
+            reply = IP(src=rip, dst=client) / UDP(sport=5353, dport=port)
+            frames = [inbound / (b"in" + tag), reply / (b"re" + tag),
+                      IP(src="192.0.2.1", dst=VIP) / ICMP(type=11) / IPerror(
+                          src=VIP, dst=client) / UDPerror(sport=9, dport=port) / (b"ie" + tag),
+                      IP(src=rip, dst=DIR_IP) / ICMP(type=3, code=3) / IPerror(
+                          src=client, dst=rip) / UDPerror(sport=port, dport=5353) / (b"ir" + tag)]
+            for frame in frames:
+                burst.append(bytes(eth / frame))
+        burst.append(bytes(eth / IP(src="192.0.2.9", dst=DIR_IP) / UDP(dport=7) / b"other"))
+        for frame in burst:
+            sender.send(frame)
+        seen: dict[bytes, int] = {}
+        deadline = time.monotonic() + 3.0
+        while len(seen) < 4 * len(clients) + 1 and time.monotonic() < deadline:
+            for index, member in enumerate(members):
+                for view, _ in member.receive(0.05):
+                    frame = bytes(view)
+                    for mark in (b"in", b"re", b"ie", b"ir", b"other"):
+                        at = frame.rfind(mark)
+                        if at >= 0 and (mark == b"other" or len(frame) - at >= 4):
+                            seen[frame[at:at + (5 if mark == b"other" else 4)]] = index
+    finally:
+        sender.close()
+        for member in members:
+            member.close()
+    assert len(seen) == 4 * len(clients) + 1, sorted(seen)
+    for n in range(len(clients)):
+        tag = n.to_bytes(2, "big")
+        assert len({seen[m + tag] for m in (b"in", b"re", b"ie", b"ir")}) == 1, n
+    assert {seen[b"in" + n.to_bytes(2, "big")] for n in range(len(clients))} == {0, 1}
+    assert seen[b"other"] == 0
