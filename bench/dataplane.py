@@ -9,6 +9,8 @@ from CPU 0; the forwarder under test runs on CPU 1. The rate is what reaches the
 
 - kernel: the director's own IP forwarding (ip_forward=1), the reference;
 - pylvs dr / nat / tun: established UDP flows (1,024 clients) through `pylvs run`;
+- pylvs nat replies: the real server's answers to those flows, back through the director;
+- 2 workers (`[director] workers = 2`): pinned to CPU 1 as one worker is, and on every CPU;
 - pylvs syn: TCP SYNs from distinct clients, each a new connection (scheduling + insert);
 - scapy: bench/scapy_forwarder.py, L2listen + L2socket.
 
@@ -71,9 +73,10 @@ class Topology:
             sh("ip", "-n", ns, "link", "set", dev, "up")
         sh("ip", "-n", self.gen, "route", "add", "default", "via", DIR_OUT)
         sh("ip", "-n", self.sink, "route", "add", "default", "via", DIR_IN)
-        self.run_in(self.sink, ["nft", "-f", "-"], input=(
-            'table netdev sink {\n  chain sinkhole {\n    type filter hook ingress device "eth0" '
-            'priority 0; policy drop;\n  }\n}\n'))
+        for ns in (self.sink, self.gen):  # both ends count what arrives and answer nothing
+            self.run_in(ns, ["nft", "-f", "-"], input=(
+                'table netdev sink {\n  chain sinkhole {\n    type filter hook ingress device '
+                '"eth0" priority 0; policy drop;\n  }\n}\n'))
         self.dir_mac = mac(self.dir, "eth0")
         self.dir_in_mac = mac(self.dir, "eth1")
         self.sink_mac = mac(self.sink, "eth0")
@@ -95,14 +98,15 @@ class Topology:
             raise RuntimeError(f"{' '.join(argv)}: {result.stderr.strip()}")
         return result.stdout
 
-    def popen_in(self, ns: str, argv: list[str], cpu: int, **kw: Any) -> subprocess.Popen[Any]:
+    def popen_in(self, ns: str, argv: list[str], cpu: int | str, **kw: Any
+                 ) -> subprocess.Popen[Any]:
         proc = subprocess.Popen(["ip", "netns", "exec", ns, "taskset", "-c", str(cpu), *argv],
                                 **kw)
         self.procs.append(proc)
         return proc
 
-    def rx_packets(self) -> int:
-        return int(self.run_in(self.sink, ["cat", "/sys/class/net/eth0/statistics/rx_packets"]))
+    def rx_packets(self, ns: str) -> int:
+        return int(self.run_in(ns, ["cat", "/sys/class/net/eth0/statistics/rx_packets"]))
 
 
 def sh(*argv: str) -> None:
@@ -127,15 +131,24 @@ def trafgen_packet(topo: Topology, dst: str, syn: bool) -> str:
             f"udp(sport=dinc(1024, 2047), dport=9), fill(0x41, 18) }}")
 
 
-def measure(topo: Topology, dst: str, seconds: float, syn: bool = False) -> float:
-    """Frames per second that reached the sink while trafgen sent at full speed."""
-    gen = topo.popen_in(topo.gen, ["trafgen", "-o", "eth0", "-P", "1", "-Q", "-C",
-                                   trafgen_packet(topo, dst, syn)], cpu=0,
+def reply_packet(topo: Topology) -> str:
+    """60-byte frames: the NAT real server's (the sink's) replies to the 1,024 client ports."""
+    return (f"{{ eth(da={topo.dir_in_mac}, sa={topo.sink_mac}), ipv4(saddr={SINK_IP}, "
+            f"daddr={GEN_IP}, ttl=64), udp(sport=9, dport=dinc(1024, 2047)), fill(0x42, 18) }}")
+
+
+def measure(topo: Topology, dst: str, seconds: float, syn: bool = False,
+            reply: bool = False) -> float:
+    """Frames per second that reached the other end while trafgen sent at full speed: from the
+    generator to the sink, or (``reply``) from the sink back to the generator."""
+    sender, counter = (topo.sink, topo.gen) if reply else (topo.gen, topo.sink)
+    packet = reply_packet(topo) if reply else trafgen_packet(topo, dst, syn)
+    gen = topo.popen_in(sender, ["trafgen", "-o", "eth0", "-P", "1", "-Q", "-C", packet], cpu=0,
                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(1.0)
-    start, t0 = topo.rx_packets(), time.monotonic()
+    start, t0 = topo.rx_packets(counter), time.monotonic()
     time.sleep(seconds)
-    end, t1 = topo.rx_packets(), time.monotonic()
+    end, t1 = topo.rx_packets(counter), time.monotonic()
     stop_process(gen)
     topo.procs.remove(gen)
     return (end - start) / (t1 - t0)
@@ -149,17 +162,21 @@ def kernel(topo: Topology, seconds: float) -> float:
         topo.run_in(topo.dir, ["sysctl", "-qw", "net.ipv4.ip_forward=0"])
 
 
-def pylvs(topo: Topology, seconds: float, method: str, syn: bool = False) -> float:
+def pylvs(topo: Topology, seconds: float, method: str, syn: bool = False, workers: int = 1,
+          cpus: str = "1", reply: bool = False) -> float:
+    """pylvs run on ``cpus``; ``reply``: NAT replies, once the clients' frames made the
+    connections."""
     protocol = "tcp" if syn else "udp"
     port = 80 if syn else 9
     config = os.path.join(topo.tmp, f"{method}.toml")
     with open(config, "w") as fh:
         fh.write(f'[director]\ninterface = "eth0"\ninside_interface = "eth1"\n'
-                 f'control_socket = "{topo.tmp}/{method}.sock"\n\n[[virtual_server]]\n'
+                 f'control_socket = "{topo.tmp}/{method}.sock"\nworkers = {workers}\n\n'
+                 f'[[virtual_server]]\n'
                  f'address = "{VIP}:{port}"\nprotocol = "{protocol}"\nscheduler = "rr"\n'
                  f'forward = "{method}"\n\n  [[virtual_server.real_server]]\n'
                  f'  address = "{SINK_IP}:{port}"\n')
-    director = topo.popen_in(topo.dir, [PYTHON, "-m", "pylvs", "run", config], cpu=1,
+    director = topo.popen_in(topo.dir, [PYTHON, "-m", "pylvs", "run", config], cpu=cpus,
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 15
     while not os.path.exists(f"{topo.tmp}/{method}.sock"):
@@ -167,7 +184,9 @@ def pylvs(topo: Topology, seconds: float, method: str, syn: bool = False) -> flo
             raise RuntimeError(f"pylvs did not start: {director.stderr.read()}")
         time.sleep(0.1)
     try:
-        return measure(topo, VIP, seconds, syn)
+        if reply:
+            measure(topo, VIP, 1.0)
+        return measure(topo, VIP, seconds, syn, reply)
     finally:
         stop_process(director)
         topo.procs.remove(director)
@@ -239,6 +258,13 @@ def main() -> None:
         results["kernel"] = kernel(topo, args.seconds)
         for method in ("dr", "nat", "tun"):
             results[f"pylvs {method}"] = pylvs(topo, args.seconds, method)
+        results["pylvs nat replies"] = pylvs(topo, args.seconds, "nat", reply=True)
+        cores = f"0-{os.cpu_count() - 1}"
+        results["pylvs dr, 2 workers, CPU 1"] = pylvs(topo, args.seconds, "dr", workers=2)
+        results[f"pylvs dr, 2 workers, CPUs {cores}"] = pylvs(topo, args.seconds, "dr",
+                                                              workers=2, cpus=cores)
+        results[f"pylvs nat, 2 workers, CPUs {cores}"] = pylvs(topo, args.seconds, "nat",
+                                                               workers=2, cpus=cores)
         results["pylvs syn (new connections)"] = pylvs(topo, args.seconds, "dr", syn=True)
         results["scapy"] = scapy(topo, args.seconds)
     per_conn = bytes_per_connection()

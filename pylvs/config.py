@@ -22,7 +22,9 @@ DEFAULT_CONTROL_SOCKET = "/run/pylvs.sock"
 IMPLEMENTED_FORWARDS = ("dr", "nat", "tun")
 MAX_PERSISTENCE = 2678400
 
-_DIRECTOR_KEYS = {"interface", "inside_interface", "control_socket", "max_connections"}
+_DIRECTOR_KEYS = {"interface", "inside_interface", "control_socket", "max_connections",
+                  "workers"}
+MAX_WORKERS = 64
 _SERVICE_KEYS = {"address", "protocol", "scheduler", "scheduler_flags", "forward",
                  "persistence_timeout", "persistence_netmask", "real_server"}
 _SERVER_KEYS = {"address", "weight", "forward", "upper_threshold", "lower_threshold"}
@@ -42,6 +44,8 @@ class Config:
     inside_interface: str = ""
     max_connections: int = 0
     """0: sized from the memory available when the director starts."""
+    workers: int = 1
+    """Processes sharing the interfaces (PACKET_FANOUT); max_connections is split among them."""
     services: list[VirtualService] = field(default_factory=list)
     source: str = "<config>"
 
@@ -81,11 +85,13 @@ class _Reader:
         inside = self.string(director, "inside_interface", "director.inside_interface")
         limit = self.integer(director, "max_connections", "director.max_connections", 0, 0,
                              2**40)
+        workers = self.integer(director, "workers", "director.workers", 1, 1, MAX_WORKERS)
         services = data.get("virtual_server", [])
         if not isinstance(services, list):
             raise self.fail("virtual_server", "must be an array of tables [[virtual_server]]")
         config = Config(interface=interface, control_socket=control or DEFAULT_CONTROL_SOCKET,
                         inside_interface=inside or interface, max_connections=limit,
+                        workers=workers,
                         source=self.source)
         seen: set[tuple[int, int, int]] = set()
         for i, raw in enumerate(services):

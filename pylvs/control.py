@@ -51,15 +51,7 @@ class ControlServer:
     def _serve(self, client: socket.socket) -> None:
         client.settimeout(1.0)
         try:
-            data = _read_line(client)
-            argv = json.loads(data)["argv"]
-            if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
-                raise ValueError("argv must be a list of strings")
-            rc, out, err = self.handler(argv)
-        except (OSError, ValueError, KeyError) as exc:
-            rc, out, err = 255, "", f"bad control request: {exc}\n"
-        try:
-            client.sendall(json.dumps({"rc": rc, "stdout": out, "stderr": err}).encode() + b"\n")
+            _answer(client, _read_line(client), self.handler)
         except OSError:
             pass
 
@@ -69,6 +61,62 @@ class ControlServer:
             os.unlink(self.path)
         except FileNotFoundError:
             pass
+
+
+class Channel:
+    """The same requests over one end of a socketpair: how a supervisor drives its workers.
+    The worker's end serves with ``poll()`` from its loop; the supervisor's end ``ask()``s."""
+
+    def __init__(self, sock: socket.socket, handler: Handler | None = None) -> None:
+        self.sock = sock
+        self.handler = handler
+        self.pending = b""
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def poll(self) -> None:
+        """Answer every complete request waiting now; never blocks."""
+        assert self.handler is not None
+        try:
+            self.pending += self.sock.recv(_MAX_REQUEST, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return
+        while b"\n" in self.pending:
+            line, self.pending = self.pending.split(b"\n", 1)
+            _answer(self.sock, line, self.handler)
+
+    def send(self, message: dict) -> None:
+        self.sock.sendall(json.dumps(message).encode() + b"\n")
+
+    def receive(self, timeout: float) -> dict:
+        self.sock.settimeout(timeout)
+        try:
+            line = _read_line(self.sock)
+        finally:
+            self.sock.settimeout(None)
+        if not line:
+            raise ConnectionError("the other end closed the channel")
+        return json.loads(line)
+
+    def ask(self, argv: list[str], timeout: float = 5.0) -> tuple[int, str, str]:
+        self.send({"argv": argv})
+        reply = self.receive(timeout)
+        return reply["rc"], reply["stdout"], reply["stderr"]
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _answer(sock: socket.socket, line: bytes, handler: Handler) -> None:
+    try:
+        argv = json.loads(line)["argv"]
+        if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
+            raise ValueError("argv must be a list of strings")
+        rc, out, err = handler(argv)
+    except (OSError, ValueError, KeyError) as exc:
+        rc, out, err = 255, "", f"bad control request: {exc}\n"
+    sock.sendall(json.dumps({"rc": rc, "stdout": out, "stderr": err}).encode() + b"\n")
 
 
 def _read_line(sock: socket.socket) -> bytes:

@@ -31,6 +31,8 @@ class DirectorProcess:
             fh.write(config_text)
         self.log_path = os.path.join(self.dir.name, "director.log")
         self.log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
+        self.final_output = ""
+        """What the director printed, kept when stop() removes its files."""
         self.proc = lab.popen_in(lab.director_ns,
                                  [sys.executable, "-m", "pylvs", "run", self.config_path],
                                  stdout=self.log, stderr=subprocess.STDOUT)
@@ -68,6 +70,8 @@ class DirectorProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        if not self.log.closed:
+            self.final_output = self.output()
         self.log.close()
         self.dir.cleanup()
         return self.proc.returncode

@@ -15,12 +15,12 @@ import time
 from collections.abc import Callable
 
 from forwarders import NextHop
-from pylvs import bpf, netio
+from pylvs import bpf, fanout, netio
 from pylvs import config as config_mod
 from pylvs.config import Config
-from pylvs.control import ControlServer
+from pylvs.control import Channel, ControlServer
 from pylvs.director import Director
-from pylvs.model import int_to_ip, ip_to_int
+from pylvs.model import VirtualService, int_to_ip, ip_to_int
 from pylvs.packet import ETH_HLEN
 from pylvs.segment import segment_tcp
 
@@ -67,46 +67,70 @@ class Port:
 
 
 class Engine:
-    def __init__(self, config: Config, director: Director | None = None) -> None:
+    """The director on this host. ``host`` owns the host's state (steal rules, VIPs); a worker
+    of several (pylvs.workers) has none, and its ports join the fanout ``groups`` instead
+    (interface → group id); the supervisor has the host state and no ports (``data=False``)."""
+
+    def __init__(self, config: Config, director: Director | None = None, *, host: bool = True,
+                 data: bool = True, groups: dict[str, int] | None = None,
+                 control: ControlServer | Channel | None = None, share: int = 1) -> None:
         self.config = config
         self.director = director or Director(config.services)
         self.ifname = config.interface
         self.inside = config.inside_interface or config.interface
         self.table = f"pylvs_{os.getpid()}"
+        self.host, self.data, self.groups, self.share = host, data, groups, share
+        self.control: ControlServer | Channel | None = control
         self.ports: dict[str, Port] = {}
         self.steals: list[netio.StealRules] = []
         self.vips: list[str] = []
-        self.control: ControlServer | None = None
         self.routes: dict[int, netio.Route] = {}
         self.reload_requested = False
 
     def start(self) -> None:
-        self.director.table.max_connections = (self.config.max_connections
-                                                or default_max_connections())
-        self.control = ControlServer(self.config.control_socket, self._adm)
-        for name in dict.fromkeys((self.ifname, self.inside)):
+        limit = self.config.max_connections or default_max_connections()
+        self.director.table.max_connections = max(1, limit // self.share)
+        if self.control is None:
+            self.control = ControlServer(self.config.control_socket, self._adm)
+        for name in dict.fromkeys((self.ifname, self.inside)) if self.data else ():
             self.ports[name] = Port(name)
             self.director.add_interface(name, self.ports[name].mac)
-        if self.inside == self.ifname:
+            if self.groups is not None:
+                self.ports[name].sock.join_fanout(self.groups[name])
+        if self.host and self.inside == self.ifname:
             self.steals = [netio.StealRules(self.ifname, self.table)]
-        else:
+        elif self.host:
             self.steals = [netio.StealRules(self.ifname, self.table),
                            netio.StealRules(self.inside, f"{self.table}_inside")]
         self._sync(resolve_timeout=RESOLVE_TIMEOUT)
         self.director.listeners.append(self._sync)
 
     def _sync(self, resolve_timeout: float = 0.0) -> None:
-        """Make the host match the rules: steal rules first, then VIPs, then next hops."""
+        """Make the host match the rules: steal rules first, then VIPs, then the packet
+        sockets' programs and next hops."""
         services = list(self.director.services.values())
         stolen = [(s.protocol, s.address, s.port) for s in services]
         replies = [(s.protocol, rs.address, rs.port) for s in services
                    for rs in s.real_servers if rs.forward == "nat"]
+        if self.host:
+            self._sync_host(services, stolen, replies)
+        if not self.ports:
+            return
+        self._filter(stolen, replies)
+        if self.groups is not None:
+            packed = bpf.pack(fanout.program(*fanout.rules(services)))
+            for port in self.ports.values():
+                port.sock.set_fanout_program(packed)
+        for ip in self.director.real_server_ips() - self.routes.keys():
+            self._route(ip, resolve_timeout)
+
+    def _sync_host(self, services: list[VirtualService], stolen: list[tuple[str, str, int]],
+                   replies: list[tuple[str, str, int]]) -> None:
         if len(self.steals) == 1:
             self.steals[0].install(stolen, replies)
         else:
             self.steals[0].install(stolen, [])
             self.steals[1].install([], replies)
-        self._filter(stolen, replies)
         wanted = {s.address for s in services}
         for vip in sorted(wanted - set(self.vips)):
             if netio.add_vip(self.ifname, vip):
@@ -114,8 +138,6 @@ class Engine:
         for vip in [v for v in self.vips if v not in wanted]:
             netio.remove_vip(self.ifname, vip)
             self.vips.remove(vip)
-        for ip in self.director.real_server_ips() - self.routes.keys():
-            self._route(ip, resolve_timeout)
 
     def _filter(self, stolen: list[tuple[str, str, int]],
                 replies: list[tuple[str, str, int]]) -> None:
@@ -157,7 +179,7 @@ class Engine:
                            "restart of pylvs run\n")
         commands = ruleset.diff(self.director.services.values(), new.services)
         for argv in commands:
-            rc, _, err = self.director.adm(argv, time.monotonic())
+            rc, _, err = self._adm(argv)
             if rc != 0:
                 return rc, "", f"reload stopped at `{' '.join(argv)}`: {err}"
         log.info("reloaded %s: %d changes", self.config.source, len(commands))
@@ -277,7 +299,11 @@ class Engine:
 
 
 def run(config: Config) -> int:
-    engine = Engine(config)
+    if config.workers > 1:
+        from pylvs.workers import Supervisor
+        engine: Engine = Supervisor(config)
+    else:
+        engine = Engine(config)
 
     def on_signal(signum: int, _frame: object) -> None:
         raise Stop(signal.Signals(signum).name)
@@ -291,8 +317,9 @@ def run(config: Config) -> int:
         engine.start()
         services = ", ".join(f"{s.protocol} {s.endpoint} ({s.scheduler.name}, "
                              f"{len(s.real_servers)} real servers)" for s in config.services)
-        log.info("director up on %s: %s; control socket %s", config.interface, services,
-                 config.control_socket)
+        log.info("director up on %s: %s; control socket %s; %d worker%s", config.interface,
+                 services, config.control_socket, config.workers,
+                 "" if config.workers == 1 else "s")
         engine.loop()
     except Stop as stop:
         log.info("stopping on %s", stop)

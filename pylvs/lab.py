@@ -178,12 +178,15 @@ def curl_argv(url: str, max_time: int = 10) -> list[str]:
 
 
 def lab_config(lab: Lab, scheduler: str, weights: list[int] | None = None,
-               server_port: int = PORT, persistence: int = 0) -> str:
+               server_port: int = PORT, persistence: int = 0, workers: int = 1) -> str:
     """The TOML a user would write for this lab; real servers in ipvsadm -a order."""
     weights = weights or [1] * len(lab.server_ips)
     lines = ["[director]", f'interface = "{lab.director_if}"',
              f'inside_interface = "{lab.director_inside_if}"',
-             f'control_socket = "{lab.control_socket}"', "", "[[virtual_server]]",
+             f'control_socket = "{lab.control_socket}"']
+    if workers > 1:
+        lines.append(f"workers = {workers}")
+    lines += ["", "[[virtual_server]]",
              f'address = "{lab.vip}:{PORT}"', 'protocol = "tcp"', f'scheduler = "{scheduler}"',
              f'forward = "{lab.server_modes[0]}"']
     if persistence:

@@ -61,6 +61,15 @@ class Stats:
         return ((avg[0] + 0x1FF) >> 10, (avg[1] + 0x1FF) >> 10, (avg[2] + 0x1FF) >> 10,
                 (avg[3] + 0xF) >> 5, (avg[4] + 0xF) >> 5)
 
+    def averages(self) -> list[int]:
+        return list(self._avg)
+
+    def add(self, counters: list[int], averages: list[int]) -> None:
+        """Another's counters and rates into these (several workers' union)."""
+        self.conns, self.inpkts, self.outpkts, self.inbytes, self.outbytes = (
+            a + b for a, b in zip(self.counters(), counters, strict=True))
+        self._avg = [a + b for a, b in zip(self._avg, averages, strict=True)]
+
     def zero(self) -> None:
         """ipvsadm -Z: counters and the estimator start again from nothing."""
         self.conns = self.inpkts = self.outpkts = self.inbytes = self.outbytes = 0

@@ -29,7 +29,7 @@ class LabRun:
     """A lab of ``mode`` with HTTP servers on ``server_port`` and a director balancing them."""
 
     def __init__(self, mode: str, servers: int, scheduler: str, weights: list[int] | None,
-                 server_port: int, persistence: int) -> None:
+                 server_port: int, persistence: int, workers: int) -> None:
         self.lab = Lab(servers=servers, mode=mode)
         self.director: DirectorProcess | None = None
         try:
@@ -38,7 +38,7 @@ class LabRun:
             self.lab.start_http_servers(server_port)
             self.director = DirectorProcess(self.lab, lab_config(
                 self.lab, scheduler, weights=weights, server_port=server_port,
-                persistence=persistence))
+                persistence=persistence, workers=workers))
         except BaseException:
             self.lab.close()
             raise
@@ -59,8 +59,10 @@ def make_lab():
     made: list[LabRun] = []
 
     def make(servers: int = 3, scheduler: str = "rr", weights: list[int] | None = None,
-             mode: str = "dr", server_port: int = 80, persistence: int = 0) -> LabRun:
-        made.append(LabRun(mode, servers, scheduler, weights, server_port, persistence))
+             mode: str = "dr", server_port: int = 80, persistence: int = 0,
+             workers: int = 1) -> LabRun:
+        made.append(LabRun(mode, servers, scheduler, weights, server_port, persistence,
+                           workers))
         return made[-1]
 
     yield make

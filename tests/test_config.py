@@ -73,6 +73,8 @@ def _with(service_extra: str = "", server: str = 'address = "192.168.1.12:80"') 
      "only nat can map ports"),
     (_with('colour = "red"'), "virtual_server[0].colour", "unknown key"),
     ('[director]\n', "director.interface", "missing"),
+    ('[director]\ninterface = "eth0"\nworkers = 0\n', "director.workers", "out of range 1..64"),
+    ('[director]\ninterface = "eth0"\nworkers = "2"\n', "director.workers", "must be an integer"),
     ('x = 1', "x", "unknown key"),
     ('[director\n', "-", "not valid TOML"),
 ])
@@ -134,3 +136,8 @@ def test_scheduler_flags_thresholds_and_persistence():
 def test_bad_scheduling_keys(extra, key, reason):
     error = _error(_with(extra))
     assert error.key == f"virtual_server[0].{key}" and reason in error.reason
+
+
+def test_workers_default_to_one():
+    assert parse(GOOD).workers == 1
+    assert parse(GOOD.replace('interface = "eth0"', 'interface = "eth0"\nworkers = 2')).workers == 2

@@ -1,0 +1,254 @@
+"""`[director] workers = N`: N processes share the director's interfaces through PACKET_FANOUT.
+
+The parent, the supervisor, holds what is the host's and one of a kind: the nftables steal rules,
+the VIPs, the control socket and the rules. It forks the workers one after another, so each
+joins every interface's fanout group at the same position; each is a whole data plane (rings,
+socket filter, next hops, connection table with 1/N of max_connections) over the rules it was
+forked with. pylvs.fanout sends every frame of a connection, either way, to one worker, so a
+worker needs nothing of another's. A rule change is made by the supervisor and then by every
+worker; a listing is their union (-Lnc: every worker's rows; -Ln: counters summed over the
+workers). A worker that dies is forked again (its connections are lost, the others' stay).
+"""
+
+from __future__ import annotations
+
+import copy
+import ctypes
+import json
+import logging
+import os
+import select
+import signal
+import socket
+import time
+import traceback
+from collections.abc import Iterable
+
+from pylvs import ipvsadm
+from pylvs.config import Config
+from pylvs.control import Channel
+from pylvs.director import Director
+from pylvs.engine import RELOAD, TICK, Engine, Stop
+from pylvs.model import RealServer, Stats, VirtualService
+
+log = logging.getLogger("pylvs")
+
+SNAPSHOT = "pylvs-snapshot"  # a worker's counters, for the union
+START_TIMEOUT = 30.0
+STOP_TIMEOUT = 5.0
+PR_SET_PDEATHSIG = 1
+READ_ONLY = {"list", "save", "help", "version", "restore"}
+
+
+def snapshot(director: Director) -> list:
+    """What a listing needs of one worker: per service and real server, counters and rates."""
+    return [[list(svc.key), _stats(svc.stats),
+             [[rs.ip, rs.port, rs.activeconns, rs.inactconns, rs.persistconns,
+               _stats(rs.stats)] for rs in svc.real_servers]]
+            for svc in director.services.values()]
+
+
+def union(services: Iterable[VirtualService], snapshots: Iterable[list]) -> list[VirtualService]:
+    """Copies of ``services`` whose counters are the sums of the workers' snapshots."""
+    view = copy.deepcopy(list(services))
+    by_key = {svc.key: svc for svc in view}
+    for svc in view:
+        svc.stats = Stats()
+        for rs in svc.real_servers:
+            rs.stats, rs.activeconns, rs.inactconns, rs.persistconns = Stats(), 0, 0, 0
+    for shot in snapshots:
+        for key, stats, servers in shot:
+            svc = by_key.get(tuple(key))
+            if svc is None:
+                continue
+            _add(svc.stats, stats)
+            dests: dict[tuple[int, int], RealServer] = {
+                (rs.ip, rs.port): rs for rs in svc.real_servers}
+            for ip, port, active, inactive, persistent, counts in servers:
+                rs = dests.get((ip, port))
+                if rs is not None:
+                    rs.activeconns += active
+                    rs.inactconns += inactive
+                    rs.persistconns += persistent
+                    _add(rs.stats, counts)
+    return view
+
+
+def _stats(stats: Stats) -> list[int]:
+    return [*stats.counters(), *stats.averages()]
+
+
+def _add(stats: Stats, values: list[int]) -> None:
+    stats.add(values[:5], values[5:])
+
+
+def union_connections(listings: Iterable[str]) -> str:
+    """-Lnc of several workers: one title, every worker's rows."""
+    head: list[str] = []
+    rows: list[str] = []
+    for listing in listings:
+        lines = listing.splitlines(keepends=True)
+        head = head or lines[:2]
+        rows += lines[2:]
+    return "".join(head + rows)
+
+
+class Worker:
+    def __init__(self, index: int, pid: int, channel: Channel) -> None:
+        self.index, self.pid, self.channel = index, pid, channel
+
+
+class Supervisor(Engine):
+    def __init__(self, config: Config) -> None:
+        super().__init__(config, data=False)
+        self.count = config.workers
+        self.workers: list[Worker] = []
+        base = os.getpid() & 0x7FFF
+        names = dict.fromkeys((self.ifname, self.inside))
+        self.groups = {name: (base * 2 + i) & 0xFFFF for i, name in enumerate(names)}
+
+    def start(self) -> None:
+        super().start()
+        for index in range(self.count):
+            self.workers.append(self._spawn(index))
+
+    def _spawn(self, index: int) -> Worker:
+        mine, theirs = socket.socketpair()
+        pid = os.fork()
+        if pid == 0:  # the worker: never returns into the supervisor's stack
+            status = 1
+            try:
+                mine.close()
+                status = self._work(index, Channel(theirs))
+            except BaseException:  # noqa: BLE001 - reported, then the process ends
+                traceback.print_exc()
+            finally:
+                os._exit(status)
+        theirs.close()
+        worker = Worker(index, pid, Channel(mine))
+        try:
+            ready = worker.channel.receive(START_TIMEOUT)
+        except (OSError, ValueError) as exc:
+            ready = {"error": f"no word from it ({exc})"}
+        if "error" in ready:
+            self._reap(worker)
+            raise RuntimeError(f"worker {index} did not start: {ready['error']}")
+        log.info("worker %d up (pid %d)", index, pid)
+        return worker
+
+    def _work(self, index: int, channel: Channel) -> int:
+        """In the child: a data plane over the rules as they are, answering the channel."""
+        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+        def on_signal(signum: int, _frame: object) -> None:
+            raise Stop(signal.Signals(signum).name)
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, on_signal)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        assert self.control is not None
+        self.control.sock.close()  # the supervisor's; its path stays
+        for other in self.workers:
+            other.channel.close()
+        self.director.listeners.clear()
+        engine = Engine(self.config, self.director, host=False, groups=self.groups,
+                        share=self.count)
+        engine.control = channel
+        channel.handler = lambda argv: self._answer(engine, argv)
+        try:
+            try:
+                engine.start()
+            except (OSError, RuntimeError) as exc:
+                channel.send({"error": str(exc)})
+                return 1
+            channel.send({"ready": index})
+            engine.loop()
+        except Stop:
+            pass
+        finally:
+            engine.close()
+            log.info("worker %d stopped: %s", index,
+                     ", ".join(f"{k} {v}" for k, v in sorted(engine.director.counters.items())))
+        return 0
+
+    @staticmethod
+    def _answer(engine: Engine, argv: list[str]) -> tuple[int, str, str]:
+        if argv == [SNAPSHOT]:
+            return 0, json.dumps(snapshot(engine.director)), ""
+        return engine._adm(argv)
+
+    def _adm(self, argv: list[str]) -> tuple[int, str, str]:
+        if argv == [RELOAD]:
+            return self.reload()
+        try:
+            command = ipvsadm.parse(argv)
+        except ipvsadm.UsageError:
+            return self.director.adm(argv, time.monotonic())
+        if command.name == "list" and "connection" in command.options:
+            return 0, union_connections(self._ask_all(argv)), ""
+        if command.name == "list" and "timeout" not in command.options:
+            view = Director(union(self.director.services.values(),
+                                  [json.loads(out) for out in self._ask_all([SNAPSHOT])]))
+            return view.adm(argv, time.monotonic())
+        rc, out, err = super()._adm(argv)
+        if rc == 0 and command.name not in READ_ONLY:
+            for worker, (wrc, _, werr) in zip(self.workers, self._ask_each(argv), strict=True):
+                if wrc != 0:
+                    return wrc, out, f"worker {worker.index}: {werr}"
+        return rc, out, err
+
+    def _ask_each(self, argv: list[str]) -> list[tuple[int, str, str]]:
+        answers = []
+        for worker in self.workers:
+            try:
+                answers.append(worker.channel.ask(argv))
+            except (OSError, ValueError) as exc:
+                answers.append((255, "", f"no answer ({exc})\n"))
+        return answers
+
+    def _ask_all(self, argv: list[str]) -> list[str]:
+        return [out for rc, out, _ in self._ask_each(argv) if rc == 0]
+
+    def loop(self) -> None:
+        assert self.control is not None
+        poller = select.poll()
+        poller.register(self.control.fileno(), select.POLLIN)
+        while True:
+            poller.poll(TICK * 1000 / 5)
+            self.control.poll()
+            if self.reload_requested:
+                self.reload_requested = False
+                rc, out, err = self.reload()
+                log.info("SIGHUP: %s", (out or err or "no changes").strip().replace("\n", "; "))
+            for i, worker in enumerate(self.workers):
+                if os.waitpid(worker.pid, os.WNOHANG)[0]:
+                    log.error("worker %d (pid %d) died; starting it again", worker.index,
+                              worker.pid)
+                    worker.channel.close()
+                    self.workers[i] = self._spawn(worker.index)
+
+    def close(self) -> None:
+        for worker in self.workers:
+            try:
+                os.kill(worker.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        for worker in self.workers:
+            self._reap(worker)
+        self.workers = []
+        super().close()
+
+    @staticmethod
+    def _reap(worker: Worker) -> None:
+        deadline = time.monotonic() + STOP_TIMEOUT
+        while time.monotonic() < deadline:
+            try:
+                if os.waitpid(worker.pid, os.WNOHANG)[0]:
+                    break
+            except ChildProcessError:
+                break
+            time.sleep(0.02)
+        else:
+            os.kill(worker.pid, signal.SIGKILL)
+            os.waitpid(worker.pid, 0)
+        worker.channel.close()
