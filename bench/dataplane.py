@@ -35,8 +35,6 @@ import time
 from datetime import date
 from typing import Any
 
-from pylvs.lab import stop_process
-
 GEN_IP, DIR_OUT, DIR_IN, SINK_IP = "198.51.100.2", "198.51.100.1", "203.0.113.1", "203.0.113.2"
 VIP = "198.51.100.100"
 PYTHON = sys.executable
@@ -86,7 +84,7 @@ class Topology:
 
     def __exit__(self, *exc: object) -> None:
         for proc in self.procs:
-            stop_process(proc)
+            stop_group(proc)
         for ns in self.made:
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
         shutil.rmtree(self.tmp, ignore_errors=True)
@@ -101,12 +99,40 @@ class Topology:
     def popen_in(self, ns: str, argv: list[str], cpu: int | str, **kw: Any
                  ) -> subprocess.Popen[Any]:
         proc = subprocess.Popen(["ip", "netns", "exec", ns, "taskset", "-c", str(cpu), *argv],
-                                **kw)
+                                start_new_session=True, **kw)
         self.procs.append(proc)
         return proc
 
     def rx_packets(self, ns: str) -> int:
         return int(self.run_in(ns, ["cat", "/sys/class/net/eth0/statistics/rx_packets"]))
+
+
+def stop_group(proc: subprocess.Popen[Any]) -> None:
+    """Stop a process and everything it started: trafgen leaves its sending child running when
+    only the parent gets SIGTERM (seen: it went on sending into the next case)."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            break
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and _group_alive(proc.pid):
+            proc.poll()
+            time.sleep(0.05)
+        if not _group_alive(proc.pid):
+            break
+    proc.wait()
+    for pipe in (proc.stdout, proc.stderr):
+        if pipe is not None:
+            pipe.close()
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def sh(*argv: str) -> None:
@@ -149,7 +175,7 @@ def measure(topo: Topology, dst: str, seconds: float, syn: bool = False,
     start, t0 = topo.rx_packets(counter), time.monotonic()
     time.sleep(seconds)
     end, t1 = topo.rx_packets(counter), time.monotonic()
-    stop_process(gen)
+    stop_group(gen)
     topo.procs.remove(gen)
     return (end - start) / (t1 - t0)
 
@@ -188,7 +214,7 @@ def pylvs(topo: Topology, seconds: float, method: str, syn: bool = False, worker
             measure(topo, VIP, 1.0)
         return measure(topo, VIP, seconds, syn, reply)
     finally:
-        stop_process(director)
+        stop_group(director)
         topo.procs.remove(director)
 
 
@@ -203,7 +229,7 @@ def scapy(topo: Topology, seconds: float) -> float:
         forwarder.stdout.readline()
         return measure(topo, VIP, seconds)
     finally:
-        stop_process(forwarder)
+        stop_group(forwarder)
         topo.procs.remove(forwarder)
         topo.run_in(topo.dir, ["nft", "delete", "table", "netdev", "scapybench"], check=False)
 
@@ -274,6 +300,7 @@ def main() -> None:
               f"{rate / max(results['scapy'], 1):>10.0f}")
     print(f"memory per tracked connection (1,000,000): {per_conn:.0f} bytes")
     if args.json:
+        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
         with open(args.json, "w") as fh:
             json.dump({"date": date.today().isoformat(), "python": platform.python_version(),
                        "machine": platform.machine(), "cpus": os.cpu_count(),
