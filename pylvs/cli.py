@@ -96,6 +96,11 @@ def _cmd_reload(args: argparse.Namespace) -> int:
     return _send(args.socket, [RELOAD])
 
 
+def _cmd_status(args: argparse.Namespace) -> int:
+    from pylvs.engine import STATUS
+    return _send(args.socket, [STATUS])
+
+
 def _cmd_config(args: argparse.Namespace) -> int:
     from pylvs import keepalived, ruleset
     try:
@@ -173,9 +178,11 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("adm", help="ipvsadm syntax against the running director "
                    "([--socket PATH] ARGS...)", add_help=False)
     reload = sub.add_parser("reload", help="make the running director re-read its config file")
-    reload.add_argument("--socket", default=os.environ.get(ENV_SOCKET,
-                                                           config_mod.DEFAULT_CONTROL_SOCKET))
-    reload.set_defaults(func=_cmd_reload)
+    status = sub.add_parser("status", help="the running director's health checks")
+    for command, func in ((reload, _cmd_reload), (status, _cmd_status)):
+        command.add_argument("--socket", default=os.environ.get(
+            ENV_SOCKET, config_mod.DEFAULT_CONTROL_SOCKET))
+        command.set_defaults(func=func)
     conf = sub.add_parser("config", help="write a pylvs config from ipvsadm -S or keepalived.conf")
     conf.add_argument("source", choices=["from-ipvsadm", "from-keepalived"])
     conf.add_argument("file", help="the file to read (- for standard input)")

@@ -15,6 +15,7 @@ from typing import Any
 
 import forwarders
 import schedulers
+from pylvs.health import KINDS, CheckSpec, ServerHealth, ServiceHealth
 from pylvs.model import DEFAULT_SCHEDULER, PROTO_NUMBERS, RealServer, VirtualService
 from schedulers import Scheduler
 
@@ -25,9 +26,14 @@ MAX_PERSISTENCE = 2678400
 _DIRECTOR_KEYS = {"interface", "inside_interface", "control_socket", "max_connections",
                   "workers"}
 MAX_WORKERS = 64
+_HEALTH_KEYS = {"check", "alpha", "inhibit_on_failure"}
 _SERVICE_KEYS = {"address", "protocol", "scheduler", "scheduler_flags", "forward",
-                 "persistence_timeout", "persistence_netmask", "real_server"}
-_SERVER_KEYS = {"address", "weight", "forward", "upper_threshold", "lower_threshold"}
+                 "persistence_timeout", "persistence_netmask", "real_server", "quorum",
+                 "hysteresis", "sorry_server", *_HEALTH_KEYS}
+_SERVER_KEYS = {"address", "weight", "forward", "upper_threshold", "lower_threshold",
+                "notify_up", "notify_down", *_HEALTH_KEYS}
+_CHECK_KEYS = {"type", "interval", "timeout", "retry", "delay_before_retry", "path", "status",
+               "command", "port"}
 DEFAULT_PERSISTENCE = 360  # ipvsadm -p without a value (IPVS_SVC_PERSISTENT_TIMEOUT)
 
 
@@ -47,6 +53,8 @@ class Config:
     workers: int = 1
     """Processes sharing the interfaces (PACKET_FANOUT); max_connections is split among them."""
     services: list[VirtualService] = field(default_factory=list)
+    health: list[ServiceHealth] = field(default_factory=list)
+    """The services that have health checks (keepalived's checkers), in config order."""
     source: str = "<config>"
 
 
@@ -101,6 +109,9 @@ class _Reader:
                                 f"duplicate service {service.protocol} {service.endpoint}")
             seen.add(service.key)
             config.services.append(service)
+            health = self.health(raw, f"virtual_server[{i}]", service)
+            if health is not None:
+                config.health.append(health)
         return config
 
     def only(self, table: dict[str, Any], allowed: set[str], prefix: str) -> None:
@@ -227,3 +238,113 @@ class _Reader:
         lower = self.integer(raw, "lower_threshold", path + ".lower_threshold", 0, 0, 2**31 - 1)
         return RealServer(address, port, weight=weight, forward=forward, upper_threshold=upper,
                           lower_threshold=lower)
+
+    # -- health checks (keepalived's checkers) -------------------------------------------------
+
+    def health(self, raw: dict[str, Any], path: str, service: VirtualService
+               ) -> ServiceHealth | None:
+        """The service's checks: a real server's own ``check``, else the service's."""
+        default = raw.get("check")
+        servers: list[ServerHealth] = []
+        raw_servers = raw.get("real_server", [])
+        for i, raw_server in enumerate(raw_servers):
+            where = f"{path}.real_server[{i}]"
+            table = raw_server.get("check", default)
+            if table is None:
+                for key in ("notify_up", "notify_down", "alpha", "inhibit_on_failure"):
+                    if key in raw_server:
+                        raise self.fail(f"{where}.{key}", "needs a check (here or on the "
+                                        "service)")
+                continue
+            spec = self.check(table, f"{where}.check" if "check" in raw_server
+                              else f"{path}.check")
+            address, port = self.endpoint(raw_server["address"], where + ".address",
+                                          service.port)
+            live = service.find_real_server(address, port)
+            assert live is not None
+            servers.append(ServerHealth(
+                RealServer(address, port, weight=live.weight, forward=live.forward,
+                           upper_threshold=live.upper_threshold,
+                           lower_threshold=live.lower_threshold), spec,
+                inhibit=self.flag(raw_server, "inhibit_on_failure", where,
+                                  self.flag(raw, "inhibit_on_failure", path, False)),
+                alive=not self.flag(raw_server, "alpha", where, self.flag(raw, "alpha", path,
+                                                                          False)),
+                notify_up=self.string(raw_server, "notify_up", where + ".notify_up"),
+                notify_down=self.string(raw_server, "notify_down", where + ".notify_down")))
+        for key in ("quorum", "hysteresis", "sorry_server"):
+            if key in raw and not servers:
+                raise self.fail(f"{path}.{key}", "needs health checks (a check table)")
+        if not servers:
+            if default is not None:
+                self.check(default, f"{path}.check")
+            return None
+        return ServiceHealth(service.key, f"{service.protocol.upper()} {service.endpoint}",
+                             servers, self.integer(raw, "quorum", path + ".quorum", 1, 1, 2**31),
+                             self.integer(raw, "hysteresis", path + ".hysteresis", 0, 0, 2**31),
+                             self.sorry(raw, path, service))
+
+    def sorry(self, raw: dict[str, Any], path: str, service: VirtualService
+              ) -> tuple[str, int] | None:
+        text = self.string(raw, "sorry_server", path + ".sorry_server")
+        if not text:
+            return None
+        address, port = self.endpoint(text, path + ".sorry_server", service.port)
+        if service.forward != "nat" and port != service.port:
+            raise self.fail(path + ".sorry_server", f"port {port} differs from the service "
+                            f"port {service.port}; only nat can map ports")
+        if service.find_real_server(address, port):
+            raise self.fail(path + ".sorry_server", f"{address}:{port} is also a real server")
+        return address, port
+
+    def flag(self, table: dict[str, Any], key: str, path: str, default: bool) -> bool:
+        value = table.get(key, default)
+        if not isinstance(value, bool):
+            raise self.fail(f"{path}.{key}", f"must be true or false, not {value!r}")
+        return value
+
+    def check(self, table: Any, path: str) -> CheckSpec:
+        if not isinstance(table, dict):
+            raise self.fail(path, "must be a table, e.g. { type = \"tcp\" }")
+        self.only(table, _CHECK_KEYS, path + ".")
+        kind = self.string(table, "type", path + ".type", required=True)
+        if kind not in KINDS:
+            raise self.fail(path + ".type", f"unknown check {kind!r} (tcp, http or misc)")
+        given: dict[str, Any] = {}
+        for key in ("interval", "timeout", "delay_before_retry"):
+            if key in table:
+                given[key] = self.seconds(table, key, f"{path}.{key}", zero=key != "interval"
+                                          and key != "timeout")
+        if "retry" in table:
+            given["retry"] = self.integer(table, "retry", path + ".retry", 1, 0, 1000)
+        if "port" in table:
+            given["port"] = self.integer(table, "port", path + ".port", 0, 1, 65535)
+        if kind == "http":
+            given["path"] = self.string(table, "path", path + ".path") or "/"
+            if not given["path"].startswith("/"):
+                raise self.fail(path + ".path", "must start with /")
+            given["status"] = self.statuses(table.get("status", []), path + ".status")
+        elif {"path", "status"} & table.keys():
+            raise self.fail(path + ".path" if "path" in table else path + ".status",
+                            "only an http check has it")
+        if kind == "misc":
+            given["command"] = self.string(table, "command", path + ".command", required=True)
+        elif "command" in table:
+            raise self.fail(path + ".command", "only a misc check has it")
+        return CheckSpec.with_defaults(kind, **given)
+
+    def seconds(self, table: dict[str, Any], key: str, path: str, zero: bool) -> float:
+        value = table[key]
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self.fail(path, f"must be a number of seconds, not {value!r}")
+        if value < 0 or (value == 0 and not zero) or value > 86400:
+            raise self.fail(path, f"{value} is out of range ({'0' if zero else 'above 0'}.."
+                            "86400 s)")
+        return float(value)
+
+    def statuses(self, value: Any, path: str) -> tuple[int, ...]:
+        codes = [value] if isinstance(value, int) and not isinstance(value, bool) else value
+        if not isinstance(codes, list) or not all(
+                isinstance(c, int) and not isinstance(c, bool) and 100 <= c <= 599 for c in codes):
+            raise self.fail(path, f"must be an HTTP status code or a list of them, not {value!r}")
+        return tuple(codes)

@@ -17,9 +17,11 @@ from collections.abc import Callable
 from forwarders import NextHop
 from pylvs import bpf, fanout, netio
 from pylvs import config as config_mod
+from pylvs.checker import Checker
 from pylvs.config import Config
 from pylvs.control import Channel, ControlServer
 from pylvs.director import Director
+from pylvs.health import ServiceHealth, render_status
 from pylvs.model import VirtualService, int_to_ip, ip_to_int
 from pylvs.packet import ETH_HLEN
 from pylvs.segment import segment_tcp
@@ -28,6 +30,7 @@ log = logging.getLogger("pylvs")
 
 TICK = 1.0
 RELOAD = "pylvs-reload"  # the control request of `pylvs reload` and SIGHUP
+STATUS = "pylvs-status"  # the control request of `pylvs status`
 RESOLVE_TIMEOUT = 1.0
 
 
@@ -86,6 +89,7 @@ class Engine:
         self.vips: list[str] = []
         self.routes: dict[int, netio.Route] = {}
         self.reload_requested = False
+        self.checker: Checker | None = None
 
     def start(self) -> None:
         limit = self.config.max_connections or default_max_connections()
@@ -104,6 +108,31 @@ class Engine:
                            netio.StealRules(self.inside, f"{self.table}_inside")]
         self._sync(resolve_timeout=RESOLVE_TIMEOUT)
         self.director.listeners.append(self._sync)
+
+    def start_checks(self) -> None:
+        """Health checks run where the host state is (the supervisor when there are workers);
+        ``alpha`` servers leave the table before the first check."""
+        if not self.host or not self.config.health:
+            return
+        for service in self.config.health:
+            service.start()
+        self._apply_health()
+        self.checker = Checker(self.config.health)
+        self.checker.start()
+
+    def _apply_health(self) -> None:
+        """Make each checked service's table what its servers' health and quorum say."""
+        from pylvs import ruleset
+        for service in self.config.health:
+            if service.update_quorum():
+                log.warning("health: %s quorum %s", service.name,
+                            "won back" if service.quorum_up else "lost")
+            current = self.director.services.get(service.key)
+            if current is None:  # deleted with pylvs adm: nothing to keep healthy
+                continue
+            for argv in ruleset.diff([current], [service.desired(current)]):
+                rc, _, err = self._adm(argv)
+                log.info("health: %s%s", " ".join(argv), f" refused: {err.strip()}" if rc else "")
 
     def _sync(self, resolve_timeout: float = 0.0) -> None:
         """Make the host match the rules: steal rules first, then VIPs, then the packet
@@ -126,12 +155,13 @@ class Engine:
 
     def _sync_host(self, services: list[VirtualService], stolen: list[tuple[str, str, int]],
                    replies: list[tuple[str, str, int]]) -> None:
+        wanted = {s.address for s in services}
+        own = set(netio.interface_addresses(self.inside)) - wanted if replies else set()
         if len(self.steals) == 1:
-            self.steals[0].install(stolen, replies)
+            self.steals[0].install(stolen, replies, own)
         else:
             self.steals[0].install(stolen, [])
-            self.steals[1].install([], replies)
-        wanted = {s.address for s in services}
+            self.steals[1].install([], replies, own)
         for vip in sorted(wanted - set(self.vips)):
             if netio.add_vip(self.ifname, vip):
                 self.vips.append(vip)
@@ -183,7 +213,23 @@ class Engine:
             if rc != 0:
                 return rc, "", f"reload stopped at `{' '.join(argv)}`: {err}"
         log.info("reloaded %s: %d changes", self.config.source, len(commands))
+        self._reload_checks(new.health)
         return 0, "".join(f"{' '.join(argv)}\n" for argv in commands), ""
+
+    def _reload_checks(self, health: list[ServiceHealth]) -> None:
+        """The new file's checks; a server checked before keeps what was found of it."""
+        if self.checker is not None:
+            self.checker.stop()
+            self.checker = None
+        known = {(svc.key, s.key): s for svc in self.config.health for s in svc.servers}
+        for service in health:
+            for server in service.servers:
+                old = known.get((service.key, server.key))
+                if old is not None:
+                    server.alive, server.since, server.checks, server.last = (
+                        old.alive, old.since, old.checks, old.last)
+        self.config.health = health
+        self.start_checks()
 
     def _learn(self, ip: int, mac: bytes | None) -> None:
         found = self.routes[ip]
@@ -211,6 +257,8 @@ class Engine:
     def _adm(self, argv: list[str]) -> tuple[int, str, str]:
         if argv == [RELOAD]:
             return self.reload()
+        if argv == [STATUS]:
+            return 0, render_status(self.config.health, time.monotonic()), ""
         try:
             return self.director.adm(argv, time.monotonic())
         except (OSError, RuntimeError) as exc:
@@ -235,6 +283,7 @@ class Engine:
                     port.sock.flush()
                     port.sent = False
             control.poll()
+            self._health_changed()
             if self.reload_requested:
                 self.reload_requested = False
                 rc, out, err = self.reload()
@@ -244,6 +293,10 @@ class Engine:
                 director.tick(now)
                 self._refresh_neighbours()
                 next_tick = now + TICK
+
+    def _health_changed(self) -> None:
+        if self.checker is not None and self.checker.changed():
+            self._apply_health()
 
     def _receive(self, port: Port, timeout: float) -> None:
         handle, max_frame, name = self.director.handle, port.max_frame, port.name
@@ -283,6 +336,9 @@ class Engine:
 
     def close(self) -> None:
         """Undo start(); safe to call twice and after a partial start."""
+        if self.checker is not None:
+            self.checker.stop()
+            self.checker = None
         steps: list[Callable[[], None]] = [
             *(lambda v=vip: netio.remove_vip(self.ifname, v) for vip in self.vips),
             *(steal.remove for steal in self.steals),
@@ -315,6 +371,7 @@ def run(config: Config) -> int:
     previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, on_hangup)
     try:
         engine.start()
+        engine.start_checks()
         services = ", ".join(f"{s.protocol} {s.endpoint} ({s.scheduler.name}, "
                              f"{len(s.real_servers)} real servers)" for s in config.services)
         log.info("director up on %s: %s; control socket %s; %d worker%s", config.interface,

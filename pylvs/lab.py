@@ -178,8 +178,10 @@ def curl_argv(url: str, max_time: int = 10) -> list[str]:
 
 
 def lab_config(lab: Lab, scheduler: str, weights: list[int] | None = None,
-               server_port: int = PORT, persistence: int = 0, workers: int = 1) -> str:
-    """The TOML a user would write for this lab; real servers in ipvsadm -a order."""
+               server_port: int = PORT, persistence: int = 0, workers: int = 1,
+               service_keys: tuple[str, ...] = ()) -> str:
+    """The TOML a user would write for this lab; real servers in ipvsadm -a order;
+    ``service_keys``: more lines for the virtual service (a health check, say)."""
     weights = weights or [1] * len(lab.server_ips)
     lines = ["[director]", f'interface = "{lab.director_if}"',
              f'inside_interface = "{lab.director_inside_if}"',
@@ -191,6 +193,7 @@ def lab_config(lab: Lab, scheduler: str, weights: list[int] | None = None,
              f'forward = "{lab.server_modes[0]}"']
     if persistence:
         lines.append(f"persistence_timeout = {persistence}")
+    lines += service_keys
     for address, weight, mode in zip(lab.server_ips, weights, lab.server_modes, strict=True):
         lines += ["", "  [[virtual_server.real_server]]",
                   f'  address = "{address}:{server_port}"', f"  weight = {weight}"]

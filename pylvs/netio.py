@@ -416,9 +416,10 @@ class StealRules:
         self.installed = False
 
     def ruleset(self, services: Iterable[tuple[str, str, int]],
-                replies: Iterable[tuple[str, str, int]] = ()) -> str:
+                replies: Iterable[tuple[str, str, int]] = (), own: Iterable[str] = ()) -> str:
         """The nft script that (re)creates the table: one drop rule per service, and one per
-        NAT real server ``(protocol, rip, rport)`` whose replies the director must rewrite."""
+        NAT real server ``(protocol, rip, rport)`` whose replies the director must rewrite,
+        except those to the director's ``own`` addresses (its health checks' answers)."""
         lines = [
             f"table netdev {self.table} {{",
             "  chain steal {",
@@ -427,8 +428,10 @@ class StealRules:
         services, replies = list(services), list(replies)
         for proto, vip, port in services:
             lines.append(_drop_rule("daddr", "dport", proto, vip, port))
+        own = sorted(own)
+        to_others = f" ip daddr != {{ {', '.join(own)} }}" if own else ""
         for proto, rip, port in replies:
-            lines.append(_drop_rule("saddr", "sport", proto, rip, port))
+            lines.append(_drop_rule("saddr", "sport", proto, rip, port, to_others))
         # ICMP errors about connections belong to the director too; echo stays with the kernel
         for vip in dict.fromkeys(vip for _, vip, _ in services):
             lines.append(f"    ip daddr {vip} icmp type {{ {ICMP_ERRORS} }} drop")
@@ -438,9 +441,9 @@ class StealRules:
         return "\n".join(lines) + "\n"
 
     def install(self, services: Iterable[tuple[str, str, int]],
-                replies: Iterable[tuple[str, str, int]] = ()) -> None:
+                replies: Iterable[tuple[str, str, int]] = (), own: Iterable[str] = ()) -> None:
         """Replace the rules with drops for ``(protocol, vip, port)`` services, atomically."""
-        body = self.ruleset(services, replies)
+        body = self.ruleset(services, replies, own)
         # nft accepts an ingress chain on a device that does not exist (it never fires): refuse
         try:
             interface_index(self.ifname)
@@ -461,16 +464,17 @@ class StealRules:
 ICMP_ERRORS = "destination-unreachable, source-quench, time-exceeded"
 
 
-def _drop_rule(addr_key: str, port_key: str, proto: str, address: str, port: int) -> str:
+def _drop_rule(addr_key: str, port_key: str, proto: str, address: str, port: int,
+               more: str = "") -> str:
     proto = proto.lower()
     if proto not in ("tcp", "udp"):
         raise ValueError(f"unsupported protocol {proto!r} (tcp or udp)")
     socket.inet_aton(address)  # raises OSError on a bad address
     port = int(port)
     if port:
-        return f"    ip {addr_key} {address} {proto} {port_key} {port} drop"
+        return f"    ip {addr_key} {address}{more} {proto} {port_key} {port} drop"
     # port 0: the whole address (a firewall-mark/any-port style service)
-    return f"    ip {addr_key} {address} meta l4proto {proto} drop"
+    return f"    ip {addr_key} {address}{more} meta l4proto {proto} drop"
 
 
 @dataclass(frozen=True)
@@ -511,6 +515,13 @@ def add_vip(ifname: str, vip: str, prefixlen: int = 32) -> bool:
                 return False
             raise
         return True
+
+
+def interface_addresses(ifname: str) -> list[str]:
+    """The IPv4 addresses on ``ifname``."""
+    with IPRoute() as ipr:
+        return [msg.get_attr("IFA_LOCAL") for msg in
+                ipr.get_addr(index=interface_index(ifname), family=socket.AF_INET)]
 
 
 def remove_vip(ifname: str, vip: str, prefixlen: int = 32) -> None:

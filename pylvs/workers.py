@@ -28,7 +28,7 @@ from pylvs import ipvsadm
 from pylvs.config import Config
 from pylvs.control import Channel
 from pylvs.director import Director
-from pylvs.engine import RELOAD, TICK, Engine, Stop
+from pylvs.engine import RELOAD, STATUS, TICK, Engine, Stop
 from pylvs.model import RealServer, Stats, VirtualService
 
 log = logging.getLogger("pylvs")
@@ -178,8 +178,8 @@ class Supervisor(Engine):
         return engine._adm(argv)
 
     def _adm(self, argv: list[str]) -> tuple[int, str, str]:
-        if argv == [RELOAD]:
-            return self.reload()
+        if argv in ([RELOAD], [STATUS]):
+            return super()._adm(argv)
         try:
             command = ipvsadm.parse(argv)
         except ipvsadm.UsageError:
@@ -216,6 +216,7 @@ class Supervisor(Engine):
         while True:
             poller.poll(TICK * 1000 / 5)
             self.control.poll()
+            self._health_changed()
             if self.reload_requested:
                 self.reload_requested = False
                 rc, out, err = self.reload()

@@ -29,7 +29,8 @@ class LabRun:
     """A lab of ``mode`` with HTTP servers on ``server_port`` and a director balancing them."""
 
     def __init__(self, mode: str, servers: int, scheduler: str, weights: list[int] | None,
-                 server_port: int, persistence: int, workers: int) -> None:
+                 server_port: int, persistence: int, workers: int,
+                 service_keys: tuple[str, ...]) -> None:
         self.lab = Lab(servers=servers, mode=mode)
         self.director: DirectorProcess | None = None
         try:
@@ -38,7 +39,7 @@ class LabRun:
             self.lab.start_http_servers(server_port)
             self.director = DirectorProcess(self.lab, lab_config(
                 self.lab, scheduler, weights=weights, server_port=server_port,
-                persistence=persistence, workers=workers))
+                persistence=persistence, workers=workers, service_keys=service_keys))
         except BaseException:
             self.lab.close()
             raise
@@ -60,9 +61,9 @@ def make_lab():
 
     def make(servers: int = 3, scheduler: str = "rr", weights: list[int] | None = None,
              mode: str = "dr", server_port: int = 80, persistence: int = 0,
-             workers: int = 1) -> LabRun:
+             workers: int = 1, service_keys: tuple[str, ...] = ()) -> LabRun:
         made.append(LabRun(mode, servers, scheduler, weights, server_port, persistence,
-                           workers))
+                           workers, service_keys))
         return made[-1]
 
     yield make

@@ -141,3 +141,53 @@ def test_bad_scheduling_keys(extra, key, reason):
 def test_workers_default_to_one():
     assert parse(GOOD).workers == 1
     assert parse(GOOD.replace('interface = "eth0"', 'interface = "eth0"\nworkers = 2')).workers == 2
+
+
+CHECKED = GOOD.replace('forward = "dr"\n', 'forward = "dr"\ncheck = { type = "http", '
+                       'interval = 2, path = "/health" }\nquorum = 2\nsorry_server = '
+                       '"192.168.1.99"\n').replace(
+    '  address = "192.168.1.13"\n', '  address = "192.168.1.13"\n  inhibit_on_failure = true\n'
+    '  check = { type = "tcp", retry = 3 }\n  notify_down = "logger down"\n')
+
+
+def test_health_checks_follow_keepalived_defaults_and_inherit_from_the_service():
+    (health,) = parse(CHECKED).health
+    assert (health.quorum, health.hysteresis, health.sorry_server) == (2, 0, ("192.168.1.99", 80))
+    by_address = {s.server.address: s for s in health.servers}
+    http, tcp = by_address["192.168.1.12"], by_address["192.168.1.13"]
+    assert (http.spec.kind, http.spec.interval, http.spec.timeout, http.spec.retry,
+            http.spec.delay_before_retry, http.spec.path) == ("http", 2, 5, 1, 3, "/health")
+    assert (http.server.weight, http.inhibit, http.alive) == (3, False, True)
+    assert (tcp.spec.kind, tcp.spec.interval, tcp.spec.retry, tcp.inhibit) == ("tcp", 60, 3, True)
+    assert tcp.notify_down == "logger down" and parse(GOOD).health == []
+
+
+@pytest.mark.parametrize("extra,key,reason", [
+    ('check = { type = "ping" }', "virtual_server[0].check.type", "unknown check 'ping'"),
+    ('check = { type = "tcp", interval = 0 }', "virtual_server[0].check.interval",
+     "out of range"),
+    ('check = { type = "tcp", path = "/" }', "virtual_server[0].check.path",
+     "only an http check"),
+    ('check = { type = "misc" }', "virtual_server[0].check.command", "missing"),
+    ('check = { type = "http", status = [200, 999] }', "virtual_server[0].check.status",
+     "HTTP status code"),
+    ('check = { type = "http", path = "health" }', "virtual_server[0].check.path",
+     "must start with /"),
+    ('check = { type = "tcp", colour = 1 }', "virtual_server[0].check.colour", "unknown key"),
+    ('check = "tcp"', "virtual_server[0].check", "must be a table"),
+    ('quorum = 2', "virtual_server[0].quorum", "needs health checks"),
+    ('check = { type = "tcp" }\nalpha = "yes"', "virtual_server[0].alpha", "true or false"),
+    ('check = { type = "tcp" }\nsorry_server = "192.168.1.12:80"',
+     "virtual_server[0].sorry_server", "also a real server"),
+    ('check = { type = "tcp" }\nsorry_server = "192.168.1.99:81"',
+     "virtual_server[0].sorry_server", "only nat can map ports"),
+])
+def test_bad_health_keys(extra, key, reason):
+    error = _error(GOOD.replace('forward = "dr"\n', f'forward = "dr"\n{extra}\n'))
+    assert error.key == key
+    assert reason in error.reason
+
+
+def test_notify_without_a_check_is_refused():
+    error = _error(GOOD.replace('  weight = 3\n', '  weight = 3\n  notify_up = "x"\n'))
+    assert error.key == "virtual_server[0].real_server[0].notify_up"
