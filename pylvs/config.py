@@ -32,6 +32,9 @@ _SERVICE_KEYS = {"address", "protocol", "scheduler", "scheduler_flags", "forward
                  "hysteresis", "sorry_server", *_HEALTH_KEYS}
 _SERVER_KEYS = {"address", "weight", "forward", "upper_threshold", "lower_threshold",
                 "notify_up", "notify_down", *_HEALTH_KEYS}
+_VRRP_KEYS = {"interface", "virtual_router_id", "priority", "advert_int", "state", "preempt",
+              "nopreempt", "preempt_delay", "version", "authentication", "unicast_peers",
+              "unicast_src_ip"}
 _CHECK_KEYS = {"type", "interval", "timeout", "retry", "delay_before_retry", "path", "status",
                "command", "port"}
 DEFAULT_PERSISTENCE = 360  # ipvsadm -p without a value (IPVS_SVC_PERSISTENT_TIMEOUT)
@@ -41,6 +44,22 @@ class ConfigError(Exception):
     def __init__(self, source: str, key: str, reason: str) -> None:
         super().__init__(f"{source}: {key}: {reason}")
         self.source, self.key, self.reason = source, key, reason
+
+
+@dataclass(frozen=True)
+class Vrrp:
+    """A VRRP instance for the director's VIPs, in keepalived's words."""
+    interface: str
+    virtual_router_id: int
+    priority: int = 100
+    advert_int: float = 1.0
+    state: str = "BACKUP"
+    preempt: bool = True
+    preempt_delay: float = 0.0
+    version: int = 2
+    auth_pass: str = ""
+    unicast_peers: tuple[str, ...] = ()
+    unicast_src_ip: str = ""
 
 
 @dataclass
@@ -54,6 +73,8 @@ class Config:
     """Processes sharing the interfaces (PACKET_FANOUT); max_connections is split among them."""
     services: list[VirtualService] = field(default_factory=list)
     health: list[ServiceHealth] = field(default_factory=list)
+    vrrp: Vrrp | None = None
+    """keepalived's vrrp_instance for the VIPs; None: the director holds them alone."""
     """The services that have health checks (keepalived's checkers), in config order."""
     source: str = "<config>"
 
@@ -83,7 +104,7 @@ class _Reader:
         return ConfigError(self.source, key, reason)
 
     def config(self, data: dict[str, Any]) -> Config:
-        self.only(data, {"director", "virtual_server"}, "")
+        self.only(data, {"director", "virtual_server", "vrrp"}, "")
         director = data.get("director")
         if not isinstance(director, dict):
             raise self.fail("director", "missing [director] table")
@@ -112,6 +133,11 @@ class _Reader:
             health = self.health(raw, f"virtual_server[{i}]", service)
             if health is not None:
                 config.health.append(health)
+        if "vrrp" in data:
+            config.vrrp = self.vrrp(data["vrrp"], interface)
+            if not config.services:
+                raise self.fail("vrrp", "needs at least one virtual_server: its address is "
+                                "what VRRP moves")
         return config
 
     def only(self, table: dict[str, Any], allowed: set[str], prefix: str) -> None:
@@ -348,3 +374,66 @@ class _Reader:
                 isinstance(c, int) and not isinstance(c, bool) and 100 <= c <= 599 for c in codes):
             raise self.fail(path, f"must be an HTTP status code or a list of them, not {value!r}")
         return tuple(codes)
+
+    # -- VRRP (keepalived's vrrp_instance) -----------------------------------------------------
+
+    def vrrp(self, raw: Any, interface: str) -> Vrrp:
+        if not isinstance(raw, dict):
+            raise self.fail("vrrp", "must be a table [vrrp]")
+        self.only(raw, _VRRP_KEYS, "vrrp.")
+        if "virtual_router_id" not in raw:
+            raise self.fail("vrrp.virtual_router_id", "missing (1..255)")
+        vrid = self.integer(raw, "virtual_router_id", "vrrp.virtual_router_id", 0, 1, 255)
+        version = self.integer(raw, "version", "vrrp.version", 2, 2, 3)
+        state = (self.string(raw, "state", "vrrp.state") or "BACKUP").upper()
+        if state not in ("MASTER", "BACKUP"):
+            raise self.fail("vrrp.state", f"must be MASTER or BACKUP, not {raw['state']!r}")
+        preempt = self.flag(raw, "preempt", "vrrp", True)
+        if self.flag(raw, "nopreempt", "vrrp", False):
+            if state == "MASTER":
+                raise self.fail("vrrp.nopreempt", "needs state BACKUP (keepalived's rule)")
+            preempt = False
+        advert = self.seconds(raw, "advert_int", "vrrp.advert_int", zero=False) \
+            if "advert_int" in raw else 1.0
+        if version == 2 and advert != int(advert):
+            raise self.fail("vrrp.advert_int", "VRRPv2 counts whole seconds (use version 3)")
+        if advert > (255 if version == 2 else 40.95):
+            raise self.fail("vrrp.advert_int", f"at most {255 if version == 2 else 40.95} s "
+                            f"in VRRPv{version}")
+        return Vrrp(self.string(raw, "interface", "vrrp.interface") or interface, vrid,
+                    self.integer(raw, "priority", "vrrp.priority", 100, 1, 255), advert, state,
+                    preempt, self.seconds(raw, "preempt_delay", "vrrp.preempt_delay", zero=True)
+                    if "preempt_delay" in raw else 0.0, version,
+                    self.authentication(raw, version), self.peers(raw),
+                    self.address(raw, "unicast_src_ip", "vrrp.unicast_src_ip"))
+
+    def authentication(self, raw: dict[str, Any], version: int) -> str:
+        table = raw.get("authentication")
+        if table is None:
+            return ""
+        if version == 3:
+            raise self.fail("vrrp.authentication", "VRRPv3 has no authentication")
+        if not isinstance(table, dict):
+            raise self.fail("vrrp.authentication", "must be a table { auth_type, auth_pass }")
+        self.only(table, {"auth_type", "auth_pass"}, "vrrp.authentication.")
+        kind = self.string(table, "auth_type", "vrrp.authentication.auth_type") or "PASS"
+        if kind != "PASS":
+            raise self.fail("vrrp.authentication.auth_type", f"only PASS is supported, not "
+                            f"{kind!r}")
+        return self.string(table, "auth_pass", "vrrp.authentication.auth_pass", required=True)
+
+    def peers(self, raw: dict[str, Any]) -> tuple[str, ...]:
+        peers = raw.get("unicast_peers", [])
+        if not isinstance(peers, list):
+            raise self.fail("vrrp.unicast_peers", "must be a list of addresses")
+        return tuple(self.address({"p": p}, "p", f"vrrp.unicast_peers[{i}]")
+                     for i, p in enumerate(peers))
+
+    def address(self, table: dict[str, Any], key: str, path: str) -> str:
+        text = self.string(table, key, path)
+        if text:
+            try:
+                ipaddress.IPv4Address(text)
+            except ValueError:
+                raise self.fail(path, f"{text!r} is not an IPv4 address") from None
+        return text

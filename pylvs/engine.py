@@ -21,6 +21,8 @@ from pylvs.checker import Checker
 from pylvs.config import Config
 from pylvs.control import Channel, ControlServer
 from pylvs.director import Director
+from pylvs.election import Election
+from pylvs.guard import Guard
 from pylvs.health import ServiceHealth, render_status
 from pylvs.model import VirtualService, int_to_ip, ip_to_int
 from pylvs.packet import ETH_HLEN
@@ -31,6 +33,7 @@ log = logging.getLogger("pylvs")
 TICK = 1.0
 RELOAD = "pylvs-reload"  # the control request of `pylvs reload` and SIGHUP
 STATUS = "pylvs-status"  # the control request of `pylvs status`
+MASTER = "pylvs-master"  # supervisor → workers: "1" forward, "0" stand by (VRRP backup)
 RESOLVE_TIMEOUT = 1.0
 
 
@@ -90,8 +93,14 @@ class Engine:
         self.routes: dict[int, netio.Route] = {}
         self.reload_requested = False
         self.checker: Checker | None = None
+        self.guard: Guard | None = None
+        self.election: Election | None = None
+        self.master = config.vrrp is None
+        """Holds the VIPs and forwards: always without VRRP, else while its MASTER."""
 
     def start(self) -> None:
+        if self.host:
+            self.guard = Guard()  # first: it must outlive whatever is installed after
         limit = self.config.max_connections or default_max_connections()
         self.director.table.max_connections = max(1, limit // self.share)
         if self.control is None:
@@ -119,6 +128,19 @@ class Engine:
         self._apply_health()
         self.checker = Checker(self.config.health)
         self.checker.start()
+
+    def start_election(self) -> None:
+        """VRRP decides who holds the VIPs (and forwards); started last, as it may at once."""
+        if not self.host or self.config.vrrp is None:
+            return
+        vips = sorted({s.address for s in self.config.services},
+                      key=lambda a: tuple(map(int, a.split("."))))
+        self.election = Election(self.config.vrrp, vips, self._set_master)
+        self.election.start(time.monotonic())
+
+    def _set_master(self, master: bool) -> None:
+        self.master = master
+        self._sync()
 
     def _apply_health(self) -> None:
         """Make each checked service's table what its servers' health and quorum say."""
@@ -155,8 +177,10 @@ class Engine:
 
     def _sync_host(self, services: list[VirtualService], stolen: list[tuple[str, str, int]],
                    replies: list[tuple[str, str, int]]) -> None:
-        wanted = {s.address for s in services}
-        own = set(netio.interface_addresses(self.inside)) - wanted if replies else set()
+        self._tell_guard()  # the tables before they exist: removing a missing one is no harm
+        addresses = {s.address for s in services}
+        wanted = addresses if self.master else set()
+        own = set(netio.interface_addresses(self.inside)) - addresses if replies else set()
         if len(self.steals) == 1:
             self.steals[0].install(stolen, replies, own)
         else:
@@ -168,10 +192,19 @@ class Engine:
         for vip in [v for v in self.vips if v not in wanted]:
             netio.remove_vip(self.ifname, vip)
             self.vips.remove(vip)
+        self._tell_guard()
+
+    def _tell_guard(self) -> None:
+        if self.guard is not None:
+            self.guard.hold([(self.ifname, vip) for vip in self.vips],
+                            [steal.table for steal in self.steals])
 
     def _filter(self, stolen: list[tuple[str, str, int]],
                 replies: list[tuple[str, str, int]]) -> None:
-        """Only the director's frames reach Python (pylvs.bpf); rebuilt with the rules."""
+        """Only the director's frames reach Python (pylvs.bpf); rebuilt with the rules. A VRRP
+        backup takes none: it forwards nothing."""
+        if not self.master:
+            stolen, replies = [], []
         try:
             packed = bpf.pack(bpf.program(stolen, replies))
         except ValueError as exc:
@@ -258,11 +291,24 @@ class Engine:
         if argv == [RELOAD]:
             return self.reload()
         if argv == [STATUS]:
-            return 0, render_status(self.config.health, time.monotonic()), ""
+            return 0, self._status(), ""
         try:
             return self.director.adm(argv, time.monotonic())
         except (OSError, RuntimeError) as exc:
             return 255, "", f"the rules changed but the host could not follow: {exc}\n"
+
+    def _status(self) -> str:
+        text = render_status(self.config.health, time.monotonic())
+        if self.election is not None:
+            spec = self.election.spec
+            text = (f"VRRP instance {spec.virtual_router_id} on {spec.interface}: "
+                    f"{self.election.state}, priority {self.election.router.priority}, "
+                    f"VIPs {'held' if self.master else 'not held'}\n") + text
+        return text
+
+    def _vrrp_poll(self) -> None:
+        if self.election is not None:
+            self.election.poll(time.monotonic())
 
     def loop(self, should_stop: Callable[[], bool] = lambda: False) -> None:
         assert self.control is not None
@@ -284,6 +330,7 @@ class Engine:
                     port.sent = False
             control.poll()
             self._health_changed()
+            self._vrrp_poll()
             if self.reload_requested:
                 self.reload_requested = False
                 rc, out, err = self.reload()
@@ -336,6 +383,12 @@ class Engine:
 
     def close(self) -> None:
         """Undo start(); safe to call twice and after a partial start."""
+        if self.election is not None:
+            try:  # priority 0 first: the backup takes over after Skew_Time, not 3 adverts
+                self.election.stop(time.monotonic())
+            except Exception as exc:  # keep cleaning
+                log.error("vrrp: could not stop cleanly: %s", exc)
+            self.election = None
         if self.checker is not None:
             self.checker.stop()
             self.checker = None
@@ -346,12 +399,14 @@ class Engine:
         ]
         if self.control is not None:
             steps.append(self.control.close)
+        if self.guard is not None:
+            steps.append(self.guard.close)
         for step in steps:
             try:
                 step()
             except Exception as exc:  # keep cleaning; report what could not be undone
                 log.error("clean-up step failed: %s", exc)
-        self.vips, self.steals, self.ports, self.control = [], [], {}, None
+        self.vips, self.steals, self.ports, self.control, self.guard = [], [], {}, None, None
 
 
 def run(config: Config) -> int:
@@ -372,6 +427,7 @@ def run(config: Config) -> int:
     try:
         engine.start()
         engine.start_checks()
+        engine.start_election()
         services = ", ".join(f"{s.protocol} {s.endpoint} ({s.scheduler.name}, "
                              f"{len(s.real_servers)} real servers)" for s in config.services)
         log.info("director up on %s: %s; control socket %s; %d worker%s", config.interface,

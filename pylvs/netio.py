@@ -457,8 +457,13 @@ class StealRules:
 
     def remove(self) -> None:
         """Delete the table (idempotent)."""
-        _run_nft(f"table netdev {self.table}\ndelete table netdev {self.table}\n")
+        remove_table(self.table)
         self.installed = False
+
+
+def remove_table(table: str) -> None:
+    """Delete a netdev table if it exists."""
+    _run_nft(f"table netdev {table}\ndelete table netdev {table}\n")
 
 
 ICMP_ERRORS = "destination-unreachable, source-quench, time-exceeded"

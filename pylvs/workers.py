@@ -28,7 +28,7 @@ from pylvs import ipvsadm
 from pylvs.config import Config
 from pylvs.control import Channel
 from pylvs.director import Director
-from pylvs.engine import RELOAD, STATUS, TICK, Engine, Stop
+from pylvs.engine import MASTER, RELOAD, STATUS, TICK, Engine, Stop
 from pylvs.model import RealServer, Stats, VirtualService
 
 log = logging.getLogger("pylvs")
@@ -148,11 +148,14 @@ class Supervisor(Engine):
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
         assert self.control is not None
         self.control.sock.close()  # the supervisor's; its path stays
+        if self.guard is not None:
+            os.close(self.guard.fd)  # the guard watches the supervisor alone
         for other in self.workers:
             other.channel.close()
         self.director.listeners.clear()
         engine = Engine(self.config, self.director, host=False, groups=self.groups,
                         share=self.count)
+        engine.master = self.master
         engine.control = channel
         channel.handler = lambda argv: self._answer(engine, argv)
         try:
@@ -175,7 +178,17 @@ class Supervisor(Engine):
     def _answer(engine: Engine, argv: list[str]) -> tuple[int, str, str]:
         if argv == [SNAPSHOT]:
             return 0, json.dumps(snapshot(engine.director)), ""
+        if argv[:1] == [MASTER]:
+            engine._set_master(argv[1:] == ["1"])
+            return 0, "", ""
         return engine._adm(argv)
+
+    def _set_master(self, master: bool) -> None:
+        super()._set_master(master)
+        for worker, (rc, _, err) in zip(self.workers, self._ask_each([MASTER, str(int(master))]),
+                                        strict=True):
+            if rc != 0:
+                log.error("worker %d did not follow VRRP: %s", worker.index, err.strip())
 
     def _adm(self, argv: list[str]) -> tuple[int, str, str]:
         if argv in ([RELOAD], [STATUS]):
@@ -213,10 +226,13 @@ class Supervisor(Engine):
         assert self.control is not None
         poller = select.poll()
         poller.register(self.control.fileno(), select.POLLIN)
+        if self.election is not None:
+            poller.register(self.election.fileno(), select.POLLIN)
         while True:
-            poller.poll(TICK * 1000 / 5)
+            poller.poll(TICK * 1000 / 10)
             self.control.poll()
             self._health_changed()
+            self._vrrp_poll()
             if self.reload_requested:
                 self.reload_requested = False
                 rc, out, err = self.reload()

@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Installs what pylvs needs on a Debian machine, as root: the system tools it drives and the
-# Python package itself (editable). `--test` also installs the test tools; `--bench` the
-# benchmark tools (trafgen, nginx with its stream module, wrk, matplotlib).
+# Python package itself (editable). `--test` also installs the test tools (and keepalived, the
+# VRRP peer of the interop tests); `--bench` the benchmark tools (trafgen, nginx with its
+# stream module, wrk, matplotlib).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 apt_packages=(iproute2 nftables curl procps ca-certificates)
-if [[ "${1:-}" == "--bench" ]]; then
-  apt_packages+=(netsniff-ng nginx-light libnginx-mod-stream wrk util-linux)
+# keepalived: the VRRP peer of the interoperability tests
+[[ "${1:-}" == "--test" ]] && apt_packages+=(keepalived)
+[[ "${1:-}" == "--bench" ]] && apt_packages+=(netsniff-ng nginx-light libnginx-mod-stream wrk util-linux)
+if [[ -n "${1:-}" ]]; then
   # packages must not start services on this machine (Debian's policy-rc.d convention)
   [[ -e /usr/sbin/policy-rc.d ]] || { printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
                                       chmod +x /usr/sbin/policy-rc.d; trap 'rm -f /usr/sbin/policy-rc.d' EXIT; }

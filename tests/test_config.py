@@ -191,3 +191,44 @@ def test_bad_health_keys(extra, key, reason):
 def test_notify_without_a_check_is_refused():
     error = _error(GOOD.replace('  weight = 3\n', '  weight = 3\n  notify_up = "x"\n'))
     assert error.key == "virtual_server[0].real_server[0].notify_up"
+
+
+def test_vrrp_in_keepalived_words_with_its_defaults():
+    config = parse(GOOD + '\n[vrrp]\nvirtual_router_id = 51\npriority = 150\n'
+                   'authentication = { auth_type = "PASS", auth_pass = "secret" }\n')
+    vrrp = config.vrrp
+    assert (vrrp.interface, vrrp.virtual_router_id, vrrp.priority, vrrp.advert_int,
+            vrrp.state, vrrp.preempt, vrrp.version, vrrp.auth_pass) == (
+        "eth0", 51, 150, 1.0, "BACKUP", True, 2, "secret")
+    assert parse(GOOD).vrrp is None
+    assert parse(GOOD + '\n[vrrp]\nvirtual_router_id = 1\nnopreempt = true\n').vrrp.preempt is False
+    v3 = parse(GOOD + '\n[vrrp]\nvirtual_router_id = 1\nversion = 3\nadvert_int = 0.5\n'
+               'unicast_peers = ["192.168.1.3"]\n').vrrp
+    assert (v3.version, v3.advert_int, v3.unicast_peers) == (3, 0.5, ("192.168.1.3",))
+
+
+@pytest.mark.parametrize("table,key,reason", [
+    ("priority = 100", "vrrp.virtual_router_id", "missing"),
+    ("virtual_router_id = 256", "vrrp.virtual_router_id", "out of range 1..255"),
+    ("virtual_router_id = 1\npriority = 0", "vrrp.priority", "out of range 1..255"),
+    ("virtual_router_id = 1\nadvert_int = 0.5", "vrrp.advert_int", "whole seconds"),
+    ("virtual_router_id = 1\nstate = \"FAULT\"", "vrrp.state", "MASTER or BACKUP"),
+    ("virtual_router_id = 1\nstate = \"MASTER\"\nnopreempt = true", "vrrp.nopreempt",
+     "needs state BACKUP"),
+    ("virtual_router_id = 1\nversion = 3\nauthentication = { auth_pass = \"x\" }",
+     "vrrp.authentication", "no authentication"),
+    ("virtual_router_id = 1\nauthentication = { auth_type = \"AH\", auth_pass = \"x\" }",
+     "vrrp.authentication.auth_type", "only PASS"),
+    ("virtual_router_id = 1\nunicast_peers = [\"192.168.1.300\"]", "vrrp.unicast_peers[0]",
+     "not an IPv4 address"),
+    ("virtual_router_id = 1\ngarp = 1", "vrrp.garp", "unknown key"),
+])
+def test_bad_vrrp_keys(table, key, reason):
+    error = _error(GOOD + f"\n[vrrp]\n{table}\n")
+    assert error.key == key
+    assert reason in error.reason
+
+
+def test_vrrp_needs_a_virtual_server():
+    error = _error('[director]\ninterface = "eth0"\n[vrrp]\nvirtual_router_id = 1\n')
+    assert error.key == "vrrp" and "at least one virtual_server" in error.reason

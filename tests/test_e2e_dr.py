@@ -135,3 +135,29 @@ def test_readme_plugin_scheduler_balances_the_lab(make_lab):
     dr = make_lab(3, "examples.fewest_total:FewestTotal")
     assert dr.answers(30) == {"rs1": 10, "rs2": 10, "rs3": 10}
     assert f"TCP  {dr.lab.vip}:80 fewest" in dr.director.adm("-Ln").splitlines()
+
+
+def test_a_director_killed_with_sigkill_leaves_no_vip_and_no_tables(make_lab):
+    """pylvs.guard: the seed's "both sides hold the VIP" failure cannot come from a dead pylvs."""
+    dr = make_lab(2, "rr")
+    lab = dr.lab
+
+    def held() -> tuple[str, str]:
+        addresses = lab.run_in(lab.director_ns, ["ip", "-4", "addr", "show", "dev",
+                                                 lab.director_if], capture_output=True,
+                               text=True).stdout
+        tables = lab.run_in(lab.director_ns, ["nft", "list", "tables"], capture_output=True,
+                            text=True).stdout
+        return addresses, tables
+
+    addresses, tables = held()
+    assert f"{lab.vip}/32" in addresses and "pylvs_" in tables
+    dr.director.proc.kill()
+    dr.director.proc.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and (f"{lab.vip}/32" in held()[0] or
+                                           "pylvs_" in held()[1]):
+        time.sleep(0.1)
+    addresses, tables = held()
+    assert f"{lab.vip}/32" not in addresses and "pylvs_" not in tables
+    assert "guard: the director ended without cleaning up" in dr.director.output()

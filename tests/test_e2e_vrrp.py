@@ -1,0 +1,207 @@
+"""VRRP against real keepalived (Debian's, `keepalived --vrrp`) in namespaces of the run: the
+two elect by priority in both orders, fail over both ways on kill -9 and preempt back; a killed
+pylvs leaves no VIP behind (pylvs.guard). Topology, all on one bridge:
+
+    [client .5]   [d1 pylvs .2]   [d2 keepalived or pylvs .3]      VIP 192.168.50.100
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+import pytest
+
+from pylvs import control
+
+pytestmark = pytest.mark.skipif(shutil.which("keepalived") is None,
+                                reason="needs keepalived (scripts/install.sh --test)")
+
+SUBNET, VIP = "192.168.50", "192.168.50.100"
+DOWN_INTERVAL = 3 + (256 - 100) / 256  # Master_Down_Interval at priority 100, advert 1 s
+
+
+class Segment:
+    def __init__(self) -> None:
+        self.prefix = f"pylvs-{secrets.token_hex(3)}"
+        self.tmp = tempfile.mkdtemp(prefix="pylvs-vrrp-")
+        self.made: list[str] = []
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.bridge = self.ns("br")
+        ip("-n", self.bridge, "link", "add", "br0", "type", "bridge")
+        ip("-n", self.bridge, "link", "set", "br0", "up")
+        self.hosts = {name: self.host(name, number) for name, number in
+                      (("client", 5), ("d1", 2), ("d2", 3))}
+
+    def ns(self, name: str) -> str:
+        full = f"{self.prefix}-{name}"
+        ip("netns", "add", full)
+        self.made.append(full)
+        ip("-n", full, "link", "set", "lo", "up")
+        return full
+
+    def host(self, name: str, number: int) -> str:
+        ns = self.ns(name)
+        ip("-n", ns, "link", "add", "eth0", "type", "veth", "peer", "name", name,
+           "netns", self.bridge)
+        ip("-n", self.bridge, "link", "set", name, "master", "br0", "up")
+        ip("-n", ns, "addr", "add", f"{SUBNET}.{number}/24", "dev", "eth0")
+        ip("-n", ns, "link", "set", "eth0", "up")
+        return ns
+
+    def pylvs(self, name: str, priority: int) -> None:
+        path = os.path.join(self.tmp, f"{name}.toml")
+        with open(path, "w") as fh:
+            fh.write(f'[director]\ninterface = "eth0"\ncontrol_socket = "{self.socket(name)}"\n'
+                     f'\n[[virtual_server]]\naddress = "{VIP}:80"\nscheduler = "rr"\n\n'
+                     f'  [[virtual_server.real_server]]\n  address = "{SUBNET}.11:80"\n\n'
+                     f'[vrrp]\nvirtual_router_id = 51\npriority = {priority}\nadvert_int = 1\n'
+                     'authentication = { auth_type = "PASS", auth_pass = "pylvs" }\n')
+        self.start(name, [sys.executable, "-m", "pylvs", "run", path])
+
+    def keepalived(self, name: str, priority: int) -> None:
+        path = os.path.join(self.tmp, f"{name}.conf")
+        with open(path, "w") as fh:
+            fh.write(f"global_defs {{\n  router_id {name}\n}}\nvrrp_instance VI_1 {{\n"
+                     "  state BACKUP\n  interface eth0\n  virtual_router_id 51\n"
+                     f"  priority {priority}\n  advert_int 1\n"
+                     "  authentication {\n    auth_type PASS\n    auth_pass pylvs\n  }\n"
+                     f"  virtual_ipaddress {{\n    {VIP}/32 dev eth0\n  }}\n}}\n")
+        self.start(name, ["keepalived", "--vrrp", "--dont-fork", "--log-console",
+                          "--log-detail", "-f", path, "-p", f"{self.tmp}/{name}.pid",
+                          "-r", f"{self.tmp}/{name}-vrrp.pid"])
+
+    def start(self, name: str, argv: list[str]) -> None:
+        log = open(os.path.join(self.tmp, f"{name}.log"), "a")  # noqa: SIM115 - per process
+        self.procs[name] = subprocess.Popen(["ip", "netns", "exec", self.hosts[name], *argv],
+                                            stdout=log, stderr=subprocess.STDOUT,
+                                            start_new_session=True)
+        log.close()
+
+    def socket(self, name: str) -> str:
+        return f"/run/{self.prefix}-{name}.sock"
+
+    def kill(self, name: str, everything: bool = False) -> None:
+        """kill -9 of the process, or of all it started (keepalived's VRRP child too)."""
+        proc = self.procs.pop(name)
+        if everything:
+            os.killpg(proc.pid, signal.SIGKILL)
+        else:
+            proc.send_signal(signal.SIGKILL)
+        proc.wait()
+
+    def log(self, name: str) -> str:
+        with open(os.path.join(self.tmp, f"{name}.log")) as fh:
+            return fh.read()
+
+    def holds_vip(self, name: str) -> bool:
+        out = ip("-n", self.hosts[name], "-4", "addr", "show", "dev", "eth0")
+        return f"{VIP}/32" in out
+
+    def status(self, name: str) -> str:
+        return control.request(self.socket(name), ["pylvs-status"])[1]
+
+    def close(self) -> None:
+        for name in list(self.procs):
+            proc = self.procs.pop(name)
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        for ns in reversed(self.made):
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def ip(*args: str) -> str:
+    return subprocess.run(["ip", *args], check=True, capture_output=True, text=True,
+                          timeout=10).stdout
+
+
+@pytest.fixture
+def segment():
+    made = Segment()
+    try:
+        yield made
+    finally:
+        made.close()
+    assert not any(ns in ip("netns", "list") for ns in made.made)
+
+
+def until(predicate, seconds: float = 15.0) -> float:
+    """Seconds until ``predicate()`` held; fails the test if it never did."""
+    start = time.monotonic()
+    while time.monotonic() - start < seconds:
+        if predicate():
+            return time.monotonic() - start
+        time.sleep(0.05)
+    pytest.fail(f"still not so after {seconds} s")
+
+
+def only(segment: Segment, name: str) -> bool:
+    return segment.holds_vip(name) and not segment.holds_vip("d2" if name == "d1" else "d1")
+
+
+def test_pylvs_wins_by_priority_fails_over_to_keepalived_and_preempts_back(segment):
+    segment.keepalived("d2", 100)
+    until(lambda: segment.holds_vip("d2"))
+    segment.pylvs("d1", 150)
+    until(lambda: only(segment, "d1"))  # a higher priority preempts keepalived's master
+    assert "MASTER, priority 150, VIPs held" in segment.status("d1")
+    segment.kill("d1")
+    took = until(lambda: segment.holds_vip("d2"))
+    print(f"keepalived took the VIP {took:.2f} s after pylvs was killed")
+    assert took <= DOWN_INTERVAL + 1.0
+    assert not segment.holds_vip("d1"), "the killed pylvs host still holds the VIP"
+    segment.pylvs("d1", 150)
+    until(lambda: only(segment, "d1"))
+    assert "Entering BACKUP STATE" in segment.log("d2")
+
+
+def test_keepalived_wins_by_priority_and_pylvs_takes_over_when_it_dies(segment):
+    segment.pylvs("d1", 100)
+    until(lambda: segment.holds_vip("d1"))
+    segment.keepalived("d2", 150)
+    until(lambda: only(segment, "d2"))
+    assert "BACKUP, priority 100, VIPs not held" in segment.status("d1")
+    segment.kill("d2", everything=True)  # keepalived's VRRP child too: nothing says goodbye
+    took = until(lambda: segment.holds_vip("d1"))
+    print(f"pylvs took the VIP {took:.2f} s after keepalived was killed")
+    assert took <= DOWN_INTERVAL + 1.0
+    segment.keepalived("d2", 150)
+    until(lambda: segment.holds_vip("d2") and not segment.holds_vip("d1"))
+    assert "vrrp: MASTER -> BACKUP" in segment.log("d1")
+
+
+def test_a_stopped_pylvs_master_hands_over_at_once_with_priority_zero(segment):
+    """RFC 3768 §6.4.3: a master leaving sends priority 0; the backup takes over after its
+    Skew_Time instead of a whole Master_Down_Interval."""
+    segment.keepalived("d2", 100)
+    segment.pylvs("d1", 150)
+    until(lambda: only(segment, "d1"))
+    segment.procs["d1"].send_signal(signal.SIGTERM)
+    took = until(lambda: segment.holds_vip("d2"))
+    print(f"keepalived took the VIP {took:.2f} s after pylvs stopped")
+    assert took < DOWN_INTERVAL
+    assert not segment.holds_vip("d1")
+
+
+def test_a_master_whose_link_goes_down_is_replaced_and_wins_back_when_it_returns(segment):
+    """The seed's way of failing a director: `ip link set eth0 down`."""
+    segment.keepalived("d2", 100)
+    segment.pylvs("d1", 150)
+    until(lambda: only(segment, "d1"))
+    ip("-n", segment.hosts["d1"], "link", "set", "eth0", "down")
+    took = until(lambda: segment.holds_vip("d2"))
+    print(f"keepalived took the VIP {took:.2f} s after the master's link went down")
+    ip("-n", segment.hosts["d1"], "link", "set", "eth0", "up")
+    until(lambda: segment.holds_vip("d1") and not segment.holds_vip("d2"))
+    assert "MASTER, priority 150" in segment.status("d1")
