@@ -151,9 +151,14 @@ def _cmd_lab(args: argparse.Namespace) -> int:
     if os.geteuid() != 0:
         print("pylvs lab: needs root to build network namespaces", file=sys.stderr)
         return 1
-    from pylvs import demo
+    from pylvs import demo, failover
+    if args.ha and args.mode != "dr":
+        print("pylvs lab: --ha builds a DR lab (pylvs lab dr --ha)", file=sys.stderr)
+        return 2
     signal.signal(signal.SIGTERM, _interrupt)
     try:
+        if args.ha:
+            return failover.run(servers=args.servers, scheduler=args.scheduler)
         return demo.run(args.mode, servers=args.servers, requests=args.requests,
                         scheduler=args.scheduler)
     except KeyboardInterrupt:
@@ -199,6 +204,8 @@ def _parser() -> argparse.ArgumentParser:
     lab.add_argument("--servers", type=int, default=3)
     lab.add_argument("--requests", type=int, default=9)
     lab.add_argument("--scheduler", default="rr")
+    lab.add_argument("--ha", action="store_true",
+                     help="two directors (VRRP, connection sync); kill the master mid-download")
     lab.set_defaults(func=_cmd_lab)
     return parser
 

@@ -24,7 +24,7 @@ IMPLEMENTED_FORWARDS = ("dr", "nat", "tun")
 MAX_PERSISTENCE = 2678400
 
 _DIRECTOR_KEYS = {"interface", "inside_interface", "control_socket", "max_connections",
-                  "workers"}
+                  "workers", "sync_daemon", "sync_interface", "syncid"}
 MAX_WORKERS = 64
 _HEALTH_KEYS = {"check", "alpha", "inhibit_on_failure"}
 _SERVICE_KEYS = {"address", "protocol", "scheduler", "scheduler_flags", "forward",
@@ -71,6 +71,9 @@ class Config:
     """0: sized from the memory available when the director starts."""
     workers: int = 1
     """Processes sharing the interfaces (PACKET_FANOUT); max_connections is split among them."""
+    sync_interface: str = ""
+    """Where IPVS's connection sync runs (master and backup halves); "": no sync daemon."""
+    syncid: int = 0
     services: list[VirtualService] = field(default_factory=list)
     health: list[ServiceHealth] = field(default_factory=list)
     vrrp: Vrrp | None = None
@@ -115,12 +118,23 @@ class _Reader:
         limit = self.integer(director, "max_connections", "director.max_connections", 0, 0,
                              2**40)
         workers = self.integer(director, "workers", "director.workers", 1, 1, MAX_WORKERS)
+        sync_interface = ""
+        if self.flag(director, "sync_daemon", "director", False):
+            if workers > 1:
+                raise self.fail("director.sync_daemon", "needs workers = 1 in this version")
+            sync_interface = (self.string(director, "sync_interface", "director.sync_interface")
+                              or interface)
+        else:
+            for key in ("sync_interface", "syncid"):
+                if key in director:
+                    raise self.fail(f"director.{key}", "needs sync_daemon = true")
+        syncid = self.integer(director, "syncid", "director.syncid", 0, 0, 255)
         services = data.get("virtual_server", [])
         if not isinstance(services, list):
             raise self.fail("virtual_server", "must be an array of tables [[virtual_server]]")
         config = Config(interface=interface, control_socket=control or DEFAULT_CONTROL_SOCKET,
                         inside_interface=inside or interface, max_connections=limit,
-                        workers=workers,
+                        workers=workers, sync_interface=sync_interface, syncid=syncid,
                         source=self.source)
         seen: set[tuple[int, int, int]] = set()
         for i, raw in enumerate(services):

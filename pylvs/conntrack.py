@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from pylvs.model import PROTO_NAMES, RealServer, VirtualService, int_to_ip
+from pylvs.sync import should_sync
 
 if TYPE_CHECKING:
     from forwarders import NextHop
@@ -119,7 +120,7 @@ class Connection:
     address (saddr daddr sport dport), so a frame's own bytes find it and it costs little."""
 
     __slots__ = ("proto", "key12", "server", "service", "state", "expires", "active",
-                 "nooutput", "forward", "return_hop", "template")
+                 "nooutput", "forward", "return_hop", "template", "in_pkts", "synced_state")
 
     def __init__(self, proto: int, key12: bytes, service: VirtualService, server: RealServer,
                  expires: float) -> None:
@@ -134,6 +135,10 @@ class Connection:
         self.nooutput = server.forward != "nat"
         self.return_hop: NextHop | None = None
         self.template: Template | None = None
+        self.in_pkts = 0
+        """Packets from the client, counted while a sync daemon sends (IPVS's cp->in_pkts)."""
+        self.synced_state = NONE
+        """The state last sent to the backups (IPVS's cp->old_state)."""
 
     @property
     def caddr(self) -> int:
@@ -216,6 +221,8 @@ class ConnectionTable:
         self.templates: dict[TemplateKey, Template] = {}
         self.max_connections = 0
         """0: no bound; else new connections beyond it are refused (IPVS's defence)."""
+        self.outbox: list[Connection] | None = None
+        """While a sync daemon sends: the connections due to go to the backups (pylvs.sync)."""
 
     def __len__(self) -> int:
         by_proto = self.by_proto
@@ -273,6 +280,15 @@ class ConnectionTable:
         """ip_vs_control_add; using the template re-arms it, as ip_vs_conn_put does."""
         conn.template = template
         template.controls += 1
+
+    def count_in(self, conn: Connection) -> None:
+        """After update() of a client's packet while a sync daemon sends: IPVS's in_pkts, and
+        the connection into the outbox when the kernel's rule says it is due."""
+        conn.in_pkts += 1
+        state = conn.state if conn.proto == 6 else 0  # UDP travels as IPVS's state 0
+        if should_sync(conn.proto, conn.synced_state, state, conn.in_pkts):
+            conn.synced_state = state
+            self.outbox.append(conn)  # type: ignore[union-attr]
 
     def update(self, conn: Connection, direction: int, tcp_flags: int, now: float) -> None:
         """Run the state machine for one packet and re-arm the timer."""

@@ -23,8 +23,11 @@ START_TIMEOUT = 15.0
 class DirectorProcess:
     """`pylvs run` inside the lab's director namespace, its log kept in a temporary file."""
 
-    def __init__(self, lab: Lab, config_text: str) -> None:
+    def __init__(self, lab: Lab, config_text: str, ns: str = "", control_socket: str = ""
+                 ) -> None:
         self.lab = lab
+        self.ns = ns or lab.director_ns
+        self.control_socket = control_socket or lab.control_socket
         self.dir = tempfile.TemporaryDirectory(prefix="pylvs-lab-")
         self.config_path = os.path.join(self.dir.name, "director.toml")
         with open(self.config_path, "w") as fh:
@@ -33,7 +36,7 @@ class DirectorProcess:
         self.log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
         self.final_output = ""
         """What the director printed, kept when stop() removes its files."""
-        self.proc = lab.popen_in(lab.director_ns,
+        self.proc = lab.popen_in(self.ns,
                                  [sys.executable, "-m", "pylvs", "run", self.config_path],
                                  stdout=self.log, stderr=subprocess.STDOUT)
         self._wait_ready()
@@ -45,14 +48,14 @@ class DirectorProcess:
                 raise RuntimeError(f"the director exited with {self.proc.returncode}:\n"
                                    f"{self.output()}")
             try:
-                control.request(self.lab.control_socket, ["-L", "-n"], timeout=1.0)
+                control.request(self.control_socket, ["-L", "-n"], timeout=1.0)
                 return
             except OSError:
                 time.sleep(0.1)
         raise RuntimeError(f"the director did not answer in {START_TIMEOUT}s:\n{self.output()}")
 
     def adm(self, *argv: str) -> str:
-        rc, out, err = control.request(self.lab.control_socket, list(argv))
+        rc, out, err = control.request(self.control_socket, list(argv))
         if rc != 0:
             raise RuntimeError(f"pylvs adm {' '.join(argv)} failed ({rc}): {err}")
         return out

@@ -106,10 +106,14 @@ class Director:
             if template is not None:
                 self.table.attach(conn, template)
             if conn.forward == "nat":
-                conn.return_hop = NextHop(self.interfaces.get(ingress, b"\0" * 6),
-                                          bytes(frame[6:12]), ingress)
+                conn.return_hop = self._return_hop(frame, ingress)
+        elif conn.forward == "nat" and conn.return_hop is None:  # synced from another director
+            conn.return_hop = self._return_hop(frame, ingress)
         server = conn.server
-        self.table.update(conn, INPUT, flow.tcp_flags, now)
+        table = self.table
+        table.update(conn, INPUT, flow.tcp_flags, now)
+        if table.outbox is not None:
+            table.count_in(conn)
         for stats in (service.stats, server.stats):
             stats.inpkts += 1
             stats.inbytes += flow.ip_len
@@ -167,7 +171,10 @@ class Director:
         forward = conn.forward
         if hop is None or ip_len + (20 if forward == "tun" else 0) > hop.mtu:
             return None
-        self.table.update(conn, INPUT, flags, now)
+        table = self.table
+        table.update(conn, INPUT, flags, now)
+        if table.outbox is not None:
+            table.count_in(conn)
         stats = conn.service.stats
         stats.inpkts += 1
         stats.inbytes += ip_len
@@ -188,6 +195,10 @@ class Director:
         frame[24] = csum >> 8
         frame[25] = csum & 0xFF
         return frame, hop.interface
+
+    def _return_hop(self, frame: bytearray, ingress: str) -> NextHop:
+        """A NAT reply goes back to the MAC the client's frames came from."""
+        return NextHop(self.interfaces.get(ingress, b"\0" * 6), bytes(frame[6:12]), ingress)
 
     def _fast_reply(self, frame: bytearray, conn: Connection, key: bytes, proto: int,
                     flags: int, ip_len: int, now: float) -> Out | None:

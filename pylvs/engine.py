@@ -27,6 +27,7 @@ from pylvs.health import ServiceHealth, render_status
 from pylvs.model import VirtualService, int_to_ip, ip_to_int
 from pylvs.packet import ETH_HLEN
 from pylvs.segment import segment_tcp
+from pylvs.syncd import SyncDaemon
 
 log = logging.getLogger("pylvs")
 
@@ -95,6 +96,7 @@ class Engine:
         self.checker: Checker | None = None
         self.guard: Guard | None = None
         self.election: Election | None = None
+        self.syncd: SyncDaemon | None = None
         self.master = config.vrrp is None
         """Holds the VIPs and forwards: always without VRRP, else while its MASTER."""
 
@@ -117,6 +119,9 @@ class Engine:
                            netio.StealRules(self.inside, f"{self.table}_inside")]
         self._sync(resolve_timeout=RESOLVE_TIMEOUT)
         self.director.listeners.append(self._sync)
+        if self.data and self.config.sync_interface:
+            self.syncd = SyncDaemon(self.director, self.config.sync_interface,
+                                    self.config.syncid)
 
     def start_checks(self) -> None:
         """Health checks run where the host state is (the supervisor when there are workers);
@@ -196,8 +201,9 @@ class Engine:
 
     def _tell_guard(self) -> None:
         if self.guard is not None:
+            sockets = [self.control.path] if isinstance(self.control, ControlServer) else []
             self.guard.hold([(self.ifname, vip) for vip in self.vips],
-                            [steal.table for steal in self.steals])
+                            [steal.table for steal in self.steals], sockets)
 
     def _filter(self, stolen: list[tuple[str, str, int]],
                 replies: list[tuple[str, str, int]]) -> None:
@@ -306,9 +312,11 @@ class Engine:
                     f"VIPs {'held' if self.master else 'not held'}\n") + text
         return text
 
-    def _vrrp_poll(self) -> None:
+    def _ha_poll(self) -> None:
         if self.election is not None:
             self.election.poll(time.monotonic())
+        if self.syncd is not None:
+            self.syncd.poll(time.monotonic())
 
     def loop(self, should_stop: Callable[[], bool] = lambda: False) -> None:
         assert self.control is not None
@@ -330,7 +338,7 @@ class Engine:
                     port.sent = False
             control.poll()
             self._health_changed()
-            self._vrrp_poll()
+            self._ha_poll()
             if self.reload_requested:
                 self.reload_requested = False
                 rc, out, err = self.reload()
@@ -392,6 +400,9 @@ class Engine:
         if self.checker is not None:
             self.checker.stop()
             self.checker = None
+        if self.syncd is not None:
+            self.syncd.close()
+            self.syncd = None
         steps: list[Callable[[], None]] = [
             *(lambda v=vip: netio.remove_vip(self.ifname, v) for vip in self.vips),
             *(steal.remove for steal in self.steals),

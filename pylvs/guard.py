@@ -1,10 +1,10 @@
 """What the director holds on the host ends with its process, even on ``kill -9``.
 
 A small guard process, forked before anything is installed, reads the director's holdings (its
-VIPs and nftables tables) from a pipe, one JSON line per change. When the pipe closes, whatever
-closed it (a clean stop, a crash, SIGKILL), the guard removes what is still listed and exits;
-a clean stop lists nothing first. So a killed director's host neither answers ARP for a VIP
-that another director has taken over nor keeps dropping the services' frames.
+VIPs, nftables tables and control socket) from a pipe, one JSON line per change. When the pipe
+closes, whatever closed it (a clean stop, a crash, SIGKILL), the guard removes what is still
+listed and exits; a clean stop lists nothing first. So a killed director's host neither answers
+ARP for a VIP that another director has taken over nor keeps dropping the services' frames.
 """
 
 from __future__ import annotations
@@ -30,9 +30,11 @@ class Guard:
                 os._exit(status)
         os.close(read)
 
-    def hold(self, vips: list[tuple[str, str]], tables: list[str]) -> None:
-        """What the host holds now: (interface, VIP) pairs and netdev table names."""
-        os.write(self.fd, json.dumps({"vips": vips, "tables": tables}).encode() + b"\n")
+    def hold(self, vips: list[tuple[str, str]], tables: list[str],
+             files: list[str] | None = None) -> None:
+        """What the host holds now: (interface, VIP) pairs, netdev table names, and files."""
+        held = {"vips": vips, "tables": tables, "files": files or []}
+        os.write(self.fd, json.dumps(held).encode() + b"\n")
 
     def close(self) -> None:
         """After a clean stop: nothing left to remove; the guard exits."""
@@ -45,7 +47,7 @@ def _watch(fd: int) -> int:
     # the director's Ctrl-C or a group-wide SIGTERM must not take the guard before its work
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, signal.SIG_IGN)
-    held: dict = {"vips": [], "tables": []}
+    held: dict = {"vips": [], "tables": [], "files": []}
     pending = b""
     with os.fdopen(fd, "rb", buffering=0) as pipe:
         while chunk := pipe.read(65536):
@@ -71,7 +73,15 @@ def _release(held: dict) -> int:
         except Exception as exc:  # noqa: BLE001
             failed += 1
             log.error("guard: could not remove nftables table %s: %s", table, exc)
-    if held["vips"] or held["tables"]:
+    for path in held["files"]:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            failed += 1
+            log.error("guard: could not remove %s: %s", path, exc)
+    if held["vips"] or held["tables"] or held["files"]:
         log.warning("guard: the director ended without cleaning up; removed %s",
-                    ", ".join([v for _, v in held["vips"]] + held["tables"]))
+                    ", ".join([v for _, v in held["vips"]] + held["tables"] + held["files"]))
     return 1 if failed else 0

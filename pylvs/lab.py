@@ -26,6 +26,7 @@ SUBNET = "192.168.1"
 PREFIX_LEN = 24
 CLIENT_IP = f"{SUBNET}.5"
 DIRECTOR_IP = f"{SUBNET}.2"
+DIRECTOR2_IP = f"{SUBNET}.3"  # the second director of an --ha lab
 VIP = f"{SUBNET}.100"
 INSIDE_SUBNET = "10.0.0"
 INSIDE_IP = f"{INSIDE_SUBNET}.1"
@@ -43,12 +44,14 @@ class Lab:
     """``mode`` dr, nat or tun for every real server; ``mixed`` gives rs1 DR, rs2 NAT, rs3 TUN
     and so on round, one virtual service serving all three ways."""
 
-    def __init__(self, servers: int = 3, mode: str = "dr") -> None:
+    def __init__(self, servers: int = 3, mode: str = "dr", ha: bool = False) -> None:
         if not 1 <= servers <= 50:
             raise ValueError(f"servers must be 1..50, not {servers}")
         if mode not in MODES:
             raise ValueError(f"lab mode must be one of {', '.join(MODES)}, not {mode!r}")
-        self.mode = mode
+        if ha and mode != "dr":
+            raise ValueError("a lab with two directors (--ha) is a DR lab")
+        self.mode, self.ha = mode, ha
         self.prefix = f"pylvs-{secrets.token_hex(3)}"
         self.client_ns = f"{self.prefix}-client"
         self.director_ns = f"{self.prefix}-director"
@@ -66,6 +69,9 @@ class Lab:
         self.director_inside_if = INSIDE_IFACE if has_nat else IFACE
         self.director_inside_ip = INSIDE_IP if has_nat else DIRECTOR_IP
         self.control_socket = f"/run/{self.prefix}.sock"
+        self.director2_ns = f"{self.prefix}-director2"
+        self.director2_ip = DIRECTOR2_IP
+        self.control_socket2 = f"/run/{self.prefix}-2.sock"
         self.created: list[str] = []
         self.processes: list[subprocess.Popen[Any]] = []
 
@@ -85,6 +91,9 @@ class Lab:
         self._add_link(self.client_ns, "br0", "client", IFACE, self.client_ip)
         self._add_namespace(self.director_ns)
         self._add_link(self.director_ns, "br0", "director", IFACE, self.director_ip)
+        if self.ha:
+            self._add_namespace(self.director2_ns)
+            self._add_link(self.director2_ns, "br0", "director2", IFACE, self.director2_ip)
         if "nat" in self.server_modes:
             self._add_link(self.director_ns, BRIDGES["nat"], "dir-in", INSIDE_IFACE, INSIDE_IP)
         if "tun" in self.server_modes:
@@ -179,13 +188,17 @@ def curl_argv(url: str, max_time: int = 10) -> list[str]:
 
 def lab_config(lab: Lab, scheduler: str, weights: list[int] | None = None,
                server_port: int = PORT, persistence: int = 0, workers: int = 1,
-               service_keys: tuple[str, ...] = ()) -> str:
+               service_keys: tuple[str, ...] = (), priority: int = 0,
+               control_socket: str = "") -> str:
     """The TOML a user would write for this lab; real servers in ipvsadm -a order;
-    ``service_keys``: more lines for the virtual service (a health check, say)."""
+    ``service_keys``: more lines for the virtual service (a health check, say); ``priority``:
+    a VRRP instance with the connection sync daemon, as each director of an --ha lab has."""
     weights = weights or [1] * len(lab.server_ips)
     lines = ["[director]", f'interface = "{lab.director_if}"',
              f'inside_interface = "{lab.director_inside_if}"',
-             f'control_socket = "{lab.control_socket}"']
+             f'control_socket = "{control_socket or lab.control_socket}"']
+    if priority:
+        lines.append("sync_daemon = true")
     if workers > 1:
         lines.append(f"workers = {workers}")
     lines += ["", "[[virtual_server]]",
@@ -199,6 +212,9 @@ def lab_config(lab: Lab, scheduler: str, weights: list[int] | None = None,
                   f'  address = "{address}:{server_port}"', f"  weight = {weight}"]
         if mode != lab.server_modes[0]:
             lines.append(f'  forward = "{mode}"')
+    if priority:
+        lines += ["", "[vrrp]", "virtual_router_id = 51", f"priority = {priority}",
+                  "advert_int = 1", 'authentication = { auth_type = "PASS", auth_pass = "lab" }']
     return "\n".join(lines) + "\n"
 
 

@@ -232,7 +232,7 @@ class Supervisor(Engine):
             poller.poll(TICK * 1000 / 10)
             self.control.poll()
             self._health_changed()
-            self._vrrp_poll()
+            self._ha_poll()
             if self.reload_requested:
                 self.reload_requested = False
                 rc, out, err = self.reload()

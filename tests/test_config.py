@@ -232,3 +232,15 @@ def test_bad_vrrp_keys(table, key, reason):
 def test_vrrp_needs_a_virtual_server():
     error = _error('[director]\ninterface = "eth0"\n[vrrp]\nvirtual_router_id = 1\n')
     assert error.key == "vrrp" and "at least one virtual_server" in error.reason
+
+
+def test_sync_daemon_keys():
+    config = parse(GOOD.replace('interface = "eth0"', 'interface = "eth0"\nsync_daemon = true\n'
+                                'syncid = 7'))
+    assert (config.sync_interface, config.syncid) == ("eth0", 7)
+    assert parse(GOOD).sync_interface == ""
+    error = _error(GOOD.replace('interface = "eth0"', 'interface = "eth0"\nsyncid = 7'))
+    assert error.key == "director.syncid" and "needs sync_daemon = true" in error.reason
+    error = _error(GOOD.replace('interface = "eth0"', 'interface = "eth0"\nsync_daemon = true\n'
+                                'workers = 2'))
+    assert error.key == "director.sync_daemon" and "workers = 1" in error.reason

@@ -160,4 +160,5 @@ def test_a_director_killed_with_sigkill_leaves_no_vip_and_no_tables(make_lab):
         time.sleep(0.1)
     addresses, tables = held()
     assert f"{lab.vip}/32" not in addresses and "pylvs_" not in tables
+    assert not os.path.exists(lab.control_socket)
     assert "guard: the director ended without cleaning up" in dr.director.output()

@@ -55,15 +55,28 @@ class Segment:
         ip("-n", ns, "link", "set", "eth0", "up")
         return ns
 
-    def pylvs(self, name: str, priority: int) -> None:
+    def pylvs(self, name: str, priority: int, servers: tuple[int, ...] = (11,),
+              sync: bool = False) -> None:
         path = os.path.join(self.tmp, f"{name}.toml")
         with open(path, "w") as fh:
             fh.write(f'[director]\ninterface = "eth0"\ncontrol_socket = "{self.socket(name)}"\n'
-                     f'\n[[virtual_server]]\naddress = "{VIP}:80"\nscheduler = "rr"\n\n'
-                     f'  [[virtual_server.real_server]]\n  address = "{SUBNET}.11:80"\n\n'
-                     f'[vrrp]\nvirtual_router_id = 51\npriority = {priority}\nadvert_int = 1\n'
+                     f'sync_daemon = {str(sync).lower()}\n\n[[virtual_server]]\n'
+                     f'address = "{VIP}:80"\nscheduler = "rr"\n\n')
+            for number in servers:
+                fh.write(f'  [[virtual_server.real_server]]\n  address = "{SUBNET}.{number}:80"'
+                         '\n\n')
+            fh.write(f'[vrrp]\nvirtual_router_id = 51\npriority = {priority}\nadvert_int = 1\n'
                      'authentication = { auth_type = "PASS", auth_pass = "pylvs" }\n')
         self.start(name, [sys.executable, "-m", "pylvs", "run", path])
+
+    def real_server(self, name: str, number: int) -> None:
+        """The seed's DR real server steps, then an HTTP server answering with its name."""
+        self.hosts[name] = self.host(name, number)
+        subprocess.run(["ip", "netns", "exec", self.hosts[name], sys.executable, "-m", "pylvs",
+                        "realserver", "--mode", "dr", "--vip", VIP, "--interface", "eth0"],
+                       check=True, capture_output=True, timeout=30)
+        self.start(name, [sys.executable, "-m", "pylvs.httpserver", "--name", name, "--port",
+                          "80"])
 
     def keepalived(self, name: str, priority: int) -> None:
         path = os.path.join(self.tmp, f"{name}.conf")
@@ -104,8 +117,14 @@ class Segment:
         out = ip("-n", self.hosts[name], "-4", "addr", "show", "dev", "eth0")
         return f"{VIP}/32" in out
 
-    def status(self, name: str) -> str:
-        return control.request(self.socket(name), ["pylvs-status"])[1]
+    def status(self, name: str, starting: bool = False) -> str:
+        """`pylvs status`; ``starting``: "" while the director is not up yet."""
+        try:
+            return control.request(self.socket(name), ["pylvs-status"])[1]
+        except control.DirectorNotRunning:
+            if starting:
+                return ""
+            raise
 
     def close(self) -> None:
         for name in list(self.procs):
@@ -205,3 +224,35 @@ def test_a_master_whose_link_goes_down_is_replaced_and_wins_back_when_it_returns
     ip("-n", segment.hosts["d1"], "link", "set", "eth0", "up")
     until(lambda: segment.holds_vip("d1") and not segment.holds_vip("d2"))
     assert "MASTER, priority 150" in segment.status("d1")
+
+
+def test_two_pylvs_directors_keep_a_download_alive_through_a_kill_9(segment):
+    """Issue 7's whole story: VRRP moves the VIP, the sync daemon has already given the backup
+    the connection, so the client's transfer goes on to the same real server, intact."""
+    import hashlib
+
+    from pylvs.httpserver import blob
+    for name, number in (("rs1", 11), ("rs2", 12)):
+        segment.real_server(name, number)
+    segment.pylvs("d1", 150, (11, 12), sync=True)
+    until(lambda: segment.holds_vip("d1"))
+    segment.pylvs("d2", 100, (11, 12), sync=True)
+    until(lambda: "BACKUP" in segment.status("d2", starting=True))
+    size = 3_000_000
+    ip("netns", "exec", segment.hosts["client"], "sysctl", "-qw",  # little in flight: see
+       "net.ipv4.tcp_rmem=4096 131072 262144")                     # pylvs.failover
+    started = time.monotonic()
+    curl = subprocess.Popen(["ip", "netns", "exec", segment.hosts["client"], "curl", "-sS",
+                             "--noproxy", "*", "--max-time", "60", "--limit-rate", "400k",
+                             f"http://{VIP}/blob/{size}"], stdout=subprocess.PIPE)
+    time.sleep(2.5)
+    synced = control.request(segment.socket("d2"), ["-L", "-n", "-c"])[1]
+    assert f"{SUBNET}.5:" in synced and "ESTABLISHED" in synced, synced
+    segment.kill("d1")
+    took = until(lambda: segment.holds_vip("d2"))
+    print(f"the backup took the VIP {took:.2f} s after the master was killed")
+    assert not segment.holds_vip("d1")
+    body, _ = curl.communicate(timeout=90)
+    print(f"the download took {time.monotonic() - started:.1f} s")
+    assert curl.returncode == 0 and len(body) == size
+    assert hashlib.sha256(body).digest() == hashlib.sha256(blob(size)).digest()

@@ -63,3 +63,24 @@ def test_lab_refuses_unknown_scheduler_before_building_anything():
     assert result.returncode == 2
     assert "unknown scheduler 'nosuch'" in result.stderr
     assert lab_namespaces() == before
+
+
+def test_ha_lab_keeps_the_download_through_a_kill_9_and_cleans_up():
+    before = lab_namespaces(), lab_sockets()
+    result = subprocess.run([sys.executable, "-m", "pylvs", "lab", "dr", "--ha", "--servers",
+                             "2"], capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "director 2 already has the connection from its sync daemon" in out
+    assert "ESTABLISHED 192.168.1.5:" in out
+    assert "kill -9 director 1 (the MASTER)" in out
+    assert "director 1's host holds no VIP" in out
+    assert "download finished: 3,000,000 bytes, intact (sha256 matches)" in out
+    assert "VRRP instance 51 on eth0: MASTER, priority 100, VIPs held" in out
+    assert (lab_namespaces(), lab_sockets()) == before
+
+
+def test_ha_is_a_dr_lab():
+    result = subprocess.run([sys.executable, "-m", "pylvs", "lab", "nat", "--ha"],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2 and "--ha builds a DR lab" in result.stderr
