@@ -337,6 +337,8 @@ class Director:
             return layouts.render_save(self.services.values(), "numeric" in command.options)
         if name == "restore":
             raise ipvsadm.UsageError("-R reads rules from standard input: use pylvs adm -R")
+        if name in ("start-daemon", "stop-daemon"):  # pylvs.engine runs it: no socket here
+            raise ipvsadm.DirectorError("the sync daemon runs in pylvs run, not in the core")
         if name == "flush":
             rules.flush(self)
         else:
@@ -351,6 +353,8 @@ class Director:
                                               "persistent-conn" in options)
         if "timeout" in options:
             return layouts.render_timeout(self.table.timeouts)
+        if "daemon" in options:
+            return ""  # no sync daemon in the core (pylvs.engine lists its own)
         services = list(self.services.values())
         if command.service is not None:
             proto, address, port = command.service

@@ -2,7 +2,9 @@
 
 Start order matters: the nftables steal rules go in before the VIP is added, so the director's
 own kernel never answers a service frame; stop removes the VIP first, then the rules. Everything
-made here is removed in ``close()``, which runs on SIGINT, SIGTERM and on any failure.
+made here is removed in ``close()``, which runs on SIGINT, SIGTERM and on any failure; on
+SIGKILL the guard (pylvs.guard) removes it. Between batches of frames the loop serves
+`pylvs adm`, the health checks' findings, VRRP and the sync daemon.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import time
 from collections.abc import Callable
 
 from forwarders import NextHop
-from pylvs import bpf, fanout, netio
+from pylvs import bpf, fanout, ipvsadm, netio
 from pylvs import config as config_mod
 from pylvs.checker import Checker
 from pylvs.config import Config
@@ -27,7 +29,7 @@ from pylvs.health import ServiceHealth, render_status
 from pylvs.model import VirtualService, int_to_ip, ip_to_int
 from pylvs.packet import ETH_HLEN
 from pylvs.segment import segment_tcp
-from pylvs.syncd import SyncDaemon
+from pylvs.syncd import DEFAULT_INTERFACE, HALVES, SyncHalf
 
 log = logging.getLogger("pylvs")
 
@@ -74,9 +76,11 @@ class Port:
 
 
 class Engine:
-    """The director on this host. ``host`` owns the host's state (steal rules, VIPs); a worker
-    of several (pylvs.workers) has none, and its ports join the fanout ``groups`` instead
-    (interface → group id); the supervisor has the host state and no ports (``data=False``)."""
+    """The director on this host. ``host`` owns the host's state (steal rules, VIPs, the guard
+    that removes them if the process dies) and what decides it: the health checks and VRRP. A
+    worker of several (pylvs.workers) has none, and its ports join the fanout ``groups``
+    (interface → group id); the supervisor has the host state and no ports (``data=False``).
+    A data plane of its own (workers = 1) also runs the connection sync daemon."""
 
     def __init__(self, config: Config, director: Director | None = None, *, host: bool = True,
                  data: bool = True, groups: dict[str, int] | None = None,
@@ -96,7 +100,8 @@ class Engine:
         self.checker: Checker | None = None
         self.guard: Guard | None = None
         self.election: Election | None = None
-        self.syncd: SyncDaemon | None = None
+        self.sync_daemons: dict[str, SyncHalf] = {}
+        """The running halves of IPVS's sync daemon, by role (master, backup)."""
         self.master = config.vrrp is None
         """Holds the VIPs and forwards: always without VRRP, else while its MASTER."""
 
@@ -120,8 +125,11 @@ class Engine:
         self._sync(resolve_timeout=RESOLVE_TIMEOUT)
         self.director.listeners.append(self._sync)
         if self.data and self.config.sync_interface:
-            self.syncd = SyncDaemon(self.director, self.config.sync_interface,
-                                    self.config.syncid)
+            for role, half in HALVES.items():
+                self.sync_daemons[role] = half(self.director, self.config.sync_interface,
+                                               self.config.syncid)
+            log.info("sync daemon: master and backup on %s, syncid %d",
+                     self.config.sync_interface, self.config.syncid)
 
     def start_checks(self) -> None:
         """Health checks run where the host state is (the supervisor when there are workers);
@@ -298,10 +306,36 @@ class Engine:
             return self.reload()
         if argv == [STATUS]:
             return 0, self._status(), ""
+        daemon = daemon_command(argv)
+        if daemon is not None:
+            return self._daemon(daemon)
         try:
             return self.director.adm(argv, time.monotonic())
         except (OSError, RuntimeError) as exc:
             return 255, "", f"the rules changed but the host could not follow: {exc}\n"
+
+    def _daemon(self, command: ipvsadm.Command) -> tuple[int, str, str]:
+        """--start-daemon, --stop-daemon and -L --daemon, with libipvs's refusals."""
+        if command.name == "list":
+            return 0, "".join(f"{h.describe()}\n" for h in self.sync_daemons.values()), ""
+        if not self.data:
+            return ipvsadm.EXIT_DIRECTOR, "", "the sync daemon needs workers = 1 in this version\n"
+        role = command.daemon_state or ""
+        if command.name == "start-daemon":
+            if role in self.sync_daemons:
+                return ipvsadm.EXIT_DIRECTOR, "", "Daemon has already run\n"
+            try:
+                self.sync_daemons[role] = HALVES[role](
+                    self.director, command.mcast_interface or DEFAULT_INTERFACE,
+                    command.syncid or 0)
+            except OSError as exc:
+                return ipvsadm.EXIT_DIRECTOR, "", f"{exc.strerror or exc}\n"
+            return 0, "", ""
+        half = self.sync_daemons.pop(role, None)
+        if half is None:
+            return ipvsadm.EXIT_DIRECTOR, "", "No daemon is running\n"
+        half.close()
+        return 0, "", ""
 
     def _status(self) -> str:
         text = render_status(self.config.health, time.monotonic())
@@ -315,12 +349,11 @@ class Engine:
     def _ha_poll(self) -> None:
         if self.election is not None:
             self.election.poll(time.monotonic())
-        if self.syncd is not None:
-            self.syncd.poll(time.monotonic())
+        for half in self.sync_daemons.values():
+            half.poll(time.monotonic())
 
     def loop(self, should_stop: Callable[[], bool] = lambda: False) -> None:
-        assert self.control is not None
-        control, director = self.control, self.director
+        director = self.director
         ports = list(self.ports.values())
         poller = select.poll()
         by_fd = {}
@@ -336,18 +369,23 @@ class Engine:
                 if port.sent:
                     port.sock.flush()
                     port.sent = False
-            control.poll()
-            self._health_changed()
-            self._ha_poll()
-            if self.reload_requested:
-                self.reload_requested = False
-                rc, out, err = self.reload()
-                log.info("SIGHUP: %s", (out or err or "no changes").strip().replace("\n", "; "))
+            self._between_batches()
             now = time.monotonic()
             if now >= next_tick:
                 director.tick(now)
                 self._refresh_neighbours()
                 next_tick = now + TICK
+
+    def _between_batches(self) -> None:
+        """What the loop does besides frames: pylvs adm, health, VRRP and sync, SIGHUP."""
+        assert self.control is not None
+        self.control.poll()
+        self._health_changed()
+        self._ha_poll()
+        if self.reload_requested:
+            self.reload_requested = False
+            rc, out, err = self.reload()
+            log.info("SIGHUP: %s", (out or err or "no changes").strip().replace("\n", "; "))
 
     def _health_changed(self) -> None:
         if self.checker is not None and self.checker.changed():
@@ -400,9 +438,9 @@ class Engine:
         if self.checker is not None:
             self.checker.stop()
             self.checker = None
-        if self.syncd is not None:
-            self.syncd.close()
-            self.syncd = None
+        for half in self.sync_daemons.values():
+            half.close()
+        self.sync_daemons = {}
         steps: list[Callable[[], None]] = [
             *(lambda v=vip: netio.remove_vip(self.ifname, v) for vip in self.vips),
             *(steal.remove for steal in self.steals),
@@ -452,3 +490,14 @@ def run(config: Config) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return 0
+
+
+def daemon_command(argv: list[str]) -> ipvsadm.Command | None:
+    """The sync daemon's ipvsadm commands, which the engine (not the director core) serves."""
+    try:
+        command = ipvsadm.parse(argv)
+    except ipvsadm.UsageError:
+        return None  # the director answers with the text
+    wanted = command.name in ("start-daemon", "stop-daemon") or (
+        command.name == "list" and "daemon" in command.options)
+    return command if wanted else None

@@ -104,9 +104,8 @@ _OPTIONS: dict[str, tuple[str, str, str]] = {
     "-6": ("ipv6", "no", ""),
 }
 NOT_HERE = {
-    "start-daemon": "the connection sync daemon is not supported by this version of pylvs",
-    "stop-daemon": "the connection sync daemon is not supported by this version of pylvs",
-    "daemon": "the connection sync daemon is not supported by this version of pylvs",
+    "mcast": "the sync daemon's multicast group, port, TTL and maxlen are IPVS's defaults in "
+             "this version of pylvs",
     "ops": "one-packet scheduling (-o) is not supported by this version of pylvs",
     "pe": "persistence engines (--pe) are not supported by this version of pylvs",
     "fwmark": "firewall-mark services (-f) are not supported by this version of pylvs",
@@ -140,6 +139,9 @@ class Command:
     l_threshold: int | None = None
     timeouts: tuple[int, int, int] | None = None
     tun_type: str | None = None
+    daemon_state: str | None = None                 # --start/--stop-daemon: master | backup
+    mcast_interface: str | None = None
+    syncid: int | None = None
 
     @property
     def flags(self) -> set[str]:
@@ -213,7 +215,12 @@ def _values(command: Command, values: dict[str, str], positional: list[str]) -> 
         command.timeouts = tuple(_number(v, 0, MAX_TIMEOUT, "illegal timeout value")
                                  for v in positional[:3])  # type: ignore[assignment]
         positional = positional[3:]
-    elif command.name in ("start-daemon", "stop-daemon") and positional:
+    elif command.name in ("start-daemon", "stop-daemon"):
+        state = positional[0] if positional else ""
+        if state not in ("master", "backup"):  # sic: ipvsadm's two texts
+            raise UsageError("illegal start-daemon parameter specified" if command.name ==
+                             "start-daemon" else "illegal start_daemon specified")
+        command.daemon_state = state
         positional = positional[1:]
     if positional:
         raise UsageError(f"unexpected argument {positional[0]}")
@@ -250,6 +257,12 @@ def _values(command: Command, values: dict[str, str], positional: list[str]) -> 
                                        "illegal l_threshold specified", 2**31 - 1)):
         if option in values:
             setattr(command, attr, _number(values[option], 0, hi, message))
+    if "mcast-interface" in values:
+        command.mcast_interface = values["mcast-interface"]
+    if "syncid" in values:
+        command.syncid = _number(values["syncid"], 0, 255, "illegal syncid specified")
+    if {"mcast-group", "mcast-port", "mcast-ttl", "sync-maxlen"} & values.keys():
+        raise UsageError(NOT_HERE["mcast"])
     if "tun-type" in values:
         if values["tun-type"] not in ("ipip", "gue", "gre"):
             raise UsageError(f"unknown tunnel type {values['tun-type']!r}")
@@ -282,7 +295,7 @@ def _check(command: Command) -> None:
     name, options = command.name, command.options
     if name in ("help", "version"):
         return
-    for key in ("ipv6", "daemon", "ops", "pe"):
+    for key in ("ipv6", "ops", "pe"):
         if key in options:
             raise UsageError(NOT_HERE[key])
     if name in NOT_HERE:

@@ -28,7 +28,7 @@ from pylvs import ipvsadm
 from pylvs.config import Config
 from pylvs.control import Channel
 from pylvs.director import Director
-from pylvs.engine import MASTER, RELOAD, STATUS, TICK, Engine, Stop
+from pylvs.engine import MASTER, RELOAD, STATUS, TICK, Engine, Stop, daemon_command
 from pylvs.model import RealServer, Stats, VirtualService
 
 log = logging.getLogger("pylvs")
@@ -191,7 +191,7 @@ class Supervisor(Engine):
                 log.error("worker %d did not follow VRRP: %s", worker.index, err.strip())
 
     def _adm(self, argv: list[str]) -> tuple[int, str, str]:
-        if argv in ([RELOAD], [STATUS]):
+        if argv in ([RELOAD], [STATUS]) or daemon_command(argv) is not None:
             return super()._adm(argv)
         try:
             command = ipvsadm.parse(argv)
@@ -230,13 +230,7 @@ class Supervisor(Engine):
             poller.register(self.election.fileno(), select.POLLIN)
         while True:
             poller.poll(TICK * 1000 / 10)
-            self.control.poll()
-            self._health_changed()
-            self._ha_poll()
-            if self.reload_requested:
-                self.reload_requested = False
-                rc, out, err = self.reload()
-                log.info("SIGHUP: %s", (out or err or "no changes").strip().replace("\n", "; "))
+            self._between_batches()
             for i, worker in enumerate(self.workers):
                 if os.waitpid(worker.pid, os.WNOHANG)[0]:
                     log.error("worker %d (pid %d) died; starting it again", worker.index,

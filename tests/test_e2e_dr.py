@@ -162,3 +162,26 @@ def test_a_director_killed_with_sigkill_leaves_no_vip_and_no_tables(make_lab):
     assert f"{lab.vip}/32" not in addresses and "pylvs_" not in tables
     assert not os.path.exists(lab.control_socket)
     assert "guard: the director ended without cleaning up" in dr.director.output()
+
+
+def test_sync_daemon_commands_as_ipvsadm_has_them(make_lab):
+    dr = make_lab(1, "rr")
+    adm = [sys.executable, "-m", "pylvs", "adm", "--socket", dr.lab.control_socket]
+
+    def run(*argv: str) -> subprocess.CompletedProcess:
+        return subprocess.run([*adm, *argv], capture_output=True, text=True, timeout=30)
+
+    assert run("-L", "--daemon").stdout == ""
+    assert run("--start-daemon", "master", "--mcast-interface", "eth0", "--syncid", "3"
+               ).returncode == 0
+    assert run("--start-daemon", "backup", "--mcast-interface", "eth0").returncode == 0
+    assert run("-L", "--daemon").stdout == (
+        "master sync daemon (mcast=eth0, syncid=3, maxlen=1472, group=224.0.0.81, port=8848, "
+        "ttl=1)\nbackup sync daemon (mcast=eth0, syncid=0, maxlen=1472, group=224.0.0.81, "
+        "port=8848, ttl=1)\n")
+    again = run("--start-daemon", "master")
+    assert (again.returncode, again.stderr) == (255, "Daemon has already run\n")
+    assert run("--stop-daemon", "master").returncode == 0
+    gone = run("--stop-daemon", "master")
+    assert (gone.returncode, gone.stderr) == (255, "No daemon is running\n")
+    assert run("-L", "--daemon").stdout.startswith("backup sync daemon (mcast=eth0, syncid=0")

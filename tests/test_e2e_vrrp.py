@@ -56,7 +56,8 @@ class Segment:
         return ns
 
     def pylvs(self, name: str, priority: int, servers: tuple[int, ...] = (11,),
-              sync: bool = False) -> None:
+              sync: bool = False, vrrp: str = 'authentication = { auth_type = "PASS", '
+              'auth_pass = "pylvs" }') -> None:
         path = os.path.join(self.tmp, f"{name}.toml")
         with open(path, "w") as fh:
             fh.write(f'[director]\ninterface = "eth0"\ncontrol_socket = "{self.socket(name)}"\n'
@@ -66,7 +67,7 @@ class Segment:
                 fh.write(f'  [[virtual_server.real_server]]\n  address = "{SUBNET}.{number}:80"'
                          '\n\n')
             fh.write(f'[vrrp]\nvirtual_router_id = 51\npriority = {priority}\nadvert_int = 1\n'
-                     'authentication = { auth_type = "PASS", auth_pass = "pylvs" }\n')
+                     f'{vrrp}\n')
         self.start(name, [sys.executable, "-m", "pylvs", "run", path])
 
     def real_server(self, name: str, number: int) -> None:
@@ -78,13 +79,13 @@ class Segment:
         self.start(name, [sys.executable, "-m", "pylvs.httpserver", "--name", name, "--port",
                           "80"])
 
-    def keepalived(self, name: str, priority: int) -> None:
+    def keepalived(self, name: str, priority: int, instance: str = "  authentication {\n"
+                   "    auth_type PASS\n    auth_pass pylvs\n  }\n") -> None:
         path = os.path.join(self.tmp, f"{name}.conf")
         with open(path, "w") as fh:
             fh.write(f"global_defs {{\n  router_id {name}\n}}\nvrrp_instance VI_1 {{\n"
                      "  state BACKUP\n  interface eth0\n  virtual_router_id 51\n"
-                     f"  priority {priority}\n  advert_int 1\n"
-                     "  authentication {\n    auth_type PASS\n    auth_pass pylvs\n  }\n"
+                     f"  priority {priority}\n  advert_int 1\n{instance}"
                      f"  virtual_ipaddress {{\n    {VIP}/32 dev eth0\n  }}\n}}\n")
         self.start(name, ["keepalived", "--vrrp", "--dont-fork", "--log-console",
                           "--log-detail", "-f", path, "-p", f"{self.tmp}/{name}.pid",
@@ -226,9 +227,11 @@ def test_a_master_whose_link_goes_down_is_replaced_and_wins_back_when_it_returns
     assert "MASTER, priority 150" in segment.status("d1")
 
 
-def test_two_pylvs_directors_keep_a_download_alive_through_a_kill_9(segment):
+@pytest.mark.parametrize("failure", ["kill -9", "link down"])
+def test_two_pylvs_directors_keep_a_download_alive_through_a_failure(segment, failure):
     """Issue 7's whole story: VRRP moves the VIP, the sync daemon has already given the backup
-    the connection, so the client's transfer goes on to the same real server, intact."""
+    the connection, so the client's transfer goes on to the same real server, intact; the
+    master fails as the seed has it fail, killed or with its interface down."""
     import hashlib
 
     from pylvs.httpserver import blob
@@ -248,11 +251,66 @@ def test_two_pylvs_directors_keep_a_download_alive_through_a_kill_9(segment):
     time.sleep(2.5)
     synced = control.request(segment.socket("d2"), ["-L", "-n", "-c"])[1]
     assert f"{SUBNET}.5:" in synced and "ESTABLISHED" in synced, synced
-    segment.kill("d1")
+    if failure == "kill -9":
+        segment.kill("d1")
+    else:
+        ip("-n", segment.hosts["d1"], "link", "set", "eth0", "down")
     took = until(lambda: segment.holds_vip("d2"))
-    print(f"the backup took the VIP {took:.2f} s after the master was killed")
-    assert not segment.holds_vip("d1")
+    print(f"the backup took the VIP {took:.2f} s after the master's {failure}")
+    assert failure != "kill -9" or not segment.holds_vip("d1")
     body, _ = curl.communicate(timeout=90)
     print(f"the download took {time.monotonic() - started:.1f} s")
     assert curl.returncode == 0 and len(body) == size
     assert hashlib.sha256(body).digest() == hashlib.sha256(blob(size)).digest()
+
+
+def neighbour(segment: Segment, ns: str, address: str) -> str:
+    out = ip("-n", segment.hosts[ns], "neigh", "show", address)
+    return out.split("lladdr ")[1].split()[0] if "lladdr " in out else ""
+
+
+def test_split_brain_heals_by_priority_with_fresh_gratuitous_arps(segment):
+    """reference §8.4: with adverts blocked both become MASTER and hold the VIP; once they flow
+    again the lower priority steps down and the winner re-sends adverts and gratuitous ARPs, so
+    the client's stale ARP entry moves back to it."""
+    segment.keepalived("d2", 100)
+    segment.pylvs("d1", 150)
+    until(lambda: only(segment, "d1"))
+    block = ("table netdev pylvs_test_block {\n  chain in {\n    type filter hook ingress "
+             'device "eth0" priority 0;\n    ip protocol vrrp drop\n  }\n}\n')
+    subprocess.run(["ip", "netns", "exec", segment.hosts["d2"], "nft", "-f", "-"], input=block,
+                   text=True, check=True)
+    until(lambda: segment.holds_vip("d1") and segment.holds_vip("d2"))  # split brain
+    d1_mac = netio_mac(segment, "d1")
+    d2_mac = netio_mac(segment, "d2")
+    # the client learns the VIP from whichever answers: make it the wrong one, d2
+    ip("-n", segment.hosts["client"], "neigh", "replace", VIP, "lladdr", d2_mac, "dev", "eth0",
+       "nud", "stale")
+    subprocess.run(["ip", "netns", "exec", segment.hosts["d2"], "nft", "delete", "table",
+                    "netdev", "pylvs_test_block"], check=True)
+    until(lambda: only(segment, "d1"))
+    until(lambda: neighbour(segment, "client", VIP) == d1_mac)
+    assert "received higher priority" in segment.log("d2") or "Entering BACKUP" in \
+        segment.log("d2")
+
+
+def netio_mac(segment: Segment, name: str) -> str:
+    out = ip("-n", segment.hosts[name], "link", "show", "eth0")
+    return out.split("link/ether ")[1].split()[0]
+
+
+@pytest.mark.parametrize("variant", ["VRRPv3", "unicast"])
+def test_keepalived_interop_in_vrrpv3_and_with_unicast_peers(segment, variant):
+    if variant == "VRRPv3":
+        ours, theirs = "version = 3", "  version 3\n"
+    else:
+        ours = f'unicast_peers = ["{SUBNET}.3"]'
+        theirs = f"  unicast_src_ip {SUBNET}.3\n  unicast_peer {{\n    {SUBNET}.2\n  }}\n"
+    segment.keepalived("d2", 100, theirs)
+    until(lambda: segment.holds_vip("d2"))
+    segment.pylvs("d1", 150, vrrp=ours)
+    until(lambda: only(segment, "d1"))
+    segment.kill("d1")
+    took = until(lambda: segment.holds_vip("d2"))
+    print(f"{variant}: keepalived took the VIP {took:.2f} s after pylvs was killed")
+    assert not segment.holds_vip("d1")

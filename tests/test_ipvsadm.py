@@ -47,7 +47,12 @@ def test_parse(argv, name, flags):
     (["-Lnc", "--timeout"], "conflicts with the 'connection' option in the 'list' command"),
     (["-Ln", "--stats", "-c"], "conflicts"),
     (["-Ln", "-q"], "-q: unknown option"),
-    (["--start-daemon", "master"], "sync daemon is not supported by this version of pylvs"),
+    (["--start-daemon", "primary"], "illegal start-daemon parameter specified"),
+    (["--stop-daemon", "primary"], "illegal start_daemon specified"),  # sic, as ipvsadm
+    (["--start-daemon", "master", "--syncid", "256"], "illegal syncid specified"),
+    (["--start-daemon", "master", "--mcast-port", "9000"], "IPVS's defaults"),
+    (["--start-daemon", "master", "-w", "1"],
+     "Illegal 'weight' option with the 'start-daemon' command"),
     (["-Ln", "-t", "1.2.3:80"], "illegal virtual server address[:port] specified"),
     (["-A", "-t", "1.2.3.4:80", "-w", "3"],
      "Illegal 'weight' option with the 'add-service' command"),
@@ -75,3 +80,12 @@ def test_usage_errors(argv, message):
     with pytest.raises(ipvsadm.UsageError) as info:
         ipvsadm.parse(argv)
     assert message in str(info.value)
+
+
+def test_daemon_commands_carry_their_state_interface_and_syncid():
+    command = ipvsadm.parse(["--start-daemon", "backup", "--mcast-interface", "eth1",
+                             "--syncid", "7"])
+    assert (command.name, command.daemon_state, command.mcast_interface, command.syncid) == (
+        "start-daemon", "backup", "eth1", 7)
+    assert ipvsadm.parse(["-L", "--daemon"]).options == {"daemon"}
+    assert ipvsadm.parse(["--stop-daemon", "master"]).daemon_state == "master"
