@@ -150,6 +150,9 @@ class Supervisor(Engine):
         self.control.sock.close()  # the supervisor's; its path stays
         if self.guard is not None:
             os.close(self.guard.fd)  # the guard watches the supervisor alone
+        if self.election is not None:  # a worker forked again later: VRRP is the supervisor's
+            self.election.sock.close()
+            self.election.link.close()
         for other in self.workers:
             other.channel.close()
         self.director.listeners.clear()
