@@ -37,6 +37,7 @@ TICK = 1.0
 RELOAD = "pylvs-reload"  # the control request of `pylvs reload` and SIGHUP
 STATUS = "pylvs-status"  # the control request of `pylvs status`
 MASTER = "pylvs-master"  # supervisor → workers: "1" forward, "0" stand by (VRRP backup)
+ORDER = "pylvs-fanout-order"  # supervisor → workers: the fanout member of each worker slot
 RESOLVE_TIMEOUT = 1.0
 
 
@@ -104,6 +105,8 @@ class Engine:
         """The running halves of IPVS's sync daemon, by role (master, backup)."""
         self.master = config.vrrp is None
         """Holds the VIPs and forwards: always without VRRP, else while its MASTER."""
+        self.fanout_order: list[int] | None = None
+        """A worker's: the fanout member of each worker slot (pylvs.fanout), once it changed."""
 
     def start(self) -> None:
         if self.host:
@@ -181,12 +184,17 @@ class Engine:
         if not self.ports:
             return
         self._filter(stolen, replies)
-        if self.groups is not None:
-            packed = bpf.pack(fanout.program(*fanout.rules(services)))
-            for port in self.ports.values():
-                port.sock.set_fanout_program(packed)
+        self._set_fanout()
         for ip in self.director.real_server_ips() - self.routes.keys():
             self._route(ip, resolve_timeout)
+
+    def _set_fanout(self) -> None:
+        if self.groups is None:
+            return
+        rules = fanout.rules(self.director.services.values())
+        packed = bpf.pack(fanout.program(*rules, order=self.fanout_order))
+        for port in self.ports.values():
+            port.sock.set_fanout_program(packed)
 
     def _sync_host(self, services: list[VirtualService], stolen: list[tuple[str, str, int]],
                    replies: list[tuple[str, str, int]]) -> None:

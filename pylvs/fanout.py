@@ -14,7 +14,7 @@ frame; quoted headers are taken as 20 bytes. Anything else: member 0. Pure: retu
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
 from pylvs.bpf import JEQ_K, LD_B_ABS, LD_H_IND, LDX_B_MSH, RET_K, Instruction
@@ -22,7 +22,7 @@ from pylvs.model import RealServer, VirtualService
 
 NET = -0x100000  # SKF_NET_OFF: loads relative to the network header
 LD_W_ABS, LD_W_IND, LD_B_IND, LDX_MEM, ST = 0x20, 0x40, 0x50, 0x61, 0x02
-XOR_X, MUL_K, RSH_K, RET_A = 0xAC, 0x24, 0x74, 0x16
+XOR_X, MUL_K, RSH_K, MOD_K, RET_A, JA = 0xAC, 0x24, 0x74, 0x94, 0x16, 0x05
 GOLDEN = 0x9E3779B1  # Knuth's multiplicative hash
 MAX_INSTRUCTIONS = 4096
 
@@ -37,9 +37,13 @@ class Rule(NamedTuple):
     """Hash the client's address alone (persistence), not its address and port."""
 
 
-def program(services: Iterable[Rule], replies: Iterable[Rule] = ()) -> list[Instruction]:
-    """Services are (protocol, VIP, port, ...); replies (protocol, NAT RIP, its port, ...)."""
-    code: list[Instruction] = []
+def program(services: Iterable[Rule], replies: Iterable[Rule] = (),
+            order: Sequence[int] | None = None) -> list[Instruction]:
+    """Services are (protocol, VIP, port, ...); replies (protocol, NAT RIP, its port, ...).
+
+    ``order``: the fanout member that serves each worker slot (``client_hash % len(order)``),
+    when members left and joined since the workers started; None: member = slot."""
+    code: list[tuple] = []
     services, replies = list(services), list(replies)
     for rule in services:
         code += _service(rule)
@@ -50,25 +54,44 @@ def program(services: Iterable[Rule], replies: Iterable[Rule] = ()) -> list[Inst
     for rule in replies:
         code += _icmp_from_server(rule)
     code.append((RET_K, 0, 0, 0))
+    tail = len(code)
+    if order is not None:
+        code.append((MOD_K, 0, 0, len(order)))
+        for slot, member in enumerate(order):
+            code += [(JEQ_K, 0, 1, slot), (RET_K, 0, 0, member)]
+        code.append((RET_K, 0, 0, 0))
     if len(code) > MAX_INSTRUCTIONS:
         raise ValueError(f"a fanout program of {len(code)} instructions is too long")
-    return code
+    if order is None:
+        return [(RET_A, 0, 0, 0) if k == "tail" else (op, jt, jf, k) for op, jt, jf, k in code]
+    return [(op, jt, jf, tail - i - 1 if k == "tail" else k)
+            for i, (op, jt, jf, k) in enumerate(code)]
+
+
+def client_hash(address: str, port: int, by_address: bool) -> int:
+    """What the program computes of a client, before the modulo: its worker slot is this
+    modulo the number of workers."""
+    value = _addr(address)
+    if not by_address:
+        value ^= port * GOLDEN & 0xFFFFFFFF
+    return (value * GOLDEN & 0xFFFFFFFF) >> 16
 
 
 def _addr(text: str) -> int:
     return int.from_bytes(socket.inet_aton(text), "big")
 
 
-def _resolve(block: list[tuple]) -> list[Instruction]:
-    """A failed test ("next") jumps past the block."""
+def _resolve(block: list[tuple]) -> list[tuple]:
+    """A failed test ("next") jumps past the block; "tail" is left for program()."""
     end = len(block)
-    return [(op, jt, end - i - 1 if jf == "next" else jf, k & 0xFFFFFFFF)
+    return [(op, jt, end - i - 1 if jf == "next" else jf, k if k == "tail" else k & 0xFFFFFFFF)
             for i, (op, jt, jf, k) in enumerate(block)]
 
 
 def _hash(port: tuple, address: tuple, by_address: bool) -> list[tuple]:
-    """Return a hash of the client's address (and port: loaded first, mixed, kept in M[0])."""
-    mix = [(MUL_K, 0, 0, GOLDEN), (RSH_K, 0, 0, 16), (RET_A, 0, 0, 0)]
+    """A hash of the client's address (and port: loaded first, mixed, kept in M[0]), then on
+    to the tail: returned as it is, or mapped to a member by the order."""
+    mix = [(MUL_K, 0, 0, GOLDEN), (RSH_K, 0, 0, 16), (JA, 0, 0, "tail")]
     if by_address:
         return [address, *mix]
     return [port, (MUL_K, 0, 0, GOLDEN), (ST, 0, 0, 0), address, (LDX_MEM, 0, 0, 0),

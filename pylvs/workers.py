@@ -7,7 +7,9 @@ socket filter, next hops, connection table with 1/N of max_connections) over the
 forked with. pylvs.fanout sends every frame of a connection, either way, to one worker, so a
 worker needs nothing of another's. A rule change is made by the supervisor and then by every
 worker; a listing is their union (-Lnc: every worker's rows; -Ln: counters summed over the
-workers). A worker that dies is forked again (its connections are lost, the others' stay).
+workers). A worker that dies is forked again (its connections are lost, the others' stay: the
+fanout program maps each worker's slot to its current place in the groups, which the kernel
+reorders when a member leaves).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from pylvs import ipvsadm
 from pylvs.config import Config
 from pylvs.control import Channel
 from pylvs.director import Director
-from pylvs.engine import MASTER, RELOAD, STATUS, TICK, Engine, Stop, daemon_command
+from pylvs.engine import MASTER, ORDER, RELOAD, STATUS, TICK, Engine, Stop, daemon_command
 from pylvs.model import RealServer, Stats, VirtualService
 
 log = logging.getLogger("pylvs")
@@ -103,6 +105,9 @@ class Supervisor(Engine):
         super().__init__(config, data=False)
         self.count = config.workers
         self.workers: list[Worker] = []
+        self.members: list[int] = []
+        """Worker slots in the order of their sockets in the fanout groups, as the kernel keeps
+        them: a member that leaves is replaced by the last one, a new one joins at the end."""
         base = os.getpid() & 0x7FFF
         names = dict.fromkeys((self.ifname, self.inside))
         self.groups = {name: (base * 2 + i) & 0xFFFF for i, name in enumerate(names)}
@@ -112,7 +117,27 @@ class Supervisor(Engine):
         for index in range(self.count):
             self.workers.append(self._spawn(index))
 
+    def order(self) -> list[int]:
+        """The member serving each slot; a slot without a worker goes to member 0."""
+        return [self.members.index(s) if s in self.members else 0 for s in range(self.count)]
+
+    def _left(self, index: int) -> None:
+        """The kernel took a dead worker's sockets out of the groups: follow it, and tell the
+        others, so that their clients' frames keep reaching them."""
+        position = self.members.index(index)
+        self.members[position] = self.members[-1]
+        self.members.pop()
+        self._tell_order()
+
+    def _tell_order(self) -> None:
+        for worker, (rc, _, err) in zip(self.workers, self._ask_each(
+                [ORDER, json.dumps(self.order())]), strict=True):
+            if rc != 0:
+                log.error("worker %d did not take the fanout order: %s", worker.index,
+                          err.strip())
+
     def _spawn(self, index: int) -> Worker:
+        self.members.append(index)  # where its sockets will join
         mine, theirs = socket.socketpair()
         pid = os.fork()
         if pid == 0:  # the worker: never returns into the supervisor's stack
@@ -134,6 +159,7 @@ class Supervisor(Engine):
             self._reap(worker)
             raise RuntimeError(f"worker {index} did not start: {ready['error']}")
         log.info("worker %d up (pid %d)", index, pid)
+        self._tell_order()
         return worker
 
     def _work(self, index: int, channel: Channel) -> int:
@@ -159,6 +185,7 @@ class Supervisor(Engine):
         engine = Engine(self.config, self.director, host=False, groups=self.groups,
                         share=self.count)
         engine.master = self.master
+        engine.fanout_order = self.order()
         engine.control = channel
         channel.handler = lambda argv: self._answer(engine, argv)
         try:
@@ -183,6 +210,10 @@ class Supervisor(Engine):
             return 0, json.dumps(snapshot(engine.director)), ""
         if argv[:1] == [MASTER]:
             engine._set_master(argv[1:] == ["1"])
+            return 0, "", ""
+        if argv[:1] == [ORDER]:
+            engine.fanout_order = json.loads(argv[1])
+            engine._set_fanout()
             return 0, "", ""
         return engine._adm(argv)
 
@@ -239,7 +270,9 @@ class Supervisor(Engine):
                     log.error("worker %d (pid %d) died; starting it again", worker.index,
                               worker.pid)
                     worker.channel.close()
-                    self.workers[i] = self._spawn(worker.index)
+                    del self.workers[i]
+                    self._left(worker.index)
+                    self.workers.insert(i, self._spawn(worker.index))
 
     def close(self) -> None:
         for worker in self.workers:

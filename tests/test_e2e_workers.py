@@ -8,6 +8,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import time
 
 
@@ -94,3 +95,53 @@ def test_a_killed_worker_is_started_again_and_all_stop_with_the_director(make_la
     tables = subprocess.run(["ip", "netns", "exec", run.lab.director_ns, "nft", "list",
                              "tables"], capture_output=True, text=True).stdout
     assert "pylvs" not in tables
+
+
+HOLD = """
+import concurrent.futures, http.client, sys
+held = [http.client.HTTPConnection(sys.argv[1], 80, timeout=2) for _ in range(int(sys.argv[2]))]
+ports = []
+for c in held:
+    c.request("GET", "/")
+    ports.append(c.sock.getsockname()[1])
+    print(ports[-1], c.getresponse().read().decode().strip(), flush=True)
+sys.stdin.readline()
+def again(c):
+    try:
+        c.request("GET", "/")
+        return c.getresponse().read().decode().strip()
+    except Exception as exc:
+        return "ERROR:" + type(exc).__name__
+with concurrent.futures.ThreadPoolExecutor(len(held)) as pool:
+    for port, answer in zip(ports, pool.map(again, held)):
+        print(port, answer, flush=True)
+"""
+
+
+def test_when_a_worker_dies_the_other_keeps_its_connections(make_lab):
+    """The kernel moves the last fanout member into a dead one's place; the supervisor follows
+    with the program's order, so the surviving worker's clients keep reaching it."""
+    from pylvs.fanout import client_hash
+    run = make_lab(2, "rr", workers=2)
+    lab = run.lab
+    client = lab.popen_in(lab.client_ns, [sys.executable, "-c", HOLD, lab.vip, "16"],
+                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        first = dict(client.stdout.readline().split() for _ in range(16))
+        slots = {port: client_hash(lab.client_ip, int(port), False) % 2 for port in first}
+        assert set(slots.values()) == {0, 1}
+        os.kill(worker_pids(run)[0], signal.SIGKILL)
+        deadline = time.monotonic() + 15
+        while len(worker_pids(run)) < 3 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert len(worker_pids(run)) == 3, run.director.output()
+        client.stdin.write("\n")
+        client.stdin.flush()
+        second = dict(client.stdout.readline().split() for _ in range(16))
+    finally:
+        client.kill()
+        client.wait()
+    kept = {port: answer for port, answer in second.items() if slots.get(port) == 1}
+    lost = {port: answer for port, answer in second.items() if slots.get(port) == 0}
+    assert kept and all(answer == first[port] for port, answer in kept.items()), (kept, first)
+    assert lost and all(answer.startswith("ERROR") for answer in lost.values()), lost

@@ -47,6 +47,10 @@ def run(code: list[tuple[int, int, int, int]], packet: bytes) -> int:
             a = a * k & 0xFFFFFFFF
         elif op == 0x74:
             a >>= k
+        elif op == 0x94:
+            a %= k
+        elif op == 0x05:
+            pc += k
         elif op == 0x15:
             pc += jt if a == k else jf
         elif op == 0x16:
@@ -115,3 +119,18 @@ def test_sharing_a_nat_server_with_a_persistent_service_makes_a_service_hash_by_
     assert [rule.by_address for rule in front] == [True, True, True, False]
     assert {(rule.address, rule.by_address) for rule in back} == {
         ("10.0.0.1", True), ("10.0.0.2", True), ("10.0.0.3", False)}
+
+
+@given(st.sampled_from(["tcp", "udp"]), addresses, ports, st.booleans(),
+       st.permutations(range(3)))
+def test_the_hash_is_client_hash_and_an_order_maps_its_slot_to_a_member(proto, client, port,
+                                                                       by_address, order):
+    """After a worker died and was forked again, slot s is served by member order[s]."""
+    rules = [Rule(proto, VIP, 80, by_address)], [Rule(proto, RIP, 8080, by_address)]
+    plain, ordered = fanout.program(*rules), fanout.program(*rules, order=order)
+    value = fanout.client_hash(client, port, by_address)
+    for frame in frames(proto, client, port):
+        assert run(plain, frame) == value
+        assert run(ordered, frame) == order[value % 3]
+    other = bytes(IP(src="203.0.113.1", dst=VIP) / TCP(dport=81))
+    assert run(ordered, other) == 0
