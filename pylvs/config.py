@@ -120,8 +120,6 @@ class _Reader:
         workers = self.integer(director, "workers", "director.workers", 1, 1, MAX_WORKERS)
         sync_interface = ""
         if self.flag(director, "sync_daemon", "director", False):
-            if workers > 1:
-                raise self.fail("director.sync_daemon", "needs workers = 1 in this version")
             sync_interface = (self.string(director, "sync_interface", "director.sync_interface")
                               or interface)
         else:

@@ -14,10 +14,11 @@ import os
 import select
 import signal
 import time
+from collections import Counter
 from collections.abc import Callable
 
 from forwarders import NextHop
-from pylvs import bpf, fanout, ipvsadm, netio
+from pylvs import bpf, fanout, ipvsadm, netio, replica
 from pylvs import config as config_mod
 from pylvs.checker import Checker
 from pylvs.config import Config
@@ -29,7 +30,8 @@ from pylvs.health import ServiceHealth, render_status
 from pylvs.model import VirtualService, int_to_ip, ip_to_int
 from pylvs.packet import ETH_HLEN
 from pylvs.segment import segment_tcp
-from pylvs.syncd import DEFAULT_INTERFACE, HALVES, SyncHalf
+from pylvs.sync import SyncConn
+from pylvs.syncd import DEFAULT_INTERFACE, SyncBackup, SyncHalf, SyncMaster
 
 log = logging.getLogger("pylvs")
 
@@ -37,6 +39,7 @@ TICK = 1.0
 RELOAD = "pylvs-reload"  # the control request of `pylvs reload` and SIGHUP
 STATUS = "pylvs-status"  # the control request of `pylvs status`
 MASTER = "pylvs-master"  # supervisor → workers: "1" forward, "0" stand by (VRRP backup)
+SYNCED = "pylvs-synced"  # supervisor → a worker: connections from the sync daemon, to install
 ORDER = "pylvs-fanout-order"  # supervisor → workers: the fanout member of each worker slot
 RESOLVE_TIMEOUT = 1.0
 
@@ -127,12 +130,11 @@ class Engine:
                            netio.StealRules(self.inside, f"{self.table}_inside")]
         self._sync(resolve_timeout=RESOLVE_TIMEOUT)
         self.director.listeners.append(self._sync)
-        if self.data and self.config.sync_interface:
-            for role, half in HALVES.items():
-                self.sync_daemons[role] = half(self.director, self.config.sync_interface,
-                                               self.config.syncid)
-            log.info("sync daemon: master and backup on %s, syncid %d",
-                     self.config.sync_interface, self.config.syncid)
+        if self.config.sync_interface:
+            # the master half where frames are (each worker), the backup half with the host
+            for role, here in (("master", self.data), ("backup", self.host)):
+                if here:
+                    self._start_half(role, self.config.sync_interface, self.config.syncid)
 
     def start_checks(self) -> None:
         """Health checks run where the host state is (the supervisor when there are workers);
@@ -326,24 +328,32 @@ class Engine:
         """--start-daemon, --stop-daemon and -L --daemon, with libipvs's refusals."""
         if command.name == "list":
             return 0, "".join(f"{h.describe()}\n" for h in self.sync_daemons.values()), ""
-        if not self.data:
-            return ipvsadm.EXIT_DIRECTOR, "", "the sync daemon needs workers = 1 in this version\n"
         role = command.daemon_state or ""
         if command.name == "start-daemon":
-            if role in self.sync_daemons:
-                return ipvsadm.EXIT_DIRECTOR, "", "Daemon has already run\n"
-            try:
-                self.sync_daemons[role] = HALVES[role](
-                    self.director, command.mcast_interface or DEFAULT_INTERFACE,
-                    command.syncid or 0)
-            except OSError as exc:
-                return ipvsadm.EXIT_DIRECTOR, "", f"{exc.strerror or exc}\n"
-            return 0, "", ""
+            return self._start_half(role, command.mcast_interface or DEFAULT_INTERFACE,
+                                    command.syncid or 0)
         half = self.sync_daemons.pop(role, None)
         if half is None:
             return ipvsadm.EXIT_DIRECTOR, "", "No daemon is running\n"
         half.close()
         return 0, "", ""
+
+    def _start_half(self, role: str, interface: str, syncid: int) -> tuple[int, str, str]:
+        if role in self.sync_daemons:
+            return ipvsadm.EXIT_DIRECTOR, "", "Daemon has already run\n"
+        try:
+            if role == "master":
+                half: SyncHalf = SyncMaster(self.director, interface, syncid)
+            else:
+                half = SyncBackup(self.director, interface, syncid, self._install_synced)
+        except OSError as exc:
+            return ipvsadm.EXIT_DIRECTOR, "", f"{exc.strerror or exc}\n"
+        self.sync_daemons[role] = half
+        log.info("sync daemon: %s on %s, syncid %d", role, interface, syncid)
+        return 0, "", ""
+
+    def _install_synced(self, entries: list[SyncConn], now: float) -> Counter[str]:
+        return replica.install(self.director, entries, now)
 
     def _status(self) -> str:
         text = render_status(self.config.health, time.monotonic())

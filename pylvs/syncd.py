@@ -3,7 +3,9 @@
 The master half multicasts the connections the table put in its outbox (pylvs.sync's rule) to
 224.0.0.81:8848 with TTL 1 on its interface, in version 1 messages; the backup half listens
 there and installs what it hears (pylvs.replica). `[director] sync_daemon = true` runs both, as
-keepalived's lvs_sync_daemon does: a director with no traffic sends nothing, so two directors
+keepalived's lvs_sync_daemon does (with workers, each worker sends for itself and the supervisor
+listens, handing each connection to the worker its client hashes to): a director with no
+traffic sends nothing, so two directors
 under VRRP each keep the other's connections, and the one that takes the VIP over finds the
 established connections on their real servers. `pylvs adm --start-daemon master|backup` starts
 one half. Polled from the loop.
@@ -15,6 +17,7 @@ import logging
 import socket
 import struct
 from collections import Counter
+from collections.abc import Callable
 
 from pylvs import netio, replica, sync
 from pylvs.director import Director
@@ -83,11 +86,19 @@ class SyncMaster(SyncHalf):
         self.sock.close()
 
 
+Install = Callable[[list[sync.SyncConn], float], Counter[str]]
+
+
 class SyncBackup(SyncHalf):
+    """``install`` puts what arrived in place: into the director's table by default; a
+    supervisor hands each connection to the worker its client hashes to."""
     role = "backup"
 
-    def __init__(self, director: Director, interface: str, syncid: int) -> None:
+    def __init__(self, director: Director, interface: str, syncid: int,
+                 install: Install | None = None) -> None:
         super().__init__(director, interface, syncid)
+        self.install: Install = install or (lambda entries, now:
+                                            replica.install(director, entries, now))
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, interface.encode())
@@ -107,10 +118,9 @@ class SyncBackup(SyncHalf):
                 self.counters["malformed"] += 1
                 log.debug("sync daemon: dropped a message: %s", exc)
                 continue
-            self.counters.update(replica.install(self.director, entries, now))
+            self.counters.update(self.install(entries, now))
 
     def close(self) -> None:
         self.sock.close()
 
 
-HALVES: dict[str, type[SyncHalf]] = {"master": SyncMaster, "backup": SyncBackup}

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import ctypes
+import dataclasses
 import json
 import logging
 import os
@@ -24,14 +25,27 @@ import signal
 import socket
 import time
 import traceback
+from collections import Counter
 from collections.abc import Iterable
 
-from pylvs import ipvsadm
+from pylvs import fanout, ipvsadm, replica
 from pylvs.config import Config
 from pylvs.control import Channel
 from pylvs.director import Director
-from pylvs.engine import MASTER, ORDER, RELOAD, STATUS, TICK, Engine, Stop, daemon_command
-from pylvs.model import RealServer, Stats, VirtualService
+from pylvs.engine import (
+    MASTER,
+    ORDER,
+    RELOAD,
+    STATUS,
+    SYNCED,
+    TICK,
+    Engine,
+    Stop,
+    daemon_command,
+)
+from pylvs.model import PROTO_NUMBERS, RealServer, Stats, VirtualService
+from pylvs.sync import SyncConn
+from pylvs.syncd import DEFAULT_INTERFACE
 
 log = logging.getLogger("pylvs")
 
@@ -82,6 +96,24 @@ def _stats(stats: Stats) -> list[int]:
 
 def _add(stats: Stats, values: list[int]) -> None:
     stats.add(values[:5], values[5:])
+
+
+def sync_slots(entries: Iterable[SyncConn], services: Iterable[VirtualService], workers: int
+               ) -> tuple[dict[int, list[SyncConn]], int]:
+    """Synced connections by the worker slot their clients hash to (pylvs.fanout), and how many
+    are for no service here."""
+    front, _ = fanout.rules(services)
+    by_address = {(PROTO_NUMBERS[r.protocol], r.address, r.port): r.by_address for r in front}
+    slots: dict[int, list[SyncConn]] = {}
+    unknown = 0
+    for entry in entries:
+        flag = by_address.get((entry.protocol, entry.vaddr, entry.vport))
+        if flag is None:
+            unknown += 1
+            continue
+        slot = fanout.client_hash(entry.caddr, entry.cport, flag) % workers
+        slots.setdefault(slot, []).append(entry)
+    return slots, unknown
 
 
 def union_connections(listings: Iterable[str]) -> str:
@@ -179,6 +211,8 @@ class Supervisor(Engine):
         if self.election is not None:  # a worker forked again later: VRRP is the supervisor's
             self.election.sock.close()
             self.election.link.close()
+        for half in self.sync_daemons.values():  # the supervisor listens for the sync daemon
+            half.sock.close()
         for other in self.workers:
             other.channel.close()
         self.director.listeners.clear()
@@ -211,11 +245,45 @@ class Supervisor(Engine):
         if argv[:1] == [MASTER]:
             engine._set_master(argv[1:] == ["1"])
             return 0, "", ""
+        if argv[:1] == [SYNCED]:
+            entries = [SyncConn(*values) for values in json.loads(argv[1])]
+            counts = replica.install(engine.director, entries, time.monotonic())
+            return 0, json.dumps(counts), ""
         if argv[:1] == [ORDER]:
             engine.fanout_order = json.loads(argv[1])
             engine._set_fanout()
             return 0, "", ""
         return engine._adm(argv)
+
+    def _install_synced(self, entries: list[SyncConn], now: float) -> Counter[str]:
+        """Each synced connection to the worker its client hashes to, as pylvs.fanout does."""
+        slots, unknown = sync_slots(entries, self.director.services.values(), self.count)
+        counts: Counter[str] = Counter({"unknown_destination": unknown} if unknown else {})
+        for worker in self.workers:
+            if worker.index in slots:
+                batch = [list(dataclasses.astuple(entry)) for entry in slots[worker.index]]
+                rc, out, _ = worker.channel.ask([SYNCED, json.dumps(batch)])
+                if rc == 0:
+                    counts.update(json.loads(out))
+        return counts
+
+    def _daemon(self, command: ipvsadm.Command) -> tuple[int, str, str]:
+        """The master half runs in every worker, the backup half here."""
+        if command.name == "list":
+            _, ours, _ = super()._daemon(command)
+            theirs = self._ask_each(["-L", "--daemon"])[:1]
+            return 0, "".join(out for _, out, _ in theirs) + ours, ""
+        if command.daemon_state != "master":
+            return super()._daemon(command)
+        argv = ["--start-daemon" if command.name == "start-daemon" else "--stop-daemon",
+                "master"]
+        if command.name == "start-daemon":
+            argv += ["--mcast-interface", command.mcast_interface or DEFAULT_INTERFACE,
+                     "--syncid", str(command.syncid or 0)]
+        for rc, out, err in self._ask_each(argv):
+            if rc != 0:
+                return rc, out, err
+        return 0, "", ""
 
     def _set_master(self, master: bool) -> None:
         super()._set_master(master)

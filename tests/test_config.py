@@ -241,6 +241,3 @@ def test_sync_daemon_keys():
     assert parse(GOOD).sync_interface == ""
     error = _error(GOOD.replace('interface = "eth0"', 'interface = "eth0"\nsyncid = 7'))
     assert error.key == "director.syncid" and "needs sync_daemon = true" in error.reason
-    error = _error(GOOD.replace('interface = "eth0"', 'interface = "eth0"\nsync_daemon = true\n'
-                                'workers = 2'))
-    assert error.key == "director.sync_daemon" and "workers = 1" in error.reason

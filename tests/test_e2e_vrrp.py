@@ -57,11 +57,12 @@ class Segment:
 
     def pylvs(self, name: str, priority: int, servers: tuple[int, ...] = (11,),
               sync: bool = False, vrrp: str = 'authentication = { auth_type = "PASS", '
-              'auth_pass = "pylvs" }') -> None:
+              'auth_pass = "pylvs" }', workers: int = 1) -> None:
         path = os.path.join(self.tmp, f"{name}.toml")
         with open(path, "w") as fh:
             fh.write(f'[director]\ninterface = "eth0"\ncontrol_socket = "{self.socket(name)}"\n'
-                     f'sync_daemon = {str(sync).lower()}\n\n[[virtual_server]]\n'
+                     f'sync_daemon = {str(sync).lower()}\nworkers = {workers}\n\n'
+                     '[[virtual_server]]\n'
                      f'address = "{VIP}:80"\nscheduler = "rr"\n\n')
             for number in servers:
                 fh.write(f'  [[virtual_server.real_server]]\n  address = "{SUBNET}.{number}:80"'
@@ -227,8 +228,8 @@ def test_a_master_whose_link_goes_down_is_replaced_and_wins_back_when_it_returns
     assert "MASTER, priority 150" in segment.status("d1")
 
 
-@pytest.mark.parametrize("failure", ["kill -9", "link down"])
-def test_two_pylvs_directors_keep_a_download_alive_through_a_failure(segment, failure):
+@pytest.mark.parametrize("failure,workers", [("kill -9", 1), ("link down", 1), ("kill -9", 2)])
+def test_two_pylvs_directors_keep_a_download_alive_through_a_failure(segment, failure, workers):
     """Issue 7's whole story: VRRP moves the VIP, the sync daemon has already given the backup
     the connection, so the client's transfer goes on to the same real server, intact; the
     master fails as the seed has it fail, killed or with its interface down."""
@@ -237,9 +238,9 @@ def test_two_pylvs_directors_keep_a_download_alive_through_a_failure(segment, fa
     from pylvs.httpserver import blob
     for name, number in (("rs1", 11), ("rs2", 12)):
         segment.real_server(name, number)
-    segment.pylvs("d1", 150, (11, 12), sync=True)
+    segment.pylvs("d1", 150, (11, 12), sync=True, workers=workers)
     until(lambda: segment.holds_vip("d1"))
-    segment.pylvs("d2", 100, (11, 12), sync=True)
+    segment.pylvs("d2", 100, (11, 12), sync=True, workers=workers)
     until(lambda: "BACKUP" in segment.status("d2", starting=True))
     size = 3_000_000
     ip("netns", "exec", segment.hosts["client"], "sysctl", "-qw",  # little in flight: see

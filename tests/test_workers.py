@@ -8,8 +8,10 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_director import _director, _frame
+from test_fanout import frames, run
 
-from pylvs.workers import snapshot, union, union_connections
+from pylvs import fanout, sync
+from pylvs.workers import snapshot, sync_slots, union, union_connections
 
 clients = st.lists(st.tuples(st.integers(1, 254), st.integers(1024, 65535),
                              st.lists(st.sampled_from(["S", "A", "FA", "R"]), min_size=1,
@@ -74,3 +76,25 @@ def test_a_worker_with_a_rule_the_supervisor_has_not_is_ignored():
     shot.append([[6, 1, 80], [1] * 10, []])
     view = union(_director("rr").services.values(), [shot])
     assert view[0].stats.conns == 0
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 254), st.integers(1024, 65535)), min_size=1,
+                max_size=20), st.booleans(), st.integers(1, 4))
+def test_synced_connections_go_to_the_worker_their_frames_reach(clients, persistent, workers):
+    """The supervisor's dispatch of sync messages agrees with the kernel's fanout program."""
+    director = _director("sh")
+    (service,) = director.services.values()
+    service.persistence_timeout = 360 if persistent else 0
+    entries = [sync.SyncConn(6, f"203.0.113.{a}", port, "192.0.2.100", 80, "198.51.100.1", 80,
+                             1, 0, 900) for a, port in clients]
+    entries.append(sync.SyncConn(6, "203.0.113.1", 1, "192.0.2.100", 81, "198.51.100.1", 81, 1,
+                                 0, 900))
+    slots, unknown = sync_slots(entries, director.services.values(), workers)
+    assert unknown == 1
+    code = fanout.program(*fanout.rules(director.services.values()))
+    for slot, batch in slots.items():
+        for entry in batch:
+            frame = frames("tcp", entry.caddr, entry.cport)[0]
+            assert frame[16:20] == bytes(map(int, "192.0.2.100".split(".")))
+            assert run(code, frame) % workers == slot
