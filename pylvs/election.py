@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import socket
-import struct
 from collections.abc import Callable
 
 from pylvs import netio, vrrp
@@ -18,7 +17,6 @@ from pylvs.config import Vrrp
 
 log = logging.getLogger("pylvs")
 
-SO_BINDTODEVICE = 25
 IP_MULTICAST_ALL = 49
 
 
@@ -40,14 +38,13 @@ class Election:
 
     def _open_ip(self, ifname: str) -> socket.socket:
         sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, vrrp.IPPROTO_VRRP)
-        sock.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, ifname.encode())
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, ifname.encode())
         sock.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, vrrp.VRRP_TOS)
         sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, vrrp.VRRP_TTL)
         sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, vrrp.VRRP_TTL)
         sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 0)
         sock.setsockopt(socket.IPPROTO_IP, IP_MULTICAST_ALL, 0)
-        mreq = struct.pack("4s4si", socket.inet_aton(vrrp.VRRP_GROUP),
-                           socket.inet_aton(self.source), netio.interface_index(ifname))
+        mreq = netio.multicast_request(vrrp.VRRP_GROUP, ifname, self.source)
         sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, mreq)
         if not self.spec.unicast_peers:
             sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreq)

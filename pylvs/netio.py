@@ -522,6 +522,12 @@ def add_vip(ifname: str, vip: str, prefixlen: int = 32) -> bool:
         return True
 
 
+def multicast_request(group: str, ifname: str, source: str = "0.0.0.0") -> bytes:
+    """struct ip_mreqn for IP_ADD_MEMBERSHIP and IP_MULTICAST_IF on ``ifname``."""
+    return struct.pack("4s4si", socket.inet_aton(group), socket.inet_aton(source),
+                       interface_index(ifname))
+
+
 def interface_addresses(ifname: str) -> list[str]:
     """The IPv4 addresses on ``ifname``."""
     with IPRoute() as ipr:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import socket
-import struct
 from collections import Counter
 from collections.abc import Callable
 
@@ -24,13 +23,7 @@ from pylvs.director import Director
 
 log = logging.getLogger("pylvs")
 
-SO_BINDTODEVICE = 25
 DEFAULT_INTERFACE = "eth0"  # ipvsadm's DEF_MCAST_IFN when --mcast-interface is not given
-
-
-def _membership(interface: str) -> bytes:
-    return struct.pack("4s4si", socket.inet_aton(sync.SYNC_GROUP), socket.inet_aton("0.0.0.0"),
-                       netio.interface_index(interface))
 
 
 class SyncHalf:
@@ -60,7 +53,8 @@ class SyncMaster(SyncHalf):
     def __init__(self, director: Director, interface: str, syncid: int) -> None:
         super().__init__(director, interface, syncid)
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, _membership(interface))
+        self.sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF,
+                             netio.multicast_request(sync.SYNC_GROUP, interface))
         self.sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, sync.SYNC_TTL)
         self.sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 0)
         self.sock.setblocking(False)
@@ -101,9 +95,10 @@ class SyncBackup(SyncHalf):
                                             replica.install(director, entries, now))
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, interface.encode())
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, interface.encode())
         self.sock.bind((sync.SYNC_GROUP, sync.SYNC_PORT))
-        self.sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, _membership(interface))
+        self.sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP,
+                             netio.multicast_request(sync.SYNC_GROUP, interface))
         self.sock.setblocking(False)
 
     def poll(self, now: float) -> None:
