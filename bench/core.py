@@ -18,9 +18,9 @@ import time
 
 import schedulers
 from forwarders import NextHop
-from pylvs.director import Director
-from pylvs.model import RealServer, VirtualService, ip_to_int
-from pylvs.packet import TCP_ACK, TCP_SYN, checksum
+from pylvs.core.director import Director
+from pylvs.core.model import RealServer, VirtualService, ip_to_int
+from pylvs.core.packet import TCP_ACK, TCP_SYN, checksum
 
 VIP, CLIENT = "192.0.2.100", "203.0.113.5"
 SERVERS = [f"198.51.100.{i}" for i in range(1, 9)]

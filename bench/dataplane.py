@@ -240,9 +240,9 @@ def bytes_per_connection(count: int = 1_000_000) -> float:
 import resource, struct
 import schedulers
 from forwarders import NextHop
-from pylvs.director import Director
-from pylvs.model import RealServer, VirtualService, ip_to_int
-from pylvs.packet import checksum
+from pylvs.core.director import Director
+from pylvs.core.model import RealServer, VirtualService, ip_to_int
+from pylvs.core.packet import checksum
 svc = VirtualService("tcp", "{VIP}", 80, schedulers.get("rr")())
 svc.add_real_server(RealServer("{SINK_IP}", 80))
 d = Director([svc])

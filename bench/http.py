@@ -22,8 +22,8 @@ import signal
 import tempfile
 from datetime import date
 
-from pylvs.demo import DirectorProcess
-from pylvs.lab import Lab, lab_config
+from pylvs.lab.demo import DirectorProcess
+from pylvs.lab.topology import Lab, lab_config
 
 BIG = 1024 * 1024
 PROXY_PORT = 8080

@@ -28,8 +28,8 @@ from collections import deque
 from datetime import date
 
 import schedulers
-from pylvs.model import RealServer
-from pylvs.packet import Flow
+from pylvs.core.model import RealServer
+from pylvs.core.packet import Flow
 from schedulers.mh import populate
 
 SIZES = (3, 100, 1000)

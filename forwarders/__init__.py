@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar, Protocol
 
 if TYPE_CHECKING:
-    from pylvs.conntrack import Connection
-    from pylvs.packet import Flow
+    from pylvs.core.conntrack import Connection
+    from pylvs.core.packet import Flow
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,11 +11,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from forwarders import NextHop, register
-from pylvs.packet import decrement_ttl, set_macs
+from pylvs.core.packet import decrement_ttl, set_macs
 
 if TYPE_CHECKING:
-    from pylvs.conntrack import Connection
-    from pylvs.packet import Flow
+    from pylvs.core.conntrack import Connection
+    from pylvs.core.packet import Flow
 
 
 @register

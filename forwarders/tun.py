@@ -11,11 +11,11 @@ import itertools
 from typing import TYPE_CHECKING
 
 from forwarders import NextHop, register
-from pylvs.packet import decrement_ttl, encapsulate_ipip, set_macs
+from pylvs.core.packet import decrement_ttl, encapsulate_ipip, set_macs
 
 if TYPE_CHECKING:
-    from pylvs.conntrack import Connection
-    from pylvs.packet import Flow
+    from pylvs.core.conntrack import Connection
+    from pylvs.core.packet import Flow
 
 
 @register

@@ -10,8 +10,8 @@ import subprocess
 import sys
 from collections.abc import Iterable
 
-from pylvs import config as config_mod
-from pylvs import ipvsadm
+from pylvs.adm import config as config_mod
+from pylvs.adm import ipvsadm
 
 ENV_SOCKET = "PYLVS_SOCKET"
 
@@ -22,7 +22,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except config_mod.ConfigError as exc:
         print(f"pylvs: bad config: {exc}", file=sys.stderr)
         return 2
-    from pylvs import engine
+    from pylvs.shell import engine
     try:
         return engine.run(config)
     except (OSError, RuntimeError) as exc:
@@ -62,7 +62,7 @@ def adm(argv: list[str]) -> int:
 
 
 def _send(socket_path: str, argv: list[str]) -> int:
-    from pylvs import control
+    from pylvs.shell import control
     try:
         rc, out, err = control.request(socket_path, argv)
     except control.DirectorNotRunning as exc:
@@ -78,7 +78,7 @@ def _send(socket_path: str, argv: list[str]) -> int:
 
 def _restore(socket_path: str, lines: Iterable[str]) -> int:
     """ipvsadm -R: one command per line (a leading `ipvsadm` is allowed); stops at an error."""
-    from pylvs.ruleset import command_lines
+    from pylvs.adm.ruleset import command_lines
     for _, _, argv in command_lines(lines):
         try:
             ipvsadm.parse(argv)
@@ -92,17 +92,17 @@ def _restore(socket_path: str, lines: Iterable[str]) -> int:
 
 
 def _cmd_reload(args: argparse.Namespace) -> int:
-    from pylvs.engine import RELOAD
+    from pylvs.shell.engine import RELOAD
     return _send(args.socket, [RELOAD])
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from pylvs.engine import STATUS
+    from pylvs.shell.engine import STATUS
     return _send(args.socket, [STATUS])
 
 
 def _cmd_config(args: argparse.Namespace) -> int:
-    from pylvs import keepalived, ruleset
+    from pylvs.adm import keepalived, ruleset
     try:
         with open(args.file) if args.file != "-" else sys.stdin as fh:
             text = fh.read()
@@ -124,7 +124,7 @@ def _cmd_realserver(args: argparse.Namespace) -> int:
         print("pylvs realserver: a NAT real server needs only its default route via the "
               "director's inside address (ip route replace default via DIP)", file=sys.stderr)
         return 2
-    from pylvs import realserver
+    from pylvs.lab import realserver
     if args.mode == "tun":
         try:
             return realserver.run_tun(args.vip, args.undo, lambda line: print(line, flush=True))
@@ -151,7 +151,7 @@ def _cmd_lab(args: argparse.Namespace) -> int:
     if os.geteuid() != 0:
         print("pylvs lab: needs root to build network namespaces", file=sys.stderr)
         return 1
-    from pylvs import demo, failover
+    from pylvs.lab import demo, failover
     if args.ha and args.mode != "dr":
         print("pylvs lab: --ha builds a DR lab (pylvs lab dr --ha)", file=sys.stderr)
         return 2

@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from importlib.metadata import entry_points
 from typing import ClassVar
 
-from pylvs.model import RealServer
-from pylvs.packet import Flow
+from pylvs.core.model import RealServer
+from pylvs.core.packet import Flow
 
 ENTRY_POINT_GROUP = "pylvs.schedulers"
 _registry: dict[str, type[Scheduler]] = {}

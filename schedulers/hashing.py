@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from pylvs.model import RealServer
+from pylvs.core.model import RealServer
 
 GOLDEN_RATIO_32 = 0x61C88647
 MASK32, MASK64 = 0xFFFFFFFF, 0xFFFFFFFFFFFFFFFF

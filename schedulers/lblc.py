@@ -11,8 +11,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 
-from pylvs.model import RealServer
-from pylvs.packet import Flow
+from pylvs.core.model import RealServer
+from pylvs.core.packet import Flow
 from schedulers import register
 from schedulers.ranking import Ranked
 from schedulers.wlc import WeightedLeastConnection

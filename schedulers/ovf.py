@@ -4,7 +4,7 @@ Only active connections count, so it suits TCP, not UDP."""
 
 from __future__ import annotations
 
-from pylvs.model import RealServer
+from pylvs.core.model import RealServer
 from schedulers import register
 from schedulers.ranking import Ranked, available
 

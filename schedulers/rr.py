@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pylvs.model import RealServer
-from pylvs.packet import Flow
+from pylvs.core.model import RealServer
+from pylvs.core.packet import Flow
 from schedulers import Scheduler, register
 
 

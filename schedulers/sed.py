@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from pylvs.model import RealServer
+from pylvs.core.model import RealServer
 from schedulers import register
 from schedulers.ranking import Ranked
 

@@ -11,8 +11,8 @@ import random
 from bisect import bisect_left
 from collections.abc import Sequence
 
-from pylvs.model import RealServer
-from pylvs.packet import Flow
+from pylvs.core.model import RealServer
+from pylvs.core.packet import Flow
 from schedulers import Scheduler, register
 from schedulers.ranking import available
 

@@ -7,7 +7,7 @@ multiplication, so a server of weight 0 can never win and ties stay with the ear
 
 from __future__ import annotations
 
-from pylvs.model import RealServer
+from pylvs.core.model import RealServer
 from schedulers import register
 from schedulers.ranking import Ranked
 

@@ -8,12 +8,12 @@ from collections import Counter
 
 import pytest
 
-from pylvs.demo import DirectorProcess
-from pylvs.lab import Lab, lab_config
+from pylvs.lab.demo import DirectorProcess
+from pylvs.lab.topology import Lab, lab_config
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Every test_e2e_* module builds namespaces: skip it, saying why, where that cannot work."""
+    """Every module in tests/e2e builds namespaces: skip it, saying why, where that cannot work."""
     if os.geteuid() != 0:
         reason = "end-to-end tests build network namespaces: run as root"
     elif not all(shutil.which(t) for t in ("ip", "nft", "curl", "ss")):
@@ -21,7 +21,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     else:
         return
     for item in items:
-        if item.path.name.startswith("test_e2e_"):
+        if item.path.parent.name == "e2e":
             item.add_marker(pytest.mark.skip(reason=reason))
 
 

@@ -1,0 +1,153 @@
+"""The director's control plane: ipvsadm commands applied to its services, as ip_vs_ctl.c does.
+
+Errors are the kernel's, in libipvs's words (``Service already exists``, ``No such service``,
+``Service not defined``, ``Destination already exists``, ``No such destination``, ``Scheduler or
+persistence engine not found``), raised as ``DirectorError`` (exit status 255). ipvsadm's own
+defaults and gotchas are kept: every -a/-e starts from weight 1, thresholds 0 and DR, and -E
+without -s goes back to wlc and without -p drops persistence. A deleted real server's connections
+stop at once (IPVS's expire_nodest_conn), counted as ``nodest_expired``; a quiesced one keeps
+them.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import schedulers
+from pylvs.adm.ipvsadm import Command, DirectorError, UsageError
+from pylvs.core.model import DEFAULT_SCHEDULER, PROTO_NUMBERS, RealServer, VirtualService, ip_to_int
+
+if TYPE_CHECKING:
+    from pylvs.core.director import Director
+
+
+def make_scheduler(command: Command) -> schedulers.Scheduler:
+    try:
+        cls = schedulers.get(command.scheduler or DEFAULT_SCHEDULER)
+    except schedulers.UnknownScheduler:
+        raise DirectorError("Scheduler or persistence engine not found") from None
+    try:
+        scheduler = cls(command.sched_flags)
+    except ValueError:
+        raise UsageError("incompatible scheduler flag") from None
+    scheduler.spec = command.scheduler or DEFAULT_SCHEDULER
+    return scheduler
+
+
+def _key(command: Command) -> tuple[int, int, int]:
+    assert command.service is not None
+    proto, address, port = command.service
+    return PROTO_NUMBERS[proto], ip_to_int(address), port
+
+
+def _service(director: Director, command: Command, missing: str) -> VirtualService:
+    service = director.services.get(_key(command))
+    if service is None:
+        raise DirectorError(missing)
+    return service
+
+
+def add_service(director: Director, command: Command) -> None:
+    proto, address, port = command.service  # type: ignore[misc]
+    if port == 0:
+        raise UsageError("port-0 (all ports) services are not supported by this version of pylvs")
+    if _key(command) in director.services:
+        raise DirectorError("Service already exists")
+    service = VirtualService(proto, address, port, make_scheduler(command), "dr",
+                             command.persistent or 0, command.netmask or "255.255.255.255")
+    service.scheduler.update(service.real_servers)
+    director.services[service.key] = service
+
+
+def edit_service(director: Director, command: Command) -> None:
+    service = _service(director, command, "No such service")
+    scheduler = make_scheduler(command)
+    if (scheduler.spec, scheduler.flags) != (service.scheduler.spec, service.scheduler.flags):
+        service.scheduler = scheduler
+        service.scheduler.update(service.real_servers)
+    service.persistence_timeout = command.persistent or 0
+    service.persistence_netmask = command.netmask or "255.255.255.255"
+    service.netmask = ip_to_int(service.persistence_netmask)
+
+
+def delete_service(director: Director, command: Command) -> None:
+    service = _service(director, command, "No such service")
+    _drop_connections(director, lambda conn: conn.service is service)
+    del director.services[service.key]
+
+
+def flush(director: Director) -> None:
+    for service in list(director.services.values()):
+        _drop_connections(director, lambda conn, s=service: conn.service is s)
+    director.services.clear()
+
+
+def _server_endpoint(service: VirtualService, command: Command) -> tuple[str, int]:
+    """ipvsadm forces the service's port for -g and -i; only -m maps ports."""
+    address, port = command.server  # type: ignore[misc]
+    if port is None or (command.forward or "dr") != "nat":
+        port = service.port
+    return address, port
+
+
+def add_server(director: Director, command: Command) -> None:
+    service = _service(director, command, "Service not defined")
+    address, port = _server_endpoint(service, command)
+    if service.find_real_server(address, port) is not None:
+        raise DirectorError("Destination already exists")
+    service.add_real_server(RealServer(
+        address, port, weight=1 if command.weight is None else command.weight,
+        forward=command.forward or "dr", upper_threshold=command.u_threshold or 0,
+        lower_threshold=command.l_threshold or 0))
+
+
+def edit_server(director: Director, command: Command) -> None:
+    service = _service(director, command, "Service not defined")
+    server = service.find_real_server(*_server_endpoint(service, command))
+    if server is None:
+        raise DirectorError("No such destination")
+    upper = command.u_threshold or 0
+    if upper == 0 or upper > server.upper_threshold:
+        server.overloaded = False
+    server.set_weight(1 if command.weight is None else command.weight)
+    server.forward = command.forward or "dr"
+    server.upper_threshold, server.lower_threshold = upper, command.l_threshold or 0
+    service.scheduler.update(service.real_servers)
+
+
+def delete_server(director: Director, command: Command) -> None:
+    service = _service(director, command, "Service not defined")
+    server = service.find_real_server(*_server_endpoint(service, command))
+    if server is None:
+        raise DirectorError("No such destination")
+    _drop_connections(director, lambda conn: conn.server is server)
+    service.remove_real_server(server)
+
+
+def _drop_connections(director: Director, doomed) -> None:
+    table = director.table
+    for conn in [c for c in table if doomed(c)]:
+        table.remove(conn)
+        director.counters["nodest_expired"] += 1
+    for template in [t for t in table.templates.values() if doomed(t)]:
+        table.remove_template(template)
+
+
+def zero(director: Director, command: Command) -> None:
+    services = ([_service(director, command, "No such service")] if command.service
+                else list(director.services.values()))
+    for service in services:
+        service.stats.zero()
+        for server in service.real_servers:
+            server.stats.zero()
+
+
+def set_timeouts(director: Director, command: Command) -> None:
+    tcp, tcpfin, udp = command.timeouts  # type: ignore[misc]
+    director.table.timeouts.set(tcp, tcpfin, udp)
+
+
+CHANGES = {"add-service": add_service, "edit-service": edit_service,
+           "delete-service": delete_service, "add-server": add_server,
+           "edit-server": edit_server, "delete-server": delete_server, "zero": zero,
+           "set": set_timeouts}

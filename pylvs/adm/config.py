@@ -1,0 +1,451 @@
+"""The TOML config → validated model, before anything touches the network.
+
+Every error names the file, the key (as a dotted path such as ``virtual_server[0].real_server[1]
+.weight``) and the reason. Defaults follow ipvsadm: scheduler wlc, weight 1, forwarding DR, and a
+real server's port defaults to the service's.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import forwarders
+import schedulers
+from pylvs.core.model import DEFAULT_SCHEDULER, PROTO_NUMBERS, RealServer, VirtualService
+from pylvs.ha.health import KINDS, CheckSpec, ServerHealth, ServiceHealth
+from schedulers import Scheduler
+
+DEFAULT_CONTROL_SOCKET = "/run/pylvs.sock"
+IMPLEMENTED_FORWARDS = ("dr", "nat", "tun")
+MAX_PERSISTENCE = 2678400
+
+_DIRECTOR_KEYS = {"interface", "inside_interface", "control_socket", "max_connections",
+                  "workers", "sync_daemon", "sync_interface", "syncid"}
+MAX_WORKERS = 64
+_HEALTH_KEYS = {"check", "alpha", "inhibit_on_failure"}
+_SERVICE_KEYS = {"address", "protocol", "scheduler", "scheduler_flags", "forward",
+                 "persistence_timeout", "persistence_netmask", "real_server", "quorum",
+                 "hysteresis", "sorry_server", *_HEALTH_KEYS}
+_SERVER_KEYS = {"address", "weight", "forward", "upper_threshold", "lower_threshold",
+                "notify_up", "notify_down", *_HEALTH_KEYS}
+_VRRP_KEYS = {"interface", "virtual_router_id", "priority", "advert_int", "state", "preempt",
+              "nopreempt", "preempt_delay", "version", "authentication", "unicast_peers",
+              "unicast_src_ip"}
+_CHECK_KEYS = {"type", "interval", "timeout", "retry", "delay_before_retry", "path", "status",
+               "command", "port"}
+DEFAULT_PERSISTENCE = 360  # ipvsadm -p without a value (IPVS_SVC_PERSISTENT_TIMEOUT)
+
+
+class ConfigError(Exception):
+    def __init__(self, source: str, key: str, reason: str) -> None:
+        super().__init__(f"{source}: {key}: {reason}")
+        self.source, self.key, self.reason = source, key, reason
+
+
+@dataclass(frozen=True)
+class Vrrp:
+    """A VRRP instance for the director's VIPs, in keepalived's words."""
+    interface: str
+    virtual_router_id: int
+    priority: int = 100
+    advert_int: float = 1.0
+    state: str = "BACKUP"
+    preempt: bool = True
+    preempt_delay: float = 0.0
+    version: int = 2
+    auth_pass: str = ""
+    unicast_peers: tuple[str, ...] = ()
+    unicast_src_ip: str = ""
+
+
+@dataclass
+class Config:
+    interface: str
+    control_socket: str = DEFAULT_CONTROL_SOCKET
+    inside_interface: str = ""
+    max_connections: int = 0
+    """0: sized from the memory available when the director starts."""
+    workers: int = 1
+    """Processes sharing the interfaces (PACKET_FANOUT); max_connections is split among them."""
+    sync_interface: str = ""
+    """Where IPVS's connection sync runs (master and backup halves); "": no sync daemon."""
+    syncid: int = 0
+    services: list[VirtualService] = field(default_factory=list)
+    health: list[ServiceHealth] = field(default_factory=list)
+    vrrp: Vrrp | None = None
+    """keepalived's vrrp_instance for the VIPs; None: the director holds them alone."""
+    """The services that have health checks (keepalived's checkers), in config order."""
+    source: str = "<config>"
+
+
+def load(path: str | Path) -> Config:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(str(path), "-", f"cannot read: {exc.strerror}") from None
+    return parse(text, str(path))
+
+
+def parse(text: str, source: str = "<config>") -> Config:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(source, "-", f"not valid TOML: {exc}") from None
+    return _Reader(source).config(data)
+
+
+class _Reader:
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def fail(self, key: str, reason: str) -> ConfigError:
+        return ConfigError(self.source, key, reason)
+
+    def config(self, data: dict[str, Any]) -> Config:
+        self.only(data, {"director", "virtual_server", "vrrp"}, "")
+        director = data.get("director")
+        if not isinstance(director, dict):
+            raise self.fail("director", "missing [director] table")
+        self.only(director, _DIRECTOR_KEYS, "director.")
+        interface = self.string(director, "interface", "director.interface", required=True)
+        control = self.string(director, "control_socket", "director.control_socket")
+        inside = self.string(director, "inside_interface", "director.inside_interface")
+        limit = self.integer(director, "max_connections", "director.max_connections", 0, 0,
+                             2**40)
+        workers = self.integer(director, "workers", "director.workers", 1, 1, MAX_WORKERS)
+        sync_interface = ""
+        if self.flag(director, "sync_daemon", "director", False):
+            sync_interface = (self.string(director, "sync_interface", "director.sync_interface")
+                              or interface)
+        else:
+            for key in ("sync_interface", "syncid"):
+                if key in director:
+                    raise self.fail(f"director.{key}", "needs sync_daemon = true")
+        syncid = self.integer(director, "syncid", "director.syncid", 0, 0, 255)
+        services = data.get("virtual_server", [])
+        if not isinstance(services, list):
+            raise self.fail("virtual_server", "must be an array of tables [[virtual_server]]")
+        config = Config(interface=interface, control_socket=control or DEFAULT_CONTROL_SOCKET,
+                        inside_interface=inside or interface, max_connections=limit,
+                        workers=workers, sync_interface=sync_interface, syncid=syncid,
+                        source=self.source)
+        seen: set[tuple[int, int, int]] = set()
+        for i, raw in enumerate(services):
+            service = self.service(raw, f"virtual_server[{i}]")
+            if service.key in seen:
+                raise self.fail(f"virtual_server[{i}].address",
+                                f"duplicate service {service.protocol} {service.endpoint}")
+            seen.add(service.key)
+            config.services.append(service)
+            health = self.health(raw, f"virtual_server[{i}]", service)
+            if health is not None:
+                config.health.append(health)
+        if "vrrp" in data:
+            config.vrrp = self.vrrp(data["vrrp"], interface)
+            if not config.services:
+                raise self.fail("vrrp", "needs at least one virtual_server: its address is "
+                                "what VRRP moves")
+        return config
+
+    def only(self, table: dict[str, Any], allowed: set[str], prefix: str) -> None:
+        for key in table:
+            if key not in allowed:
+                allowed_text = ", ".join(sorted(allowed))
+                raise self.fail(prefix + key, f"unknown key (allowed: {allowed_text})")
+
+    def string(self, table: dict[str, Any], key: str, path: str, required: bool = False) -> str:
+        if key not in table:
+            if required:
+                raise self.fail(path, "missing")
+            return ""
+        value = table[key]
+        if not isinstance(value, str) or not value:
+            raise self.fail(path, f"must be a non-empty string, not {value!r}")
+        return value
+
+    def integer(self, table: dict[str, Any], key: str, path: str, default: int, lo: int,
+                hi: int) -> int:
+        value = table.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.fail(path, f"must be an integer, not {value!r}")
+        if not lo <= value <= hi:
+            raise self.fail(path, f"{value} is out of range {lo}..{hi}")
+        return value
+
+    def endpoint(self, text: str, path: str, default_port: int | None) -> tuple[str, int]:
+        host, sep, port_text = text.rpartition(":")
+        if not sep:
+            host, port_text = text, ""
+        try:
+            address = str(ipaddress.IPv4Address(host))
+        except ValueError:
+            raise self.fail(path, f"{text!r} is not an IPv4 address[:port]") from None
+        if not port_text:
+            if default_port is None:
+                raise self.fail(path, f"{text!r} needs a port (ADDRESS:PORT)")
+            return address, default_port
+        if not port_text.isdigit() or not 0 < int(port_text) <= 65535:
+            raise self.fail(path, f"port {port_text!r} is not in 1..65535")
+        return address, int(port_text)
+
+    def forward(self, table: dict[str, Any], path: str, default: str) -> str:
+        method = self.string(table, "forward", path) or default
+        if method not in ("dr", "nat", "tun"):
+            raise self.fail(path, f"unknown forwarding method {method!r} (dr, nat or tun)")
+        if method not in IMPLEMENTED_FORWARDS or method not in forwarders.REGISTRY:
+            raise self.fail(path, f"forwarding method {method!r} is not supported by this version")
+        return method
+
+    def service(self, raw: Any, path: str) -> VirtualService:
+        if not isinstance(raw, dict):
+            raise self.fail(path, "must be a table")
+        self.only(raw, _SERVICE_KEYS, path + ".")
+        address, port = self.endpoint(self.string(raw, "address", path + ".address", True),
+                                      path + ".address", None)
+        protocol = self.string(raw, "protocol", path + ".protocol") or "tcp"
+        if protocol not in PROTO_NUMBERS:
+            raise self.fail(path + ".protocol", f"unknown protocol {protocol!r} (tcp or udp)")
+        scheduler = self.scheduler(raw, path)
+        forward = self.forward(raw, path + ".forward", "dr")
+        timeout, netmask = self.persistence(raw, path)
+        service = VirtualService(protocol, address, port, scheduler, forward, timeout, netmask)
+        servers = raw.get("real_server", [])
+        if not isinstance(servers, list):
+            raise self.fail(path + ".real_server", "must be an array of tables")
+        for i, server_raw in enumerate(servers):
+            server = self.server(server_raw, f"{path}.real_server[{i}]", service)
+            if service.find_real_server(server.address, server.port):
+                raise self.fail(f"{path}.real_server[{i}].address",
+                                f"duplicate real server {server.endpoint}")
+            # config order is the order ipvsadm -a would run: each new one goes to the head
+            service.add_real_server(server)
+        return service
+
+    def scheduler(self, raw: dict[str, Any], path: str) -> Scheduler:
+        name = self.string(raw, "scheduler", path + ".scheduler") or DEFAULT_SCHEDULER
+        flags = raw.get("scheduler_flags", [])
+        if not isinstance(flags, list) or not all(isinstance(f, str) for f in flags):
+            raise self.fail(path + ".scheduler_flags", "must be a list of strings")
+        try:
+            cls = schedulers.get(name)
+        except schedulers.UnknownScheduler as exc:
+            raise self.fail(path + ".scheduler", str(exc)) from None
+        try:
+            scheduler = cls(flags)
+        except ValueError as exc:
+            raise self.fail(path + ".scheduler_flags", str(exc)) from None
+        scheduler.spec = name
+        return scheduler
+
+    def persistence(self, raw: dict[str, Any], path: str) -> tuple[int, str]:
+        """ipvsadm -p [T] and -M MASK; ``persistence_timeout = true`` is -p alone (360 s)."""
+        if raw.get("persistence_timeout") is True:
+            timeout = DEFAULT_PERSISTENCE
+        else:
+            timeout = self.integer(raw, "persistence_timeout", path + ".persistence_timeout", 0,
+                                   0, MAX_PERSISTENCE)
+        netmask = self.string(raw, "persistence_netmask", path + ".persistence_netmask")
+        if netmask and not timeout:
+            raise self.fail(path + ".persistence_netmask",
+                            "only a persistent service has a netmask (set persistence_timeout)")
+        try:
+            mask = ipaddress.IPv4Network(f"0.0.0.0/{netmask or '255.255.255.255'}").netmask
+        except ValueError:
+            raise self.fail(path + ".persistence_netmask",
+                            f"{netmask!r} is not an IPv4 netmask") from None
+        return timeout, str(mask)
+
+    def server(self, raw: Any, path: str, service: VirtualService) -> RealServer:
+        if not isinstance(raw, dict):
+            raise self.fail(path, "must be a table")
+        self.only(raw, _SERVER_KEYS, path + ".")
+        address, port = self.endpoint(self.string(raw, "address", path + ".address", True),
+                                      path + ".address", service.port)
+        forward = self.forward(raw, path + ".forward", service.forward)
+        if forward != "nat" and port != service.port:
+            raise self.fail(path + ".address", f"port {port} differs from the service port "
+                            f"{service.port}; only nat can map ports (ipvsadm forces the "
+                            "service port for dr and tun)")
+        weight = self.integer(raw, "weight", path + ".weight", 1, 0, 65535)
+        upper = self.integer(raw, "upper_threshold", path + ".upper_threshold", 0, 0, 2**31 - 1)
+        lower = self.integer(raw, "lower_threshold", path + ".lower_threshold", 0, 0, 2**31 - 1)
+        return RealServer(address, port, weight=weight, forward=forward, upper_threshold=upper,
+                          lower_threshold=lower)
+
+    # -- health checks (keepalived's checkers) -------------------------------------------------
+
+    def health(self, raw: dict[str, Any], path: str, service: VirtualService
+               ) -> ServiceHealth | None:
+        """The service's checks: a real server's own ``check``, else the service's."""
+        default = raw.get("check")
+        servers: list[ServerHealth] = []
+        raw_servers = raw.get("real_server", [])
+        for i, raw_server in enumerate(raw_servers):
+            where = f"{path}.real_server[{i}]"
+            table = raw_server.get("check", default)
+            if table is None:
+                for key in ("notify_up", "notify_down", "alpha", "inhibit_on_failure"):
+                    if key in raw_server:
+                        raise self.fail(f"{where}.{key}", "needs a check (here or on the "
+                                        "service)")
+                continue
+            spec = self.check(table, f"{where}.check" if "check" in raw_server
+                              else f"{path}.check")
+            address, port = self.endpoint(raw_server["address"], where + ".address",
+                                          service.port)
+            live = service.find_real_server(address, port)
+            assert live is not None
+            servers.append(ServerHealth(
+                RealServer(address, port, weight=live.weight, forward=live.forward,
+                           upper_threshold=live.upper_threshold,
+                           lower_threshold=live.lower_threshold), spec,
+                inhibit=self.flag(raw_server, "inhibit_on_failure", where,
+                                  self.flag(raw, "inhibit_on_failure", path, False)),
+                alive=not self.flag(raw_server, "alpha", where, self.flag(raw, "alpha", path,
+                                                                          False)),
+                notify_up=self.string(raw_server, "notify_up", where + ".notify_up"),
+                notify_down=self.string(raw_server, "notify_down", where + ".notify_down")))
+        for key in ("quorum", "hysteresis", "sorry_server"):
+            if key in raw and not servers:
+                raise self.fail(f"{path}.{key}", "needs health checks (a check table)")
+        if not servers:
+            if default is not None:
+                self.check(default, f"{path}.check")
+            return None
+        return ServiceHealth(service.key, f"{service.protocol.upper()} {service.endpoint}",
+                             servers, self.integer(raw, "quorum", path + ".quorum", 1, 1, 2**31),
+                             self.integer(raw, "hysteresis", path + ".hysteresis", 0, 0, 2**31),
+                             self.sorry(raw, path, service))
+
+    def sorry(self, raw: dict[str, Any], path: str, service: VirtualService
+              ) -> tuple[str, int] | None:
+        text = self.string(raw, "sorry_server", path + ".sorry_server")
+        if not text:
+            return None
+        address, port = self.endpoint(text, path + ".sorry_server", service.port)
+        if service.forward != "nat" and port != service.port:
+            raise self.fail(path + ".sorry_server", f"port {port} differs from the service "
+                            f"port {service.port}; only nat can map ports")
+        if service.find_real_server(address, port):
+            raise self.fail(path + ".sorry_server", f"{address}:{port} is also a real server")
+        return address, port
+
+    def flag(self, table: dict[str, Any], key: str, path: str, default: bool) -> bool:
+        value = table.get(key, default)
+        if not isinstance(value, bool):
+            raise self.fail(f"{path}.{key}", f"must be true or false, not {value!r}")
+        return value
+
+    def check(self, table: Any, path: str) -> CheckSpec:
+        if not isinstance(table, dict):
+            raise self.fail(path, "must be a table, e.g. { type = \"tcp\" }")
+        self.only(table, _CHECK_KEYS, path + ".")
+        kind = self.string(table, "type", path + ".type", required=True)
+        if kind not in KINDS:
+            raise self.fail(path + ".type", f"unknown check {kind!r} (tcp, http or misc)")
+        given: dict[str, Any] = {}
+        for key in ("interval", "timeout", "delay_before_retry"):
+            if key in table:
+                given[key] = self.seconds(table, key, f"{path}.{key}", zero=key != "interval"
+                                          and key != "timeout")
+        if "retry" in table:
+            given["retry"] = self.integer(table, "retry", path + ".retry", 1, 0, 1000)
+        if "port" in table:
+            given["port"] = self.integer(table, "port", path + ".port", 0, 1, 65535)
+        if kind == "http":
+            given["path"] = self.string(table, "path", path + ".path") or "/"
+            if not given["path"].startswith("/"):
+                raise self.fail(path + ".path", "must start with /")
+            given["status"] = self.statuses(table.get("status", []), path + ".status")
+        elif {"path", "status"} & table.keys():
+            raise self.fail(path + ".path" if "path" in table else path + ".status",
+                            "only an http check has it")
+        if kind == "misc":
+            given["command"] = self.string(table, "command", path + ".command", required=True)
+        elif "command" in table:
+            raise self.fail(path + ".command", "only a misc check has it")
+        return CheckSpec.with_defaults(kind, **given)
+
+    def seconds(self, table: dict[str, Any], key: str, path: str, zero: bool) -> float:
+        value = table[key]
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self.fail(path, f"must be a number of seconds, not {value!r}")
+        if value < 0 or (value == 0 and not zero) or value > 86400:
+            raise self.fail(path, f"{value} is out of range ({'0' if zero else 'above 0'}.."
+                            "86400 s)")
+        return float(value)
+
+    def statuses(self, value: Any, path: str) -> tuple[int, ...]:
+        codes = [value] if isinstance(value, int) and not isinstance(value, bool) else value
+        if not isinstance(codes, list) or not all(
+                isinstance(c, int) and not isinstance(c, bool) and 100 <= c <= 599 for c in codes):
+            raise self.fail(path, f"must be an HTTP status code or a list of them, not {value!r}")
+        return tuple(codes)
+
+    # -- VRRP (keepalived's vrrp_instance) -----------------------------------------------------
+
+    def vrrp(self, raw: Any, interface: str) -> Vrrp:
+        if not isinstance(raw, dict):
+            raise self.fail("vrrp", "must be a table [vrrp]")
+        self.only(raw, _VRRP_KEYS, "vrrp.")
+        if "virtual_router_id" not in raw:
+            raise self.fail("vrrp.virtual_router_id", "missing (1..255)")
+        vrid = self.integer(raw, "virtual_router_id", "vrrp.virtual_router_id", 0, 1, 255)
+        version = self.integer(raw, "version", "vrrp.version", 2, 2, 3)
+        state = (self.string(raw, "state", "vrrp.state") or "BACKUP").upper()
+        if state not in ("MASTER", "BACKUP"):
+            raise self.fail("vrrp.state", f"must be MASTER or BACKUP, not {raw['state']!r}")
+        preempt = self.flag(raw, "preempt", "vrrp", True)
+        if self.flag(raw, "nopreempt", "vrrp", False):
+            if state == "MASTER":
+                raise self.fail("vrrp.nopreempt", "needs state BACKUP (keepalived's rule)")
+            preempt = False
+        advert = self.seconds(raw, "advert_int", "vrrp.advert_int", zero=False) \
+            if "advert_int" in raw else 1.0
+        if version == 2 and advert != int(advert):
+            raise self.fail("vrrp.advert_int", "VRRPv2 counts whole seconds (use version 3)")
+        if advert > (255 if version == 2 else 40.95):
+            raise self.fail("vrrp.advert_int", f"at most {255 if version == 2 else 40.95} s "
+                            f"in VRRPv{version}")
+        return Vrrp(self.string(raw, "interface", "vrrp.interface") or interface, vrid,
+                    self.integer(raw, "priority", "vrrp.priority", 100, 1, 255), advert, state,
+                    preempt, self.seconds(raw, "preempt_delay", "vrrp.preempt_delay", zero=True)
+                    if "preempt_delay" in raw else 0.0, version,
+                    self.authentication(raw, version), self.peers(raw),
+                    self.address(raw, "unicast_src_ip", "vrrp.unicast_src_ip"))
+
+    def authentication(self, raw: dict[str, Any], version: int) -> str:
+        table = raw.get("authentication")
+        if table is None:
+            return ""
+        if version == 3:
+            raise self.fail("vrrp.authentication", "VRRPv3 has no authentication")
+        if not isinstance(table, dict):
+            raise self.fail("vrrp.authentication", "must be a table { auth_type, auth_pass }")
+        self.only(table, {"auth_type", "auth_pass"}, "vrrp.authentication.")
+        kind = self.string(table, "auth_type", "vrrp.authentication.auth_type") or "PASS"
+        if kind != "PASS":
+            raise self.fail("vrrp.authentication.auth_type", f"only PASS is supported, not "
+                            f"{kind!r}")
+        return self.string(table, "auth_pass", "vrrp.authentication.auth_pass", required=True)
+
+    def peers(self, raw: dict[str, Any]) -> tuple[str, ...]:
+        peers = raw.get("unicast_peers", [])
+        if not isinstance(peers, list):
+            raise self.fail("vrrp.unicast_peers", "must be a list of addresses")
+        return tuple(self.address({"p": p}, "p", f"vrrp.unicast_peers[{i}]")
+                     for i, p in enumerate(peers))
+
+    def address(self, table: dict[str, Any], key: str, path: str) -> str:
+        text = self.string(table, key, path)
+        if text:
+            try:
+                ipaddress.IPv4Address(text)
+            except ValueError:
+                raise self.fail(path, f"{text!r} is not an IPv4 address") from None
+        return text

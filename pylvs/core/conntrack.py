@@ -1,0 +1,345 @@
+"""The connection table: IPVS's TCP/UDP states, transition tables, timeouts and expiry.
+
+A connection binds (protocol, client, virtual address) to one real server. TCP connections move
+through IPVS's state tables (reference §3.2) as data: ``TRANSITIONS[direction][event][state]``.
+DR and TUN connections carry IPVS's NOOUTPUT flag and so use the INPUT-ONLY table; the first
+reply seen (NAT only) clears it. Every packet re-arms the timer with the new state's timeout.
+Active/inactive counting follows Linux ≥ 4.8: ESTABLISHED, SYN_SENT, SYN_RECV and SYNACK are
+active. Time is passed in by the caller (seconds, monotonic), so nothing here reads a clock.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from pylvs.core.model import PROTO_NAMES, RealServer, VirtualService, int_to_ip
+from pylvs.ha.sync import should_sync
+
+if TYPE_CHECKING:
+    from forwarders import NextHop
+
+NONE, ESTABLISHED, SYN_SENT, SYN_RECV, FIN_WAIT, TIME_WAIT, CLOSE, CLOSE_WAIT, LAST_ACK, \
+    LISTEN, SYNACK = range(11)
+UDP_STATE = 11
+
+STATE_NAMES = ("NONE", "ESTABLISHED", "SYN_SENT", "SYN_RECV", "FIN_WAIT", "TIME_WAIT", "CLOSE",
+               "CLOSE_WAIT", "LAST_ACK", "LISTEN", "SYNACK", "UDP")
+ACTIVE_STATES = frozenset({ESTABLISHED, SYN_SENT, SYN_RECV, SYNACK})
+
+DEFAULT_TIMEOUTS = {
+    NONE: 2, ESTABLISHED: 900, SYN_SENT: 120, SYN_RECV: 60, FIN_WAIT: 120, TIME_WAIT: 120,
+    CLOSE: 10, CLOSE_WAIT: 60, LAST_ACK: 30, LISTEN: 120, SYNACK: 120, UDP_STATE: 300,
+}
+NEW_CONNECTION_TIMEOUT = 3
+
+INPUT, OUTPUT, INPUT_ONLY = 0, 1, 2
+EV_SYN, EV_FIN, EV_ACK, EV_RST = range(4)
+
+_COLUMNS = ("NO", "ES", "SS", "SR", "FW", "TW", "CL", "CW", "LA", "LI", "SA")
+_ROW_STATES = dict(zip(_COLUMNS, range(11), strict=True))
+
+
+def _table(*rows: str) -> tuple[tuple[int, ...], ...]:
+    return tuple(tuple(_ROW_STATES[cell] for cell in row.split()) for row in rows)
+
+
+#                 NO ES SS SR FW TW CL CW LA LI SA
+TRANSITIONS = (
+    _table("SR ES ES SR SR SR SR SR SR SR SR",   # INPUT syn
+           "CL CW SS TW TW TW CL CW LA LI TW",   # INPUT fin
+           "ES ES SS ES FW TW CL CW CL LI ES",   # INPUT ack
+           "CL CL CL SR CL CL CL CL LA LI SR"),  # INPUT rst
+    _table("SS ES SS SR SS SS SS SS SS LI SR",   # OUTPUT syn
+           "TW FW SS TW FW TW CL TW LA LI TW",   # OUTPUT fin
+           "ES ES SS ES FW TW CL CW LA ES ES",   # OUTPUT ack
+           "CL CL SS CL CL TW CL CL CL CL CL"),  # OUTPUT rst
+    _table("SR ES ES SR SR SR SR SR SR SR SR",   # INPUT-ONLY syn
+           "CL FW SS TW FW TW CL CW LA LI TW",   # INPUT-ONLY fin
+           "ES ES SS ES FW TW CL CW CL LI ES",   # INPUT-ONLY ack
+           "CL CL CL SR CL CL CL CL LA LI CL"),  # INPUT-ONLY rst
+)
+
+_FIN, _SYN, _RST, _ACK = 0x01, 0x02, 0x04, 0x10
+
+
+def tcp_event(flags: int) -> int | None:
+    """IPVS's tcp_state_idx: RST wins, then SYN, FIN, ACK; None for none of them."""
+    if flags & _RST:
+        return EV_RST
+    if flags & _SYN:
+        return EV_SYN
+    if flags & _FIN:
+        return EV_FIN
+    if flags & _ACK:
+        return EV_ACK
+    return None
+
+
+def next_tcp_state(direction: int, flags: int, state: int) -> int:
+    event = tcp_event(flags)
+    if event is None:
+        return CLOSE
+    return TRANSITIONS[direction][event][state]
+
+
+class Timeouts:
+    """The per-state timeouts; ipvsadm --set changes only tcp, tcpfin and udp."""
+
+    __slots__ = ("by_state",)
+
+    def __init__(self) -> None:
+        self.by_state = dict(DEFAULT_TIMEOUTS)
+
+    def set(self, tcp: int = 0, tcpfin: int = 0, udp: int = 0) -> None:
+        if tcp:
+            self.by_state[ESTABLISHED] = tcp
+        if tcpfin:
+            self.by_state[FIN_WAIT] = tcpfin
+        if udp:
+            self.by_state[UDP_STATE] = udp
+
+    def triple(self) -> tuple[int, int, int]:
+        s = self.by_state
+        return s[ESTABLISHED], s[FIN_WAIT], s[UDP_STATE]
+
+
+KEY = struct.Struct("!IIHH")
+FlowTuple = tuple[int, int, int, int, int]
+"""(proto, client address, client port, vip, vport)."""
+
+
+def pack_key(caddr: int, cport: int, vaddr: int, vport: int) -> bytes:
+    """The 12 bytes a frame carries at its IP source: saddr, daddr, sport, dport."""
+    return KEY.pack(caddr, vaddr, cport, vport)
+
+
+class Connection:
+    """One tracked connection. Its key is the 12 bytes of the client's frames at the IP source
+    address (saddr daddr sport dport), so a frame's own bytes find it and it costs little."""
+
+    __slots__ = ("proto", "key12", "server", "service", "state", "expires", "active",
+                 "nooutput", "forward", "return_hop", "template", "in_pkts", "synced_state")
+
+    def __init__(self, proto: int, key12: bytes, service: VirtualService, server: RealServer,
+                 expires: float) -> None:
+        self.proto = proto
+        self.key12 = key12
+        self.service = service
+        self.server = server
+        self.forward = server.forward
+        self.state = NONE if proto == 6 else UDP_STATE
+        self.expires = expires
+        self.active = False
+        self.nooutput = server.forward != "nat"
+        self.return_hop: NextHop | None = None
+        self.template: Template | None = None
+        self.in_pkts = 0
+        """Packets from the client, counted while a sync daemon sends (IPVS's cp->in_pkts)."""
+        self.synced_state = NONE
+        """The state last sent to the backups (IPVS's cp->old_state)."""
+
+    @property
+    def caddr(self) -> int:
+        return KEY.unpack(self.key12)[0]
+
+    @property
+    def vaddr(self) -> int:
+        return KEY.unpack(self.key12)[1]
+
+    @property
+    def cport(self) -> int:
+        return KEY.unpack(self.key12)[2]
+
+    @property
+    def vport(self) -> int:
+        return KEY.unpack(self.key12)[3]
+
+    @property
+    def key(self) -> FlowTuple:
+        caddr, vaddr, cport, vport = KEY.unpack(self.key12)
+        return self.proto, caddr, cport, vaddr, vport
+
+    @property
+    def reply_key12(self) -> bytes:
+        """A NAT reply's 12 bytes: real server, client, its port, client port."""
+        caddr, _, cport, _ = KEY.unpack(self.key12)
+        return KEY.pack(self.server.ip, caddr, self.server.port, cport)
+
+    def row(self, now: float) -> str:
+        """One line of ipvsadm -Lnc: "%-3s %-6s %-11s %-18s %-18s %s"."""
+        caddr, vaddr, cport, vport = KEY.unpack(self.key12)
+        left = max(0, int(self.expires - now))
+        expire = f"{left // 60:02d}:{left % 60:02d}"
+        return "%-3s %-6s %-11s %-18s %-18s %s" % (
+            PROTO_NAMES[self.proto], expire, STATE_NAMES[self.state],
+            f"{int_to_ip(caddr)}:{cport}", f"{int_to_ip(vaddr)}:{vport}",
+            self.server.endpoint)
+
+
+TemplateKey = tuple[int, int, int, int]
+"""(proto, client address & persistence netmask, vip, vport)."""
+
+
+class Template:
+    """A persistence template (ip_vs_sched_persist): the client's network keeps its server.
+
+    It controls the connections made through it and cannot expire while it controls one: its
+    timer is re-armed for 60 s instead. State NONE, ASSURED once a controlled connection is
+    established (TCP) or answered (UDP)."""
+
+    __slots__ = ("key", "proto", "caddr", "vaddr", "vport", "service", "server", "expires",
+                 "controls", "assured")
+
+    def __init__(self, key: TemplateKey, service: VirtualService, server: RealServer,
+                 expires: float) -> None:
+        self.key = key
+        self.proto, self.caddr, self.vaddr, self.vport = key
+        self.service, self.server, self.expires = service, server, expires
+        self.controls = 0
+        self.assured = False
+
+    def row(self, now: float) -> str:
+        left = max(0, int(self.expires - now))
+        return "%-3s %-6s %-11s %-18s %-18s %s" % (
+            PROTO_NAMES[self.proto], f"{left // 60:02d}:{left % 60:02d}",
+            "ASSURED" if self.assured else "NONE", f"{int_to_ip(self.caddr)}:0",
+            f"{int_to_ip(self.vaddr)}:{self.vport}", self.server.endpoint)
+
+
+CONTROLLING_REARM = 60
+
+
+class ConnectionTable:
+    """Connections by (proto, client ip, client port, vip, vport), with IPVS's counting rules."""
+
+    def __init__(self, timeouts: Timeouts | None = None) -> None:
+        self.timeouts = timeouts or Timeouts()
+        self.by_proto: dict[int, dict[bytes, Connection]] = {6: {}, 17: {}}
+        self.replies: dict[int, dict[bytes, Connection]] = {6: {}, 17: {}}
+        self.templates: dict[TemplateKey, Template] = {}
+        self.max_connections = 0
+        """0: no bound; else new connections beyond it are refused (IPVS's defence)."""
+        self.outbox: list[Connection] | None = None
+        """While a sync daemon sends: the connections due to go to the backups (pylvs.ha.sync)."""
+
+    def __len__(self) -> int:
+        by_proto = self.by_proto
+        return len(by_proto[6]) + len(by_proto[17])
+
+    def __iter__(self) -> Iterator[Connection]:
+        for entries in self.by_proto.values():
+            yield from list(entries.values())
+
+    def get(self, key: FlowTuple) -> Connection | None:
+        proto, caddr, cport, vaddr, vport = key
+        entries = self.by_proto.get(proto)
+        return None if entries is None else entries.get(pack_key(caddr, cport, vaddr, vport))
+
+    def get_reply(self, key: FlowTuple) -> Connection | None:
+        """By a reply's (proto, real server, its port, client, client port)."""
+        proto, raddr, rport, caddr, cport = key
+        replies = self.replies.get(proto)
+        return None if replies is None else replies.get(KEY.pack(raddr, caddr, rport, cport))
+
+    def full(self) -> bool:
+        limit = self.max_connections
+        return bool(limit) and len(self.by_proto[6]) + len(self.by_proto[17]) >= limit
+
+    def create(self, key: FlowTuple, service: VirtualService, server: RealServer,
+               now: float) -> Connection:
+        """ip_vs_conn_new: state NONE, a 3 s timer, counted inactive until a state says else."""
+        proto, caddr, cport, vaddr, vport = key
+        conn = Connection(proto, pack_key(caddr, cport, vaddr, vport), service, server,
+                          now + NEW_CONNECTION_TIMEOUT)
+        server.bind(active=False)
+        server.stats.conns += 1
+        service.stats.conns += 1
+        self.by_proto[proto][conn.key12] = conn
+        if conn.forward == "nat":
+            self.replies[proto][conn.reply_key12] = conn
+        return conn
+
+    def get_template(self, key: TemplateKey) -> Template | None:
+        return self.templates.get(key)
+
+    def create_template(self, key: TemplateKey, service: VirtualService, server: RealServer,
+                        now: float) -> Template:
+        template = Template(key, service, server, now + service.persistence_timeout)
+        server.persistconns += 1
+        self.templates[key] = template
+        return template
+
+    def remove_template(self, template: Template) -> None:
+        if self.templates.get(template.key) is template:
+            del self.templates[template.key]
+            template.server.persistconns -= 1
+
+    def attach(self, conn: Connection, template: Template) -> None:
+        """ip_vs_control_add; using the template re-arms it, as ip_vs_conn_put does."""
+        conn.template = template
+        template.controls += 1
+
+    def count_in(self, conn: Connection) -> None:
+        """After update() of a client's packet while a sync daemon sends: IPVS's in_pkts, and
+        the connection into the outbox when the kernel's rule says it is due."""
+        conn.in_pkts += 1
+        state = conn.state if conn.proto == 6 else 0  # UDP travels as IPVS's state 0
+        if should_sync(conn.proto, conn.synced_state, state, conn.in_pkts):
+            conn.synced_state = state
+            self.outbox.append(conn)  # type: ignore[union-attr]
+
+    def update(self, conn: Connection, direction: int, tcp_flags: int, now: float) -> None:
+        """Run the state machine for one packet and re-arm the timer."""
+        if conn.proto != 6:
+            conn.expires = now + self.timeouts.by_state[UDP_STATE]
+            if direction == OUTPUT and conn.template is not None:
+                conn.template.assured = True
+            return
+        if conn.nooutput:
+            if direction == OUTPUT:
+                conn.nooutput = False
+            else:
+                direction = INPUT_ONLY
+        state = next_tcp_state(direction, tcp_flags, conn.state)
+        if state != conn.state:
+            active = state in ACTIVE_STATES
+            conn.server.set_active(conn.active, active)
+            conn.active = active
+            conn.state = state
+            if state == ESTABLISHED and conn.template is not None:
+                conn.template.assured = True
+        conn.expires = now + self.timeouts.by_state[state]
+
+    def remove(self, conn: Connection) -> None:
+        del self.by_proto[conn.proto][conn.key12]
+        if conn.forward == "nat":
+            replies = self.replies[conn.proto]
+            if replies.get(conn.reply_key12) is conn:
+                del replies[conn.reply_key12]
+        if conn.template is not None:
+            conn.template.controls -= 1
+        conn.server.unbind(conn.active)
+
+    def expire(self, now: float) -> int:
+        """Drop every connection whose timer ran out; returns how many."""
+        dead = [c for entries in self.by_proto.values() for c in entries.values()
+                if c.expires <= now]
+        for conn in dead:
+            self.remove(conn)
+        gone = 0
+        for template in [t for t in self.templates.values() if t.expires <= now]:
+            if template.controls > 0:
+                template.expires = now + CONTROLLING_REARM
+            else:
+                self.remove_template(template)
+                gone += 1
+        return len(dead) + gone
+
+    def listing(self) -> list[Connection | Template]:
+        """What ipvsadm -Lnc lists: connections and persistence templates."""
+        return [*self, *self.templates.values()]
+
+    def rows(self, now: float) -> list[str]:
+        return [entry.row(now) for entry in self.listing()]

@@ -1,0 +1,56 @@
+"""Software segmentation of TCP super-frames (what GSO would have done on the wire).
+
+A local sender with TSO/GSO on hands the packet tap TCP frames of up to 64 KB; they cannot be
+transmitted as they are. This splits one into frames that fit the MTU: each copy of the IP and
+TCP headers gets its own total length, IP ID and sequence number; CWR stays on the first segment,
+FIN and PSH move to the last. IP checksums are recomputed here; the TCP checksums are left for the
+caller to complete, as for any frame whose checksum the sender left partial.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from pylvs.core.packet import ETH_HLEN, ip_header_checksum
+
+_FIN, _PSH, _CWR = 0x01, 0x08, 0x80
+
+
+def needs_segmenting(frame: bytes | bytearray | memoryview, mtu: int) -> bool:
+    return len(frame) > ETH_HLEN + mtu
+
+
+def segment_tcp(frame: bytes | bytearray | memoryview, mtu: int) -> list[bytearray]:
+    """Split an Ethernet/IPv4/TCP frame longer than the MTU; [] if it is not such a frame."""
+    l3 = ETH_HLEN
+    if len(frame) < l3 + 40 or frame[l3 - 2:l3] != b"\x08\x00" or frame[l3 + 9] != 6:
+        return []
+    ihl = (frame[l3] & 0x0F) * 4
+    total = struct.unpack_from("!H", frame, l3 + 2)[0] or len(frame) - l3  # TSO may leave 0
+    l4 = l3 + ihl
+    if ihl < 20 or l4 + 20 > len(frame):
+        return []
+    thl = (frame[l4 + 12] >> 4) * 4
+    data_start = l4 + thl
+    end = min(len(frame), l3 + total)
+    mss = mtu - ihl - thl
+    if thl < 20 or data_start > end or mss <= 0:
+        return []
+    ip_id = struct.unpack_from("!H", frame, l3 + 4)[0]
+    seq = struct.unpack_from("!I", frame, l4 + 4)[0]
+    flags = frame[l4 + 13]
+    headers = bytes(frame[:data_start])
+    out: list[bytearray] = []
+    for i, start in enumerate(range(data_start, end, mss)):
+        chunk = frame[start:min(start + mss, end)]
+        seg = bytearray(headers)
+        seg += chunk
+        last = start + mss >= end
+        struct.pack_into("!HH", seg, l3 + 2, ihl + thl + len(chunk), (ip_id + i) & 0xFFFF)
+        struct.pack_into("!I", seg, l4 + 4, (seq + start - data_start) & 0xFFFFFFFF)
+        seg_flags = flags if i == 0 else flags & ~_CWR
+        seg[l4 + 13] = seg_flags if last else seg_flags & ~(_FIN | _PSH)
+        struct.pack_into("!H", seg, l3 + 10, 0)
+        struct.pack_into("!H", seg, l3 + 10, ip_header_checksum(seg, l3))
+        out.append(seg)
+    return out

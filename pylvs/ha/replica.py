@@ -1,0 +1,67 @@
+"""A director's connections in sync messages and back (sans-IO): what a master sends of a
+connection, and how a backup installs what it received, as IPVS's ip_vs_proc_conn does.
+
+A backup creates the connection for its own real server (whose forwarding method stands) with
+the state, NOOUTPUT and timeout it was sent (0: the state's own), and counts it active or
+inactive as IPVS does; a connection it has already is brought up to date. One whose service or
+real server the backup does not have is skipped and counted, as the kernel does. Persistence
+templates are not sent (pylvs keeps them per director).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from pylvs.core.conntrack import ACTIVE_STATES, UDP_STATE, Connection, Timeouts
+from pylvs.core.director import Director
+from pylvs.core.model import int_to_ip, ip_to_int
+from pylvs.ha import sync
+
+FORWARD_FLAGS = {"nat": sync.IP_VS_CONN_F_MASQ, "tun": sync.IP_VS_CONN_F_TUNNEL,
+                 "dr": sync.IP_VS_CONN_F_DROUTE}
+
+
+def to_wire(conn: Connection, timeouts: Timeouts) -> sync.SyncConn:
+    """ip_vs_sync_conn's entry: the state's whole timeout, as the kernel sends cp->timeout."""
+    flags = FORWARD_FLAGS[conn.forward]
+    if conn.nooutput:
+        flags |= sync.IP_VS_CONN_F_NOOUTPUT
+    if not conn.active:
+        flags |= sync.IP_VS_CONN_F_INACTIVE
+    state = conn.state if conn.proto == 6 else sync.IP_VS_UDP_S_NORMAL
+    return sync.SyncConn(conn.proto, int_to_ip(conn.caddr), conn.cport, int_to_ip(conn.vaddr),
+                         conn.vport, conn.server.address, conn.server.port, state, flags,
+                         timeouts.by_state[conn.state])
+
+
+def install(director: Director, entries: list[sync.SyncConn], now: float) -> Counter[str]:
+    """Create or refresh the backup's connections; returns what happened, counted."""
+    counts: Counter[str] = Counter()
+    table = director.table
+    for entry in entries:
+        service = director.services.get((entry.protocol, ip_to_int(entry.vaddr), entry.vport))
+        server = None if service is None else service.find_real_server(entry.daddr,
+                                                                      entry.dport)
+        if service is None or server is None:
+            counts["unknown_destination"] += 1
+            continue
+        state = entry.state if entry.protocol == 6 else UDP_STATE
+        key = (entry.protocol, ip_to_int(entry.caddr), entry.cport, ip_to_int(entry.vaddr),
+               entry.vport)
+        conn = table.get(key)
+        if conn is None or conn.server is not server:
+            if conn is not None:
+                table.remove(conn)
+            if table.full():
+                counts["table_full"] += 1
+                continue
+            conn = table.create(key, service, server, now)
+            counts["created"] += 1
+        else:
+            counts["refreshed"] += 1
+        active = state in ACTIVE_STATES
+        server.set_active(conn.active, active)
+        conn.active, conn.state, conn.synced_state = active, state, entry.state
+        conn.nooutput = bool(entry.flags & sync.IP_VS_CONN_F_NOOUTPUT)
+        conn.expires = now + (entry.timeout or table.timeouts.by_state[state])
+    return counts

@@ -1,0 +1,469 @@
+"""VRRP for IPv4: advertisements on the wire (v2, RFC 3768; v3, RFC 5798) and the state machine.
+
+Sans-IO: nothing here opens a socket, starts a thread or reads a clock. ``Advert`` encodes and
+decodes the VRRP message (the IP payload), ``ip_packet``/``advert_frame``/``garp_frame`` wrap it
+for a raw or packet socket, and ``Router`` is one virtual router instance that is told the time
+(``now``, in seconds) and answers with ``Action``s for its caller to carry out.
+
+Behaviour follows keepalived where the RFCs leave room: v2 packets always carry the 8 bytes of
+authentication data (zeros without a password), the v3 checksum covers an IPv4 pseudo-header, a
+master answers a lower-priority advert with its own advert and a burst of gratuitous ARPs, bursts
+of ``garp_master_repeat`` are sent on becoming master and again ``garp_master_delay`` seconds on,
+and a priority-0 advert is sent only when a master stops, not when it is pre-empted.
+"""
+
+from __future__ import annotations
+
+import bisect
+import ipaddress
+import math
+import struct
+from collections import Counter
+from dataclasses import dataclass
+from enum import StrEnum
+
+from pylvs.core.packet import checksum
+
+IPPROTO_VRRP = 112
+VRRP_GROUP = "224.0.0.18"
+VRRP_TTL = 255
+VRRP_TOS = 0xC0  # internetwork control, as keepalived sends
+GROUP_MAC = bytes.fromhex("01005e000012")
+BROADCAST_MAC = b"\xff" * 6
+ADVERTISEMENT = 1
+AUTH_NONE, AUTH_PASS = 0, 1
+AUTH_LEN = 8
+OWNER_PRIORITY = 255
+STOP_PRIORITY = 0
+
+_V2_HEAD = struct.Struct("!BBBBBBH")
+_V3_HEAD = struct.Struct("!BBBBHH")
+_IP_HEAD = struct.Struct("!BBHHHBBH4s4s")
+_ARP = struct.Struct("!HHBBH6s4s6s4s")
+
+
+class VrrpError(ValueError):
+    """An advertisement that must be discarded, and why."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _packed(address: str) -> bytes:
+    return ipaddress.IPv4Address(address).packed
+
+
+def _pad_auth(auth: bytes) -> bytes:
+    """keepalived's PASS: the first 8 bytes of the password, zero-padded; none stays empty."""
+    return auth[:AUTH_LEN].ljust(AUTH_LEN, b"\x00") if auth else b""
+
+
+def _centiseconds(interval: float) -> int:
+    value = round(interval * 100)
+    if not math.isclose(value, interval * 100, abs_tol=1e-6) or not 0 <= value <= 0xFFF:
+        raise ValueError(f"a VRRPv3 interval is 0 to 40.95 s in centiseconds, not {interval}")
+    return value
+
+
+def _whole_seconds(interval: float) -> int:
+    if interval != int(interval) or not 0 <= interval <= 255:
+        raise ValueError(f"a VRRPv2 interval is 0 to 255 whole seconds, not {interval}")
+    return int(interval)
+
+
+def _pseudo_header(src_ip: str, dst_ip: str, length: int) -> bytes:
+    return _packed(src_ip) + _packed(dst_ip) + struct.pack("!BBH", 0, IPPROTO_VRRP, length)
+
+
+@dataclass(frozen=True)
+class Advert:
+    """One VRRP advertisement; ``auth`` (v2 only) is the password, empty for none."""
+
+    version: int
+    vrid: int
+    priority: int
+    interval: float
+    addresses: tuple[str, ...] = ()
+    auth: bytes = b""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "addresses", tuple(self.addresses))
+        object.__setattr__(self, "auth", _pad_auth(bytes(self.auth)))
+        if self.version not in (2, 3):
+            raise ValueError(f"VRRP version {self.version} (2 or 3)")
+        if not (0 <= self.vrid <= 255 and 0 <= self.priority <= 255):
+            raise ValueError("VRID and priority are single bytes")
+        if len(self.addresses) > 255:
+            raise ValueError("at most 255 addresses in one advertisement")
+        if self.version == 3 and self.auth:
+            raise ValueError("VRRPv3 has no authentication")
+        for address in self.addresses:
+            _packed(address)
+        if self.version == 2:
+            _whole_seconds(self.interval)
+        else:
+            _centiseconds(self.interval)
+
+    def encode(self, src_ip: str, dst_ip: str = VRRP_GROUP) -> bytes:
+        """The VRRP message (the IP payload) with its checksum; v3 sums a pseudo-header too."""
+        addresses = b"".join(_packed(a) for a in self.addresses)
+        if self.version == 2:
+            auth_type = AUTH_PASS if self.auth else AUTH_NONE
+            head = _V2_HEAD.pack(0x21, self.vrid, self.priority, len(self.addresses), auth_type,
+                                 _whole_seconds(self.interval), 0)
+            body = addresses + (self.auth or bytes(AUTH_LEN))
+            value = checksum(head + body)
+        else:
+            head = _V3_HEAD.pack(0x31, self.vrid, self.priority, len(self.addresses),
+                                 _centiseconds(self.interval), 0)
+            body = addresses
+            length = len(head) + len(body)
+            value = checksum(_pseudo_header(src_ip, dst_ip, length) + head + body)
+        return head[:6] + struct.pack("!H", value) + body
+
+    @classmethod
+    def decode(cls, payload: bytes, src_ip: str, ttl: int, dst_ip: str = VRRP_GROUP) -> Advert:
+        """Check an advertisement as RFC 3768 §7.1 / RFC 5798 §7.1 ask; VrrpError if it fails.
+
+        Authentication and the advert interval are the receiving router's business: see Router.
+        """
+        payload = bytes(payload)
+        if ttl != VRRP_TTL:
+            raise VrrpError(f"TTL {ttl}, expected {VRRP_TTL}")
+        if len(payload) < 8:
+            raise VrrpError(f"truncated: {len(payload)} bytes, a header is 8")
+        version, kind = payload[0] >> 4, payload[0] & 0x0F
+        if version not in (2, 3):
+            raise VrrpError(f"version {version}, expected 2 or 3")
+        if kind != ADVERTISEMENT:
+            raise VrrpError(f"type {kind}, expected {ADVERTISEMENT} (advertisement)")
+        count = payload[3]
+        expected = 8 + 4 * count + (AUTH_LEN if version == 2 else 0)
+        if len(payload) < expected:
+            raise VrrpError(f"truncated: {len(payload)} bytes, {count} addresses need {expected}")
+        if len(payload) > expected:
+            raise VrrpError(f"address count {count} does not match length {len(payload)}")
+        addresses = tuple(str(ipaddress.IPv4Address(payload[i:i + 4]))
+                          for i in range(8, 8 + 4 * count, 4))
+        if version == 2:
+            return cls._decode_v2(payload, addresses)
+        if checksum(_pseudo_header(src_ip, dst_ip, len(payload)) + payload):
+            raise VrrpError("bad VRRPv3 checksum")
+        interval = (struct.unpack_from("!H", payload, 4)[0] & 0x0FFF) / 100
+        return cls(3, payload[1], payload[2], interval, addresses)
+
+    @classmethod
+    def _decode_v2(cls, payload: bytes, addresses: tuple[str, ...]) -> Advert:
+        if checksum(payload):
+            raise VrrpError("bad VRRPv2 checksum")
+        auth_type = payload[4]
+        if auth_type not in (AUTH_NONE, AUTH_PASS):
+            raise VrrpError(f"auth type {auth_type}, expected 0 (none) or 1 (password)")
+        auth = payload[-AUTH_LEN:] if auth_type == AUTH_PASS else b""
+        return cls(2, payload[1], payload[2], float(payload[5]), addresses, auth)
+
+
+def ip_packet(payload: bytes, src_ip: str, dst_ip: str = VRRP_GROUP, ident: int = 0) -> bytes:
+    """The IPv4 datagram keepalived sends: TOS 0xC0, TTL 255, protocol 112, no fragmenting."""
+    head = _IP_HEAD.pack(0x45, VRRP_TOS, 20 + len(payload), ident & 0xFFFF, 0, VRRP_TTL,
+                         IPPROTO_VRRP, 0, _packed(src_ip), _packed(dst_ip))
+    return head[:10] + struct.pack("!H", checksum(head)) + head[12:] + payload
+
+
+def parse_packet(packet: bytes) -> tuple[Advert, str]:
+    """An IPv4 datagram (no Ethernet header) to its advertisement and source address."""
+    packet = bytes(packet)
+    if len(packet) < 20:
+        raise VrrpError(f"truncated: {len(packet)} bytes, an IP header is 20")
+    vihl, _tos, total, _id, frag, ttl, proto, _sum, src, dst = _IP_HEAD.unpack_from(packet)
+    ihl = (vihl & 0x0F) * 4
+    if vihl >> 4 != 4 or ihl < 20 or len(packet) < ihl:
+        raise VrrpError("not an IPv4 header")
+    if checksum(packet[:ihl]):
+        raise VrrpError("bad IP header checksum")
+    if proto != IPPROTO_VRRP:
+        raise VrrpError(f"IP protocol {proto}, expected {IPPROTO_VRRP}")
+    if frag & 0x3FFF:
+        raise VrrpError("IP fragment")
+    if not ihl <= total <= len(packet):
+        raise VrrpError(f"IP total length {total} of a {len(packet)}-byte packet")
+    source, destination = str(ipaddress.IPv4Address(src)), str(ipaddress.IPv4Address(dst))
+    return Advert.decode(packet[ihl:total], source, ttl, destination), source
+
+
+def advert_frame(src_mac: bytes, packet: bytes) -> bytes:
+    """Ethernet to 01:00:5e:00:00:12 (224.0.0.18) from the interface's own MAC (no use_vmac)."""
+    return GROUP_MAC + bytes(src_mac) + b"\x08\x00" + bytes(packet)
+
+
+def garp_frame(mac: bytes, ip: str) -> bytes:
+    """keepalived's gratuitous ARP: a broadcast request, sender = target = ip, tha all-ones."""
+    mac = bytes(mac)
+    arp = _ARP.pack(1, 0x0800, 6, 4, 1, mac, _packed(ip), BROADCAST_MAC, _packed(ip))
+    return BROADCAST_MAC + mac + b"\x08\x06" + arp
+
+
+class State(StrEnum):
+    INIT = "INIT"
+    BACKUP = "BACKUP"
+    MASTER = "MASTER"
+    STOP = "STOP"
+
+
+@dataclass(frozen=True)
+class SendAdvert:
+    priority: int
+
+
+@dataclass(frozen=True)
+class AddVips:
+    pass
+
+
+@dataclass(frozen=True)
+class RemoveVips:
+    pass
+
+
+@dataclass(frozen=True)
+class SendGarps:
+    """``count`` gratuitous ARPs for each VIP."""
+
+    count: int
+
+
+@dataclass(frozen=True)
+class StateChange:
+    old: State
+    new: State
+
+
+Action = SendAdvert | AddVips | RemoveVips | SendGarps | StateChange
+
+
+@dataclass(frozen=True)
+class RouterConfig:
+    """One vrrp_instance; ``source_ip`` is the primary address, sent from and compared on ties."""
+
+    vrid: int
+    source_ip: str
+    vips: tuple[str, ...] = ()
+    priority: int = 100
+    interval: float = 1.0
+    version: int = 2
+    initial_state: State = State.BACKUP
+    preempt: bool = True
+    preempt_delay: float = 0.0
+    auth: bytes = b""
+    garp_master_repeat: int = 5
+    garp_master_delay: float = 5.0
+    down_timer_adverts: int = 3
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "vips", tuple(self.vips))
+        object.__setattr__(self, "initial_state", State(self.initial_state))
+        if not 1 <= self.vrid <= 255:
+            raise ValueError(f"virtual_router_id {self.vrid} is not 1..255")
+        if not 1 <= self.priority <= 255:
+            raise ValueError(f"priority {self.priority} is not 1..255")
+        if self.initial_state not in (State.MASTER, State.BACKUP):
+            raise ValueError("the initial state is MASTER or BACKUP")
+        if self.interval <= 0:
+            raise ValueError("the advert interval must be positive")
+        if self.preempt_delay < 0 or self.garp_master_delay < 0 or self.garp_master_repeat < 0:
+            raise ValueError("delays and repeat counts cannot be negative")
+        if not 1 <= self.down_timer_adverts <= 100:
+            raise ValueError("down_timer_adverts is 1..100")
+        _packed(self.source_ip)
+        Advert(self.version, self.vrid, self.priority, self.interval, self.vips, self.auth)
+
+
+def _ip_int(address: str) -> int:
+    return int(ipaddress.IPv4Address(address))
+
+
+class Router:
+    """The VRRP state machine of one instance (RFC 3768 §6.4, RFC 5798 §6.4, keepalived).
+
+    ``start``, ``receive``, ``tick`` and ``stop`` return the actions to carry out, in order;
+    ``tick`` must be called at ``next_deadline``. Dropped adverts are counted in ``counters``.
+    """
+
+    def __init__(self, config: RouterConfig) -> None:
+        self.config = config
+        self.state = State.INIT
+        self.counters: Counter[str] = Counter()
+        self.priority = config.priority
+        # keepalived clears nopreempt for an owner or initial MASTER, preempt_delay for the latter
+        initial_master = config.initial_state == State.MASTER
+        self.preempt = config.preempt or initial_master or config.priority == OWNER_PRIORITY
+        self.preempt_delay = config.preempt_delay if config.preempt and not initial_master else 0
+        self.master_interval = config.interval
+        self._auth = _pad_auth(config.auth)
+        self._down_at: float | None = None
+        self._advert_at: float | None = None
+        self._garps_at: list[float] = []
+        self._preempt_until: float | None = None
+
+    @property
+    def skew_time(self) -> float:
+        if self.config.version == 2:
+            return (256 - self.priority) / 256
+        return (256 - self.priority) * self.master_interval / 256
+
+    @property
+    def master_down_interval(self) -> float:
+        return self.config.down_timer_adverts * self.master_interval + self.skew_time
+
+    @property
+    def next_deadline(self) -> float:
+        times = [t for t in (self._down_at, self._advert_at) if t is not None]
+        return min(times + self._garps_at[:1], default=math.inf)
+
+    def advert(self, priority: int) -> Advert:
+        """What a SendAdvert(priority) sends: the configured interval, VIPs and password."""
+        return Advert(self.config.version, self.config.vrid, priority, self.config.interval,
+                      self.config.vips, self._auth)
+
+    def start(self, now: float) -> list[Action]:
+        """The owner (255) takes over at once; everyone else waits a Master_Down_Interval."""
+        if self.state not in (State.INIT, State.STOP):
+            raise RuntimeError(f"VRRP instance already running ({self.state})")
+        self.state = State.INIT
+        self.priority = self.config.priority
+        if self.preempt_delay:
+            self._preempt_until = now + self.preempt_delay
+        if self.priority == OWNER_PRIORITY:
+            return self._become_master(now)
+        return self._become_backup(now)
+
+    def stop(self, now: float) -> list[Action]:
+        """A master says priority 0 so that a backup takes over after Skew_Time, not 3 adverts."""
+        old = self.state
+        actions: list[Action] = []
+        if old == State.MASTER:
+            self.counters["priority_zero_sent"] += 1
+            actions += [SendAdvert(STOP_PRIORITY), RemoveVips()]
+        if old != State.STOP:
+            actions.append(StateChange(old, State.STOP))
+        self.state = State.STOP
+        self._clear_timers()
+        return actions
+
+    def tick(self, now: float) -> list[Action]:
+        actions: list[Action] = []
+        if self.state == State.BACKUP and self._down_at is not None and self._down_at <= now:
+            actions += self._become_master(now)
+        if self.state != State.MASTER:
+            return actions
+        while self._garps_at and self._garps_at[0] <= now:
+            self._garps_at.pop(0)
+            actions.append(SendGarps(self.config.garp_master_repeat))
+        if self._advert_at is not None and self._advert_at <= now:
+            self._advert_at = now + self.config.interval
+            actions.append(SendAdvert(self.priority))
+        return actions
+
+    def receive(self, advert: Advert, src_ip: str, now: float) -> list[Action]:
+        if self.state not in (State.BACKUP, State.MASTER) or not self._accept(advert, src_ip):
+            return []
+        self.counters["adverts_received"] += 1
+        if advert.priority == STOP_PRIORITY:
+            self.counters["priority_zero_received"] += 1
+        if self.state == State.BACKUP:
+            return self._backup_receive(advert, now)
+        return self._master_receive(advert, src_ip, now)
+
+    def _accept(self, advert: Advert, src_ip: str) -> bool:
+        """RFC 3768 §7.1 / RFC 5798 §7.1 checks that need this instance's configuration."""
+        config = self.config
+        if advert.vrid != config.vrid:
+            reason = "vrid_mismatch"
+        elif _ip_int(src_ip) == _ip_int(config.source_ip):
+            reason = "own_advert"  # a packet socket also sees what we send
+        elif advert.version != config.version:
+            reason = "version_mismatch"
+        elif config.version == 2 and advert.auth != self._auth:
+            reason = "auth_mismatch"
+        elif config.version == 2 and advert.interval != config.interval:
+            reason = "interval_mismatch"
+        elif len(advert.addresses) != len(config.vips) or set(config.vips) - set(advert.addresses):
+            reason = "address_mismatch"
+        else:
+            return True
+        self.counters[reason] += 1
+        return False
+
+    def _backup_receive(self, advert: Advert, now: float) -> list[Action]:
+        if advert.priority == STOP_PRIORITY:
+            self._down_at = now + self.skew_time
+            return []
+        not_lower = advert.priority >= self.priority
+        delaying = self.preempt_delay > 0 and (self._preempt_until is None
+                                               or self._preempt_until > now)
+        if not (not_lower or not self.preempt or delaying):
+            self.counters["lower_priority_ignored"] += 1
+            return []
+        if self.config.version == 3:
+            self.master_interval = advert.interval
+        self._down_at = now + self.master_down_interval
+        if self.preempt_delay:
+            if not_lower:
+                self._preempt_until = None
+            elif self._preempt_until is None:
+                self._preempt_until = now + self.preempt_delay
+        return []
+
+    def _master_receive(self, advert: Advert, src_ip: str, now: float) -> list[Action]:
+        if advert.priority == STOP_PRIORITY:
+            self._advert_at = now + self.config.interval
+            return [SendAdvert(self.priority)]
+        if advert.priority == self.priority == OWNER_PRIORITY:
+            self.counters["owner_conflict"] += 1  # keepalived: a config error; it yields to 254
+            self.priority = OWNER_PRIORITY - 1
+        if (advert.priority, _ip_int(src_ip)) > (self.priority, _ip_int(self.config.source_ip)):
+            if self.config.version == 3:
+                self.master_interval = advert.interval
+            return self._leave_master(now)
+        # split brain healing: say so at once and refresh ARP caches ("forcing new election")
+        self.counters["lower_priority_received"] += 1
+        self._advert_at = now + self.config.interval
+        return [SendAdvert(self.priority), *self._garp_burst(now)]
+
+    def _become_master(self, now: float) -> list[Action]:
+        old = self.state
+        self.state = State.MASTER
+        self.master_interval = self.config.interval
+        self._down_at = None
+        self._advert_at = now + self.config.interval
+        self.counters["became_master"] += 1
+        return [AddVips(), *self._garp_burst(now), StateChange(old, State.MASTER),
+                SendAdvert(self.priority)]
+
+    def _garp_burst(self, now: float) -> list[Action]:
+        """garp_master_repeat now, and as many again garp_master_delay seconds later."""
+        if not self.config.garp_master_repeat:
+            return []
+        if self.config.garp_master_delay:
+            bisect.insort(self._garps_at, now + self.config.garp_master_delay)
+        return [SendGarps(self.config.garp_master_repeat)]
+
+    def _leave_master(self, now: float) -> list[Action]:
+        """Pre-empted: the VIPs go, silently (priority 0 is for stopping only)."""
+        self.counters["released_master"] += 1
+        self._clear_timers()
+        self.state = State.BACKUP
+        self._down_at = now + self.master_down_interval
+        return [RemoveVips(), StateChange(State.MASTER, State.BACKUP)]
+
+    def _become_backup(self, now: float) -> list[Action]:
+        old = self.state
+        self.state = State.BACKUP
+        self.master_interval = self.config.interval
+        self._down_at = now + self.master_down_interval
+        return [StateChange(old, State.BACKUP)]
+
+    def _clear_timers(self) -> None:
+        self._down_at = self._advert_at = self._preempt_until = None
+        self._garps_at.clear()

@@ -1,0 +1,140 @@
+"""The seed's real-server steps for DR and TUN, done on the host (or namespace) this runs in.
+
+A DR real server must accept packets addressed to the VIP, so the VIP sits on ``lo`` as a /32;
+and it must never answer ARP for it, or the client's neighbours would learn the real server's MAC
+for the VIP and bypass the director. ``arp_ignore=1`` answers ARP only for addresses on the
+interface asked; ``arp_announce=2`` never uses the VIP as the source of its own ARP requests.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+
+from pylvs.lab import decap
+
+SYSCTL_DIR = "/proc/sys/net/ipv4/conf"
+DR_SYSCTLS = (("arp_ignore", 1), ("arp_announce", 2))
+
+
+def configure_dr(vip: str, interface: str | None = None, undo: bool = False) -> list[str]:
+    """Do (or undo) the DR steps; returns one line per step, as a person would have typed it."""
+    vip = _check_vip(vip)
+    interfaces = ["all", "lo"]
+    if interface and interface not in interfaces:
+        if not os.path.isdir(os.path.join(SYSCTL_DIR, interface)):
+            raise ValueError(f"no such interface: {interface}")
+        interfaces.append(interface)
+    steps = [_sysctl(ifname, key, 0 if undo else value)
+             for ifname in interfaces for key, value in DR_SYSCTLS]
+    steps.append(_vip_on_lo(vip, undo))
+    return steps
+
+
+def _check_vip(vip: str) -> str:
+    try:
+        return str(ipaddress.IPv4Address(vip))
+    except ValueError:
+        raise ValueError(f"bad VIP {vip!r}: not an IPv4 address") from None
+
+
+def _sysctl(ifname: str, key: str, value: int) -> str:
+    with open(os.path.join(SYSCTL_DIR, ifname, key), "w") as fh:
+        fh.write(f"{value}\n")
+    return f"net.ipv4.conf.{ifname}.{key} = {value}"
+
+
+def _vip_on_lo(vip: str, undo: bool) -> str:
+    argv = ["ip", "addr", "del" if undo else "add", f"{vip}/32", "dev", "lo"]
+    done = " ".join(argv)
+    if _on_lo(vip) != undo:
+        return f"{done} (already {'absent' if undo else 'present'})"
+    result = subprocess.run(argv, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise OSError(f"{done}: {result.stderr.strip()}")
+    return done
+
+
+def _on_lo(vip: str) -> bool:
+    out = subprocess.run(["ip", "-o", "-4", "addr", "show", "dev", "lo"], capture_output=True,
+                         text=True, check=True).stdout
+    return f" {vip}/32 " in out
+
+
+def pidfile(vip: str) -> str:
+    return f"/run/pylvs-tun-{vip}.pid"
+
+
+def configure_tun_standard(vip: str, undo: bool = False) -> list[str]:
+    """The usual TUN real server, where the kernel has ipip: the VIP on tunl0, rp_filter off."""
+    vip = _check_vip(vip)
+    subprocess.run(["ip", "link", "set", "tunl0", "up" if not undo else "down"], check=True,
+                   capture_output=True)
+    verb = "del" if undo else "add"
+    subprocess.run(["ip", "addr", verb, f"{vip}/32", "dev", "tunl0"], capture_output=True)
+    steps = [f"ip link set tunl0 {'down' if undo else 'up'}", f"ip addr {verb} {vip}/32 dev tunl0"]
+    for ifname in ("all", "tunl0"):
+        steps.append(_sysctl(ifname, "rp_filter", 1 if undo else 0))
+    return steps
+
+
+def run_tun(vip: str, undo: bool, say: Callable[[str], None] = print) -> int:
+    """`pylvs realserver --mode tun`: the standard way, or a userspace decapsulator that runs
+    in the foreground until Ctrl-C, SIGTERM or ``--undo``."""
+    vip = _check_vip(vip)
+    if decap.kernel_has_ipip():
+        say("the kernel has ipip: using tunl0")
+        for line in configure_tun_standard(vip, undo):
+            say(line)
+        return 0
+    if undo:
+        return _stop_decapsulator(vip, say)
+    worker = decap.Decapsulator(vip)
+    stop = False
+
+    def on_signal(signum: int, frame: object) -> None:
+        nonlocal stop
+        stop = True
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with open(pidfile(vip), "w") as fh:
+            fh.write(f"{os.getpid()}\n")
+        say("this kernel has no ipip module: decapsulating in userspace")
+        for line in worker.steps():
+            say(line)
+        say(f"running; stop with Ctrl-C or `pylvs realserver --mode tun --vip {vip} --undo`")
+        worker.run(lambda: stop)
+    finally:
+        worker.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(pidfile(vip))
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    say(f"stopped: {dict(worker.counters) or 'no packets'}; device and rp_filter restored")
+    return 0
+
+
+def _stop_decapsulator(vip: str, say: Callable[[str], None]) -> int:
+    try:
+        with open(pidfile(vip)) as fh:
+            pid = int(fh.read().strip())
+    except (FileNotFoundError, ValueError):
+        say(f"no decapsulator is running for {vip} (already undone)")
+        return 0
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        os.unlink(pidfile(vip))
+        say(f"no decapsulator is running for {vip} (stale pid file removed)")
+        return 0
+    deadline = time.monotonic() + 5
+    while os.path.exists(pidfile(vip)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    say(f"stopped the decapsulator for {vip} (pid {pid})")
+    return 0

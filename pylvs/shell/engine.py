@@ -1,0 +1,524 @@
+"""The director's I/O loop: ring in, core, ring out; set-up and tear-down of the host state.
+
+Start order matters: the nftables steal rules go in before the VIP is added, so the director's
+own kernel never answers a service frame; stop removes the VIP first, then the rules. Everything
+made here is removed in ``close()``, which runs on SIGINT, SIGTERM and on any failure; on
+SIGKILL the guard (pylvs.shell.guard) removes it. Between batches of frames the loop serves
+`pylvs adm`, the health checks' findings, VRRP and the sync daemon.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+import signal
+import time
+from collections import Counter
+from collections.abc import Callable
+
+from forwarders import NextHop
+from pylvs.adm import config as config_mod
+from pylvs.adm import ipvsadm
+from pylvs.adm.config import Config
+from pylvs.core.director import Director
+from pylvs.core.model import VirtualService, int_to_ip, ip_to_int
+from pylvs.core.packet import ETH_HLEN
+from pylvs.core.segment import segment_tcp
+from pylvs.ha import replica
+from pylvs.ha.health import ServiceHealth, render_status
+from pylvs.ha.sync import SyncConn
+from pylvs.shell import bpf, fanout, netio
+from pylvs.shell.control import Channel, ControlServer
+from pylvs.shell.guard import Guard
+from pylvs.shell.health_probes import Checker
+from pylvs.shell.sync_socket import DEFAULT_INTERFACE, SyncBackup, SyncHalf, SyncMaster
+from pylvs.shell.vrrp_socket import Election
+
+log = logging.getLogger("pylvs")
+
+TICK = 1.0
+RELOAD = "pylvs-reload"  # the control request of `pylvs reload` and SIGHUP
+STATUS = "pylvs-status"  # the control request of `pylvs status`
+MASTER = "pylvs-master"  # supervisor → workers: "1" forward, "0" stand by (VRRP backup)
+SYNCED = "pylvs-synced"  # supervisor → a worker: connections from the sync daemon, to install
+ORDER = "pylvs-fanout-order"  # supervisor → workers: the fanout member of each worker slot
+RESOLVE_TIMEOUT = 1.0
+
+
+class Stop(Exception):
+    """Raised from a signal handler to leave the loop through the clean-up path."""
+
+
+BYTES_PER_CONNECTION = 300
+
+
+def default_max_connections() -> int:
+    """A quarter of the memory available now, at 300 bytes a connection (measured: ~250)."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024 // 4 // BYTES_PER_CONNECTION
+    except OSError:
+        pass
+    return 1_000_000
+
+
+class Port:
+    """One interface the director works on: its packet socket, MAC, MTU and neighbours."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.mac = netio.interface_mac(name)
+        self.max_frame = ETH_HLEN + netio.interface_mtu(name)
+        self.sock = netio.PacketSocket(name)
+        self.resolver = netio.NeighbourResolver(name)
+        self.sent = False
+
+    def close(self) -> None:
+        self.sock.close()
+        self.resolver.close()
+
+
+class Engine:
+    """The director on this host. ``host`` owns the host's state (steal rules, VIPs, the guard
+    that removes them if the process dies) and what decides it: the health checks and VRRP. A
+    worker of several (pylvs.shell.workers) has none, and its ports join the fanout ``groups``
+    (interface → group id); the supervisor has the host state and no ports (``data=False``).
+    A data plane of its own (workers = 1) also runs the connection sync daemon."""
+
+    def __init__(self, config: Config, director: Director | None = None, *, host: bool = True,
+                 data: bool = True, groups: dict[str, int] | None = None,
+                 control: ControlServer | Channel | None = None, share: int = 1) -> None:
+        self.config = config
+        self.director = director or Director(config.services)
+        self.ifname = config.interface
+        self.inside = config.inside_interface or config.interface
+        self.table = f"pylvs_{os.getpid()}"
+        self.host, self.data, self.groups, self.share = host, data, groups, share
+        self.control: ControlServer | Channel | None = control
+        self.ports: dict[str, Port] = {}
+        self.steals: list[netio.StealRules] = []
+        self.vips: list[str] = []
+        self.routes: dict[int, netio.Route] = {}
+        self.reload_requested = False
+        self.checker: Checker | None = None
+        self.guard: Guard | None = None
+        self.election: Election | None = None
+        self.sync_daemons: dict[str, SyncHalf] = {}
+        """The running halves of IPVS's sync daemon, by role (master, backup)."""
+        self.master = config.vrrp is None
+        """Holds the VIPs and forwards: always without VRRP, else while its MASTER."""
+        self.fanout_order: list[int] | None = None
+        """A worker's: the fanout member of each worker slot (pylvs.shell.fanout), once it
+        changed."""
+
+    def start(self) -> None:
+        if self.host:
+            self.guard = Guard()  # first: it must outlive whatever is installed after
+        limit = self.config.max_connections or default_max_connections()
+        self.director.table.max_connections = max(1, limit // self.share)
+        if self.control is None:
+            self.control = ControlServer(self.config.control_socket, self._adm)
+        for name in dict.fromkeys((self.ifname, self.inside)) if self.data else ():
+            self.ports[name] = Port(name)
+            self.director.add_interface(name, self.ports[name].mac)
+            if self.groups is not None:
+                self.ports[name].sock.join_fanout(self.groups[name])
+        if self.host and self.inside == self.ifname:
+            self.steals = [netio.StealRules(self.ifname, self.table)]
+        elif self.host:
+            self.steals = [netio.StealRules(self.ifname, self.table),
+                           netio.StealRules(self.inside, f"{self.table}_inside")]
+        self._sync(resolve_timeout=RESOLVE_TIMEOUT)
+        self.director.listeners.append(self._sync)
+        if self.config.sync_interface:
+            # the master half where frames are (each worker), the backup half with the host
+            for role, here in (("master", self.data), ("backup", self.host)):
+                if here:
+                    self._start_half(role, self.config.sync_interface, self.config.syncid)
+
+    def start_checks(self) -> None:
+        """Health checks run where the host state is (the supervisor when there are workers);
+        ``alpha`` servers leave the table before the first check."""
+        if not self.host or not self.config.health:
+            return
+        for service in self.config.health:
+            service.start()
+        self._apply_health()
+        self.checker = Checker(self.config.health)
+        self.checker.start()
+
+    def start_election(self) -> None:
+        """VRRP decides who holds the VIPs (and forwards); started last, as it may at once."""
+        if not self.host or self.config.vrrp is None:
+            return
+        vips = sorted({s.address for s in self.config.services},
+                      key=lambda a: tuple(map(int, a.split("."))))
+        self.election = Election(self.config.vrrp, vips, self._set_master)
+        self.election.start(time.monotonic())
+
+    def _set_master(self, master: bool) -> None:
+        self.master = master
+        self._sync()
+
+    def _apply_health(self) -> None:
+        """Make each checked service's table what its servers' health and quorum say."""
+        from pylvs.adm import ruleset
+        for service in self.config.health:
+            if service.update_quorum():
+                log.warning("health: %s quorum %s", service.name,
+                            "won back" if service.quorum_up else "lost")
+            current = self.director.services.get(service.key)
+            if current is None:  # deleted with pylvs adm: nothing to keep healthy
+                continue
+            for argv in ruleset.diff([current], [service.desired(current)]):
+                rc, _, err = self._adm(argv)
+                log.info("health: %s%s", " ".join(argv), f" refused: {err.strip()}" if rc else "")
+
+    def _sync(self, resolve_timeout: float = 0.0) -> None:
+        """Make the host match the rules: steal rules first, then VIPs, then the packet
+        sockets' programs and next hops."""
+        services = list(self.director.services.values())
+        stolen = [(s.protocol, s.address, s.port) for s in services]
+        replies = [(s.protocol, rs.address, rs.port) for s in services
+                   for rs in s.real_servers if rs.forward == "nat"]
+        if self.host:
+            self._sync_host(services, stolen, replies)
+        if not self.ports:
+            return
+        self._filter(stolen, replies)
+        self._set_fanout()
+        for ip in self.director.real_server_ips() - self.routes.keys():
+            self._route(ip, resolve_timeout)
+
+    def _set_fanout(self) -> None:
+        if self.groups is None:
+            return
+        rules = fanout.rules(self.director.services.values())
+        packed = bpf.pack(fanout.program(*rules, order=self.fanout_order))
+        for port in self.ports.values():
+            port.sock.set_fanout_program(packed)
+
+    def _sync_host(self, services: list[VirtualService], stolen: list[tuple[str, str, int]],
+                   replies: list[tuple[str, str, int]]) -> None:
+        self._tell_guard()  # the tables before they exist: removing a missing one is no harm
+        addresses = {s.address for s in services}
+        wanted = addresses if self.master else set()
+        own = set(netio.interface_addresses(self.inside)) - addresses if replies else set()
+        if len(self.steals) == 1:
+            self.steals[0].install(stolen, replies, own)
+        else:
+            self.steals[0].install(stolen, [])
+            self.steals[1].install([], replies, own)
+        for vip in sorted(wanted - set(self.vips)):
+            if netio.add_vip(self.ifname, vip):
+                self.vips.append(vip)
+        for vip in [v for v in self.vips if v not in wanted]:
+            netio.remove_vip(self.ifname, vip)
+            self.vips.remove(vip)
+        self._tell_guard()
+
+    def _tell_guard(self) -> None:
+        if self.guard is not None:
+            sockets = [self.control.path] if isinstance(self.control, ControlServer) else []
+            self.guard.hold([(self.ifname, vip) for vip in self.vips],
+                            [steal.table for steal in self.steals], sockets)
+
+    def _filter(self, stolen: list[tuple[str, str, int]],
+                replies: list[tuple[str, str, int]]) -> None:
+        """Only the director's frames reach Python (pylvs.shell.bpf); rebuilt with the rules. A VRRP
+        backup takes none: it forwards nothing."""
+        if not self.master:
+            stolen, replies = [], []
+        try:
+            packed = bpf.pack(bpf.program(stolen, replies))
+        except ValueError as exc:
+            log.warning("no socket filter (%s): every frame reaches the director", exc)
+            return
+        for port in self.ports.values():
+            port.sock.set_filter(packed)
+
+    def _route(self, ip: int, resolve_timeout: float) -> None:
+        found = netio.route(int_to_ip(ip))
+        if found.interface not in self.ports:
+            raise RuntimeError(f"real server {int_to_ip(ip)} is reached through "
+                               f"{found.interface}, not through {' or '.join(self.ports)}")
+        self.routes[ip] = found
+        resolver = self.ports[found.interface].resolver
+        if resolve_timeout:
+            self._learn(ip, resolver.resolve(self._via(ip), resolve_timeout))
+        else:
+            resolver.probe(self._via(ip))  # learnt by the next refresh, without stalling
+
+    def _via(self, ip: int) -> str:
+        """The neighbour a real server's frames go to: its gateway, or itself when on-link."""
+        return self.routes[ip].gateway or int_to_ip(ip)
+
+    def reload(self) -> tuple[int, str, str]:
+        """Apply the config file's difference from the running rules as live edits."""
+        from pylvs.adm import ruleset
+        try:
+            new = config_mod.load(self.config.source)
+        except config_mod.ConfigError as exc:
+            return 1, "", f"reload refused, the running rules stay: {exc}\n"
+        if (new.interface, new.inside_interface) != (self.config.interface,
+                                                     self.config.inside_interface):
+            return 1, "", ("reload refused, the running rules stay: a new interface needs a "
+                           "restart of pylvs run\n")
+        commands = ruleset.diff(self.director.services.values(), new.services)
+        for argv in commands:
+            rc, _, err = self._adm(argv)
+            if rc != 0:
+                return rc, "", f"reload stopped at `{' '.join(argv)}`: {err}"
+        log.info("reloaded %s: %d changes", self.config.source, len(commands))
+        self._reload_checks(new.health)
+        return 0, "".join(f"{' '.join(argv)}\n" for argv in commands), ""
+
+    def _reload_checks(self, health: list[ServiceHealth]) -> None:
+        """The new file's checks; a server checked before keeps what was found of it."""
+        if self.checker is not None:
+            self.checker.stop()
+            self.checker = None
+        known = {(svc.key, s.key): s for svc in self.config.health for s in svc.servers}
+        for service in health:
+            for server in service.servers:
+                old = known.get((service.key, server.key))
+                if old is not None:
+                    server.alive, server.since, server.checks, server.last = (
+                        old.alive, old.since, old.checks, old.last)
+        self.config.health = health
+        self.start_checks()
+
+    def _learn(self, ip: int, mac: bytes | None) -> None:
+        found = self.routes[ip]
+        if mac is None:
+            log.warning("no MAC yet for real server %s (via %s); probing", int_to_ip(ip),
+                        self._via(ip))
+            return
+        port = self.ports[found.interface]
+        source = ip_to_int(found.source) if found.source else 0
+        self.director.set_hop(ip, NextHop(port.mac, mac, port.name, source,
+                                          port.max_frame - ETH_HLEN))
+
+    def _refresh_neighbours(self) -> None:
+        for port in self.ports.values():
+            port.resolver.refresh()
+        for ip, found in self.routes.items():
+            resolver, via = self.ports[found.interface].resolver, self._via(ip)
+            mac = resolver.lookup(via)
+            hop = self.director.hops.get(ip)
+            if mac is None:
+                resolver.probe(via)
+            elif hop is None or hop.dst_mac != mac:
+                self._learn(ip, mac)
+
+    def _adm(self, argv: list[str]) -> tuple[int, str, str]:
+        if argv == [RELOAD]:
+            return self.reload()
+        if argv == [STATUS]:
+            return 0, self._status(), ""
+        daemon = daemon_command(argv)
+        if daemon is not None:
+            return self._daemon(daemon)
+        try:
+            return self.director.adm(argv, time.monotonic())
+        except (OSError, RuntimeError) as exc:
+            return 255, "", f"the rules changed but the host could not follow: {exc}\n"
+
+    def _daemon(self, command: ipvsadm.Command) -> tuple[int, str, str]:
+        """--start-daemon, --stop-daemon and -L --daemon, with libipvs's refusals."""
+        if command.name == "list":
+            return 0, "".join(f"{h.describe()}\n" for h in self.sync_daemons.values()), ""
+        role = command.daemon_state or ""
+        if command.name == "start-daemon":
+            return self._start_half(role, command.mcast_interface or DEFAULT_INTERFACE,
+                                    command.syncid or 0)
+        half = self.sync_daemons.pop(role, None)
+        if half is None:
+            return ipvsadm.EXIT_DIRECTOR, "", "No daemon is running\n"
+        half.close()
+        return 0, "", ""
+
+    def _start_half(self, role: str, interface: str, syncid: int) -> tuple[int, str, str]:
+        if role in self.sync_daemons:
+            return ipvsadm.EXIT_DIRECTOR, "", "Daemon has already run\n"
+        try:
+            if role == "master":
+                half: SyncHalf = SyncMaster(self.director, interface, syncid)
+            else:
+                half = SyncBackup(self.director, interface, syncid, self._install_synced)
+        except OSError as exc:
+            return ipvsadm.EXIT_DIRECTOR, "", f"{exc.strerror or exc}\n"
+        self.sync_daemons[role] = half
+        log.info("sync daemon: %s on %s, syncid %d", role, interface, syncid)
+        return 0, "", ""
+
+    def _install_synced(self, entries: list[SyncConn], now: float) -> Counter[str]:
+        return replica.install(self.director, entries, now)
+
+    def _status(self) -> str:
+        text = render_status(self.config.health, time.monotonic())
+        if self.election is not None:
+            spec = self.election.spec
+            text = (f"VRRP instance {spec.virtual_router_id} on {spec.interface}: "
+                    f"{self.election.state}, priority {self.election.router.priority}, "
+                    f"VIPs {'held' if self.master else 'not held'}\n") + text
+        return text
+
+    def _ha_poll(self) -> None:
+        if self.election is not None:
+            self.election.poll(time.monotonic())
+        for half in self.sync_daemons.values():
+            half.poll(time.monotonic())
+
+    def loop(self, should_stop: Callable[[], bool] = lambda: False) -> None:
+        director = self.director
+        ports = list(self.ports.values())
+        poller = select.poll()
+        by_fd = {}
+        for port in ports:
+            poller.register(port.sock.fileno(), select.POLLIN)
+            by_fd[port.sock.fileno()] = port
+        next_tick = time.monotonic() + TICK
+        while not should_stop():
+            ready = [by_fd[fd] for fd, _ in poller.poll(100)] if len(ports) > 1 else ports
+            for port in ready:
+                self._receive(port, 0 if len(ports) > 1 else 0.1)
+            for port in ports:
+                if port.sent:
+                    port.sock.flush()
+                    port.sent = False
+            self._between_batches()
+            now = time.monotonic()
+            if now >= next_tick:
+                director.tick(now)
+                self._refresh_neighbours()
+                next_tick = now + TICK
+
+    def _between_batches(self) -> None:
+        """What the loop does besides frames: pylvs adm, health, VRRP and sync, SIGHUP."""
+        assert self.control is not None
+        self.control.poll()
+        self._health_changed()
+        self._ha_poll()
+        if self.reload_requested:
+            self.reload_requested = False
+            rc, out, err = self.reload()
+            log.info("SIGHUP: %s", (out or err or "no changes").strip().replace("\n", "; "))
+
+    def _health_changed(self) -> None:
+        if self.checker is not None and self.checker.changed():
+            self._apply_health()
+
+    def _receive(self, port: Port, timeout: float) -> None:
+        handle, max_frame, name = self.director.handle, port.max_frame, port.name
+        ports, partial = self.ports, netio.TP_STATUS_CSUMNOTREADY
+        now = time.monotonic()
+        for view, status in port.sock.receive(timeout):
+            if len(view) > max_frame:
+                self._forward_oversized(port, view, now)
+                continue
+            out = handle(bytearray(view), now, bool(status & partial), name)
+            if out is not None:
+                egress = ports[out[1]]
+                egress.sock.send(out[0])
+                egress.sent = True
+
+    def _send(self, frame: bytearray, interface: str) -> None:
+        port = self.ports[interface]
+        port.sock.send(frame)
+        port.sent = True
+
+    def _forward_oversized(self, port: Port, view: memoryview, now: float) -> None:
+        """A GSO super-frame from a local sender: segment it as the NIC would have, at the path
+        MTU a "fragmentation needed" gave the sender, if any."""
+        mtu = port.max_frame - ETH_HLEN
+        if len(view) >= ETH_HLEN + 20:
+            client = int.from_bytes(view[ETH_HLEN + 12:ETH_HLEN + 16], "big")
+            mtu = min(mtu, self.director.path_mtu.get(client, mtu))
+        segments = segment_tcp(view, mtu)
+        if not segments:
+            self.director.counters["oversized_dropped"] += 1
+            return
+        self.director.counters["segmented"] += 1
+        for segment in segments:
+            out = self.director.handle(segment, now, True, port.name)
+            if out is not None:
+                self._send(*out)
+
+    def close(self) -> None:
+        """Undo start(); safe to call twice and after a partial start."""
+        if self.election is not None:
+            try:  # priority 0 first: the backup takes over after Skew_Time, not 3 adverts
+                self.election.stop(time.monotonic())
+            except Exception as exc:  # keep cleaning
+                log.error("vrrp: could not stop cleanly: %s", exc)
+            self.election = None
+        if self.checker is not None:
+            self.checker.stop()
+            self.checker = None
+        for half in self.sync_daemons.values():
+            half.close()
+        self.sync_daemons = {}
+        steps: list[Callable[[], None]] = [
+            *(lambda v=vip: netio.remove_vip(self.ifname, v) for vip in self.vips),
+            *(steal.remove for steal in self.steals),
+            *(port.close for port in self.ports.values()),
+        ]
+        if self.control is not None:
+            steps.append(self.control.close)
+        if self.guard is not None:
+            steps.append(self.guard.close)
+        for step in steps:
+            try:
+                step()
+            except Exception as exc:  # keep cleaning; report what could not be undone
+                log.error("clean-up step failed: %s", exc)
+        self.vips, self.steals, self.ports, self.control, self.guard = [], [], {}, None, None
+
+
+def run(config: Config) -> int:
+    if config.workers > 1:
+        from pylvs.shell.workers import Supervisor
+        engine: Engine = Supervisor(config)
+    else:
+        engine = Engine(config)
+
+    def on_signal(signum: int, _frame: object) -> None:
+        raise Stop(signal.Signals(signum).name)
+
+    def on_hangup(signum: int, _frame: object) -> None:
+        engine.reload_requested = True
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, on_hangup)
+    try:
+        engine.start()
+        engine.start_checks()
+        engine.start_election()
+        services = ", ".join(f"{s.protocol} {s.endpoint} ({s.scheduler.name}, "
+                             f"{len(s.real_servers)} real servers)" for s in config.services)
+        log.info("director up on %s: %s; control socket %s; %d worker%s", config.interface,
+                 services, config.control_socket, config.workers,
+                 "" if config.workers == 1 else "s")
+        engine.loop()
+    except Stop as stop:
+        log.info("stopping on %s", stop)
+    finally:
+        engine.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0
+
+
+def daemon_command(argv: list[str]) -> ipvsadm.Command | None:
+    """The sync daemon's ipvsadm commands, which the engine (not the director core) serves."""
+    try:
+        command = ipvsadm.parse(argv)
+    except ipvsadm.UsageError:
+        return None  # the director answers with the text
+    wanted = command.name in ("start-daemon", "stop-daemon") or (
+        command.name == "list" and "daemon" in command.options)
+    return command if wanted else None

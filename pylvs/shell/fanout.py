@@ -1,0 +1,167 @@
+"""Which worker a frame goes to: the classic BPF program of the workers' PACKET_FANOUT group.
+
+The kernel runs it on every frame and hands the frame to member ``result % workers``. The result
+is a hash of the frame's *client* endpoint, so every frame of one connection meets one worker,
+whichever way it goes: a frame to a virtual service hashes its source; a NAT real server's reply
+its destination; an ICMP error to a VIP (about a reply) its quoted destination, one from a NAT
+real server (about a forwarded frame) its quoted source. A persistent service hashes the client's
+address alone, so all of a client's connections (and its persistence template) meet too.
+
+Offsets are from the IP header (SKF_NET_OFF), which is where the kernel's fanout demux has the
+frame; quoted headers are taken as 20 bytes. Anything else: member 0. Pure: returns instructions.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterable, Sequence
+from typing import NamedTuple
+
+from pylvs.core.model import RealServer, VirtualService
+from pylvs.shell.bpf import JEQ_K, LD_B_ABS, LD_H_IND, LDX_B_MSH, RET_K, Instruction
+
+NET = -0x100000  # SKF_NET_OFF: loads relative to the network header
+LD_W_ABS, LD_W_IND, LD_B_IND, LDX_MEM, ST = 0x20, 0x40, 0x50, 0x61, 0x02
+XOR_X, MUL_K, RSH_K, MOD_K, RET_A, JA = 0xAC, 0x24, 0x74, 0x94, 0x16, 0x05
+GOLDEN = 0x9E3779B1  # Knuth's multiplicative hash
+MAX_INSTRUCTIONS = 4096
+
+_PROTO = {"tcp": socket.IPPROTO_TCP, "udp": socket.IPPROTO_UDP}
+
+
+class Rule(NamedTuple):
+    protocol: str
+    address: str
+    port: int
+    by_address: bool
+    """Hash the client's address alone (persistence), not its address and port."""
+
+
+def program(services: Iterable[Rule], replies: Iterable[Rule] = (),
+            order: Sequence[int] | None = None) -> list[Instruction]:
+    """Services are (protocol, VIP, port, ...); replies (protocol, NAT RIP, its port, ...).
+
+    ``order``: the fanout member that serves each worker slot (``client_hash % len(order)``),
+    when members left and joined since the workers started; None: member = slot."""
+    code: list[tuple] = []
+    services, replies = list(services), list(replies)
+    for rule in services:
+        code += _service(rule)
+    for rule in replies:
+        code += _reply(rule)
+    for rule in services:
+        code += _icmp_to_vip(rule)
+    for rule in replies:
+        code += _icmp_from_server(rule)
+    code.append((RET_K, 0, 0, 0))
+    tail = len(code)
+    if order is not None:
+        code.append((MOD_K, 0, 0, len(order)))
+        for slot, member in enumerate(order):
+            code += [(JEQ_K, 0, 1, slot), (RET_K, 0, 0, member)]
+        code.append((RET_K, 0, 0, 0))
+    if len(code) > MAX_INSTRUCTIONS:
+        raise ValueError(f"a fanout program of {len(code)} instructions is too long")
+    if order is None:
+        return [(RET_A, 0, 0, 0) if k == "tail" else (op, jt, jf, k) for op, jt, jf, k in code]
+    return [(op, jt, jf, tail - i - 1 if k == "tail" else k)
+            for i, (op, jt, jf, k) in enumerate(code)]
+
+
+def client_hash(address: str, port: int, by_address: bool) -> int:
+    """What the program computes of a client, before the modulo: its worker slot is this
+    modulo the number of workers."""
+    value = _addr(address)
+    if not by_address:
+        value ^= port * GOLDEN & 0xFFFFFFFF
+    return (value * GOLDEN & 0xFFFFFFFF) >> 16
+
+
+def _addr(text: str) -> int:
+    return int.from_bytes(socket.inet_aton(text), "big")
+
+
+def _resolve(block: list[tuple]) -> list[tuple]:
+    """A failed test ("next") jumps past the block; "tail" is left for program()."""
+    end = len(block)
+    return [(op, jt, end - i - 1 if jf == "next" else jf, k if k == "tail" else k & 0xFFFFFFFF)
+            for i, (op, jt, jf, k) in enumerate(block)]
+
+
+def _hash(port: tuple, address: tuple, by_address: bool) -> list[tuple]:
+    """A hash of the client's address (and port: loaded first, mixed, kept in M[0]), then on
+    to the tail: returned as it is, or mapped to a member by the order."""
+    mix = [(MUL_K, 0, 0, GOLDEN), (RSH_K, 0, 0, 16), (JA, 0, 0, "tail")]
+    if by_address:
+        return [address, *mix]
+    return [port, (MUL_K, 0, 0, GOLDEN), (ST, 0, 0, 0), address, (LDX_MEM, 0, 0, 0),
+            (XOR_X, 0, 0, 0), *mix]
+
+
+def _match(proto: int, address_at: int, address: int) -> list[tuple]:
+    """The protocol, an address, and X = the IP header's length for what follows."""
+    return [(LD_B_ABS, 0, 0, NET + 9), (JEQ_K, 0, "next", proto),
+            (LD_W_ABS, 0, 0, NET + address_at), (JEQ_K, 0, "next", address),
+            (LDX_B_MSH, 0, 0, NET)]
+
+
+def _service(rule: Rule) -> list[Instruction]:
+    """To VIP:port: the client is the source."""
+    return _resolve([*_match(_PROTO[rule.protocol], 16, _addr(rule.address)),
+                     (LD_H_IND, 0, 0, NET + 2), (JEQ_K, 0, "next", rule.port),
+                     *_hash((LD_H_IND, 0, 0, NET), (LD_W_ABS, 0, 0, NET + 12),
+                            rule.by_address)])
+
+
+def _reply(rule: Rule) -> list[Instruction]:
+    """From a NAT RIP:port: the client is the destination."""
+    return _resolve([*_match(_PROTO[rule.protocol], 12, _addr(rule.address)),
+                     (LD_H_IND, 0, 0, NET), (JEQ_K, 0, "next", rule.port),
+                     *_hash((LD_H_IND, 0, 0, NET + 2), (LD_W_ABS, 0, 0, NET + 16),
+                            rule.by_address)])
+
+
+# the quoted packet of an ICMP error starts 8 bytes after the outer IP header
+_Q = NET + 8
+
+
+def _icmp_to_vip(rule: Rule) -> list[Instruction]:
+    """An error about a reply VIP:port → client: the client is the quoted destination."""
+    return _resolve([*_match(socket.IPPROTO_ICMP, 16, _addr(rule.address)),
+                     (LD_B_IND, 0, 0, _Q + 9), (JEQ_K, 0, "next", _PROTO[rule.protocol]),
+                     (LD_H_IND, 0, 0, _Q + 20), (JEQ_K, 0, "next", rule.port),
+                     *_hash((LD_H_IND, 0, 0, _Q + 22), (LD_W_IND, 0, 0, _Q + 16),
+                            rule.by_address)])
+
+
+def _icmp_from_server(rule: Rule) -> list[Instruction]:
+    """An error about client → RIP:port that a NAT real server sends: the quoted source."""
+    return _resolve([*_match(socket.IPPROTO_ICMP, 12, _addr(rule.address)),
+                     (LD_B_IND, 0, 0, _Q + 9), (JEQ_K, 0, "next", _PROTO[rule.protocol]),
+                     (LD_H_IND, 0, 0, _Q + 22), (JEQ_K, 0, "next", rule.port),
+                     *_hash((LD_H_IND, 0, 0, _Q + 20), (LD_W_IND, 0, 0, _Q + 12),
+                            rule.by_address)])
+
+
+def rules(services: Iterable[VirtualService]) -> tuple[list[Rule], list[Rule]]:
+    """The program's rules for these services: (services, NAT replies). A persistent service
+    hashes by address; so does any service sharing a NAT real server with one, transitively,
+    as that server's replies can hash only one way."""
+    services = list(services)
+    by_address = {s.key for s in services if s.persistence_timeout}
+    while True:
+        shared = {_endpoint(s, rs) for s in services if s.key in by_address
+                  for rs in s.real_servers if rs.forward == "nat"}
+        more = {s.key for s in services
+                if any(_endpoint(s, rs) in shared for rs in s.real_servers)}
+        if more <= by_address:
+            break
+        by_address |= more
+    front = [Rule(s.protocol, s.address, s.port, s.key in by_address) for s in services]
+    back = {(s.protocol, rs.address, rs.port): _endpoint(s, rs) in shared
+            for s in services for rs in s.real_servers if rs.forward == "nat"}
+    return front, [Rule(*endpoint, flag) for endpoint, flag in back.items()]
+
+
+def _endpoint(service: VirtualService, server: RealServer) -> tuple[int, int, int]:
+    return service.proto, server.ip, server.port

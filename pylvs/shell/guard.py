@@ -1,0 +1,87 @@
+"""What the director holds on the host ends with its process, even on ``kill -9``.
+
+A small guard process, forked before anything is installed, reads the director's holdings (its
+VIPs, nftables tables and control socket) from a pipe, one JSON line per change. When the pipe
+closes, whatever closed it (a clean stop, a crash, SIGKILL), the guard removes what is still
+listed and exits; a clean stop lists nothing first. So a killed director's host neither answers
+ARP for a VIP that another director has taken over nor keeps dropping the services' frames.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+
+log = logging.getLogger("pylvs")
+
+
+class Guard:
+    def __init__(self) -> None:
+        read, self.fd = os.pipe()
+        self.pid = os.fork()
+        if self.pid == 0:  # the guard: never returns into the director's stack
+            status = 1
+            try:
+                os.close(self.fd)
+                status = _watch(read)
+            finally:
+                os._exit(status)
+        os.close(read)
+
+    def hold(self, vips: list[tuple[str, str]], tables: list[str],
+             files: list[str] | None = None) -> None:
+        """What the host holds now: (interface, VIP) pairs, netdev table names, and files."""
+        held = {"vips": vips, "tables": tables, "files": files or []}
+        os.write(self.fd, json.dumps(held).encode() + b"\n")
+
+    def close(self) -> None:
+        """After a clean stop: nothing left to remove; the guard exits."""
+        self.hold([], [])
+        os.close(self.fd)
+        os.waitpid(self.pid, 0)
+
+
+def _watch(fd: int) -> int:
+    # the director's Ctrl-C or a group-wide SIGTERM must not take the guard before its work
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
+    held: dict = {"vips": [], "tables": [], "files": []}
+    pending = b""
+    with os.fdopen(fd, "rb", buffering=0) as pipe:
+        while chunk := pipe.read(65536):
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            if lines:
+                held = json.loads(lines[-1])
+    return _release(held)
+
+
+def _release(held: dict) -> int:
+    from pylvs.shell import netio
+    failed = 0
+    for ifname, vip in held["vips"]:
+        try:
+            netio.remove_vip(ifname, vip)
+        except Exception as exc:  # noqa: BLE001 - the interface may be gone with its namespace
+            failed += 1
+            log.error("guard: could not remove VIP %s from %s: %s", vip, ifname, exc)
+    for table in held["tables"]:
+        try:
+            netio.remove_table(table)
+        except Exception as exc:  # noqa: BLE001
+            failed += 1
+            log.error("guard: could not remove nftables table %s: %s", table, exc)
+    for path in held["files"]:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            failed += 1
+            log.error("guard: could not remove %s: %s", path, exc)
+    if held["vips"] or held["tables"] or held["files"]:
+        log.warning("guard: the director ended without cleaning up; removed %s",
+                    ", ".join([v for _, v in held["vips"]] + held["tables"] + held["files"]))
+    return 1 if failed else 0

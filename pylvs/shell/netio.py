@@ -1,0 +1,724 @@
+"""The director's I/O shell: raw frames in and out, kernel plumbing. No decisions live here.
+
+Owns:
+  * ``PacketSocket`` -- an AF_PACKET/ETH_P_ALL tap on one interface with a TPACKET_V3 mmap rx
+    ring, plus a second AF_PACKET socket with a TPACKET_V2 mmap tx ring for batched transmit.
+  * ``StealRules`` -- an nftables ``netdev`` table on the interface's ingress hook that drops the
+    virtual services' frames so the director's own kernel never acts on them (the AF_PACKET tap
+    runs before the ingress hook and still sees every frame).
+  * ``add_vip`` / ``remove_vip`` -- the VIP address on the director's interface (pyroute2).
+  * ``NeighbourResolver`` -- next-hop MACs from the kernel's neighbour table.
+
+Rules: everything that depends on the network namespace (interface index, MAC, netlink socket) is
+bound when an object is created, so objects made in a namespace keep working from any thread.
+Frames are handed out as ``memoryview`` slices of the rx ring: zero copy, valid only until the
+next ``receive()``. The status word of each frame is returned raw; bit ``TP_STATUS_CSUMNOTREADY``
+means the L4 checksum is partial (a local sender's offload) and must be computed in full.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import fcntl
+import mmap
+import os
+import select
+import socket
+import struct
+import subprocess
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from pyroute2 import IPRoute
+from pyroute2.netlink import (
+    NLM_F_ACK,
+    NLM_F_CREATE,
+    NLM_F_DUMP,
+    NLM_F_MULTI,
+    NLM_F_REPLACE,
+    NLM_F_REQUEST,
+    NLMSG_DONE,
+    NLMSG_ERROR,
+    nlmsg_base,
+)
+from pyroute2.netlink.rtnl import RTM_GETNEIGH, RTM_NEWNEIGH
+from pyroute2.netlink.rtnl.marshal import MarshalRtnl
+from pyroute2.netlink.rtnl.ndmsg import ndmsg
+
+__all__ = [
+    "TP_STATUS_CSUMNOTREADY",
+    "TP_STATUS_CSUM_VALID",
+    "TP_STATUS_USER",
+    "NeighbourResolver",
+    "PacketSocket",
+    "StealRules",
+    "add_vip",
+    "interface_index",
+    "interface_mac",
+    "remove_vip",
+]
+
+# <linux/if_ether.h>, <linux/if_packet.h>
+ETH_P_ALL = 0x0003
+SOL_PACKET = 263
+PACKET_RX_RING = 5
+PACKET_VERSION = 10
+PACKET_TX_RING = 13
+PACKET_QDISC_BYPASS = 20
+PACKET_IGNORE_OUTGOING = 23
+PACKET_FANOUT = 18
+PACKET_FANOUT_DATA = 22
+PACKET_FANOUT_CBPF = 6
+PACKET_FANOUT_FLAG_IGNORE_OUTGOING = 0x4000
+TPACKET_V2 = 1
+TPACKET_V3 = 2
+PACKET_OUTGOING = 4
+
+TP_STATUS_KERNEL = 0x0
+TP_STATUS_USER = 0x1
+TP_STATUS_CSUMNOTREADY = 0x8
+TP_STATUS_CSUM_VALID = 0x80
+# tx ring frame states
+TP_STATUS_AVAILABLE = 0x0
+TP_STATUS_SEND_REQUEST = 0x1
+TP_STATUS_SENDING = 0x2
+TP_STATUS_WRONG_FORMAT = 0x4
+
+# struct tpacket_block_desc { u32 version; u32 offset_to_priv; struct tpacket_hdr_v1 {
+#   u32 block_status; u32 num_pkts; u32 offset_to_first_pkt; ... } }
+_BD_STATUS = 8
+_BD_NUM_PKTS = 12
+_BD_FIRST = 16
+# struct tpacket3_hdr: u32 tp_next_offset @0, tp_sec @4, tp_nsec @8, tp_snaplen @12, tp_len @16,
+# tp_status @20, u16 tp_mac @24, tp_net @26, hv1 (12 bytes), padding[8] -> 48 bytes;
+# struct sockaddr_ll follows at TPACKET_ALIGN(48) = 48, sll_pkttype at +10.
+_H3_SNAPLEN = 12
+_H3_STATUS = 20
+_H3_MAC = 24
+_H3_PKTTYPE = 48 + 10
+# struct tpacket2_hdr: u32 tp_status @0, tp_len @4, tp_snaplen @8, u16 tp_mac @12, tp_net @14,
+# u32 tp_sec, tp_nsec, u16 vlan_tci, vlan_tpid, u8 pad[4] -> 32 bytes. For tx the frame data goes
+# at tp_hdrlen - sizeof(sockaddr_ll) = TPACKET_ALIGN(32) + 20 - 20 = 32.
+_H2_DATA = 32
+
+_SIOCGIFHWADDR = 0x8927
+_SIOCGIFMTU = 0x8921
+_POLLIN = select.POLLIN | select.POLLERR
+
+
+def _ifreq(ifname: str, request: int) -> bytes:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        req = struct.pack("16s16x", ifname.encode())
+        try:
+            return fcntl.ioctl(s.fileno(), request, req)
+        except OSError as exc:
+            raise OSError(exc.errno, f"no interface {ifname!r}: {exc.strerror}") from None
+
+
+def interface_mac(ifname: str) -> bytes:
+    """The interface's hardware address (6 bytes), in the caller's network namespace."""
+    return _ifreq(ifname, _SIOCGIFHWADDR)[18:24]
+
+
+def interface_mtu(ifname: str) -> int:
+    """The interface's MTU, in the caller's network namespace."""
+    return struct.unpack_from("i", _ifreq(ifname, _SIOCGIFMTU), 16)[0]
+
+
+def interface_index(ifname: str) -> int:
+    """The interface's ifindex, in the caller's network namespace."""
+    try:
+        return socket.if_nametoindex(ifname)
+    except OSError as exc:
+        raise OSError(exc.errno, f"no interface {ifname!r}: {exc.strerror}") from None
+
+
+def _set_program(sock: socket.socket, level: int, option: int, packed: bytes) -> None:
+    buf = ctypes.create_string_buffer(packed, len(packed))
+    sock.setsockopt(level, option, struct.pack("HL", len(packed) // 8, ctypes.addressof(buf)))
+
+
+class PacketSocket:
+    """AF_PACKET SOCK_RAW ETH_P_ALL bound to one interface; TPACKET_V3 rx ring (mmap), batched tx.
+
+    ``receive()`` hands out zero-copy views into the rx ring, valid until the next ``receive()``.
+    ``send()`` copies a frame into the TPACKET_V2 tx ring; ``flush()`` kicks the kernel once for
+    everything queued. A frame whose tx slot is still busy (the kernel has not released it) or
+    that does not fit a slot is sent directly instead, after the queued ones, so nothing blocks.
+    Not thread-safe: use one thread for ``receive`` and one (possibly the same) for send/flush.
+    """
+
+    def __init__(
+        self,
+        ifname: str,
+        *,
+        block_size: int = 1 << 18,
+        block_count: int = 16,
+        frame_size: int = 2048,
+        timeout_ms: int = 1,
+        tx_frame_size: int = 2048,
+        tx_frame_count: int = 512,
+    ) -> None:
+        if block_size % mmap.PAGESIZE or block_size % frame_size:
+            raise ValueError("block_size must be a multiple of the page size and of frame_size")
+        self.ifname = ifname
+        self.ifindex = interface_index(ifname)
+        self.mac: bytes = interface_mac(ifname)
+        self.tx_direct = 0  # frames sent outside the ring (slot busy or too large)
+        self.tx_errors = 0  # frames the kernel refused (ENOBUFS, EMSGSIZE, ...)
+        self._rx: socket.socket | None = None
+        self._tx: socket.socket | None = None
+        self._rx_map: mmap.mmap | None = None
+        self._tx_map: mmap.mmap | None = None
+        try:
+            self._open_rx(block_size, block_count, frame_size, timeout_ms)
+            self._open_tx(tx_frame_size, tx_frame_count)
+        except BaseException:
+            self.close()
+            raise
+
+    # -- rx ------------------------------------------------------------------------------------
+
+    def _open_rx(self, block_size: int, block_count: int, frame_size: int, tmo: int) -> None:
+        # protocol 0 until bind(): an ETH_P_ALL socket would capture every interface meanwhile
+        rx = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+        self._rx = rx
+        rx.setsockopt(SOL_PACKET, PACKET_VERSION, TPACKET_V3)
+        try:  # Linux >= 4.20: outgoing frames never enter the ring (we also filter below)
+            rx.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
+        except OSError:
+            pass
+        frame_nr = block_size * block_count // frame_size
+        req = struct.pack("7I", block_size, block_count, frame_size, frame_nr, tmo, 0, 0)
+        rx.setsockopt(SOL_PACKET, PACKET_RX_RING, req)
+        self._rx_map = mmap.mmap(rx.fileno(), block_size * block_count, mmap.MAP_SHARED,
+                                 mmap.PROT_READ | mmap.PROT_WRITE)
+        rx.bind((self.ifname, ETH_P_ALL))
+        self._rx_mv = memoryview(self._rx_map)
+        self._block_size = block_size
+        self._block_count = block_count
+        self._next_block = 0
+        self._held: list[int] = []  # offsets of blocks handed to the caller by the last receive()
+        self._poll = select.poll()
+        self._poll.register(rx.fileno(), _POLLIN)
+
+    def set_filter(self, packed: bytes) -> None:
+        """Attach a classic BPF program (pylvs.shell.bpf.pack) to the receive side."""
+        assert self._rx is not None
+        _set_program(self._rx, socket.SOL_SOCKET, SO_ATTACH_FILTER, packed)
+
+    def join_fanout(self, group: int) -> None:
+        """Share the interface's frames with the other members of ``group`` (PACKET_FANOUT),
+        each frame to the member a classic BPF program (``set_fanout_program``) picks. Members
+        are numbered in the order they joined."""
+        assert self._rx is not None
+        flags = PACKET_FANOUT_CBPF | PACKET_FANOUT_FLAG_IGNORE_OUTGOING
+        self._rx.setsockopt(SOL_PACKET, PACKET_FANOUT, group | flags << 16)
+
+    def set_fanout_program(self, packed: bytes) -> None:
+        """The group's program (one for the whole group: the last member to set it wins)."""
+        assert self._rx is not None
+        _set_program(self._rx, SOL_PACKET, PACKET_FANOUT_DATA, packed)
+
+    def fileno(self) -> int:
+        """The rx socket's descriptor: readable when a block is ready (for the caller's poll)."""
+        assert self._rx is not None
+        return self._rx.fileno()
+
+    def _release(self) -> None:
+        mm = self._rx_map
+        for off in self._held:
+            struct.pack_into("I", mm, off + _BD_STATUS, TP_STATUS_KERNEL)
+        self._held.clear()
+
+    def receive(self, timeout: float | None) -> list[tuple[memoryview, int]]:
+        """Frames of every ready block, waiting up to ``timeout`` seconds (None: forever).
+
+        Returns ``[(frame, tp_status), ...]``; frames start at the Ethernet header and are views
+        into the ring that stay valid until the next call. Frames the host sent (PACKET_OUTGOING)
+        are skipped. ``tp_status & TP_STATUS_CSUMNOTREADY`` marks a partial L4 checksum.
+        """
+        self._release()
+        mm = self._rx_map
+        mv = self._rx_mv
+        unpack = struct.unpack_from
+        bs = self._block_size
+        off = self._next_block * bs
+        if not unpack("I", mm, off + _BD_STATUS)[0] & TP_STATUS_USER:
+            if timeout is None:
+                ms = -1
+            else:
+                ms = max(0, int(timeout * 1000 + 0.999))
+            deadline = None if ms < 0 else time.monotonic() + ms / 1000
+            while True:
+                try:
+                    self._poll.poll(ms)
+                except InterruptedError:  # pragma: no cover - PEP 475 retries already
+                    pass
+                if unpack("I", mm, off + _BD_STATUS)[0] & TP_STATUS_USER:
+                    break
+                if deadline is not None:
+                    ms = int((deadline - time.monotonic()) * 1000)
+                    if ms <= 0:
+                        return []
+        out: list[tuple[memoryview, int]] = []
+        append = out.append
+        held = self._held
+        n = self._block_count
+        idx = self._next_block
+        for _ in range(n):
+            off = idx * bs
+            if not unpack("I", mm, off + _BD_STATUS)[0] & TP_STATUS_USER:
+                break
+            held.append(off)
+            num, first = unpack("II", mm, off + _BD_NUM_PKTS)
+            pkt = off + first
+            for _ in range(num):
+                nxt, snaplen, _tplen, status, mac = unpack("I8xIIIH", mm, pkt)
+                if mm[pkt + _H3_PKTTYPE] != PACKET_OUTGOING:
+                    start = pkt + mac
+                    append((mv[start:start + snaplen], status))
+                pkt += nxt
+            idx = (idx + 1) % n
+        self._next_block = idx
+        return out
+
+    # -- tx ------------------------------------------------------------------------------------
+
+    def _open_tx(self, frame_size: int, frame_count: int) -> None:
+        tx = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)  # protocol 0: receives nothing
+        self._tx = tx
+        tx.setsockopt(SOL_PACKET, PACKET_VERSION, TPACKET_V2)
+        try:
+            tx.setsockopt(SOL_PACKET, PACKET_QDISC_BYPASS, 1)
+        except OSError:
+            pass
+        block_size = max(mmap.PAGESIZE, frame_size)
+        if block_size % frame_size:
+            raise ValueError("tx_frame_size must divide the page size or be a multiple of it")
+        total = frame_size * frame_count
+        block_nr = -(-total // block_size)
+        frame_count = block_nr * block_size // frame_size
+        req = struct.pack("4I", block_size, block_nr, frame_size, frame_count)
+        tx.setsockopt(SOL_PACKET, PACKET_TX_RING, req)
+        self._tx_map = mmap.mmap(tx.fileno(), block_size * block_nr, mmap.MAP_SHARED,
+                                 mmap.PROT_READ | mmap.PROT_WRITE)
+        tx.bind((self.ifname, 0))
+        self._tx_frame_size = frame_size
+        self._tx_count = frame_count
+        self._tx_max = frame_size - _H2_DATA
+        self._tx_head = 0
+        self._tx_queued = 0
+
+    def send(self, frame: bytes | bytearray | memoryview) -> None:
+        """Queue one Ethernet frame for transmit on this interface (sent at ``flush()``)."""
+        mm = self._tx_map
+        ln = len(frame)
+        off = self._tx_head * self._tx_frame_size
+        status = _U32.unpack_from(mm, off)[0]
+        if status == TP_STATUS_WRONG_FORMAT:  # the kernel rejected the frame last time round
+            self.tx_errors += 1
+            _U32.pack_into(mm, off, TP_STATUS_AVAILABLE)
+            status = TP_STATUS_AVAILABLE
+        if status != TP_STATUS_AVAILABLE or ln > self._tx_max:
+            # busy slot (kernel still owns it) or jumbo: keep order, then send this one directly
+            self.flush()
+            self._send_direct(frame)
+            return
+        start = off + _H2_DATA
+        mm[start:start + ln] = frame
+        # status, tp_len, tp_snaplen at once: the kernel reads the ring only when flush() asks
+        _TX_HEAD.pack_into(mm, off, TP_STATUS_SEND_REQUEST, ln, ln)
+        head = self._tx_head + 1
+        self._tx_head = 0 if head == self._tx_count else head
+        self._tx_queued += 1
+        if self._tx_queued == self._tx_count:
+            self.flush()
+
+    def _send_direct(self, frame: bytes | bytearray | memoryview) -> None:
+        assert self._rx is not None
+        self.tx_direct += 1
+        try:
+            self._rx.send(frame)
+        except OSError:
+            self.tx_errors += 1
+
+    def flush(self) -> None:
+        """Transmit everything queued by ``send()`` with one system call (non-blocking)."""
+        if not self._tx_queued:
+            return
+        self._tx_queued = 0
+        assert self._tx is not None
+        try:
+            self._tx.send(b"", socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            pass
+        except OSError as exc:
+            if exc.errno not in (errno.ENOBUFS, errno.EAGAIN, errno.ENETDOWN):
+                raise
+            self.tx_errors += 1
+
+    def close(self) -> None:
+        """Release the rings and sockets. Views from ``receive()`` must not be used after this."""
+        for name in ("_rx_mv",):
+            mv = self.__dict__.pop(name, None)
+            if mv is not None:
+                try:
+                    mv.release()
+                except BufferError:
+                    pass
+        for attr in ("_rx_map", "_tx_map"):
+            mm = getattr(self, attr, None)
+            if mm is not None:
+                try:
+                    mm.close()
+                except BufferError:  # caller still holds views: the GC unmaps it later
+                    pass
+                setattr(self, attr, None)
+        for attr in ("_rx", "_tx"):
+            s = getattr(self, attr, None)
+            if s is not None:
+                s.close()
+                setattr(self, attr, None)
+
+    def __enter__(self) -> PacketSocket:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+SO_ATTACH_FILTER = 26
+_U32 = struct.Struct("I")
+_TX_HEAD = struct.Struct("III")
+
+
+def _run_nft(ruleset: str) -> None:
+    try:
+        proc = subprocess.run(["nft", "-f", "-"], input=ruleset, capture_output=True, text=True,
+                              timeout=10)
+    except FileNotFoundError:
+        raise RuntimeError("nft (the nftables tool) is not installed") from None
+    if proc.returncode != 0:
+        raise RuntimeError(f"nft -f - failed ({proc.returncode}): {proc.stderr.strip()}\n"
+                           f"ruleset was:\n{ruleset}")
+
+
+class StealRules:
+    """nftables netdev table on the ingress hook of ifname that drops frames to the services so the
+    director's own kernel never sees them (the AF_PACKET tap still does)."""
+
+    def __init__(self, ifname: str, table: str) -> None:
+        self.ifname = ifname
+        self.table = table
+        self.installed = False
+
+    def ruleset(self, services: Iterable[tuple[str, str, int]],
+                replies: Iterable[tuple[str, str, int]] = (), own: Iterable[str] = ()) -> str:
+        """The nft script that (re)creates the table: one drop rule per service, and one per
+        NAT real server ``(protocol, rip, rport)`` whose replies the director must rewrite,
+        except those to the director's ``own`` addresses (its health checks' answers)."""
+        lines = [
+            f"table netdev {self.table} {{",
+            "  chain steal {",
+            f'    type filter hook ingress device "{self.ifname}" priority -500; policy accept;',
+        ]
+        services, replies = list(services), list(replies)
+        for proto, vip, port in services:
+            lines.append(_drop_rule("daddr", "dport", proto, vip, port))
+        own = sorted(own)
+        to_others = f" ip daddr != {{ {', '.join(own)} }}" if own else ""
+        for proto, rip, port in replies:
+            lines.append(_drop_rule("saddr", "sport", proto, rip, port, to_others))
+        # ICMP errors about connections belong to the director too; echo stays with the kernel
+        for vip in dict.fromkeys(vip for _, vip, _ in services):
+            lines.append(f"    ip daddr {vip} icmp type {{ {ICMP_ERRORS} }} drop")
+        for rip in dict.fromkeys(rip for _, rip, _ in replies):
+            lines.append(f"    ip saddr {rip} icmp type {{ {ICMP_ERRORS} }} drop")
+        lines += ["  }", "}"]
+        return "\n".join(lines) + "\n"
+
+    def install(self, services: Iterable[tuple[str, str, int]],
+                replies: Iterable[tuple[str, str, int]] = (), own: Iterable[str] = ()) -> None:
+        """Replace the rules with drops for ``(protocol, vip, port)`` services, atomically."""
+        body = self.ruleset(services, replies, own)
+        # nft accepts an ingress chain on a device that does not exist (it never fires): refuse
+        try:
+            interface_index(self.ifname)
+        except OSError as exc:
+            raise RuntimeError(f"cannot steal frames on {self.ifname!r}: {exc.strerror}") from None
+        # add-then-delete makes the delete safe when the table does not exist yet; the whole
+        # script is one nft transaction, so no frame slips through between old and new rules
+        script = f"table netdev {self.table}\ndelete table netdev {self.table}\n" + body
+        _run_nft(script)
+        self.installed = True
+
+    def remove(self) -> None:
+        """Delete the table (idempotent)."""
+        remove_table(self.table)
+        self.installed = False
+
+
+def remove_table(table: str) -> None:
+    """Delete a netdev table if it exists."""
+    _run_nft(f"table netdev {table}\ndelete table netdev {table}\n")
+
+
+ICMP_ERRORS = "destination-unreachable, source-quench, time-exceeded"
+
+
+def _drop_rule(addr_key: str, port_key: str, proto: str, address: str, port: int,
+               more: str = "") -> str:
+    proto = proto.lower()
+    if proto not in ("tcp", "udp"):
+        raise ValueError(f"unsupported protocol {proto!r} (tcp or udp)")
+    socket.inet_aton(address)  # raises OSError on a bad address
+    port = int(port)
+    if port:
+        return f"    ip {addr_key} {address}{more} {proto} {port_key} {port} drop"
+    # port 0: the whole address (a firewall-mark/any-port style service)
+    return f"    ip {addr_key} {address}{more} meta l4proto {proto} drop"
+
+
+@dataclass(frozen=True)
+class Route:
+    interface: str
+    gateway: str | None
+    """None when the destination is on-link."""
+    source: str | None
+    """The address the kernel would send from."""
+
+
+def route(ip: str) -> Route:
+    """The kernel's route to ``ip``."""
+    with IPRoute() as ipr:
+        (msg,) = ipr.route("get", dst=ip)[:1]
+        (link,) = ipr.get_links(msg.get_attr("RTA_OIF"))[:1]
+        return Route(link.get_attr("IFLA_IFNAME"), msg.get_attr("RTA_GATEWAY"),
+                     msg.get_attr("RTA_PREFSRC"))
+
+
+def _has_addr(ipr: IPRoute, idx: int, vip: str, prefixlen: int) -> bool:
+    for msg in ipr.get_addr(index=idx, family=socket.AF_INET):
+        if msg.get_attr("IFA_LOCAL") == vip and msg["prefixlen"] == prefixlen:
+            return True
+    return False
+
+
+def add_vip(ifname: str, vip: str, prefixlen: int = 32) -> bool:
+    """Add ``vip/prefixlen`` to ``ifname``; True if added, False if it was already there."""
+    with IPRoute() as ipr:
+        idx = interface_index(ifname)
+        if _has_addr(ipr, idx, vip, prefixlen):
+            return False
+        try:
+            ipr.addr("add", index=idx, address=vip, prefixlen=prefixlen)
+        except Exception as exc:  # NetlinkError: EEXIST races are "already present"
+            if getattr(exc, "code", None) == errno.EEXIST:
+                return False
+            raise
+        return True
+
+
+def multicast_request(group: str, ifname: str, source: str = "0.0.0.0") -> bytes:
+    """struct ip_mreqn for IP_ADD_MEMBERSHIP and IP_MULTICAST_IF on ``ifname``."""
+    return struct.pack("4s4si", socket.inet_aton(group), socket.inet_aton(source),
+                       interface_index(ifname))
+
+
+def interface_addresses(ifname: str) -> list[str]:
+    """The IPv4 addresses on ``ifname``."""
+    with IPRoute() as ipr:
+        return [msg.get_attr("IFA_LOCAL") for msg in
+                ipr.get_addr(index=interface_index(ifname), family=socket.AF_INET)]
+
+
+def remove_vip(ifname: str, vip: str, prefixlen: int = 32) -> None:
+    """Remove ``vip/prefixlen`` from ``ifname`` if present (idempotent)."""
+    with IPRoute() as ipr:
+        idx = interface_index(ifname)
+        if not _has_addr(ipr, idx, vip, prefixlen):
+            return
+        try:
+            ipr.addr("del", index=idx, address=vip, prefixlen=prefixlen)
+        except Exception as exc:
+            if getattr(exc, "code", None) not in (errno.EADDRNOTAVAIL, errno.ENOENT):
+                raise
+
+
+# <linux/neighbour.h>
+NUD_NONE = 0x00
+NUD_INCOMPLETE = 0x01
+NUD_REACHABLE = 0x02
+NUD_STALE = 0x04
+NUD_DELAY = 0x08
+NUD_PROBE = 0x10
+NUD_FAILED = 0x20
+NUD_NOARP = 0x40
+NUD_PERMANENT = 0x80
+NTF_USE = 0x01
+_NUD_VALID = NUD_REACHABLE | NUD_STALE | NUD_DELAY | NUD_PROBE | NUD_PERMANENT
+
+
+def _mac_bytes(text: str) -> bytes:
+    return bytes.fromhex(text.replace(":", ""))
+
+
+class _Rtnl:
+    """A minimal rtnetlink client on a socket opened at construction.
+
+    pyroute2's ``IPRoute`` opens its socket per calling thread, in that thread's network
+    namespace; the resolver must stay in the namespace it was made in whatever thread calls it,
+    so it sends pyroute2-encoded messages over its own socket instead.
+    """
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
+        self.sock.bind((0, 0))
+        self.sock.settimeout(2.0)
+        self.marshal = MarshalRtnl()
+        self.seq = 0
+
+    def request(self, msg: nlmsg_base, msg_type: int, flags: int) -> list[nlmsg_base]:
+        self.seq += 1
+        seq = self.seq
+        msg["header"]["type"] = msg_type
+        msg["header"]["flags"] = NLM_F_REQUEST | flags
+        msg["header"]["sequence_number"] = seq
+        msg.encode()
+        self.sock.send(msg.data)
+        out: list[nlmsg_base] = []
+        while True:
+            data = self.sock.recv(1 << 16)
+            for reply in self.marshal.parse(data):
+                hdr = reply["header"]
+                if hdr["sequence_number"] != seq:
+                    continue
+                if hdr["type"] == NLMSG_DONE:
+                    return out
+                if hdr["type"] == NLMSG_ERROR:
+                    code = reply["error"]
+                    if code:
+                        raise OSError(-code, os.strerror(-code))
+                    return out
+                out.append(reply)
+                if not hdr["flags"] & NLM_F_MULTI:
+                    return out
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class NeighbourResolver:
+    """Next-hop MACs from the kernel neighbour table (pyroute2), with an ARP probe when unknown.
+
+    The netlink socket is opened at construction, so the resolver answers for the namespace it was
+    made in, from any thread (one thread at a time). ``probe`` asks the kernel itself to resolve
+    (RTM_NEWNEIGH with NTF_USE, as ``ip neigh replace IP dev IF use``), falling back to a UDP
+    datagram to port 9 (discard) from a socket bound to the interface.
+    """
+
+    def __init__(self, ifname: str) -> None:
+        self.ifname = ifname
+        self.ifindex = interface_index(ifname)
+        self._nl = _Rtnl()
+        self._cache: dict[str, bytes] = {}
+        self._known: set[str] = set()
+
+    def _table(self) -> dict[str, bytes]:
+        """Valid IPv4 entries of the interface: ip -> MAC."""
+        req = ndmsg()
+        req["family"] = socket.AF_INET
+        req["ifindex"] = self.ifindex
+        table: dict[str, bytes] = {}
+        for msg in self._nl.request(req, RTM_GETNEIGH, NLM_F_DUMP):
+            if msg["ifindex"] != self.ifindex or not msg["state"] & _NUD_VALID:
+                continue
+            dst = msg.get_attr("NDA_DST")
+            lladdr = msg.get_attr("NDA_LLADDR")
+            if dst and lladdr:
+                mac = _mac_bytes(lladdr)
+                if len(mac) == 6 and mac != b"\0" * 6:
+                    table[dst] = mac
+        return table
+
+    def _read(self, ip: str) -> bytes | None:
+        return self._table().get(ip)
+
+    def lookup(self, ip: str) -> bytes | None:
+        """The cached MAC, else the kernel's valid (REACHABLE/STALE/DELAY/PROBE/PERMANENT) one."""
+        self._known.add(ip)
+        mac = self._cache.get(ip)
+        if mac is None:
+            mac = self._read(ip)
+            if mac is not None:
+                self._cache[ip] = mac
+        return mac
+
+    def probe(self, ip: str) -> None:
+        """Make the kernel start resolving ``ip`` on the interface; returns at once."""
+        self._known.add(ip)
+        req = ndmsg()
+        req["family"] = socket.AF_INET
+        req["ifindex"] = self.ifindex
+        req["flags"] = NTF_USE
+        req["state"] = NUD_NONE
+        req["attrs"] = [("NDA_DST", ip)]
+        try:
+            self._nl.request(req, RTM_NEWNEIGH, NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE)
+            return
+        except OSError:
+            pass
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, self.ifname.encode())
+                s.setblocking(False)
+                s.sendto(b"", (ip, 9))
+        except OSError:
+            pass
+
+    def resolve(self, ip: str, timeout: float = 1.0) -> bytes | None:
+        """``lookup``, else ``probe`` and poll the table until ``timeout`` seconds have passed."""
+        mac = self.lookup(ip)
+        if mac is not None:
+            return mac
+        deadline = time.monotonic() + timeout
+        self.probe(ip)
+        delay = 0.005
+        while True:
+            mac = self.lookup(ip)
+            if mac is not None:
+                return mac
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            time.sleep(min(delay, left))
+            delay = min(delay * 2, 0.1)
+
+    def refresh(self) -> dict[str, bytes]:
+        """Re-read every IP ever asked about; returns those whose MAC is new or changed.
+
+        An entry the kernel no longer holds as valid is dropped from the cache (not returned).
+        """
+        changed: dict[str, bytes] = {}
+        table = self._table()
+        for ip in self._known:
+            mac = table.get(ip)
+            if mac is None:
+                self._cache.pop(ip, None)
+            elif self._cache.get(ip) != mac:
+                self._cache[ip] = mac
+                changed[ip] = mac
+        return changed
+
+    def close(self) -> None:
+        self._nl.close()
+
+    def __enter__(self) -> NeighbourResolver:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+

@@ -1,0 +1,122 @@
+"""IPVS's connection sync daemon on the wire, its two halves as IPVS runs them.
+
+The master half multicasts the connections the table put in its outbox (pylvs.ha.sync's rule) to
+224.0.0.81:8848 with TTL 1 on its interface, in version 1 messages; the backup half listens
+there and installs what it hears (pylvs.ha.replica). `[director] sync_daemon = true` runs both, as
+keepalived's lvs_sync_daemon does (with workers, each worker sends for itself and the supervisor
+listens, handing each connection to the worker its client hashes to): a director with no
+traffic sends nothing, so two directors
+under VRRP each keep the other's connections, and the one that takes the VIP over finds the
+established connections on their real servers. `pylvs adm --start-daemon master|backup` starts
+one half. Polled from the loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections import Counter
+from collections.abc import Callable
+
+from pylvs.core.director import Director
+from pylvs.ha import replica, sync
+from pylvs.shell import netio
+
+log = logging.getLogger("pylvs")
+
+DEFAULT_INTERFACE = "eth0"  # ipvsadm's DEF_MCAST_IFN when --mcast-interface is not given
+
+
+class SyncHalf:
+    role = ""
+
+    def __init__(self, director: Director, interface: str, syncid: int) -> None:
+        self.director, self.interface, self.syncid = director, interface, syncid
+        self.counters: Counter[str] = Counter()
+        self.maxlen = netio.interface_mtu(interface) - 28
+
+    def poll(self, now: float) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        """ipvsadm -L --daemon's line, with the fields a netlink kernel reports."""
+        return (f"{self.role} sync daemon (mcast={self.interface}, syncid={self.syncid}, "
+                f"maxlen={self.maxlen}, group={sync.SYNC_GROUP}, port={sync.SYNC_PORT}, "
+                f"ttl={sync.SYNC_TTL})")
+
+
+class SyncMaster(SyncHalf):
+    role = "master"
+
+    def __init__(self, director: Director, interface: str, syncid: int) -> None:
+        super().__init__(director, interface, syncid)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF,
+                             netio.multicast_request(sync.SYNC_GROUP, interface))
+        self.sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, sync.SYNC_TTL)
+        self.sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 0)
+        self.sock.setblocking(False)
+        director.table.outbox = []
+
+    def poll(self, now: float) -> None:
+        outbox = self.director.table.outbox
+        if not outbox:
+            return
+        timeouts = self.director.table.timeouts
+        conns = [replica.to_wire(conn, timeouts) for conn in dict.fromkeys(outbox)]
+        outbox.clear()
+        for message in sync.encode(conns, self.syncid, self.maxlen):
+            try:
+                self.sock.sendto(message, (sync.SYNC_GROUP, sync.SYNC_PORT))
+                self.counters["sent"] += 1
+            except OSError as exc:  # a full buffer or a link down: the next sync repairs
+                self.counters["send_failed"] += 1
+                log.debug("sync daemon: send failed: %s", exc)
+
+    def close(self) -> None:
+        self.director.table.outbox = None
+        self.sock.close()
+
+
+Install = Callable[[list[sync.SyncConn], float], Counter[str]]
+
+
+class SyncBackup(SyncHalf):
+    """``install`` puts what arrived in place: into the director's table by default; a
+    supervisor hands each connection to the worker its client hashes to."""
+    role = "backup"
+
+    def __init__(self, director: Director, interface: str, syncid: int,
+                 install: Install | None = None) -> None:
+        super().__init__(director, interface, syncid)
+        self.install: Install = install or (lambda entries, now:
+                                            replica.install(director, entries, now))
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, interface.encode())
+        self.sock.bind((sync.SYNC_GROUP, sync.SYNC_PORT))
+        self.sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP,
+                             netio.multicast_request(sync.SYNC_GROUP, interface))
+        self.sock.setblocking(False)
+
+    def poll(self, now: float) -> None:
+        while True:
+            try:
+                payload = self.sock.recv(65535)
+            except BlockingIOError:
+                return
+            try:
+                entries = sync.decode(payload, self.syncid)
+            except sync.SyncError as exc:
+                self.counters["malformed"] += 1
+                log.debug("sync daemon: dropped a message: %s", exc)
+                continue
+            self.counters.update(self.install(entries, now))
+
+    def close(self) -> None:
+        self.sock.close()
+
+

@@ -1,0 +1,243 @@
+"""Config validation: every error names the file, the key and the reason."""
+
+from __future__ import annotations
+
+import pytest
+
+from pylvs.adm.config import ConfigError, load, parse
+
+GOOD = """
+[director]
+interface = "eth0"
+
+[[virtual_server]]
+address = "192.168.1.100:80"
+protocol = "tcp"
+scheduler = "wrr"
+forward = "dr"
+
+  [[virtual_server.real_server]]
+  address = "192.168.1.12:80"
+  weight = 3
+
+  [[virtual_server.real_server]]
+  address = "192.168.1.13"
+"""
+
+
+def test_good_config_builds_model_in_ipvs_order():
+    config = parse(GOOD, "lb.toml")
+    assert config.interface == "eth0"
+    assert config.control_socket == "/run/pylvs.sock"
+    (service,) = config.services
+    assert (service.protocol, service.address, service.port) == ("tcp", "192.168.1.100", 80)
+    assert service.scheduler.name == "wrr"
+    # ipvsadm -a inserts at the head: the later server comes first
+    assert [s.endpoint for s in service.real_servers] == ["192.168.1.13:80", "192.168.1.12:80"]
+    assert [s.weight for s in service.real_servers] == [1, 3]
+    assert all(s.forward == "dr" for s in service.real_servers)
+
+
+def test_defaults_follow_ipvsadm():
+    config = parse('[director]\ninterface="eth0"\n[[virtual_server]]\naddress="10.0.0.1:53"\n'
+                   'protocol="udp"\n[[virtual_server.real_server]]\naddress="10.0.0.2"\n')
+    (service,) = config.services
+    assert service.scheduler.name == "wlc"
+    assert service.real_servers[0].weight == 1
+    assert service.forward == "dr"
+
+
+def _error(text: str) -> ConfigError:
+    with pytest.raises(ConfigError) as info:
+        parse(text, "bad.toml")
+    assert str(info.value).startswith("bad.toml: ")
+    return info.value
+
+
+def _with(service_extra: str = "", server: str = 'address = "192.168.1.12:80"') -> str:
+    return ('[director]\ninterface = "eth0"\n[[virtual_server]]\naddress = "192.168.1.100:80"\n'
+            f'{service_extra}\n[[virtual_server.real_server]]\n{server}\n')
+
+
+@pytest.mark.parametrize("text,key,reason", [
+    (_with('scheduler = "nope"'), "virtual_server[0].scheduler", "unknown scheduler 'nope'"),
+    (_with(server='address = "192.168.1.300:80"'), "virtual_server[0].real_server[0].address",
+     "not an IPv4 address"),
+    (_with(server='address = "192.168.1.12:80"\nweight = 70000'),
+     "virtual_server[0].real_server[0].weight", "out of range 0..65535"),
+    (_with(server='address = "192.168.1.12:80"\nweight = -1'),
+     "virtual_server[0].real_server[0].weight", "out of range"),
+    (_with('protocol = "sctp"'), "virtual_server[0].protocol", "unknown protocol"),
+    (_with('forward = "bogus"'), "virtual_server[0].forward", "unknown forwarding method"),
+    (_with(server='address = "192.168.1.12:8080"'), "virtual_server[0].real_server[0].address",
+     "only nat can map ports"),
+    (_with('colour = "red"'), "virtual_server[0].colour", "unknown key"),
+    ('[director]\n', "director.interface", "missing"),
+    ('[director]\ninterface = "eth0"\nworkers = 0\n', "director.workers", "out of range 1..64"),
+    ('[director]\ninterface = "eth0"\nworkers = "2"\n', "director.workers", "must be an integer"),
+    ('x = 1', "x", "unknown key"),
+    ('[director\n', "-", "not valid TOML"),
+])
+def test_bad_configs_name_key_and_reason(text, key, reason):
+    error = _error(text)
+    assert error.key == key
+    assert reason in error.reason
+
+
+def test_duplicate_service_and_server():
+    text = _with() + '[[virtual_server]]\naddress = "192.168.1.100:80"\n'
+    assert "duplicate service" in _error(text).reason
+    dup = _with() + '[[virtual_server.real_server]]\naddress = "192.168.1.12"\n'
+    error = _error(dup)
+    assert error.key == "virtual_server[0].real_server[1].address"
+    assert "duplicate real server" in error.reason
+
+
+def test_missing_file_names_it(tmp_path):
+    with pytest.raises(ConfigError) as info:
+        load(tmp_path / "absent.toml")
+    assert "absent.toml" in str(info.value) and "cannot read" in str(info.value)
+
+
+def test_nat_maps_ports_and_mixes_with_dr():
+    config = parse('[director]\ninterface = "eth0"\ninside_interface = "eth1"\n'
+                   '[[virtual_server]]\naddress = "192.168.1.100:80"\nforward = "nat"\n'
+                   '[[virtual_server.real_server]]\naddress = "10.0.0.11:8080"\n'
+                   '[[virtual_server.real_server]]\naddress = "192.168.1.12"\nforward = "dr"\n')
+    assert config.inside_interface == "eth1"
+    (service,) = config.services
+    assert [(rs.endpoint, rs.forward) for rs in service.real_servers] == [
+        ("192.168.1.12:80", "dr"), ("10.0.0.11:8080", "nat")]
+
+
+def test_inside_interface_defaults_to_interface():
+    assert parse(_with()).inside_interface == "eth0"
+
+
+def test_scheduler_flags_thresholds_and_persistence():
+    config = parse(_with('scheduler = "sh"\nscheduler_flags = ["sh-port", "sh-fallback"]\n'
+                         'persistence_timeout = true\npersistence_netmask = "255.255.255.0"',
+                         'address = "192.168.1.12"\nupper_threshold = 10\nlower_threshold = 5'))
+    (service,) = config.services
+    assert service.scheduler.flags == ("sh-fallback", "sh-port")  # IPVS's flag-1, flag-2
+    assert (service.persistence_timeout, service.persistence_netmask) == (360, "255.255.255.0")
+    (server,) = service.real_servers
+    assert (server.upper_threshold, server.lower_threshold) == (10, 5)
+
+
+@pytest.mark.parametrize("extra,key,reason", [
+    ('scheduler = "rr"\nscheduler_flags = ["sh-port"]', "scheduler_flags", "has no flag"),
+    ('scheduler_flags = "sh-port"', "scheduler_flags", "list of strings"),
+    ('persistence_netmask = "255.255.255.0"', "persistence_netmask", "only a persistent"),
+    ('persistence_timeout = 60\npersistence_netmask = "255.0.255.0"', "persistence_netmask",
+     "not an IPv4 netmask"),
+    ('persistence_timeout = 2678401', "persistence_timeout", "out of range"),
+])
+def test_bad_scheduling_keys(extra, key, reason):
+    error = _error(_with(extra))
+    assert error.key == f"virtual_server[0].{key}" and reason in error.reason
+
+
+def test_workers_default_to_one():
+    assert parse(GOOD).workers == 1
+    assert parse(GOOD.replace('interface = "eth0"', 'interface = "eth0"\nworkers = 2')).workers == 2
+
+
+CHECKED = GOOD.replace('forward = "dr"\n', 'forward = "dr"\ncheck = { type = "http", '
+                       'interval = 2, path = "/health" }\nquorum = 2\nsorry_server = '
+                       '"192.168.1.99"\n').replace(
+    '  address = "192.168.1.13"\n', '  address = "192.168.1.13"\n  inhibit_on_failure = true\n'
+    '  check = { type = "tcp", retry = 3 }\n  notify_down = "logger down"\n')
+
+
+def test_health_checks_follow_keepalived_defaults_and_inherit_from_the_service():
+    (health,) = parse(CHECKED).health
+    assert (health.quorum, health.hysteresis, health.sorry_server) == (2, 0, ("192.168.1.99", 80))
+    by_address = {s.server.address: s for s in health.servers}
+    http, tcp = by_address["192.168.1.12"], by_address["192.168.1.13"]
+    assert (http.spec.kind, http.spec.interval, http.spec.timeout, http.spec.retry,
+            http.spec.delay_before_retry, http.spec.path) == ("http", 2, 5, 1, 3, "/health")
+    assert (http.server.weight, http.inhibit, http.alive) == (3, False, True)
+    assert (tcp.spec.kind, tcp.spec.interval, tcp.spec.retry, tcp.inhibit) == ("tcp", 60, 3, True)
+    assert tcp.notify_down == "logger down" and parse(GOOD).health == []
+
+
+@pytest.mark.parametrize("extra,key,reason", [
+    ('check = { type = "ping" }', "virtual_server[0].check.type", "unknown check 'ping'"),
+    ('check = { type = "tcp", interval = 0 }', "virtual_server[0].check.interval",
+     "out of range"),
+    ('check = { type = "tcp", path = "/" }', "virtual_server[0].check.path",
+     "only an http check"),
+    ('check = { type = "misc" }', "virtual_server[0].check.command", "missing"),
+    ('check = { type = "http", status = [200, 999] }', "virtual_server[0].check.status",
+     "HTTP status code"),
+    ('check = { type = "http", path = "health" }', "virtual_server[0].check.path",
+     "must start with /"),
+    ('check = { type = "tcp", colour = 1 }', "virtual_server[0].check.colour", "unknown key"),
+    ('check = "tcp"', "virtual_server[0].check", "must be a table"),
+    ('quorum = 2', "virtual_server[0].quorum", "needs health checks"),
+    ('check = { type = "tcp" }\nalpha = "yes"', "virtual_server[0].alpha", "true or false"),
+    ('check = { type = "tcp" }\nsorry_server = "192.168.1.12:80"',
+     "virtual_server[0].sorry_server", "also a real server"),
+    ('check = { type = "tcp" }\nsorry_server = "192.168.1.99:81"',
+     "virtual_server[0].sorry_server", "only nat can map ports"),
+])
+def test_bad_health_keys(extra, key, reason):
+    error = _error(GOOD.replace('forward = "dr"\n', f'forward = "dr"\n{extra}\n'))
+    assert error.key == key
+    assert reason in error.reason
+
+
+def test_notify_without_a_check_is_refused():
+    error = _error(GOOD.replace('  weight = 3\n', '  weight = 3\n  notify_up = "x"\n'))
+    assert error.key == "virtual_server[0].real_server[0].notify_up"
+
+
+def test_vrrp_in_keepalived_words_with_its_defaults():
+    config = parse(GOOD + '\n[vrrp]\nvirtual_router_id = 51\npriority = 150\n'
+                   'authentication = { auth_type = "PASS", auth_pass = "secret" }\n')
+    vrrp = config.vrrp
+    assert (vrrp.interface, vrrp.virtual_router_id, vrrp.priority, vrrp.advert_int,
+            vrrp.state, vrrp.preempt, vrrp.version, vrrp.auth_pass) == (
+        "eth0", 51, 150, 1.0, "BACKUP", True, 2, "secret")
+    assert parse(GOOD).vrrp is None
+    assert parse(GOOD + '\n[vrrp]\nvirtual_router_id = 1\nnopreempt = true\n').vrrp.preempt is False
+    v3 = parse(GOOD + '\n[vrrp]\nvirtual_router_id = 1\nversion = 3\nadvert_int = 0.5\n'
+               'unicast_peers = ["192.168.1.3"]\n').vrrp
+    assert (v3.version, v3.advert_int, v3.unicast_peers) == (3, 0.5, ("192.168.1.3",))
+
+
+@pytest.mark.parametrize("table,key,reason", [
+    ("priority = 100", "vrrp.virtual_router_id", "missing"),
+    ("virtual_router_id = 256", "vrrp.virtual_router_id", "out of range 1..255"),
+    ("virtual_router_id = 1\npriority = 0", "vrrp.priority", "out of range 1..255"),
+    ("virtual_router_id = 1\nadvert_int = 0.5", "vrrp.advert_int", "whole seconds"),
+    ("virtual_router_id = 1\nstate = \"FAULT\"", "vrrp.state", "MASTER or BACKUP"),
+    ("virtual_router_id = 1\nstate = \"MASTER\"\nnopreempt = true", "vrrp.nopreempt",
+     "needs state BACKUP"),
+    ("virtual_router_id = 1\nversion = 3\nauthentication = { auth_pass = \"x\" }",
+     "vrrp.authentication", "no authentication"),
+    ("virtual_router_id = 1\nauthentication = { auth_type = \"AH\", auth_pass = \"x\" }",
+     "vrrp.authentication.auth_type", "only PASS"),
+    ("virtual_router_id = 1\nunicast_peers = [\"192.168.1.300\"]", "vrrp.unicast_peers[0]",
+     "not an IPv4 address"),
+    ("virtual_router_id = 1\ngarp = 1", "vrrp.garp", "unknown key"),
+])
+def test_bad_vrrp_keys(table, key, reason):
+    error = _error(GOOD + f"\n[vrrp]\n{table}\n")
+    assert error.key == key
+    assert reason in error.reason
+
+
+def test_vrrp_needs_a_virtual_server():
+    error = _error('[director]\ninterface = "eth0"\n[vrrp]\nvirtual_router_id = 1\n')
+    assert error.key == "vrrp" and "at least one virtual_server" in error.reason
+
+
+def test_sync_daemon_keys():
+    config = parse(GOOD.replace('interface = "eth0"', 'interface = "eth0"\nsync_daemon = true\n'
+                                'syncid = 7'))
+    assert (config.sync_interface, config.syncid) == ("eth0", 7)
+    assert parse(GOOD).sync_interface == ""
+    error = _error(GOOD.replace('interface = "eth0"', 'interface = "eth0"\nsyncid = 7'))
+    assert error.key == "director.syncid" and "needs sync_daemon = true" in error.reason

@@ -1,0 +1,213 @@
+"""The sans-IO director: frames in, DR frames out, IPVS's scheduling and drop rules."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scapy.layers.inet import ICMP, IP, TCP, UDP
+from scapy.layers.l2 import Ether
+
+import schedulers
+from forwarders import NextHop
+from pylvs.core.director import Director
+from pylvs.core.model import RealServer, VirtualService, ip_to_int
+
+VIP = "192.0.2.100"
+CLIENT_MAC, DIRECTOR_MAC = "02:00:00:00:00:01", "02:00:00:00:00:02"
+RS = ["198.51.100.1", "198.51.100.2", "198.51.100.3"]
+
+
+def _rs_mac(i: int) -> bytes:
+    return bytes([2, 0, 0, 0, 1, i])
+
+
+def _director(scheduler: str = "rr", weights=(1, 1, 1), proto: str = "tcp") -> Director:
+    service = VirtualService(proto, VIP, 80, schedulers.get(scheduler)())
+    for address, weight in zip(RS, weights, strict=True):
+        service.add_real_server(RealServer(address, 80, weight=weight))
+    director = Director([service])
+    director.add_interface("eth0", bytes.fromhex(DIRECTOR_MAC.replace(":", "")))
+    for i, address in enumerate(RS):
+        director.set_hop(ip_to_int(address), NextHop(bytes.fromhex("020000000002"), _rs_mac(i),
+                                                      "eth0"))
+    return director
+
+
+def _frame(src="203.0.113.5", sport=40000, flags="S", ttl=64, dport=80, payload=b"") -> bytes:
+    return bytes(Ether(src=CLIENT_MAC, dst=DIRECTOR_MAC) / IP(src=src, dst=VIP, ttl=ttl)
+                 / TCP(sport=sport, dport=dport, flags=flags) / payload)
+
+
+@given(st.integers(1, 65535), st.integers(2, 255), st.binary(max_size=300))
+def test_dr_rewrites_only_macs_ttl_and_ip_checksum(sport, ttl, payload):
+    director = _director()
+    original = _frame(sport=sport, ttl=ttl, payload=payload)
+    out, interface = director.handle(bytearray(original), now=0.0)
+    assert interface == "eth0"
+    sent = Ether(bytes(out))
+    assert sent.src == DIRECTOR_MAC
+    assert bytes.fromhex(sent.dst.replace(":", "")) in {_rs_mac(i) for i in range(3)}
+    assert sent[IP].ttl == ttl - 1 and sent[IP].dst == VIP
+    assert sent[TCP].chksum == Ether(original)[TCP].chksum
+    recomputed = IP(bytes(sent[IP]))
+    del recomputed.chksum
+    assert IP(bytes(recomputed)).chksum == sent[IP].chksum
+    changed = {i for i, (a, b) in enumerate(zip(original, out, strict=True)) if a != b}
+    assert changed <= set(range(0, 12)) | {14 + 8, 14 + 10, 14 + 11}
+
+
+def test_rr_spreads_new_connections_in_ipvs_order():
+    director = _director()
+    picked = []
+    for port in range(40000, 40006):
+        out, _ = director.handle(bytearray(_frame(sport=port)), 0.0)
+        picked.append(bytes(out[0:6]))
+    # newest-first list: RS[2], RS[1], RS[0]; rr starts after the head
+    order = [_rs_mac(i) for i in (2, 1, 0)]
+    assert picked[:3] == picked[3:]
+    assert sorted(picked[:3]) == sorted(order)
+
+
+def test_established_flow_sticks_to_its_server():
+    director = _director()
+    first, _ = director.handle(bytearray(_frame(flags="S")), 0.0)
+    for flags in ("A", "PA", "FA"):
+        out, _ = director.handle(bytearray(_frame(flags=flags, payload=b"x")), 1.0)
+        assert out[0:6] == first[0:6]
+    (conn,) = list(director.table)
+    assert conn.state == 4  # FIN_WAIT, IPVS's INPUT-ONLY table
+
+
+def test_non_syn_without_connection_is_dropped_and_counted():
+    director = _director()
+    assert director.handle(bytearray(_frame(flags="A")), 0.0) is None
+    assert director.handle(bytearray(_frame(flags="SR")), 0.0) is None
+    assert director.counters["no_connection"] == 2
+    assert len(director.table) == 0
+
+
+def _icmp_error(out, original: bytes, icmp_type: int, code: int) -> None:
+    frame, interface = out
+    reply = Ether(bytes(frame))
+    assert interface == "eth0"
+    assert (reply.src, reply.dst) == (DIRECTOR_MAC, CLIENT_MAC)
+    assert (reply[IP].src, reply[IP].dst) == (VIP, Ether(original)[IP].src)
+    assert (reply[ICMP].type, reply[ICMP].code) == (icmp_type, code)
+    fresh = Ether(bytes(frame))
+    del fresh[IP].chksum, fresh[ICMP].chksum
+    fresh = Ether(bytes(fresh))
+    assert (fresh[IP].chksum, fresh[ICMP].chksum) == (reply[IP].chksum, reply[ICMP].chksum)
+    assert bytes(reply[ICMP].payload) == original[14:]
+
+
+def test_ttl_one_gets_icmp_time_exceeded_from_the_vip():
+    director = _director()
+    original = _frame(ttl=1, payload=b"late")
+    _icmp_error(director.handle(bytearray(original), 0.0), original, 11, 0)
+    assert director.counters["ttl_exceeded"] == 1
+
+
+def test_no_usable_real_server_gets_icmp_port_unreachable():
+    director = _director(weights=(0, 0, 0))
+    original = _frame()
+    _icmp_error(director.handle(bytearray(original), 0.0), original, 3, 3)
+    assert director.counters["no_destination"] == 1
+    assert len(director.table) == 0
+
+
+def test_icmp_error_quotes_at_most_576_bytes():
+    director = _director(weights=(0, 0, 0))
+    frame, _ = director.handle(bytearray(_frame(payload=b"x" * 1400)), 0.0)
+    assert len(frame) - 14 == 576
+
+
+def test_other_ports_are_not_ours():
+    director = _director()
+    assert director.handle(bytearray(_frame(dport=22)), 0.0) is None
+    assert director.counters["not_service"] == 1
+
+
+def test_partial_checksum_is_completed():
+    director = _director()
+    good = Ether(_frame(payload=b"data"))
+    broken = bytearray(bytes(good))
+    l4 = 14 + 20
+    broken[l4 + 16:l4 + 18] = b"\x12\x34"  # what a sender with offload leaves: not final
+    out, _ = director.handle(broken, 0.0, csum_partial=True)
+    assert Ether(bytes(out))[TCP].chksum == good[TCP].chksum
+
+
+def test_udp_creates_connection_on_any_packet():
+    director = _director(proto="udp")
+    frame = bytes(Ether(dst=DIRECTOR_MAC) / IP(src="203.0.113.9", dst=VIP) /
+                  UDP(sport=5353, dport=80) / b"q")
+    assert director.handle(bytearray(frame), 0.0) is not None
+    (conn,) = list(director.table)
+    assert conn.row(0.0).startswith("UDP 05:00  UDP ")
+
+
+def test_adm_lists_connections_and_services():
+    director = _director()
+    director.handle(bytearray(_frame()), 0.0)
+    rc, out, err = director.adm(["-Lnc"], 0.0)
+    assert rc == 0 and err == ""
+    lines = out.splitlines()
+    assert lines[0] == "IPVS connection entries"
+    assert lines[2].startswith("TCP 01:00  SYN_RECV    203.0.113.5:40000  192.0.2.100:80 ")
+    rc, out, _ = director.adm(["-Ln"], 0.0)
+    assert rc == 0 and "TCP  192.0.2.100:80 rr" in out
+    active = [line for line in out.splitlines() if line.startswith("  -> 198.")]
+    assert sum(int(line.split()[4]) for line in active) == 1
+    assert director.adm(["-Ln", "-t", "192.0.2.1:80"], 0.0)[0] == 255
+    assert director.adm(["-Lx"], 0.0)[0] == 2
+
+
+@settings(max_examples=300)
+@given(st.binary(max_size=200))
+def test_arbitrary_bytes_never_crash(data):
+    director = _director()
+    assert director.handle(bytearray(data), 0.0) is None or len(director.table) == 1
+
+
+@settings(max_examples=200)
+@given(st.integers(min_value=0, max_value=53), st.binary(min_size=1, max_size=4))
+def test_mutated_frames_never_crash(offset, junk):
+    director = _director()
+    frame = bytearray(_frame(payload=b"abc"))
+    frame[offset:offset + len(junk)] = junk
+    director.handle(frame, 0.0)
+
+
+@settings(max_examples=200)
+@given(st.integers(2, 255), st.sampled_from(["A", "PA", "FA", "R", "S", ""]),
+       st.binary(max_size=64), st.sampled_from(["tcp", "udp"]))
+def test_established_fast_path_equals_the_general_path(ttl, flags, payload, proto):
+    """Same output bytes, counters, state and statistics, frame after frame."""
+    fast, general = _director(proto=proto), _director(proto=proto)
+    l4 = (TCP(sport=40000, dport=80, flags="S") if proto == "tcp"
+          else UDP(sport=40000, dport=80))
+    first = bytes(Ether(src=CLIENT_MAC, dst=DIRECTOR_MAC) / IP(src="203.0.113.5", dst=VIP)
+                  / l4 / b"hello")
+    for director in (fast, general):
+        director.handle_general(bytearray(first), 0.0)
+    l4 = (TCP(sport=40000, dport=80, flags=flags) if proto == "tcp"
+          else UDP(sport=40000, dport=80))
+    frame = bytes(Ether(src=CLIENT_MAC, dst=DIRECTOR_MAC)
+                  / IP(src="203.0.113.5", dst=VIP, ttl=ttl) / l4 / payload)
+    for _ in range(2):
+        assert fast.handle(bytearray(frame), 1.0) == general.handle_general(bytearray(frame), 1.0)
+    (a,), (b,) = list(fast.table), list(general.table)
+    assert (a.state, a.expires, a.active) == (b.state, b.expires, b.active)
+    assert fast.counters == general.counters
+    sa, sb = a.server.stats, b.server.stats
+    assert (sa.inpkts, sa.inbytes) == (sb.inpkts, sb.inbytes)
+
+
+def test_a_full_table_refuses_new_connections_and_keeps_established_ones():
+    director = _director()
+    director.table.max_connections = 2
+    assert director.handle(bytearray(_frame(sport=40001)), 0.0) is not None
+    assert director.handle(bytearray(_frame(sport=40002)), 0.0) is not None
+    assert director.handle(bytearray(_frame(sport=40003)), 0.0) is None
+    assert director.counters["table_full"] == 1 and len(director.table) == 2
+    assert director.handle(bytearray(_frame(sport=40001, flags="A")), 1.0) is not None

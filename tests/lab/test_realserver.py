@@ -1,0 +1,107 @@
+"""`configure_dr`: the seed's real-server steps, done and undone inside a namespace of our own."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from pylvs.lab.realserver import configure_dr
+
+VIP = "192.0.2.100"
+
+
+def test_bad_vip_is_refused_before_anything_changes():
+    with pytest.raises(ValueError, match="300.1.1.1"):
+        configure_dr("300.1.1.1")
+
+
+root = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("ip"),
+                          reason="needs root and iproute2 to make a network namespace")
+
+
+@pytest.fixture
+def namespace():
+    name = f"pylvs-t-{secrets.token_hex(3)}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        subprocess.run(["ip", "-n", name, "link", "add", "eth0", "type", "veth", "peer", "name",
+                        "eth1"], check=True)
+        yield name
+    finally:
+        subprocess.run(["ip", "netns", "del", name])
+
+
+def in_ns(ns: str, *argv: str) -> str:
+    return subprocess.run(["ip", "netns", "exec", ns, *argv], capture_output=True, text=True,
+                          check=True).stdout
+
+
+def sysctls(ns: str) -> dict[str, str]:
+    keys = [f"/proc/sys/net/ipv4/conf/{i}/{k}" for i in ("all", "lo", "eth0", "eth1")
+            for k in ("arp_ignore", "arp_announce")]
+    values = in_ns(ns, "cat", *keys).split()
+    return {key.split("conf/")[1]: value for key, value in zip(keys, values, strict=True)}
+
+
+def configure(ns: str, undo: bool = False) -> str:
+    return in_ns(ns, sys.executable, "-c",
+                 "import sys\nfrom pylvs.lab.realserver import configure_dr\n"
+                 f"print('\\n'.join(configure_dr({VIP!r}, 'eth0', undo={undo})))")
+
+
+@root
+def test_dr_steps_and_undo(namespace):
+    lines = configure(namespace)
+    assert "net.ipv4.conf.eth0.arp_ignore = 1" in lines
+    assert f"ip addr add {VIP}/32 dev lo" in lines
+    values = sysctls(namespace)
+    for ifname in ("all", "lo", "eth0"):
+        assert (values[f"{ifname}/arp_ignore"], values[f"{ifname}/arp_announce"]) == ("1", "2")
+    assert (values["eth1/arp_ignore"], values["eth1/arp_announce"]) == ("0", "0")
+    assert f"{VIP}/32" in in_ns(namespace, "ip", "-o", "addr", "show", "dev", "lo")
+    assert "already present" in configure(namespace)
+    configure(namespace, undo=True)
+    assert set(sysctls(namespace).values()) == {"0"}
+    assert VIP not in in_ns(namespace, "ip", "-o", "addr", "show", "dev", "lo")
+
+
+@root
+def test_unknown_interface_is_refused(namespace):
+    result = subprocess.run(["ip", "netns", "exec", namespace, sys.executable, "-m", "pylvs",
+                             "realserver", "--mode", "dr", "--vip", VIP, "--interface", "nope0"],
+                            capture_output=True, text=True)
+    assert result.returncode == 1
+    assert "no such interface: nope0" in result.stderr
+    assert VIP not in in_ns(namespace, "ip", "-o", "addr", "show", "dev", "lo")
+
+
+@root
+def test_tun_userspace_decapsulator_runs_until_undo_and_restores(namespace):
+    in_ns(namespace, "sysctl", "-qw", "net.ipv4.conf.all.rp_filter=1")
+    proc = subprocess.Popen(["ip", "netns", "exec", namespace, sys.executable, "-m", "pylvs",
+                             "realserver", "--mode", "tun", "--vip", VIP],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        out = ""
+        while not out.endswith("--undo`\n") and proc.poll() is None:
+            out += proc.stdout.readline()
+        assert "no ipip module" in out or "tunl0" in out
+        if "no ipip module" in out:
+            assert f"{VIP}/32" in in_ns(namespace, "ip", "-o", "addr", "show", "dev",
+                                        "pylvs-tun0")
+            assert in_ns(namespace, "cat", "/proc/sys/net/ipv4/conf/all/rp_filter").strip() == "0"
+        undo = subprocess.run(["ip", "netns", "exec", namespace, sys.executable, "-m", "pylvs",
+                               "realserver", "--mode", "tun", "--vip", VIP, "--undo"],
+                              capture_output=True, text=True, timeout=30)
+        assert undo.returncode == 0 and "stopped" in undo.stdout
+        assert proc.wait(10) == 0
+    finally:
+        proc.kill()
+        proc.stdout.close()
+    assert "pylvs-tun0" not in in_ns(namespace, "ip", "-o", "link")
+    assert in_ns(namespace, "cat", "/proc/sys/net/ipv4/conf/all/rp_filter").strip() == "1"

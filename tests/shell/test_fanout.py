@@ -1,0 +1,136 @@
+"""The workers' fanout program, run by a small classic-BPF interpreter (the kernel runs it in
+test_netio): every frame of a connection, either way, gets one value; persistence hashes the
+address alone; frames of no rule get 0."""
+
+from __future__ import annotations
+
+import struct
+
+from hypothesis import given
+from hypothesis import strategies as st
+from scapy.layers.inet import ICMP, IP, TCP, UDP, IPerror, TCPerror, UDPerror
+
+import schedulers
+from pylvs.core.model import RealServer, VirtualService
+from pylvs.shell import fanout
+from pylvs.shell.fanout import NET, Rule
+
+VIP, RIP = "192.0.2.100", "10.0.0.7"
+LOADS = {0x20: 4, 0x28: 2, 0x30: 1, 0x40: 4, 0x48: 2, 0x50: 1}
+
+
+def run(code: list[tuple[int, int, int, int]], packet: bytes) -> int:
+    """Classic BPF over an IP packet, offsets from SKF_NET_OFF; a load out of bounds returns 0,
+    as the kernel does."""
+    a = x = pc = 0
+    mem = [0] * 16
+    while True:
+        op, jt, jf, k = code[pc]
+        pc += 1
+        if op in LOADS:
+            at = (k - (1 << 32)) - NET + (x if op & 0x40 else 0)
+            if at < 0 or at + LOADS[op] > len(packet):
+                return 0
+            a = int.from_bytes(packet[at:at + LOADS[op]], "big")
+        elif op == 0xB1:
+            at = (k - (1 << 32)) - NET
+            if at >= len(packet):
+                return 0
+            x = (packet[at] & 0xF) * 4
+        elif op == 0x02:
+            mem[k] = a
+        elif op == 0x61:
+            x = mem[k]
+        elif op == 0xAC:
+            a ^= x
+        elif op == 0x24:
+            a = a * k & 0xFFFFFFFF
+        elif op == 0x74:
+            a >>= k
+        elif op == 0x94:
+            a %= k
+        elif op == 0x05:
+            pc += k
+        elif op == 0x15:
+            pc += jt if a == k else jf
+        elif op == 0x16:
+            return a
+        elif op == 0x06:
+            return k
+        else:
+            raise AssertionError(f"opcode {op:#x} not modelled")
+
+
+def frames(proto, client: str, port: int, vport: int = 80, rport: int = 8080) -> list[bytes]:
+    layer, quoted = (TCP, TCPerror) if proto == "tcp" else (UDP, UDPerror)
+    return [bytes(IP(src=client, dst=VIP) / layer(sport=port, dport=vport)),
+            bytes(IP(src=RIP, dst=client) / layer(sport=rport, dport=port)),
+            bytes(IP(src="198.51.100.1", dst=VIP) / ICMP(type=11)
+                  / IPerror(src=VIP, dst=client) / quoted(sport=vport, dport=port)),
+            bytes(IP(src=RIP, dst="192.0.2.1") / ICMP(type=3, code=3)
+                  / IPerror(src=client, dst=RIP) / quoted(sport=port, dport=rport))]
+
+
+addresses = st.integers(1, 2**32 - 2).map(lambda n: ".".join(str(b) for b in n.to_bytes(4,
+                                                                                      "big")))
+ports = st.integers(1, 65535)
+
+
+@given(st.sampled_from(["tcp", "udp"]), addresses, ports, st.booleans())
+def test_every_frame_of_a_connection_gets_one_value(proto, client, port, by_address):
+    code = fanout.program([Rule(proto, VIP, 80, by_address)], [Rule(proto, RIP, 8080, by_address)])
+    values = {run(code, frame) for frame in frames(proto, client, port)}
+    assert len(values) == 1
+
+
+@given(addresses, ports, ports)
+def test_a_persistent_service_hashes_the_address_alone(client, port, other):
+    code = fanout.program([Rule("tcp", VIP, 80, True)], [Rule("tcp", RIP, 8080, True)])
+    assert run(code, frames("tcp", client, port)[0]) == run(code, frames("tcp", client, other)[0])
+
+
+def test_clients_spread_and_other_frames_go_to_member_zero():
+    code = fanout.program([Rule("tcp", VIP, 80, False)], [Rule("tcp", RIP, 8080, False)])
+    shares = [0, 0, 0]
+    for n in range(3000):
+        shares[run(code, frames("tcp", f"203.0.{n // 250}.{n % 250 + 1}", 1024 + n)[0]) % 3] += 1
+    assert min(shares) > 800, shares
+    other = [bytes(IP(src="203.0.113.1", dst=VIP) / TCP(dport=81)),
+             bytes(IP(src="203.0.113.1", dst=VIP) / UDP(dport=80)),
+             bytes(IP(src=RIP, dst="203.0.113.1") / TCP(sport=8081)),
+             struct.pack("!HH", 0x4500, 20)]
+    assert [run(code, frame) for frame in other] == [0, 0, 0, 0]
+
+
+def service(address: str, persistent: bool, *servers: tuple[str, int, str]) -> VirtualService:
+    svc = VirtualService("tcp", address, 80, schedulers.get("rr")(),
+                         persistence_timeout=360 if persistent else 0)
+    for rip, port, forward in servers:
+        svc.add_real_server(RealServer(rip, port, forward=forward))
+    return svc
+
+
+def test_sharing_a_nat_server_with_a_persistent_service_makes_a_service_hash_by_address():
+    persistent = service("192.0.2.1", True, ("10.0.0.1", 80, "nat"))
+    sharing = service("192.0.2.2", False, ("10.0.0.1", 80, "nat"), ("10.0.0.2", 80, "nat"))
+    chained = service("192.0.2.3", False, ("10.0.0.2", 80, "nat"))
+    alone = service("192.0.2.4", False, ("10.0.0.3", 80, "nat"), ("10.0.0.9", 80, "dr"))
+    front, back = fanout.rules([persistent, sharing, chained, alone])
+    assert [rule.by_address for rule in front] == [True, True, True, False]
+    assert {(rule.address, rule.by_address) for rule in back} == {
+        ("10.0.0.1", True), ("10.0.0.2", True), ("10.0.0.3", False)}
+
+
+@given(st.sampled_from(["tcp", "udp"]), addresses, ports, st.booleans(),
+       st.permutations(range(3)))
+def test_the_hash_is_client_hash_and_an_order_maps_its_slot_to_a_member(proto, client, port,
+                                                                       by_address, order):
+    """After a worker died and was forked again, slot s is served by member order[s]."""
+    rules = [Rule(proto, VIP, 80, by_address)], [Rule(proto, RIP, 8080, by_address)]
+    plain, ordered = fanout.program(*rules), fanout.program(*rules, order=order)
+    value = fanout.client_hash(client, port, by_address)
+    for frame in frames(proto, client, port):
+        assert run(plain, frame) == value
+        assert run(ordered, frame) == order[value % 3]
+    other = bytes(IP(src="203.0.113.1", dst=VIP) / TCP(dport=81))
+    assert run(ordered, other) == 0

@@ -1,0 +1,136 @@
+"""pylvs.shell.health_probes against real servers on loopback, and the checker thread: a server
+that hangs costs its own check a timeout, never the caller."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import threading
+import time
+
+import pytest
+
+from pylvs.core.model import RealServer
+from pylvs.ha.health import CheckSpec, ServerHealth, ServiceHealth
+from pylvs.shell.health_probes import Checker, probe
+
+
+class Server:
+    """A loopback TCP server that answers each connection with ``reply`` (None: says nothing,
+    keeps it open) and then closes."""
+
+    def __init__(self, reply: bytes | None) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.reply = reply
+        self.held: list[socket.socket] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            if self.reply is None:
+                self.held.append(conn)
+                continue
+            conn.recv(1024)
+            conn.sendall(self.reply)
+            conn.close()
+
+    def close(self) -> None:
+        self.sock.close()
+        for conn in self.held:
+            conn.close()
+
+
+@pytest.fixture
+def server(request):
+    made = Server(request.param)
+    yield made
+    made.close()
+
+
+def run(spec: CheckSpec, port: int) -> tuple[bool, str]:
+    return asyncio.run(probe(spec, "127.0.0.1", port))
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("server", [b"HTTP/1.0 200 OK\r\n\r\nrs1"], indirect=True)
+def test_tcp_and_http_against_a_live_server(server):
+    assert run(CheckSpec("tcp", timeout=2), server.port)[0]
+    ok, detail = run(CheckSpec("http", timeout=2), server.port)
+    assert ok and detail.startswith("HTTP 200 in")
+    ok, detail = run(CheckSpec("http", timeout=2, status=(204,)), server.port)
+    assert not ok and detail.endswith("(not accepted)")
+
+
+def test_a_closed_port_is_refused():
+    assert run(CheckSpec("tcp", timeout=2), closed_port()) == (False, "Connection refused")
+
+
+@pytest.mark.parametrize("server", [None], indirect=True)
+def test_a_server_that_never_answers_costs_the_timeout(server):
+    assert run(CheckSpec("http", timeout=0.3), server.port) == (False, "no answer in 0.3 s")
+
+
+@pytest.mark.parametrize("server", [b"SSH-2.0-OpenSSH\r\n", b""], indirect=True)
+def test_what_is_not_an_http_status_line_fails(server):
+    ok, detail = run(CheckSpec("http", timeout=2), server.port)
+    assert not ok and detail.startswith("not an HTTP status line")
+
+
+def test_misc_exit_status_and_a_command_killed_at_its_timeout(tmp_path):
+    assert run(CheckSpec("misc", command="exit 0", timeout=2), 0) == (True, "exit status 0")
+    assert run(CheckSpec("misc", command="exit 3", timeout=2), 0) == (False, "exit status 3")
+    marker = tmp_path / "pid"
+    ok, detail = run(CheckSpec("misc", command=f"sleep 30 & echo $! > {marker}; wait",
+                               timeout=0.5), 0)
+    assert (ok, detail) == (False, "no answer in 0.5 s")
+    pid = int(marker.read_text())
+    deadline = time.monotonic() + 5
+    while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not os.path.exists(f"/proc/{pid}"), "the command's own child outlived the timeout"
+
+
+def test_the_checker_thread_reports_transitions_and_runs_notify(tmp_path):
+    up, down = tmp_path / "up", tmp_path / "down"
+    port = closed_port()
+    health = ServerHealth(RealServer("127.0.0.1", port),
+                          CheckSpec("tcp", interval=0.1, timeout=0.5, retry=1,
+                                    delay_before_retry=0.05),
+                          notify_up=f"touch {up}", notify_down=f"touch {down}")
+    checker = Checker([ServiceHealth((6, 1, port), "TCP test", [health])])
+    checker.start()
+    try:
+        changed = wait_for(checker)
+        assert changed == [health] and not health.alive
+        live = socket.create_server(("127.0.0.1", port))
+        try:
+            assert wait_for(checker) == [health] and health.alive
+        finally:
+            live.close()
+        deadline = time.monotonic() + 5
+        while not (up.exists() and down.exists()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert up.exists() and down.exists()
+    finally:
+        checker.stop()
+
+
+def wait_for(checker: Checker) -> list[ServerHealth]:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        changed = checker.changed()
+        if changed:
+            return changed
+        time.sleep(0.02)
+    return []

@@ -1,0 +1,478 @@
+"""pylvs.shell.netio against a real kernel: two network namespaces joined by a veth pair.
+
+Topology (both namespaces made by this run, removed at teardown; the host is never touched):
+
+    [plv<pid>d: "vd" 198.51.100.1/24]  <== veth ==>  [plv<pid>p: "vp" 198.51.100.2/24]
+      director side (netio objects)                  peer (a kernel sending real traffic)
+
+Code runs "inside" a namespace in a short-lived thread that setns()es first: sockets and netlink
+sockets made there stay in that namespace, so the test body uses them from the main thread.
+Offloads stay at their defaults (on), as in real labs.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+import socket
+import struct
+import subprocess
+import threading
+import time
+
+import pytest
+
+from pylvs.shell import netio
+
+pytestmark = [
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root: builds network namespaces"),
+    pytest.mark.skipif(shutil.which("ip") is None, reason="needs iproute2's `ip`"),
+    pytest.mark.skipif(shutil.which("nft") is None, reason="needs nftables' `nft`"),
+]
+
+DIR_IP = "198.51.100.1"
+PEER_IP = "198.51.100.2"
+VIP = "198.51.100.100"
+CLONE_NEWNET = 0x40000000
+SO_RCVBUFFORCE = 33
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def ip(*args: str) -> str:
+    return subprocess.run(["ip", *args], check=True, capture_output=True, text=True,
+                          timeout=10).stdout
+
+
+def in_ns(ns: str, fn, *args, timeout: float = 15.0):
+    """Run fn(*args) in a fresh thread that first joined network namespace ``ns``."""
+    box: dict = {}
+
+    def target() -> None:
+        try:
+            fd = os.open(f"/var/run/netns/{ns}", os.O_RDONLY)
+            try:
+                if _libc.setns(fd, CLONE_NEWNET) != 0:
+                    err = ctypes.get_errno()
+                    raise OSError(err, os.strerror(err))
+            finally:
+                os.close(fd)
+            box["value"] = fn(*args)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller
+            box["error"] = exc
+
+    th = threading.Thread(target=target, daemon=True)
+    th.start()
+    th.join(timeout)
+    if th.is_alive():
+        raise TimeoutError(f"{fn!r} in {ns} did not finish in {timeout}s")
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
+
+
+class Topo:
+    def __init__(self) -> None:
+        pfx = f"plv{os.getpid()}"
+        self.d = pfx + "d"
+        self.p = pfx + "p"
+        self.table = f"pylvs_{os.getpid()}"
+
+    def up(self) -> None:
+        ip("netns", "add", self.d)
+        ip("netns", "add", self.p)
+        ip("-n", self.d, "link", "add", "vd", "type", "veth", "peer", "name", "vp",
+           "netns", self.p)
+        ip("-n", self.d, "addr", "add", f"{DIR_IP}/24", "dev", "vd")
+        ip("-n", self.p, "addr", "add", f"{PEER_IP}/24", "dev", "vp")
+        for ns, dev in ((self.d, "vd"), (self.p, "vp")):
+            ip("-n", ns, "link", "set", "lo", "up")
+            ip("-n", ns, "link", "set", dev, "up")
+            # no IPv6 chatter (router solicitations, DAD) in the captures
+            subprocess.run(["ip", "netns", "exec", ns, "sysctl", "-qw",
+                            "net.ipv6.conf.all.disable_ipv6=1"], capture_output=True, timeout=10)
+
+    def down(self) -> None:
+        for ns in (self.d, self.p):
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=10)
+
+    def mac(self, ns: str, dev: str) -> bytes:
+        return in_ns(ns, netio.interface_mac, dev)
+
+
+@pytest.fixture
+def topo():
+    t = Topo()
+    try:
+        t.up()
+        yield t
+    finally:
+        t.down()
+    assert t.d not in ip("netns", "list") and t.p not in ip("netns", "list")
+
+
+@pytest.fixture
+def psock(topo):
+    ps = in_ns(topo.d, netio.PacketSocket, "vd")
+    try:
+        yield ps
+    finally:
+        ps.close()
+
+
+def udp_socket(port: int = 0) -> socket.socket:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("0.0.0.0", port))
+    return s
+
+
+def collect(ps: netio.PacketSocket, pred, *, seconds: float = 3.0) -> list[tuple[bytes, int]]:
+    """Copies of frames (with status) matching pred, until one matches or the time is up."""
+    deadline = time.monotonic() + seconds
+    found: list[tuple[bytes, int]] = []
+    while not found and time.monotonic() < deadline:
+        for view, status in ps.receive(0.2):
+            frame = bytes(view)
+            if pred(frame):
+                found.append((frame, status))
+    return found
+
+
+def is_udp_to(port: int):
+    def pred(f: bytes) -> bool:
+        return (len(f) >= 42 and f[12:14] == b"\x08\x00" and f[23] == 17
+                and struct.unpack_from("!H", f, 36)[0] == port)
+    return pred
+
+
+def test_interface_facts(topo):
+    mac = topo.mac(topo.d, "vd")
+    assert len(mac) == 6 and mac != b"\0" * 6
+    shown = ip("-n", topo.d, "link", "show", "vd")
+    assert mac.hex(":") in shown
+    assert in_ns(topo.d, netio.interface_index, "vd") > 1
+    with pytest.raises(OSError):
+        in_ns(topo.d, netio.interface_mac, "nosuchdev0")
+
+
+def test_receive_udp_from_peer_with_partial_checksum(topo, psock):
+    peer_mac = topo.mac(topo.p, "vp")
+    sender = in_ns(topo.p, udp_socket)
+    try:
+        payload = b"pylvs-rx-" + os.urandom(8).hex().encode()
+        sender.sendto(payload, (DIR_IP, 5555))
+        got = collect(psock, is_udp_to(5555))
+    finally:
+        sender.close()
+    assert got, "the AF_PACKET ring never showed the peer's UDP frame"
+    frame, status = got[0]
+    assert frame[0:6] == psock.mac
+    assert frame[6:12] == peer_mac
+    assert frame[12:14] == b"\x08\x00"
+    assert socket.inet_ntoa(frame[26:30]) == PEER_IP
+    assert socket.inet_ntoa(frame[30:34]) == DIR_IP
+    assert struct.unpack_from("!H", frame, 38)[0] == 8 + len(payload)
+    assert frame[42:42 + len(payload)] == payload
+    # the peer's veth left the checksum to "hardware": the ring must say so (DESIGN.md)
+    assert status & netio.TP_STATUS_CSUMNOTREADY
+    assert status & netio.TP_STATUS_USER
+
+
+def test_own_and_host_transmissions_are_not_received(topo, psock):
+    peer_mac = topo.mac(topo.p, "vp")
+    marker = b"pylvs-own-" + os.urandom(8).hex().encode()
+    frame = _udp_frame(peer_mac, psock.mac, DIR_IP, PEER_IP, 4000, 9, marker)
+    for _ in range(5):
+        psock.send(frame)
+    psock.flush()
+    # the director's kernel transmits too (ICMP port unreachable for a closed port, ARP replies)
+    sender = in_ns(topo.p, udp_socket)
+    try:
+        sender.sendto(b"closed-port", (DIR_IP, 5556))
+        deadline = time.monotonic() + 1.0
+        seen: list[bytes] = []
+        while time.monotonic() < deadline:
+            seen += [bytes(v) for v, _ in psock.receive(0.1)]
+    finally:
+        sender.close()
+    assert any(is_udp_to(5556)(f) for f in seen), "the peer's frame should have arrived"
+    # (the peer's ICMP port-unreachable quotes our datagram: that one is incoming and fine)
+    assert not any(f[23] == 17 and marker in f for f in seen), "our own frames came back"
+    assert not any(f[6:12] == psock.mac for f in seen), "host-sent (OUTGOING) frames came back"
+
+
+def _udp_frame(dst_mac: bytes, src_mac: bytes, src: str, dst: str, sport: int, dport: int,
+               payload: bytes) -> bytes:
+    from scapy.layers.inet import IP, UDP
+    from scapy.layers.l2 import Ether
+
+    pkt = (Ether(dst=dst_mac.hex(":"), src=src_mac.hex(":")) / IP(src=src, dst=dst)
+           / UDP(sport=sport, dport=dport) / payload)
+    return bytes(pkt)
+
+
+def test_send_flush_reaches_peer(topo, psock):
+    peer_mac = topo.mac(topo.p, "vp")
+    rx = in_ns(topo.p, udp_socket, 7777)
+    try:
+        rx.settimeout(2.0)
+        frames = [_udp_frame(peer_mac, psock.mac, DIR_IP, PEER_IP, 4000, 7777, b"tx-%d" % i)
+                  for i in range(3)]
+        for f in frames:
+            psock.send(f)
+        psock.flush()
+        got = {rx.recvfrom(2048)[0] for _ in frames}
+    finally:
+        rx.close()
+    assert got == {b"tx-0", b"tx-1", b"tx-2"}
+
+
+def test_tx_ring_wraps_around(topo, psock):
+    """More frames than tx ring slots, in batches: every one arrives, in order."""
+    peer_mac = topo.mac(topo.p, "vp")
+    rx = in_ns(topo.p, udp_socket, 7778)
+    total = 2000
+    received: list[bytes] = []
+
+    def reader() -> None:
+        rx.settimeout(1.0)
+        try:
+            while len(received) < total:
+                received.append(rx.recv(2048))
+        except OSError:
+            pass
+
+    try:
+        rx.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 16 << 20)
+        th = threading.Thread(target=reader, daemon=True)
+        th.start()
+        for i in range(total):
+            psock.send(_fast_udp(peer_mac, psock.mac, i))
+            if i % 100 == 99:
+                psock.flush()
+        psock.flush()
+        th.join(10)
+    finally:
+        rx.close()
+    assert len(received) == total
+    assert received == [b"%06d" % i for i in range(total)]
+
+
+_TEMPLATE: dict[tuple[bytes, bytes], bytes] = {}
+
+
+def _fast_udp(dst_mac: bytes, src_mac: bytes, i: int) -> bytes:
+    # UDP checksum 0 (= none) keeps it simple; the IP header checksum comes from scapy
+    base = _TEMPLATE.get((dst_mac, src_mac))
+    if base is None:
+        f = bytearray(_udp_frame(dst_mac, src_mac, DIR_IP, PEER_IP, 4001, 7778, b"000000"))
+        f[40:42] = b"\0\0"
+        base = _TEMPLATE[(dst_mac, src_mac)] = bytes(f)
+    return base[:42] + b"%06d" % i
+
+
+def _listener(port: int) -> socket.socket:
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("0.0.0.0", port))
+    s.listen(16)
+    return s
+
+
+def _connect(addr: tuple[str, int], timeout: float) -> bool:
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    try:
+        s.connect(addr)
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def _nft_tables(ns: str) -> str:
+    return subprocess.run(["ip", "netns", "exec", ns, "nft", "list", "tables"], check=True,
+                          capture_output=True, text=True, timeout=10).stdout
+
+
+def test_steal_rules_hide_service_from_kernel_but_not_from_tap(topo, psock):
+    assert in_ns(topo.d, netio.add_vip, "vd", VIP) is True
+    ip("-n", topo.p, "route", "add", f"{VIP}/32", "dev", "vp")
+    lst = in_ns(topo.d, _listener, 8080)
+    rules = netio.StealRules("vd", topo.table)
+    try:
+        # without rules the director's kernel accepts the connection
+        assert in_ns(topo.p, _connect, (VIP, 8080), 2.0) is True
+        in_ns(topo.d, rules.install, [("tcp", VIP, 8080), ("udp", VIP, 53)])
+        in_ns(topo.d, rules.install, [("tcp", VIP, 8080)])  # replacing is fine
+        assert topo.table in _nft_tables(topo.d)
+        psock.receive(0)  # drain
+        assert in_ns(topo.p, _connect, (VIP, 8080), 1.0) is False
+
+        def is_syn(f: bytes) -> bool:
+            return (len(f) >= 54 and f[12:14] == b"\x08\x00" and f[23] == 6
+                    and f[30:34] == socket.inet_aton(VIP)
+                    and struct.unpack_from("!H", f, 36)[0] == 8080 and f[47] & 0x02 != 0)
+
+        assert collect(psock, is_syn, seconds=2.0), "the tap must still see the stolen SYN"
+        in_ns(topo.d, rules.remove)
+        assert topo.table not in _nft_tables(topo.d)
+        in_ns(topo.d, rules.remove)  # idempotent
+        assert in_ns(topo.p, _connect, (VIP, 8080), 2.0) is True
+    finally:
+        lst.close()
+        in_ns(topo.d, rules.remove)
+    with pytest.raises(ValueError):
+        rules.ruleset([("sctp", VIP, 1)])
+
+
+def test_steal_rules_errors_are_clear(topo):
+    rules = netio.StealRules("nosuchdev0", topo.table)
+    with pytest.raises(RuntimeError, match="nosuchdev0"):
+        in_ns(topo.d, rules.install, [("tcp", VIP, 80)])
+    bad = netio.StealRules("vd", "bad name!")
+    with pytest.raises(RuntimeError, match="nft"):
+        in_ns(topo.d, bad.install, [("tcp", VIP, 80)])
+    assert "table" not in _nft_tables(topo.d)
+
+
+def test_add_remove_vip(topo):
+    assert in_ns(topo.d, netio.add_vip, "vd", VIP) is True
+    assert f"{VIP}/32" in ip("-n", topo.d, "addr", "show", "dev", "vd")
+    assert in_ns(topo.d, netio.add_vip, "vd", VIP) is False
+    in_ns(topo.d, netio.remove_vip, "vd", VIP)
+    assert f"{VIP}/32" not in ip("-n", topo.d, "addr", "show", "dev", "vd")
+    in_ns(topo.d, netio.remove_vip, "vd", VIP)  # idempotent
+    assert DIR_IP in ip("-n", topo.d, "addr", "show", "dev", "vd")
+
+
+def test_neighbour_resolver(topo):
+    peer_mac = topo.mac(topo.p, "vp")
+    res = in_ns(topo.d, netio.NeighbourResolver, "vd")
+    try:
+        assert res.lookup(PEER_IP) is None  # nothing has talked yet
+        assert res.resolve(PEER_IP, timeout=3.0) == peer_mac
+        assert res.lookup(PEER_IP) == peer_mac
+        assert res.resolve("198.51.100.77", timeout=0.3) is None  # nobody there
+        static = "198.51.100.9"
+        ip("-n", topo.d, "neigh", "replace", static, "lladdr", "02:00:00:00:00:09", "dev", "vd",
+           "nud", "permanent")
+        assert res.lookup(static) == bytes.fromhex("020000000009")
+        assert res.refresh() == {}
+        ip("-n", topo.d, "neigh", "replace", static, "lladdr", "02:00:00:00:00:0a", "dev", "vd",
+           "nud", "permanent")
+        assert res.refresh() == {static: bytes.fromhex("02000000000a")}
+        assert res.lookup(static) == bytes.fromhex("02000000000a")
+    finally:
+        res.close()
+
+
+def test_busy_tx_slot_falls_back_to_direct_send(topo, psock):
+    """A slot the kernel still owns is never overwritten: the frame goes out directly, in order."""
+    peer_mac = topo.mac(topo.p, "vp")
+    rx = in_ns(topo.p, udp_socket, 7779)
+    try:
+        rx.settimeout(2.0)
+        slot = psock._tx_head * psock._tx_frame_size
+        struct.pack_into("I", psock._tx_map, slot, netio.TP_STATUS_SENDING)  # pretend busy
+        psock.send(_udp_frame(peer_mac, psock.mac, DIR_IP, PEER_IP, 4000, 7779, b"direct"))
+        assert psock.tx_direct == 1
+        struct.pack_into("I", psock._tx_map, slot, netio.TP_STATUS_AVAILABLE)
+        psock.send(_udp_frame(peer_mac, psock.mac, DIR_IP, PEER_IP, 4000, 7779, b"ring"))
+        psock.flush()
+        assert [rx.recv(2048), rx.recv(2048)] == [b"direct", b"ring"]
+        assert psock.tx_errors == 0
+    finally:
+        rx.close()
+
+
+def test_receive_times_out_empty(psock):
+    deadline = time.monotonic() + 5
+    while psock.receive(0.05) and time.monotonic() < deadline:
+        pass  # drain whatever the link-up produced
+    assert psock.receive(0) == []
+    assert psock.receive(0.05) == []
+    assert psock.fileno() >= 0
+
+
+def test_bpf_filter_lets_only_service_frames_through(topo, psock):
+    from pylvs.shell import bpf
+    psock.set_filter(bpf.pack(bpf.program([("udp", DIR_IP, 5555)])))
+    while psock.receive(0.2):  # what queued before the filter
+        pass
+    sender = in_ns(topo.p, udp_socket)
+    try:
+        for port in (6666, 5555, 6667):
+            sender.sendto(b"x", (DIR_IP, port))
+        frames = collect(psock, lambda f: True, seconds=2.0)
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:
+            frames += [(bytes(v), s) for v, s in psock.receive(0.2)]
+    finally:
+        sender.close()
+    assert frames, "the service frame never arrived"
+    assert all(is_udp_to(5555)(frame) for frame, _ in frames), [f[:42].hex() for f, _ in frames]
+
+
+def _raw_sender(dev: str) -> socket.socket:
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+    s.bind((dev, 0))
+    return s
+
+
+def test_fanout_keeps_both_directions_of_a_connection_on_one_member(topo):
+    """pylvs.shell.fanout in the kernel's PACKET_FANOUT: a client's frames to the VIP, the NAT real
+    server's replies to it and ICMP errors about either all reach the same member; clients
+    spread over both members; frames of no rule go to member 0."""
+    from scapy.layers.inet import ICMP, IP, UDP, IPerror, UDPerror
+    from scapy.layers.l2 import Ether
+
+    from pylvs.shell import bpf, fanout
+    rip = "198.51.100.7"
+    members = [in_ns(topo.d, netio.PacketSocket, "vd") for _ in range(2)]
+    sender = in_ns(topo.p, _raw_sender, "vp")
+    try:
+        group = os.getpid() & 0xFFFF
+        for member in members:
+            member.join_fanout(group)
+        services, replies = ([fanout.Rule("udp", VIP, 9, False)],
+                             [fanout.Rule("udp", rip, 5353, False)])
+        members[0].set_fanout_program(bpf.pack(fanout.program(services, replies)))
+        eth = Ether(dst=topo.mac(topo.d, "vd").hex(":"), src=topo.mac(topo.p, "vp").hex(":"))
+        clients = [(f"203.0.113.{i}", 40000 + i) for i in range(1, 25)]
+        burst = []  # built first, then sent at once: the rings are read only after
+        for n, (client, port) in enumerate(clients):
+            tag = n.to_bytes(2, "big")
+            inbound = IP(src=client, dst=VIP) / UDP(sport=port, dport=9)
+            reply = IP(src=rip, dst=client) / UDP(sport=5353, dport=port)
+            frames = [inbound / (b"in" + tag), reply / (b"re" + tag),
+                      IP(src="192.0.2.1", dst=VIP) / ICMP(type=11) / IPerror(
+                          src=VIP, dst=client) / UDPerror(sport=9, dport=port) / (b"ie" + tag),
+                      IP(src=rip, dst=DIR_IP) / ICMP(type=3, code=3) / IPerror(
+                          src=client, dst=rip) / UDPerror(sport=port, dport=5353) / (b"ir" + tag)]
+            for frame in frames:
+                burst.append(bytes(eth / frame))
+        burst.append(bytes(eth / IP(src="192.0.2.9", dst=DIR_IP) / UDP(dport=7) / b"other"))
+        for frame in burst:
+            sender.send(frame)
+        seen: dict[bytes, int] = {}
+        deadline = time.monotonic() + 3.0
+        while len(seen) < 4 * len(clients) + 1 and time.monotonic() < deadline:
+            for index, member in enumerate(members):
+                for view, _ in member.receive(0.05):
+                    frame = bytes(view)
+                    for mark in (b"in", b"re", b"ie", b"ir", b"other"):
+                        at = frame.rfind(mark)
+                        if at >= 0 and (mark == b"other" or len(frame) - at >= 4):
+                            seen[frame[at:at + (5 if mark == b"other" else 4)]] = index
+    finally:
+        sender.close()
+        for member in members:
+            member.close()
+    assert len(seen) == 4 * len(clients) + 1, sorted(seen)
+    for n in range(len(clients)):
+        tag = n.to_bytes(2, "big")
+        assert len({seen[m + tag] for m in (b"in", b"re", b"ie", b"ir")}) == 1, n
+    assert {seen[b"in" + n.to_bytes(2, "big")] for n in range(len(clients))} == {0, 1}
+    assert seen[b"other"] == 0
