@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 from typing import TYPE_CHECKING
 
-from forwarders import NextHop, register
+from forwarders import Forwarder, NextHop, register
 from pylvs.core.packet import decrement_ttl, encapsulate_ipip, set_macs
 
 if TYPE_CHECKING:
@@ -19,9 +19,10 @@ if TYPE_CHECKING:
 
 
 @register
-class Tunnel:
-    name = "tun"
+class Tunnel(Forwarder):
+    name, flag, label, lb_kind, conn_flag = "tun", "-i", "Tunnel", "TUN", 0x0002
     overhead = 20
+    tunnel_type = "ipip"
 
     def __init__(self) -> None:
         self.ids = itertools.count(1)
@@ -32,6 +33,3 @@ class Tunnel:
         out = encapsulate_ipip(frame, flow, hop.src_ip, conn.server.ip, next(self.ids))
         set_macs(out, hop.dst_mac, hop.src_mac)
         return out
-
-    def reply(self, frame: bytearray, flow: Flow, conn: Connection, hop: NextHop) -> None:
-        return None

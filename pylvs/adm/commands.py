@@ -11,14 +11,17 @@ them.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
 
+import forwarders
 import schedulers
+from pylvs.adm import ipvsadm, layouts
 from pylvs.adm.ipvsadm import Command, DirectorError, UsageError
+from pylvs.core.director import Director
 from pylvs.core.model import DEFAULT_SCHEDULER, PROTO_NUMBERS, RealServer, VirtualService, ip_to_int
 
-if TYPE_CHECKING:
-    from pylvs.core.director import Director
+Lookup = tuple[Mapping[str, str], Mapping[str, str]]
+"""Names found by the caller: host by address, service by "port/protocol"."""
 
 
 def make_scheduler(command: Command) -> schedulers.Scheduler:
@@ -53,7 +56,7 @@ def add_service(director: Director, command: Command) -> None:
         raise UsageError("port-0 (all ports) services are not supported by this version of pylvs")
     if _key(command) in director.services:
         raise DirectorError("Service already exists")
-    service = VirtualService(proto, address, port, make_scheduler(command), "dr",
+    service = VirtualService(proto, address, port, make_scheduler(command), forwarders.DEFAULT,
                              command.persistent or 0, command.netmask or "255.255.255.255")
     service.scheduler.update(service.real_servers)
     director.services[service.key] = service
@@ -85,7 +88,7 @@ def flush(director: Director) -> None:
 def _server_endpoint(service: VirtualService, command: Command) -> tuple[str, int]:
     """ipvsadm forces the service's port for -g and -i; only -m maps ports."""
     address, port = command.server  # type: ignore[misc]
-    if port is None or (command.forward or "dr") != "nat":
+    if port is None or not forwarders.get(command.forward or forwarders.DEFAULT).masquerades:
         port = service.port
     return address, port
 
@@ -97,7 +100,7 @@ def add_server(director: Director, command: Command) -> None:
         raise DirectorError("Destination already exists")
     service.add_real_server(RealServer(
         address, port, weight=1 if command.weight is None else command.weight,
-        forward=command.forward or "dr", upper_threshold=command.u_threshold or 0,
+        forward=command.forward or forwarders.DEFAULT, upper_threshold=command.u_threshold or 0,
         lower_threshold=command.l_threshold or 0))
 
 
@@ -110,7 +113,7 @@ def edit_server(director: Director, command: Command) -> None:
     if upper == 0 or upper > server.upper_threshold:
         server.overloaded = False
     server.set_weight(1 if command.weight is None else command.weight)
-    server.forward = command.forward or "dr"
+    server.forward = command.forward or forwarders.DEFAULT
     server.upper_threshold, server.lower_threshold = upper, command.l_threshold or 0
     service.scheduler.update(service.real_servers)
 
@@ -151,3 +154,66 @@ CHANGES = {"add-service": add_service, "edit-service": edit_service,
            "delete-service": delete_service, "add-server": add_server,
            "edit-server": edit_server, "delete-server": delete_server, "zero": zero,
            "set": set_timeouts}
+
+
+def adm(director: Director, argv: list[str], now: float, names: Lookup | None = None
+        ) -> tuple[int, str, str]:
+    """Run one ipvsadm command line; returns (exit status, stdout, stderr)."""
+    try:
+        return 0, run(director, ipvsadm.parse(argv), now, names), ""
+    except UsageError as exc:
+        return ipvsadm.EXIT_USAGE, "", f"{exc}\n"
+    except DirectorError as exc:
+        return ipvsadm.EXIT_DIRECTOR, "", f"{exc}\n"
+
+
+def run(director: Director, command: Command, now: float, names: Lookup | None = None) -> str:
+    """One parsed command. A listing without -n names what ``names`` holds (host names by
+    address, service names by "port/protocol"), found by the caller: no lookups here."""
+    name = command.name
+    if name == "help":
+        return ipvsadm.USAGE
+    if name == "version":
+        return ipvsadm.VERSION_LINE + "\n"
+    if name in ("list", "save"):
+        hosts, services = names or ({}, {})
+        return _list(director, command, now, layouts.Names("numeric" in command.options, hosts,
+                                                           services))
+    if name == "restore":
+        raise UsageError("-R reads rules from standard input: use pylvs adm -R")
+    if name in ("start-daemon", "stop-daemon"):  # pylvs.shell.engine runs it: no socket here
+        raise DirectorError("the sync daemon runs in pylvs run, not in the core")
+    if name == "flush":
+        flush(director)
+    else:
+        CHANGES[name](director, command)
+    director.changed()
+    return ""
+
+
+def _list(director: Director, command: Command, now: float, names: layouts.Names) -> str:
+    options = command.options
+    if command.name == "save":
+        return layouts.render_save(director.services.values(), names)
+    if "connection" in options:
+        return layouts.render_connections(director.table.listing(), now,
+                                          "persistent-conn" in options)
+    if "timeout" in options:
+        return layouts.render_timeout(director.table.timeouts)
+    if "daemon" in options:
+        return ""  # no sync daemon in the core (pylvs.shell.engine lists its own)
+    services = list(director.services.values())
+    if command.service is not None:
+        services = [_service(director, command, "No such service")]
+    return layouts.render_services(services, command, names)
+
+
+def endpoints(director: Director) -> tuple[list[str], list[str]]:
+    """What a listing without -n names: every address, and every "port/protocol"."""
+    addresses, ports = set(), set()
+    for svc in director.services.values():
+        for address, port in ((svc.address, svc.port),
+                              *((rs.address, rs.port) for rs in svc.real_servers)):
+            addresses.add(address)
+            ports.add(f"{port}/{svc.protocol}")
+    return sorted(addresses), sorted(ports)

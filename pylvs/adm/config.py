@@ -20,7 +20,6 @@ from pylvs.ha.health import KINDS, CheckSpec, ServerHealth, ServiceHealth
 from schedulers import Scheduler
 
 DEFAULT_CONTROL_SOCKET = "/run/pylvs.sock"
-IMPLEMENTED_FORWARDS = ("dr", "nat", "tun")
 MAX_PERSISTENCE = 2678400
 
 _DIRECTOR_KEYS = {"interface", "inside_interface", "control_socket", "max_connections",
@@ -195,10 +194,9 @@ class _Reader:
 
     def forward(self, table: dict[str, Any], path: str, default: str) -> str:
         method = self.string(table, "forward", path) or default
-        if method not in ("dr", "nat", "tun"):
-            raise self.fail(path, f"unknown forwarding method {method!r} (dr, nat or tun)")
-        if method not in IMPLEMENTED_FORWARDS or method not in forwarders.REGISTRY:
-            raise self.fail(path, f"forwarding method {method!r} is not supported by this version")
+        if method not in forwarders.REGISTRY:
+            known = ", ".join(forwarders.names())
+            raise self.fail(path, f"unknown forwarding method {method!r} ({known})")
         return method
 
     def service(self, raw: Any, path: str) -> VirtualService:
@@ -211,7 +209,7 @@ class _Reader:
         if protocol not in PROTO_NUMBERS:
             raise self.fail(path + ".protocol", f"unknown protocol {protocol!r} (tcp or udp)")
         scheduler = self.scheduler(raw, path)
-        forward = self.forward(raw, path + ".forward", "dr")
+        forward = self.forward(raw, path + ".forward", forwarders.DEFAULT)
         timeout, netmask = self.persistence(raw, path)
         service = VirtualService(protocol, address, port, scheduler, forward, timeout, netmask)
         servers = raw.get("real_server", [])
@@ -267,7 +265,7 @@ class _Reader:
         address, port = self.endpoint(self.string(raw, "address", path + ".address", True),
                                       path + ".address", service.port)
         forward = self.forward(raw, path + ".forward", service.forward)
-        if forward != "nat" and port != service.port:
+        if not forwarders.get(forward).masquerades and port != service.port:
             raise self.fail(path + ".address", f"port {port} differs from the service port "
                             f"{service.port}; only nat can map ports (ipvsadm forces the "
                             "service port for dr and tun)")
@@ -328,7 +326,7 @@ class _Reader:
         if not text:
             return None
         address, port = self.endpoint(text, path + ".sorry_server", service.port)
-        if service.forward != "nat" and port != service.port:
+        if not forwarders.get(service.forward).masquerades and port != service.port:
             raise self.fail(path + ".sorry_server", f"port {port} differs from the service "
                             f"port {service.port}; only nat can map ports")
         if service.find_real_server(address, port):

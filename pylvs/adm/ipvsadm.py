@@ -14,6 +14,8 @@ import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import forwarders
+
 VERSION_LINE = "ipvsadm v1.31 2019/12/24 (compiled with popt and IPVS v1.2.1)"
 EXIT_USAGE = 2
 EXIT_DIRECTOR = 255
@@ -79,10 +81,9 @@ _OPTIONS: dict[str, tuple[str, str, str]] = {
     "-p": ("persistent", "optional", ""), "--persistent": ("persistent", "optional", ""),
     "-M": ("netmask", "yes", ""), "--netmask": ("netmask", "yes", ""),
     "-r": ("real-server", "yes", ""), "--real-server": ("real-server", "yes", ""),
-    "-g": ("forwarding-method", "no", "dr"), "--gatewaying": ("forwarding-method", "no", "dr"),
-    "-i": ("forwarding-method", "no", "tun"), "--ipip": ("forwarding-method", "no", "tun"),
-    "-m": ("forwarding-method", "no", "nat"),
-    "--masquerading": ("forwarding-method", "no", "nat"),
+    **{option: ("forwarding-method", "no", forwarders.by_flag(flag).name)
+       for flag, long in (("-g", "--gatewaying"), ("-i", "--ipip"), ("-m", "--masquerading"))
+       for option in (flag, long)},
     "-w": ("weight", "yes", ""), "--weight": ("weight", "yes", ""),
     "-x": ("u-threshold", "yes", ""), "--u-threshold": ("u-threshold", "yes", ""),
     "-y": ("l-threshold", "yes", ""), "--l-threshold": ("l-threshold", "yes", ""),

@@ -9,11 +9,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+import forwarders
 import schedulers
 from pylvs.core.model import RealServer, VirtualService
 
-METHODS = {"NAT": "nat", "DR": "dr", "TUN": "tun"}
 DEFAULT_PERSISTENCE = 360
+DEFAULT_LB_KIND = "NAT"  # keepalived's, when a virtual_server names none
 _TOKEN = re.compile(r'"[^"]*"|[{}]|[^\s{}"]+')
 
 
@@ -75,7 +76,7 @@ def _service(block: Block, dropped: list[str]) -> VirtualService:
     if protocol not in ("tcp", "udp"):
         raise ValueError(f"line {block.line}: protocol {protocol!r} (TCP or UDP)")
     scheduler = _scheduler(options, block)
-    method = _method(options.get("lvs_method") or options.get("lb_kind"), "NAT")
+    method = _method(options.get("lvs_method") or options.get("lb_kind"), DEFAULT_LB_KIND)
     timeout = 0
     if "persistence_timeout" in options:
         timeout = int(_arg(options["persistence_timeout"], str(DEFAULT_PERSISTENCE)))
@@ -110,8 +111,9 @@ def _server(block: Block, default_method: str, service_port: int,
     if len(block.args) != 2:
         raise ValueError(f"line {block.line}: real_server needs an address and a port")
     options = {b.keyword: b for b in block.children}
-    method = _method(options.get("lvs_method") or options.get("lb_kind"), default_method)
-    port = _port(block.args[1], block.line) if method == "nat" else service_port
+    method = _method(options.get("lvs_method") or options.get("lb_kind"),
+                     forwarders.get(default_method).lb_kind)
+    port = _port(block.args[1], block.line) if forwarders.get(method).masquerades else service_port
     server = RealServer(block.args[0], port, weight=int(_arg(options.get("weight"), "1")),
                         forward=method,
                         upper_threshold=int(_arg(options.get("uthreshold"), "0")),
@@ -123,11 +125,12 @@ def _server(block: Block, default_method: str, service_port: int,
     return server
 
 
-def _method(block: Block | None, default: str) -> str:
-    text = _arg(block, default.upper()).upper()
-    if text not in METHODS:
+def _method(block: Block | None, default_lb_kind: str) -> str:
+    text = _arg(block, default_lb_kind).upper()
+    method = forwarders.by_lb_kind(text)
+    if method is None:
         raise ValueError(f"line {block.line if block else 0}: unknown lvs_method {text!r}")
-    return METHODS[text]
+    return method.name
 
 
 def _arg(block: Block | None, default: str) -> str:

@@ -1,62 +1,43 @@
 """ipvsadm 1.31's output, byte for byte (reference §2): -L in its layouts, -Lc, --timeout, -S.
 
-Pure rendering from the model. Without -n, addresses and ports get names as ipvsadm gives them
-(reverse DNS, the services database); a lookup that does not answer within ``RESOLVE_TIMEOUT``
-falls back to the number, so a director with no resolver still lists at once.
+Pure rendering from the model. Without -n, addresses and ports get the names the caller found
+for them (``Names``: reverse DNS and the services database, looked up by pylvs adm before it
+asks); one without a name stays a number, as ipvsadm's does when the resolver has none.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
-import socket
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
+import forwarders
 from pylvs.adm.ipvsadm import Command
 from pylvs.core.conntrack import Connection, Template, Timeouts
-from pylvs.core.model import FORWARD_NAMES, PROTO_NAMES, RealServer, Stats, VirtualService
+from pylvs.core.model import PROTO_NAMES, RealServer, Stats, VirtualService
 
 IPVS_VERSION = "1.2.1"
 CONN_TAB_SIZE = 4096
-RESOLVE_TIMEOUT = 0.3
-SAVE_FORWARD = {"dr": "-g", "nat": "-m", "tun": "-i"}
-_pool = concurrent.futures.ThreadPoolExecutor(max_workers=4)
-_hosts: dict[str, str] = {}
 
 
 class Names:
-    """Addresses and ports as ipvsadm shows them: numbers with -n, else names when known."""
+    """Addresses and ports as ipvsadm shows them: numbers with -n, else names when known.
+    The names come from the caller, which looked them up (pylvs.shell.names): none here."""
 
-    def __init__(self, numeric: bool) -> None:
+    def __init__(self, numeric: bool, hosts: Mapping[str, str] | None = None,
+                 services: Mapping[str, str] | None = None) -> None:
         self.numeric = numeric
+        self.hosts = hosts or {}
+        """Address → host name."""
+        self.services = services or {}
+        """"port/protocol" → service name, as /etc/services has them."""
 
     def host(self, address: str) -> str:
-        if self.numeric:
-            return address
-        if address not in _hosts:
-            future = _pool.submit(_reverse, address)
-            try:
-                _hosts[address] = future.result(RESOLVE_TIMEOUT)
-            except concurrent.futures.TimeoutError:
-                return address  # not cached: a later listing may have the answer
-        return _hosts[address]
+        return address if self.numeric else self.hosts.get(address, address)
 
     def port(self, port: int, protocol: str) -> str:
-        if self.numeric:
-            return str(port)
-        try:
-            return socket.getservbyport(port, protocol)
-        except OSError:
-            return str(port)
+        return str(port) if self.numeric else self.services.get(f"{port}/{protocol}", str(port))
 
     def endpoint(self, address: str, port: int, protocol: str) -> str:
         return f"{self.host(address)}:{self.port(port, protocol)}"
-
-
-def _reverse(address: str) -> str:
-    try:
-        return socket.gethostbyaddr(address)[0]
-    except OSError:
-        return address
 
 
 def service_name(service: VirtualService, names: Names) -> str:
@@ -137,6 +118,7 @@ def _service_row(service: VirtualService, options: set[str], names: Names) -> st
 def _dest_row(service: VirtualService, dest: RealServer, options: set[str], names: Names) -> str:
     name = _dest_name(service, dest, names)
     exact = "exact" in options
+    method = forwarders.get(dest.forward)
     if "stats" in options:
         return f"  -> {name:<28}{_stats_cells(dest.stats, exact)}"
     if "rate" in options:
@@ -149,10 +131,10 @@ def _dest_row(service: VirtualService, dest: RealServer, options: set[str], name
             name, dest.weight, dest.persistconns, dest.activeconns, dest.inactconns)
     if "tun-info" in options:
         return "  -> %-28s %-7s %-13s %-6d %-10u %-10u" % (
-            name, FORWARD_NAMES[dest.forward], "ipip" if dest.forward == "tun" else "n/a",
-            dest.weight, dest.activeconns, dest.inactconns)
+            name, method.label, method.tunnel_type or "n/a", dest.weight, dest.activeconns,
+            dest.inactconns)
     return "  -> %-28s %-7s %-6d %-10u %-10u" % (
-        name, FORWARD_NAMES[dest.forward], dest.weight, dest.activeconns, dest.inactconns)
+        name, method.label, dest.weight, dest.activeconns, dest.inactconns)
 
 
 def ordered(services: Iterable[VirtualService], options: set[str]) -> list[VirtualService]:
@@ -167,9 +149,9 @@ def _dests(service: VirtualService, options: set[str]) -> list[RealServer]:
     return servers if "nosort" in options else sorted(servers, key=lambda d: (d.ip, d.port))
 
 
-def render_services(services: Iterable[VirtualService], command: Command) -> str:
+def render_services(services: Iterable[VirtualService], command: Command, names: Names
+                    ) -> str:
     options = command.options
-    names = Names("numeric" in options)
     lines: list[str] = []
     if command.service is None:
         lines.append(f"IP Virtual Server version {IPVS_VERSION} (size={CONN_TAB_SIZE})")
@@ -204,9 +186,8 @@ def render_timeout(timeouts: Timeouts) -> str:
     return f"Timeout (tcp tcpfin udp): {tcp} {tcpfin} {udp}\n"
 
 
-def render_save(services: Iterable[VirtualService], numeric: bool) -> str:
+def render_save(services: Iterable[VirtualService], names: Names) -> str:
     """ipvsadm -S: the rules as -A/-a lines that -R reads back (thresholds are not saved)."""
-    names = Names(numeric)
     lines: list[str] = []
     for service in ordered(services, set()):
         flag = {"tcp": "-t", "udp": "-u"}[service.protocol]
@@ -220,9 +201,10 @@ def render_save(services: Iterable[VirtualService], numeric: bool) -> str:
             line += f" -b {','.join(service.scheduler.flags)}"
         lines.append(line)
         for dest in _dests(service, set()):
+            method = forwarders.get(dest.forward)
             line = (f"-a {selector} -r {names.endpoint(dest.address, dest.port, service.protocol)}"
-                    f" {SAVE_FORWARD[dest.forward]} -w {dest.weight}")
-            if dest.forward == "tun":
-                line += " --tun-type ipip"
+                    f" {method.flag} -w {dest.weight}")
+            if method.tunnel_type:
+                line += f" --tun-type {method.tunnel_type}"
             lines.append(line)
     return "".join(line + "\n" for line in lines)

@@ -11,11 +11,11 @@ from __future__ import annotations
 import shlex
 from collections.abc import Iterable, Iterator
 
+import forwarders
 from pylvs.adm import ipvsadm
-from pylvs.adm.commands import CHANGES
+from pylvs.adm.commands import CHANGES, run
 from pylvs.core.model import RealServer, VirtualService
 
-FORWARD_FLAGS = {"dr": "-g", "nat": "-m", "tun": "-i"}
 _SERVICE_FLAGS = {"tcp": "-t", "udp": "-u"}
 
 
@@ -35,7 +35,7 @@ def service_argv(verb: str, service: VirtualService) -> list[str]:
 def server_argv(verb: str, service: VirtualService, server: RealServer) -> list[str]:
     argv = [verb, _SERVICE_FLAGS[service.protocol], service.endpoint, "-r", server.endpoint]
     if verb in ("-a", "-e"):
-        argv += [FORWARD_FLAGS[server.forward], "-w", str(server.weight)]
+        argv += [forwarders.get(server.forward).flag, "-w", str(server.weight)]
         if server.upper_threshold:
             argv += ["-x", str(server.upper_threshold)]
         if server.lower_threshold:
@@ -103,7 +103,7 @@ def from_ipvsadm(text: str) -> list[VirtualService]:
             command = ipvsadm.parse(argv)
             if command.name not in CHANGES and command.name != "flush":
                 raise ipvsadm.UsageError(f"a rule set has no place for '{command.name}'")
-            director.run_command(command, 0.0)
+            run(director, command, 0.0)
         except (ipvsadm.UsageError, ipvsadm.DirectorError) as exc:
             raise ValueError(f"line {number}: {line.strip()}: {exc}") from None
     return list(director.services.values())

@@ -11,14 +11,14 @@ active. Time is passed in by the caller (seconds, monotonic), so nothing here re
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
+import forwarders
 from pylvs.core.model import PROTO_NAMES, RealServer, VirtualService, int_to_ip
-from pylvs.ha.sync import should_sync
 
 if TYPE_CHECKING:
-    from forwarders import NextHop
+    from forwarders import Forwarder, NextHop
 
 NONE, ESTABLISHED, SYN_SENT, SYN_RECV, FIN_WAIT, TIME_WAIT, CLOSE, CLOSE_WAIT, LAST_ACK, \
     LISTEN, SYNACK = range(11)
@@ -120,7 +120,7 @@ class Connection:
     address (saddr daddr sport dport), so a frame's own bytes find it and it costs little."""
 
     __slots__ = ("proto", "key12", "server", "service", "state", "expires", "active",
-                 "nooutput", "forward", "return_hop", "template", "in_pkts", "synced_state")
+                 "nooutput", "forwarder", "return_hop", "template", "in_pkts", "synced_state")
 
     def __init__(self, proto: int, key12: bytes, service: VirtualService, server: RealServer,
                  expires: float) -> None:
@@ -128,11 +128,12 @@ class Connection:
         self.key12 = key12
         self.service = service
         self.server = server
-        self.forward = server.forward
+        self.forwarder: Forwarder = forwarders.get(server.forward)
+        """The method bound when the connection is made, as ip_vs_bind_xmit."""
         self.state = NONE if proto == 6 else UDP_STATE
         self.expires = expires
         self.active = False
-        self.nooutput = server.forward != "nat"
+        self.nooutput = not self.forwarder.masquerades
         self.return_hop: NextHop | None = None
         self.template: Template | None = None
         self.in_pkts = 0
@@ -209,6 +210,12 @@ class Template:
 
 
 CONTROLLING_REARM = 60
+SyncRule = Callable[[int, int, int, int], bool]
+"""(protocol, state at the last sync, state now, client packets) → send it now."""
+
+
+def _never(protocol: int, old_state: int, new_state: int, in_pkts: int) -> bool:
+    return False
 
 
 class ConnectionTable:
@@ -222,7 +229,16 @@ class ConnectionTable:
         self.max_connections = 0
         """0: no bound; else new connections beyond it are refused (IPVS's defence)."""
         self.outbox: list[Connection] | None = None
-        """While a sync daemon sends: the connections due to go to the backups (pylvs.ha.sync)."""
+        """While a sync daemon sends: the connections due to go to the backups."""
+        self.sync_due: SyncRule = _never
+        """When a connection is due (pylvs.ha.sync's rule, set with the outbox)."""
+
+    def start_sync(self, due: SyncRule) -> None:
+        """Collect, in the outbox, each connection when ``due`` says it goes to the backups."""
+        self.outbox, self.sync_due = [], due
+
+    def stop_sync(self) -> None:
+        self.outbox, self.sync_due = None, _never
 
     def __len__(self) -> int:
         by_proto = self.by_proto
@@ -257,7 +273,7 @@ class ConnectionTable:
         server.stats.conns += 1
         service.stats.conns += 1
         self.by_proto[proto][conn.key12] = conn
-        if conn.forward == "nat":
+        if conn.forwarder.masquerades:
             self.replies[proto][conn.reply_key12] = conn
         return conn
 
@@ -286,7 +302,7 @@ class ConnectionTable:
         the connection into the outbox when the kernel's rule says it is due."""
         conn.in_pkts += 1
         state = conn.state if conn.proto == 6 else 0  # UDP travels as IPVS's state 0
-        if should_sync(conn.proto, conn.synced_state, state, conn.in_pkts):
+        if self.sync_due(conn.proto, conn.synced_state, state, conn.in_pkts):
             conn.synced_state = state
             self.outbox.append(conn)  # type: ignore[union-attr]
 
@@ -314,7 +330,7 @@ class ConnectionTable:
 
     def remove(self, conn: Connection) -> None:
         del self.by_proto[conn.proto][conn.key12]
-        if conn.forward == "nat":
+        if conn.forwarder.masquerades:
             replies = self.replies[conn.proto]
             if replies.get(conn.reply_key12) is conn:
                 del replies[conn.reply_key12]

@@ -12,16 +12,16 @@ the I/O shell and handed in through ``set_hop``.
 
 from __future__ import annotations
 
+import struct
 from collections import Counter
 from collections.abc import Callable, Iterable
 
 import forwarders
 from forwarders import NextHop
-from pylvs.adm import commands, ipvsadm, layouts
 from pylvs.core import icmp
-from pylvs.core.conntrack import INPUT, KEY, OUTPUT, Connection, ConnectionTable, Template, Timeouts
+from pylvs.core.conntrack import INPUT, OUTPUT, Connection, ConnectionTable, Template, Timeouts
 from pylvs.core.icmp import DEST_UNREACH, FRAG_NEEDED, PORT_UNREACH, TIME_EXCEEDED, TTL_EXPIRED
-from pylvs.core.model import PROTO_NUMBERS, VirtualService, ip_to_int
+from pylvs.core.model import VirtualService
 from pylvs.core.packet import (
     IPPROTO_ICMP,
     IPPROTO_TCP,
@@ -31,11 +31,14 @@ from pylvs.core.packet import (
     complete_l4_checksum,
     dont_fragment,
     parse,
+    plain_flow,
 )
 
 Out = tuple[bytearray, str]
 """A frame to send and the interface to send it on."""
 ESTIMATOR_INTERVAL = 2.0
+REPLY_DEST = struct.Struct("!I2xH")
+"""A NAT reply's destination address and port, read from its IP destination on."""
 
 
 class Director:
@@ -85,47 +88,22 @@ class Director:
             if flow.proto == IPPROTO_ICMP:
                 return self._related_icmp(frame, flow, now)
             return self._reply(frame, flow, now, csum_partial)
-        key = (flow.proto, flow.saddr, flow.sport, flow.daddr, flow.dport)
-        conn = self.table.get(key)
+        conn = self.table.get((flow.proto, flow.saddr, flow.sport, flow.daddr, flow.dport))
         if conn is None:
-            if flow.proto == IPPROTO_TCP and (flow.tcp_flags & (TCP_SYN | TCP_RST)) != TCP_SYN:
-                self.counters["no_connection"] += 1
-                return None
-            if self.table.full():
-                self.counters["table_full"] += 1
-                return None
-            template = None
-            if service.persistence_timeout:
-                template = self._template(service, flow, now)
-                server = None if template is None else template.server
-            else:
-                server = service.scheduler.pick(service.real_servers, flow)
-            if server is None:
-                self.counters["no_destination"] += 1
-                return self._icmp_error(frame, flow, ingress, DEST_UNREACH, PORT_UNREACH)
-            conn = self.table.create(key, service, server, now)
-            if template is not None:
-                self.table.attach(conn, template)
-            if conn.forward == "nat":
-                conn.return_hop = self._return_hop(frame, ingress)
-        elif conn.forward == "nat" and conn.return_hop is None:  # synced from another director
+            conn = self._schedule(frame, flow, service, now, ingress)
+            if not isinstance(conn, Connection):
+                return conn
+        elif conn.forwarder.masquerades and conn.return_hop is None:  # synced from another
             conn.return_hop = self._return_hop(frame, ingress)
-        server = conn.server
-        table = self.table
-        table.update(conn, INPUT, flow.tcp_flags, now)
-        if table.outbox is not None:
-            table.count_in(conn)
-        for stats in (service.stats, server.stats):
-            stats.inpkts += 1
-            stats.inbytes += flow.ip_len
+        self._count_in(conn, flow.tcp_flags, flow.ip_len, now)
         if flow.ttl <= 1:
             self.counters["ttl_exceeded"] += 1
             return self._icmp_error(frame, flow, ingress, TIME_EXCEEDED, TTL_EXPIRED)
-        hop = self.hops.get(server.ip)
+        hop = self.hops.get(conn.server.ip)
         if hop is None:
             self.counters["no_next_hop"] += 1
             return None
-        forwarder = forwarders.get(conn.forward)
+        forwarder = conn.forwarder
         if flow.ip_len + forwarder.overhead > hop.mtu:
             return self._too_big(frame, flow, ingress, hop.mtu - forwarder.overhead)
         if csum_partial:
@@ -136,10 +114,59 @@ class Director:
         self.counters["forwarded"] += 1
         return out, hop.interface
 
+    def _schedule(self, frame: bytearray, flow: Flow, service: VirtualService, now: float,
+                  ingress: str) -> Connection | Out | None:
+        """A new connection (TCP only on SYN without RST), or what to answer instead."""
+        if flow.proto == IPPROTO_TCP and (flow.tcp_flags & (TCP_SYN | TCP_RST)) != TCP_SYN:
+            self.counters["no_connection"] += 1
+            return None
+        if self.table.full():
+            self.counters["table_full"] += 1
+            return None
+        template = None
+        if service.persistence_timeout:
+            template = self._template(service, flow, now)
+            server = None if template is None else template.server
+        else:
+            server = service.scheduler.pick(service.real_servers, flow)
+        if server is None:
+            self.counters["no_destination"] += 1
+            return self._icmp_error(frame, flow, ingress, DEST_UNREACH, PORT_UNREACH)
+        conn = self.table.create((flow.proto, flow.saddr, flow.sport, flow.daddr, flow.dport),
+                                 service, server, now)
+        if template is not None:
+            self.table.attach(conn, template)
+        if conn.forwarder.masquerades:
+            conn.return_hop = self._return_hop(frame, ingress)
+        return conn
+
+    def _count_in(self, conn: Connection, flags: int, ip_len: int, now: float) -> None:
+        """Every client packet of a connection, on either path: state, sync, counters."""
+        table = self.table
+        table.update(conn, INPUT, flags, now)
+        if table.outbox is not None:
+            table.count_in(conn)
+        stats = conn.service.stats
+        stats.inpkts += 1
+        stats.inbytes += ip_len
+        stats = conn.server.stats
+        stats.inpkts += 1
+        stats.inbytes += ip_len
+
+    def _count_out(self, conn: Connection, flags: int, ip_len: int, now: float) -> None:
+        """Every real server packet of a connection through the director (NAT)."""
+        self.table.update(conn, OUTPUT, flags, now)
+        stats = conn.service.stats
+        stats.outpkts += 1
+        stats.outbytes += ip_len
+        stats = conn.server.stats
+        stats.outpkts += 1
+        stats.outbytes += ip_len
+
     def _established(self, frame: bytearray, now: float) -> Out | None:
         """The common case at full speed: a frame of an established connection (either way for
-        NAT) with a plain 20-byte IP header. Does what the general path does with fewer steps;
-        anything else (returns None) takes the general path."""
+        NAT) with a plain 20-byte IP header, found by its own 12 address and port bytes. Anything
+        else (returns None) takes the general path, which does the same with more steps."""
         if len(frame) < 42 or frame[12:15] != b"\x08\x00E" or frame[20] & 0x3F or frame[21]:
             return None
         proto = frame[23]
@@ -166,54 +193,24 @@ class Director:
         else:
             flags = 0
         if not inbound:
-            return self._fast_reply(frame, conn, key, proto, flags, ip_len, now)
-        server = conn.server
-        hop = self.hops.get(server.ip)
-        forward = conn.forward
-        if hop is None or ip_len + (20 if forward == "tun" else 0) > hop.mtu:
+            if (proto, *REPLY_DEST.unpack_from(frame, 30)) in self.services:
+                return None  # addressed to a service: the general path decides, as it would
+            self._count_out(conn, flags, ip_len, now)
+            self.counters["replied"] += 1
+            hop = conn.return_hop
+            return conn.forwarder.reply(frame, plain_flow(frame, proto, flags, ip_len), conn,
+                                        hop), hop.interface
+        hop = self.hops.get(conn.server.ip)
+        forwarder = conn.forwarder
+        if hop is None or ip_len + forwarder.overhead > hop.mtu:
             return None
-        table = self.table
-        table.update(conn, INPUT, flags, now)
-        if table.outbox is not None:
-            table.count_in(conn)
-        stats = conn.service.stats
-        stats.inpkts += 1
-        stats.inbytes += ip_len
-        stats = server.stats
-        stats.inpkts += 1
-        stats.inbytes += ip_len
+        self._count_in(conn, flags, ip_len, now)
         self.counters["forwarded"] += 1
-        if forward != "dr":
-            saddr, daddr, sport, dport = KEY.unpack(key)
-            flow = Flow(proto, saddr, daddr, sport, dport, 34, flags, frame[22], ip_len)
-            return forwarders.get(forward).forward(frame, flow, conn, hop), hop.interface
-        frame[0:12] = hop.macs
-        csum = ((frame[24] << 8) | frame[25]) + 0x100  # RFC 1624: TTL − 1 in the high byte
-        frame[22] -= 1
-        csum = (csum & 0xFFFF) + (csum >> 16)
-        if csum == 0xFFFF:  # the same number; a from-scratch sum of a header is never 0xFFFF
-            csum = 0
-        frame[24] = csum >> 8
-        frame[25] = csum & 0xFF
-        return frame, hop.interface
+        return forwarder.established(frame, conn, hop, flags, ip_len), hop.interface
 
     def _return_hop(self, frame: bytearray, ingress: str) -> NextHop:
         """A NAT reply goes back to the MAC the client's frames came from."""
         return NextHop(self.interfaces.get(ingress, b"\0" * 6), bytes(frame[6:12]), ingress)
-
-    def _fast_reply(self, frame: bytearray, conn: Connection, key: bytes, proto: int,
-                    flags: int, ip_len: int, now: float) -> Out | None:
-        saddr, daddr, sport, dport = KEY.unpack(key)
-        if (proto, daddr, dport) in self.services:
-            return None  # addressed to a service: the general path decides, as it would
-        self.table.update(conn, OUTPUT, flags, now)
-        for stats in (conn.service.stats, conn.server.stats):
-            stats.outpkts += 1
-            stats.outbytes += ip_len
-        self.counters["replied"] += 1
-        hop = conn.return_hop
-        flow = Flow(proto, saddr, daddr, sport, dport, 34, flags, frame[22], ip_len)
-        return forwarders.get(conn.forward).reply(frame, flow, conn, hop), hop.interface
 
     def _related_icmp(self, frame: bytearray, flow: Flow, now: float) -> Out | None:
         """An ICMP error about a tracked connection: from the client, on to its real server by
@@ -229,21 +226,11 @@ class Director:
         if conn is None or not icmp.checksum_ok(frame, flow) or flow.ttl <= 1:
             self.counters["icmp_dropped"] += 1
             return None
-        forwarder = forwarders.get(conn.forward)
-        if inbound:
-            hop = self.hops.get(conn.server.ip)
-            if hop is None:
-                self.counters["no_next_hop"] += 1
-                return None
-            if conn.forward == "nat":
-                icmp.rewrite_quoted(frame, flow, q, True, conn.server.ip, conn.server.port)
-            out = forwarder.forward(frame, flow, conn, hop)
-        else:
-            if conn.return_hop is None:
-                return None
-            icmp.rewrite_quoted(frame, flow, q, False, conn.vaddr, conn.vport)
-            hop = conn.return_hop
-            out = forwarder.reply(frame, flow, conn, hop)
+        hop = self.hops.get(conn.server.ip) if inbound else conn.return_hop
+        if hop is None:
+            self.counters["no_next_hop" if inbound else "icmp_dropped"] += 1
+            return None
+        out = conn.forwarder.relay_error(frame, flow, q, conn, hop, inbound)
         if out is None:
             return None
         self.counters["icmp_relayed"] += 1
@@ -284,20 +271,18 @@ class Director:
             nat = (flow.proto, flow.saddr, flow.sport) in self.nat_endpoints
             self.counters["reply_no_connection" if nat else "not_service"] += 1
             return None
-        self.table.update(conn, OUTPUT, flow.tcp_flags, now)
-        for stats in (conn.service.stats, conn.server.stats):
-            stats.outpkts += 1
-            stats.outbytes += flow.ip_len
+        self._count_out(conn, flow.tcp_flags, flow.ip_len, now)
         if flow.ttl <= 1:
             self.counters["ttl_exceeded"] += 1
             return None
         if csum_partial:
             complete_l4_checksum(frame, flow)
-        out = forwarders.get(conn.forward).reply(frame, flow, conn, conn.return_hop)
+        hop = conn.return_hop
+        out = conn.forwarder.reply(frame, flow, conn, hop)
         if out is None:
             return None
         self.counters["replied"] += 1
-        return out, conn.return_hop.interface
+        return out, hop.interface
 
     def _icmp_error(self, frame: bytearray, flow: Flow, ingress: str, icmp_type: int,
                     code: int, mtu: int = 0) -> Out | None:
@@ -316,58 +301,9 @@ class Director:
                     server.stats.estimate()
             self.next_estimate = now + ESTIMATOR_INTERVAL
 
-    def adm(self, argv: list[str], now: float) -> tuple[int, str, str]:
-        """Run one ipvsadm command line; returns (exit status, stdout, stderr)."""
-        try:
-            command = ipvsadm.parse(argv)
-            return 0, self.run_command(command, now), ""
-        except ipvsadm.UsageError as exc:
-            return ipvsadm.EXIT_USAGE, "", f"{exc}\n"
-        except ipvsadm.DirectorError as exc:
-            return ipvsadm.EXIT_DIRECTOR, "", f"{exc}\n"
-
-    def run_command(self, command: ipvsadm.Command, now: float) -> str:
-        name = command.name
-        if name == "help":
-            return ipvsadm.USAGE
-        if name == "version":
-            return ipvsadm.VERSION_LINE + "\n"
-        if name == "list":
-            return self._list(command, now)
-        if name == "save":
-            return layouts.render_save(self.services.values(), "numeric" in command.options)
-        if name == "restore":
-            raise ipvsadm.UsageError("-R reads rules from standard input: use pylvs adm -R")
-        if name in ("start-daemon", "stop-daemon"):  # pylvs.shell.engine runs it: no socket here
-            raise ipvsadm.DirectorError("the sync daemon runs in pylvs run, not in the core")
-        if name == "flush":
-            commands.flush(self)
-        else:
-            commands.CHANGES[name](self, command)
-        self.changed()
-        return ""
-
-    def _list(self, command: ipvsadm.Command, now: float) -> str:
-        options = command.options
-        if "connection" in options:
-            return layouts.render_connections(self.table.listing(), now,
-                                              "persistent-conn" in options)
-        if "timeout" in options:
-            return layouts.render_timeout(self.table.timeouts)
-        if "daemon" in options:
-            return ""  # no sync daemon in the core (pylvs.shell.engine lists its own)
-        services = list(self.services.values())
-        if command.service is not None:
-            proto, address, port = command.service
-            found = self.services.get((PROTO_NUMBERS[proto], ip_to_int(address), port))
-            if found is None:
-                raise ipvsadm.DirectorError("No such service")
-            services = [found]
-        return layouts.render_services(services, command)
-
     def changed(self) -> None:
         """The rules changed: recompute what depends on them, tell the I/O shell."""
         self.nat_endpoints = {(svc.proto, rs.ip, rs.port) for svc in self.services.values()
-                              for rs in svc.real_servers if rs.forward == "nat"}
+                              for rs in svc.real_servers if forwarders.get(rs.forward).masquerades}
         for listener in self.listeners:
             listener()

@@ -5,7 +5,7 @@ the offending IP packet (header and as much data as keeps the whole error within
 RFC 1812 §4.3.2.3) and comes from the packet's own destination, the VIP, because the VIP is a
 local address of the director. An error about a tracked connection (ip_vs_in_icmp,
 ip_vs_out_icmp) is found by the packet it quotes and, in NAT, rewritten so that each side sees
-only the addresses it knows.
+only the addresses it knows (the NAT forwarder's part).
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from pylvs.core.packet import (
     Buffer,
     Flow,
     checksum,
-    csum_update32,
 )
 
 DEST_UNREACH, TIME_EXCEEDED = 3, 11
@@ -82,18 +81,3 @@ def quoted(frame: Buffer, flow: Flow) -> Quoted | None:
 
 def checksum_ok(frame: Buffer, flow: Flow) -> bool:
     return checksum(frame[flow.l4off:flow.l3off + flow.ip_len]) == 0
-
-
-def rewrite_quoted(frame: bytearray, flow: Flow, q: Quoted, source: bool, addr: int,
-                   port: int) -> None:
-    """Set the quoted packet's source (or destination) address and port, as ip_vs_nat_icmp:
-    its IP header checksum updated, the ICMP checksum computed afresh."""
-    addr_off = q.l3off + (12 if source else 16)
-    old = struct.unpack_from("!I", frame, addr_off)[0]
-    struct.pack_into("!I", frame, addr_off, addr)
-    csum = struct.unpack_from("!H", frame, q.l3off + 10)[0]
-    struct.pack_into("!H", frame, q.l3off + 10, csum_update32(csum, old, addr))
-    struct.pack_into("!H", frame, q.l4off + (0 if source else 2), port)
-    struct.pack_into("!H", frame, flow.l4off + 2, 0)
-    end = flow.l3off + flow.ip_len
-    struct.pack_into("!H", frame, flow.l4off + 2, checksum(frame[flow.l4off:end]))

@@ -13,12 +13,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+import forwarders
+
 if TYPE_CHECKING:
     from schedulers import Scheduler
 
 PROTO_NUMBERS = {"tcp": 6, "udp": 17}
 PROTO_NAMES = {6: "TCP", 17: "UDP"}
-FORWARD_NAMES = {"dr": "Route", "nat": "Masq", "tun": "Tunnel"}
 DEFAULT_SCHEDULER = "wlc"
 
 
@@ -82,7 +83,7 @@ class RealServer:
     address: str
     port: int
     weight: int = 1
-    forward: str = "dr"
+    forward: str = forwarders.DEFAULT
     upper_threshold: int = 0
     lower_threshold: int = 0
     activeconns: int = 0
@@ -167,7 +168,7 @@ class VirtualService:
     address: str
     port: int
     scheduler: Scheduler
-    forward: str = "dr"
+    forward: str = forwarders.DEFAULT
     persistence_timeout: int = 0
     persistence_netmask: str = "255.255.255.255"
     real_servers: list[RealServer] = field(default_factory=list)

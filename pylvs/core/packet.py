@@ -75,6 +75,16 @@ def parse(frame: Buffer) -> Flow | None:
     return Flow(proto, saddr, daddr, sport, dport, l4, flags, ttl, ip_len)
 
 
+_PLAIN = struct.Struct("!IIHH")
+
+
+def plain_flow(frame: Buffer, proto: int, flags: int, ip_len: int) -> Flow:
+    """The Flow of a frame the caller found to have a plain 20-byte IP header."""
+    saddr, daddr, sport, dport = _PLAIN.unpack_from(frame, ETH_HLEN + 12)
+    return Flow(proto, saddr, daddr, sport, dport, ETH_HLEN + 20, flags, frame[ETH_HLEN + 8],
+                ip_len)
+
+
 def _fold(total: int) -> int:
     while total >> 16:
         total = (total & 0xFFFF) + (total >> 16)

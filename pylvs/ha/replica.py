@@ -17,13 +17,10 @@ from pylvs.core.director import Director
 from pylvs.core.model import int_to_ip, ip_to_int
 from pylvs.ha import sync
 
-FORWARD_FLAGS = {"nat": sync.IP_VS_CONN_F_MASQ, "tun": sync.IP_VS_CONN_F_TUNNEL,
-                 "dr": sync.IP_VS_CONN_F_DROUTE}
-
 
 def to_wire(conn: Connection, timeouts: Timeouts) -> sync.SyncConn:
     """ip_vs_sync_conn's entry: the state's whole timeout, as the kernel sends cp->timeout."""
-    flags = FORWARD_FLAGS[conn.forward]
+    flags = conn.forwarder.conn_flag
     if conn.nooutput:
         flags |= sync.IP_VS_CONN_F_NOOUTPUT
     if not conn.active:

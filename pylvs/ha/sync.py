@@ -22,7 +22,6 @@ the state's default timeout. UDP connections travel in IPVS's state 0 (``IP_VS_U
 from __future__ import annotations
 
 import ipaddress
-import socket
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -110,6 +109,10 @@ class SyncConn:
     timeout: int
     """Seconds left on the master's timer; 0: the state's default."""
     fwmark: int = 0
+
+
+def _ip(raw: bytes) -> str:
+    return str(ipaddress.IPv4Address(raw))
 
 
 def backup_flags(flags: int) -> int:
@@ -211,8 +214,8 @@ def _entry_v1(data: bytes, start: int, end: int) -> SyncConn | None:
      caddr, vaddr, daddr) = ENTRY_V4.unpack_from(data, start)
     if not _acceptable(protocol, state, flags):
         return None
-    return SyncConn(protocol, socket.inet_ntoa(caddr), cport, socket.inet_ntoa(vaddr), vport,
-                    socket.inet_ntoa(daddr), dport, state, flags, timeout, fwmark)
+    return SyncConn(protocol, _ip(caddr), cport, _ip(vaddr), vport,
+                    _ip(daddr), dport, state, flags, timeout, fwmark)
 
 
 def _options_acceptable(data: bytes, offset: int, end: int) -> bool:
@@ -253,8 +256,8 @@ def _decode_v0(data: bytes, nr_conns: int) -> list[SyncConn]:
             if offset > len(data):
                 raise SyncError(f"version 0 entry {index}'s sequence data is cut off")
         if _acceptable(protocol, state, flags):
-            conns.append(SyncConn(protocol, socket.inet_ntoa(caddr), cport,
-                                  socket.inet_ntoa(vaddr), vport, socket.inet_ntoa(daddr), dport,
+            conns.append(SyncConn(protocol, _ip(caddr), cport,
+                                  _ip(vaddr), vport, _ip(daddr), dport,
                                   state, flags, 0))
     return conns
 

@@ -17,9 +17,10 @@ import time
 from collections import Counter
 from collections.abc import Callable
 
+import forwarders
 from forwarders import NextHop
+from pylvs.adm import commands, ipvsadm
 from pylvs.adm import config as config_mod
-from pylvs.adm import ipvsadm
 from pylvs.adm.config import Config
 from pylvs.core.director import Director
 from pylvs.core.model import VirtualService, int_to_ip, ip_to_int
@@ -183,7 +184,7 @@ class Engine:
         services = list(self.director.services.values())
         stolen = [(s.protocol, s.address, s.port) for s in services]
         replies = [(s.protocol, rs.address, rs.port) for s in services
-                   for rs in s.real_servers if rs.forward == "nat"]
+                   for rs in s.real_servers if forwarders.get(rs.forward).masquerades]
         if self.host:
             self._sync_host(services, stolen, replies)
         if not self.ports:
@@ -267,14 +268,14 @@ class Engine:
                                                      self.config.inside_interface):
             return 1, "", ("reload refused, the running rules stay: a new interface needs a "
                            "restart of pylvs run\n")
-        commands = ruleset.diff(self.director.services.values(), new.services)
-        for argv in commands:
+        changes = ruleset.diff(self.director.services.values(), new.services)
+        for argv in changes:
             rc, _, err = self._adm(argv)
             if rc != 0:
                 return rc, "", f"reload stopped at `{' '.join(argv)}`: {err}"
-        log.info("reloaded %s: %d changes", self.config.source, len(commands))
+        log.info("reloaded %s: %d changes", self.config.source, len(changes))
         self._reload_checks(new.health)
-        return 0, "".join(f"{' '.join(argv)}\n" for argv in commands), ""
+        return 0, "".join(f"{' '.join(argv)}\n" for argv in changes), ""
 
     def _reload_checks(self, health: list[ServiceHealth]) -> None:
         """The new file's checks; a server checked before keeps what was found of it."""
@@ -323,7 +324,7 @@ class Engine:
         if daemon is not None:
             return self._daemon(daemon)
         try:
-            return self.director.adm(argv, time.monotonic())
+            return commands.adm(self.director, argv, time.monotonic())
         except (OSError, RuntimeError) as exc:
             return 255, "", f"the rules changed but the host could not follow: {exc}\n"
 

@@ -17,6 +17,7 @@ import socket
 from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
+import forwarders
 from pylvs.core.model import RealServer, VirtualService
 from pylvs.shell.bpf import JEQ_K, LD_B_ABS, LD_H_IND, LDX_B_MSH, RET_K, Instruction
 
@@ -151,7 +152,7 @@ def rules(services: Iterable[VirtualService]) -> tuple[list[Rule], list[Rule]]:
     by_address = {s.key for s in services if s.persistence_timeout}
     while True:
         shared = {_endpoint(s, rs) for s in services if s.key in by_address
-                  for rs in s.real_servers if rs.forward == "nat"}
+                  for rs in s.real_servers if forwarders.get(rs.forward).masquerades}
         more = {s.key for s in services
                 if any(_endpoint(s, rs) in shared for rs in s.real_servers)}
         if more <= by_address:
@@ -159,7 +160,7 @@ def rules(services: Iterable[VirtualService]) -> tuple[list[Rule], list[Rule]]:
         by_address |= more
     front = [Rule(s.protocol, s.address, s.port, s.key in by_address) for s in services]
     back = {(s.protocol, rs.address, rs.port): _endpoint(s, rs) in shared
-            for s in services for rs in s.real_servers if rs.forward == "nat"}
+            for s in services for rs in s.real_servers if forwarders.get(rs.forward).masquerades}
     return front, [Rule(*endpoint, flag) for endpoint, flag in back.items()]
 
 

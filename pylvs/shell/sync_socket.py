@@ -59,7 +59,7 @@ class SyncMaster(SyncHalf):
         self.sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, sync.SYNC_TTL)
         self.sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 0)
         self.sock.setblocking(False)
-        director.table.outbox = []
+        director.table.start_sync(sync.should_sync)
 
     def poll(self, now: float) -> None:
         outbox = self.director.table.outbox
@@ -77,7 +77,7 @@ class SyncMaster(SyncHalf):
                 log.debug("sync daemon: send failed: %s", exc)
 
     def close(self) -> None:
-        self.director.table.outbox = None
+        self.director.table.stop_sync()
         self.sock.close()
 
 

@@ -28,7 +28,7 @@ import traceback
 from collections import Counter
 from collections.abc import Iterable
 
-from pylvs.adm import ipvsadm
+from pylvs.adm import commands, ipvsadm
 from pylvs.adm.config import Config
 from pylvs.core.director import Director
 from pylvs.core.model import PROTO_NUMBERS, RealServer, Stats, VirtualService
@@ -300,13 +300,13 @@ class Supervisor(Engine):
         try:
             command = ipvsadm.parse(argv)
         except ipvsadm.UsageError:
-            return self.director.adm(argv, time.monotonic())
+            return commands.adm(self.director, argv, time.monotonic())
         if command.name == "list" and "connection" in command.options:
             return 0, union_connections(self._ask_all(argv)), ""
         if command.name == "list" and "timeout" not in command.options:
             view = Director(union(self.director.services.values(),
                                   [json.loads(out) for out in self._ask_all([SNAPSHOT])]))
-            return view.adm(argv, time.monotonic())
+            return commands.adm(view, argv, time.monotonic())
         rc, out, err = super()._adm(argv)
         if rc == 0 and command.name not in READ_ONLY:
             for worker, (wrc, _, werr) in zip(self.workers, self._ask_each(argv), strict=True):

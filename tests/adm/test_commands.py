@@ -9,6 +9,7 @@ from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import Ether
 
 from forwarders import NextHop
+from pylvs.adm import commands
 from pylvs.adm.ruleset import from_ipvsadm
 from pylvs.core.director import Director
 from pylvs.core.model import ip_to_int
@@ -17,7 +18,7 @@ VIP = "192.0.2.100"
 
 
 def adm(director: Director, line: str) -> tuple[int, str, str]:
-    return director.adm(line.split(), 0.0)
+    return commands.adm(director, line.split(), 0.0)
 
 
 def ok(director: Director, *lines: str) -> None:

@@ -21,7 +21,8 @@ def _service(proto="tcp", addr="192.168.1.100", port=80, sched="rr", servers=(),
 
 
 def render(services, *argv):
-    return layouts.render_services(services, ipvsadm.parse(["-L", *argv]))
+    command = ipvsadm.parse(["-L", *argv])
+    return layouts.render_services(services, command, layouts.Names("numeric" in command.options))
 
 
 def test_ln_layout_matches_ipvsadm_exactly():
@@ -48,7 +49,7 @@ def test_nosort_keeps_ipvs_order_newest_first():
 def test_single_service_list_has_no_version_line():
     services = [_service(servers=[("10.0.0.1", 1)])]
     command = ipvsadm.parse(["-L", "-n", "-t", "192.168.1.100:80"])
-    assert layouts.render_services(services, command).splitlines()[0] == \
+    assert layouts.render_services(services, command, layouts.Names(True)).splitlines()[0] == \
         "Prot LocalAddress:Port Scheduler Flags"
 
 
@@ -144,7 +145,7 @@ def test_save_layout():
     services = [_service(servers=[("10.0.0.1", 1)]), web,
                 _service(sched="sh", flags=("sh-port",), servers=[("10.0.0.3", 2)],
                          forward="tun", port=8080)]
-    assert layouts.render_save(services, True) == (
+    assert layouts.render_save(services, layouts.Names(True)) == (
         "-A -t 192.168.1.100:80 -s rr\n"
         "-a -t 192.168.1.100:80 -r 10.0.0.1:80 -g -w 1\n"
         "-A -t 192.168.1.100:443 -s wlc -p 360 -M 255.255.255.0\n"
@@ -153,8 +154,9 @@ def test_save_layout():
         "-a -t 192.168.1.100:8080 -r 10.0.0.3:8080 -i -w 2 --tun-type ipip\n")
 
 
-def test_names_fall_back_to_numbers():
-    names = layouts.Names(numeric=False)
-    assert names.port(80, "tcp") in ("http", "www", "80")
-    assert names.host("192.0.2.77") in ("192.0.2.77",) or names.host("192.0.2.77")
-    assert layouts.Names(numeric=True).endpoint("192.0.2.77", 80, "tcp") == "192.0.2.77:80"
+def test_names_are_the_callers_and_fall_back_to_numbers():
+    names = layouts.Names(False, {"192.0.2.77": "rs1.example"}, {"80/tcp": "http"})
+    assert names.endpoint("192.0.2.77", 80, "tcp") == "rs1.example:http"
+    assert names.endpoint("192.0.2.78", 80, "udp") == "192.0.2.78:80"
+    assert layouts.Names(True, {"192.0.2.77": "rs1.example"}).endpoint(
+        "192.0.2.77", 80, "tcp") == "192.0.2.77:80"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+from pylvs.adm.commands import adm
 from pylvs.adm.config import parse
 from pylvs.adm.keepalived import import_services
 from pylvs.adm.ruleset import diff, from_ipvsadm, to_toml
@@ -36,7 +37,7 @@ scheduler = "rr"
 
 
 def saved(services) -> str:
-    return Director(services).adm(["-S", "-n"], 0.0)[1]
+    return adm(Director(services), ["-S", "-n"], 0.0)[1]
 
 
 def test_diff_touches_only_what_changed():
@@ -53,7 +54,7 @@ def test_diff_touches_only_what_changed():
     assert diff(old, parse(BASE).services) == []
     director = Director(parse(BASE).services)
     for argv in diff(old, new):
-        assert director.adm(argv, 0.0)[0] == 0
+        assert adm(director, argv, 0.0)[0] == 0
     assert saved(director.services.values()) == saved(new)
 
 

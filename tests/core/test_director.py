@@ -9,6 +9,7 @@ from scapy.layers.l2 import Ether
 
 import schedulers
 from forwarders import NextHop
+from pylvs.adm.commands import adm
 from pylvs.core.director import Director
 from pylvs.core.model import RealServer, VirtualService, ip_to_int
 
@@ -149,17 +150,17 @@ def test_udp_creates_connection_on_any_packet():
 def test_adm_lists_connections_and_services():
     director = _director()
     director.handle(bytearray(_frame()), 0.0)
-    rc, out, err = director.adm(["-Lnc"], 0.0)
+    rc, out, err = adm(director, ["-Lnc"], 0.0)
     assert rc == 0 and err == ""
     lines = out.splitlines()
     assert lines[0] == "IPVS connection entries"
     assert lines[2].startswith("TCP 01:00  SYN_RECV    203.0.113.5:40000  192.0.2.100:80 ")
-    rc, out, _ = director.adm(["-Ln"], 0.0)
+    rc, out, _ = adm(director, ["-Ln"], 0.0)
     assert rc == 0 and "TCP  192.0.2.100:80 rr" in out
     active = [line for line in out.splitlines() if line.startswith("  -> 198.")]
     assert sum(int(line.split()[4]) for line in active) == 1
-    assert director.adm(["-Ln", "-t", "192.0.2.1:80"], 0.0)[0] == 255
-    assert director.adm(["-Lx"], 0.0)[0] == 2
+    assert adm(director, ["-Ln", "-t", "192.0.2.1:80"], 0.0)[0] == 255
+    assert adm(director, ["-Lx"], 0.0)[0] == 2
 
 
 @settings(max_examples=300)

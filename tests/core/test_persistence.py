@@ -10,6 +10,7 @@ from scapy.layers.l2 import Ether
 
 import schedulers
 from forwarders import NextHop
+from pylvs.adm.commands import adm
 from pylvs.core.director import Director
 from pylvs.core.model import RealServer, VirtualService, ip_to_int
 
@@ -98,7 +99,7 @@ def test_quiesced_server_keeps_its_persistent_clients():
 
 def test_ln_shows_persistence_and_mask():
     director = persistent(netmask="255.255.255.0")
-    rc, out, _ = director.adm(["-Ln"], 0.0)
+    rc, out, _ = adm(director, ["-Ln"], 0.0)
     assert f"TCP  {VIP}:80 rr persistent 360 mask 255.255.255.0" in out.splitlines()
 
 
@@ -119,6 +120,6 @@ def test_a_client_keeps_its_server_until_its_template_expires(events):
 def test_adm_lnc_lists_templates_with_connections():
     director = persistent()
     syn(director, "203.0.113.5", 40000, 0.0)
-    rc, out, _ = director.adm(["-Lnc"], 0.0)
+    rc, out, _ = adm(director, ["-Lnc"], 0.0)
     sources = [line.split()[3] for line in out.splitlines()[2:]]
     assert rc == 0 and sorted(sources) == ["203.0.113.5:0", "203.0.113.5:40000"]

@@ -7,6 +7,7 @@ import dataclasses
 
 from scapy.layers.l2 import Ether
 
+from pylvs.adm.commands import adm
 from pylvs.core.conntrack import ESTABLISHED, FIN_WAIT
 from pylvs.ha import replica, sync
 from tests.core.test_director import _director, _frame
@@ -14,7 +15,7 @@ from tests.core.test_director import _director, _frame
 
 def _master():
     director = _director("rr")
-    director.table.outbox = []
+    director.table.start_sync(sync.should_sync)
     return director
 
 
@@ -51,9 +52,9 @@ def test_the_backup_keeps_each_connection_on_its_real_server():
     for message in _messages(master):
         counts.update(replica.install(backup, sync.decode(message, 7), 1.0))
     assert counts == {"created": 6}
-    rows = sorted(master.adm(["-L", "-n", "-c"], 2.0)[1].splitlines())
-    assert sorted(backup.adm(["-L", "-n", "-c"], 2.0)[1].splitlines()) == rows
-    assert backup.adm(["-L", "-n"], 2.0) == master.adm(["-L", "-n"], 2.0)  # ActiveConn too
+    rows = sorted(adm(master, ["-L", "-n", "-c"], 2.0)[1].splitlines())
+    assert sorted(adm(backup, ["-L", "-n", "-c"], 2.0)[1].splitlines()) == rows
+    assert adm(backup, ["-L", "-n"], 2.0) == adm(master, ["-L", "-n"], 2.0)  # ActiveConn too
     for src in sources:
         out, _ = backup.handle(bytearray(_frame(src=src, flags="A")), 3.0)
         expected, _ = master.handle(bytearray(_frame(src=src, flags="A")), 3.0)

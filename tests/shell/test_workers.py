@@ -9,6 +9,7 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pylvs.adm.commands import adm
 from pylvs.ha import sync
 from pylvs.shell import fanout
 from pylvs.shell.workers import snapshot, sync_slots, union, union_connections
@@ -45,16 +46,16 @@ def test_two_workers_list_what_one_director_lists(frames, zero_first, persistent
         _feed(worker, [f for f in frames if f[0] % 2 == workers.index(worker)], 1.0)
     for director in (single, *workers):
         if zero_first:
-            director.adm(["-Z"], 1.5)
+            adm(director, ["-Z"], 1.5)
         director.tick(3.0)  # one estimator pass: the rates too
     shots = [json.loads(json.dumps(snapshot(w))) for w in workers]  # as over the channel
     view = make()
     view.services = {svc.key: svc for svc in union(make().services.values(), shots)}
     for argv in (["-L", "-n"], ["-L", "-n", "--stats"], ["-L", "-n", "--rate"],
                  ["-L", "-n", "--persistent-conn"]):
-        assert view.adm(argv, 3.0) == single.adm(argv, 3.0)
-    rows = union_connections(w.adm(["-L", "-n", "-c"], 3.0)[1] for w in workers).splitlines()
-    expected = single.adm(["-L", "-n", "-c"], 3.0)[1].splitlines()
+        assert adm(view, argv, 3.0) == adm(single, argv, 3.0)
+    rows = union_connections(adm(w, ["-L", "-n", "-c"], 3.0)[1] for w in workers).splitlines()
+    expected = adm(single, ["-L", "-n", "-c"], 3.0)[1].splitlines()
     assert rows[:2] == expected[:2] and sorted(rows[2:]) == sorted(expected[2:])
 
 
