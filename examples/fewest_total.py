@@ -8,9 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pylvs.core.model import RealServer
-from pylvs.core.packet import Flow
-from schedulers import Scheduler
+from schedulers import Flow, RealServer, Scheduler
 
 
 class FewestTotal(Scheduler):

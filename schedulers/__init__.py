@@ -4,6 +4,11 @@ A scheduler is one instance per virtual service holding that service's state (IP
 ``sched_data``): ``update`` is told of every real-server add, delete or edit, ``pick`` chooses a
 real server for a new connection or returns None when none may take it (weight 0 = quiesced, or
 OVERLOAD). Schedulers read the model only; choosing is not sending.
+
+The public face for a plug-in author is this module: ``from schedulers import Scheduler,
+RealServer, Flow`` gives the base class, the real server a scheduler sees (weight, overloaded,
+activeconns, inactconns, stats, address, port) and the flow it chooses for (proto, saddr,
+sport, daddr, dport as integers). Register with ``@register`` or name it ``module:Class``.
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ from typing import ClassVar
 
 from pylvs.core.model import RealServer
 from pylvs.core.packet import Flow
+
+__all__ = ["Flow", "RealServer", "Scheduler", "UnknownScheduler", "get", "names", "register"]
 
 ENTRY_POINT_GROUP = "pylvs.schedulers"
 _registry: dict[str, type[Scheduler]] = {}

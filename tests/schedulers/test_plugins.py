@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+import ast
+from pathlib import Path
+
 import pytest
 
 import schedulers
 from pylvs.adm.config import ConfigError, parse
+from pylvs.core import model, packet
 from pylvs.core.model import RealServer
 
 CONFIG = ('[director]\ninterface = "eth0"\n[[virtual_server]]\naddress = "192.0.2.100:80"\n'
           'scheduler = "{}"\n[[virtual_server.real_server]]\naddress = "198.51.100.1"\n'
           '[[virtual_server.real_server]]\naddress = "198.51.100.2"\n')
+
+
+def test_a_plug_in_needs_only_the_schedulers_package():
+    assert (schedulers.RealServer, schedulers.Flow) == (model.RealServer, packet.Flow)
+    example = Path(__file__).resolve().parents[2] / "examples" / "fewest_total.py"
+    imported = {node.module for node in ast.walk(ast.parse(example.read_text()))
+                if isinstance(node, ast.ImportFrom)}
+    assert imported == {"__future__", "collections.abc", "schedulers"}
 
 
 def test_module_class_spec_loads_the_readme_example():
