@@ -85,10 +85,13 @@ def flush(director: Director) -> None:
     director.services.clear()
 
 
-def _server_endpoint(service: VirtualService, command: Command) -> tuple[str, int]:
-    """ipvsadm forces the service's port for -g and -i; only -m maps ports."""
+def _server_endpoint(service: VirtualService, command: Command, forced: bool = True
+                     ) -> tuple[str, int]:
+    """ipvsadm forces the service's port for -a/-e with -g or -i (only -m maps ports); -d takes
+    the port given, so a port-mapped NAT server can be deleted."""
     address, port = command.server  # type: ignore[misc]
-    if port is None or not forwarders.get(command.forward or forwarders.DEFAULT).masquerades:
+    method = forwarders.get(command.forward or forwarders.DEFAULT)
+    if port is None or (forced and not method.masquerades):
         port = service.port
     return address, port
 
@@ -120,7 +123,7 @@ def edit_server(director: Director, command: Command) -> None:
 
 def delete_server(director: Director, command: Command) -> None:
     service = _service(director, command, "Service not defined")
-    server = service.find_real_server(*_server_endpoint(service, command))
+    server = service.find_real_server(*_server_endpoint(service, command, forced=False))
     if server is None:
         raise DirectorError("No such destination")
     _drop_connections(director, lambda conn: conn.server is server)

@@ -45,6 +45,8 @@ def test_add_edit_delete_with_ipvsadm_defaults():
     # a NAT server on another port is out of reach of an edit without -m (port forced to 80)
     ok(director, f"-a -t {VIP}:80 -r 10.0.0.3:8080 -m")
     assert adm(director, f"-e -t {VIP}:80 -r 10.0.0.3:8080 -w 2")[2] == "No such destination\n"
+    ok(director, f"-d -t {VIP}:80 -r 10.0.0.3:8080")  # -d forces no port (ipvsadm.c: -a/-e only)
+    assert [d.split()[1] for d in dests(director)] == ["10.0.0.1:80", "10.0.0.2:80"]
     ok(director, f"-E -t {VIP}:80 -s rr -p 60", f"-E -t {VIP}:80")
     assert adm(director, "-Ln")[1].splitlines()[3] == f"TCP  {VIP}:80 wlc"
     ok(director, f"-d -t {VIP}:80 -r 10.0.0.1", f"-D -t {VIP}:80")
