@@ -1,4 +1,9 @@
-"""`pylvs run | adm | realserver | lab`: the command line."""
+"""`pylvs run | adm | reload | status | config | realserver | lab`: the command line.
+
+`pylvs adm` checks its argv as ipvsadm does, then sends it to the running director; for a
+listing without -n it first asks the director what the listing would name, and looks the names
+up here (pylvs.shell.names), so the director's loop never waits on DNS.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +14,11 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterable
+from dataclasses import replace
 
 from pylvs.adm import config as config_mod
 from pylvs.adm import ipvsadm
+from pylvs.shell.messages import AdmLine, Reload, Request, Status
 
 ENV_SOCKET = "PYLVS_SOCKET"
 
@@ -22,9 +29,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except config_mod.ConfigError as exc:
         print(f"pylvs: bad config: {exc}", file=sys.stderr)
         return 2
-    from pylvs.shell import engine
+    from pylvs.shell import engine, workers
     try:
-        return engine.run(config)
+        return engine.run(workers.build(config))
     except (OSError, RuntimeError) as exc:
         print(f"pylvs: {exc}", file=sys.stderr)
         return 1
@@ -58,22 +65,39 @@ def adm(argv: list[str]) -> int:
         return 0
     if command.name == "restore":
         return _restore(socket_path, sys.stdin)
-    return _send(socket_path, argv)
+    return _send(socket_path, AdmLine(argv), named=_names_itself(command))
 
 
-def _send(socket_path: str, argv: list[str]) -> int:
+def _names_itself(command: ipvsadm.Command) -> bool:
+    """A listing of services or -S without -n: addresses and ports by name, as ipvsadm's."""
+    options = command.options
+    if "numeric" in options:
+        return False
+    return command.name == "save" or (
+        command.name == "list" and not options & {"connection", "timeout", "daemon"})
+
+
+def _send(socket_path: str, request: Request, named: bool = False) -> int:
     from pylvs.shell import control
     try:
-        rc, out, err = control.request(socket_path, argv)
+        if named and isinstance(request, AdmLine):
+            request = replace(request, names=_lookup(socket_path))
+        reply = control.ask(socket_path, request)
     except control.DirectorNotRunning as exc:
         print(f"pylvs adm: {exc}", file=sys.stderr)
         return ipvsadm.EXIT_DIRECTOR
-    except OSError as exc:
+    except (OSError, ValueError) as exc:
         print(f"pylvs adm: cannot talk to the director on {socket_path}: {exc}", file=sys.stderr)
         return ipvsadm.EXIT_DIRECTOR
-    sys.stdout.write(out)
-    sys.stderr.write(err)
-    return rc
+    sys.stdout.write(reply.stdout)
+    sys.stderr.write(reply.stderr)
+    return reply.rc
+
+
+def _lookup(socket_path: str) -> tuple[dict[str, str], dict[str, str]]:
+    from pylvs.shell import control, names
+    addresses, ports = control.endpoints(socket_path)
+    return names.lookup(addresses, ports)
 
 
 def _restore(socket_path: str, lines: Iterable[str]) -> int:
@@ -85,20 +109,18 @@ def _restore(socket_path: str, lines: Iterable[str]) -> int:
         except ipvsadm.UsageError as exc:
             print(exc, file=sys.stderr)
             return ipvsadm.EXIT_USAGE
-        rc = _send(socket_path, argv)
+        rc = _send(socket_path, AdmLine(argv))
         if rc != 0:
             return rc
     return 0
 
 
 def _cmd_reload(args: argparse.Namespace) -> int:
-    from pylvs.shell.engine import RELOAD
-    return _send(args.socket, [RELOAD])
+    return _send(args.socket, Reload())
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from pylvs.shell.engine import STATUS
-    return _send(args.socket, [STATUS])
+    return _send(args.socket, Status())
 
 
 def _cmd_config(args: argparse.Namespace) -> int:

@@ -4,6 +4,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
+
+import schedulers
+from pylvs.adm.config import Config
+from pylvs.core.model import RealServer, VirtualService
+from pylvs.shell.control import ControlServer
+from pylvs.shell.engine import Engine
 
 
 def _pylvs(*argv: str, env_socket: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -46,3 +53,66 @@ def test_realserver_rejects_bad_vip():
     result = _pylvs("realserver", "--mode", "dr", "--vip", "300.1.1.1")
     assert result.returncode != 0
     assert "300.1.1.1" in result.stderr
+
+
+def _loopback_engine() -> Engine:
+    """An engine not started (no host state) whose rules name only loopback."""
+    service = VirtualService("tcp", "127.0.0.1", 80, schedulers.get("rr")())
+    service.add_real_server(RealServer("127.0.0.1", 80))
+    return Engine(Config("lo", services=[service]))
+
+
+def _serving(path: str, handler) -> tuple[ControlServer, threading.Event, threading.Thread]:
+    server, stop = ControlServer(path, handler), threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            server.poll()
+            stop.wait(0.01)
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    return server, stop, thread
+
+
+def test_adm_lists_names_it_looked_up_itself_and_numbers_with_n(tmp_path):
+    sock = str(tmp_path / "ctl.sock")
+    engine = _loopback_engine()
+    seen = []
+    server, stop, thread = _serving(sock, lambda request: seen.append(request) or
+                                    engine.handle(request))
+    try:
+        named = _pylvs("adm", "--socket", sock, "-L")
+        numeric = _pylvs("adm", "--socket", sock, "-L", "-n")
+        saved = _pylvs("adm", "--socket", sock, "-S")
+        connections = _pylvs("adm", "--socket", sock, "-L", "-c")
+    finally:
+        stop.set()
+        thread.join()
+        server.close()
+    assert named.returncode == 0, named.stderr
+    assert named.stdout.splitlines()[3:] == [
+        "TCP  localhost:http rr",
+        "  -> localhost:http               Route   1      0          0         "]
+    assert numeric.stdout.splitlines()[3] == "TCP  127.0.0.1:80 rr"
+    assert saved.stdout.splitlines()[0] == "-A -t localhost:http -s rr"
+    assert connections.returncode == 0
+    kinds = [type(request).__name__ for request in seen]
+    assert kinds == ["Endpoints", "AdmLine", "AdmLine", "Endpoints", "AdmLine", "AdmLine"]
+    assert seen[1].names == ({"127.0.0.1": "localhost"}, {"80/tcp": "http"})
+    assert seen[2].names is None and seen[5].names is None
+
+
+def test_reload_and_status_are_requests_of_their_own(tmp_path):
+    sock = str(tmp_path / "ctl.sock")
+    server, stop, thread = _serving(sock, _loopback_engine().handle)
+    try:
+        reload = _pylvs("reload", "--socket", sock)
+        status = _pylvs("status", "--socket", sock)
+    finally:
+        stop.set()
+        thread.join()
+        server.close()
+    assert reload.returncode == 1
+    assert reload.stderr.startswith("reload refused, the running rules stay: <config>")
+    assert status.returncode == 0

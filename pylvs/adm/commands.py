@@ -163,7 +163,17 @@ def adm(director: Director, argv: list[str], now: float, names: Lookup | None = 
         ) -> tuple[int, str, str]:
     """Run one ipvsadm command line; returns (exit status, stdout, stderr)."""
     try:
-        return 0, run(director, ipvsadm.parse(argv), now, names), ""
+        command = ipvsadm.parse(argv)
+    except UsageError as exc:
+        return ipvsadm.EXIT_USAGE, "", f"{exc}\n"
+    return answer(director, command, now, names)
+
+
+def answer(director: Director, command: Command, now: float, names: Lookup | None = None
+           ) -> tuple[int, str, str]:
+    """``run`` with its refusals as ipvsadm reports them: (exit status, stdout, stderr)."""
+    try:
+        return 0, run(director, command, now, names), ""
     except UsageError as exc:
         return ipvsadm.EXIT_USAGE, "", f"{exc}\n"
     except DirectorError as exc:

@@ -4,7 +4,9 @@ Start order matters: the nftables steal rules go in before the VIP is added, so 
 own kernel never answers a service frame; stop removes the VIP first, then the rules. Everything
 made here is removed in ``close()``, which runs on SIGINT, SIGTERM and on any failure; on
 SIGKILL the guard (pylvs.shell.guard) removes it. Between batches of frames the loop serves
-`pylvs adm`, the health checks' findings, VRRP and the sync daemon.
+the control requests (pylvs.shell.messages: each ipvsadm line parsed once, then served by the
+engine itself for the sync daemon and by the director core for the rest), the health checks'
+findings, VRRP and the sync daemon.
 """
 
 from __future__ import annotations
@@ -33,24 +35,22 @@ from pylvs.shell import bpf, fanout, netio
 from pylvs.shell.control import Channel, ControlServer
 from pylvs.shell.guard import Guard
 from pylvs.shell.health_probes import Checker
+from pylvs.shell.messages import (
+    TICK,
+    Adm,
+    AdmLine,
+    Endpoints,
+    Reload,
+    Reply,
+    Status,
+    Stop,
+)
 from pylvs.shell.sync_socket import DEFAULT_INTERFACE, SyncBackup, SyncHalf, SyncMaster
 from pylvs.shell.vrrp_socket import Election
 
 log = logging.getLogger("pylvs")
 
-TICK = 1.0
-RELOAD = "pylvs-reload"  # the control request of `pylvs reload` and SIGHUP
-STATUS = "pylvs-status"  # the control request of `pylvs status`
-MASTER = "pylvs-master"  # supervisor → workers: "1" forward, "0" stand by (VRRP backup)
-SYNCED = "pylvs-synced"  # supervisor → a worker: connections from the sync daemon, to install
-ORDER = "pylvs-fanout-order"  # supervisor → workers: the fanout member of each worker slot
 RESOLVE_TIMEOUT = 1.0
-
-
-class Stop(Exception):
-    """Raised from a signal handler to leave the loop through the clean-up path."""
-
-
 BYTES_PER_CONNECTION = 300
 
 
@@ -87,7 +87,8 @@ class Engine:
     that removes them if the process dies) and what decides it: the health checks and VRRP. A
     worker of several (pylvs.shell.workers) has none, and its ports join the fanout ``groups``
     (interface → group id); the supervisor has the host state and no ports (``data=False``).
-    A data plane of its own (workers = 1) also runs the connection sync daemon."""
+    A data plane of its own (workers = 1) also runs the connection sync daemon. Control
+    requests arrive typed at ``handle`` (pylvs.shell.messages)."""
 
     def __init__(self, config: Config, director: Director | None = None, *, host: bool = True,
                  data: bool = True, groups: dict[str, int] | None = None,
@@ -121,7 +122,7 @@ class Engine:
         limit = self.config.max_connections or default_max_connections()
         self.director.table.max_connections = max(1, limit // self.share)
         if self.control is None:
-            self.control = ControlServer(self.config.control_socket, self._adm)
+            self.control = ControlServer(self.config.control_socket, self.handle)
         for name in dict.fromkeys((self.ifname, self.inside)) if self.data else ():
             self.ports[name] = Port(name)
             self.director.add_interface(name, self.ports[name].mac)
@@ -157,12 +158,18 @@ class Engine:
             return
         vips = sorted({s.address for s in self.config.services},
                       key=lambda a: tuple(map(int, a.split("."))))
-        self.election = Election(self.config.vrrp, vips, self._set_master)
+        self.election = Election(self.config.vrrp, vips, self.set_master)
         self.election.start(time.monotonic())
 
-    def _set_master(self, master: bool) -> None:
+    def set_master(self, master: bool) -> None:
+        """VRRP's word: hold the VIPs and forward, or stand by."""
         self.master = master
         self._sync()
+
+    def set_fanout_order(self, order: list[int]) -> None:
+        """A worker's: the fanout member now serving each worker slot."""
+        self.fanout_order = order
+        self._set_fanout()
 
     def _apply_health(self) -> None:
         """Make each checked service's table what its servers' health and quorum say."""
@@ -175,8 +182,9 @@ class Engine:
             if current is None:  # deleted with pylvs adm: nothing to keep healthy
                 continue
             for argv in ruleset.diff([current], [service.desired(current)]):
-                rc, _, err = self._adm(argv)
-                log.info("health: %s%s", " ".join(argv), f" refused: {err.strip()}" if rc else "")
+                reply = self._adm_line(argv)
+                log.info("health: %s%s", " ".join(argv),
+                         f" refused: {reply.stderr.strip()}" if reply.rc else "")
 
     def _sync(self, resolve_timeout: float = 0.0) -> None:
         """Make the host match the rules: steal rules first, then VIPs, then the packet
@@ -257,25 +265,25 @@ class Engine:
         """The neighbour a real server's frames go to: its gateway, or itself when on-link."""
         return self.routes[ip].gateway or int_to_ip(ip)
 
-    def reload(self) -> tuple[int, str, str]:
+    def reload(self) -> Reply:
         """Apply the config file's difference from the running rules as live edits."""
         from pylvs.adm import ruleset
         try:
             new = config_mod.load(self.config.source)
         except config_mod.ConfigError as exc:
-            return 1, "", f"reload refused, the running rules stay: {exc}\n"
+            return Reply(1, "", f"reload refused, the running rules stay: {exc}\n")
         if (new.interface, new.inside_interface) != (self.config.interface,
                                                      self.config.inside_interface):
-            return 1, "", ("reload refused, the running rules stay: a new interface needs a "
-                           "restart of pylvs run\n")
+            return Reply(1, "", "reload refused, the running rules stay: a new interface needs "
+                         "a restart of pylvs run\n")
         changes = ruleset.diff(self.director.services.values(), new.services)
         for argv in changes:
-            rc, _, err = self._adm(argv)
-            if rc != 0:
-                return rc, "", f"reload stopped at `{' '.join(argv)}`: {err}"
+            reply = self._adm_line(argv)
+            if reply.rc != 0:
+                return Reply(reply.rc, "", f"reload stopped at `{' '.join(argv)}`: {reply.stderr}")
         log.info("reloaded %s: %d changes", self.config.source, len(changes))
         self._reload_checks(new.health)
-        return 0, "".join(f"{' '.join(argv)}\n" for argv in changes), ""
+        return Reply(0, "".join(f"{' '.join(argv)}\n" for argv in changes))
 
     def _reload_checks(self, health: list[ServiceHealth]) -> None:
         """The new file's checks; a server checked before keeps what was found of it."""
@@ -315,48 +323,65 @@ class Engine:
             elif hop is None or hop.dst_mac != mac:
                 self._learn(ip, mac)
 
-    def _adm(self, argv: list[str]) -> tuple[int, str, str]:
-        if argv == [RELOAD]:
+    def handle(self, message: object) -> Reply:
+        """Answer one control request (pylvs.shell.messages)."""
+        if isinstance(message, AdmLine):
+            return self._adm_line(message.argv, message.names)
+        if isinstance(message, Adm):
+            return self.adm(message.command, message.names)
+        if isinstance(message, Reload):
             return self.reload()
-        if argv == [STATUS]:
-            return 0, self._status(), ""
-        daemon = daemon_command(argv)
-        if daemon is not None:
-            return self._daemon(daemon)
-        try:
-            return commands.adm(self.director, argv, time.monotonic())
-        except (OSError, RuntimeError) as exc:
-            return 255, "", f"the rules changed but the host could not follow: {exc}\n"
+        if isinstance(message, Status):
+            return Reply(0, self._status())
+        if isinstance(message, Endpoints):
+            addresses, ports = commands.endpoints(self.director)
+            return Reply(0, data={"addresses": addresses, "ports": ports})
+        return Reply(255, "", f"not a request this director answers: {type(message).__name__}\n")
 
-    def _daemon(self, command: ipvsadm.Command) -> tuple[int, str, str]:
+    def _adm_line(self, argv: list[str], names: commands.Lookup | None = None) -> Reply:
+        """The one parse of a command line; a usage error is answered at once."""
+        try:
+            command = ipvsadm.parse(argv)
+        except ipvsadm.UsageError as exc:
+            return Reply(ipvsadm.EXIT_USAGE, "", f"{exc}\n")
+        return self.adm(command, names)
+
+    def adm(self, command: ipvsadm.Command, names: commands.Lookup | None = None) -> Reply:
+        """The sync daemon's commands here, the rest in the director core."""
+        if is_daemon(command):
+            return self._daemon(command)
+        return apply(self.director, command, names)
+
+    def _daemon(self, command: ipvsadm.Command) -> Reply:
         """--start-daemon, --stop-daemon and -L --daemon, with libipvs's refusals."""
         if command.name == "list":
-            return 0, "".join(f"{h.describe()}\n" for h in self.sync_daemons.values()), ""
+            return Reply(0, "".join(f"{h.describe()}\n" for h in self.sync_daemons.values()))
         role = command.daemon_state or ""
         if command.name == "start-daemon":
             return self._start_half(role, command.mcast_interface or DEFAULT_INTERFACE,
                                     command.syncid or 0)
         half = self.sync_daemons.pop(role, None)
         if half is None:
-            return ipvsadm.EXIT_DIRECTOR, "", "No daemon is running\n"
+            return Reply(ipvsadm.EXIT_DIRECTOR, "", "No daemon is running\n")
         half.close()
-        return 0, "", ""
+        return Reply(0)
 
-    def _start_half(self, role: str, interface: str, syncid: int) -> tuple[int, str, str]:
+    def _start_half(self, role: str, interface: str, syncid: int) -> Reply:
         if role in self.sync_daemons:
-            return ipvsadm.EXIT_DIRECTOR, "", "Daemon has already run\n"
+            return Reply(ipvsadm.EXIT_DIRECTOR, "", "Daemon has already run\n")
         try:
             if role == "master":
                 half: SyncHalf = SyncMaster(self.director, interface, syncid)
             else:
-                half = SyncBackup(self.director, interface, syncid, self._install_synced)
+                half = SyncBackup(self.director, interface, syncid, self.install_synced)
         except OSError as exc:
-            return ipvsadm.EXIT_DIRECTOR, "", f"{exc.strerror or exc}\n"
+            return Reply(ipvsadm.EXIT_DIRECTOR, "", f"{exc.strerror or exc}\n")
         self.sync_daemons[role] = half
         log.info("sync daemon: %s on %s, syncid %d", role, interface, syncid)
-        return 0, "", ""
+        return Reply(0)
 
-    def _install_synced(self, entries: list[SyncConn], now: float) -> Counter[str]:
+    def install_synced(self, entries: list[SyncConn], now: float) -> Counter[str]:
+        """Connections the sync daemon heard, into the table."""
         return replica.install(self.director, entries, now)
 
     def _status(self) -> str:
@@ -406,8 +431,9 @@ class Engine:
         self._ha_poll()
         if self.reload_requested:
             self.reload_requested = False
-            rc, out, err = self.reload()
-            log.info("SIGHUP: %s", (out or err or "no changes").strip().replace("\n", "; "))
+            reply = self.reload()
+            log.info("SIGHUP: %s", (reply.stdout or reply.stderr or "no changes").strip()
+                     .replace("\n", "; "))
 
     def _health_changed(self) -> None:
         if self.checker is not None and self.checker.changed():
@@ -480,12 +506,10 @@ class Engine:
         self.vips, self.steals, self.ports, self.control, self.guard = [], [], {}, None, None
 
 
-def run(config: Config) -> int:
-    if config.workers > 1:
-        from pylvs.shell.workers import Supervisor
-        engine: Engine = Supervisor(config)
-    else:
-        engine = Engine(config)
+def run(engine: Engine) -> int:
+    """Run ``engine`` (one director, or a supervisor of workers) until SIGINT or SIGTERM;
+    SIGHUP reloads its config file."""
+    config = engine.config
 
     def on_signal(signum: int, _frame: object) -> None:
         raise Stop(signal.Signals(signum).name)
@@ -514,12 +538,16 @@ def run(config: Config) -> int:
     return 0
 
 
-def daemon_command(argv: list[str]) -> ipvsadm.Command | None:
+def is_daemon(command: ipvsadm.Command) -> bool:
     """The sync daemon's ipvsadm commands, which the engine (not the director core) serves."""
-    try:
-        command = ipvsadm.parse(argv)
-    except ipvsadm.UsageError:
-        return None  # the director answers with the text
-    wanted = command.name in ("start-daemon", "stop-daemon") or (
+    return command.name in ("start-daemon", "stop-daemon") or (
         command.name == "list" and "daemon" in command.options)
-    return command if wanted else None
+
+
+def apply(director: Director, command: ipvsadm.Command, names: commands.Lookup | None = None
+          ) -> Reply:
+    """One parsed command on ``director``, with commands.adm's exit statuses and texts."""
+    try:
+        return Reply(*commands.answer(director, command, time.monotonic(), names))
+    except (OSError, RuntimeError) as exc:
+        return Reply(255, "", f"the rules changed but the host could not follow: {exc}\n")

@@ -36,6 +36,10 @@ class Guard:
         held = {"vips": vips, "tables": tables, "files": files or []}
         os.write(self.fd, json.dumps(held).encode() + b"\n")
 
+    def close_in_child(self) -> None:
+        """In a process forked from the director: the guard watches the director alone."""
+        os.close(self.fd)
+
     def close(self) -> None:
         """After a clean stop: nothing left to remove; the guard exits."""
         self.hold([], [])

@@ -29,6 +29,7 @@ DEFAULT_INTERFACE = "eth0"  # ipvsadm's DEF_MCAST_IFN when --mcast-interface is 
 
 class SyncHalf:
     role = ""
+    sock: socket.socket
 
     def __init__(self, director: Director, interface: str, syncid: int) -> None:
         self.director, self.interface, self.syncid = director, interface, syncid
@@ -40,6 +41,10 @@ class SyncHalf:
 
     def close(self) -> None:
         raise NotImplementedError
+
+    def close_in_child(self) -> None:
+        """In a process forked from the director: the half stays the director's."""
+        self.sock.close()
 
     def describe(self) -> str:
         """ipvsadm -L --daemon's line, with the fields a netlink kernel reports."""

@@ -89,6 +89,11 @@ class Election:
             self.sock.close()
             self.link.close()
 
+    def close_in_child(self) -> None:
+        """In a process forked from the director: VRRP stays the director's, unannounced."""
+        self.sock.close()
+        self.link.close()
+
     def _carry_out(self, actions: list[vrrp.Action]) -> None:
         for action in actions:
             if isinstance(action, vrrp.SendAdvert):

@@ -5,21 +5,22 @@ the VIPs, the control socket and the rules. It forks the workers one after anoth
 joins every interface's fanout group at the same position; each is a whole data plane (rings,
 socket filter, next hops, connection table with 1/N of max_connections) over the rules it was
 forked with. pylvs.shell.fanout sends every frame of a connection, either way, to one worker, so a
-worker needs nothing of another's. A rule change is made by the supervisor and then by every
-worker; a listing is their union (-Lnc: every worker's rows; -Ln: counters summed over the
-workers). A worker that dies is forked again (its connections are lost, the others' stay: the
-fanout program maps each worker's slot to its current place in the groups, which the kernel
-reorders when a member leaves).
+worker needs nothing of another's. The supervisor tells its workers what to do in typed messages
+(pylvs.shell.messages) over a socketpair each: a rule change, parsed once, is made by the
+supervisor and then, as the parsed command, by every worker; a listing is their union (-Lnc:
+every worker's rows; -Ln: counters summed over the workers). A worker that dies is forked again
+(its connections are lost, the others' stay: the fanout program maps each worker's slot to its
+current place in the groups, which the kernel reorders when a member leaves). ``build`` makes
+the engine a config asks for, one or a supervisor.
 """
 
 from __future__ import annotations
 
 import copy
 import ctypes
-import dataclasses
-import json
 import logging
 import os
+import pickle
 import select
 import signal
 import socket
@@ -32,26 +33,25 @@ from pylvs.adm import commands, ipvsadm
 from pylvs.adm.config import Config
 from pylvs.core.director import Director
 from pylvs.core.model import PROTO_NUMBERS, RealServer, Stats, VirtualService
-from pylvs.ha import replica
 from pylvs.ha.sync import SyncConn
 from pylvs.shell import fanout
 from pylvs.shell.control import Channel
-from pylvs.shell.engine import (
-    MASTER,
-    ORDER,
-    RELOAD,
-    STATUS,
-    SYNCED,
+from pylvs.shell.engine import Engine, apply, is_daemon
+from pylvs.shell.messages import (
     TICK,
-    Engine,
+    Adm,
+    Failed,
+    FanoutOrder,
+    InstallSynced,
+    Ready,
+    Reply,
+    SetMaster,
+    Snapshot,
     Stop,
-    daemon_command,
 )
-from pylvs.shell.sync_socket import DEFAULT_INTERFACE
 
 log = logging.getLogger("pylvs")
 
-SNAPSHOT = "pylvs-snapshot"  # a worker's counters, for the union
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 5.0
 PR_SET_PDEATHSIG = 1
@@ -129,9 +129,48 @@ def union_connections(listings: Iterable[str]) -> str:
     return "".join(head + rows)
 
 
+def build(config: Config) -> Engine:
+    """The director ``config`` asks for: one engine, or a supervisor of ``workers`` engines."""
+    return Supervisor(config) if config.workers > 1 else Engine(config)
+
+
 class Worker:
+    """The supervisor's record of one forked data plane."""
+
     def __init__(self, index: int, pid: int, channel: Channel) -> None:
         self.index, self.pid, self.channel = index, pid, channel
+
+    def ask(self, message: object) -> Reply:
+        try:
+            return self.channel.ask(message)
+        except (OSError, ValueError, EOFError, pickle.UnpicklingError) as exc:
+            return Reply(255, "", f"no answer ({exc})\n")
+
+
+class DataPlane(Engine):
+    """A worker's engine: no host state, its ports in the fanout groups, and its supervisor's
+    messages on ``sock`` answered from its loop."""
+
+    def __init__(self, config: Config, director: Director, sock: socket.socket, *,
+                 groups: dict[str, int], share: int, master: bool, order: list[int]) -> None:
+        super().__init__(config, director, host=False, groups=groups, share=share)
+        self.channel = Channel(sock, self.handle)
+        self.control = self.channel
+        self.master = master
+        self.fanout_order = order
+
+    def handle(self, message: object) -> Reply:
+        if isinstance(message, Snapshot):
+            return Reply(0, data=snapshot(self.director))
+        if isinstance(message, SetMaster):
+            self.set_master(message.master)
+            return Reply(0)
+        if isinstance(message, InstallSynced):
+            return Reply(0, data=self.install_synced(message.entries, time.monotonic()))
+        if isinstance(message, FanoutOrder):
+            self.set_fanout_order(message.order)
+            return Reply(0)
+        return super().handle(message)
 
 
 class Supervisor(Engine):
@@ -164,11 +203,10 @@ class Supervisor(Engine):
         self._tell_order()
 
     def _tell_order(self) -> None:
-        for worker, (rc, _, err) in zip(self.workers, self._ask_each(
-                [ORDER, json.dumps(self.order())]), strict=True):
-            if rc != 0:
+        for worker, reply in self._ask_each(FanoutOrder(self.order())):
+            if reply.rc != 0:
                 log.error("worker %d did not take the fanout order: %s", worker.index,
-                          err.strip())
+                          reply.stderr.strip())
 
     def _spawn(self, index: int) -> Worker:
         self.members.append(index)  # where its sockets will join
@@ -178,7 +216,7 @@ class Supervisor(Engine):
             status = 1
             try:
                 mine.close()
-                status = self._work(index, Channel(theirs))
+                status = self._work(index, theirs)
             except BaseException:  # noqa: BLE001 - reported, then the process ends
                 traceback.print_exc()
             finally:
@@ -187,16 +225,17 @@ class Supervisor(Engine):
         worker = Worker(index, pid, Channel(mine))
         try:
             ready = worker.channel.receive(START_TIMEOUT)
-        except (OSError, ValueError) as exc:
-            ready = {"error": f"no word from it ({exc})"}
-        if "error" in ready:
+        except (OSError, ValueError, EOFError, pickle.UnpicklingError) as exc:
+            ready = Failed(f"no word from it ({exc})")
+        if not isinstance(ready, Ready):
             self._reap(worker)
-            raise RuntimeError(f"worker {index} did not start: {ready['error']}")
+            error = ready.error if isinstance(ready, Failed) else f"it said {ready!r}"
+            raise RuntimeError(f"worker {index} did not start: {error}")
         log.info("worker %d up (pid %d)", index, pid)
         self._tell_order()
         return worker
 
-    def _work(self, index: int, channel: Channel) -> int:
+    def _work(self, index: int, sock: socket.socket) -> int:
         """In the child: a data plane over the rules as they are, answering the channel."""
         ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
@@ -206,125 +245,99 @@ class Supervisor(Engine):
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, on_signal)
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
-        assert self.control is not None
-        self.control.sock.close()  # the supervisor's; its path stays
-        if self.guard is not None:
-            os.close(self.guard.fd)  # the guard watches the supervisor alone
-        if self.election is not None:  # a worker forked again later: VRRP is the supervisor's
-            self.election.sock.close()
-            self.election.link.close()
-        for half in self.sync_daemons.values():  # the supervisor listens for the sync daemon
-            half.sock.close()
-        for other in self.workers:
-            other.channel.close()
-        self.director.listeners.clear()
-        engine = Engine(self.config, self.director, host=False, groups=self.groups,
-                        share=self.count)
-        engine.master = self.master
-        engine.fanout_order = self.order()
-        engine.control = channel
-        channel.handler = lambda argv: self._answer(engine, argv)
+        self._let_go_in_child()
+        plane = DataPlane(self.config, self.director, sock, groups=self.groups,
+                          share=self.count, master=self.master, order=self.order())
         try:
             try:
-                engine.start()
+                plane.start()
             except (OSError, RuntimeError) as exc:
-                channel.send({"error": str(exc)})
+                plane.channel.send(Failed(str(exc)))
                 return 1
-            channel.send({"ready": index})
-            engine.loop()
+            plane.channel.send(Ready(index))
+            plane.loop()
         except Stop:
             pass
         finally:
-            engine.close()
+            plane.close()
             log.info("worker %d stopped: %s", index,
-                     ", ".join(f"{k} {v}" for k, v in sorted(engine.director.counters.items())))
+                     ", ".join(f"{k} {v}" for k, v in sorted(plane.director.counters.items())))
         return 0
 
-    @staticmethod
-    def _answer(engine: Engine, argv: list[str]) -> tuple[int, str, str]:
-        if argv == [SNAPSHOT]:
-            return 0, json.dumps(snapshot(engine.director)), ""
-        if argv[:1] == [MASTER]:
-            engine._set_master(argv[1:] == ["1"])
-            return 0, "", ""
-        if argv[:1] == [SYNCED]:
-            entries = [SyncConn(*values) for values in json.loads(argv[1])]
-            counts = replica.install(engine.director, entries, time.monotonic())
-            return 0, json.dumps(counts), ""
-        if argv[:1] == [ORDER]:
-            engine.fanout_order = json.loads(argv[1])
-            engine._set_fanout()
-            return 0, "", ""
-        return engine._adm(argv)
+    def _let_go_in_child(self) -> None:
+        """What the supervisor holds stays its own: the control socket (its path stays), the
+        guard's pipe, VRRP (a worker forked again later) and the sync daemon's listener."""
+        assert self.control is not None
+        self.control.close_in_child()
+        if self.guard is not None:
+            self.guard.close_in_child()
+        if self.election is not None:
+            self.election.close_in_child()
+        for half in self.sync_daemons.values():
+            half.close_in_child()
+        for other in self.workers:
+            other.channel.close()
+        self.director.listeners.clear()
 
-    def _install_synced(self, entries: list[SyncConn], now: float) -> Counter[str]:
-        """Each synced connection to the worker its client hashes to, as pylvs.shell.fanout does."""
+    def install_synced(self, entries: list[SyncConn], now: float) -> Counter[str]:
+        """Each synced connection to the worker its client hashes to, as pylvs.shell.fanout
+        does."""
         slots, unknown = sync_slots(entries, self.director.services.values(), self.count)
         counts: Counter[str] = Counter({"unknown_destination": unknown} if unknown else {})
         for worker in self.workers:
             if worker.index in slots:
-                batch = [list(dataclasses.astuple(entry)) for entry in slots[worker.index]]
-                rc, out, _ = worker.channel.ask([SYNCED, json.dumps(batch)])
-                if rc == 0:
-                    counts.update(json.loads(out))
+                reply = worker.ask(InstallSynced(slots[worker.index]))
+                if reply.rc == 0:
+                    counts.update(reply.data)
         return counts
 
-    def _daemon(self, command: ipvsadm.Command) -> tuple[int, str, str]:
+    def adm(self, command: ipvsadm.Command, names: commands.Lookup | None = None) -> Reply:
+        """A listing is the workers' union; a change is made here, then by every worker."""
+        options = command.options
+        if is_daemon(command):
+            return self._daemon(command)
+        if command.name == "list" and "connection" in options:
+            return Reply(0, union_connections(self._ask_all(Adm(command))))
+        if command.name == "list" and "timeout" not in options:
+            shots = [reply.data for reply in self._replies(Snapshot()) if reply.rc == 0]
+            return apply(Director(union(self.director.services.values(), shots)), command,
+                         names)
+        reply = super().adm(command, names)
+        if reply.rc == 0 and command.name not in READ_ONLY:
+            for worker, answer in self._ask_each(Adm(command)):
+                if answer.rc != 0:
+                    return Reply(answer.rc, reply.stdout, f"worker {worker.index}: "
+                                 f"{answer.stderr}")
+        return reply
+
+    def _daemon(self, command: ipvsadm.Command) -> Reply:
         """The master half runs in every worker, the backup half here."""
         if command.name == "list":
-            _, ours, _ = super()._daemon(command)
-            theirs = self._ask_each(["-L", "--daemon"])[:1]
-            return 0, "".join(out for _, out, _ in theirs) + ours, ""
+            ours = super()._daemon(command).stdout
+            theirs = [reply.stdout for reply in self._replies(Adm(command))[:1]]
+            return Reply(0, "".join(theirs) + ours)
         if command.daemon_state != "master":
             return super()._daemon(command)
-        argv = ["--start-daemon" if command.name == "start-daemon" else "--stop-daemon",
-                "master"]
-        if command.name == "start-daemon":
-            argv += ["--mcast-interface", command.mcast_interface or DEFAULT_INTERFACE,
-                     "--syncid", str(command.syncid or 0)]
-        for rc, out, err in self._ask_each(argv):
-            if rc != 0:
-                return rc, out, err
-        return 0, "", ""
+        for reply in self._replies(Adm(command)):
+            if reply.rc != 0:
+                return reply
+        return Reply(0)
 
-    def _set_master(self, master: bool) -> None:
-        super()._set_master(master)
-        for worker, (rc, _, err) in zip(self.workers, self._ask_each([MASTER, str(int(master))]),
-                                        strict=True):
-            if rc != 0:
-                log.error("worker %d did not follow VRRP: %s", worker.index, err.strip())
+    def set_master(self, master: bool) -> None:
+        super().set_master(master)
+        for worker, reply in self._ask_each(SetMaster(master)):
+            if reply.rc != 0:
+                log.error("worker %d did not follow VRRP: %s", worker.index,
+                          reply.stderr.strip())
 
-    def _adm(self, argv: list[str]) -> tuple[int, str, str]:
-        if argv in ([RELOAD], [STATUS]) or daemon_command(argv) is not None:
-            return super()._adm(argv)
-        try:
-            command = ipvsadm.parse(argv)
-        except ipvsadm.UsageError:
-            return commands.adm(self.director, argv, time.monotonic())
-        if command.name == "list" and "connection" in command.options:
-            return 0, union_connections(self._ask_all(argv)), ""
-        if command.name == "list" and "timeout" not in command.options:
-            view = Director(union(self.director.services.values(),
-                                  [json.loads(out) for out in self._ask_all([SNAPSHOT])]))
-            return commands.adm(view, argv, time.monotonic())
-        rc, out, err = super()._adm(argv)
-        if rc == 0 and command.name not in READ_ONLY:
-            for worker, (wrc, _, werr) in zip(self.workers, self._ask_each(argv), strict=True):
-                if wrc != 0:
-                    return wrc, out, f"worker {worker.index}: {werr}"
-        return rc, out, err
+    def _ask_each(self, message: object) -> list[tuple[Worker, Reply]]:
+        return [(worker, worker.ask(message)) for worker in self.workers]
 
-    def _ask_each(self, argv: list[str]) -> list[tuple[int, str, str]]:
-        answers = []
-        for worker in self.workers:
-            try:
-                answers.append(worker.channel.ask(argv))
-            except (OSError, ValueError) as exc:
-                answers.append((255, "", f"no answer ({exc})\n"))
-        return answers
+    def _replies(self, message: object) -> list[Reply]:
+        return [reply for _, reply in self._ask_each(message)]
 
-    def _ask_all(self, argv: list[str]) -> list[str]:
-        return [out for rc, out, _ in self._ask_each(argv) if rc == 0]
+    def _ask_all(self, message: object) -> list[str]:
+        return [reply.stdout for reply in self._replies(message) if reply.rc == 0]
 
     def loop(self) -> None:
         assert self.control is not None

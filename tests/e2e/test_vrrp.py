@@ -19,6 +19,7 @@ import time
 import pytest
 
 from pylvs.shell import control
+from pylvs.shell.messages import Status
 
 pytestmark = pytest.mark.skipif(shutil.which("keepalived") is None,
                                 reason="needs keepalived (scripts/install.sh --test)")
@@ -122,7 +123,7 @@ class Segment:
     def status(self, name: str, starting: bool = False) -> str:
         """`pylvs status`; ``starting``: "" while the director is not up yet."""
         try:
-            return control.request(self.socket(name), ["pylvs-status"])[1]
+            return control.ask(self.socket(name), Status()).stdout
         except control.DirectorNotRunning:
             if starting:
                 return ""

@@ -1,19 +1,45 @@
-"""The supervisor's union of its workers (pylvs.shell.workers), with no process: directors that
-split the clients between them list, together, what one director that saw every client
-lists."""
+"""The supervisor and its workers (pylvs.shell.workers), with no process forked: directors that
+split the clients between them list, together, what one director that saw every client lists;
+and a supervisor drives data planes over real socketpairs with typed messages, each command
+line parsed once."""
 
 from __future__ import annotations
 
-import json
+import contextlib
+import pickle
+import socket
+import threading
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pylvs.adm import ipvsadm
 from pylvs.adm.commands import adm
+from pylvs.adm.config import Config
 from pylvs.ha import sync
 from pylvs.shell import fanout
-from pylvs.shell.workers import snapshot, sync_slots, union, union_connections
-from tests.core.test_director import _director, _frame
+from pylvs.shell.control import Channel
+from pylvs.shell.engine import Engine
+from pylvs.shell.messages import (
+    Adm,
+    AdmLine,
+    Endpoints,
+    FanoutOrder,
+    Reply,
+    SetMaster,
+    Snapshot,
+)
+from pylvs.shell.workers import (
+    DataPlane,
+    Supervisor,
+    Worker,
+    build,
+    snapshot,
+    sync_slots,
+    union,
+    union_connections,
+)
+from tests.core.test_director import RS, VIP, _director, _frame
 from tests.shell.test_fanout import frames, run
 
 clients = st.lists(st.tuples(st.integers(1, 254), st.integers(1024, 65535),
@@ -48,7 +74,7 @@ def test_two_workers_list_what_one_director_lists(frames, zero_first, persistent
         if zero_first:
             adm(director, ["-Z"], 1.5)
         director.tick(3.0)  # one estimator pass: the rates too
-    shots = [json.loads(json.dumps(snapshot(w))) for w in workers]  # as over the channel
+    shots = [pickle.loads(pickle.dumps(snapshot(w))) for w in workers]  # as over the channel
     view = make()
     view.services = {svc.key: svc for svc in union(make().services.values(), shots)}
     for argv in (["-L", "-n"], ["-L", "-n", "--stats"], ["-L", "-n", "--rate"],
@@ -101,3 +127,114 @@ def test_synced_connections_go_to_the_worker_their_frames_reach(clients, persist
             frame = frames("tcp", entry.caddr, entry.cport)[0]
             assert frame[16:20] == bytes(map(int, "192.0.2.100".split(".")))
             assert run(code, frame) % workers == slot
+
+
+@contextlib.contextmanager
+def supervised(count=2):
+    """A supervisor (not started: no host state) whose workers are data planes served from
+    threads over socketpairs, as forked workers serve theirs from their loops."""
+    config = Config("lo", services=list(_director("rr").services.values()), workers=count)
+    supervisor = Supervisor(config)
+    planes, seen, stop, threads = [], [], threading.Event(), []
+    for index in range(count):
+        mine, theirs = socket.socketpair()
+        plane = DataPlane(config, _director("rr"), theirs, groups=supervisor.groups,
+                          share=count, master=True, order=list(range(count)))
+        planes.append(plane)
+        seen.append([])
+        plane.channel.handler = lambda m, p=plane, log=seen[-1]: log.append(m) or p.handle(m)
+        supervisor.workers.append(Worker(index, -1, Channel(mine)))
+        threads.append(threading.Thread(target=_serve, args=(plane.channel, stop)))
+        threads[-1].start()
+    try:
+        yield supervisor, planes, seen
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+        for worker, plane in zip(supervisor.workers, planes, strict=True):
+            worker.channel.close()
+            plane.channel.close()
+
+
+def _serve(channel, stop):
+    while not stop.is_set():
+        channel.poll()
+        stop.wait(0.002)
+
+
+def _servers(director):
+    return sorted(rs.address for svc in director.services.values() for rs in svc.real_servers)
+
+
+def test_a_change_is_parsed_once_and_reaches_every_worker_as_the_command(monkeypatch):
+    parsed = []
+    real_parse = ipvsadm.parse
+    monkeypatch.setattr(ipvsadm, "parse", lambda argv: parsed.append(argv) or real_parse(argv))
+    argv = ["-a", "-t", f"{VIP}:80", "-r", "198.51.100.9", "-w", "3"]
+    with supervised() as (supervisor, planes, seen):
+        assert supervisor.handle(AdmLine(argv)) == Reply(0)
+    assert parsed == [argv]
+    assert all(log == [Adm(real_parse(argv))] for log in seen)
+    for director in (supervisor.director, *(plane.director for plane in planes)):
+        assert _servers(director) == sorted([*RS, "198.51.100.9"])
+
+
+def test_a_usage_error_is_answered_at_once_with_ipvsadms_text():
+    argv = ["-a", "-t", f"{VIP}:80"]
+    with supervised() as (supervisor, _, seen):
+        reply = supervisor.handle(AdmLine(argv))
+    assert (reply.rc, reply.stdout, reply.stderr) == adm(_director("rr"), argv, 0.0)
+    assert reply.rc == ipvsadm.EXIT_USAGE and seen == [[], []]
+
+
+def test_a_refused_change_goes_to_no_worker():
+    with supervised() as (supervisor, _, seen):
+        reply = supervisor.handle(AdmLine(["-A", "-t", f"{VIP}:80"]))
+    assert reply == Reply(ipvsadm.EXIT_DIRECTOR, "", "Service already exists\n")
+    assert seen == [[], []]
+
+
+def test_listings_are_the_union_and_take_the_clients_names():
+    with supervised() as (supervisor, planes, seen):
+        for src, plane in zip((1, 2), planes, strict=True):
+            plane.director.handle(bytearray(_frame(src=f"203.0.113.{src}")), 1.0)
+        rows = supervisor.handle(AdmLine(["-L", "-n", "-c"])).stdout.splitlines()
+        listing = supervisor.handle(AdmLine(["-L", "-n"])).stdout
+        names = ({VIP: "www.example"}, {"80/tcp": "http"})
+        named = supervisor.handle(AdmLine(["-L"], names)).stdout
+        assert supervisor.handle(AdmLine(["-L", "--daemon"])) == Reply(0)
+    assert [row.split()[3] for row in rows[2:]] == ["203.0.113.1:40000", "203.0.113.2:40000"]
+    assert sum(int(row.split()[-2]) + int(row.split()[-1])  # ActiveConn + InActConn
+               for row in listing.splitlines()[4:]) == 2
+    assert "TCP  www.example:http rr" in named.splitlines()
+    assert all(isinstance(log[1], Snapshot) for log in seen)
+
+
+def test_endpoints_are_what_a_listing_names():
+    with supervised() as (supervisor, _, _):
+        reply = supervisor.handle(Endpoints())
+    assert reply.data == {"addresses": sorted([VIP, *RS]), "ports": ["80/tcp"]}
+
+
+def test_synced_connections_reach_the_worker_their_client_hashes_to():
+    with supervised() as (supervisor, planes, seen):
+        entries = [sync.SyncConn(6, f"203.0.113.{a}", 4000 + a, VIP, 80, RS[0], 80, 1, 0, 900)
+                   for a in range(1, 9)]
+        counts = supervisor.install_synced(entries, 1.0)
+    slots, _ = sync_slots(entries, supervisor.director.services.values(), 2)
+    assert sum(counts.values()) == len(entries)
+    for index, plane in enumerate(planes):
+        assert len(plane.director.table) == len(slots.get(index, []))
+
+
+def test_a_data_plane_follows_vrrp_and_the_fanout_order():
+    with supervised() as (_, planes, _):
+        plane = planes[0]
+        assert plane.handle(SetMaster(False)) == Reply(0) and not plane.master
+        assert plane.handle(FanoutOrder([1, 0])) == Reply(0) and plane.fanout_order == [1, 0]
+
+
+def test_build_picks_an_engine_or_a_supervisor():
+    assert type(build(Config("lo"))) is Engine
+    assert type(build(Config("lo", workers=3))) is Supervisor
