@@ -126,6 +126,7 @@ def run(mode: str = "dr", servers: int = 3, requests: int = 9, scheduler: str = 
     with Lab(servers=servers, mode=mode) as lab:
         print(f"lab ({mode}): client {lab.client_ip}, director {lab.director_ip} "
               f"({lab.director_if}), VIP {lab.vip}, real servers {', '.join(lab.server_ips)}")
+        print(f"  {lab.where()}")
         if mode in ("nat", "mixed"):
             print(f"  NAT real servers sit on an inside segment behind the director's "
                   f"{lab.director_inside_if} ({lab.director_inside_ip})")

@@ -14,6 +14,7 @@ from pylvs.lab.demo import DirectorProcess, _prepare_real_servers
 from pylvs.lab.httpserver import blob
 from pylvs.lab.topology import Lab, curl_argv, lab_config
 from pylvs.shell import control
+from pylvs.shell.messages import Status
 
 DOWNLOAD = 3_000_000
 RATE = "400k"
@@ -26,6 +27,7 @@ def run(servers: int = 3, scheduler: str = "rr") -> int:
         print(f"lab (dr, ha): client {lab.client_ip}, directors {lab.director_ip} (priority "
               f"150) and {lab.director2_ip} (priority 100), VIP {lab.vip}, real servers "
               f"{', '.join(lab.server_ips)}")
+        print(f"  {lab.where()}")
         lab.setup()
         _prepare_real_servers(lab)
         lab.start_http_servers()
@@ -87,7 +89,7 @@ def _demo(lab: Lab, first: DirectorProcess, second: DirectorProcess) -> int:
 
 def _status(socket_path: str) -> str:
     try:
-        return control.request(socket_path, ["pylvs-status"])[1]
+        return control.ask(socket_path, Status()).stdout
     except OSError:
         return ""
 

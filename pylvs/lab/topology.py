@@ -75,6 +75,11 @@ class Lab:
         self.created: list[str] = []
         self.processes: list[subprocess.Popen[Any]] = []
 
+    def where(self) -> str:
+        """Where to look inside while it runs: what this run names, and that it goes after."""
+        return (f"namespaces {self.prefix}-* (e.g. ip netns exec {self.client_ns} ...), "
+                f"removed when the lab ends")
+
     def __enter__(self) -> Lab:
         return self
 

@@ -1,8 +1,12 @@
-"""`pylvs lab dr` as a user runs it: the demo works and leaves nothing behind, also on Ctrl-C."""
+"""`pylvs lab dr` as a user runs it: the demo works and leaves nothing behind, also on Ctrl-C.
+
+Each test looks only at what its own lab made: the namespaces and /run files named with the
+prefix the lab prints, so another pylvs on the host cannot make it fail."""
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -17,18 +21,21 @@ pytestmark = [
 ]
 
 
-def lab_namespaces() -> set[str]:
+def run_prefix(output: str) -> str:
+    found = re.search(r"^  namespaces (pylvs-[0-9a-f]+)-\* ", output, re.M)
+    assert found, f"the lab did not say what it names:\n{output}"
+    return found.group(1)
+
+
+def left_behind(prefix: str) -> list[str]:
+    """This run's namespaces and /run files that still exist."""
     out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    return {line.split()[0] for line in out.splitlines() if line.startswith("pylvs-")}
-
-
-def lab_sockets() -> set[str]:
-    return {name for name in os.listdir("/run") if name.startswith("pylvs-")}
+    names = [line.split()[0] for line in out.splitlines() if line.startswith(f"{prefix}-")]
+    return names + [f"/run/{n}" for n in os.listdir("/run") if n.startswith(prefix)]
 
 
 @pytest.mark.parametrize("mode", ["dr", "nat", "tun"])
 def test_lab_demonstrates_and_cleans_up(mode):
-    before = lab_namespaces(), lab_sockets()
     result = subprocess.run([sys.executable, "-m", "pylvs", "lab", mode, "--servers", "2",
                              "--requests", "4"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -36,37 +43,37 @@ def test_lab_demonstrates_and_cleans_up(mode):
     assert "TCP sockets for the VIP in its own stack: 0" in result.stdout
     assert "IPVS connection entries" in result.stdout
     assert f"{mode.upper()} works" in result.stdout
-    assert (lab_namespaces(), lab_sockets()) == before
+    assert left_behind(run_prefix(result.stdout)) == []
 
 
 def test_lab_interrupted_removes_everything():
-    before = lab_namespaces(), lab_sockets()
     proc = subprocess.Popen([sys.executable, "-m", "pylvs", "lab", "dr", "--servers", "2",
                              "--requests", "1000"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     assert proc.stdout is not None
+    seen = ""
     for line in proc.stdout:
+        seen += line
         if line.startswith("request   3:"):
             break
-    assert lab_namespaces() != before[0]
+    prefix = run_prefix(seen)
+    assert left_behind(prefix)  # it was running: its namespaces exist
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert "interrupted" in err
-    assert (lab_namespaces(), lab_sockets()) == before
+    assert left_behind(prefix) == []
 
 
 def test_lab_refuses_unknown_scheduler_before_building_anything():
-    before = lab_namespaces()
     result = subprocess.run([sys.executable, "-m", "pylvs", "lab", "dr", "--scheduler", "nosuch"],
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 2
     assert "unknown scheduler 'nosuch'" in result.stderr
-    assert lab_namespaces() == before
+    assert result.stdout == ""  # not even the lab's first line: it named and built nothing
 
 
 def test_ha_lab_keeps_the_download_through_a_kill_9_and_cleans_up():
-    before = lab_namespaces(), lab_sockets()
     result = subprocess.run([sys.executable, "-m", "pylvs", "lab", "dr", "--ha", "--servers",
                              "2"], capture_output=True, text=True, timeout=180)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -77,7 +84,7 @@ def test_ha_lab_keeps_the_download_through_a_kill_9_and_cleans_up():
     assert "director 1's host holds no VIP" in out
     assert "download finished: 3,000,000 bytes, intact (sha256 matches)" in out
     assert "VRRP instance 51 on eth0: MASTER, priority 100, VIPs held" in out
-    assert (lab_namespaces(), lab_sockets()) == before
+    assert left_behind(run_prefix(out)) == []
 
 
 def test_ha_is_a_dr_lab():
