@@ -128,8 +128,9 @@ class Connection:
         self.key12 = key12
         self.service = service
         self.server = server
-        self.forwarder: Forwarder = forwarders.get(server.forward)
-        """The method bound when the connection is made, as ip_vs_bind_xmit."""
+        self.forwarder: Forwarder = forwarders.REGISTRY[server.forward]
+        """The method bound when the connection is made, as ip_vs_bind_xmit (config and
+        ipvsadm take only registered names)."""
         self.state = NONE if proto == 6 else UDP_STATE
         self.expires = expires
         self.active = False
