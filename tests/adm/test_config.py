@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from pylvs.adm import commands
 from pylvs.adm.config import ConfigError, load, parse
+from pylvs.core.director import Director
 
 GOOD = """
 [director]
@@ -241,3 +245,25 @@ def test_sync_daemon_keys():
     assert parse(GOOD).sync_interface == ""
     error = _error(GOOD.replace('interface = "eth0"', 'interface = "eth0"\nsyncid = 7'))
     assert error.key == "director.syncid" and "needs sync_daemon = true" in error.reason
+
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+@pytest.mark.parametrize("method", ["dr", "nat", "tun"])
+def test_each_example_config_loads_and_says_what_it_does(method):
+    """examples/<method>.toml loads, forwards by its method, and the ipvsadm lines its comment
+    gives build the same table (-S -n) as the file does."""
+    path = EXAMPLES / f"{method}.toml"
+    config = load(path)
+    assert config.services and all(rs.forward == method for svc in config.services
+                                   for rs in svc.real_servers)
+    lines = [line.split("ipvsadm ", 1)[1] for line in path.read_text().splitlines()
+             if line.lstrip("# ").startswith("ipvsadm -")]
+    if not lines:
+        return
+    by_hand = Director([])
+    for line in lines:
+        assert commands.adm(by_hand, line.split(), 0.0)[0] == 0, line
+    assert (commands.adm(by_hand, ["-S", "-n"], 0.0)
+            == commands.adm(Director(config.services), ["-S", "-n"], 0.0))
