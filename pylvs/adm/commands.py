@@ -101,10 +101,13 @@ def add_server(director: Director, command: Command) -> None:
     address, port = _server_endpoint(service, command)
     if service.find_real_server(address, port) is not None:
         raise DirectorError("Destination already exists")
-    service.add_real_server(RealServer(
-        address, port, weight=1 if command.weight is None else command.weight,
-        forward=command.forward or forwarders.DEFAULT, upper_threshold=command.u_threshold or 0,
-        lower_threshold=command.l_threshold or 0))
+    try:
+        service.add_real_server(RealServer(
+            address, port, weight=1 if command.weight is None else command.weight,
+            forward=command.forward or forwarders.DEFAULT,
+            upper_threshold=command.u_threshold or 0, lower_threshold=command.l_threshold or 0))
+    except ValueError:  # the scheduler's EINVAL (mh: more servers than slots): nothing added
+        raise DirectorError("Invalid argument") from None
 
 
 def edit_server(director: Director, command: Command) -> None:

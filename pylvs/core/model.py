@@ -191,9 +191,15 @@ class VirtualService:
         return f"{self.address}:{self.port}"
 
     def add_real_server(self, server: RealServer) -> None:
-        """IPVS inserts at the list head: newest first."""
+        """IPVS inserts at the list head: newest first. A scheduler that cannot take one more
+        (mh: more servers than slots) raises ValueError, and the list is as it was."""
         self.real_servers.insert(0, server)
-        self.scheduler.update(self.real_servers)
+        try:
+            self.scheduler.update(self.real_servers)
+        except ValueError:
+            self.real_servers.remove(server)
+            self.scheduler.update(self.real_servers)
+            raise
 
     def remove_real_server(self, server: RealServer) -> None:
         self.real_servers.remove(server)

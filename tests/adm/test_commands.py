@@ -12,7 +12,8 @@ from forwarders import NextHop
 from pylvs.adm import commands
 from pylvs.adm.ruleset import from_ipvsadm
 from pylvs.core.director import Director
-from pylvs.core.model import ip_to_int
+from pylvs.core.model import RealServer, ip_to_int
+from pylvs.core.packet import Flow
 
 VIP = "192.0.2.100"
 
@@ -126,3 +127,22 @@ def test_save_then_restore_reproduces_the_table(services):
     restored = Director(from_ipvsadm(saved))
     for view in ("-Ln", "-S -n"):  # kernel (--nosort) order is not part of a saved rule set
         assert adm(restored, view) == adm(director, view), view
+
+
+def test_a_refused_add_leaves_the_table_as_it_was():
+    """mh has 4093 slots: a 4094th server is EINVAL in IPVS (ip_vs_mh_reassign). pylvs refuses
+    the whole command, as every control-plane command is atomic: the list, the listing and the
+    scheduler's table stay as they were."""
+    director = Director([])
+    ok(director, f"-A -t {VIP}:80 -s mh")
+    service = director.services[(6, ip_to_int(VIP), 80)]
+    service.real_servers = [RealServer(f"10.0.{i // 256}.{i % 256}", 80) for i in range(4093)]
+    service.scheduler.update(service.real_servers)  # a full table at once (-a 4093 times is slow)
+    listing = adm(director, "-Ln")[1]
+    flows = [Flow(6, ip_to_int(f"203.0.113.{i}"), ip_to_int(VIP), 1024 + i, 80, 34, 0x02, 64, 40)
+             for i in range(1, 50)]
+    picks = [service.scheduler.pick(service.real_servers, f) for f in flows]
+    assert adm(director, f"-a -t {VIP}:80 -r 10.99.0.1") == (255, "", "Invalid argument\n")
+    assert len(service.real_servers) == 4093
+    assert adm(director, "-Ln")[1] == listing
+    assert [service.scheduler.pick(service.real_servers, f) for f in flows] == picks
