@@ -116,3 +116,24 @@ def test_reload_and_status_are_requests_of_their_own(tmp_path):
     assert reload.returncode == 1
     assert reload.stderr.startswith("reload refused, the running rules stay: <config>")
     assert status.returncode == 0
+
+
+def test_restore_splits_on_blanks_as_ipvsadm_and_refuses_an_odd_quote(tmp_path):
+    """ipvsadm -R splits each line on blanks: `-s "rr` names a scheduler `"rr`, which the
+    kernel does not know; no parser error ends pylvs adm, and the table stays as it was."""
+    sock = str(tmp_path / "ctl.sock")
+    engine = _loopback_engine()
+    server, stop, thread = _serving(sock, engine.handle)
+    try:
+        before = _pylvs("adm", "--socket", sock, "-S", "-n").stdout
+        result = subprocess.run([sys.executable, "-m", "pylvs", "adm", "--socket", sock, "-R"],
+                                input='-A -t 203.0.113.7:80 -s "rr\n', capture_output=True,
+                                text=True, timeout=60)
+        after = _pylvs("adm", "--socket", sock, "-S", "-n").stdout
+    finally:
+        stop.set()
+        thread.join()
+        server.close()
+    assert (result.returncode, result.stderr) == (
+        255, "Scheduler or persistence engine not found\n")
+    assert "Traceback" not in result.stderr and after == before

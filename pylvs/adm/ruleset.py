@@ -8,7 +8,6 @@ config file for a rule set, and ``from_ipvsadm`` reads ``ipvsadm -S`` output int
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Iterable, Iterator
 
 import forwarders
@@ -83,10 +82,13 @@ def diff(old: Iterable[VirtualService], new: Iterable[VirtualService]) -> list[l
 
 
 def command_lines(lines: Iterable[str]) -> Iterator[tuple[int, str, list[str]]]:
-    """ipvsadm -R's input: (line number, line, argv) per command; a leading `ipvsadm` and
-    comments are allowed."""
+    """ipvsadm -R's input: (line number, line, argv) per command. Split on blanks as ipvsadm
+    does (a quote is a character like any other); a leading `ipvsadm` and comments from a word
+    starting with # are allowed."""
     for number, line in enumerate(lines, start=1):
-        argv = shlex.split(line, comments=True)
+        argv = line.split()
+        comment = next((i for i, word in enumerate(argv) if word.startswith("#")), len(argv))
+        argv = argv[:comment]
         if argv[:1] == ["ipvsadm"]:
             argv = argv[1:]
         if argv:
