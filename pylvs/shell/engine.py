@@ -104,6 +104,8 @@ class Engine:
         self.steals: list[netio.StealRules] = []
         self.vips: list[str] = []
         self.routes: dict[int, netio.Route] = {}
+        self.unreachable: dict[int, str] = {}
+        """Real servers without a usable route, and why: tried again every tick."""
         self.reload_requested = False
         self.checker: Checker | None = None
         self.guard: Guard | None = None
@@ -250,16 +252,31 @@ class Engine:
             port.sock.set_filter(packed)
 
     def _route(self, ip: int, resolve_timeout: float) -> None:
-        found = netio.route(int_to_ip(ip))
+        """The real server's route and next hop. As in IPVS, any destination is accepted:
+        one the director cannot reach (no route, or not through its interfaces) is logged and
+        its frames are dropped and counted (no_next_hop) until a route appears."""
+        try:
+            found = netio.route(int_to_ip(ip))
+        except OSError as exc:
+            self._unreachable(ip, str(exc.strerror or exc))
+            return
         if found.interface not in self.ports:
-            raise RuntimeError(f"real server {int_to_ip(ip)} is reached through "
-                               f"{found.interface}, not through {' or '.join(self.ports)}")
+            self._unreachable(ip, f"reached through {found.interface}, not through "
+                                  f"{' or '.join(self.ports)}")
+            return
+        self.unreachable.pop(ip, None)
         self.routes[ip] = found
         resolver = self.ports[found.interface].resolver
         if resolve_timeout:
             self._learn(ip, resolver.resolve(self._via(ip), resolve_timeout))
         else:
             resolver.probe(self._via(ip))  # learnt by the next refresh, without stalling
+
+    def _unreachable(self, ip: int, why: str) -> None:
+        if self.unreachable.get(ip) != why:
+            log.warning("real server %s: %s; its frames are dropped until a route exists",
+                        int_to_ip(ip), why)
+        self.unreachable[ip] = why
 
     def _via(self, ip: int) -> str:
         """The neighbour a real server's frames go to: its gateway, or itself when on-link."""
@@ -312,6 +329,12 @@ class Engine:
                                           port.max_frame - ETH_HLEN))
 
     def _refresh_neighbours(self) -> None:
+        servers = self.director.real_server_ips()
+        for ip in list(self.unreachable):
+            if ip in servers:
+                self._route(ip, 0.0)
+            else:
+                del self.unreachable[ip]
         for port in self.ports.values():
             port.resolver.refresh()
         for ip, found in self.routes.items():

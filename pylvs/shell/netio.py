@@ -43,6 +43,7 @@ from pyroute2.netlink import (
     NLMSG_ERROR,
     nlmsg_base,
 )
+from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.rtnl import RTM_GETNEIGH, RTM_NEWNEIGH
 from pyroute2.netlink.rtnl.marshal import MarshalRtnl
 from pyroute2.netlink.rtnl.ndmsg import ndmsg
@@ -492,9 +493,12 @@ class Route:
 
 
 def route(ip: str) -> Route:
-    """The kernel's route to ``ip``."""
+    """The kernel's route to ``ip``; OSError (ENETUNREACH, ...) when it has none."""
     with IPRoute() as ipr:
-        (msg,) = ipr.route("get", dst=ip)[:1]
+        try:
+            (msg,) = ipr.route("get", dst=ip)[:1]
+        except NetlinkError as exc:
+            raise OSError(exc.code, f"no route to {ip}: {os.strerror(exc.code)}") from None
         (link,) = ipr.get_links(msg.get_attr("RTA_OIF"))[:1]
         return Route(link.get_attr("IFLA_IFNAME"), msg.get_attr("RTA_GATEWAY"),
                      msg.get_attr("RTA_PREFSRC"))

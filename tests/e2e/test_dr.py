@@ -11,9 +11,10 @@ import os
 import subprocess
 import sys
 import time
+from collections import Counter
 
-from pylvs.lab.demo import HeldConnections, tcp_sockets
-from pylvs.lab.topology import curl_argv
+from pylvs.lab.demo import DirectorProcess, HeldConnections, tcp_sockets
+from pylvs.lab.topology import curl_argv, lab_config
 
 
 def test_rr_gives_each_of_three_servers_ten_of_thirty(make_lab):
@@ -186,3 +187,35 @@ def test_sync_daemon_commands_as_ipvsadm_has_them(make_lab):
     gone = run("--stop-daemon", "master")
     assert (gone.returncode, gone.stderr) == (255, "No daemon is running\n")
     assert run("-L", "--daemon").stdout.startswith("backup sync daemon (mcast=eth0, syncid=0")
+
+
+def test_real_servers_the_director_cannot_reach_are_accepted_and_it_goes_on(make_lab):
+    """IPVS accepts any destination, routing per packet. A real server with no route (the lab's
+    director has no default route) or one routed through an interface the director does not
+    work on: `-a` succeeds, later commands too, forwarding to the others goes on, the director
+    says why in its log; and a config naming such a server starts."""
+    dr = make_lab(2, "rr")
+    vip, (rs1, rs2) = dr.lab.vip, dr.lab.server_ips
+    ns = dr.lab.director_ns
+    for argv in (["link", "add", "pylvsv0", "type", "veth", "peer", "name", "pylvsv1"],
+                 ["addr", "add", "198.51.100.1/24", "dev", "pylvsv0"],
+                 ["link", "set", "pylvsv1", "up"], ["link", "set", "pylvsv0", "up"]):
+        dr.lab.run_in(ns, ["ip", *argv], check=True)
+    dr.director.adm("-a", "-t", f"{vip}:80", "-r", "192.0.2.99:80", "-w", "0")
+    dr.director.adm("-a", "-t", f"{vip}:80", "-r", "198.51.100.99:80", "-w", "0")
+    dr.director.adm("-e", "-t", f"{vip}:80", "-r", f"{rs1}:80", "-w", "2")
+    dr.director.adm("-d", "-t", f"{vip}:80", "-r", f"{rs2}:80")
+    listing = dr.director.adm("-Ln")
+    assert "192.0.2.99:80" in listing and "198.51.100.99:80" in listing
+    assert dr.answers(4) == Counter({"rs1": 4})
+    log = dr.director.output()
+    assert "real server 192.0.2.99: no route to 192.0.2.99" in log
+    assert "real server 198.51.100.99: reached through pylvsv0, not through eth0" in log
+    assert dr.director.proc.poll() is None
+
+    dr.director.stop()
+    config = lab_config(dr.lab, "rr") + ('\n  [[virtual_server.real_server]]\n'
+                                         '  address = "192.0.2.99:80"\n  weight = 0\n')
+    dr.director = DirectorProcess(dr.lab, config)
+    assert "192.0.2.99:80" in dr.director.adm("-Ln")
+    assert dr.answers(2) == Counter({"rs1": 1, "rs2": 1})
