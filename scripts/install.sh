@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Installs what pylvs needs on a Debian machine, as root: the system tools it drives and the
-# Python package itself (editable). `--test` also installs the test tools (and keepalived, the
-# VRRP peer of the interop tests); `--bench` the benchmark tools (trafgen, nginx with its
+# Python package itself (editable). `--test` also installs the test tools (keepalived, the
+# VRRP peer of the interop tests, and tcpdump); `--bench` the benchmark tools (trafgen, nginx with its
 # stream module, wrk, matplotlib).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 apt_packages=(iproute2 nftables curl procps ca-certificates)
-# keepalived: the VRRP peer of the interoperability tests
-[[ "${1:-}" == "--test" ]] && apt_packages+=(keepalived)
+# keepalived: the VRRP peer of the interoperability tests; tcpdump: what a person debugging runs
+[[ "${1:-}" == "--test" ]] && apt_packages+=(keepalived tcpdump)
 [[ "${1:-}" == "--bench" ]] && apt_packages+=(netsniff-ng nginx-light libnginx-mod-stream wrk util-linux)
 if [[ -n "${1:-}" ]]; then
   # packages must not start services on this machine (Debian's policy-rc.d convention)

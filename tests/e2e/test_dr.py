@@ -13,6 +13,10 @@ import sys
 import time
 from collections import Counter
 
+from scapy.layers.inet import IP
+from scapy.layers.l2 import Ether
+from scapy.utils import rdpcap
+
 from pylvs.lab.demo import DirectorProcess, HeldConnections, tcp_sockets
 from pylvs.lab.topology import curl_argv, lab_config
 
@@ -219,3 +223,34 @@ def test_real_servers_the_director_cannot_reach_are_accepted_and_it_goes_on(make
     dr.director = DirectorProcess(dr.lab, config)
     assert "192.0.2.99:80" in dr.director.adm("-Ln")
     assert dr.answers(2) == Counter({"rs1": 1, "rs2": 1})
+
+
+def _mac(lab, ns: str, dev: str = "eth0") -> str:
+    out = lab.run_in(ns, ["cat", f"/sys/class/net/{dev}/address"], capture_output=True,
+                     text=True, check=True).stdout
+    return out.strip()
+
+
+def test_tcpdump_on_the_director_sees_what_it_forwards(make_lab, tmp_path):
+    """As on an IPVS director, a capture on the director's interface shows the frames it sends
+    on (no PACKET_QDISC_BYPASS): DR's, from the director's MAC to the real server's, to the
+    VIP."""
+    dr = make_lab(1, "rr")
+    lab, pcap = dr.lab, str(tmp_path / "director.pcap")
+    director_mac, server_mac = _mac(lab, lab.director_ns), _mac(lab, lab.server_ns[0])
+    capture = lab.popen_in(lab.director_ns, [
+        "tcpdump", "-i", "eth0", "--immediate-mode", "-U", "-n", "-w", pcap,
+        f"ether src {director_mac} and dst host {lab.vip} and tcp dst port 80"],
+        stderr=subprocess.PIPE, text=True)
+    try:
+        assert capture.stderr is not None
+        assert "listening on eth0" in capture.stderr.readline()
+        assert dr.answers(2) == Counter({"rs1": 2})
+        time.sleep(0.5)
+    finally:
+        capture.terminate()
+        capture.wait(10)
+    frames = rdpcap(pcap)
+    assert len(frames) >= 6  # two connections: SYN, ACK, request, ACKs, FIN
+    assert {(f[Ether].src, f[Ether].dst, f[IP].dst) for f in frames} == {
+        (director_mac, server_mac, lab.vip)}
