@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what pylvs needs on a Debian machine, as root: the system tools it drives and the
 # Python package itself (editable). `--test` also installs the test tools (keepalived, the
-# VRRP peer of the interop tests, and tcpdump); `--bench` the benchmark tools (trafgen, nginx with its
-# stream module, wrk, matplotlib).
+# VRRP peer of the interop tests, and tcpdump); `--bench` the benchmark tools (trafgen, nginx
+# with its stream module, wrk, matplotlib).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
