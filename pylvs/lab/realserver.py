@@ -12,6 +12,8 @@ import contextlib
 import ipaddress
 import os
 import signal
+import socket
+import struct
 import subprocess
 import time
 from collections.abc import Callable
@@ -66,8 +68,35 @@ def _on_lo(vip: str) -> bool:
     return f" {vip}/32 " in out
 
 
-def pidfile(vip: str) -> str:
-    return f"/run/pylvs-tun-{vip}.pid"
+def _handle_name(vip: str) -> bytes:
+    """The running decapsulator's handle: an abstract unix socket, which belongs to the network
+    namespace it is bound in and goes with its process, kill -9 included: no file is left."""
+    return f"\0pylvs-tun-{vip}".encode()
+
+
+def _hold_handle(vip: str) -> socket.socket | None:
+    """Bind the handle of this namespace's decapsulator for ``vip``; None if one runs."""
+    handle = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        handle.bind(_handle_name(vip))
+    except OSError:
+        handle.close()
+        return None
+    handle.listen(1)
+    return handle
+
+
+def _running_pid(vip: str) -> int | None:
+    """The pid of this namespace's decapsulator for ``vip`` (its handle's peer), or None."""
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(_handle_name(vip))
+        creds = probe.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        return struct.unpack("3i", creds)[0]
+    except OSError:
+        return None
+    finally:
+        probe.close()
 
 
 def configure_tun_standard(vip: str, undo: bool = False) -> list[str]:
@@ -94,6 +123,11 @@ def run_tun(vip: str, undo: bool, say: Callable[[str], None] = print) -> int:
         return 0
     if undo:
         return _stop_decapsulator(vip, say)
+    handle = _hold_handle(vip)
+    if handle is None:
+        say(f"a decapsulator for {vip} already runs in this namespace (pid "
+            f"{_running_pid(vip)}); stop it with --undo")
+        return 1
     worker = decap.Decapsulator(vip)
     stop = False
 
@@ -103,8 +137,6 @@ def run_tun(vip: str, undo: bool, say: Callable[[str], None] = print) -> int:
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        with open(pidfile(vip), "w") as fh:
-            fh.write(f"{os.getpid()}\n")
         say("this kernel has no ipip module: decapsulating in userspace")
         for line in worker.steps():
             say(line)
@@ -112,8 +144,7 @@ def run_tun(vip: str, undo: bool, say: Callable[[str], None] = print) -> int:
         worker.run(lambda: stop)
     finally:
         worker.close()
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(pidfile(vip))
+        handle.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     say(f"stopped: {dict(worker.counters) or 'no packets'}; device and rp_filter restored")
@@ -121,20 +152,15 @@ def run_tun(vip: str, undo: bool, say: Callable[[str], None] = print) -> int:
 
 
 def _stop_decapsulator(vip: str, say: Callable[[str], None]) -> int:
-    try:
-        with open(pidfile(vip)) as fh:
-            pid = int(fh.read().strip())
-    except (FileNotFoundError, ValueError):
-        say(f"no decapsulator is running for {vip} (already undone)")
+    """Stop this namespace's decapsulator for ``vip``, and only it."""
+    pid = _running_pid(vip)
+    if pid is None:
+        say(f"no decapsulator is running for {vip} here (already undone)")
         return 0
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        os.unlink(pidfile(vip))
-        say(f"no decapsulator is running for {vip} (stale pid file removed)")
-        return 0
     deadline = time.monotonic() + 5
-    while os.path.exists(pidfile(vip)) and time.monotonic() < deadline:
+    while _running_pid(vip) is not None and time.monotonic() < deadline:
         time.sleep(0.05)
     say(f"stopped the decapsulator for {vip} (pid {pid})")
     return 0

@@ -105,3 +105,62 @@ def test_tun_userspace_decapsulator_runs_until_undo_and_restores(namespace):
         proc.stdout.close()
     assert "pylvs-tun0" not in in_ns(namespace, "ip", "-o", "link")
     assert in_ns(namespace, "cat", "/proc/sys/net/ipv4/conf/all/rp_filter").strip() == "1"
+
+
+@pytest.fixture
+def two_namespaces():
+    names = [f"pylvs-t-{secrets.token_hex(3)}" for _ in range(2)]
+    try:
+        for name in names:
+            subprocess.run(["ip", "netns", "add", name], check=True)
+        yield names
+    finally:
+        for name in names:
+            subprocess.run(["ip", "netns", "del", name])
+
+
+def _decapsulator(ns: str) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-m", "pylvs",
+                             "realserver", "--mode", "tun", "--vip", VIP],
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    out = ""
+    while not out.endswith("--undo`\n") and proc.poll() is None:
+        out += proc.stdout.readline()
+    return proc
+
+
+def _undo(ns: str) -> str:
+    return subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-m", "pylvs",
+                           "realserver", "--mode", "tun", "--vip", VIP, "--undo"],
+                          capture_output=True, text=True, timeout=30, check=True).stdout
+
+
+@root
+def test_each_namespace_undoes_its_own_decapsulator_and_kill_9_leaves_nothing(two_namespaces):
+    """Two TUN real servers of one VIP, each in its namespace (as in a lab): --undo in one
+    stops that one only; after kill -9 no stale state remains, and a new one starts."""
+    first, second = two_namespaces
+    if "tunl0" in in_ns(first, "ip", "-o", "link"):
+        pytest.skip("the kernel has ipip: no userspace decapsulator to run")
+    procs = [_decapsulator(first), _decapsulator(second)]
+    try:
+        assert "stopped the decapsulator" in _undo(first)
+        assert procs[0].wait(10) == 0 and procs[1].poll() is None
+        again = subprocess.run(["ip", "netns", "exec", second, sys.executable, "-m", "pylvs",
+                                "realserver", "--mode", "tun", "--vip", VIP],
+                               capture_output=True, text=True, timeout=30)
+        assert again.returncode == 1 and "already runs in this namespace" in again.stdout
+        procs[1].kill()
+        procs[1].wait(10)
+        assert "no decapsulator is running" in _undo(second)
+        procs.append(_decapsulator(second))
+        assert procs[2].poll() is None
+        assert "stopped the decapsulator" in _undo(second)
+        assert procs[2].wait(10) == 0
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+            if proc.stdout is not None:
+                proc.stdout.close()
