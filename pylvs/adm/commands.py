@@ -57,7 +57,8 @@ def add_service(director: Director, command: Command) -> None:
     if _key(command) in director.services:
         raise DirectorError("Service already exists")
     service = VirtualService(proto, address, port, make_scheduler(command), forwarders.DEFAULT,
-                             command.persistent or 0, command.netmask or "255.255.255.255")
+                             command.persistent or 0, command.netmask or "255.255.255.255",
+                             one_packet="ops" in command.options)
     service.scheduler.update(service.real_servers)
     director.services[service.key] = service
 
@@ -71,6 +72,7 @@ def edit_service(director: Director, command: Command) -> None:
     service.persistence_timeout = command.persistent or 0
     service.persistence_netmask = command.netmask or "255.255.255.255"
     service.netmask = ip_to_int(service.persistence_netmask)
+    service.one_packet = "ops" in command.options  # -E without -o drops it, as -p
 
 
 def delete_service(director: Director, command: Command) -> None:

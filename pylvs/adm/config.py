@@ -26,7 +26,7 @@ _DIRECTOR_KEYS = {"interface", "inside_interface", "control_socket", "max_connec
                   "workers", "sync_daemon", "sync_interface", "syncid"}
 MAX_WORKERS = 64
 _HEALTH_KEYS = {"check", "alpha", "inhibit_on_failure"}
-_SERVICE_KEYS = {"address", "protocol", "scheduler", "scheduler_flags", "forward",
+_SERVICE_KEYS = {"address", "protocol", "scheduler", "scheduler_flags", "forward", "one_packet",
                  "persistence_timeout", "persistence_netmask", "real_server", "quorum",
                  "hysteresis", "sorry_server", *_HEALTH_KEYS}
 _SERVER_KEYS = {"address", "weight", "forward", "upper_threshold", "lower_threshold",
@@ -211,7 +211,12 @@ class _Reader:
         scheduler = self.scheduler(raw, path)
         forward = self.forward(raw, path + ".forward", forwarders.DEFAULT)
         timeout, netmask = self.persistence(raw, path)
-        service = VirtualService(protocol, address, port, scheduler, forward, timeout, netmask)
+        one_packet = self.flag(raw, "one_packet", path + ".one_packet", False)
+        if one_packet and protocol != "udp":
+            raise self.fail(path + ".one_packet", "one-packet scheduling (ipvsadm -o) is only "
+                            "for UDP virtual services")
+        service = VirtualService(protocol, address, port, scheduler, forward, timeout, netmask,
+                                 one_packet=one_packet)
         servers = raw.get("real_server", [])
         if not isinstance(servers, list):
             raise self.fail(path + ".real_server", "must be an array of tables")

@@ -107,7 +107,6 @@ _OPTIONS: dict[str, tuple[str, str, str]] = {
 NOT_HERE = {
     "mcast": "the sync daemon's multicast group, port, TTL and maxlen are IPVS's defaults in "
              "this version of pylvs",
-    "ops": "one-packet scheduling (-o) is not supported by this version of pylvs",
     "pe": "persistence engines (--pe) are not supported by this version of pylvs",
     "fwmark": "firewall-mark services (-f) are not supported by this version of pylvs",
     "sctp": "SCTP services are not supported by this version of pylvs",
@@ -296,7 +295,7 @@ def _check(command: Command) -> None:
     name, options = command.name, command.options
     if name in ("help", "version"):
         return
-    for key in ("ipv6", "ops", "pe"):
+    for key in ("ipv6", "pe"):
         if key in options:
             raise UsageError(NOT_HERE[key])
     if name in NOT_HERE:
@@ -322,6 +321,8 @@ def _check(command: Command) -> None:
     if command.service and command.service[2] == 0 and command.persistent is None and name in (
             "add-service", "edit-service"):
         raise UsageError("Zero port specified for non-persistent service")
+    if "ops" in options and command.service and command.service[0] != "udp":
+        raise UsageError("One-Packet Scheduling is only for UDP virtual services")
     if command.tun_type not in (None, "ipip"):
         raise UsageError(NOT_HERE["tun"])
     if {"tun-port", "tun-csum", "tun-remcsum"} & options:

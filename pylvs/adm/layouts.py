@@ -57,6 +57,8 @@ def _service_line(service: VirtualService, names: Names) -> str:
         line += f" persistent {service.persistence_timeout}"
         if service.persistence_netmask != "255.255.255.255":
             line += f" mask {service.persistence_netmask}"
+    if service.one_packet:
+        line += " ops"
     return line
 
 
@@ -197,6 +199,8 @@ def render_save(services: Iterable[VirtualService], names: Names) -> str:
             line += f" -p {service.persistence_timeout}"
             if service.persistence_netmask != "255.255.255.255":
                 line += f" -M {service.persistence_netmask}"
+        if service.one_packet:
+            line += " -o"
         if service.scheduler.flags:
             line += f" -b {','.join(service.scheduler.flags)}"
         lines.append(line)

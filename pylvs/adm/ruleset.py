@@ -26,6 +26,8 @@ def service_argv(verb: str, service: VirtualService) -> list[str]:
             argv += ["-p", str(service.persistence_timeout)]
             if service.persistence_netmask != "255.255.255.255":
                 argv += ["-M", service.persistence_netmask]
+        if service.one_packet:
+            argv.append("-o")
         if service.scheduler.flags:
             argv += ["-b", ",".join(service.scheduler.flags)]
     return argv
@@ -52,7 +54,7 @@ def commands(services: Iterable[VirtualService]) -> list[list[str]]:
 
 def _service_spec(service: VirtualService) -> tuple:
     return (service.scheduler.spec, service.scheduler.flags, service.persistence_timeout,
-            service.persistence_netmask)
+            service.persistence_netmask, service.one_packet)
 
 
 def _server_spec(server: RealServer) -> tuple:
@@ -125,6 +127,8 @@ def to_toml(services: Iterable[VirtualService], interface: str = "eth0",
             lines.append(f"persistence_timeout = {service.persistence_timeout}")
             if service.persistence_netmask != "255.255.255.255":
                 lines.append(f'persistence_netmask = "{service.persistence_netmask}"')
+        if service.one_packet:
+            lines.append("one_packet = true")
         for server in reversed(service.real_servers):
             lines += ["", "  [[virtual_server.real_server]]",
                       f'  address = "{server.endpoint}"', f"  weight = {server.weight}",

@@ -19,9 +19,17 @@ from collections.abc import Callable, Iterable
 import forwarders
 from forwarders import NextHop
 from pylvs.core import icmp
-from pylvs.core.conntrack import INPUT, OUTPUT, Connection, ConnectionTable, Template, Timeouts
+from pylvs.core.conntrack import (
+    INPUT,
+    OUTPUT,
+    Connection,
+    ConnectionTable,
+    Template,
+    Timeouts,
+    pack_key,
+)
 from pylvs.core.icmp import DEST_UNREACH, FRAG_NEEDED, PORT_UNREACH, TIME_EXCEEDED, TTL_EXPIRED
-from pylvs.core.model import VirtualService
+from pylvs.core.model import RealServer, VirtualService
 from pylvs.core.packet import (
     IPPROTO_ICMP,
     IPPROTO_TCP,
@@ -89,6 +97,8 @@ class Director:
                 return self._related_icmp(frame, flow, now)
             return self._reply(frame, flow, now, csum_partial)
         conn = self.table.get((flow.proto, flow.saddr, flow.sport, flow.daddr, flow.dport))
+        if conn is None and service.one_packet:
+            return self._one_packet(frame, flow, service, now, csum_partial, ingress)
         if conn is None:
             conn = self._schedule(frame, flow, service, now, ingress)
             if not isinstance(conn, Connection):
@@ -96,6 +106,11 @@ class Director:
         elif conn.forwarder.masquerades and conn.return_hop is None:  # synced from another
             conn.return_hop = self._return_hop(frame, ingress)
         self._count_in(conn, flow.tcp_flags, flow.ip_len, now)
+        return self._send(frame, flow, conn, csum_partial, ingress)
+
+    def _send(self, frame: bytearray, flow: Flow, conn: Connection, csum_partial: bool,
+              ingress: str) -> Out | None:
+        """A client's packet, counted, on to the connection's real server by its method."""
         if flow.ttl <= 1:
             self.counters["ttl_exceeded"] += 1
             return self._icmp_error(frame, flow, ingress, TIME_EXCEEDED, TTL_EXPIRED)
@@ -123,12 +138,7 @@ class Director:
         if self.table.full():
             self.counters["table_full"] += 1
             return None
-        template = None
-        if service.persistence_timeout:
-            template = self._template(service, flow, now)
-            server = None if template is None else template.server
-        else:
-            server = service.scheduler.pick(service.real_servers, flow)
+        server, template = self._pick(service, flow, now)
         if server is None:
             self.counters["no_destination"] += 1
             return self._icmp_error(frame, flow, ingress, DEST_UNREACH, PORT_UNREACH)
@@ -139,6 +149,32 @@ class Director:
         if conn.forwarder.masquerades:
             conn.return_hop = self._return_hop(frame, ingress)
         return conn
+
+    def _pick(self, service: VirtualService, flow: Flow, now: float
+              ) -> tuple[RealServer | None, Template | None]:
+        """The scheduler's choice, through the client's persistence template if the service
+        has persistence."""
+        if not service.persistence_timeout:
+            return service.scheduler.pick(service.real_servers, flow), None
+        template = self._template(service, flow, now)
+        return (None if template is None else template.server), template
+
+    def _one_packet(self, frame: bytearray, flow: Flow, service: VirtualService, now: float,
+                    csum_partial: bool, ingress: str) -> Out | None:
+        """ipvsadm -o: a connection for this datagram alone (IPVS's IP_VS_CONN_F_ONE_PACKET),
+        scheduled, counted and sent, never kept: not listed, not synced, no reply path."""
+        server, _ = self._pick(service, flow, now)
+        if server is None:
+            self.counters["no_destination"] += 1
+            return self._icmp_error(frame, flow, ingress, DEST_UNREACH, PORT_UNREACH)
+        conn = Connection(flow.proto, pack_key(flow.saddr, flow.sport, flow.daddr, flow.dport),
+                          service, server, now)
+        for stats in (service.stats, server.stats):
+            stats.conns += 1
+            stats.inpkts += 1
+            stats.inbytes += flow.ip_len
+        self.counters["one_packet"] += 1
+        return self._send(frame, flow, conn, csum_partial, ingress)
 
     def _count_in(self, conn: Connection, flags: int, ip_len: int, now: float) -> None:
         """Every client packet of a connection, on either path: state, sync, counters."""

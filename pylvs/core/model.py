@@ -176,6 +176,8 @@ class VirtualService:
     ip: int = 0
     proto: int = 0
     netmask: int = 0xFFFFFFFF
+    one_packet: bool = False
+    """ipvsadm -o (UDP): every datagram scheduled on its own, no connection kept."""
 
     def __post_init__(self) -> None:
         self.ip = ip_to_int(self.address)

@@ -146,3 +146,14 @@ def test_a_refused_add_leaves_the_table_as_it_was():
     assert len(service.real_servers) == 4093
     assert adm(director, "-Ln")[1] == listing
     assert [service.scheduler.pick(service.real_servers, f) for f in flows] == picks
+
+
+def test_one_packet_scheduling_is_listed_saved_and_udp_only():
+    director = Director([])
+    ok(director, f"-A -u {VIP}:53 -s rr -o", f"-a -u {VIP}:53 -r 10.0.0.1")
+    assert adm(director, "-Ln")[1].splitlines()[3] == f"UDP  {VIP}:53 rr ops"
+    assert adm(director, "-S -n")[1].splitlines()[0] == f"-A -u {VIP}:53 -s rr -o"
+    assert adm(director, f"-A -t {VIP}:80 -o") == (
+        2, "", "One-Packet Scheduling is only for UDP virtual services\n")
+    ok(director, f"-E -u {VIP}:53 -s rr")  # -E without -o drops it, as ipvsadm's
+    assert adm(director, "-Ln")[1].splitlines()[3] == f"UDP  {VIP}:53 rr"

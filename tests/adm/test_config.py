@@ -267,3 +267,12 @@ def test_each_example_config_loads_and_says_what_it_does(method):
         assert commands.adm(by_hand, line.split(), 0.0)[0] == 0, line
     assert (commands.adm(by_hand, ["-S", "-n"], 0.0)
             == commands.adm(Director(config.services), ["-S", "-n"], 0.0))
+
+
+def test_one_packet_is_a_udp_services_flag():
+    udp = GOOD.replace('protocol = "tcp"', 'protocol = "udp"\none_packet = true')
+    (service,) = parse(udp, "lb.toml").services
+    assert service.one_packet
+    with pytest.raises(ConfigError) as err:
+        parse(GOOD.replace('protocol = "tcp"', 'protocol = "tcp"\none_packet = true'), "lb.toml")
+    assert err.value.key == "virtual_server[0].one_packet" and "UDP" in err.value.reason

@@ -212,3 +212,31 @@ def test_a_full_table_refuses_new_connections_and_keeps_established_ones():
     assert director.handle(bytearray(_frame(sport=40003)), 0.0) is None
     assert director.counters["table_full"] == 1 and len(director.table) == 2
     assert director.handle(bytearray(_frame(sport=40001, flags="A")), 1.0) is not None
+
+
+def _datagram(sport: int = 5353) -> bytes:
+    return bytes(Ether(src=CLIENT_MAC, dst=DIRECTOR_MAC) / IP(src="203.0.113.5", dst=VIP)
+                 / UDP(sport=sport, dport=80) / b"query")
+
+
+def test_one_packet_scheduling_schedules_every_datagram_and_keeps_no_connection():
+    """ipvsadm -o (IPVS's IP_VS_SVC_F_ONEPACKET): the same client's datagrams go round the
+    servers one by one; nothing is kept, so -Lnc lists nothing; each counts as a connection."""
+    director = _director(proto="udp")
+    (service,) = director.services.values()
+    plain = [bytes(director.handle(bytearray(_datagram()), 0.0)[0][0:6]) for _ in range(3)]
+    assert len(set(plain)) == 1  # without -o: one connection, one server
+    service.one_packet = True
+    director = Director([service])
+    director.add_interface("eth0", bytes.fromhex(DIRECTOR_MAC.replace(":", "")))
+    for i, address in enumerate(RS):
+        director.set_hop(ip_to_int(address), NextHop(bytes.fromhex("020000000002"), _rs_mac(i),
+                                                      "eth0"))
+    before = service.stats.conns
+    counts = [(rs.activeconns, rs.inactconns) for rs in service.real_servers]
+    picked = [bytes(director.handle(bytearray(_datagram()), 0.0)[0][0:6]) for _ in range(6)]
+    assert picked[:3] == picked[3:] and sorted(set(picked)) == sorted(_rs_mac(i) for i in range(3))
+    assert len(director.table) == 0
+    assert adm(director, ["-Lnc"], 0.0)[1].splitlines()[2:] == []
+    assert service.stats.conns - before == 6 and director.counters["one_packet"] == 6
+    assert [(rs.activeconns, rs.inactconns) for rs in service.real_servers] == counts
