@@ -137,3 +137,29 @@ def test_restore_splits_on_blanks_as_ipvsadm_and_refuses_an_odd_quote(tmp_path):
     assert (result.returncode, result.stderr) == (
         255, "Scheduler or persistence engine not found\n")
     assert "Traceback" not in result.stderr and after == before
+
+
+def test_listings_of_any_size_arrive_whole(tmp_path):
+    """Issue 12's first finding: the request bound was applied to the reply, so -Lnc failed past
+    ~1,500 connections and -Ln past ~3,000 real servers. Now 20,000 and 5,000 arrive whole."""
+    sock = str(tmp_path / "ctl.sock")
+    engine = _loopback_engine()
+    (service,) = engine.director.services.values()
+    for i in range(5000):
+        service.real_servers.append(RealServer(f"10.{i // 65536}.{i // 256 % 256}.{i % 256}", 80))
+    table, server = engine.director.table, service.real_servers[0]
+    for i in range(20000):
+        table.create((6, 0xCB007100 + i // 50000, 1024 + i % 50000, service.ip, 80), service,
+                     server, 0.0)
+    server_, stop, thread = _serving(sock, engine.handle)
+    try:
+        connections = _pylvs("adm", "--socket", sock, "-Lnc")
+        services = _pylvs("adm", "--socket", sock, "-Ln")
+    finally:
+        stop.set()
+        thread.join()
+        server_.close()
+    assert connections.returncode == 0, connections.stderr
+    assert len(connections.stdout.splitlines()) == 2 + 20000
+    assert services.returncode == 0, services.stderr
+    assert len(services.stdout.splitlines()) == 4 + 5001
