@@ -12,6 +12,7 @@ director's own loop, so commands never race the data path.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import pickle
 import socket
@@ -20,6 +21,8 @@ from collections.abc import Callable
 from typing import Any
 
 from pylvs.shell.messages import AdmLine, Endpoints, Reload, Reply, Request, Status
+
+log = logging.getLogger("pylvs")
 
 Handler = Callable[[Any], Reply]
 _MAX_REQUEST = 1 << 20
@@ -73,9 +76,10 @@ class ControlServer:
 
     def _answer(self, client: socket.socket) -> Reply:
         try:
-            return self.handler(decode_request(_read_line(client, _MAX_REQUEST)))
+            request = decode_request(_read_line(client, _MAX_REQUEST))
         except (ValueError, KeyError, TypeError) as exc:
             return Reply(255, "", f"bad control request: {exc}\n")
+        return _handled(self.handler, request)
 
     def close_in_child(self) -> None:
         """In a process forked from the director: let go of the socket, keep its path."""
@@ -119,10 +123,7 @@ class Channel:
 
     def _answer(self, message: object) -> Reply:
         assert self.handler is not None
-        try:
-            return self.handler(message)
-        except (OSError, ValueError, KeyError, RuntimeError) as exc:
-            return Reply(255, "", f"bad control request: {exc}\n")
+        return _handled(self.handler, message)
 
     def send(self, message: object) -> None:
         body = pickle.dumps(message, pickle.HIGHEST_PROTOCOL)
@@ -145,6 +146,16 @@ class Channel:
 
     def close(self) -> None:
         self.sock.close()
+
+
+def _handled(handler: Callable[[Any], Reply], request: object) -> Reply:
+    """The handler's reply; whatever it raises is logged and answered, never the end of the
+    director that serves it."""
+    try:
+        return handler(request)
+    except Exception as exc:  # noqa: BLE001 - one request fails, the director goes on
+        log.exception("control request %s failed", type(request).__name__)
+        return Reply(255, "", f"pylvs: the director could not answer: {exc!r}\n")
 
 
 def encode_request(request: Request) -> bytes:

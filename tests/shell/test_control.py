@@ -183,3 +183,19 @@ def test_a_closed_channel_raises_connection_error():
     theirs.close()
     with pytest.raises(ConnectionError):
         control.Channel(mine).receive(1.0)
+
+
+def test_a_handler_that_raises_is_answered_and_the_server_goes_on(tmp_path):
+    path = str(tmp_path / "ctl.sock")
+    calls = []
+
+    def handler(request):
+        calls.append(request)
+        if len(calls) == 1:
+            raise AttributeError("a bug in answering")
+        return Reply(0, "fine")
+
+    with serving(path, handler):
+        rc, out, err = control.request(path, ["-Ln"])
+        assert rc == 255 and "AttributeError('a bug in answering')" in err
+        assert control.request(path, ["-Ln"]) == (0, "fine", "")
