@@ -443,20 +443,35 @@ class Engine:
             now = time.monotonic()
             if now >= next_tick:
                 director.tick(now)
-                self._refresh_neighbours()
+                self.guarded("refreshing neighbours and routes", self._refresh_neighbours)
                 next_tick = now + TICK
 
     def _between_batches(self) -> None:
         """What the loop does besides frames: pylvs adm, health, VRRP and sync, SIGHUP."""
         assert self.control is not None
-        self.control.poll()
-        self._health_changed()
-        self._ha_poll()
+        self.guarded("serving the control socket", self.control.poll)
+        self.guarded("applying health checks", self._health_changed)
+        self.guarded("VRRP and the sync daemon", self._ha_poll)
         if self.reload_requested:
             self.reload_requested = False
-            reply = self.reload()
-            log.info("SIGHUP: %s", (reply.stdout or reply.stderr or "no changes").strip()
-                     .replace("\n", "; "))
+            self.guarded("reloading on SIGHUP", self._reload_on_hangup)
+
+    def _reload_on_hangup(self) -> None:
+        reply = self.reload()
+        log.info("SIGHUP: %s", (reply.stdout or reply.stderr or "no changes").strip()
+                 .replace("\n", "; "))
+
+    def guarded(self, what: str, step: Callable[[], None]) -> None:
+        """One piece of the loop's housekeeping: whatever the host makes it raise (netlink,
+        nftables, a socket) is counted and logged with what it concerns, and the director goes
+        on forwarding."""
+        try:
+            step()
+        except Stop:
+            raise
+        except Exception:  # noqa: BLE001 - the data path must outlive any one of these
+            self.director.counters["host_errors"] += 1
+            log.exception("%s failed; the director goes on", what)
 
     def _health_changed(self) -> None:
         if self.checker is not None and self.checker.changed():
