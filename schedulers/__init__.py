@@ -99,6 +99,9 @@ def get(name: str) -> type[Scheduler]:
 
 def _load_plugin(spec: str) -> type[Scheduler]:
     module_name, _, attr = spec.partition(":")
+    if not (all(part.isidentifier() for part in module_name.split("."))
+            and attr.isidentifier()):  # no relative import, nothing importlib cannot name
+        raise UnknownScheduler(spec)
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:

@@ -37,6 +37,9 @@ def test_module_class_spec_loads_the_readme_example():
     ("examples.fewest_total:Nope", "unknown scheduler"),
     ("no_such_package.mod:X", "unknown scheduler"),
     ("pylvs.core.model:RealServer", "is not a subclass of schedulers.Scheduler"),
+    (".2.100:8\ufffds0[", "unknown scheduler"),  # found by fuzz/ (adm): a relative import
+    ("examples..x:Y", "unknown scheduler"),
+    ("examples.fewest_total:", "unknown scheduler"),
 ])
 def test_bad_specs_are_named(spec, reason):
     with pytest.raises(ConfigError) as err:
