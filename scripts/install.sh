@@ -2,7 +2,7 @@
 # Installs what pylvs needs on a Debian machine, as root: the system tools it drives and the
 # Python package itself (editable). `--test` also installs the test tools (keepalived, the
 # VRRP peer of the interop tests, and tcpdump); `--bench` the benchmark tools (trafgen, nginx
-# with its stream module, wrk, matplotlib).
+# with its stream module, wrk, matplotlib); `--fuzz` the test tools and atheris (fuzz/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,6 +29,7 @@ fi
 extra=""
 [[ "${1:-}" == "--test" ]] && extra="[test]"
 [[ "${1:-}" == "--bench" ]] && extra="[bench]"
+[[ "${1:-}" == "--fuzz" ]] && extra="[test,fuzz]"
 pip_args=(-q install -e ".${extra}")
 if python3 -m pip install --help 2>/dev/null | grep -q -- --break-system-packages; then
   # Debian's own python3 refuses system-wide installs without it (PEP 668)
