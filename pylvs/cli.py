@@ -1,4 +1,4 @@
-"""`pylvs run | adm | reload | status | config | realserver | lab`: the command line.
+"""`pylvs run | adm | reload | status | sysctl | config | realserver | lab`: the command line.
 
 `pylvs adm` checks its argv as ipvsadm does, then sends it to the running director; for a
 listing without -n it first asks the director what the listing would name, and looks the names
@@ -8,6 +8,7 @@ up here (pylvs.shell.names), so the director's loop never waits on DNS.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import signal
@@ -18,7 +19,7 @@ from dataclasses import replace
 
 from pylvs.adm import config as config_mod
 from pylvs.adm import ipvsadm
-from pylvs.shell.messages import AdmLine, Reload, Request, Status
+from pylvs.shell.messages import AdmLine, Reload, Request, Status, Sysctl
 
 ENV_SOCKET = "PYLVS_SOCKET"
 
@@ -77,7 +78,8 @@ def _names_itself(command: ipvsadm.Command) -> bool:
         command.name == "list" and not options & {"connection", "timeout", "daemon"})
 
 
-def _send(socket_path: str, request: Request, named: bool = False) -> int:
+def _send(socket_path: str, request: Request, named: bool = False, as_json: bool = False
+          ) -> int:
     from pylvs.shell import control
     try:
         if named and isinstance(request, AdmLine):
@@ -89,6 +91,9 @@ def _send(socket_path: str, request: Request, named: bool = False) -> int:
     except (OSError, ValueError) as exc:
         print(f"pylvs adm: cannot talk to the director on {socket_path}: {exc}", file=sys.stderr)
         return ipvsadm.EXIT_DIRECTOR
+    if as_json:
+        print(json.dumps(reply.data, indent=2, sort_keys=True))
+        return reply.rc
     sys.stdout.write(reply.stdout)
     sys.stderr.write(reply.stderr)
     return reply.rc
@@ -120,7 +125,22 @@ def _cmd_reload(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    return _send(args.socket, Status())
+    return _send(args.socket, Status(), as_json=args.json)
+
+
+def _cmd_sysctl(args: argparse.Namespace) -> int:
+    """sysctl(8)'s way with /proc/sys/net/ipv4/vs/: NAME shows, -w NAME=VALUE writes."""
+    if args.setting is None:
+        return _send(args.socket, Sysctl())
+    name, sep, value = args.setting.partition("=")
+    if bool(sep) != args.write:
+        print(f"pylvs sysctl: {'-w needs NAME=VALUE' if args.write else 'NAME=VALUE needs -w'}",
+              file=sys.stderr)
+        return 2
+    if sep and not value.strip().isdigit():
+        print(f'sysctl: setting key "{name}": Invalid argument', file=sys.stderr)
+        return 255
+    return _send(args.socket, Sysctl(name.strip(), int(value) if sep else None))
 
 
 def _cmd_config(args: argparse.Namespace) -> int:
@@ -205,8 +225,14 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("adm", help="ipvsadm syntax against the running director "
                    "([--socket PATH] ARGS...)", add_help=False)
     reload = sub.add_parser("reload", help="make the running director re-read its config file")
-    status = sub.add_parser("status", help="the running director's health checks")
-    for command, func in ((reload, _cmd_reload), (status, _cmd_status)):
+    status = sub.add_parser("status", help="the running director's health checks, VRRP state, "
+                            "connections and counters")
+    status.add_argument("--json", action="store_true", help="connections and counters as JSON")
+    sysctl = sub.add_parser("sysctl", help="IPVS's defence knobs (net.ipv4.vs.*), as sysctl(8)")
+    sysctl.add_argument("-w", "--write", action="store_true", help="write NAME=VALUE")
+    sysctl.add_argument("setting", nargs="?", help="NAME or NAME=VALUE (net.ipv4.vs.NAME)")
+    for command, func in ((reload, _cmd_reload), (status, _cmd_status),
+                          (sysctl, _cmd_sysctl)):
         command.add_argument("--socket", default=os.environ.get(
             ENV_SOCKET, config_mod.DEFAULT_CONTROL_SOCKET))
         command.set_defaults(func=func)

@@ -15,6 +15,7 @@ from typing import Any
 
 import forwarders
 import schedulers
+from pylvs.core.defense import KNOBS, Sysctls
 from pylvs.core.model import DEFAULT_SCHEDULER, PROTO_NUMBERS, RealServer, VirtualService
 from pylvs.ha.health import KINDS, CheckSpec, ServerHealth, ServiceHealth
 from schedulers import Scheduler
@@ -77,7 +78,8 @@ class Config:
     health: list[ServiceHealth] = field(default_factory=list)
     vrrp: Vrrp | None = None
     """keepalived's vrrp_instance for the VIPs; None: the director holds them alone."""
-    """The services that have health checks (keepalived's checkers), in config order."""
+    sysctls: Sysctls = field(default_factory=Sysctls)
+    """IPVS's /proc/sys/net/ipv4/vs/ defences (pylvs.core.defense)."""
     source: str = "<config>"
 
 
@@ -106,7 +108,7 @@ class _Reader:
         return ConfigError(self.source, key, reason)
 
     def config(self, data: dict[str, Any]) -> Config:
-        self.only(data, {"director", "virtual_server", "vrrp"}, "")
+        self.only(data, {"director", "virtual_server", "vrrp", "sysctl"}, "")
         director = data.get("director")
         if not isinstance(director, dict):
             raise self.fail("director", "missing [director] table")
@@ -132,7 +134,7 @@ class _Reader:
         config = Config(interface=interface, control_socket=control or DEFAULT_CONTROL_SOCKET,
                         inside_interface=inside or interface, max_connections=limit,
                         workers=workers, sync_interface=sync_interface, syncid=syncid,
-                        source=self.source)
+                        sysctls=self.sysctls(data.get("sysctl", {})), source=self.source)
         seen: set[tuple[int, int, int]] = set()
         for i, raw in enumerate(services):
             service = self.service(raw, f"virtual_server[{i}]")
@@ -150,6 +152,21 @@ class _Reader:
                 raise self.fail("vrrp", "needs at least one virtual_server: its address is "
                                 "what VRRP moves")
         return config
+
+    def sysctls(self, table: object) -> Sysctls:
+        """[sysctl]: IPVS's defence knobs, named and bounded as in /proc/sys/net/ipv4/vs/."""
+        if not isinstance(table, dict):
+            raise self.fail("sysctl", "must be a table [sysctl]")
+        self.only(table, set(KNOBS), "sysctl.")
+        sysctls = Sysctls()
+        for name in table:
+            value = self.integer(table, name, f"sysctl.{name}", 0, 0, 2**31 - 1)
+            try:
+                sysctls.check(name, value)
+            except ValueError as exc:
+                raise self.fail(f"sysctl.{name}", str(exc)) from None
+            setattr(sysctls, name, value)
+        return sysctls
 
     def only(self, table: dict[str, Any], allowed: set[str], prefix: str) -> None:
         for key in table:

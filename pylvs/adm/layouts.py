@@ -212,3 +212,11 @@ def render_save(services: Iterable[VirtualService], names: Names) -> str:
                 line += f" --tun-type {method.tunnel_type}"
             lines.append(line)
     return "".join(line + "\n" for line in lines)
+
+
+SYSCTL_PREFIX = "net.ipv4.vs."
+
+
+def render_sysctls(items: list[tuple[str, int]]) -> str:
+    """As sysctl(8) prints them: ``net.ipv4.vs.drop_entry = 1``."""
+    return "".join(f"{SYSCTL_PREFIX}{name} = {value}\n" for name, value in items)

@@ -60,6 +60,21 @@ TRANSITIONS = (
            "ES ES SS ES FW TW CL CW CL LI ES",   # INPUT-ONLY ack
            "CL CL CL SR CL CL CL CL LA LI CL"),  # INPUT-ONLY rst
 )
+SECURE_TRANSITIONS = (
+    _table("SR ES ES SR SR SR SR SR SR SR SA",   # INPUT syn
+           "CL CW SS TW TW TW CL CW LA LI SA",   # INPUT fin
+           "ES ES SS SR FW TW CL CW CL LI SA",   # INPUT ack
+           "CL CL CL SR CL CL CL CL LA LI CL"),  # INPUT rst
+    _table("SS ES SS SA SS SS SS SS SS LI SA",   # OUTPUT syn
+           "TW FW SS TW FW TW CL TW LA LI TW",   # OUTPUT fin
+           "ES ES SS ES FW TW CL CW LA ES ES",   # OUTPUT ack
+           "CL CL SS CL CL TW CL CL CL CL CL"),  # OUTPUT rst
+    _table("SA ES ES SR SA SA SA SA SA SA SA",   # INPUT-ONLY syn
+           "CL FW SS TW FW TW CL CW LA LI TW",   # INPUT-ONLY fin
+           "ES ES SS ES FW TW CL CW CL LI ES",   # INPUT-ONLY ack
+           "CL CL CL SR CL CL CL CL LA LI CL"),  # INPUT-ONLY rst
+)
+"""IPVS's tcp_states_dos, used while secure_tcp is on (pylvs.core.defense)."""
 
 _FIN, _SYN, _RST, _ACK = 0x01, 0x02, 0x04, 0x10
 
@@ -77,11 +92,11 @@ def tcp_event(flags: int) -> int | None:
     return None
 
 
-def next_tcp_state(direction: int, flags: int, state: int) -> int:
+def next_tcp_state(direction: int, flags: int, state: int, secure: bool = False) -> int:
     event = tcp_event(flags)
     if event is None:
         return CLOSE
-    return TRANSITIONS[direction][event][state]
+    return (SECURE_TRANSITIONS if secure else TRANSITIONS)[direction][event][state]
 
 
 class Timeouts:
@@ -138,7 +153,7 @@ class Connection:
         self.return_hop: NextHop | None = None
         self.template: Template | None = None
         self.in_pkts = 0
-        """Packets from the client, counted while a sync daemon sends (IPVS's cp->in_pkts)."""
+        """Packets from the client (IPVS's cp->in_pkts: the sync daemon's and drop_entry's)."""
         self.synced_state = NONE
         """The state last sent to the backups (IPVS's cp->old_state)."""
 
@@ -233,6 +248,8 @@ class ConnectionTable:
         """While a sync daemon sends: the connections due to go to the backups."""
         self.sync_due: SyncRule = _never
         """When a connection is due (pylvs.ha.sync's rule, set with the outbox)."""
+        self.secure = False
+        """TCP moves by IPVS's secure table (secure_tcp on: pylvs.core.defense)."""
 
     def start_sync(self, due: SyncRule) -> None:
         """Collect, in the outbox, each connection when ``due`` says it goes to the backups."""
@@ -299,9 +316,8 @@ class ConnectionTable:
         template.controls += 1
 
     def count_in(self, conn: Connection) -> None:
-        """After update() of a client's packet while a sync daemon sends: IPVS's in_pkts, and
-        the connection into the outbox when the kernel's rule says it is due."""
-        conn.in_pkts += 1
+        """After update() and in_pkts of a client's packet while a sync daemon sends: the
+        connection into the outbox when the kernel's rule says it is due."""
         state = conn.state if conn.proto == 6 else 0  # UDP travels as IPVS's state 0
         if self.sync_due(conn.proto, conn.synced_state, state, conn.in_pkts):
             conn.synced_state = state
@@ -319,7 +335,7 @@ class ConnectionTable:
                 conn.nooutput = False
             else:
                 direction = INPUT_ONLY
-        state = next_tcp_state(direction, tcp_flags, conn.state)
+        state = next_tcp_state(direction, tcp_flags, conn.state, self.secure)
         if state != conn.state:
             active = state in ACTIVE_STATES
             conn.server.set_active(conn.active, active)

@@ -12,6 +12,7 @@ the I/O shell and handed in through ``set_hop``.
 
 from __future__ import annotations
 
+import random
 import struct
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -28,6 +29,7 @@ from pylvs.core.conntrack import (
     Timeouts,
     pack_key,
 )
+from pylvs.core.defense import Defense
 from pylvs.core.icmp import DEST_UNREACH, FRAG_NEEDED, PORT_UNREACH, TIME_EXCEEDED, TTL_EXPIRED
 from pylvs.core.model import RealServer, VirtualService
 from pylvs.core.packet import (
@@ -63,6 +65,7 @@ class Director:
         self.nat_endpoints: set[tuple[int, int, int]] = set()
         self.listeners: list[Callable[[], None]] = []
         self.next_estimate = 0.0
+        self.defense = Defense()
         self.changed()
 
     def add_interface(self, name: str, mac: bytes) -> None:
@@ -135,6 +138,9 @@ class Director:
         if flow.proto == IPPROTO_TCP and (flow.tcp_flags & (TCP_SYN | TCP_RST)) != TCP_SYN:
             self.counters["no_connection"] += 1
             return None
+        if self.defense.drop_rate and self.defense.todrop():
+            self.counters["defense_dropped_packets"] += 1
+            return None
         if self.table.full():
             self.counters["table_full"] += 1
             return None
@@ -163,6 +169,9 @@ class Director:
                     csum_partial: bool, ingress: str) -> Out | None:
         """ipvsadm -o: a connection for this datagram alone (IPVS's IP_VS_CONN_F_ONE_PACKET),
         scheduled, counted and sent, never kept: not listed, not synced, no reply path."""
+        if self.defense.drop_rate and self.defense.todrop():
+            self.counters["defense_dropped_packets"] += 1
+            return None
         server, _ = self._pick(service, flow, now)
         if server is None:
             self.counters["no_destination"] += 1
@@ -180,6 +189,7 @@ class Director:
         """Every client packet of a connection, on either path: state, sync, counters."""
         table = self.table
         table.update(conn, INPUT, flags, now)
+        conn.in_pkts += 1
         if table.outbox is not None:
             table.count_in(conn)
         stats = conn.service.stats
@@ -336,6 +346,19 @@ class Director:
                 for server in service.real_servers:
                     server.stats.estimate()
             self.next_estimate = now + ESTIMATOR_INTERVAL
+
+    def defend(self, availmem: int, now: float, rng: random.Random | None = None) -> None:
+        """Once a second, with the host's free and buffer pages: IPVS's defense_work_handler
+        (update_defense_level, then ip_vs_random_dropentry while drop_entry is on)."""
+        defense, table = self.defense, self.table
+        if defense.update(availmem):
+            table.secure = defense.secure
+        if not defense.drop_entries:
+            return
+        connections = [*table.by_proto[6].values(), *table.by_proto[17].values()]
+        for conn in defense.doomed(connections, table.timeouts, now, rng or random.Random()):
+            table.remove(conn)
+            self.counters["defense_dropped_entries"] += 1
 
     def changed(self) -> None:
         """The rules changed: recompute what depends on them, tell the I/O shell."""

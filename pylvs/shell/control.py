@@ -2,7 +2,8 @@
 mode 0600), and the channel a supervisor drives its workers over.
 
 The control socket takes one request per connection: a JSON line {"op": "adm", "argv": [...],
-"names": [hosts, services]}, {"op": "reload"}, {"op": "status"} or {"op": "endpoints"} in (the
+"names": [hosts, services]}, {"op": "reload"}, {"op": "status"}, {"op": "endpoints"} or
+{"op": "sysctl", "name": ..., "value": ...} in (the
 older {"argv": [...]} is "adm"), a JSON line {"rc", "stdout", "stderr"} out, with "data" for
 endpoints. The channel carries pylvs.shell.messages as pickles, length-prefixed: its other end
 is a worker forked from the same process, so it is trusted. Both are polled from the
@@ -20,7 +21,7 @@ import struct
 from collections.abc import Callable
 from typing import Any
 
-from pylvs.shell.messages import AdmLine, Endpoints, Reload, Reply, Request, Status
+from pylvs.shell.messages import AdmLine, Endpoints, Reload, Reply, Request, Status, Sysctl
 
 log = logging.getLogger("pylvs")
 
@@ -163,6 +164,8 @@ def encode_request(request: Request) -> bytes:
         body: dict[str, Any] = {"op": "adm", "argv": list(request.argv)}
         if request.names is not None:
             body["names"] = [dict(request.names[0]), dict(request.names[1])]
+    elif isinstance(request, Sysctl):
+        body = {"op": "sysctl", "name": request.name, "value": request.value}
     else:
         body = {"op": next(op for op, kind in _OPS.items() if isinstance(request, kind))}
     return json.dumps(body).encode() + b"\n"
@@ -175,9 +178,18 @@ def decode_request(line: bytes) -> Request:
     op = body.get("op", "adm")
     if op == "adm":
         return AdmLine(_strings(body["argv"], "argv"), _names(body.get("names")))
+    if op == "sysctl":
+        return _sysctl(body)
     if op not in _OPS:
         raise ValueError(f"unknown op {op!r}")
     return _OPS[op]()
+
+
+def _sysctl(body: dict[str, Any]) -> Sysctl:
+    name, value = body.get("name", ""), body.get("value")
+    if not isinstance(name, str) or not (value is None or type(value) is int):
+        raise ValueError("sysctl takes a name (string) and a value (integer or null)")
+    return Sysctl(name, value)
 
 
 def _strings(value: object, what: str) -> list[str]:

@@ -11,6 +11,7 @@ findings, VRRP and the sync daemon.
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import select
@@ -18,12 +19,14 @@ import signal
 import time
 from collections import Counter
 from collections.abc import Callable
+from typing import Any
 
 import forwarders
 from forwarders import NextHop
-from pylvs.adm import commands, ipvsadm
+from pylvs.adm import commands, ipvsadm, layouts, ruleset
 from pylvs.adm import config as config_mod
 from pylvs.adm.config import Config
+from pylvs.core.defense import KNOBS, Defense
 from pylvs.core.director import Director
 from pylvs.core.model import VirtualService, int_to_ip, ip_to_int
 from pylvs.core.packet import ETH_HLEN
@@ -44,26 +47,40 @@ from pylvs.shell.messages import (
     Reply,
     Status,
     Stop,
+    Sysctl,
 )
 from pylvs.shell.sync_socket import DEFAULT_INTERFACE, SyncBackup, SyncHalf, SyncMaster
 from pylvs.shell.vrrp_socket import Election
 
 log = logging.getLogger("pylvs")
 
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 RESOLVE_TIMEOUT = 1.0
 BYTES_PER_CONNECTION = 300
 
 
-def default_max_connections() -> int:
-    """A quarter of the memory available now, at 300 bytes a connection (measured: ~250)."""
+def _meminfo() -> dict[str, int]:
+    """/proc/meminfo in kB; {} where there is none."""
     try:
         with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024 // 4 // BYTES_PER_CONNECTION
-    except OSError:
-        pass
-    return 1_000_000
+            return {line.split(":")[0]: int(line.split()[1]) for line in fh}
+    except (OSError, ValueError, IndexError):
+        return {}
+
+
+def default_max_connections() -> int:
+    """A quarter of the memory available now, at 300 bytes a connection (measured: ~250)."""
+    available = _meminfo().get("MemAvailable")
+    if available is None:
+        return 1_000_000
+    return available * 1024 // 4 // BYTES_PER_CONNECTION
+
+
+def available_pages() -> int:
+    """What update_defense_level compares with amemthresh: free and buffer pages
+    (si_meminfo's freeram + bufferram)."""
+    info = _meminfo()
+    return (info.get("MemFree", 0) + info.get("Buffers", 0)) * 1024 // PAGE_SIZE
 
 
 class Port:
@@ -106,6 +123,8 @@ class Engine:
         self.routes: dict[int, netio.Route] = {}
         self.unreachable: dict[int, str] = {}
         """Real servers without a usable route, and why: tried again every tick."""
+        self.egress: set[str] = set()
+        """Ports opened only to send through, for real servers routed there."""
         self.reload_requested = False
         self.checker: Checker | None = None
         self.guard: Guard | None = None
@@ -123,6 +142,7 @@ class Engine:
             self.guard = Guard()  # first: it must outlive whatever is installed after
         limit = self.config.max_connections or default_max_connections()
         self.director.table.max_connections = max(1, limit // self.share)
+        self.director.defense = Defense(copy.copy(self.config.sysctls))
         if self.control is None:
             self.control = ControlServer(self.config.control_socket, self.handle)
         for name in dict.fromkeys((self.ifname, self.inside)) if self.data else ():
@@ -175,7 +195,6 @@ class Engine:
 
     def _apply_health(self) -> None:
         """Make each checked service's table what its servers' health and quorum say."""
-        from pylvs.adm import ruleset
         for service in self.config.health:
             if service.update_quorum():
                 log.warning("health: %s quorum %s", service.name,
@@ -209,7 +228,7 @@ class Engine:
             return
         rules = fanout.rules(self.director.services.values())
         packed = bpf.pack(fanout.program(*rules, order=self.fanout_order))
-        for port in self.ports.values():
+        for port in self.receiving():
             port.sock.set_fanout_program(packed)
 
     def _sync_host(self, services: list[VirtualService], stolen: list[tuple[str, str, int]],
@@ -237,6 +256,10 @@ class Engine:
             self.guard.hold([(self.ifname, vip) for vip in self.vips],
                             [steal.table for steal in self.steals], sockets)
 
+    def receiving(self) -> list[Port]:
+        """The ports frames arrive on (not those opened only to send through)."""
+        return [port for name, port in self.ports.items() if name not in self.egress]
+
     def _filter(self, stolen: list[tuple[str, str, int]],
                 replies: list[tuple[str, str, int]]) -> None:
         """Only the director's frames reach Python (pylvs.shell.bpf); rebuilt with the rules. A VRRP
@@ -248,7 +271,7 @@ class Engine:
         except ValueError as exc:
             log.warning("no socket filter (%s): every frame reaches the director", exc)
             return
-        for port in self.ports.values():
+        for port in self.receiving():
             port.sock.set_filter(packed)
 
     def _route(self, ip: int, resolve_timeout: float) -> None:
@@ -260,9 +283,7 @@ class Engine:
         except OSError as exc:
             self._unreachable(ip, str(exc.strerror or exc))
             return
-        if found.interface not in self.ports:
-            self._unreachable(ip, f"reached through {found.interface}, not through "
-                                  f"{' or '.join(self.ports)}")
+        if found.interface not in self.ports and not self._open_egress(ip, found.interface):
             return
         self.unreachable.pop(ip, None)
         self.routes[ip] = found
@@ -271,6 +292,23 @@ class Engine:
             self._learn(ip, resolver.resolve(self._via(ip), resolve_timeout))
         else:
             resolver.probe(self._via(ip))  # learnt by the next refresh, without stalling
+
+    def _open_egress(self, ip: int, name: str) -> bool:
+        """A real server routed through an interface the director does not work on: a port
+        there that only sends (IPVS forwards wherever the route says). A NAT server's replies
+        are not caught there: they must come back through ``inside_interface``."""
+        try:
+            port = Port(name)
+        except OSError as exc:
+            self._unreachable(ip, f"reached through {name}, which cannot be opened: "
+                                  f"{exc.strerror or exc}")
+            return False
+        port.sock.set_filter(bpf.pack(bpf.program([])))
+        self.ports[name] = port
+        self.egress.add(name)
+        log.info("real server %s is reached through %s: forwarding there too", int_to_ip(ip),
+                 name)
+        return True
 
     def _unreachable(self, ip: int, why: str) -> None:
         if self.unreachable.get(ip) != why:
@@ -284,7 +322,6 @@ class Engine:
 
     def reload(self) -> Reply:
         """Apply the config file's difference from the running rules as live edits."""
-        from pylvs.adm import ruleset
         try:
             new = config_mod.load(self.config.source)
         except config_mod.ConfigError as exc:
@@ -298,9 +335,14 @@ class Engine:
             reply = self._adm_line(argv)
             if reply.rc != 0:
                 return Reply(reply.rc, "", f"reload stopped at `{' '.join(argv)}`: {reply.stderr}")
-        log.info("reloaded %s: %d changes", self.config.source, len(changes))
+        lines = [" ".join(argv) for argv in changes]
+        for name, value in new.sysctls.items():
+            if value != getattr(self.config.sysctls, name):
+                lines += self.sysctl(Sysctl(name, value)).stdout.splitlines()
+        self.config.sysctls = new.sysctls
+        log.info("reloaded %s: %d changes", self.config.source, len(lines))
         self._reload_checks(new.health)
-        return Reply(0, "".join(f"{' '.join(argv)}\n" for argv in changes))
+        return Reply(0, "".join(f"{line}\n" for line in lines))
 
     def _reload_checks(self, health: list[ServiceHealth]) -> None:
         """The new file's checks; a server checked before keeps what was found of it."""
@@ -355,7 +397,9 @@ class Engine:
         if isinstance(message, Reload):
             return self.reload()
         if isinstance(message, Status):
-            return Reply(0, self._status())
+            return Reply(0, self._status(), data=self.counts())
+        if isinstance(message, Sysctl):
+            return self.sysctl(message)
         if isinstance(message, Endpoints):
             addresses, ports = commands.endpoints(self.director)
             return Reply(0, data={"addresses": addresses, "ports": ports})
@@ -407,8 +451,31 @@ class Engine:
         """Connections the sync daemon heard, into the table."""
         return replica.install(self.director, entries, now)
 
+    def counts(self) -> dict[str, Any]:
+        """The connection table's size and bound, and the director's counters."""
+        table = self.director.table
+        return {"connections": len(table), "max_connections": table.max_connections,
+                "counters": dict(self.director.counters)}
+
+    def sysctl(self, message: Sysctl) -> Reply:
+        """sysctl(8) on IPVS's defence knobs, with its refusals and exit status."""
+        name = message.name.removeprefix(layouts.SYSCTL_PREFIX)
+        if name and name not in KNOBS:
+            return Reply(255, "", f"sysctl: cannot stat /proc/sys/net/ipv4/vs/{name}: "
+                         "No such file or directory\n")
+        defense = self.director.defense
+        if message.value is not None:
+            try:
+                defense.set(name, message.value)
+            except (KeyError, ValueError):
+                return Reply(255, "", f'sysctl: setting key "{layouts.SYSCTL_PREFIX}{name}": '
+                             "Invalid argument\n")
+        return Reply(0, layouts.render_sysctls(
+            [(k, v) for k, v in defense.sysctls.items() if not name or k == name]))
+
     def _status(self) -> str:
-        text = render_status(self.config.health, time.monotonic())
+        text = render_status(self.config.health, time.monotonic()) + _render_counts(
+            self.counts())
         if self.election is not None:
             spec = self.election.spec
             text = (f"VRRP instance {spec.virtual_router_id} on {spec.interface}: "
@@ -424,7 +491,7 @@ class Engine:
 
     def loop(self, should_stop: Callable[[], bool] = lambda: False) -> None:
         director = self.director
-        ports = list(self.ports.values())
+        ports = self.receiving()
         poller = select.poll()
         by_fd = {}
         for port in ports:
@@ -435,7 +502,7 @@ class Engine:
             ready = [by_fd[fd] for fd, _ in poller.poll(100)] if len(ports) > 1 else ports
             for port in ready:
                 self._receive(port, 0 if len(ports) > 1 else 0.1)
-            for port in ports:
+            for port in self.ports.values():
                 if port.sent:
                     port.sock.flush()
                     port.sent = False
@@ -444,7 +511,11 @@ class Engine:
             if now >= next_tick:
                 director.tick(now)
                 self.guarded("refreshing neighbours and routes", self._refresh_neighbours)
+                self.guarded("the defences", self._defend)
                 next_tick = now + TICK
+
+    def _defend(self) -> None:
+        self.director.defend(available_pages(), time.monotonic())
 
     def _between_batches(self) -> None:
         """What the loop does besides frames: pylvs adm, health, VRRP and sync, SIGHUP."""
@@ -576,6 +647,12 @@ def run(engine: Engine) -> int:
     return 0
 
 
+def _render_counts(counts: dict[str, Any]) -> str:
+    counters = ", ".join(f"{k} {v}" for k, v in sorted(counts["counters"].items()))
+    return (f"connections {counts['connections']} (max {counts['max_connections']})\n"
+            f"counters: {counters or 'none yet'}\n")
+
+
 def is_daemon(command: ipvsadm.Command) -> bool:
     """The sync daemon's ipvsadm commands, which the engine (not the director core) serves."""
     return command.name in ("start-daemon", "stop-daemon") or (
@@ -584,8 +661,37 @@ def is_daemon(command: ipvsadm.Command) -> bool:
 
 def apply(director: Director, command: ipvsadm.Command, names: commands.Lookup | None = None
           ) -> Reply:
-    """One parsed command on ``director``, with commands.adm's exit statuses and texts."""
+    """One parsed command on ``director``, with commands.adm's exit statuses and texts. Atomic:
+    when the host cannot follow a change (nftables, netlink), the rules and timeouts go back to
+    what they were and the command is refused."""
+    changes = command.name in commands.CHANGES or command.name == "flush"
+    saved = ruleset.commands(director.services.values()) if changes else []
+    timeouts = director.table.timeouts.triple()
     try:
         return Reply(*commands.answer(director, command, time.monotonic(), names))
     except (OSError, RuntimeError) as exc:
-        return Reply(255, "", f"the rules changed but the host could not follow: {exc}\n")
+        error = exc
+    log.error("%s %s: the host could not follow (%s); back to the rules before it",
+              command.name, command.service or "", error)
+    _roll_back(director, saved, timeouts)
+    return Reply(255, "", f"the host could not follow ({error}); the rules stay as they were\n")
+
+
+def _roll_back(director: Director, saved: list[list[str]], timeouts: tuple[int, int, int]
+               ) -> None:
+    """Back to the rules ``saved`` (ruleset.commands) by the fewest edits, keeping what did not
+    change (and its connections); the host is then made to match them again."""
+    director.table.timeouts.set(*timeouts)
+    before = Director([])
+    for argv in saved:
+        commands.run(before, ipvsadm.parse(argv), 0.0)
+    listeners, director.listeners = director.listeners, []
+    try:
+        for argv in ruleset.diff(director.services.values(), before.services.values()):
+            commands.run(director, ipvsadm.parse(argv), 0.0)
+    finally:
+        director.listeners = listeners
+    try:
+        director.changed()
+    except (OSError, RuntimeError) as exc:
+        log.error("the host could not follow the rules before it either: %s", exc)

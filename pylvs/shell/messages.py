@@ -50,7 +50,16 @@ class Reload:
 
 @dataclass(frozen=True)
 class Status:
-    """The health checks' and VRRP's state, as text."""
+    """The health checks' and VRRP's state and the director's counters, as text; ``data``:
+    {"connections", "max_connections", "counters"} (summed over workers)."""
+
+
+@dataclass(frozen=True)
+class Sysctl:
+    """IPVS's /proc/sys/net/ipv4/vs/ knobs (pylvs.core.defense), as sysctl(8) shows them: all
+    with no name; one; or written when ``value`` is given."""
+    name: str = ""
+    value: int | None = None
 
 
 @dataclass(frozen=True)
@@ -59,7 +68,7 @@ class Endpoints:
     the ports as "port/protocol"."""
 
 
-Request = AdmLine | Reload | Status | Endpoints
+Request = AdmLine | Reload | Status | Endpoints | Sysctl
 
 
 # A supervisor's messages to its workers (and an engine's own, once parsed).
@@ -95,7 +104,7 @@ class FanoutOrder:
     order: list[int]
 
 
-Message = Adm | Snapshot | SetMaster | InstallSynced | FanoutOrder
+Message = Adm | Snapshot | SetMaster | InstallSynced | FanoutOrder | Sysctl | Status
 
 
 # A forked worker's first word to its supervisor.

@@ -28,6 +28,7 @@ import time
 import traceback
 from collections import Counter
 from collections.abc import Iterable
+from typing import Any
 
 from pylvs.adm import commands, ipvsadm
 from pylvs.adm.config import Config
@@ -47,7 +48,9 @@ from pylvs.shell.messages import (
     Reply,
     SetMaster,
     Snapshot,
+    Status,
     Stop,
+    Sysctl,
 )
 
 log = logging.getLogger("pylvs")
@@ -322,6 +325,25 @@ class Supervisor(Engine):
             if reply.rc != 0:
                 return reply
         return Reply(0)
+
+    def counts(self) -> dict[str, Any]:
+        """The workers' tables and counters, summed."""
+        total: dict[str, Any] = {"connections": 0, "max_connections": 0, "counters": Counter()}
+        for reply in self._replies(Status()):
+            if reply.rc == 0 and reply.data:
+                total["connections"] += reply.data["connections"]
+                total["max_connections"] += reply.data["max_connections"]
+                total["counters"].update(reply.data["counters"])
+        total["counters"] = dict(total["counters"] + self.director.counters)
+        return total
+
+    def sysctl(self, message: Sysctl) -> Reply:
+        """Written here and by every worker; shown as the first worker runs by."""
+        reply = super().sysctl(message)
+        if reply.rc != 0:
+            return reply
+        answers = self._replies(message)
+        return next((a for a in answers if a.rc != 0), answers[0] if answers else reply)
 
     def set_master(self, master: bool) -> None:
         super().set_master(master)

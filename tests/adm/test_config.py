@@ -8,6 +8,7 @@ import pytest
 
 from pylvs.adm import commands
 from pylvs.adm.config import ConfigError, load, parse
+from pylvs.core.defense import Sysctls
 from pylvs.core.director import Director
 
 GOOD = """
@@ -276,3 +277,20 @@ def test_one_packet_is_a_udp_services_flag():
     with pytest.raises(ConfigError) as err:
         parse(GOOD.replace('protocol = "tcp"', 'protocol = "tcp"\none_packet = true'), "lb.toml")
     assert err.value.key == "virtual_server[0].one_packet" and "UDP" in err.value.reason
+
+
+def test_sysctl_sets_ipvs_defences_and_defaults_to_the_kernels():
+    assert parse(_with()).sysctls == Sysctls()
+    config = parse(_with() + "[sysctl]\ndrop_entry = 1\nsecure_tcp = 3\namemthresh = 4096\n")
+    assert config.sysctls == Sysctls(amemthresh=4096, drop_entry=1, secure_tcp=3)
+
+
+@pytest.mark.parametrize("table,key,reason", [
+    ("drop_entry = 4", "sysctl.drop_entry", "is a mode: 0, 1, 2 or 3"),
+    ("secure_tcp = true", "sysctl.secure_tcp", "must be an integer"),
+    ("amemthresh = -1", "sysctl.amemthresh", "out of range"),
+    ("sloppy_tcp = 1", "sysctl.sloppy_tcp", "unknown key"),
+])
+def test_bad_sysctls_name_key_and_reason(table, key, reason):
+    error = _error(_with() + f"[sysctl]\n{table}\n")
+    assert (error.key, reason in error.reason) == (key, True)

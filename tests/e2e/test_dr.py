@@ -195,9 +195,9 @@ def test_sync_daemon_commands_as_ipvsadm_has_them(make_lab):
 
 def test_real_servers_the_director_cannot_reach_are_accepted_and_it_goes_on(make_lab):
     """IPVS accepts any destination, routing per packet. A real server with no route (the lab's
-    director has no default route) or one routed through an interface the director does not
-    work on: `-a` succeeds, later commands too, forwarding to the others goes on, the director
-    says why in its log; and a config naming such a server starts."""
+    director has no default route), or one routed through another interface: `-a` succeeds,
+    later commands too, forwarding to the others goes on, the director says why in its log;
+    and a config naming such a server starts."""
     dr = make_lab(2, "rr")
     vip, (rs1, rs2) = dr.lab.vip, dr.lab.server_ips
     ns = dr.lab.director_ns
@@ -214,7 +214,7 @@ def test_real_servers_the_director_cannot_reach_are_accepted_and_it_goes_on(make
     assert dr.answers(4) == Counter({"rs1": 4})
     log = dr.director.output()
     assert "real server 192.0.2.99: no route to 192.0.2.99" in log
-    assert "real server 198.51.100.99: reached through pylvsv0, not through eth0" in log
+    assert "real server 198.51.100.99 is reached through pylvsv0: forwarding there too" in log
     assert dr.director.proc.poll() is None
 
     dr.director.stop()
@@ -223,6 +223,30 @@ def test_real_servers_the_director_cannot_reach_are_accepted_and_it_goes_on(make
     dr.director = DirectorProcess(dr.lab, config)
     assert "192.0.2.99:80" in dr.director.adm("-Ln")
     assert dr.answers(2) == Counter({"rs1": 1, "rs2": 1})
+
+
+def test_a_real_server_behind_another_interface_is_forwarded_to_through_it(make_lab):
+    """As IPVS, the director forwards through whatever interface the route names: a DR real
+    server on a third link (eth2, not `interface` or `inside_interface`), added while running,
+    answers its share; it answers the client over a link of its own to the client's segment."""
+    dr = make_lab(1, "rr")
+    lab = dr.lab
+    far_ns, far_ip = f"{lab.prefix}-far", "10.9.0.11"
+    lab._add_namespace(far_ns)
+    lab.run_in(lab.bridge_ns, ["ip", "link", "add", "br9", "type", "bridge"], check=True)
+    lab.run_in(lab.bridge_ns, ["ip", "link", "set", "br9", "up"], check=True)
+    lab._add_link(lab.director_ns, "br9", "dir-far", "eth2", "10.9.0.1")
+    lab._add_link(far_ns, "br9", "far", "eth0", far_ip)
+    lab._add_link(far_ns, "br0", "far-out", "eth1", "192.168.1.61")
+    lab.run_in(far_ns, [sys.executable, "-m", "pylvs", "realserver", "--mode", "dr", "--vip",
+                        lab.vip], check=True, capture_output=True)
+    server = lab.popen_in(far_ns, [sys.executable, "-m", "pylvs.lab.httpserver", "--name", "far",
+                                   "--port", "80"], stdout=subprocess.PIPE, text=True)
+    lab.processes.append(server)
+    assert server.stdout.readline().startswith("serving")
+    dr.director.adm("-a", "-t", f"{lab.vip}:80", "-r", f"{far_ip}:80")
+    assert dr.answers(6) == Counter({"rs1": 3, "far": 3})
+    assert "real server 10.9.0.11 is reached through eth2" in dr.director.output()
 
 
 def _mac(lab, ns: str, dev: str = "eth0") -> str:

@@ -24,6 +24,7 @@ from pylvs.shell.messages import (
     Reply,
     Snapshot,
     Status,
+    Sysctl,
 )
 
 
@@ -91,6 +92,22 @@ def test_each_op_reaches_the_handler_typed(tmp_path):
         assert control.endpoints(path) == (["127.0.0.1"], ["80/tcp"])
         named = control.ask(path, AdmLine(["-L"], names))
         assert (named.stdout, named.data) == ("-L", [names[0], names[1]])
+
+
+def test_a_sysctl_request_carries_its_name_and_value(tmp_path):
+    path = str(tmp_path / "ctl.sock")
+    seen = []
+
+    def handler(request):
+        seen.append(request)
+        return Reply(0, "ok")
+
+    with serving(path, handler):
+        for request in (Sysctl(), Sysctl("drop_entry"), Sysctl("drop_entry", 2)):
+            assert control.ask(path, request) == Reply(0, "ok")
+        reply = raw(path, b'{"op": "sysctl", "name": "drop_entry", "value": "2"}\n')
+        assert reply["rc"] == 255 and "a value (integer or null)" in reply["stderr"]
+    assert seen == [Sysctl(), Sysctl("drop_entry"), Sysctl("drop_entry", 2)]
 
 
 def test_the_old_argv_form_still_works(tmp_path):

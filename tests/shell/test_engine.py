@@ -1,5 +1,5 @@
-"""The engine's loop outlives what the host throws at its housekeeping (no root needed: the
-engine is not started)."""
+"""The engine's loop outlives what the host throws at its housekeeping, and its control
+requests (no root needed: the engine is not started)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,13 @@ import logging
 import pytest
 
 import schedulers
-from pylvs.adm.config import Config
-from pylvs.core.model import RealServer, VirtualService
-from pylvs.shell.engine import Engine
-from pylvs.shell.messages import Stop
+from pylvs.adm import commands, ipvsadm
+from pylvs.adm.config import Config, load
+from pylvs.core.defense import Sysctls
+from pylvs.core.director import Director
+from pylvs.core.model import RealServer, VirtualService, ip_to_int
+from pylvs.shell.engine import Engine, apply
+from pylvs.shell.messages import Reload, Reply, Status, Stop, Sysctl
 
 
 def _engine() -> Engine:
@@ -40,3 +43,77 @@ def test_stop_still_ends_the_loop():
 
     with pytest.raises(Stop):
         _engine().guarded("serving the control socket", interrupted)
+
+
+def test_sysctl_shows_writes_and_refuses_as_sysctl_does():
+    engine = _engine()
+    listing = engine.handle(Sysctl()).stdout
+    assert listing.splitlines() == [
+        "net.ipv4.vs.amemthresh = 1024", "net.ipv4.vs.am_droprate = 10",
+        "net.ipv4.vs.drop_entry = 0", "net.ipv4.vs.drop_packet = 0", "net.ipv4.vs.secure_tcp = 0"]
+    assert engine.handle(Sysctl("net.ipv4.vs.drop_entry", 1)) == Reply(
+        0, "net.ipv4.vs.drop_entry = 1\n")
+    assert engine.handle(Sysctl("drop_entry")).stdout == "net.ipv4.vs.drop_entry = 1\n"
+    refused = engine.handle(Sysctl("secure_tcp", 7))
+    assert (refused.rc, refused.stderr) == (
+        255, 'sysctl: setting key "net.ipv4.vs.secure_tcp": Invalid argument\n')
+    missing = engine.handle(Sysctl("net.ipv4.vs.sloppy_tcp"))
+    assert missing.rc == 255 and "cannot stat /proc/sys/net/ipv4/vs/sloppy_tcp" in missing.stderr
+    assert engine.director.defense.sysctls.secure_tcp == 0
+
+
+def test_status_carries_the_table_and_the_counters():
+    engine = _engine()
+    engine.director.counters["forwarded"] += 3
+    reply = engine.handle(Status())
+    assert reply.data == {"connections": 0, "max_connections": 0, "counters": {"forwarded": 3}}
+    assert "connections 0 (max 0)\ncounters: forwarded 3\n" in reply.stdout
+
+
+def test_a_reload_applies_the_sysctls_the_file_changed(tmp_path):
+    path = tmp_path / "director.toml"
+    path.write_text(_CONFIG)
+    engine = Engine(load(path))
+    engine.handle(Sysctl("drop_entry", 3))  # by hand: kept while the file does not change it
+    path.write_text(_CONFIG + "[sysctl]\nsecure_tcp = 1\namemthresh = 2048\n")
+    reply = engine.handle(Reload())
+    assert reply.rc == 0 and reply.stdout.splitlines() == [
+        "net.ipv4.vs.amemthresh = 2048", "net.ipv4.vs.secure_tcp = 1"]
+    assert engine.director.defense.sysctls == Sysctls(amemthresh=2048, drop_entry=3,
+                                                      secure_tcp=1)
+
+
+_CONFIG = """[director]
+interface = "lo"
+
+[[virtual_server]]
+address = "127.0.0.1:80"
+
+  [[virtual_server.real_server]]
+  address = "127.0.0.2:80"
+"""
+
+
+def test_a_change_the_host_cannot_follow_leaves_the_rules_as_they_were(caplog):
+    """The host (nftables, netlink) refuses: the command is refused and rolled back."""
+    director = Director([])
+    for argv in ("-A -t 10.0.0.1:80 -s rr", "-a -t 10.0.0.1:80 -r 10.0.1.1:80 -w 3",
+                 "-A -u 10.0.0.1:53 -s sh"):
+        assert apply(director, ipvsadm.parse(argv.split())).rc == 0
+    before = commands.adm(director, ["-Sn"], 0.0)
+    kept = director.services[(6, ip_to_int("10.0.0.1"), 80)].real_servers[0]
+
+    def nftables_refuses() -> None:
+        raise OSError(22, "nft: Invalid argument")
+
+    director.listeners.append(nftables_refuses)
+    with caplog.at_level(logging.ERROR, logger="pylvs"):
+        for argv in ("-a -t 10.0.0.1:80 -r 10.0.1.2:80", "-e -t 10.0.0.1:80 -r 10.0.1.1:80 -w 9",
+                     "-D -u 10.0.0.1:53", "-E -t 10.0.0.1:80 -s wlc", "--set 5 6 7", "-C"):
+            reply = apply(director, ipvsadm.parse(argv.split()))
+            assert reply.rc == 255 and "the rules stay as they were" in reply.stderr, argv
+            assert commands.adm(director, ["-Sn"], 0.0) == before, argv
+            if argv != "-C":  # what did not change is the same object, with its connections
+                assert director.services[(6, ip_to_int("10.0.0.1"), 80)].real_servers[0] is kept
+    assert director.table.timeouts.triple() == (900, 120, 300)
+    assert "the host could not follow" in caplog.text
