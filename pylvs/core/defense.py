@@ -9,20 +9,19 @@ are below ``amemthresh``. While on:
 - drop_packet drops one in ``drop_rate`` packets that would make a new connection, where
   drop_rate is amemthresh / (amemthresh - availmem) in the automatic mode and ``am_droprate``
   in mode 3 (ip_vs_todrop);
-- drop_entry looks, each second, at a random 1/32 of the connections and removes those a
-  flood makes: every SYN_RECV and SYNACK entry, and some ESTABLISHED (or UDP) ones that saw at
-  most 8 client packets and none for 60 s (ip_vs_random_dropentry: the kernel draws 1/32 of
-  its hash buckets);
+- drop_entry looks, each second, at 1/32 of the connections and removes those a flood
+  makes: every SYN_RECV and SYNACK entry, and some ESTABLISHED (or UDP) ones that saw at most 8
+  client packets and none for 60 s (ip_vs_random_dropentry; the kernel draws a random 1/32 of
+  its hash buckets, pylvs.core.director walks the table 1/32 a second);
 - secure_tcp moves TCP connections by IPVS's tcp_states_dos table, in which an INPUT-ONLY SYN
   leads to SYNACK and only the three-way handshake reaches ESTABLISHED.
 
-Plain state: time, memory and the random source are handed in.
+Plain state: time and memory are handed in.
 """
 
 from __future__ import annotations
 
-import random
-from collections.abc import Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, fields
 
 from pylvs.core.conntrack import ESTABLISHED, SYN_RECV, SYNACK, UDP_STATE, Connection, Timeouts
@@ -101,14 +100,14 @@ class Defense:
         self.drop_counter = self.drop_rate
         return True
 
-    def doomed(self, connections: Sequence[Connection], timeouts: Timeouts, now: float,
-               rng: random.Random) -> list[Connection]:
-        """The entries ip_vs_random_dropentry removes this second (none unless drop_entry is
-        on), from a random 1/32 of ``connections``."""
-        if not self.drop_entries or len(connections) < SCAN_SHARE:
+    def doomed(self, connections: Iterable[Connection], timeouts: Timeouts, now: float
+               ) -> list[Connection]:
+        """Of the entries looked at this second, those ip_vs_random_dropentry removes (none
+        unless drop_entry is on)."""
+        if not self.drop_entries:
             return []
         out = []
-        for conn in rng.sample(connections, len(connections) // SCAN_SHARE):
+        for conn in connections:
             if conn.proto == 6 and conn.state in (SYN_RECV, SYNACK):
                 out.append(conn)
             elif ((conn.proto != 6 or conn.state == ESTABLISHED)

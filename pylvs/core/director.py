@@ -12,7 +12,6 @@ the I/O shell and handed in through ``set_hop``.
 
 from __future__ import annotations
 
-import random
 import struct
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -29,7 +28,7 @@ from pylvs.core.conntrack import (
     Timeouts,
     pack_key,
 )
-from pylvs.core.defense import Defense
+from pylvs.core.defense import SCAN_SHARE, Defense
 from pylvs.core.icmp import DEST_UNREACH, FRAG_NEEDED, PORT_UNREACH, TIME_EXCEEDED, TTL_EXPIRED
 from pylvs.core.model import RealServer, VirtualService
 from pylvs.core.packet import (
@@ -47,6 +46,7 @@ from pylvs.core.packet import (
 Out = tuple[bytearray, str]
 """A frame to send and the interface to send it on."""
 ESTIMATOR_INTERVAL = 2.0
+MAX_RETURN_HOPS = 4096
 REPLY_DEST = struct.Struct("!I2xH")
 """A NAT reply's destination address and port, read from its IP destination on."""
 
@@ -63,9 +63,13 @@ class Director:
         self.path_mtu: dict[int, int] = {}
         """Client address → the MTU a "fragmentation needed" told it (for re-segmenting GSO)."""
         self.nat_endpoints: set[tuple[int, int, int]] = set()
+        self.return_hops: dict[tuple[str, bytes], NextHop] = {}
         self.listeners: list[Callable[[], None]] = []
         self.next_estimate = 0.0
         self.defense = Defense()
+        self.scan: list[Connection] = []
+        """drop_entry's snapshot of the table, scanned 1/32 a second (``_scan_batch``)."""
+        self.scan_next = 0
         self.changed()
 
     def add_interface(self, name: str, mac: bytes) -> None:
@@ -255,8 +259,16 @@ class Director:
         return forwarder.established(frame, conn, hop, flags, ip_len), hop.interface
 
     def _return_hop(self, frame: bytearray, ingress: str) -> NextHop:
-        """A NAT reply goes back to the MAC the client's frames came from."""
-        return NextHop(self.interfaces.get(ingress, b"\0" * 6), bytes(frame[6:12]), ingress)
+        """A NAT reply goes back to the MAC the client's frames came from. Connections share
+        one hop per (interface, MAC): a few routers' MACs, not one object per connection."""
+        key = (ingress, bytes(frame[6:12]))
+        hop = self.return_hops.get(key)
+        if hop is None:
+            if len(self.return_hops) >= MAX_RETURN_HOPS:  # spoofed MACs: start again
+                self.return_hops.clear()
+            hop = NextHop(self.interfaces.get(ingress, b"\0" * 6), key[1], ingress)
+            self.return_hops[key] = hop
+        return hop
 
     def _related_icmp(self, frame: bytearray, flow: Flow, now: float) -> Out | None:
         """An ICMP error about a tracked connection: from the client, on to its real server by
@@ -347,18 +359,31 @@ class Director:
                     server.stats.estimate()
             self.next_estimate = now + ESTIMATOR_INTERVAL
 
-    def defend(self, availmem: int, now: float, rng: random.Random | None = None) -> None:
+    def defend(self, availmem: int, now: float) -> None:
         """Once a second, with the host's free and buffer pages: IPVS's defense_work_handler
         (update_defense_level, then ip_vs_random_dropentry while drop_entry is on)."""
         defense, table = self.defense, self.table
         if defense.update(availmem):
             table.secure = defense.secure
         if not defense.drop_entries:
+            self.scan = []
             return
-        connections = [*table.by_proto[6].values(), *table.by_proto[17].values()]
-        for conn in defense.doomed(connections, table.timeouts, now, rng or random.Random()):
-            table.remove(conn)
-            self.counters["defense_dropped_entries"] += 1
+        for conn in defense.doomed(self._scan_batch(), table.timeouts, now):
+            if table.by_proto[conn.proto].get(conn.key12) is conn:
+                table.remove(conn)
+                self.counters["defense_dropped_entries"] += 1
+
+    def _scan_batch(self) -> list[Connection]:
+        """The next 1/32 of the table, from a snapshot taken anew every 32 passes: each entry
+        is looked at once in 32 s, as the kernel's random 1/32 of its buckets a second is on
+        average, at a cost of 1/32 of the table a second."""
+        if self.scan_next >= len(self.scan):
+            self.scan = [*self.table.by_proto[6].values(), *self.table.by_proto[17].values()]
+            self.scan_next = 0
+        step = -(-len(self.scan) // SCAN_SHARE)
+        batch = self.scan[self.scan_next:self.scan_next + step]
+        self.scan_next += max(1, step)
+        return batch
 
     def changed(self) -> None:
         """The rules changed: recompute what depends on them, tell the I/O shell."""

@@ -110,6 +110,16 @@ class ServiceHealth:
     sorry_server: tuple[str, int] | None = None
     quorum_up: bool = True
 
+    def carry(self, old: ServiceHealth) -> None:
+        """What the checks of ``old`` (the same service, before a reload) found, for the
+        servers both know: a reload neither forgets a failure count nor checks anew."""
+        known = {s.key: s for s in old.servers}
+        for server in self.servers:
+            before = known.get(server.key)
+            if before is not None:
+                for name in ("alive", "failures", "checks", "last", "since", "due"):
+                    setattr(server, name, getattr(before, name))
+
     def live_weight(self) -> int:
         return sum(s.weight for s in self.servers if s.alive)
 
@@ -135,10 +145,10 @@ class ServiceHealth:
         sorry = self.sorry_server if not self.quorum_up else None
         wanted: list[RealServer] = []
         for health in self.servers:
-            weight = health.weight if health.alive and sorry is None else 0
-            if weight == 0 and not health.inhibit:
-                continue
-            wanted.append(dataclasses.replace(health.server, weight=weight))
+            up = health.alive and sorry is None
+            if up or health.inhibit:  # an alive server configured at weight 0 stays, as 0
+                wanted.append(dataclasses.replace(health.server,
+                                                  weight=health.weight if up else 0))
         wanted += [rs for key, rs in have.items() if key not in checked and key != sorry]
         if sorry is not None:
             wanted.append(have.get(sorry) or RealServer(*sorry, forward=current.forward))

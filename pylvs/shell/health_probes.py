@@ -95,8 +95,9 @@ class Checker:
         self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
         now = time.monotonic()
         servers = [server for service in self.services for server in service.servers]
-        for server in servers:
-            server.due, server.since = now, now
+        for server in servers:  # carried over a reload: kept (ServiceHealth.carry)
+            server.due = server.due or now
+            server.since = server.since or now
         tasks = [asyncio.create_task(self._watch(server)) for server in servers]
         self._ready.set()
         await self._stop.wait()
@@ -106,7 +107,7 @@ class Checker:
 
     async def _watch(self, server: ServerHealth) -> None:
         address, port = server.key
-        while True:
+        while not self._stop.is_set():  # a cancel can be lost in a probe (wait_for, 3.11)
             await asyncio.sleep(max(0.0, server.due - time.monotonic()))
             ok, detail = await probe(server.spec, address, port)
             if server.result(ok, detail, time.monotonic()):

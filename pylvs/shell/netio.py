@@ -68,6 +68,7 @@ PACKET_RX_RING = 5
 PACKET_VERSION = 10
 PACKET_TX_RING = 13
 PACKET_IGNORE_OUTGOING = 23
+PACKET_STATISTICS = 6
 PACKET_FANOUT = 18
 PACKET_FANOUT_DATA = 22
 PACKET_FANOUT_CBPF = 6
@@ -226,6 +227,14 @@ class PacketSocket:
         """The rx socket's descriptor: readable when a block is ready (for the caller's poll)."""
         assert self._rx is not None
         return self._rx.fileno()
+
+    def drops(self) -> int:
+        """Frames the kernel dropped because the rx ring was full, since the last call
+        (PACKET_STATISTICS: struct tpacket_stats_v3; reading resets it)."""
+        assert self._rx is not None
+        _, dropped, _ = struct.unpack("III", self._rx.getsockopt(SOL_PACKET, PACKET_STATISTICS,
+                                                                  12))
+        return dropped
 
     def _release(self) -> None:
         mm = self._rx_map

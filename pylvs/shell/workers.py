@@ -142,11 +142,14 @@ class Worker:
 
     def __init__(self, index: int, pid: int, channel: Channel) -> None:
         self.index, self.pid, self.channel = index, pid, channel
+        self.gone = False
+        """Its channel broke: it died, and is forked again from the supervisor's rules."""
 
     def ask(self, message: object) -> Reply:
         try:
             return self.channel.ask(message)
         except (OSError, ValueError, EOFError, pickle.UnpicklingError) as exc:
+            self.gone = True
             return Reply(255, "", f"no answer ({exc})\n")
 
 
@@ -308,7 +311,7 @@ class Supervisor(Engine):
         reply = super().adm(command, names)
         if reply.rc == 0 and command.name not in READ_ONLY:
             for worker, answer in self._ask_each(Adm(command)):
-                if answer.rc != 0:
+                if answer.rc != 0 and not worker.gone:  # a dead one comes back with the change
                     return Reply(answer.rc, reply.stdout, f"worker {worker.index}: "
                                  f"{answer.stderr}")
         return reply

@@ -125,3 +125,24 @@ def test_status_names_every_check_and_its_last_result():
     assert text.splitlines()[0].startswith(f"TCP {VIP}:80  quorum up (live weight 2")
     assert f"-> {RIPS[0]}:80" in text and "DOWN for 3s  checks 2  last: Connection refused" in text
     assert render_status([], 0.0) == "no health checks configured\n"
+
+
+def test_an_alive_server_configured_at_weight_zero_stays_in_the_table():
+    """keepalived keeps a quiesced (weight 0) real server that passes its check; found by
+    bench/soak.py, where `-w 0` in the config deleted the server and its connections."""
+    live, health = make(weights=(0, 2, 1))
+    assert table(health.desired(live)) == {RIPS[0]: 0, RIPS[1]: 2, RIPS[2]: 1}
+    assert ruleset.diff([live], [health.desired(live)]) == []
+    health.servers[0].alive = False
+    assert table(health.desired(live)) == {RIPS[1]: 2, RIPS[2]: 1}
+
+
+def test_a_reload_carries_what_the_checks_found():
+    old_live, old = make()
+    old.servers[1].alive, old.servers[2].failures = False, 1
+    old.servers[2].due = 42.0
+    _, new = make(weights=(1, 5, 1))
+    new.carry(old)
+    assert [s.alive for s in new.servers] == [True, False, True]
+    assert new.servers[2].failures == 1 and new.servers[2].due == 42.0
+    assert new.servers[1].weight == 5  # the file's weight, the check's verdict

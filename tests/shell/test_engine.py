@@ -117,3 +117,23 @@ def test_a_change_the_host_cannot_follow_leaves_the_rules_as_they_were(caplog):
                 assert director.services[(6, ip_to_int("10.0.0.1"), 80)].real_servers[0] is kept
     assert director.table.timeouts.triple() == (900, 120, 300)
     assert "the host could not follow" in caplog.text
+
+
+def test_a_reload_keeps_a_dead_server_out_instead_of_adding_it_back(tmp_path):
+    """The file names a server its check found dead: the reload leaves it out (before, it
+    was added back, then taken out again by the check: bench/soak.py)."""
+    path = tmp_path / "director.toml"
+    checked = _CONFIG.replace("[[virtual_server]]\n", "[[virtual_server]]\ncheck = { type = "
+                              '"tcp", interval = 3600, delay_before_retry = 3600 }\n')
+    path.write_text(checked + '\n  [[virtual_server.real_server]]\n  address = "127.0.0.3:80"\n')
+    engine = Engine(load(path))
+    engine.start_checks()
+    try:
+        engine.config.health[0].servers[0].alive = False  # as if its check had failed
+        engine._apply_health()
+        path.write_text(path.read_text().replace('"127.0.0.3:80"', '"127.0.0.3:80"\n  weight = 2'))
+        reply = engine.handle(Reload())
+        assert reply.rc == 0 and reply.stdout == "-e -t 127.0.0.1:80 -r 127.0.0.3:80 -g -w 2\n"
+        assert [s.alive for s in engine.config.health[0].servers] == [False, True]
+    finally:
+        engine._stop_checks()

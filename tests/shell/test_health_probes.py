@@ -134,3 +134,22 @@ def wait_for(checker: Checker) -> list[ServerHealth]:
             return changed
         time.sleep(0.02)
     return []
+
+
+@pytest.mark.parametrize("server", [b"HTTP/1.0 200 OK\r\n\r\n"], indirect=True)
+def test_a_stopped_checker_ends_its_thread_and_its_probes(server):
+    """A cancel that a failing connect swallows (asyncio.wait_for on 3.11) must not keep a
+    stopped checker probing: found by bench/soak.py, where a reload then froze for 5 s."""
+    refused = closed_port()
+    for _ in range(60):
+        servers = [ServerHealth(RealServer("127.0.0.1", port), CheckSpec(
+            "tcp", interval=0.001, timeout=0.5, retry=0, delay_before_retry=0.001))
+            for port in (server.port, refused)]
+        checker = Checker([ServiceHealth((6, 1, 80), "TCP test", servers)])
+        checker.start()
+        time.sleep(0.01)
+        checker.stop()
+        assert checker._thread is not None and not checker._thread.is_alive()
+        checks = [s.checks for s in servers]
+        time.sleep(0.01)
+        assert [s.checks for s in servers] == checks

@@ -178,6 +178,23 @@ def test_receive_udp_from_peer_with_partial_checksum(topo, psock):
     assert status & netio.TP_STATUS_USER
 
 
+def test_frames_the_full_ring_dropped_are_counted_once(topo):
+    """4 MiB of ring (16 blocks) and 6,000 datagrams of 1,400 bytes not read: the kernel drops
+    the rest and PACKET_STATISTICS says how many; reading resets the count."""
+    ps = in_ns(topo.d, netio.PacketSocket, "vd")
+    sender = in_ns(topo.p, udp_socket)
+    try:
+        for _ in range(6000):
+            sender.sendto(b"x" * 1400, (DIR_IP, 5556))
+        time.sleep(0.5)
+        dropped = ps.drops()
+        assert dropped > 0
+        assert ps.drops() == 0
+    finally:
+        sender.close()
+        ps.close()
+
+
 def test_own_and_host_transmissions_are_not_received(topo, psock):
     peer_mac = topo.mac(topo.p, "vp")
     marker = b"pylvs-own-" + os.urandom(8).hex().encode()

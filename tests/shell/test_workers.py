@@ -157,6 +157,18 @@ def supervised(count=2):
             plane.channel.close()
 
 
+def test_a_change_while_a_worker_is_dead_is_made_and_answered_as_made():
+    """The dead worker's channel is broken; it is forked again from the supervisor's rules, so
+    the change reaches it: not a failure (bench/soak.py saw 255 "no answer" for such -e)."""
+    with supervised() as (supervisor, planes, _):
+        supervisor.workers[1].channel.sock.close()  # as its process died
+        argv = ["-a", "-t", f"{VIP}:80", "-r", "198.51.100.9"]
+        assert supervisor.handle(AdmLine(argv)) == Reply(0)
+        assert supervisor.workers[1].gone and not supervisor.workers[0].gone
+        for director in (supervisor.director, planes[0].director):
+            assert "198.51.100.9" in _servers(director)
+
+
 def _serve(channel, stop):
     while not stop.is_set():
         channel.poll()
