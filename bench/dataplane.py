@@ -1,6 +1,6 @@
 """Data-plane speed: the kernel, pylvs (DR, NAT, TUN) and a scapy forwarder on one topology.
 
-    sudo python -m bench.dataplane [--seconds 5] [--json PATH]
+    python3 -m bench.dataplane [--seconds 5] [--json PATH]
 
 Namespaces made for the run (removed after, also on Ctrl-C): a generator, the director and a
 sink, on two veth links. trafgen (netsniff-ng, C, zero-copy) sends 60-byte frames at full speed

@@ -1,6 +1,6 @@
 """HTTP through the DR lab: wrk against real nginx servers, three ways, in the same run.
 
-    sudo python -m bench.http [--seconds 5] [--connections 32] [--json PATH]
+    python3 -m bench.http [--seconds 5] [--connections 32] [--json PATH]
 
 - direct: wrk straight to one real server (what one server gives);
 - pylvs DR: wrk to the VIP, pylvs balancing 3 real servers, answers returning directly;
