@@ -30,6 +30,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except config_mod.ConfigError as exc:
         print(f"pylvs: bad config: {exc}", file=sys.stderr)
         return 2
+    if args.offload:
+        if args.offload == "xdp" and config.workers > 1:
+            print(f"pylvs: --offload xdp: {args.config} has workers = {config.workers}; xdp "
+                  "with several workers is not built yet", file=sys.stderr)
+            return 2
+        config.offload = args.offload
     from pylvs.shell import engine, workers
     try:
         return engine.run(workers.build(config))
@@ -221,6 +227,9 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the director in the foreground")
     run.add_argument("config", help="the TOML config file")
+    run.add_argument("--offload", choices=config_mod.OFFLOADS,
+                     help="xdp: established connections forwarded by an XDP program; none: "
+                     "every frame in Python (default: the config's [director] offload)")
     run.set_defaults(func=_cmd_run)
     sub.add_parser("adm", help="ipvsadm syntax against the running director "
                    "([--socket PATH] ARGS...)", add_help=False)

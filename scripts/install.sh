@@ -8,8 +8,8 @@ cd "$(dirname "$0")/.."
 
 apt_packages=(iproute2 nftables curl procps ca-certificates)
 # keepalived: the VRRP peer of the interoperability tests; tcpdump: what a person debugging runs
-[[ "${1:-}" == "--test" ]] && apt_packages+=(keepalived tcpdump)
-[[ "${1:-}" == "--bench" ]] && apt_packages+=(netsniff-ng nginx-light libnginx-mod-stream wrk util-linux)
+[[ "${1:-}" == "--test" ]] && apt_packages+=(keepalived tcpdump ethtool)
+[[ "${1:-}" == "--bench" ]] && apt_packages+=(netsniff-ng nginx-light libnginx-mod-stream wrk util-linux ethtool)
 if [[ -n "${1:-}" ]]; then
   # packages must not start services on this machine (Debian's policy-rc.d convention)
   [[ -e /usr/sbin/policy-rc.d ]] || { printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d

@@ -30,16 +30,20 @@ class LabRun:
 
     def __init__(self, mode: str, servers: int, scheduler: str, weights: list[int] | None,
                  server_port: int, persistence: int, workers: int,
-                 service_keys: tuple[str, ...], tables: str = "") -> None:
+                 service_keys: tuple[str, ...], tables: str = "", offload: str = "none"
+                 ) -> None:
         self.lab = Lab(servers=servers, mode=mode)
         self.director: DirectorProcess | None = None
         try:
             self.lab.setup()
             self.lab.configure_real_servers()
             self.lab.start_http_servers(server_port)
+            if offload == "xdp":
+                self.lab.ready_for_xdp()
             self.director = DirectorProcess(self.lab, lab_config(
                 self.lab, scheduler, weights=weights, server_port=server_port,
-                persistence=persistence, workers=workers, service_keys=service_keys) + tables)
+                persistence=persistence, workers=workers, service_keys=service_keys,
+                offload=offload) + tables)
         except BaseException:
             self.lab.close()
             raise
@@ -61,11 +65,11 @@ def make_lab():
 
     def make(servers: int = 3, scheduler: str = "rr", weights: list[int] | None = None,
              mode: str = "dr", server_port: int = 80, persistence: int = 0,
-             workers: int = 1, service_keys: tuple[str, ...] = (), tables: str = ""
-             ) -> LabRun:
+             workers: int = 1, service_keys: tuple[str, ...] = (), tables: str = "",
+             offload: str = "none") -> LabRun:
         """``tables``: more TOML tables for the director's config ([sysctl], say)."""
         made.append(LabRun(mode, servers, scheduler, weights, server_port, persistence,
-                           workers, service_keys, tables))
+                           workers, service_keys, tables, offload))
         return made[-1]
 
     yield make

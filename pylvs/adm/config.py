@@ -24,7 +24,8 @@ DEFAULT_CONTROL_SOCKET = "/run/pylvs.sock"
 MAX_PERSISTENCE = 2678400
 
 _DIRECTOR_KEYS = {"interface", "inside_interface", "control_socket", "max_connections",
-                  "workers", "sync_daemon", "sync_interface", "syncid"}
+                  "workers", "sync_daemon", "sync_interface", "syncid", "offload"}
+OFFLOADS = ("none", "xdp")
 MAX_WORKERS = 64
 _HEALTH_KEYS = {"check", "alpha", "inhibit_on_failure"}
 _SERVICE_KEYS = {"address", "protocol", "scheduler", "scheduler_flags", "forward", "one_packet",
@@ -74,6 +75,8 @@ class Config:
     sync_interface: str = ""
     """Where IPVS's connection sync runs (master and backup halves); "": no sync daemon."""
     syncid: int = 0
+    offload: str = "none"
+    """"xdp": established connections forwarded by an XDP program (pylvs.core.fastpath)."""
     services: list[VirtualService] = field(default_factory=list)
     health: list[ServiceHealth] = field(default_factory=list)
     vrrp: Vrrp | None = None
@@ -128,13 +131,20 @@ class _Reader:
                 if key in director:
                     raise self.fail(f"director.{key}", "needs sync_daemon = true")
         syncid = self.integer(director, "syncid", "director.syncid", 0, 0, 255)
+        offload = self.string(director, "offload", "director.offload") or "none"
+        if offload not in OFFLOADS:
+            raise self.fail("director.offload", f"{offload!r} is not one of {', '.join(OFFLOADS)}")
+        if offload == "xdp" and workers > 1:
+            raise self.fail("director.offload", "xdp with several workers is not built yet: "
+                            "use workers = 1")
         services = data.get("virtual_server", [])
         if not isinstance(services, list):
             raise self.fail("virtual_server", "must be an array of tables [[virtual_server]]")
         config = Config(interface=interface, control_socket=control or DEFAULT_CONTROL_SOCKET,
                         inside_interface=inside or interface, max_connections=limit,
                         workers=workers, sync_interface=sync_interface, syncid=syncid,
-                        sysctls=self.sysctls(data.get("sysctl", {})), source=self.source)
+                        offload=offload, sysctls=self.sysctls(data.get("sysctl", {})),
+                        source=self.source)
         seen: set[tuple[int, int, int]] = set()
         for i, raw in enumerate(services):
             service = self.service(raw, f"virtual_server[{i}]")

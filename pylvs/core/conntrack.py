@@ -135,7 +135,8 @@ class Connection:
     address (saddr daddr sport dport), so a frame's own bytes find it and it costs little."""
 
     __slots__ = ("proto", "key12", "server", "service", "state", "expires", "active",
-                 "nooutput", "forwarder", "return_hop", "template", "in_pkts", "synced_state")
+                 "nooutput", "forwarder", "return_hop", "template", "in_pkts", "synced_state",
+                 "offloaded")
 
     def __init__(self, proto: int, key12: bytes, service: VirtualService, server: RealServer,
                  expires: float) -> None:
@@ -156,6 +157,8 @@ class Connection:
         """Packets from the client (IPVS's cp->in_pkts: the sync daemon's and drop_entry's)."""
         self.synced_state = NONE
         """The state last sent to the backups (IPVS's cp->old_state)."""
+        self.offloaded = False
+        """Forwarded by the XDP fast path (pylvs.core.fastpath) while it stays established."""
 
     @property
     def caddr(self) -> int:
@@ -250,6 +253,10 @@ class ConnectionTable:
         """When a connection is due (pylvs.ha.sync's rule, set with the outbox)."""
         self.secure = False
         """TCP moves by IPVS's secure table (secure_tcp on: pylvs.core.defense)."""
+        self.offered: list[Connection] | None = None
+        """With an XDP fast path: connections that became ready for it (``offerable``)."""
+        self.withdrawn: list[Connection] = []
+        """Offloaded connections removed, or moved on from the state they were offered in."""
 
     def start_sync(self, due: SyncRule) -> None:
         """Collect, in the outbox, each connection when ``due`` says it goes to the backups."""
@@ -329,6 +336,8 @@ class ConnectionTable:
             conn.expires = now + self.timeouts.by_state[UDP_STATE]
             if direction == OUTPUT and conn.template is not None:
                 conn.template.assured = True
+            if self.offered is not None and not conn.offloaded:
+                self._offer(conn)
             return
         if conn.nooutput:
             if direction == OUTPUT:
@@ -343,9 +352,25 @@ class ConnectionTable:
             conn.state = state
             if state == ESTABLISHED and conn.template is not None:
                 conn.template.assured = True
+            if conn.offloaded:
+                conn.offloaded = False
+                self.withdrawn.append(conn)
         conn.expires = now + self.timeouts.by_state[state]
+        if self.offered is not None and not conn.offloaded and state == ESTABLISHED:
+            self._offer(conn)
+
+    def _offer(self, conn: Connection) -> None:
+        """Ready for the fast path: ESTABLISHED TCP (UDP at once) whose method has all it
+        needs (NAT: the way back to the client)."""
+        if conn.forwarder.masquerades and conn.return_hop is None:
+            return
+        conn.offloaded = True
+        self.offered.append(conn)  # type: ignore[union-attr]
 
     def remove(self, conn: Connection) -> None:
+        if conn.offloaded:
+            conn.offloaded = False
+            self.withdrawn.append(conn)
         del self.by_proto[conn.proto][conn.key12]
         if conn.forwarder.masquerades:
             replies = self.replies[conn.proto]

@@ -160,6 +160,20 @@ class Lab:
         self.processes.append(proc)
         return _wait_for_line(proc, "running;", f"the decapsulator in {ns}")
 
+    def ready_for_xdp(self) -> None:
+        """What the director's XDP fast path needs of a lab of veths, which a NIC has:
+        NAPI on the far end of the director's links (an XDP program that passes everything
+        there, on the bridge), so that frames redirected into a veth are taken; and senders
+        that put full TCP/UDP checksums in their frames (``ethtool -K eth0 tx off``): a
+        veth leaves them to "hardware", and XDP, which sees only the frame, cannot complete
+        them as the Python path does."""
+        ports = ["director"] + (["dir-in"] if "nat" in self.server_modes else [])
+        self.run_in(self.bridge_ns, [sys.executable, "-c", _ATTACH_PASS, *ports], check=True,
+                    capture_output=True)
+        for ns in (self.client_ns, *self.server_ns):
+            self.run_in(ns, ["ethtool", "-K", IFACE, "tx", "off"], check=True,
+                        capture_output=True)
+
     def start_http_servers(self, port: int = PORT) -> None:
         for ns, name in zip(self.server_ns, self.server_names, strict=True):
             proc = self.popen_in(ns, [sys.executable, "-m", "pylvs.lab.httpserver", "--name", name,
@@ -194,7 +208,7 @@ def curl_argv(url: str, max_time: int = 10) -> list[str]:
 def lab_config(lab: Lab, scheduler: str, weights: list[int] | None = None,
                server_port: int = PORT, persistence: int = 0, workers: int = 1,
                service_keys: tuple[str, ...] = (), priority: int = 0,
-               control_socket: str = "") -> str:
+               control_socket: str = "", offload: str = "none") -> str:
     """The TOML a user would write for this lab; real servers in ipvsadm -a order;
     ``service_keys``: more lines for the virtual service (a health check, say); ``priority``:
     a VRRP instance with the connection sync daemon, as each director of an --ha lab has."""
@@ -206,6 +220,8 @@ def lab_config(lab: Lab, scheduler: str, weights: list[int] | None = None,
         lines.append("sync_daemon = true")
     if workers > 1:
         lines.append(f"workers = {workers}")
+    if offload != "none":
+        lines.append(f'offload = "{offload}"')
     lines += ["", "[[virtual_server]]",
              f'address = "{lab.vip}:{PORT}"', 'protocol = "tcp"', f'scheduler = "{scheduler}"',
              f'forward = "{lab.server_modes[0]}"']
@@ -221,6 +237,16 @@ def lab_config(lab: Lab, scheduler: str, weights: list[int] | None = None,
         lines += ["", "[vrrp]", "virtual_router_id = 51", f"priority = {priority}",
                   "advert_int = 1", 'authentication = { auth_type = "PASS", auth_pass = "lab" }']
     return "\n".join(lines) + "\n"
+
+
+_ATTACH_PASS = """
+import sys
+from pylvs.core.ebpf import XDP_PASS, Assembler
+from pylvs.shell import xdp
+program = xdp.Program(Assembler().ret(XDP_PASS).assemble(), "pylvs_pass")
+for name in sys.argv[1:]:
+    xdp.attach(name, program)
+"""
 
 
 def _ip(*args: str) -> None:

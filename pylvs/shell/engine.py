@@ -49,6 +49,7 @@ from pylvs.shell.messages import (
     Stop,
     Sysctl,
 )
+from pylvs.shell.offload import Offload, OffloadError
 from pylvs.shell.sync_socket import DEFAULT_INTERFACE, SyncBackup, SyncHalf, SyncMaster
 from pylvs.shell.vrrp_socket import Election
 
@@ -134,6 +135,8 @@ class Engine:
         """The running halves of IPVS's sync daemon, by role (master, backup)."""
         self.master = config.vrrp is None
         """Holds the VIPs and forwards: always without VRRP, else while its MASTER."""
+        self.offload: Offload | None = None
+        """The XDP fast path, with offload = "xdp" (pylvs.shell.offload)."""
         self.fanout_order: list[int] | None = None
         """A worker's: the fanout member of each worker slot (pylvs.shell.fanout), once it
         changed."""
@@ -158,11 +161,25 @@ class Engine:
                            netio.StealRules(self.inside, f"{self.table}_inside")]
         self._sync(resolve_timeout=RESOLVE_TIMEOUT)
         self.director.listeners.append(self._sync)
+        if self.config.offload == "xdp" and self.data:
+            self._start_offload()
         if self.config.sync_interface:
             # the master half where frames are (each worker), the backup half with the host
             for role, here in (("master", self.data), ("backup", self.host)):
                 if here:
                     self._start_half(role, self.config.sync_interface, self.config.syncid)
+
+    def _start_offload(self) -> None:
+        """The XDP fast path on the interfaces the director works on; without it (no XDP or
+        BPF here), every frame stays in Python, as with offload = "none"."""
+        try:
+            self.offload = Offload(list(self.ports), 2 * self.director.table.max_connections)
+        except OffloadError as exc:
+            log.warning("%s; every frame goes through Python (offload = \"none\")", exc)
+            return
+        self.director.table.offered = []
+        self._tell_guard()
+        log.info("XDP fast path on %s", ", ".join(self.offload.attached))
 
     def start_checks(self) -> None:
         """Health checks run where the host state is (the supervisor when there are workers);
@@ -255,7 +272,8 @@ class Engine:
         if self.guard is not None:
             sockets = [self.control.path] if isinstance(self.control, ControlServer) else []
             self.guard.hold([(self.ifname, vip) for vip in self.vips],
-                            [steal.table for steal in self.steals], sockets)
+                            [steal.table for steal in self.steals], sockets,
+                            self.offload.attached if self.offload is not None else [])
 
     def receiving(self) -> list[Port]:
         """The ports frames arrive on (not those opened only to send through)."""
@@ -415,6 +433,9 @@ class Engine:
         """The sync daemon's commands here, the rest in the director core."""
         if is_daemon(command):
             return self._daemon(command)
+        if self.offload is not None and command.name == "list":  # what the fast path counted
+            self.guarded("reading the XDP fast path's counts",
+                         lambda: self._offload_sync("connection" in command.options))
         return apply(self.director, command, names)
 
     def _daemon(self, command: ipvsadm.Command) -> Reply:
@@ -505,13 +526,24 @@ class Engine:
                     port.sock.flush()
                     port.sent = False
             self._between_batches()
+            if self.offload is not None and (director.table.offered or
+                                             director.table.withdrawn):
+                self.guarded("the XDP offload", self._offload_apply)
             now = time.monotonic()
             if now >= next_tick:
+                if self.offload is not None:
+                    self.guarded("reading the XDP fast path's counts", self._offload_sync)
                 director.tick(now)
                 self.guarded("refreshing neighbours and routes", self._refresh_neighbours)
                 self.guarded("the defences", self._defend)
                 self.guarded("reading the rings' drop counts", self._count_ring_drops)
                 next_tick = now + TICK
+
+    def _offload_apply(self) -> None:
+        self.offload.apply(self.director)  # type: ignore[union-attr]
+
+    def _offload_sync(self, everything: bool = False) -> None:
+        self.offload.sync(self.director, time.monotonic(), everything)  # type: ignore[union-attr]
 
     def _defend(self) -> None:
         self.director.defend(available_pages(), time.monotonic())
@@ -602,6 +634,9 @@ class Engine:
         for half in self.sync_daemons.values():
             half.close()
         self.sync_daemons = {}
+        if self.offload is not None:
+            self.offload.close()
+            self.offload = None
         steps: list[Callable[[], None]] = [
             *(lambda v=vip: netio.remove_vip(self.ifname, v) for vip in self.vips),
             *(steal.remove for steal in self.steals),

@@ -1,10 +1,11 @@
 """What the director holds on the host ends with its process, even on ``kill -9``.
 
 A small guard process, forked before anything is installed, reads the director's holdings (its
-VIPs, nftables tables and control socket) from a pipe, one JSON line per change. When the pipe
-closes, whatever closed it (a clean stop, a crash, SIGKILL), the guard removes what is still
-listed and exits; a clean stop lists nothing first. So a killed director's host neither answers
-ARP for a VIP that another director has taken over nor keeps dropping the services' frames.
+VIPs, nftables tables, control socket and XDP programs) from a pipe, one JSON line per change.
+When the pipe closes, whatever closed it (a clean stop, a crash, SIGKILL), the guard removes
+what is still listed and exits; a clean stop lists nothing first. So a killed director's host
+neither answers ARP for a VIP that another director has taken over nor keeps dropping the
+services' frames.
 """
 
 from __future__ import annotations
@@ -31,9 +32,10 @@ class Guard:
         os.close(read)
 
     def hold(self, vips: list[tuple[str, str]], tables: list[str],
-             files: list[str] | None = None) -> None:
-        """What the host holds now: (interface, VIP) pairs, netdev table names, and files."""
-        held = {"vips": vips, "tables": tables, "files": files or []}
+             files: list[str] | None = None, xdp: list[str] | None = None) -> None:
+        """What the host holds now: (interface, VIP) pairs, netdev table names, files, and
+        the interfaces with the director's XDP program."""
+        held = {"vips": vips, "tables": tables, "files": files or [], "xdp": xdp or []}
         os.write(self.fd, json.dumps(held).encode() + b"\n")
 
     def close_in_child(self) -> None:
@@ -51,7 +53,7 @@ def _watch(fd: int) -> int:
     # the director's Ctrl-C or a group-wide SIGTERM must not take the guard before its work
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, signal.SIG_IGN)
-    held: dict = {"vips": [], "tables": [], "files": []}
+    held: dict = {"vips": [], "tables": [], "files": [], "xdp": []}
     pending = b""
     with os.fdopen(fd, "rb", buffering=0) as pipe:
         while chunk := pipe.read(65536):
@@ -63,8 +65,14 @@ def _watch(fd: int) -> int:
 
 
 def _release(held: dict) -> int:
-    from pylvs.shell import netio
+    from pylvs.shell import netio, xdp
     failed = 0
+    for ifname in held.get("xdp", []):
+        try:
+            xdp.detach(ifname)
+        except Exception as exc:  # noqa: BLE001 - the interface may be gone with its namespace
+            failed += 1
+            log.error("guard: could not take the XDP program off %s: %s", ifname, exc)
     for ifname, vip in held["vips"]:
         try:
             netio.remove_vip(ifname, vip)
@@ -85,7 +93,8 @@ def _release(held: dict) -> int:
         except OSError as exc:
             failed += 1
             log.error("guard: could not remove %s: %s", path, exc)
-    if held["vips"] or held["tables"] or held["files"]:
-        log.warning("guard: the director ended without cleaning up; removed %s",
-                    ", ".join([v for _, v in held["vips"]] + held["tables"] + held["files"]))
+    if held["vips"] or held["tables"] or held["files"] or held.get("xdp"):
+        log.warning("guard: the director ended without cleaning up; removed %s", ", ".join(
+            [v for _, v in held["vips"]] + held["tables"] + held["files"]
+            + [f"XDP on {name}" for name in held.get("xdp", [])]))
     return 1 if failed else 0
