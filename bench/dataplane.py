@@ -12,7 +12,12 @@ from CPU 0; the forwarder under test runs on CPU 1. The rate is what reaches the
 - pylvs nat replies: the real server's answers to those flows, back through the director;
 - 2 workers (`[director] workers = 2`): pinned to CPU 1 as one worker is, and on every CPU;
 - pylvs syn: TCP SYNs from distinct clients, each a new connection (scheduling + insert);
-- scapy: bench/scapy_forwarder.py, L2listen + L2socket.
+- null: bench/null_forwarder.py, pylvs's rings and DR rewrite with no decision (the ceiling
+  of the Python data plane, in the same run);
+- scapy: bench/scapy_forwarder.py, L2listen + L2socket;
+- xdp: the same pylvs cases with `offload = "xdp"` (after the rest: the generator's and the
+  sink's veths then get an XDP program that passes everything, the NAPI a redirect into a veth
+  needs, and the kernel is measured again with them); with the Python process's CPU per frame.
 
 Also the memory a tracked connection costs: RSS growth of a Director fed 1,000,000 SYNs.
 Prints a table, writes JSON.
@@ -163,18 +168,32 @@ def reply_packet(topo: Topology) -> str:
             f"daddr={GEN_IP}, ttl=64), udp(sport=9, dport=dinc(1024, 2047)), fill(0x42, 18) }}")
 
 
+CPU: dict[str, float] = {}
+"""Per case: the forwarding process's CPU seconds per million frames that arrived."""
+
+
+def cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def measure(topo: Topology, dst: str, seconds: float, syn: bool = False,
-            reply: bool = False) -> float:
+            reply: bool = False, pid: int = 0, name: str = "") -> float:
     """Frames per second that reached the other end while trafgen sent at full speed: from the
-    generator to the sink, or (``reply``) from the sink back to the generator."""
+    generator to the sink, or (``reply``) from the sink back to the generator; with ``pid``,
+    that process's CPU per frame goes into CPU[name]."""
     sender, counter = (topo.sink, topo.gen) if reply else (topo.gen, topo.sink)
     packet = reply_packet(topo) if reply else trafgen_packet(topo, dst, syn)
     gen = topo.popen_in(sender, ["trafgen", "-o", "eth0", "-P", "1", "-Q", "-C", packet], cpu=0,
                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(1.0)
     start, t0 = topo.rx_packets(counter), time.monotonic()
+    cpu0 = cpu_seconds(pid) if pid else 0.0
     time.sleep(seconds)
     end, t1 = topo.rx_packets(counter), time.monotonic()
+    if pid:
+        CPU[name] = (cpu_seconds(pid) - cpu0) / max(1, end - start) * 1e6
     stop_group(gen)
     topo.procs.remove(gen)
     return (end - start) / (t1 - t0)
@@ -189,7 +208,7 @@ def kernel(topo: Topology, seconds: float) -> float:
 
 
 def pylvs(topo: Topology, seconds: float, method: str, syn: bool = False, workers: int = 1,
-          cpus: str = "1", reply: bool = False) -> float:
+          cpus: str = "1", reply: bool = False, offload: str = "none", name: str = "") -> float:
     """pylvs run on ``cpus``; ``reply``: NAT replies, once the clients' frames made the
     connections."""
     protocol = "tcp" if syn else "udp"
@@ -197,7 +216,8 @@ def pylvs(topo: Topology, seconds: float, method: str, syn: bool = False, worker
     config = os.path.join(topo.tmp, f"{method}.toml")
     with open(config, "w") as fh:
         fh.write(f'[director]\ninterface = "eth0"\ninside_interface = "eth1"\n'
-                 f'control_socket = "{topo.tmp}/{method}.sock"\nworkers = {workers}\n\n'
+                 f'control_socket = "{topo.tmp}/{method}.sock"\nworkers = {workers}\n'
+                 f'offload = "{offload}"\n\n'
                  f'[[virtual_server]]\n'
                  f'address = "{VIP}:{port}"\nprotocol = "{protocol}"\nscheduler = "rr"\n'
                  f'forward = "{method}"\n\n  [[virtual_server.real_server]]\n'
@@ -212,10 +232,36 @@ def pylvs(topo: Topology, seconds: float, method: str, syn: bool = False, worker
     try:
         if reply:
             measure(topo, VIP, 1.0)
-        return measure(topo, VIP, seconds, syn, reply)
+        return measure(topo, VIP, seconds, syn, reply, pid=director.pid if workers == 1 else 0,
+                       name=name)
     finally:
         stop_group(director)
         topo.procs.remove(director)
+
+
+def null(topo: Topology, seconds: float) -> float:
+    forwarder = topo.popen_in(topo.dir, [PYTHON, "-m", "bench.null_forwarder", "eth0", "eth1",
+                                         topo.sink_mac, VIP], cpu=1, stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL, text=True)
+    try:
+        forwarder.stdout.readline()
+        return measure(topo, VIP, seconds, pid=forwarder.pid, name="null")
+    finally:
+        stop_group(forwarder)
+        topo.procs.remove(forwarder)
+
+
+PASS_PROGRAM = """
+from pylvs.core.ebpf import XDP_PASS, Assembler
+from pylvs.shell import xdp
+xdp.attach("eth0", xdp.Program(Assembler().ret(XDP_PASS).assemble(), "pylvs_pass"))
+"""
+
+
+def ready_for_xdp(topo: Topology) -> None:
+    """NAPI on the far ends of the director's links, for frames it redirects into them."""
+    for ns in (topo.gen, topo.sink):
+        topo.run_in(ns, [PYTHON, "-c", PASS_PROGRAM])
 
 
 def scapy(topo: Topology, seconds: float) -> float:
@@ -283,7 +329,8 @@ def main() -> None:
     with Topology() as topo:
         results["kernel"] = kernel(topo, args.seconds)
         for method in ("dr", "nat", "tun"):
-            results[f"pylvs {method}"] = pylvs(topo, args.seconds, method)
+            results[f"pylvs {method}"] = pylvs(topo, args.seconds, method,
+                                               name=f"pylvs {method}")
         results["pylvs nat replies"] = pylvs(topo, args.seconds, "nat", reply=True)
         cores = f"0-{os.cpu_count() - 1}"
         results["pylvs dr, 2 workers, CPU 1"] = pylvs(topo, args.seconds, "dr", workers=2)
@@ -292,12 +339,25 @@ def main() -> None:
         results[f"pylvs nat, 2 workers, CPUs {cores}"] = pylvs(topo, args.seconds, "nat",
                                                                workers=2, cpus=cores)
         results["pylvs syn (new connections)"] = pylvs(topo, args.seconds, "dr", syn=True)
+        results["null (rings + DR rewrite)"] = null(topo, args.seconds)
         results["scapy"] = scapy(topo, args.seconds)
+        ready_for_xdp(topo)
+        results["kernel, peers with XDP"] = kernel(topo, args.seconds)
+        for method in ("dr", "nat", "tun"):
+            name = f"pylvs {method}, xdp"
+            results[name] = pylvs(topo, args.seconds, method, offload="xdp", name=name)
+        results["pylvs nat replies, xdp"] = pylvs(topo, args.seconds, "nat", reply=True,
+                                                  offload="xdp")
+        results["pylvs syn, xdp"] = pylvs(topo, args.seconds, "dr", syn=True, offload="xdp")
     per_conn = bytes_per_connection()
-    print(f"{'path':<30}{'frames/s':>12}{'× kernel':>10}{'× scapy':>10}")
+    null_rate = results["null (rings + DR rewrite)"]
+    print(f"{'path':<34}{'frames/s':>12}{'× kernel':>10}{'× null':>8}{'× scapy':>9}"
+          f"{'CPU µs/frame':>14}")
     for name, rate in results.items():
-        print(f"{name:<30}{rate:>12,.0f}{rate / results['kernel']:>10.2f}"
-              f"{rate / max(results['scapy'], 1):>10.0f}")
+        kernel_rate = results["kernel, peers with XDP" if "xdp" in name else "kernel"]
+        cpu = f"{CPU[name]:.2f}" if CPU.get(name) else ""
+        print(f"{name:<34}{rate:>12,.0f}{rate / kernel_rate:>10.2f}{rate / null_rate:>8.2f}"
+              f"{rate / max(results['scapy'], 1):>9.0f}{cpu:>14}")
     print(f"memory per tracked connection (1,000,000): {per_conn:.0f} bytes")
     if args.json:
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
@@ -305,6 +365,7 @@ def main() -> None:
             json.dump({"date": date.today().isoformat(), "python": platform.python_version(),
                        "machine": platform.machine(), "cpus": os.cpu_count(),
                        "seconds": args.seconds, "frames_per_s": results,
+                       "cpu_us_per_frame": {k: v for k, v in CPU.items() if v},
                        "bytes_per_connection": per_conn,
                        "maxrss_kb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss},
                       fh, indent=2)
