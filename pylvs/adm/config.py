@@ -134,9 +134,6 @@ class _Reader:
         offload = self.string(director, "offload", "director.offload") or "none"
         if offload not in OFFLOADS:
             raise self.fail("director.offload", f"{offload!r} is not one of {', '.join(OFFLOADS)}")
-        if offload == "xdp" and workers > 1:
-            raise self.fail("director.offload", "xdp with several workers is not built yet: "
-                            "use workers = 1")
         services = data.get("virtual_server", [])
         if not isinstance(services, list):
             raise self.fail("virtual_server", "must be an array of tables [[virtual_server]]")

@@ -78,7 +78,9 @@ PACKETS, BYTES, LAST_NS, IFINDEX, ACTION, MTU, MACS, ADDRESS, PORT, IP_DELTA, L4
     TUN_SRC, TUN_SUM, SLOT = 0, 8, 16, 24, 28, 30, 32, 44, 48, 50, 52, 56, 60, 64
 STATS = struct.Struct("<QQQQ")
 """Per real server (its slot): packets and bytes from clients, then from the server (NAT)."""
-STATS_SLOTS = 4096
+SLOTS_PER_WORKER = 1024
+STATS_SLOTS = 64 * SLOTS_PER_WORKER
+"""Rows of the stats map: 1,024 real servers for each of up to 64 workers."""
 TTL_DELTA = 0xFFFE
 """TTL − 1 as a one's-complement delta of its 16-bit word read little-endian (TTL low)."""
 TUN_OVERHEAD = 20
@@ -114,6 +116,11 @@ class Entry:
 def counters(value: bytes) -> tuple[int, int, int]:
     """(packets, bytes, last time in ns) of a map value."""
     return struct.unpack_from("<QQQ", value)
+
+
+def slot(value: bytes) -> int:
+    """The stats row a map value counts into."""
+    return struct.unpack_from("<I", value, SLOT)[0]
 
 
 def dr(ifindex: int, macs: bytes, mtu: int) -> Entry:

@@ -162,18 +162,18 @@ class Engine:
         self._sync(resolve_timeout=RESOLVE_TIMEOUT)
         self.director.listeners.append(self._sync)
         if self.config.offload == "xdp" and self.data:
-            self._start_offload()
+            self._start_offload(list(self.ports), 2 * self.director.table.max_connections)
         if self.config.sync_interface:
             # the master half where frames are (each worker), the backup half with the host
             for role, here in (("master", self.data), ("backup", self.host)):
                 if here:
                     self._start_half(role, self.config.sync_interface, self.config.syncid)
 
-    def _start_offload(self) -> None:
+    def _start_offload(self, interfaces: list[str], max_entries: int) -> None:
         """The XDP fast path on the interfaces the director works on; without it (no XDP or
         BPF here), every frame stays in Python, as with offload = "none"."""
         try:
-            self.offload = Offload(list(self.ports), 2 * self.director.table.max_connections)
+            self.offload = Offload(interfaces, max_entries)
         except OffloadError as exc:
             log.warning("%s; every frame goes through Python (offload = \"none\")", exc)
             return

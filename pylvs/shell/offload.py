@@ -36,8 +36,13 @@ class OffloadError(RuntimeError):
 
 
 class Offload:
-    def __init__(self, interfaces: list[str], max_entries: int) -> None:
+    """The maps and program (made, loaded and attached by the process that owns the host
+    state), and one data plane's connections in them; ``joined`` gives a forked worker its own
+    view of the same maps, with its own rows of the stats map."""
+
+    def __init__(self, interfaces: list[str], max_entries: int, attach: bool = True) -> None:
         self.ifindex = {name: netio.interface_index(name) for name in interfaces}
+        self.first_slot = 0
         self.conns: xdp.Map | None = None
         self.stats: xdp.Map | None = None
         self.program: xdp.Program | None = None
@@ -54,12 +59,36 @@ class Offload:
         """The stats row as last folded into the server's stats."""
         try:
             self._load(max_entries)
-            for name in interfaces:
+            for name in interfaces if attach else ():
                 xdp.attach(name, self.program)  # type: ignore[arg-type]
                 self.attached.append(name)
         except OSError as exc:
             self.close()
             raise OffloadError(f"no XDP offload: {exc}") from None
+
+    @classmethod
+    def joined(cls, owner: Offload, worker: int) -> Offload:
+        """In a worker forked from ``owner``'s process: the same maps (their descriptors came
+        with the fork), stats rows of its own, nothing to detach when it ends."""
+        view = cls.__new__(cls)
+        view.__dict__.update({name: value for name, value in vars(owner).items()
+                              if not isinstance(value, dict | list)})
+        view.ifindex = dict(owner.ifindex)
+        view.attached, view.keys, view.last_packets, view.hops = [], {}, {}, {}
+        view.slots, view.servers, view.seen = {}, {}, {}
+        view.first_slot = worker * fastpath.SLOTS_PER_WORKER
+        return view
+
+    def purge(self, worker: int) -> int:
+        """A worker died: the entries it made go (its connections went with it)."""
+        first = worker * fastpath.SLOTS_PER_WORKER
+        gone = 0
+        for key in self.conns.keys():  # type: ignore[union-attr]
+            value = self.conns.lookup(key)  # type: ignore[union-attr]
+            if value is not None and first <= fastpath.slot(value) < first + \
+                    fastpath.SLOTS_PER_WORKER:
+                gone += self.conns.delete(key)  # type: ignore[union-attr]
+        return gone
 
     def _load(self, max_entries: int) -> None:
         self.conns = xdp.Map(xdp.BPF_MAP_TYPE_HASH, fastpath.KEY_SIZE, fastpath.VALUE_SIZE,
@@ -115,7 +144,9 @@ class Offload:
         slot = self.slots.get(id(server))
         if slot is None:
             used = set(self.slots.values())
-            slot = next((s for s in range(fastpath.STATS_SLOTS) if s not in used), None)
+            slot = next((s for s in range(self.first_slot,
+                                          self.first_slot + fastpath.SLOTS_PER_WORKER)
+                         if s not in used), None)
             if slot is None:
                 return None
             self.stats.update(struct.pack("<I", slot), bytes(fastpath.STATS.size))  # type: ignore[union-attr]

@@ -52,6 +52,7 @@ from pylvs.shell.messages import (
     Stop,
     Sysctl,
 )
+from pylvs.shell.offload import Offload
 
 log = logging.getLogger("pylvs")
 
@@ -158,15 +159,25 @@ class DataPlane(Engine):
     messages on ``sock`` answered from its loop."""
 
     def __init__(self, config: Config, director: Director, sock: socket.socket, *,
-                 groups: dict[str, int], share: int, master: bool, order: list[int]) -> None:
+                 groups: dict[str, int], share: int, master: bool, order: list[int],
+                 offload: Offload | None = None) -> None:
         super().__init__(config, director, host=False, groups=groups, share=share)
+        self.shared_offload = offload
+        """The supervisor's maps, joined (with offload = "xdp")."""
         self.channel = Channel(sock, self.handle)
         self.control = self.channel
         self.master = master
         self.fanout_order = order
 
+    def _start_offload(self, interfaces: list[str], max_entries: int) -> None:
+        if self.shared_offload is not None:
+            self.offload = self.shared_offload
+            self.director.table.offered = []
+
     def handle(self, message: object) -> Reply:
         if isinstance(message, Snapshot):
+            if self.offload is not None:
+                self.guarded("reading the XDP fast path's counts", self._offload_sync)
             return Reply(0, data=snapshot(self.director))
         if isinstance(message, SetMaster):
             self.set_master(message.master)
@@ -193,6 +204,9 @@ class Supervisor(Engine):
 
     def start(self) -> None:
         super().start()
+        if self.config.offload == "xdp":  # the maps and program here; each worker writes them
+            self._start_offload([self.ifname, *([self.inside] if self.inside != self.ifname
+                                                else [])], 2 * self.director.table.max_connections)
         for index in range(self.count):
             self.workers.append(self._spawn(index))
 
@@ -253,7 +267,8 @@ class Supervisor(Engine):
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
         self._let_go_in_child()
         plane = DataPlane(self.config, self.director, sock, groups=self.groups,
-                          share=self.count, master=self.master, order=self.order())
+                          share=self.count, master=self.master, order=self.order(),
+                          offload=Offload.joined(self.offload, index) if self.offload else None)
         try:
             try:
                 plane.start()
@@ -379,8 +394,15 @@ class Supervisor(Engine):
                               worker.pid)
                     worker.channel.close()
                     del self.workers[i]
+                    if self.offload is not None:
+                        self.guarded("the dead worker's XDP entries",
+                                     lambda w=worker.index: self._purge(w))
                     self._left(worker.index)
                     self.workers.insert(i, self._spawn(worker.index))
+
+    def _purge(self, worker: int) -> None:
+        log.info("worker %d: %d XDP entries removed", worker,
+                 self.offload.purge(worker))  # type: ignore[union-attr]
 
     def close(self) -> None:
         for worker in self.workers:

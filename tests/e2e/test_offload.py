@@ -91,7 +91,32 @@ def test_kill_9_leaves_no_program_attached(make_lab):
                                   capture_output=True, text=True).stdout.split()[0])
     os.kill(director_pid, signal.SIGKILL)
     deadline = time.monotonic() + 10
-    while xdp_on(lab) and time.monotonic() < deadline:
+    while (xdp_on(lab) or "XDP on eth0" not in run.director.output()) and \
+            time.monotonic() < deadline:
         time.sleep(0.1)
     assert not xdp_on(lab)
-    assert "XDP on eth0" in run.director.output()
+    assert "XDP on eth0" in run.director.output()  # the guard's word
+
+
+def test_two_workers_share_the_fast_path_and_a_dead_workers_entries_go(make_lab):
+    run = make_lab(2, "rr", offload="xdp", workers=2)
+    lab = run.lab
+    for _ in range(4):  # new client ports: both workers get some
+        got = lab.run_in(lab.client_ns, curl_argv(f"http://{lab.vip}/blob/{SIZE}", max_time=60),
+                         capture_output=True, check=True).stdout
+        assert hashlib.sha256(got).digest() == hashlib.sha256(blob(SIZE)).digest()
+    counters = json.loads(pylvs("status", "--json", "--socket", lab.control_socket).stdout)[
+        "counters"]
+    total = in_packets(run.director.adm("-Ln", "--stats"))
+    assert total > 400 and counters["forwarded"] < total // 10, (counters, total)  # ACKs
+    worker = int(re.search(r"worker 1 up \(pid (\d+)\)", run.director.output()).group(1))
+    os.kill(worker, signal.SIGKILL)
+    deadline = time.monotonic() + 15
+    while "XDP entries removed" not in run.director.output():
+        assert time.monotonic() < deadline, run.director.output()
+        time.sleep(0.2)
+    while len(re.findall(r"worker 1 up", run.director.output())) < 2:
+        assert time.monotonic() < deadline, run.director.output()
+        time.sleep(0.2)
+    answers = run.answers(4)  # each worker schedules on its own: who answers may vary
+    assert sum(answers.values()) == 4 and set(answers) <= {"rs1", "rs2"}
