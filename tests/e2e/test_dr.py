@@ -13,6 +13,7 @@ import sys
 import time
 from collections import Counter
 
+import pytest
 from scapy.layers.inet import IP
 from scapy.layers.l2 import Ether
 from scapy.utils import rdpcap
@@ -20,9 +21,13 @@ from scapy.utils import rdpcap
 from pylvs.lab.demo import DirectorProcess, HeldConnections, tcp_sockets
 from pylvs.lab.topology import curl_argv, lab_config
 
+OFFLOADS = ["none", "xdp"]
+"""The data path both ways: every frame in Python, or established flows in XDP."""
 
-def test_rr_gives_each_of_three_servers_ten_of_thirty(make_lab):
-    dr = make_lab(3, "rr")
+
+@pytest.mark.parametrize("offload", OFFLOADS)
+def test_rr_gives_each_of_three_servers_ten_of_thirty(make_lab, offload):
+    dr = make_lab(3, "rr", offload=offload)
     assert dr.answers(30) == {"rs1": 10, "rs2": 10, "rs3": 10}
 
 
@@ -31,8 +36,9 @@ def test_wrr_3_2_1_over_sixty_requests(make_lab):
     assert dr.answers(60) == {"rs1": 30, "rs2": 20, "rs3": 10}
 
 
-def test_five_megabyte_download_arrives_intact(make_lab):
-    dr = make_lab(2, "rr")
+@pytest.mark.parametrize("offload", OFFLOADS)
+def test_five_megabyte_download_arrives_intact(make_lab, offload):
+    dr = make_lab(2, "rr", offload=offload)
     size = 5 * 1024 * 1024
     from pylvs.lab.httpserver import blob
     expected = hashlib.sha256(blob(size)).hexdigest()
@@ -44,8 +50,9 @@ def test_five_megabyte_download_arrives_intact(make_lab):
         assert hashlib.sha256(result.stdout).hexdigest() == expected
 
 
-def test_lnc_shows_client_connections_with_ipvs_states(make_lab):
-    dr = make_lab(2, "rr")
+@pytest.mark.parametrize("offload", OFFLOADS)
+def test_lnc_shows_client_connections_with_ipvs_states(make_lab, offload):
+    dr = make_lab(2, "rr", offload=offload)
     for _ in range(4):
         dr.lab.curl("/")
     held = HeldConnections(dr.lab, 1)
@@ -68,8 +75,9 @@ def test_lnc_shows_client_connections_with_ipvs_states(make_lab):
     assert sum(int(d[4]) for d in dests) == 1 and sum(int(d[5]) for d in dests) == 4
 
 
-def test_director_stack_holds_no_vip_socket_real_servers_see_the_client(make_lab):
-    dr = make_lab(2, "rr")
+@pytest.mark.parametrize("offload", OFFLOADS)
+def test_director_stack_holds_no_vip_socket_real_servers_see_the_client(make_lab, offload):
+    dr = make_lab(2, "rr", offload=offload)
     held = HeldConnections(dr.lab, 2)
     try:
         assert not [s for s in tcp_sockets(dr.lab, dr.lab.director_ns) if f"{dr.lab.vip}:" in s]

@@ -9,18 +9,25 @@ import hashlib
 import subprocess
 import sys
 
+import pytest
+
 from pylvs.lab.demo import HeldConnections, tcp_sockets
 from pylvs.lab.httpserver import blob
 from pylvs.lab.topology import curl_argv
 
+OFFLOADS = ["none", "xdp"]
+"""The data path both ways: every frame in Python, or established flows in XDP."""
 
-def test_rr_gives_each_of_three_servers_ten_of_thirty(make_lab):
-    nat = make_lab(3, "rr", mode="nat")
+
+@pytest.mark.parametrize("offload", OFFLOADS)
+def test_rr_gives_each_of_three_servers_ten_of_thirty(make_lab, offload):
+    nat = make_lab(3, "rr", mode="nat", offload=offload)
     assert nat.answers(30) == {"rs1": 10, "rs2": 10, "rs3": 10}
 
 
-def test_five_megabyte_download_arrives_intact(make_lab):
-    nat = make_lab(2, "rr", mode="nat")
+@pytest.mark.parametrize("offload", OFFLOADS)
+def test_five_megabyte_download_arrives_intact(make_lab, offload):
+    nat = make_lab(2, "rr", mode="nat", offload=offload)
     size = 5 * 1024 * 1024
     expected = hashlib.sha256(blob(size)).hexdigest()
     for _ in range(2):
@@ -30,8 +37,9 @@ def test_five_megabyte_download_arrives_intact(make_lab):
         assert hashlib.sha256(result.stdout).hexdigest() == expected
 
 
-def test_port_mapping_80_to_8080_and_the_real_server_sees_the_client(make_lab):
-    nat = make_lab(2, "wrr", weights=[1, 1], mode="nat", server_port=8080)
+@pytest.mark.parametrize("offload", OFFLOADS)
+def test_port_mapping_80_to_8080_and_the_real_server_sees_the_client(make_lab, offload):
+    nat = make_lab(2, "wrr", weights=[1, 1], mode="nat", server_port=8080, offload=offload)
     assert nat.answers(4) == {"rs1": 2, "rs2": 2}
     held = HeldConnections(nat.lab, 2)
     try:
@@ -50,8 +58,9 @@ def test_port_mapping_80_to_8080_and_the_real_server_sees_the_client(make_lab):
     assert all(row[5].endswith(":8080") and row[4] == f"{nat.lab.vip}:80" for row in rows)
 
 
-def test_stats_count_replies_as_outpkts(make_lab):
-    nat = make_lab(1, "rr", mode="nat")
+@pytest.mark.parametrize("offload", OFFLOADS)
+def test_stats_count_replies_as_outpkts(make_lab, offload):
+    nat = make_lab(1, "rr", mode="nat", offload=offload)
     nat.answers(3)
     lines = nat.director.adm("-Ln", "--stats").splitlines()
     service = lines[3].split()
@@ -111,8 +120,9 @@ def _send_icmp(lab, ns, outer_src, outer_dst, quoted_src, quoted_dst, sport, dpo
     lab.run_in(ns, [sys.executable, "-c", code], check=True, capture_output=True)
 
 
-def test_icmp_errors_cross_the_director_in_both_directions(make_lab):
-    nat = make_lab(1, "rr", mode="nat")
+@pytest.mark.parametrize("offload", OFFLOADS)
+def test_icmp_errors_cross_the_director_in_both_directions(make_lab, offload):
+    nat = make_lab(1, "rr", mode="nat", offload=offload)
     lab, rip = nat.lab, nat.lab.server_ips[0]
     held = HeldConnections(lab, 1)
     try:

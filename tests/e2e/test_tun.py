@@ -8,18 +8,25 @@ import hashlib
 import os
 import tempfile
 
+import pytest
+
 from pylvs.lab.demo import HeldConnections, tcp_sockets
 from pylvs.lab.httpserver import blob
 from pylvs.lab.topology import curl_argv
 
+OFFLOADS = ["none", "xdp"]
+"""The data path both ways: every frame in Python, or established flows in XDP."""
 
-def test_rr_gives_each_of_three_servers_ten_of_thirty(make_lab):
-    tun = make_lab(3, "rr", mode="tun")
+
+@pytest.mark.parametrize("offload", OFFLOADS)
+def test_rr_gives_each_of_three_servers_ten_of_thirty(make_lab, offload):
+    tun = make_lab(3, "rr", mode="tun", offload=offload)
     assert tun.answers(30) == {"rs1": 10, "rs2": 10, "rs3": 10}
 
 
-def test_five_megabyte_download_arrives_intact(make_lab):
-    tun = make_lab(1, "rr", mode="tun")
+@pytest.mark.parametrize("offload", OFFLOADS)
+def test_five_megabyte_download_arrives_intact(make_lab, offload):
+    tun = make_lab(1, "rr", mode="tun", offload=offload)
     size = 5 * 1024 * 1024
     result = tun.lab.run_in(tun.lab.client_ns,
                             curl_argv(f"http://{tun.lab.vip}/blob/{size}", max_time=60),
@@ -27,8 +34,9 @@ def test_five_megabyte_download_arrives_intact(make_lab):
     assert hashlib.sha256(result.stdout).hexdigest() == hashlib.sha256(blob(size)).hexdigest()
 
 
-def test_upload_bigger_than_the_tunnel_mtu_finds_the_path_mtu(make_lab):
-    tun = make_lab(1, "rr", mode="tun")
+@pytest.mark.parametrize("offload", OFFLOADS)
+def test_upload_bigger_than_the_tunnel_mtu_finds_the_path_mtu(make_lab, offload):
+    tun = make_lab(1, "rr", mode="tun", offload=offload)
     lab = tun.lab
     body = blob(2 * 1024 * 1024 + 11)
     with tempfile.NamedTemporaryFile(suffix=".bin", delete=False) as fh:
@@ -46,8 +54,9 @@ def test_upload_bigger_than_the_tunnel_mtu_finds_the_path_mtu(make_lab):
     assert "mtu 1480" in cached, cached
 
 
-def test_real_servers_see_the_client_and_answer_it_directly(make_lab):
-    tun = make_lab(2, "rr", mode="tun")
+@pytest.mark.parametrize("offload", OFFLOADS)
+def test_real_servers_see_the_client_and_answer_it_directly(make_lab, offload):
+    tun = make_lab(2, "rr", mode="tun", offload=offload)
     held = HeldConnections(tun.lab, 2)
     try:
         for ns in tun.lab.server_ns:
