@@ -5,7 +5,9 @@
 - direct: wrk straight to one real server (what one server gives);
 - pylvs DR: wrk to the VIP, pylvs balancing 3 real servers, answers returning directly;
 - nginx stream: an nginx `stream` proxy in the director's namespace (a terminating L4 proxy, both
-  directions through it) in front of the same 3 servers.
+  directions through it) in front of the same 3 servers;
+- then pylvs DR with `offload = "xdp"` (the lab made ready for it: checksum offload off on its
+  hosts, so direct is measured again that way).
 
 Small responses (a name) and 1 MB ones; requests/s and Gbit/s. Needs nginx with its stream
 module and wrk (`scripts/install.sh --bench`). Everything runs in the lab's namespaces.
@@ -61,6 +63,18 @@ def wrk(lab: Lab, url: str, seconds: float, connections: int) -> tuple[float, fl
     return rps, float(value) * scale * 8 / 1e9
 
 
+def run_director(lab: Lab, offload: str, targets: dict[str, str],
+                 results: dict[str, dict[str, float]], args: argparse.Namespace) -> None:
+    director = DirectorProcess(lab, lab_config(lab, "rr", offload=offload))
+    try:
+        for name, base in targets.items():
+            small = wrk(lab, f"{base}/small", args.seconds, args.connections)
+            big = wrk(lab, f"{base}/big", args.seconds, args.connections)
+            results[name] = {"small_rps": small[0], "big_rps": big[0], "big_gbit": big[1]}
+    finally:
+        director.stop()
+
+
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -93,17 +107,14 @@ def main() -> None:
         with open(proxy, "w") as fh:
             fh.write(proxy_conf(lab.server_ips, tmp))
         lab.processes.append(lab.popen_in(lab.director_ns, ["nginx", "-c", proxy]))
-        director = DirectorProcess(lab, lab_config(lab, "rr"))
-        try:
-            targets = {"direct (one server)": f"http://{lab.server_ips[0]}",
-                       "pylvs DR (3 servers)": f"http://{lab.vip}",
-                       "nginx stream proxy (3 servers)": f"http://{lab.director_ip}:{PROXY_PORT}"}
-            for name, base in targets.items():
-                small = wrk(lab, f"{base}/small", args.seconds, args.connections)
-                big = wrk(lab, f"{base}/big", args.seconds, args.connections)
-                results[name] = {"small_rps": small[0], "big_rps": big[0], "big_gbit": big[1]}
-        finally:
-            director.stop()
+        targets = {"direct (one server)": f"http://{lab.server_ips[0]}",
+                   "pylvs DR (3 servers)": f"http://{lab.vip}",
+                   "nginx stream proxy (3 servers)": f"http://{lab.director_ip}:{PROXY_PORT}"}
+        run_director(lab, "none", targets, results, args)
+        lab.ready_for_xdp()  # checksum offload off on the hosts: direct again, for reference
+        run_director(lab, "xdp", {"direct, tx checksum off": targets["direct (one server)"],
+                                  "pylvs DR, offload xdp": targets["pylvs DR (3 servers)"]},
+                     results, args)
     print(f"{'path':<32}{'small req/s':>13}{'1 MB req/s':>12}{'1 MB Gbit/s':>13}")
     for name, row in results.items():
         print(f"{name:<32}{row['small_rps']:>13,.0f}{row['big_rps']:>12,.0f}"
