@@ -83,10 +83,8 @@ class Offload:
         """A worker died: the entries it made go (its connections went with it)."""
         first = worker * fastpath.SLOTS_PER_WORKER
         gone = 0
-        for key in self.conns.keys():  # type: ignore[union-attr]
-            value = self.conns.lookup(key)  # type: ignore[union-attr]
-            if value is not None and first <= fastpath.slot(value) < first + \
-                    fastpath.SLOTS_PER_WORKER:
+        for key, value in self.conns.items():  # type: ignore[union-attr]
+            if first <= fastpath.slot(value) < first + fastpath.SLOTS_PER_WORKER:
                 gone += self.conns.delete(key)  # type: ignore[union-attr]
         return gone
 
@@ -99,27 +97,40 @@ class Offload:
                                    "pylvs_fastpath")
 
     def apply(self, director: Director) -> None:
-        """What the core offered and withdrew since the last call, into the map."""
+        """What the core offered and withdrew since the last call, into the map: the new
+        entries in one batch (BPF_MAP_UPDATE_BATCH), one by one if the batch is refused."""
         table = director.table
         offered, withdrawn = table.offered or [], table.withdrawn
         if withdrawn:
             table.withdrawn = []
             for conn in withdrawn:
                 self._withdraw(conn)
-        if offered:
-            table.offered = []
-            for conn in offered:
-                if conn.offloaded:
-                    self._offer(director, conn)
+        if not offered:
+            return
+        table.offered = []
+        ready = [(conn, entries) for conn in offered if conn.offloaded
+                 for entries in [self._entries(director, conn)] if entries]
+        batch = [(key, entry.pack()) for _, entries in ready for key, entry in entries]
+        try:
+            self.conns.update_many(batch)  # type: ignore[union-attr]
+        except OSError:  # the map is full, or no batches here: find out entry by entry
+            ready = [(conn, entries) for conn, entries in ready
+                     if self._install(director, conn, entries)]
+        for conn, entries in ready:
+            self._installed(director, conn, entries)
 
-    def _offer(self, director: Director, conn: Connection) -> None:
+    def _entries(self, director: Director, conn: Connection) -> list[tuple[bytes,
+                                                                            fastpath.Entry]]:
         hop = director.hops.get(conn.server.ip)
         slot = self._slot(conn.server)
         entries = [] if hop is None or slot is None else fastpath.for_connection(
             conn, hop, self.ifindex, slot)
         if not entries:
             conn.offloaded = False
-            return
+        return entries
+
+    def _install(self, director: Director, conn: Connection,
+                 entries: list[tuple[bytes, fastpath.Entry]]) -> bool:
         try:
             for key, entry in entries:
                 self.conns.update(key, entry.pack())  # type: ignore[union-attr]
@@ -129,10 +140,19 @@ class Offload:
                 self.conns.delete(key)  # type: ignore[union-attr]
             director.counters["offload_refused"] += 1
             log.debug("offload refused: %s", exc)
-            return
+            return False
+        return True
+
+    def _installed(self, director: Director, conn: Connection,
+                   entries: list[tuple[bytes, fastpath.Entry]]) -> None:
         self.keys[conn] = [key for key, _ in entries]
         self.last_packets[conn] = 0
-        self.hops.setdefault(conn.server.ip, hop)
+        self.hops.setdefault(conn.server.ip, director.hops[conn.server.ip])
+
+    def _offer(self, director: Director, conn: Connection) -> None:
+        entries = self._entries(director, conn)
+        if entries and self._install(director, conn, entries):
+            self._installed(director, conn, entries)
 
     def _withdraw(self, conn: Connection) -> None:
         keys = self.keys.pop(conn, None)
@@ -161,10 +181,13 @@ class Offload:
         self._follow_hops(director)
         timeouts = director.table.timeouts.by_state
         offset = time.monotonic() - time.clock_gettime(time.CLOCK_MONOTONIC)
+        conns = self.conns
+        assert conns is not None
+        values = dict(conns.items()) if everything else None  # one batch beats n lookups
         for conn, keys in list(self.keys.items()):
             if not everything and conn.expires > now + SOON:
                 continue
-            value = self.conns.lookup(keys[0])  # type: ignore[union-attr]
+            value = values.get(keys[0]) if values is not None else conns.lookup(keys[0])
             if value is None:
                 continue
             packets, _, last_ns = fastpath.counters(value)
@@ -174,7 +197,7 @@ class Offload:
                 state = conn.state if conn.proto == 6 else UDP_STATE
                 conn.expires = max(conn.expires, last_ns / 1e9 + offset + timeouts[state])
             if len(keys) > 1:  # a NAT reply refreshes the timer too
-                reply = self.conns.lookup(keys[1])  # type: ignore[union-attr]
+                reply = values.get(keys[1]) if values is not None else conns.lookup(keys[1])
                 if reply is not None and fastpath.counters(reply)[0]:
                     state = conn.state if conn.proto == 6 else UDP_STATE
                     conn.expires = max(conn.expires, fastpath.counters(reply)[2] / 1e9 + offset

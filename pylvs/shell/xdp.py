@@ -19,6 +19,7 @@ _NR_BPF = {"x86_64": 321, "aarch64": 280}.get(os.uname().machine, 321)
 BPF_MAP_CREATE, BPF_MAP_LOOKUP_ELEM, BPF_MAP_UPDATE_ELEM, BPF_MAP_DELETE_ELEM, \
     BPF_MAP_GET_NEXT_KEY, BPF_PROG_LOAD = range(6)
 BPF_PROG_TEST_RUN = 10
+BPF_MAP_LOOKUP_BATCH, BPF_MAP_UPDATE_BATCH = 24, 26
 BPF_MAP_TYPE_HASH, BPF_MAP_TYPE_ARRAY, BPF_MAP_TYPE_LRU_HASH = 1, 2, 9
 BPF_PROG_TYPE_XDP = 6
 BPF_ANY = 0
@@ -100,6 +101,48 @@ class Map:
                 return False
             raise
         return True
+
+    def update_many(self, items: list[tuple[bytes, bytes]]) -> None:
+        """Several entries in one call (BPF_MAP_UPDATE_BATCH, Linux ≥ 5.6)."""
+        if not items:
+            return
+        keys = b"".join(key for key, _ in items)
+        values = b"".join(value for _, value in items)
+        if len(keys) != len(items) * self.key_size or len(values) != len(items) * \
+                self.value_size:
+            raise ValueError("keys or values of the wrong size")
+        key_buf = ctypes.create_string_buffer(keys, len(keys))
+        value_buf = ctypes.create_string_buffer(values, len(values))
+        attr = _attr("=QQQQIIQQ", 0, 0, _address(key_buf), _address(value_buf), len(items),
+                     self.fd, BPF_ANY, 0)
+        _bpf(BPF_MAP_UPDATE_BATCH, attr, "map batch update")
+
+    def items(self, chunk: int = 4096) -> list[tuple[bytes, bytes]]:
+        """Every entry, a chunk per call (BPF_MAP_LOOKUP_BATCH)."""
+        out: list[tuple[bytes, bytes]] = []
+        keys = ctypes.create_string_buffer(chunk * self.key_size)
+        values = ctypes.create_string_buffer(chunk * self.value_size)
+        token_in, token_out = ctypes.create_string_buffer(8), ctypes.create_string_buffer(8)
+        first = True
+        while True:
+            attr = _attr("=QQQQIIQQ", 0 if first else _address(token_in), _address(token_out),
+                         _address(keys), _address(values), chunk, self.fd, 0, 0)
+            try:
+                _bpf(BPF_MAP_LOOKUP_BATCH, attr, "map batch lookup")
+                done = False
+            except BpfError as exc:
+                if exc.errno != errno.ENOENT:
+                    raise
+                done = True
+            count = struct.unpack_from("=I", attr, 32)[0]
+            raw_keys, raw_values = keys.raw, values.raw
+            out += [(raw_keys[i * self.key_size:(i + 1) * self.key_size],
+                     raw_values[i * self.value_size:(i + 1) * self.value_size])
+                    for i in range(count)]
+            if done:
+                return out
+            ctypes.memmove(token_in, token_out, 8)
+            first = False
 
     def keys(self) -> list[bytes]:
         out: list[bytes] = []

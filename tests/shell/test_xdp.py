@@ -54,6 +54,19 @@ def test_a_map_holds_updates_lookups_keys_and_deletes():
         counts.close()
 
 
+def test_batches_update_and_read_many_entries_in_one_call():
+    conns = xdp.Map(xdp.BPF_MAP_TYPE_HASH, 8, 16, 10_000, "batch", xdp.BPF_F_NO_PREALLOC)
+    try:
+        items = [(struct.pack("<Q", i), struct.pack("<QQ", i, i * i)) for i in range(9000)]
+        conns.update_many(items)
+        assert sorted(conns.items(chunk=1000)) == sorted(items)
+        assert conns.lookup(struct.pack("<Q", 4242)) == struct.pack("<QQ", 4242, 4242 ** 2)
+        with pytest.raises(ValueError):
+            conns.update_many([(b"short", b"\0" * 16)])
+    finally:
+        conns.close()
+
+
 def drop_and_count(counter: xdp.Map) -> bytes:
     """XDP: UDP to PORT is counted in counter[0] and dropped; every other frame passes."""
     asm = Assembler()
