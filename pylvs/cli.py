@@ -11,6 +11,7 @@ import argparse
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -31,10 +32,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(f"pylvs: bad config: {exc}", file=sys.stderr)
         return 2
     if args.offload:
-        if args.offload == "xdp" and config.workers > 1:
-            print(f"pylvs: --offload xdp: {args.config} has workers = {config.workers}; xdp "
-                  "with several workers is not built yet", file=sys.stderr)
-            return 2
         config.offload = args.offload
     from pylvs.shell import engine, workers
     try:
@@ -200,21 +197,70 @@ def _cmd_lab(args: argparse.Namespace) -> int:
         print("pylvs lab: needs root to build network namespaces", file=sys.stderr)
         return 1
     from pylvs.lab import demo, failover
-    if args.ha and args.mode != "dr":
-        print("pylvs lab: --ha builds a DR lab (pylvs lab dr --ha)", file=sys.stderr)
+    if args.ha and (args.mode != "dr" or args.trace is not None or args.keep or args.explain):
+        print("pylvs lab: --ha builds a DR lab, without --trace, --keep or --explain "
+              "(pylvs lab dr --ha)",
+              file=sys.stderr)
+        return 2
+    if args.trace is not None and not shutil.which("tcpdump"):
+        print("pylvs lab: --trace needs tcpdump (apt-get install tcpdump)", file=sys.stderr)
+        return 2
+    if args.mode == "down":
+        return _lab_down(args.name)
+    if args.name is not None:
+        print(f"pylvs lab: unexpected argument {args.name!r}", file=sys.stderr)
         return 2
     signal.signal(signal.SIGTERM, _interrupt)
+    trace_dir, fresh = _trace_dir(args.trace)
     try:
         if args.ha:
             return failover.run(servers=args.servers, scheduler=args.scheduler)
         return demo.run(args.mode, servers=args.servers, requests=args.requests,
-                        scheduler=args.scheduler)
+                        scheduler=args.scheduler, trace_dir=trace_dir, keep=args.keep,
+                        explain=args.explain)
     except KeyboardInterrupt:
         print("pylvs lab: interrupted; the lab was removed", file=sys.stderr)
-        return 130
+        failed = 130
     except (RuntimeError, ValueError, subprocess.CalledProcessError) as exc:
         print(f"pylvs lab: {exc}; the lab was removed", file=sys.stderr)
-        return 1
+        failed = 1
+    except BaseException:
+        if fresh and trace_dir is not None:
+            shutil.rmtree(trace_dir, ignore_errors=True)
+        raise
+    if fresh and trace_dir is not None:
+        shutil.rmtree(trace_dir, ignore_errors=True)  # half a trace in a directory of our own
+    return failed
+
+
+def _lab_down(prefix: str | None) -> int:
+    """Remove the kept lab ``prefix``, or every kept lab."""
+    from pylvs.lab import kept
+    prefixes = [prefix] if prefix else kept.kept_labs()
+    if not prefixes:
+        print("pylvs lab down: no lab is kept on this host")
+        return 0
+    for name in prefixes:
+        try:
+            done = kept.down(name)
+        except FileNotFoundError:
+            print(f"pylvs lab down: no kept lab {name} (known: "
+                  f"{', '.join(kept.kept_labs()) or 'none'})", file=sys.stderr)
+            return 1
+        print(f"removed the lab {name}: " + "; ".join(done))
+    return 0
+
+
+def _trace_dir(arg: str | None) -> tuple[str | None, bool]:
+    """--trace DIR: that directory, made if missing; --trace alone: a fresh one under /tmp.
+    Returns the directory and whether this run made it fresh."""
+    if arg is None:
+        return None, False
+    if arg == "":
+        import tempfile
+        return tempfile.mkdtemp(prefix="pylvs-trace-", dir="/tmp"), True
+    os.makedirs(arg, exist_ok=True)
+    return os.path.abspath(arg), False
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -257,12 +303,22 @@ def _parser() -> argparse.ArgumentParser:
     rs.add_argument("--undo", action="store_true", help="undo the steps")
     rs.set_defaults(func=_cmd_realserver)
     lab = sub.add_parser("lab", help="build a lab in network namespaces and demonstrate a mode")
-    lab.add_argument("mode", nargs="?", default="dr", choices=["dr", "nat", "tun", "mixed"])
+    lab.add_argument("mode", nargs="?", default="dr",
+                     choices=["dr", "nat", "tun", "mixed", "down"],
+                     help="the forwarding method; down: remove a lab kept with --keep")
+    lab.add_argument("name", nargs="?", help="down: the kept lab's prefix (default: every one)")
     lab.add_argument("--servers", type=int, default=3)
     lab.add_argument("--requests", type=int, default=9)
     lab.add_argument("--scheduler", default="rr")
     lab.add_argument("--ha", action="store_true",
                      help="two directors (VRRP, connection sync); kill the master mid-download")
+    lab.add_argument("--trace", nargs="?", const="", metavar="DIR",
+                     help="capture every wire (pcaps in DIR, default a fresh one under /tmp) "
+                     "and show the first connection hop by hop")
+    lab.add_argument("--keep", action="store_true",
+                     help="leave the lab running after the report (remove: pylvs lab down)")
+    lab.add_argument("--explain", action="store_true",
+                     help="explain what each part of the report shows")
     lab.set_defaults(func=_cmd_lab)
     return parser
 

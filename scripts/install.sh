@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Installs what pylvs needs on a Debian machine, as root: the system tools it drives and the
 # Python package itself (editable). `--test` also installs the test tools (keepalived, the
-# VRRP peer of the interop tests, and tcpdump); `--bench` the benchmark tools (trafgen, nginx
+# VRRP peer of the interop tests, ethtool and tshark); `--bench` the benchmark tools (trafgen, nginx
 # with its stream module, wrk, matplotlib); `--fuzz` the test tools and atheris (fuzz/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-apt_packages=(iproute2 nftables curl procps ca-certificates)
-# keepalived: the VRRP peer of the interoperability tests; tcpdump: what a person debugging runs
-[[ "${1:-}" == "--test" ]] && apt_packages+=(keepalived tcpdump ethtool)
+# tcpdump: what `pylvs lab --trace` captures with (and what a person debugging runs)
+apt_packages=(iproute2 nftables curl procps ca-certificates tcpdump)
+# keepalived: the VRRP peer of the interoperability tests; ethtool: the XDP lab turns checksum
+# offload off with it; tshark: the trace tests read its pcaps with it
+[[ "${1:-}" == "--test" ]] && apt_packages+=(keepalived ethtool tshark)
 [[ "${1:-}" == "--bench" ]] && apt_packages+=(netsniff-ng nginx-light libnginx-mod-stream wrk util-linux ethtool)
 if [[ -n "${1:-}" ]]; then
   # packages must not start services on this machine (Debian's policy-rc.d convention)

@@ -14,6 +14,8 @@ import tempfile
 import time
 from collections import Counter
 
+from pylvs.lab import capture, kept
+from pylvs.lab import explain as notes
 from pylvs.lab.topology import Lab, lab_config
 from pylvs.shell import control
 
@@ -23,16 +25,19 @@ START_TIMEOUT = 15.0
 class DirectorProcess:
     """`pylvs run` inside the lab's director namespace, its log kept in a temporary file."""
 
-    def __init__(self, lab: Lab, config_text: str, ns: str = "", control_socket: str = ""
-                 ) -> None:
+    def __init__(self, lab: Lab, config_text: str, ns: str = "", control_socket: str = "",
+                 directory: str = "") -> None:
+        """``directory``: keep the config and log there (a lab kept running), not in a
+        temporary directory that stop() removes."""
         self.lab = lab
         self.ns = ns or lab.director_ns
         self.control_socket = control_socket or lab.control_socket
-        self.dir = tempfile.TemporaryDirectory(prefix="pylvs-lab-")
-        self.config_path = os.path.join(self.dir.name, "director.toml")
+        self.dir = None if directory else tempfile.TemporaryDirectory(prefix="pylvs-lab-")
+        self.directory = directory or self.dir.name  # type: ignore[union-attr]
+        self.config_path = os.path.join(self.directory, "director.toml")
         with open(self.config_path, "w") as fh:
             fh.write(config_text)
-        self.log_path = os.path.join(self.dir.name, "director.log")
+        self.log_path = os.path.join(self.directory, "director.log")
         self.log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
         self.final_output = ""
         """What the director printed, kept when stop() removes its files."""
@@ -76,7 +81,8 @@ class DirectorProcess:
         if not self.log.closed:
             self.final_output = self.output()
         self.log.close()
-        self.dir.cleanup()
+        if self.dir is not None:
+            self.dir.cleanup()
         return self.proc.returncode
 
 
@@ -122,28 +128,63 @@ class HeldConnections:
                 stream.close()
 
 
-def run(mode: str = "dr", servers: int = 3, requests: int = 9, scheduler: str = "rr") -> int:
+def run(mode: str = "dr", servers: int = 3, requests: int = 9, scheduler: str = "rr",
+        trace_dir: str | None = None, keep: bool = False, explain: bool = False) -> int:
+    """``trace_dir``: capture every wire into it and print the first connection's hops;
+    ``keep``: leave the lab running for `pylvs lab down`; ``explain``: say what the report shows."""
     with Lab(servers=servers, mode=mode) as lab:
-        print(f"lab ({mode}): client {lab.client_ip}, director {lab.director_ip} "
-              f"({lab.director_if}), VIP {lab.vip}, real servers {', '.join(lab.server_ips)}")
-        print(f"  {lab.where()}")
-        if mode in ("nat", "mixed"):
-            print(f"  NAT real servers sit on an inside segment behind the director's "
-                  f"{lab.director_inside_if} ({lab.director_inside_ip})")
-        if mode in ("tun", "mixed"):
-            print("  TUN real servers sit in their own subnet behind a router (192.168.1.1) and "
-                  "answer the client through it")
+        _announce(lab, keep)
         lab.setup()
-        _prepare_real_servers(lab)
-        lab.start_http_servers()
-        director = DirectorProcess(lab, lab_config(lab, scheduler))
+        captures = None if trace_dir is None else capture.Captures(lab, trace_dir)
+        directory = kept.make_directory(lab) if keep else ""
+        director = None
         try:
-            return _demo(lab, director, requests)
+            if keep:
+                lab.stderr = kept.servers_log(directory)
+            _prepare_real_servers(lab, explain)
+            lab.start_http_servers()
+            director = DirectorProcess(lab, lab_config(lab, scheduler), directory=directory)
+            rc = _demo(lab, director, requests, explain)
+            if captures is not None:
+                _trace(lab, captures)
+            if keep:
+                print(f"\n{kept.keep(lab, director)}", end="")
+                director, directory = None, ""
+            return rc
         finally:
-            director.stop()
+            if director is not None:
+                director.stop()
+            if captures is not None:
+                captures.stop()
+            if directory:  # --keep, but the lab did not get that far
+                kept.discard(lab, directory)
 
 
-def _prepare_real_servers(lab: Lab) -> None:
+def _announce(lab: Lab, keep: bool) -> None:
+    print(f"lab ({lab.mode}): client {lab.client_ip}, director {lab.director_ip} "
+          f"({lab.director_if}), VIP {lab.vip}, real servers {', '.join(lab.server_ips)}")
+    if keep:
+        print(f"  namespaces {lab.prefix}-* (e.g. ip netns exec {lab.client_ns} ...), kept "
+              f"running after the report (--keep)")
+    else:
+        print(f"  {lab.where()}")
+    if lab.mode in ("nat", "mixed"):
+        print(f"  NAT real servers sit on an inside segment behind the director's "
+              f"{lab.director_inside_if} ({lab.director_inside_ip})")
+    if lab.mode in ("tun", "mixed"):
+        print("  TUN real servers sit in their own subnet behind a router (192.168.1.1) and "
+              "answer the client through it")
+
+
+def _trace(lab: Lab, captures: capture.Captures) -> None:
+    hosts = capture.describe_hosts(lab)  # while the director holds the VIP
+    captures.stop()
+    print(f"\n{capture.write_trace(lab, captures, hosts)}", end="")
+    files = ", ".join([w.file for w in captures.wires] + ["trace.json", "trace.txt"])
+    print(f"\ntrace written to {captures.directory}: {files}")
+
+
+def _prepare_real_servers(lab: Lab, explain: bool = False) -> None:
     shown: set[str] = set()
     for name, mode, steps in zip(lab.server_names, lab.server_modes, lab.configure_real_servers(),
                                  strict=True):
@@ -152,10 +193,12 @@ def _prepare_real_servers(lab: Lab) -> None:
         shown.add(mode)
         print(f"\nin {name} ({mode}) and every other {mode} real server:")
         print("".join(f"    {line}\n" for line in steps.splitlines()), end="")
+    if explain:
+        print(f"\n{notes.real_servers(lab.server_modes)}", end="")
     print()
 
 
-def _demo(lab: Lab, director: DirectorProcess, requests: int) -> int:
+def _demo(lab: Lab, director: DirectorProcess, requests: int, explain: bool = False) -> int:
     answers: Counter[str] = Counter()
     for i in range(1, requests + 1):
         name = lab.curl("/").strip()
@@ -166,14 +209,19 @@ def _demo(lab: Lab, director: DirectorProcess, requests: int) -> int:
     try:
         print(f"\nholding {len(held.ports)} connections open from the client: "
               + ", ".join(f"port {p} -> {name}" for p, name in held.servers.items()))
-        return _report(lab, director, requests, answers)
+        return _report(lab, director, requests, answers, explain)
     finally:
         held.close()
 
 
-def _report(lab: Lab, director: DirectorProcess, requests: int, answers: Counter[str]) -> int:
+def _report(lab: Lab, director: DirectorProcess, requests: int, answers: Counter[str],
+            explain: bool = False) -> int:
     print(f"\n$ pylvs adm -Ln\n{director.adm('-Ln')}")
+    if explain:
+        print(notes.table())
     print(f"$ pylvs adm -Lnc\n{director.adm('-Lnc')}")
+    if explain:
+        print(notes.connections(lab.server_modes))
     vip_sockets = [s for s in tcp_sockets(lab, lab.director_ns) if f"{lab.vip}:" in s]
     print(f"director: TCP sockets for the VIP in its own stack: {len(vip_sockets)}")
     ok = not vip_sockets and sum(answers.values()) == requests
@@ -184,6 +232,8 @@ def _report(lab: Lab, director: DirectorProcess, requests: int, answers: Counter
               f"{len(from_client)}")
         for line in from_client[:3]:
             print(f"    {' '.join(line.split())}")
+    if explain:
+        print(f"\n{notes.sockets()}", end="")
     print(f"\n{VERDICTS[lab.mode]}" if ok else "\nsomething is wrong: see above")
     return 0 if ok else 1
 

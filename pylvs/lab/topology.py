@@ -74,6 +74,9 @@ class Lab:
         self.control_socket2 = f"/run/{self.prefix}-2.sock"
         self.created: list[str] = []
         self.processes: list[subprocess.Popen[Any]] = []
+        self.stderr: Any = None
+        """Where the processes started in the lab write their errors (None: this process's
+        own stderr; a kept lab's log file, so that none holds the terminal's or a pipe's)."""
 
     def where(self) -> str:
         """Where to look inside while it runs: what this run names, and that it goes after."""
@@ -189,6 +192,7 @@ class Lab:
         return subprocess.run(["ip", "netns", "exec", ns, *argv], **kwargs)
 
     def popen_in(self, ns: str, argv: list[str], **kwargs: Any) -> subprocess.Popen[Any]:
+        kwargs.setdefault("stderr", self.stderr)
         return subprocess.Popen(["ip", "netns", "exec", ns, *argv], **kwargs)
 
     def close(self) -> None:

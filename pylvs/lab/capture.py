@@ -1,0 +1,147 @@
+"""tcpdump on every wire of a lab, and what each host is (addresses, MACs, role).
+
+Each wire is one host's veth into a bridge; it is captured on the bridge's end of it, in the
+bridge namespace. There the capture sees both directions and sees what a host really put on
+the wire, whatever its transmit path (qdisc bypass or XDP on the director would hide frames
+from a tap on the director's own interface). tcpdump runs with ``--immediate-mode``, which a
+capture in a namespace needs on this kernel, and writes a plain pcap (Ethernet link type,
+nanosecond timestamps) per wire.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import subprocess
+import time
+from dataclasses import asdict, dataclass
+
+from pylvs.lab.topology import BRIDGES, Lab, stop_process
+
+LISTEN_TIMEOUT = 10.0
+SUBNET_OF_BRIDGE = {"br0": "192.168.1.0/24, the client's segment",
+                    "br1": "10.0.0.0/24, the NAT inside segment",
+                    "br2": "172.16.0.0/24, the TUN real servers' subnet"}
+
+
+@dataclass(frozen=True)
+class Wire:
+    """One capture point: ``host``'s ``interface``, whose other end is ``port`` on ``bridge``."""
+
+    file: str
+    host: str
+    interface: str
+    port: str
+    bridge: str
+    link: str
+
+
+def wires(lab: Lab) -> list[Wire]:
+    """Every wire of the lab, client first, then the director, the router, the real servers."""
+    points = [("client", "eth0", "client", "br0"), ("director", "eth0", "director", "br0")]
+    if "nat" in lab.server_modes:
+        points.append(("director", "eth1", "dir-in", BRIDGES["nat"]))
+    if "tun" in lab.server_modes:
+        points += [("router", "eth0", "router", "br0"), ("router", "eth1", "router-in", "br2")]
+    points += [(name, "eth0", name, BRIDGES[mode])
+               for name, mode in zip(lab.server_names, lab.server_modes, strict=True)]
+    return [Wire(f"{host}-{ifname}.pcap", host, ifname, port, bridge,
+                 f"{host} {ifname} <-> {bridge} ({SUBNET_OF_BRIDGE[bridge]})")
+            for host, ifname, port, bridge in points]
+
+
+def host_namespaces(lab: Lab) -> dict[str, tuple[str, str]]:
+    """Each host's name → (namespace, role)."""
+    hosts = {"client": (lab.client_ns, "client"), "director": (lab.director_ns, "director")}
+    if "tun" in lab.server_modes:
+        hosts["router"] = (lab.router_ns, "router")
+    for name, ns in zip(lab.server_names, lab.server_ns, strict=True):
+        hosts[name] = (ns, "real_server")
+    return hosts
+
+
+def describe_hosts(lab: Lab) -> dict[str, dict[str, object]]:
+    """The manifest's hosts: IPv4 addresses (loopback's VIP included), MAC per interface, role."""
+    hosts: dict[str, dict[str, object]] = {}
+    for name, (ns, role) in host_namespaces(lab).items():
+        out = lab.run_in(ns, ["ip", "-j", "addr", "show"], capture_output=True, text=True,
+                         check=True).stdout
+        ips, macs = [], {}
+        for link in json.loads(out):
+            for addr in link.get("addr_info", []):
+                if addr.get("family") == "inet" and addr["local"] != "127.0.0.1":
+                    ips.append(f"{addr['local']}/{addr['prefixlen']}")
+            if link.get("link_type") == "ether":
+                macs[link["ifname"]] = link["address"]
+        hosts[name] = {"role": role, "ip": ips, "mac": list(macs.values()), "interfaces": macs}
+    return hosts
+
+
+class Captures:
+    """tcpdump on each wire of ``lab``, writing into ``directory``; ``stop`` ends them all."""
+
+    def __init__(self, lab: Lab, directory: str) -> None:
+        self.lab, self.directory = lab, directory
+        self.wires = wires(lab)
+        self.procs: list[subprocess.Popen[bytes]] = []
+        try:
+            for wire in self.wires:
+                self.procs.append(self._start(wire))
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self, wire: Wire) -> subprocess.Popen[bytes]:
+        path = os.path.join(self.directory, wire.file)
+        proc = self.lab.popen_in(self.lab.bridge_ns, [
+            "tcpdump", "-i", wire.port, "--immediate-mode", "-U", "-n", "-s", "0", "-Z", "root",
+            "--time-stamp-precision", "nano", "-w", path], stderr=subprocess.PIPE)
+        _wait_listening(proc, wire.port)
+        return proc
+
+    def stop(self, settle: float = 0.3) -> None:
+        """Let the last frames reach the files, then end every tcpdump."""
+        if self.procs:
+            time.sleep(settle)
+        for proc in self.procs:
+            stop_process(proc)
+            if proc.stderr is not None:
+                proc.stderr.close()
+        self.procs.clear()
+
+    def manifest(self) -> list[dict[str, str]]:
+        return [{k: v for k, v in asdict(w).items()} for w in self.wires]
+
+
+def _wait_listening(proc: subprocess.Popen[bytes], port: str) -> None:
+    """tcpdump says "listening on PORT" once its socket is open: frames from then on count."""
+    assert proc.stderr is not None
+    deadline = time.monotonic() + LISTEN_TIMEOUT
+    seen = b""
+    while (remaining := deadline - time.monotonic()) > 0:
+        if not select.select([proc.stderr], [], [], remaining)[0]:
+            break
+        chunk = os.read(proc.stderr.fileno(), 4096)
+        if not chunk:
+            break
+        seen += chunk
+        if b"listening on" in seen:
+            return
+    stop_process(proc)
+    raise RuntimeError(f"tcpdump on {port} did not start: {seen.decode(errors='replace')}")
+
+
+def write_trace(lab: Lab, captures: Captures, hosts: dict[str, dict[str, object]]) -> str:
+    """Read the pcaps, write trace.json and trace.txt beside them; returns trace.txt."""
+    from pylvs.lab import trace
+    frames = {w.file: trace.read_pcap(os.path.join(captures.directory, w.file))
+              for w in captures.wires}
+    built = trace.build(lab.mode, hosts, captures.manifest(), frames, lab.vip)
+    text = trace.render(built)
+    with open(os.path.join(captures.directory, "trace.json"), "w") as fh:
+        json.dump(built, fh, indent=1)
+        fh.write("\n")
+    with open(os.path.join(captures.directory, "trace.txt"), "w") as fh:
+        fh.write(text)
+    return text
