@@ -9,8 +9,8 @@ cd "$(dirname "$0")/.."
 # tcpdump: what `pylvs lab --trace` captures with (and what a person debugging runs)
 apt_packages=(iproute2 nftables curl procps ca-certificates tcpdump)
 # keepalived: the VRRP peer of the interoperability tests; ethtool: the XDP lab turns checksum
-# offload off with it; tshark: the trace tests read its pcaps with it
-[[ "${1:-}" == "--test" ]] && apt_packages+=(keepalived ethtool tshark)
+# offload off with it; tshark: the trace tests read its pcaps with it; chromium: the trace page's test
+[[ "${1:-}" == "--test" ]] && apt_packages+=(keepalived ethtool tshark chromium)
 [[ "${1:-}" == "--bench" ]] && apt_packages+=(netsniff-ng nginx-light libnginx-mod-stream wrk util-linux ethtool)
 if [[ -n "${1:-}" ]]; then
   # packages must not start services on this machine (Debian's policy-rc.d convention)

@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import select
+import shutil
 import subprocess
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 
@@ -133,15 +136,33 @@ def _wait_listening(proc: subprocess.Popen[bytes], port: str) -> None:
 
 
 def write_trace(lab: Lab, captures: Captures, hosts: dict[str, dict[str, object]]) -> str:
-    """Read the pcaps, write trace.json and trace.txt beside them; returns trace.txt."""
-    from pylvs.lab import trace
+    """Read the pcaps, write trace.json, trace.txt, trace.html and trace.svg beside them (and
+    trace.png where headless Chromium is installed); returns trace.txt."""
+    from pylvs.lab import trace, trace_page
     frames = {w.file: trace.read_pcap(os.path.join(captures.directory, w.file))
               for w in captures.wires}
     built = trace.build(lab.mode, hosts, captures.manifest(), frames, lab.vip)
     text = trace.render(built)
-    with open(os.path.join(captures.directory, "trace.json"), "w") as fh:
-        json.dump(built, fh, indent=1)
-        fh.write("\n")
-    with open(os.path.join(captures.directory, "trace.txt"), "w") as fh:
-        fh.write(text)
+    svg = trace_page.sequence_svg(built)
+    for name, content in (("trace.json", json.dumps(built, indent=1) + "\n"),
+                          ("trace.txt", text), ("trace.html", trace_page.page(built)),
+                          ("trace.svg", svg)):
+        with open(os.path.join(captures.directory, name), "w") as fh:
+            fh.write(content)
+    _png(os.path.join(captures.directory, "trace.svg"), svg)
     return text
+
+
+def _png(svg_path: str, svg: str) -> None:
+    """The diagram as a PNG, drawn by headless Chromium if it is here (else none)."""
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    match = re.search(r'width="(\d+)" height="(\d+)"', svg)
+    if browser is None or match is None:
+        return
+    png = svg_path[:-4] + ".png"
+    with tempfile.TemporaryDirectory(prefix="pylvs-chromium-") as profile:
+        subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu",
+                        f"--user-data-dir={profile}",
+                        f"--window-size={match.group(1)},{match.group(2)}",
+                        f"--screenshot={png}", f"file://{os.path.abspath(svg_path)}"],
+                       capture_output=True, timeout=60, check=False)

@@ -110,6 +110,31 @@ def test_trace_json_agrees_with_the_pcaps(tmp_path):
                     (f["ip.src"], f["ip.dst"]), (f.get("outer.src"), f.get("outer.dst"))}
 
 
+def test_headless_chromium_shows_every_host_and_hop_of_the_page(tmp_path):
+    """trace.html offline in Debian's chromium: its script ran (the hop list is built from the
+    embedded data), every host and hop is on it; trace.svg and its PNG are there too."""
+    _, manifest = run_trace("nat", str(tmp_path))
+    browser = shutil.which("chromium")
+    assert browser, "needs chromium (scripts/install.sh --test)"
+    profile = tmp_path / "profile"
+    dom = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu",
+                          f"--user-data-dir={profile}", "--dump-dom",
+                          f"file://{tmp_path / 'trace.html'}"],
+                         capture_output=True, text=True, timeout=60).stdout
+    assert dom.count('class="hop-item"') == len(manifest["hops"])
+    for host in {w["host"] for hop in manifest["hops"] for w in hop["wires"]}:
+        assert f'data-host="{host}"' in dom
+    shot = tmp_path / "page.png"
+    subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu",
+                    f"--user-data-dir={profile}", "--window-size=1100,1400",
+                    f"--screenshot={shot}", f"file://{tmp_path / 'trace.html'}"],
+                   capture_output=True, timeout=60, check=True)
+    assert shot.stat().st_size > 10_000
+    assert (tmp_path / "trace.png").stat().st_size > 5_000
+    svg = (tmp_path / "trace.svg").read_text()
+    assert svg.count('class="arrow"') >= len([h for h in manifest["hops"] if h["kind"] == "tcp"])
+
+
 def test_interrupted_trace_leaves_no_tcpdump_and_no_fresh_directory():
     def fresh_dirs() -> set[str]:
         return {d for d in os.listdir("/tmp") if d.startswith("pylvs-trace-")}
