@@ -73,6 +73,11 @@ class Forwarder:
         """A real server's answer through the director: only a masquerading method has any."""
         return None
 
+    def reply_established(self, frame: bytearray, conn: Connection, hop: NextHop, flags: int,
+                          ip_len: int) -> bytearray | None:
+        """``reply`` for a frame whose IP header is a plain 20 bytes, not parsed yet."""
+        return self.reply(frame, plain_flow(frame, conn.proto, flags, ip_len), conn, hop)
+
     def relay_error(self, frame: bytearray, flow: Flow, quoted: Quoted, conn: Connection,
                     hop: NextHop, inbound: bool) -> bytearray | None:
         """An ICMP error about ``conn``: from the client (inbound) on to the real server as any

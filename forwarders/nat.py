@@ -4,7 +4,9 @@ Inbound the destination VIP:vport becomes RIP:rport (ports may differ: only NAT 
 client's address is kept, so the real server's route back must pass the director, which turns
 the reply's source RIP:rport back into VIP:vport. Checksums are updated incrementally (RFC 1624),
 TTL decremented both ways. An ICMP error about a connection has its quoted packet rewritten
-the same way (ip_vs_nat_icmp), so that each side sees only the addresses it knows.
+the same way (ip_vs_nat_icmp), so that each side sees only the addresses it knows. A frame of an
+established connection with a plain header takes a shorter way to the same bytes: the deltas of
+its rewrite are worked out once per connection, as the XDP fast path has them in its map.
 """
 
 from __future__ import annotations
@@ -44,6 +46,67 @@ class Masquerade(Forwarder):
         # it quotes what the real server had from the client, addressed to the VIP
         rewrite_quoted(frame, flow, quoted, False, conn.vaddr, conn.vport)
         return self.reply(frame, flow, conn, hop)
+
+    def established(self, frame: bytearray, conn: Connection, hop: NextHop, flags: int,
+                    ip_len: int) -> bytearray:
+        """The same rewrite as ``forward``, by the connection's precomputed deltas."""
+        plan = conn.rewrite or _plan(conn)
+        return _rewrite(frame, hop, conn.proto, 30, 36, *plan[0])
+
+    def reply_established(self, frame: bytearray, conn: Connection, hop: NextHop, flags: int,
+                          ip_len: int) -> bytearray:
+        plan = conn.rewrite or _plan(conn)
+        return _rewrite(frame, hop, conn.proto, 26, 34, *plan[1])
+
+
+TTL_DELTA = 0xFEFF
+"""TTL − 1 as a one's-complement delta of its 16-bit word (TTL high, protocol low)."""
+
+
+def _plan(conn: Connection) -> tuple[tuple[bytes, int, int], tuple[bytes, int, int]]:
+    """Toward the server, and back: the 6 address+port bytes to write, the IP and the L4
+    checksum deltas (RFC 1624: ~m + m' over the words that change, the TTL's included)."""
+    vip = struct.pack("!IH", conn.vaddr, conn.vport)
+    rip = struct.pack("!IH", conn.server.ip, conn.server.port)
+    plan = (_deltas(vip, rip), _deltas(rip, vip))
+    conn.rewrite = plan
+    return plan
+
+
+def _deltas(old: bytes, new: bytes) -> tuple[bytes, int, int]:
+    o, n = struct.unpack("!3H", old), struct.unpack("!3H", new)
+    address = (~o[0] & 0xFFFF) + n[0] + (~o[1] & 0xFFFF) + n[1]
+    return new, _fold(address + TTL_DELTA), _fold(address + (~o[2] & 0xFFFF) + n[2])
+
+
+def _fold(value: int) -> int:
+    value = (value & 0xFFFF) + (value >> 16)
+    return (value & 0xFFFF) + (value >> 16)
+
+
+def _rewrite(frame: bytearray, hop: NextHop, proto: int, addr_off: int, port_off: int,
+             endpoint: bytes, ip_delta: int, l4_delta: int) -> bytearray:
+    """An address and port (at addr_off, port_off), MACs, TTL − 1, both checksums by delta;
+    a UDP checksum of 0 (none) stays 0, a computed 0 goes out as 0xFFFF (as rewrite_endpoint)."""
+    frame[0:12] = hop.macs
+    frame[addr_off:addr_off + 4] = endpoint[:4]
+    frame[port_off:port_off + 2] = endpoint[4:]
+    frame[22] -= 1
+    _apply(frame, 24, ip_delta)
+    if proto == 6:
+        _apply(frame, 50, l4_delta)
+    elif frame[40] or frame[41]:
+        if not _apply(frame, 40, l4_delta):
+            frame[40] = frame[41] = 0xFF
+    return frame
+
+
+def _apply(frame: bytearray, at: int, delta: int) -> int:
+    value = (~((frame[at] << 8) | frame[at + 1]) & 0xFFFF) + delta
+    value = (value & 0xFFFF) + (value >> 16)
+    value = ~((value & 0xFFFF) + (value >> 16)) & 0xFFFF
+    frame[at], frame[at + 1] = value >> 8, value & 0xFF
+    return value
 
 
 def _send(frame: bytearray, hop: NextHop) -> bytearray:

@@ -136,7 +136,7 @@ class Connection:
 
     __slots__ = ("proto", "key12", "server", "service", "state", "expires", "active",
                  "nooutput", "forwarder", "return_hop", "template", "in_pkts", "synced_state",
-                 "offloaded")
+                 "offloaded", "rewrite")
 
     def __init__(self, proto: int, key12: bytes, service: VirtualService, server: RealServer,
                  expires: float) -> None:
@@ -159,6 +159,9 @@ class Connection:
         """The state last sent to the backups (IPVS's cp->old_state)."""
         self.offloaded = False
         """Forwarded by the XDP fast path (pylvs.core.fastpath) while it stays established."""
+        self.rewrite: object = None
+        """What the forwarder worked out once for this connection's frames (NAT's checksum
+        deltas, say): its own business."""
 
     @property
     def caddr(self) -> int:

@@ -40,7 +40,6 @@ from pylvs.core.packet import (
     complete_l4_checksum,
     dont_fragment,
     parse,
-    plain_flow,
 )
 
 Out = tuple[bytearray, str]
@@ -248,8 +247,8 @@ class Director:
             self._count_out(conn, flags, ip_len, now)
             self.counters["replied"] += 1
             hop = conn.return_hop
-            return conn.forwarder.reply(frame, plain_flow(frame, proto, flags, ip_len), conn,
-                                        hop), hop.interface
+            return conn.forwarder.reply_established(frame, conn, hop, flags, ip_len), \
+                hop.interface
         hop = self.hops.get(conn.server.ip)
         forwarder = conn.forwarder
         if hop is None or ip_len + forwarder.overhead > hop.mtu:

@@ -98,19 +98,24 @@ def test_decapsulation_refuses_other_protocols_and_lying_lengths():
     assert decapsulate_ipip(packet[:-1]) is None
 
 
-@given(st.binary(max_size=300), st.integers(2, 255), st.sampled_from(["tcp", "udp"]))
-def test_established_fast_path_equals_the_general_path(payload, ttl, proto):
+@given(st.binary(max_size=300), st.integers(2, 255), st.sampled_from(["tcp", "udp"]),
+       st.integers(0, 255), st.booleans())
+def test_established_fast_path_equals_the_general_path(payload, ttl, proto, tos, df):
     fast, general = tun_director(proto), tun_director(proto)
     for director in (fast, general):
         director.handle_general(bytearray(frame(proto=proto)), 0.0)
-    later = bytearray(frame(payload, ttl=ttl, proto=proto))
+    later = bytearray(frame(payload, tos=tos, ttl=ttl, df=df, proto=proto))
 
     def without_outer_id(out):  # each tunnelled packet gets a fresh IP ID (and so checksum)
         data, interface = out
         return data[:18] + data[20:24] + data[26:], interface
 
     for _ in range(2):
-        assert without_outer_id(fast.handle(bytearray(later), 1.0)) == without_outer_id(
+        out = fast.handle(bytearray(later), 1.0)
+        assert without_outer_id(out) == without_outer_id(
             general.handle_general(bytearray(later), 1.0))
+        outer = IP(bytes(out[0][14:34]))
+        del outer.chksum
+        assert IP(bytes(outer)).chksum.to_bytes(2, "big") == bytes(out[0][24:26])
     (a,), (b,) = list(fast.table), list(general.table)
     assert (a.state, a.expires) == (b.state, b.expires) and fast.counters == general.counters
