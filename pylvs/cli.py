@@ -1,4 +1,5 @@
-"""`pylvs run | adm | reload | status | sysctl | config | realserver | lab`: the command line.
+"""`pylvs run | adm | reload | status | sysctl | top | config | realserver | lab`: the command
+line.
 
 `pylvs adm` checks its argv as ipvsadm does, then sends it to the running director; for a
 listing without -n it first asks the director what the listing would name, and looks the names
@@ -33,6 +34,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return 2
     if args.offload:
         config.offload = args.offload
+    if args.metrics:
+        try:
+            config_mod.split_address(args.metrics)
+        except ValueError as exc:
+            print(f"pylvs: bad --metrics: {exc}", file=sys.stderr)
+            return 2
+        config.metrics = args.metrics
     from pylvs.shell import engine, workers
     try:
         return engine.run(workers.build(config))
@@ -165,6 +173,11 @@ def _cmd_config(args: argparse.Namespace) -> int:
 
 
 def _cmd_realserver(args: argparse.Namespace) -> int:
+    if args.check:
+        return _check_realserver(args)
+    if args.director is not None:
+        print("pylvs realserver: --director goes with --check", file=sys.stderr)
+        return 2
     if args.mode == "nat":
         print("pylvs realserver: a NAT real server needs only its default route via the "
               "director's inside address (ip route replace default via DIP)", file=sys.stderr)
@@ -186,6 +199,24 @@ def _cmd_realserver(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_realserver(args: argparse.Namespace) -> int:
+    """--check: each step judged on this host's state; 0 only when all are right."""
+    if args.undo:
+        print("pylvs realserver: --check reads, --undo changes: one at a time", file=sys.stderr)
+        return 2
+    from pylvs.lab import realserver
+    try:
+        report, rc = realserver.check(args.mode, args.vip, args.interface, args.director)
+    except ValueError as exc:
+        print(f"pylvs realserver --check: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"pylvs realserver --check: cannot read this host's state: {exc}", file=sys.stderr)
+        return 2
+    sys.stdout.write(report)
+    return rc
+
+
 def _cmd_lab(args: argparse.Namespace) -> int:
     import schedulers
     try:
@@ -193,6 +224,8 @@ def _cmd_lab(args: argparse.Namespace) -> int:
     except schedulers.UnknownScheduler as exc:
         print(f"pylvs lab: {exc}", file=sys.stderr)
         return 2
+    if args.mistake is not None and (failed := _mistake_refused(args)):
+        return failed
     if os.geteuid() != 0:
         print("pylvs lab: needs root to build network namespaces", file=sys.stderr)
         return 1
@@ -217,7 +250,7 @@ def _cmd_lab(args: argparse.Namespace) -> int:
             return failover.run(servers=args.servers, scheduler=args.scheduler)
         return demo.run(args.mode, servers=args.servers, requests=args.requests,
                         scheduler=args.scheduler, trace_dir=trace_dir, keep=args.keep,
-                        explain=args.explain)
+                        explain=args.explain, mistake=args.mistake)
     except KeyboardInterrupt:
         print("pylvs lab: interrupted; the lab was removed", file=sys.stderr)
         failed = 130
@@ -231,6 +264,20 @@ def _cmd_lab(args: argparse.Namespace) -> int:
     if fresh and trace_dir is not None:
         shutil.rmtree(trace_dir, ignore_errors=True)  # half a trace in a directory of our own
     return failed
+
+
+def _mistake_refused(args: argparse.Namespace) -> int:
+    """--mistake NAME fits one mode, and not --ha: 2 with why, else 0."""
+    from pylvs.lab import mistakes
+    try:
+        mistakes.validate(args.mode, args.mistake)
+    except ValueError as exc:
+        print(f"pylvs lab: {exc}", file=sys.stderr)
+        return 2
+    if args.ha:
+        print("pylvs lab: --mistake runs a lab of one director, without --ha", file=sys.stderr)
+        return 2
+    return 0
 
 
 def _lab_down(prefix: str | None) -> int:
@@ -267,6 +314,22 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def _cmd_top(args: argparse.Namespace) -> int:
+    from pylvs.shell import top
+    return top.run(args.socket, once=args.once, interval=args.interval)
+
+
+def _top_parser(sub: argparse._SubParsersAction) -> None:
+    """`pylvs top`: the live view (pylvs.shell.top)."""
+    top = sub.add_parser("top", help="a live view of the services and real servers: rates, "
+                         "connections, weights, health, drops")
+    top.add_argument("--once", action="store_true", help="print one frame and exit")
+    top.add_argument("--interval", type=float, default=1.0, help="seconds between frames")
+    top.add_argument("--socket", default=os.environ.get(ENV_SOCKET,
+                                                        config_mod.DEFAULT_CONTROL_SOCKET))
+    top.set_defaults(func=_cmd_top)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pylvs", description="A userspace LVS director.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -276,6 +339,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--offload", choices=config_mod.OFFLOADS,
                      help="xdp: established connections forwarded by an XDP program; none: "
                      "every frame in Python (default: the config's [director] offload)")
+    run.add_argument("--metrics", metavar="ADDR",
+                     help="serve the Prometheus exposition on ADDRESS:PORT (127.0.0.1:9300, "
+                     "say; default: the config's [director] metrics)")
     run.set_defaults(func=_cmd_run)
     sub.add_parser("adm", help="ipvsadm syntax against the running director "
                    "([--socket PATH] ARGS...)", add_help=False)
@@ -291,6 +357,7 @@ def _parser() -> argparse.ArgumentParser:
         command.add_argument("--socket", default=os.environ.get(
             ENV_SOCKET, config_mod.DEFAULT_CONTROL_SOCKET))
         command.set_defaults(func=func)
+    _top_parser(sub)
     conf = sub.add_parser("config", help="write a pylvs config from ipvsadm -S or keepalived.conf")
     conf.add_argument("source", choices=["from-ipvsadm", "from-keepalived"])
     conf.add_argument("file", help="the file to read (- for standard input)")
@@ -301,6 +368,12 @@ def _parser() -> argparse.ArgumentParser:
     rs.add_argument("--vip", required=True)
     rs.add_argument("--interface", help="interface for arp_ignore/arp_announce (default: all)")
     rs.add_argument("--undo", action="store_true", help="undo the steps")
+    rs.add_argument("--check", action="store_true",
+                    help="change nothing: read this host's state and say of each step whether "
+                    "it is right, why, and the fix (exit status 0 only when all are right)")
+    rs.add_argument("--director", metavar="ADDR",
+                    help="with --check --mode nat: the director's inside address, which the "
+                    "default route must go through")
     rs.set_defaults(func=_cmd_realserver)
     lab = sub.add_parser("lab", help="build a lab in network namespaces and demonstrate a mode")
     lab.add_argument("mode", nargs="?", default="dr",
@@ -319,6 +392,11 @@ def _parser() -> argparse.ArgumentParser:
                      help="leave the lab running after the report (remove: pylvs lab down)")
     lab.add_argument("--explain", action="store_true",
                      help="explain what each part of the report shows")
+    lab.add_argument("--mistake", metavar="NAME",
+                     help="the real servers make a mistake the course notes warn about, and the "
+                     "report shows what breaks and what `pylvs realserver --check` names: "
+                     "dr: arp (no ARP sysctls), netmask (the VIP on lo as /24); "
+                     "tun: rp_filter (strict); nat: route (no default route via the director)")
     lab.set_defaults(func=_cmd_lab)
     return parser
 

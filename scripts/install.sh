@@ -9,8 +9,10 @@ cd "$(dirname "$0")/.."
 # tcpdump: what `pylvs lab --trace` captures with (and what a person debugging runs)
 apt_packages=(iproute2 nftables curl procps ca-certificates tcpdump)
 # keepalived: the VRRP peer of the interoperability tests; ethtool: the XDP lab turns checksum
-# offload off with it; tshark: the trace tests read its pcaps with it; chromium: the trace page's test
-[[ "${1:-}" == "--test" ]] && apt_packages+=(keepalived ethtool tshark chromium)
+# offload off with it; tshark: the trace tests read its pcaps with it; chromium: the trace page's test;
+# prometheus: the metrics test's scraper (started by the test itself: policy-rc.d below keeps the
+# package from starting its service)
+[[ "${1:-}" == "--test" ]] && apt_packages+=(keepalived ethtool tshark chromium prometheus)
 [[ "${1:-}" == "--bench" ]] && apt_packages+=(netsniff-ng nginx-light libnginx-mod-stream wrk util-linux ethtool)
 if [[ -n "${1:-}" ]]; then
   # packages must not start services on this machine (Debian's policy-rc.d convention)

@@ -24,7 +24,7 @@ DEFAULT_CONTROL_SOCKET = "/run/pylvs.sock"
 MAX_PERSISTENCE = 2678400
 
 _DIRECTOR_KEYS = {"interface", "inside_interface", "control_socket", "max_connections",
-                  "workers", "sync_daemon", "sync_interface", "syncid", "offload"}
+                  "workers", "sync_daemon", "sync_interface", "syncid", "offload", "metrics"}
 OFFLOADS = ("none", "xdp")
 MAX_WORKERS = 64
 _HEALTH_KEYS = {"check", "alpha", "inhibit_on_failure"}
@@ -77,6 +77,8 @@ class Config:
     syncid: int = 0
     offload: str = "none"
     """"xdp": established connections forwarded by an XDP program (pylvs.core.fastpath)."""
+    metrics: str = ""
+    """ADDRESS:PORT where the Prometheus exposition is served (pylvs.shell.metrics); "": none."""
     services: list[VirtualService] = field(default_factory=list)
     health: list[ServiceHealth] = field(default_factory=list)
     vrrp: Vrrp | None = None
@@ -101,6 +103,25 @@ def parse(text: str, source: str = "<config>") -> Config:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(source, "-", f"not valid TOML: {exc}") from None
     return _Reader(source).config(data)
+
+
+def split_address(text: str) -> tuple[str, int]:
+    """ADDRESS:PORT (an IPv4 address, or an IPv6 one in brackets) into its address and port;
+    ValueError says what is wrong with it."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host:
+        raise ValueError(f"{text!r} is not ADDRESS:PORT (127.0.0.1:9300, say)")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise ValueError(f"{text!r}: an IPv6 address goes in brackets ([::1]:9300)")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(f"{text!r}: {host!r} is not an IP address") from None
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"{text!r}: the port must be a number from 1 to 65535")
+    return host, int(port)
 
 
 class _Reader:
@@ -140,8 +161,8 @@ class _Reader:
         config = Config(interface=interface, control_socket=control or DEFAULT_CONTROL_SOCKET,
                         inside_interface=inside or interface, max_connections=limit,
                         workers=workers, sync_interface=sync_interface, syncid=syncid,
-                        offload=offload, sysctls=self.sysctls(data.get("sysctl", {})),
-                        source=self.source)
+                        offload=offload, metrics=self.metrics(director),
+                        sysctls=self.sysctls(data.get("sysctl", {})), source=self.source)
         seen: set[tuple[int, int, int]] = set()
         for i, raw in enumerate(services):
             service = self.service(raw, f"virtual_server[{i}]")
@@ -159,6 +180,17 @@ class _Reader:
                 raise self.fail("vrrp", "needs at least one virtual_server: its address is "
                                 "what VRRP moves")
         return config
+
+    def metrics(self, director: dict[str, Any]) -> str:
+        """[director] metrics: where Prometheus scrapes, checked here so that a typo is named
+        with its key rather than found when the server cannot bind."""
+        text = self.string(director, "metrics", "director.metrics")
+        if text:
+            try:
+                split_address(text)
+            except ValueError as exc:
+                raise self.fail("director.metrics", str(exc)) from None
+        return text
 
     def sysctls(self, table: object) -> Sysctls:
         """[sysctl]: IPVS's defence knobs, named and bounded as in /proc/sys/net/ipv4/vs/."""

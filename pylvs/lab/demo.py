@@ -3,20 +3,26 @@
 The report shows which real server answered each request, the director's `-Ln` and `-Lnc`, and
 the seed's `netstat -natp` check: the director's stack holds no TCP socket for the VIP, while
 every real server holds connections from the client's own address.
+
+With ``mistake`` (pylvs/lab/mistakes.py) the real servers do their steps with that mistake: the
+requests may go unanswered, and the report ends with what broke and `pylvs realserver --check`
+run in each real server.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter
+from dataclasses import dataclass
 
-from pylvs.lab import capture, kept
+from pylvs.lab import capture, kept, mistakes
 from pylvs.lab import explain as notes
-from pylvs.lab.topology import Lab, lab_config
+from pylvs.lab.topology import Lab, curl_argv, lab_config
 from pylvs.shell import control
 
 START_TIMEOUT = 15.0
@@ -129,10 +135,12 @@ class HeldConnections:
 
 
 def run(mode: str = "dr", servers: int = 3, requests: int = 9, scheduler: str = "rr",
-        trace_dir: str | None = None, keep: bool = False, explain: bool = False) -> int:
+        trace_dir: str | None = None, keep: bool = False, explain: bool = False,
+        mistake: str | None = None) -> int:
     """``trace_dir``: capture every wire into it and print the first connection's hops;
-    ``keep``: leave the lab running for `pylvs lab down`; ``explain``: say what the report shows."""
-    with Lab(servers=servers, mode=mode) as lab:
+    ``keep``: leave the lab running for `pylvs lab down`; ``explain``: say what the report shows;
+    ``mistake``: the real servers make it, and the report shows what broke and why."""
+    with Lab(servers=servers, mode=mode, mistake=mistake) as lab:
         _announce(lab, keep)
         lab.setup()
         captures = None if trace_dir is None else capture.Captures(lab, trace_dir)
@@ -144,9 +152,12 @@ def run(mode: str = "dr", servers: int = 3, requests: int = 9, scheduler: str = 
             _prepare_real_servers(lab, explain)
             lab.start_http_servers()
             director = DirectorProcess(lab, lab_config(lab, scheduler), directory=directory)
-            rc = _demo(lab, director, requests, explain)
+            rc, seen = _demo(lab, director, requests, explain)
+            hosts = capture.describe_hosts(lab) if lab.mistake is not None else {}
             if captures is not None:
                 _trace(lab, captures)
+            if lab.mistake is not None:
+                rc = _what_broke(lab, lab.mistake, seen, hosts, trace_dir, explain)
             if keep:
                 print(f"\n{kept.keep(lab, director)}", end="")
                 director, directory = None, ""
@@ -168,6 +179,8 @@ def _announce(lab: Lab, keep: bool) -> None:
               f"running after the report (--keep)")
     else:
         print(f"  {lab.where()}")
+    if lab.mistake is not None:
+        print(f"  mistake {lab.mistake.name}: {lab.mistake.summary}")
     if lab.mode in ("nat", "mixed"):
         print(f"  NAT real servers sit on an inside segment behind the director's "
               f"{lab.director_inside_if} ({lab.director_inside_ip})")
@@ -180,7 +193,10 @@ def _trace(lab: Lab, captures: capture.Captures) -> None:
     hosts = capture.describe_hosts(lab)  # while the director holds the VIP
     captures.stop()
     print(f"\n{capture.write_trace(lab, captures, hosts)}", end="")
-    files = ", ".join([w.file for w in captures.wires] + ["trace.json", "trace.txt"])
+    written = [name for name in ("trace.json", "trace.txt", "trace.html", "trace.svg",
+                                 "trace.png")
+               if os.path.exists(os.path.join(captures.directory, name))]
+    files = ", ".join([w.file for w in captures.wires] + written)
     print(f"\ntrace written to {captures.directory}: {files}")
 
 
@@ -191,32 +207,80 @@ def _prepare_real_servers(lab: Lab, explain: bool = False) -> None:
         if mode in shown:
             continue
         shown.add(mode)
-        print(f"\nin {name} ({mode}) and every other {mode} real server:")
+        made = f", with the mistake {lab.mistake.name}" if lab.mistake is not None else ""
+        print(f"\nin {name} ({mode}{made}) and every other {mode} real server:")
         print("".join(f"    {line}\n" for line in steps.splitlines()), end="")
     if explain:
         print(f"\n{notes.real_servers(lab.server_modes)}", end="")
     print()
 
 
-def _demo(lab: Lab, director: DirectorProcess, requests: int, explain: bool = False) -> int:
+@dataclass(frozen=True)
+class Seen:
+    """What the requests got, and the director's -Ln after them."""
+
+    answers: Counter[str]
+    listing: str
+
+
+def _demo(lab: Lab, director: DirectorProcess, requests: int, explain: bool = False
+          ) -> tuple[int, Seen]:
+    """The requests, the held connections and the report; returns the exit status and what a
+    mistake's part of the report needs."""
+    answers = _requests(lab, requests)
+    held = _hold(lab, answers)
+    try:
+        rc, listing = _report(lab, director, requests, answers, explain)
+        return rc, Seen(answers, listing)
+    finally:
+        if held is not None:
+            held.close()
+
+
+def _requests(lab: Lab, requests: int) -> Counter[str]:
     answers: Counter[str] = Counter()
     for i in range(1, requests + 1):
-        name = lab.curl("/").strip()
+        name, failure = _request(lab)
         answers[name] += 1
-        print(f"request {i:3d}: curl http://{lab.vip}/ -> {name}")
+        print(f"request {i:3d}: curl http://{lab.vip}/ -> {name}"
+              + (f" ({failure})" if failure else ""))
     print("\nanswers: " + ", ".join(f"{k}={v}" for k, v in sorted(answers.items())))
-    held = HeldConnections(lab, len(lab.server_ns))
+    return answers
+
+
+def _request(lab: Lab) -> tuple[str, str]:
+    """One curl; a broken lab's may go unanswered (the name is then NO_ANSWER, with why)."""
+    if lab.mistake is None:
+        return lab.curl("/").strip(), ""
+    done = lab.run_in(lab.client_ns, curl_argv(f"http://{lab.vip}/", mistakes.CURL_TIME),
+                      capture_output=True, text=True)
+    if done.returncode == 0:
+        return done.stdout.strip(), ""
+    return mistakes.NO_ANSWER, done.stderr.strip()
+
+
+def _hold(lab: Lab, answers: Counter[str]) -> HeldConnections | None:
+    """Connections held open; a broken lab holds none if no request got an answer."""
+    if lab.mistake is not None and not set(answers) - {mistakes.NO_ANSWER}:
+        print("\nholding no connection open: no request got an answer")
+        return None
     try:
-        print(f"\nholding {len(held.ports)} connections open from the client: "
-              + ", ".join(f"port {p} -> {name}" for p, name in held.servers.items()))
-        return _report(lab, director, requests, answers, explain)
-    finally:
-        held.close()
+        held = HeldConnections(lab, len(lab.server_ns))
+    except RuntimeError as exc:
+        if lab.mistake is None:
+            raise
+        print(f"\nholding no connection open: {exc}")
+        return None
+    print(f"\nholding {len(held.ports)} connections open from the client: "
+          + ", ".join(f"port {p} -> {name}" for p, name in held.servers.items()))
+    return held
 
 
 def _report(lab: Lab, director: DirectorProcess, requests: int, answers: Counter[str],
-            explain: bool = False) -> int:
-    print(f"\n$ pylvs adm -Ln\n{director.adm('-Ln')}")
+            explain: bool = False) -> tuple[int, str]:
+    """Returns the exit status and the -Ln listing. A broken lab's verdict comes later."""
+    listing = director.adm("-Ln")
+    print(f"\n$ pylvs adm -Ln\n{listing}")
     if explain:
         print(notes.table())
     print(f"$ pylvs adm -Lnc\n{director.adm('-Lnc')}")
@@ -234,8 +298,34 @@ def _report(lab: Lab, director: DirectorProcess, requests: int, answers: Counter
             print(f"    {' '.join(line.split())}")
     if explain:
         print(f"\n{notes.sockets()}", end="")
+    if lab.mistake is not None:
+        return (0 if ok else 1), listing
     print(f"\n{VERDICTS[lab.mode]}" if ok else "\nsomething is wrong: see above")
-    return 0 if ok else 1
+    return (0 if ok else 1), listing
+
+
+def _what_broke(lab: Lab, mistake: mistakes.Mistake, seen: Seen,
+                hosts: dict[str, dict[str, object]], trace_dir: str | None,
+                explain: bool) -> int:
+    """A broken lab's verdict: what broke, what the trace saw, what --check names."""
+    print(f"\nwhat broke (mistake {mistake.name}):")
+    for line in mistakes.observe(lab, mistake, hosts, seen.answers, seen.listing):
+        print(f"  {line}")
+    if trace_dir is not None:
+        with open(os.path.join(trace_dir, "trace.json")) as fh:
+            facts = mistakes.trace_facts(json.load(fh), lab.vip)
+        print("\nin the trace:" + "".join(f"\n  {line}" for line in facts))
+    if explain:
+        print(f"\n{notes.paragraphs([mistake.lesson])}", end="")
+    text, found = mistakes.checks_text(mistake, mistakes.run_checks(lab))
+    print(f"\n--check in each real server names the cause:\n{text}")
+    if found:
+        print("--check named the mistake in every real server; the fix: the commands it "
+              "printed (or the lab without --mistake)")
+        return 0
+    print(f"--check did not name the mistake ({mistake.cause}...) in every real server: "
+          f"see above")
+    return 1
 
 
 VERDICTS = {

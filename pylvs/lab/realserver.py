@@ -4,6 +4,9 @@ A DR real server must accept packets addressed to the VIP, so the VIP sits on ``
 and it must never answer ARP for it, or the client's neighbours would learn the real server's MAC
 for the VIP and bypass the director. ``arp_ignore=1`` answers ARP only for addresses on the
 interface asked; ``arp_announce=2`` never uses the VIP as the source of its own ARP requests.
+
+``check`` reads this host's state for `pylvs realserver --check` and hands it to
+`realserver_check`, which judges it.
 """
 
 from __future__ import annotations
@@ -19,9 +22,12 @@ import time
 from collections.abc import Callable
 
 from pylvs.lab import decap
+from pylvs.lab import realserver_check as judge
 
 SYSCTL_DIR = "/proc/sys/net/ipv4/conf"
 DR_SYSCTLS = (("arp_ignore", 1), ("arp_announce", 2))
+CHECKED_SYSCTLS = ("arp_ignore", "arp_announce", "rp_filter")
+PROBE_TIMEOUT = 2.0
 
 
 def configure_dr(vip: str, interface: str | None = None, undo: bool = False) -> list[str]:
@@ -82,13 +88,26 @@ def _hold_handle(vip: str) -> socket.socket | None:
     except OSError:
         handle.close()
         return None
-    handle.listen(1)
+    handle.listen(16)
+    handle.setblocking(False)
     return handle
+
+
+def _answer_probes(handle: socket.socket) -> bool:
+    """Accept and close the connections probes (--undo, --check) made to the handle, so its
+    queue never fills and blocks the next probe; returns False (do not stop)."""
+    while True:
+        try:
+            peer, _ = handle.accept()
+        except (BlockingIOError, InterruptedError):
+            return False
+        peer.close()
 
 
 def _running_pid(vip: str) -> int | None:
     """The pid of this namespace's decapsulator for ``vip`` (its handle's peer), or None."""
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(PROBE_TIMEOUT)
     try:
         probe.connect(_handle_name(vip))
         creds = probe.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
@@ -141,7 +160,7 @@ def run_tun(vip: str, undo: bool, say: Callable[[str], None] = print) -> int:
         for line in worker.steps():
             say(line)
         say(f"running; stop with Ctrl-C or `pylvs realserver --mode tun --vip {vip} --undo`")
-        worker.run(lambda: stop)
+        worker.run(lambda: stop or _answer_probes(handle))
     finally:
         worker.close()
         handle.close()
@@ -164,3 +183,43 @@ def _stop_decapsulator(vip: str, say: Callable[[str], None]) -> int:
         time.sleep(0.05)
     say(f"stopped the decapsulator for {vip} (pid {pid})")
     return 0
+
+
+def check(mode: str, vip: str, interface: str | None = None, director: str | None = None
+          ) -> tuple[str, int]:
+    """`pylvs realserver --check`: this host's (this namespace's) state judged step by step;
+    returns the report and the exit status (0 only when every step is right)."""
+    vip = _check_vip(vip)
+    if director is not None:
+        director = _check_vip(director)
+    verdicts = judge.check(mode, vip, read_state(vip), interface, director)
+    return judge.render(mode, vip, verdicts), judge.exit_status(verdicts)
+
+
+def read_state(vip: str) -> judge.HostState:
+    """The sysctls, addresses and routes of this namespace, and its decapsulator for ``vip``."""
+    return judge.HostState(conf=_read_conf(), links=judge.parse_links(_ip_json("addr", "show")),
+                           routes=judge.parse_routes(_ip_json("route", "show", "table", "main")),
+                           local_routes=judge.parse_routes(_ip_json("route", "show", "table",
+                                                                    "local")),
+                           decap_pid=_running_pid(vip), ipip_module=decap.kernel_has_ipip())
+
+
+def _read_conf() -> dict[str, dict[str, int]]:
+    conf: dict[str, dict[str, int]] = {}
+    for ifname in sorted(os.listdir(SYSCTL_DIR)):
+        values = conf.setdefault(ifname, {})
+        for key in CHECKED_SYSCTLS:
+            with contextlib.suppress(OSError, ValueError), \
+                    open(os.path.join(SYSCTL_DIR, ifname, key)) as fh:
+                values[key] = int(fh.read().strip())
+    return conf
+
+
+def _ip_json(*args: str) -> str:
+    result = subprocess.run(["ip", "-j", *args], capture_output=True, text=True)
+    if result.returncode != 0 and "table does not exist" in result.stderr:
+        return "[]"  # a namespace whose lo never came up has no local table yet
+    if result.returncode != 0:
+        raise OSError(f"ip -j {' '.join(args)}: {result.stderr.strip()}")
+    return result.stdout

@@ -7,6 +7,9 @@ inside one. TUN: the real servers (172.16.0.10+i) in a subnet of their own behin
 namespace (192.168.1.1 / 172.16.0.1, rp_filter off) that the director tunnels through and the
 real servers answer the client through, never through the director.
 
+``mistake`` (`pylvs lab MODE --mistake NAME`, pylvs/lab/mistakes.py): the real servers do their
+steps with that mistake.
+
 The bridges live in a namespace of their own, so nothing is created in the machine's own
 namespace; every name carries a prefix unique to the run, and ``close`` removes every namespace
 (their veths go with them) and every process the lab started, also when setup fails half way.
@@ -21,6 +24,8 @@ import subprocess
 import sys
 import time
 from typing import Any
+
+from pylvs.lab import mistakes
 
 SUBNET = "192.168.1"
 PREFIX_LEN = 24
@@ -44,13 +49,15 @@ class Lab:
     """``mode`` dr, nat or tun for every real server; ``mixed`` gives rs1 DR, rs2 NAT, rs3 TUN
     and so on round, one virtual service serving all three ways."""
 
-    def __init__(self, servers: int = 3, mode: str = "dr", ha: bool = False) -> None:
+    def __init__(self, servers: int = 3, mode: str = "dr", ha: bool = False,
+                 mistake: str | None = None) -> None:
         if not 1 <= servers <= 50:
             raise ValueError(f"servers must be 1..50, not {servers}")
         if mode not in MODES:
             raise ValueError(f"lab mode must be one of {', '.join(MODES)}, not {mode!r}")
         if ha and mode != "dr":
             raise ValueError("a lab with two directors (--ha) is a DR lab")
+        self.mistake = None if mistake is None else mistakes.validate(mode, mistake)
         self.mode, self.ha = mode, ha
         self.prefix = f"pylvs-{secrets.token_hex(3)}"
         self.client_ns = f"{self.prefix}-client"
@@ -145,13 +152,17 @@ class Lab:
                                                     strict=True)]
 
     def _configure_dr(self, ns: str) -> str:
-        """`pylvs realserver --mode dr`, as a user would run it."""
+        """`pylvs realserver --mode dr`, as a user would run it (or the steps of a mistake)."""
+        if self.mistake is not None:
+            return self._run_steps(ns, mistakes.dr_steps(self.mistake.name, self.vip, IFACE))
         return self.run_in(ns, [sys.executable, "-m", "pylvs", "realserver", "--mode", "dr",
                                 "--vip", self.vip, "--interface", IFACE],
                            capture_output=True, text=True, check=True).stdout
 
     def _configure_nat(self, ns: str) -> str:
         """NAT's one real-server step: the way back to the client passes the director."""
+        if self.mistake is not None:
+            return self._run_steps(ns, mistakes.nat_steps(self.mistake.name))
         argv = ["ip", "route", "replace", "default", "via", self.director_inside_ip]
         self.run_in(ns, argv, capture_output=True, text=True, check=True)
         return " ".join(argv) + "\n"
@@ -161,7 +172,17 @@ class Lab:
         proc = self.popen_in(ns, [sys.executable, "-m", "pylvs", "realserver", "--mode", "tun",
                                   "--vip", self.vip], stdout=subprocess.PIPE, text=True)
         self.processes.append(proc)
-        return _wait_for_line(proc, "running;", f"the decapsulator in {ns}")
+        said = _wait_for_line(proc, "running;", f"the decapsulator in {ns}")
+        if self.mistake is not None:
+            said += self._run_steps(ns, mistakes.tun_steps(self.mistake.name))
+        return said
+
+    def _run_steps(self, ns: str, steps: list[mistakes.Step]) -> str:
+        """Run a mistake's steps in ``ns``; returns them as typed, one a line."""
+        for argv, _ in steps:
+            if argv is not None:
+                self.run_in(ns, argv, capture_output=True, text=True, check=True)
+        return "".join(f"{mistakes.step_line(step)}\n" for step in steps)
 
     def ready_for_xdp(self) -> None:
         """What the director's XDP fast path needs of a lab of veths, which a NIC has:
@@ -212,10 +233,11 @@ def curl_argv(url: str, max_time: int = 10) -> list[str]:
 def lab_config(lab: Lab, scheduler: str, weights: list[int] | None = None,
                server_port: int = PORT, persistence: int = 0, workers: int = 1,
                service_keys: tuple[str, ...] = (), priority: int = 0,
-               control_socket: str = "", offload: str = "none") -> str:
+               control_socket: str = "", offload: str = "none", metrics: str = "") -> str:
     """The TOML a user would write for this lab; real servers in ipvsadm -a order;
     ``service_keys``: more lines for the virtual service (a health check, say); ``priority``:
-    a VRRP instance with the connection sync daemon, as each director of an --ha lab has."""
+    a VRRP instance with the connection sync daemon, as each director of an --ha lab has;
+    ``metrics``: [director] metrics, where the Prometheus exposition is served."""
     weights = weights or [1] * len(lab.server_ips)
     lines = ["[director]", f'interface = "{lab.director_if}"',
              f'inside_interface = "{lab.director_inside_if}"',
@@ -226,6 +248,8 @@ def lab_config(lab: Lab, scheduler: str, weights: list[int] | None = None,
         lines.append(f"workers = {workers}")
     if offload != "none":
         lines.append(f'offload = "{offload}"')
+    if metrics:
+        lines.append(f'metrics = "{metrics}"')
     lines += ["", "[[virtual_server]]",
              f'address = "{lab.vip}:{PORT}"', 'protocol = "tcp"', f'scheduler = "{scheduler}"',
              f'forward = "{lab.server_modes[0]}"']

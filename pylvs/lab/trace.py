@@ -111,9 +111,25 @@ def build(mode: str, hosts: Mapping[str, Mapping[str, Any]],
     for hop in hops:
         _mark_changes(hop["wires"], owners)
         hop["says"] = explain_hop(hop, hosts, owners, segments)
+    _no_false_quiet(hops, hosts, owners)
     trace["connection"] = _connection(hops, hosts, client, vip, port)
     trace["hops"] = hops
     return trace
+
+
+def _no_false_quiet(hops: Sequence[Fields], hosts: Mapping[str, Mapping[str, Any]],
+                    owners: Mapping[str, str]) -> None:
+    """"Only the director answers for the VIP" is said of a reply only if no real server's
+    reply for the same address is among the hops (a real server without arp_ignore answers
+    too: the arp mistake)."""
+    loud = {hop["wires"][0]["fields"]["arp.psrc"] for hop in hops
+            if hop["kind"] == "arp" and hop["wires"][0]["fields"]["arp.op"] != "request"
+            and hosts.get(owners.get(hop["wires"][0]["fields"]["arp.hwsrc"], ""), {}).get(
+                "role") == "real_server"}
+    for hop in hops:
+        if hop["kind"] == "arp" and hop["wires"][0]["fields"].get("arp.psrc") in loud:
+            hop["says"] = [say for say in hop["says"]
+                           if not say.startswith("only the director answers for the VIP")]
 
 
 def _first_syn(seen: Iterable[Fields], vip: str, port: int) -> Fields | None:

@@ -34,7 +34,7 @@ from pylvs.core.segment import segment_tcp
 from pylvs.ha import replica
 from pylvs.ha.health import render_status
 from pylvs.ha.sync import SyncConn
-from pylvs.shell import bpf, fanout, netio
+from pylvs.shell import bpf, fanout, metrics, netio
 from pylvs.shell.control import Channel, ControlServer
 from pylvs.shell.guard import Guard
 from pylvs.shell.health_probes import Checker
@@ -140,6 +140,8 @@ class Engine:
         self.fanout_order: list[int] | None = None
         """A worker's: the fanout member of each worker slot (pylvs.shell.fanout), once it
         changed."""
+        self.metrics_server: metrics.MetricsServer | None = None
+        """[director] metrics: the Prometheus exposition (pylvs.shell.metrics)."""
 
     def start(self) -> None:
         if self.host:
@@ -200,6 +202,39 @@ class Engine:
                       key=lambda a: tuple(map(int, a.split("."))))
         self.election = Election(self.config.vrrp, vips, self.set_master)
         self.election.start(time.monotonic())
+
+    def start_metrics(self) -> None:
+        """The Prometheus exposition, where the host state is; started last, when the loop that
+        answers its scrapes is about to run."""
+        if self.host and self.config.metrics:
+            self.metrics_server = metrics.MetricsServer(self.config.metrics)
+
+    def scrape(self) -> metrics.Scrape:
+        """One scrape's plain values, built in the loop (pylvs.shell.metrics says why)."""
+        counts = self.counts()
+        totals, backends = metrics.ipvs_part(self.listed_services())
+        vrrp = None
+        if self.election is not None:
+            spec = self.election.spec
+            vrrp = metrics.Vrrp(str(spec.virtual_router_id), spec.interface,
+                                self.election.state, self.master)
+        return metrics.Scrape(totals, backends, counts["connections"],
+                              counts["max_connections"], counts["counters"],
+                              self.worker_counters(), metrics.health_part(self.config.health),
+                              vrrp)
+
+    def listed_services(self) -> list[VirtualService]:
+        """The services with their counters as -Ln --stats shows them."""
+        if self.offload is not None:
+            self.guarded("reading the XDP fast path's counts", self._offload_sync)
+        return list(self.director.services.values())
+
+    def worker_counters(self) -> list[dict[str, int]]:
+        """Each data plane's counters: this one's alone."""
+        return [dict(self.director.counters)]
+
+    def _serve_metrics(self) -> None:
+        self.metrics_server.serve(self.scrape)  # type: ignore[union-attr]
 
     def set_master(self, master: bool) -> None:
         """VRRP's word: hold the VIPs and forward, or stand by."""
@@ -559,6 +594,8 @@ class Engine:
         self.guarded("serving the control socket", self.control.poll)
         self.guarded("applying health checks", self._health_changed)
         self.guarded("VRRP and the sync daemon", self._ha_poll)
+        if self.metrics_server is not None:  # metrics: the scrapes waiting
+            self.guarded("serving the metrics", self._serve_metrics)
         if self.reload_requested:
             self.reload_requested = False
             self.guarded("reloading on SIGHUP", self._reload_on_hangup)
@@ -622,6 +659,12 @@ class Engine:
 
     def close(self) -> None:
         """Undo start(); safe to call twice and after a partial start."""
+        if self.metrics_server is not None:  # metrics: first, so no scrape waits on a loop gone
+            try:
+                self.metrics_server.close()
+            except Exception as exc:  # keep cleaning
+                log.error("metrics: could not stop cleanly: %s", exc)
+            self.metrics_server = None
         if self.election is not None:
             try:  # priority 0 first: the backup takes over after Skew_Time, not 3 adverts
                 self.election.stop(time.monotonic())
@@ -671,6 +714,7 @@ def run(engine: Engine) -> int:
         engine.start()
         engine.start_checks()
         engine.start_election()
+        engine.start_metrics()
         services = ", ".join(f"{s.protocol} {s.endpoint} ({s.scheduler.name}, "
                              f"{len(s.real_servers)} real servers)" for s in config.services)
         log.info("director up on %s: %s; control socket %s; %d worker%s", config.interface,

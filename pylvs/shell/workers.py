@@ -296,6 +296,8 @@ class Supervisor(Engine):
             self.election.close_in_child()
         for half in self.sync_daemons.values():
             half.close_in_child()
+        if self.metrics_server is not None:  # metrics: the port stays the supervisor's
+            self.metrics_server.close_in_child()
         for other in self.workers:
             other.channel.close()
         self.director.listeners.clear()
@@ -354,6 +356,19 @@ class Supervisor(Engine):
                 total["counters"].update(reply.data["counters"])
         total["counters"] = dict(total["counters"] + self.director.counters)
         return total
+
+    def listed_services(self) -> list[VirtualService]:
+        """The workers' union, as -Ln --stats shows it."""
+        shots = [reply.data for reply in self._replies(Snapshot()) if reply.rc == 0]
+        return union(self.director.services.values(), shots)
+
+    def worker_counters(self) -> list[dict[str, int]]:
+        """Each worker's counters, by worker index ({} for one that did not answer)."""
+        found: list[dict[str, int]] = [{} for _ in range(self.count)]
+        for worker, reply in self._ask_each(Status()):
+            if reply.rc == 0 and reply.data:
+                found[worker.index] = dict(reply.data["counters"])
+        return found
 
     def sysctl(self, message: Sysctl) -> Reply:
         """Written here and by every worker; shown as the first worker runs by."""

@@ -164,3 +164,86 @@ def test_each_namespace_undoes_its_own_decapsulator_and_kill_9_leaves_nothing(tw
             proc.wait()
             if proc.stdout is not None:
                 proc.stdout.close()
+
+
+def check_in(ns: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-m", "pylvs", "realserver",
+                           "--check", "--vip", VIP, *args], capture_output=True, text=True,
+                          timeout=30)
+
+
+def apply_fixes(ns: str, report: str) -> list[str]:
+    """Run every `fix:` command of a --check report in the namespace, as a user would."""
+    fixes = [line.split("fix: ", 1)[1] for line in report.splitlines() if "  fix: " in line]
+    for fix in fixes:
+        subprocess.run(["ip", "netns", "exec", ns, *fix.split()], check=True, capture_output=True)
+    return fixes
+
+
+@root
+def test_check_reads_a_real_namespace_and_its_fixes_fix_it(namespace):
+    """Nothing set: every DR step is wrong (exit 1); the fixes it prints, run as printed, make
+    it pass (exit 0); a /24 on lo is found again, and its fix too."""
+    in_ns(namespace, "ip", "link", "set", "lo", "up")
+    in_ns(namespace, "ip", "link", "set", "eth0", "up")
+    in_ns(namespace, "ip", "addr", "add", "192.0.2.11/24", "dev", "eth0")
+    broken = check_in(namespace, "--mode", "dr", "--interface", "eth0")
+    assert broken.returncode == 1, broken.stdout + broken.stderr
+    assert broken.stdout.splitlines()[-1].startswith("3 of 3 steps wrong")
+    assert len(apply_fixes(namespace, broken.stdout)) == 5
+    fixed = check_in(namespace, "--mode", "dr", "--interface", "eth0")
+    assert fixed.returncode == 0, fixed.stdout
+    assert fixed.stdout.splitlines()[-1] == "all 3 steps right"
+    in_ns(namespace, "ip", "addr", "del", f"{VIP}/32", "dev", "lo")
+    in_ns(namespace, "ip", "addr", "add", f"{VIP}/24", "dev", "lo")
+    looped = check_in(namespace, "--mode", "dr", "--interface", "eth0")
+    assert looped.returncode == 1 and "`local 192.0.2.0/24 dev lo`" in looped.stdout
+    assert apply_fixes(namespace, looped.stdout) == [f"ip addr del {VIP}/24 dev lo",
+                                                     f"ip addr add {VIP}/32 dev lo"]
+    assert check_in(namespace, "--mode", "dr", "--interface", "eth0").returncode == 0
+
+
+@root
+def test_check_nat_default_route_and_usage_errors(namespace):
+    in_ns(namespace, "ip", "link", "set", "eth0", "up")
+    in_ns(namespace, "ip", "addr", "add", "10.9.0.11/24", "dev", "eth0")
+    missing = check_in(namespace, "--mode", "nat", "--director", "10.9.0.1")
+    assert missing.returncode == 1 and "no default route" in missing.stdout
+    apply_fixes(namespace, missing.stdout)
+    assert "default via 10.9.0.1" in in_ns(namespace, "ip", "route")
+    assert check_in(namespace, "--mode", "nat", "--director", "10.9.0.1").returncode == 0
+    other = check_in(namespace, "--mode", "nat", "--director", "10.9.0.2")
+    assert other.returncode == 1 and "bypass the director 10.9.0.2" in " ".join(
+        other.stdout.split())
+    assert check_in(namespace, "--mode", "dr", "--interface", "nope0").returncode == 2
+    assert check_in(namespace, "--mode", "dr", "--undo").returncode == 2
+
+
+@root
+def test_check_tun_sees_the_running_decapsulator_and_strict_rp_filter(namespace):
+    if "tunl0" in in_ns(namespace, "ip", "-o", "link"):
+        pytest.skip("the kernel has ipip: no userspace decapsulator to run")
+    none = check_in(namespace, "--mode", "tun")
+    assert none.returncode == 1 and "nothing here unwraps IP-in-IP" in " ".join(
+        none.stdout.split())
+    proc = _decapsulator(namespace)
+    try:
+        for _ in range(20):  # more probes than the handle's queue holds: none may hang
+            running = check_in(namespace, "--mode", "tun")
+            assert running.returncode == 0, running.stdout
+        assert "userspace decapsulator for 192.0.2.100 runs (pid" in " ".join(
+            running.stdout.split())
+        in_ns(namespace, "sysctl", "-qw", "net.ipv4.conf.all.rp_filter=1")
+        strict = check_in(namespace, "--mode", "tun")
+        assert strict.returncode == 1
+        assert strict.stdout.splitlines()[-1] == "1 of 4 steps wrong: rp_filter on pylvs-tun0"
+        apply_fixes(namespace, strict.stdout)
+        assert check_in(namespace, "--mode", "tun").returncode == 0
+    finally:
+        try:
+            _undo(namespace)
+            proc.wait(10)
+        finally:
+            proc.kill()
+            proc.wait()
+            proc.stdout.close()

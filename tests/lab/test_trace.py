@@ -112,6 +112,8 @@ def test_a_real_server_answering_arp_for_the_vip_is_named():
     lie = hop(built, f"ARP: {VIP} is at {RS1}")
     assert "rs1 answered for the VIP" in lie["says"][1]
     assert "bypass the director" in lie["says"][1]
+    honest = hop(built, f"ARP: {VIP} is at {DIRECTOR}")  # not "only the director answers"
+    assert not any(say.startswith("only the director answers") for say in honest["says"])
 
 
 def test_nat_rewrites_the_destination_in_and_the_source_out():

@@ -1,0 +1,366 @@
+"""`pylvs realserver --check`: a real server's state in, a verdict per step out. No I/O here.
+
+The state is what the host shows: its ``/proc/sys/net/ipv4/conf/*`` values, ``ip -j addr``,
+``ip -j route`` (main and local tables) and whether a TUN decapsulator runs; `realserver.py`
+reads it, this module judges it, so the tests give it made-up states.
+
+The kernel's rules judged here (Documentation/networking/ip-sysctl.rst and net/ipv4/arp.c):
+
+- ``arp_ignore`` and ``arp_announce`` of an interface are the larger of ``all`` and the
+  interface's own (``IN_DEV_MAXCONF``), and so is ``rp_filter``.
+- arp_ignore 1 answers only for addresses on the interface asked, 2 also needs the sender in
+  its subnet; 3 stays quiet only for scope-host addresses; 8 answers nothing (not even the
+  real server's own address); 0, 4-7 and anything above 8 answer for every local address.
+- arp_announce 2 always takes the outgoing interface's own address as the sender of an ARP
+  request; 1 may still take the VIP for a target in the VIP's subnet; 0 and anything above 2
+  take the source of the packet that needs the ARP (the VIP, for an answer to a client).
+- rp_filter 1 (strict) drops a packet whose source is not routed back through the interface it
+  arrived on; 0 (off) and 2 or more (loose) let it in.
+- An address with a prefix shorter than /32 on ``lo`` makes the kernel add a ``local`` route for
+  its whole subnet: the host then takes every address there as its own.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import textwrap
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+MODES = ("dr", "nat", "tun")
+DECAP_DEVICES = ("pylvs-tun0", "tunl0")
+WIDTH = 100
+
+
+@dataclass(frozen=True)
+class Address:
+    ip: str
+    prefixlen: int
+    scope: str = "global"
+
+    def __str__(self) -> str:
+        return f"{self.ip}/{self.prefixlen}"
+
+
+@dataclass(frozen=True)
+class Link:
+    name: str
+    up: bool = True
+    arp: bool = True
+    """Whether the device speaks ARP (not lo, not NOARP: a TUN device or tunl0)."""
+    addresses: tuple[Address, ...] = ()
+
+
+@dataclass(frozen=True)
+class Route:
+    dst: str
+    """``default``, ``a.b.c.d/n`` or ``a.b.c.d`` (a /32)."""
+    dev: str = ""
+    gateway: str | None = None
+    type: str = "unicast"
+
+
+@dataclass(frozen=True)
+class HostState:
+    conf: Mapping[str, Mapping[str, int]]
+    """ifname (``all`` too) → {"arp_ignore": 1, "arp_announce": 2, "rp_filter": 0}."""
+    links: tuple[Link, ...] = ()
+    routes: tuple[Route, ...] = ()
+    local_routes: tuple[Route, ...] = ()
+    decap_pid: int | None = None
+    """The pid of this namespace's userspace decapsulator for the VIP, if one runs."""
+    ipip_module: bool = False
+
+    def link(self, name: str) -> Link | None:
+        return next((link for link in self.links if link.name == name), None)
+
+    def value(self, ifname: str, key: str) -> int:
+        return self.conf.get(ifname, {}).get(key, 0)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    step: str
+    ok: bool
+    why: str
+    fix: tuple[str, ...] = field(default=())
+
+
+# -- reading `ip -j` ---------------------------------------------------------------------------
+
+def parse_links(text: str) -> tuple[Link, ...]:
+    """``ip -j addr show``: each link, up or not, ARP or not, with its IPv4 addresses."""
+    links = []
+    for entry in json.loads(text or "[]"):
+        flags = set(entry.get("flags", []))
+        addresses = tuple(Address(a["local"], int(a["prefixlen"]), a.get("scope", "global"))
+                          for a in entry.get("addr_info", []) if a.get("family") == "inet")
+        links.append(Link(entry["ifname"], up="UP" in flags,
+                          arp=not flags & {"LOOPBACK", "NOARP"}, addresses=addresses))
+    return tuple(links)
+
+
+def parse_routes(text: str) -> tuple[Route, ...]:
+    """``ip -j route show [table local]``."""
+    return tuple(Route(entry["dst"], entry.get("dev", ""), entry.get("gateway"),
+                       entry.get("type", "unicast")) for entry in json.loads(text or "[]"))
+
+
+# -- the verdicts ------------------------------------------------------------------------------
+
+def check(mode: str, vip: str, state: HostState, interface: str | None = None,
+          director: str | None = None) -> list[Verdict]:
+    """Each step of ``mode``'s real server for ``vip``, judged on ``state``. ``interface``:
+    the one facing the clients' segment (default: every ARP interface with an address);
+    ``director``: NAT, the address the default route must go through."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+    if interface is not None and state.link(interface) is None:
+        raise ValueError(f"no such interface: {interface}")
+    if mode == "nat":
+        return [default_route(state, director)]
+    if mode == "dr":
+        return [*arp_steps(vip, state, segment_interfaces(state, interface)),
+                vip_on_lo(vip, state)]
+    return [decapsulation(vip, state), vip_on_device(vip, state), rp_filter(state),
+            *tun_arp_steps(vip, state, interface)]
+
+
+def segment_interfaces(state: HostState, interface: str | None) -> list[str]:
+    """Where ARP requests can come from: the named interface, or every ARP link with an
+    address."""
+    if interface is not None:
+        return [interface]
+    return [link.name for link in state.links if link.arp and link.addresses]
+
+
+def arp_steps(vip: str, state: HostState, interfaces: Sequence[str]) -> list[Verdict]:
+    steps = []
+    for ifname in interfaces:
+        steps += [arp_ignore(vip, state, ifname), arp_announce(vip, state, ifname)]
+    return steps
+
+
+def _pair(state: HostState, ifname: str, key: str) -> tuple[int, int, int, str]:
+    """The `all` value, the interface's, the larger one the kernel uses, and that in words."""
+    a, i = state.value("all", key), state.value(ifname, key)
+    return a, i, max(a, i), f"{key} = max(all {a}, {ifname} {i}) = {max(a, i)}"
+
+
+def _sysctl_fixes(key: str, values: Mapping[str, int], good: set[int], target: int
+                  ) -> tuple[str, ...]:
+    return tuple(f"sysctl -w net.ipv4.conf.{name}.{key}={target}"
+                 for name, value in values.items() if value not in good)
+
+
+def _means_zero(value: int) -> str:
+    return f" ({value} means 0 to the kernel)" if value else ""
+
+
+def arp_ignore(vip: str, state: HostState, ifname: str) -> Verdict:
+    a, i, used, said = _pair(state, ifname, "arp_ignore")
+    step = f"arp_ignore on {ifname}"
+    vip_scope = next((ad.scope for link in state.links for ad in link.addresses
+                      if ad.ip == vip), "global")
+    quiet = {1: f"{ifname} answers ARP only for the addresses on {ifname}: not for the VIP",
+             2: f"{ifname} answers ARP only for the addresses on {ifname}, to senders in its "
+                f"subnet: not for the VIP"}
+    if used in quiet:
+        return Verdict(step, True, f"{said}: {quiet[used]}")
+    if used == 3 and vip_scope == "host":
+        return Verdict(step, True, f"{said}: no answer for scope-host addresses, and the VIP "
+                                   f"is one")
+    fixes = _sysctl_fixes("arp_ignore", {"all": a, ifname: i}, {1, 2}, 1)
+    if used == 3:
+        why = (f"{said}: 3 keeps quiet only for scope-host addresses, and the VIP is scope "
+               f"{vip_scope}: {ifname} answers ARP for it")
+    elif used == 8:
+        why = (f"{said}: 8 answers no ARP at all, not even for {ifname}'s own address: the "
+               f"director cannot find this host's MAC")
+    else:
+        why = (f"{said}: {ifname} answers ARP for every local address, the VIP on lo included: "
+               f"a client or router that asks who has {vip} may get this host's MAC and send to "
+               f"it directly, bypassing the director" + _means_zero(used))
+    return Verdict(step, False, why, fixes)
+
+
+def arp_announce(vip: str, state: HostState, ifname: str) -> Verdict:
+    a, i, used, said = _pair(state, ifname, "arp_announce")
+    step = f"arp_announce on {ifname}"
+    if used == 2:
+        return Verdict(step, True, f"{said}: the ARP requests {ifname} sends name its own "
+                                   f"address as the sender, never the VIP")
+    why = (f"{said}: 1 still names the VIP as the sender when the target is in the VIP's "
+           f"subnet" if used == 1 else
+           f"{said}: when this host asks who has a client before answering it from the VIP, "
+           f"its request names the VIP as the sender, and every host that hears it learns "
+           f"this host's MAC for {vip}"
+           + _means_zero(used))
+    return Verdict(step, False, why, _sysctl_fixes("arp_announce", {"all": a, ifname: i},
+                                                   {2}, 2))
+
+
+def _holders(vip: str, state: HostState) -> list[tuple[Link, Address]]:
+    return [(link, ad) for link in state.links for ad in link.addresses if ad.ip == vip]
+
+
+def _loop_routes(state: HostState, vip: str) -> list[str]:
+    """`local` routes for a whole subnet on lo that an address there made."""
+    return [r.dst for r in state.local_routes if r.type == "local" and r.dev == "lo"
+            and "/" in r.dst and not r.dst.startswith("127.")
+            and ipaddress.IPv4Address(vip) in ipaddress.IPv4Network(r.dst, strict=False)]
+
+
+def _narrow(vip: str, holder: Link, address: Address, state: HostState, step: str) -> Verdict:
+    """The VIP held with a prefix shorter than /32."""
+    net = ipaddress.IPv4Network(str(address), strict=False)
+    fix = (f"ip addr del {address} dev {holder.name}", f"ip addr add {vip}/32 dev {holder.name}")
+    if holder.name != "lo":
+        return Verdict(step, False, f"{address} on {holder.name}: the kernel routes all of {net} "
+                                    f"to {holder.name}", fix)
+    local = _loop_routes(state, vip)
+    made = f"`local {local[0]} dev lo`" if local else f"a `local {net}` route on lo"
+    return Verdict(step, False, f"{address} on lo: the kernel made {made}, so this host takes "
+                                f"every address in {net} as its own: its answers to the clients "
+                                f"and to the director there loop back into itself, and never "
+                                f"leave", fix)
+
+
+def vip_on_lo(vip: str, state: HostState) -> Verdict:
+    step = "the VIP on lo as /32"
+    holders = _holders(vip, state)
+    if not holders:
+        return Verdict(step, False, f"this host does not hold {vip}: it takes no packet to the "
+                                    f"VIP as its own and drops what the director sends",
+                       (f"ip addr add {vip}/32 dev lo",))
+    for link, address in holders:
+        if address.prefixlen < 32:
+            return _narrow(vip, link, address, state, step)
+        if link.arp:
+            return Verdict(step, False, f"{address} is on {link.name}, not lo: arp_ignore cannot "
+                                        f"keep {link.name} quiet about an address of its own",
+                           (f"ip addr del {address} dev {link.name}",
+                            f"ip addr add {vip}/32 dev lo"))
+    where = ", ".join(link.name for link, _ in holders)
+    return Verdict(step, True, f"{vip}/32 on {where}: this host takes packets to the VIP as its "
+                               f"own, and {where} never answers ARP")
+
+
+def _decap_device(state: HostState) -> str | None:
+    """The device the unwrapped packets arrive on: the decapsulator's, or tunl0."""
+    if state.decap_pid is not None and state.link("pylvs-tun0") is not None:
+        return "pylvs-tun0"
+    return "tunl0" if state.link("tunl0") is not None else None
+
+
+def decapsulation(vip: str, state: HostState) -> Verdict:
+    step = "decapsulation (IP-in-IP)"
+    if state.decap_pid is not None:
+        return Verdict(step, True, f"pylvs's userspace decapsulator for {vip} runs (pid "
+                                   f"{state.decap_pid}): it unwraps IP-in-IP into pylvs-tun0")
+    tunl0 = state.link("tunl0")
+    if tunl0 is not None and tunl0.up:
+        return Verdict(step, True, "tunl0 is up: the kernel's ipip module unwraps IP-in-IP")
+    if tunl0 is not None:
+        return Verdict(step, False, "tunl0 is down: the kernel drops the director's IP-in-IP "
+                                    "packets", ("ip link set tunl0 up",))
+    run = f"pylvs realserver --mode tun --vip {vip}"
+    fix = (f"modprobe ipip && {run}",) if state.ipip_module else (f"{run}   (in the foreground)",)
+    return Verdict(step, False, "nothing here unwraps IP-in-IP (no tunl0 up, no decapsulator for "
+                                "the VIP): the director's packets are answered with ICMP "
+                                "protocol unreachable and the client gets nothing", fix)
+
+
+def vip_on_device(vip: str, state: HostState) -> Verdict:
+    """TUN: the VIP as /32 on the tunnel's device (or lo), never on an ARP interface."""
+    step = "the VIP as /32 on the tunnel device"
+    device = _decap_device(state) or "tunl0"
+    holders = _holders(vip, state)
+    if not holders:
+        return Verdict(step, False, f"this host does not hold {vip}: the unwrapped packets to "
+                                    f"the VIP are not its own", (f"ip addr add {vip}/32 dev "
+                                                                 f"{device}",))
+    for link, address in holders:
+        if address.prefixlen < 32:
+            return _narrow(vip, link, address, state, step)
+        if link.arp:
+            return Verdict(step, False, f"{address} is on {link.name}, which answers ARP for it",
+                           (f"ip addr del {address} dev {link.name}",
+                            f"ip addr add {vip}/32 dev {device}"))
+    where = ", ".join(link.name for link, _ in holders)
+    return Verdict(step, True, f"{vip}/32 on {where}: the unwrapped packets to the VIP are this "
+                               f"host's own")
+
+
+def rp_filter(state: HostState) -> Verdict:
+    device = _decap_device(state)
+    ifname = device or "all"
+    a, i = state.value("all", "rp_filter"), state.value(ifname, "rp_filter")
+    used = max(a, i)
+    said = (f"rp_filter = max(all {a}, {ifname} {i}) = {used}" if device else
+            f"rp_filter = all {a}")
+    step = f"rp_filter on {ifname}"
+    if used != 1:
+        kind = "off" if used == 0 else "loose"
+        return Verdict(step, True, f"{said} ({kind}): an unwrapped packet from a client that is "
+                                   f"not routed through {ifname} is let in")
+    fixes = _sysctl_fixes("rp_filter", {"all": a, ifname: i} if device else {"all": a}, {0}, 0)
+    return Verdict(step, False, f"{said} (strict): an unwrapped packet arrives on {ifname} from "
+                                f"the client, whose route goes out another interface, so the "
+                                f"kernel drops it (TcpExt IPReversePathFilter counts them)",
+                   fixes)
+
+
+def tun_arp_steps(vip: str, state: HostState, interface: str | None) -> list[Verdict]:
+    """A TUN real server need not hide the VIP unless a segment of its own is in the VIP's
+    subnet (then a neighbour may ask who has the VIP): the DR steps for those interfaces."""
+    address = ipaddress.IPv4Address(vip)
+    on_segment = [name for name in segment_interfaces(state, interface)
+                  if any(address in ipaddress.IPv4Network(str(ad), strict=False)
+                         for ad in (state.link(name) or Link(name)).addresses if ad.ip != vip)]
+    if on_segment:
+        return arp_steps(vip, state, on_segment)
+    return [Verdict("ARP for the VIP", True, f"not needed: no segment of this host is in "
+                                             f"{vip}'s subnet, so no neighbour asks for it")]
+
+
+def default_route(state: HostState, director: str | None) -> Verdict:
+    step = "default route via the director"
+    default = next((r for r in state.routes if r.dst == "default"), None)
+    via = director or "DIP"
+    fix = (f"ip route replace default via {via}",)
+    if default is None or default.gateway is None:
+        return Verdict(step, False, "no default route (via a gateway): this host cannot answer "
+                                    "the clients, which are outside its subnet", fix)
+    found = f"default via {default.gateway} dev {default.dev}"
+    if director is None:
+        return Verdict(step, True, f"{found}: the answers go through {default.gateway}; give "
+                                   f"--director to check that it is the director's inside "
+                                   f"address")
+    if default.gateway != director:
+        return Verdict(step, False, f"{found}: the answers bypass the director {director}, so "
+                                    f"they reach the client from this host's own address, "
+                                    f"not the VIP, and the client drops them", fix)
+    return Verdict(step, True, f"{found}: the answers go back through the director, which "
+                               f"puts the VIP back as their source")
+
+
+# -- the report --------------------------------------------------------------------------------
+
+def exit_status(verdicts: Sequence[Verdict]) -> int:
+    return 0 if all(v.ok for v in verdicts) else 1
+
+
+def render(mode: str, vip: str, verdicts: Sequence[Verdict]) -> str:
+    lines = [f"check: this host as a {mode} real server for {vip}"]
+    for v in verdicts:
+        head = f"  {'ok   ' if v.ok else 'WRONG'}  {v.step}: "
+        lines += textwrap.wrap(v.why, WIDTH, initial_indent=head,
+                               subsequent_indent=" " * 11, break_on_hyphens=False)
+        lines += [f"           fix: {fix}" for fix in v.fix]
+    wrong = [v.step for v in verdicts if not v.ok]
+    right = f"all {len(verdicts)} steps right" if len(verdicts) > 1 else "the one step is right"
+    lines.append(right if not wrong else
+                 f"{len(wrong)} of {len(verdicts)} steps wrong: {', '.join(wrong)}")
+    return "\n".join(lines) + "\n"

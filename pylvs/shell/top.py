@@ -1,0 +1,194 @@
+"""`pylvs top`: a live terminal view (rich) of the services and real servers of a running
+director, refreshed each second; ``--once`` prints one frame and exits.
+
+It is a client of the control socket like `pylvs adm` and `pylvs status`, and asks only what
+they ask: `-L -n`, `-L -n --rate --exact` and `-L -n --stats --exact` (ipvsadm's listings,
+summed over the workers by the director) and Status (the health checks' and VRRP's text, the
+counters as data). Their texts are ipvsadm's fixed layouts, so parsing them is exact, and top
+shows nothing that `pylvs adm` would not: no request of its own to keep in step. The parsing
+(``parse_listing``, ``parse_health``, ``frame``) is pure and is tested on its own; the rest
+asks and draws.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from rich import box
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from pylvs.adm import ipvsadm
+from pylvs.shell import control
+from pylvs.shell.messages import AdmLine, Status
+
+LISTINGS = {"table": ["-L", "-n"], "rate": ["-L", "-n", "--rate", "--exact"],
+            "stats": ["-L", "-n", "--stats", "--exact"]}
+WIDE = 200
+"""Columns for a frame printed where there is no terminal (a pipe, a test)."""
+PASSED = {"forwarded", "replied", "sent", "segmented", "icmp_relayed", "icmp_sent",
+          "one_packet", "expired", "frag_needed"}
+"""Counters that are not drops: shown as traffic, the others as drops."""
+_SERVICE = re.compile(r"^(TCP|UDP|FWM)\s+(\S+)\s*(.*)$")
+_SERVER = re.compile(r"^\s+->\s+(\S+)\s*(.*)$")
+_HEALTH_SERVICE = re.compile(r"^(TCP|UDP) (\S+)\s+quorum")
+_HEALTH_SERVER = re.compile(r"^\s+->\s+(\S+)\s+(\S+)\s+(UP|DOWN)\b")
+
+
+# --- pure: ipvsadm's texts into rows ----------------------------------------------------------
+
+Listing = dict[str, tuple[list[str], dict[str, list[str]]]]
+"""Service ("TCP 192.168.1.100:80") → its row's cells after the name, and each real server
+("192.168.1.11:80") → its cells, in the listing's order."""
+
+
+def parse_listing(text: str) -> Listing:
+    """One `ipvsadm -L -n` listing (plain, --rate or --stats) into cells."""
+    found: Listing = {}
+    servers: dict[str, list[str]] | None = None
+    for line in text.splitlines():
+        service, server = _SERVICE.match(line), _SERVER.match(line)
+        if service:
+            servers = {}
+            found[f"{service[1]} {service[2]}"] = (service[3].split(), servers)
+        elif server and servers is not None and server[1] != "RemoteAddress:Port":
+            servers[server[1]] = server[2].split()
+    return found
+
+
+def parse_health(text: str) -> dict[tuple[str, str], str]:
+    """`pylvs status`'s check lines: (service, real server) → UP or DOWN."""
+    found: dict[tuple[str, str], str] = {}
+    service = ""
+    for line in text.splitlines():
+        head, row = _HEALTH_SERVICE.match(line), _HEALTH_SERVER.match(line)
+        if head:
+            service = f"{head[1]} {head[2]}"
+        elif row and service:
+            found[(service, row[1])] = row[3]
+    return found
+
+
+@dataclass
+class Row:
+    """One line of the view: a service (server False) or one of its real servers."""
+    name: str
+    server: bool
+    method: str = ""
+    weight: str = ""
+    active: str = ""
+    inactive: str = ""
+    rates: list[str] = field(default_factory=list)
+    """CPS, InPPS, OutPPS, InBPS, OutBPS (ipvsadm's estimates)."""
+    totals: list[str] = field(default_factory=list)
+    """Conns, InPkts, OutPkts (ipvsadm's --stats)."""
+    health: str = "-"
+
+
+@dataclass
+class Frame:
+    rows: list[Row]
+    connections: int = 0
+    max_connections: int = 0
+    counters: dict[str, int] = field(default_factory=dict)
+    vrrp: str = ""
+
+
+def frame(table: str, rate: str, stats: str, status_text: str,
+          status_data: dict[str, Any] | None) -> Frame:
+    """What the director said, as the view's rows: every service and real server of the
+    table, and the checked servers a check took out of it (DOWN, nothing else known)."""
+    rates, totals = parse_listing(rate), parse_listing(stats)
+    health = parse_health(status_text)
+    rows: list[Row] = []
+    for name, (cells, servers) in parse_listing(table).items():
+        rows.append(Row(name, False, cells[0] if cells else "", rates=_cells(rates, name, None),
+                        totals=_cells(totals, name, None)[:3]))
+        for address, dest in servers.items():
+            rows.append(Row(address, True, *dest[:4], rates=_cells(rates, name, address),
+                            totals=_cells(totals, name, address)[:3],
+                            health=health.get((name, address), "-")))
+        rows += [Row(address, True, health=f"{state} (out)")
+                 for (service, address), state in health.items()
+                 if service == name and address not in servers]
+    data = status_data or {}
+    vrrp = next((line for line in status_text.splitlines() if line.startswith("VRRP")), "")
+    return Frame(rows, data.get("connections", 0), data.get("max_connections", 0),
+                 dict(data.get("counters", {})), vrrp)
+
+
+def _cells(listing: Listing, service: str, server: str | None) -> list[str]:
+    if service not in listing:
+        return []
+    cells, servers = listing[service]
+    return cells if server is None else servers.get(server, [])
+
+
+COLUMNS = ("Service / real server", "Sched/Fwd", "Weight", "ActiveConn", "InActConn", "CPS",
+           "InPPS", "OutPPS", "InBPS", "OutBPS", "Conns", "InPkts", "OutPkts", "Health")
+
+
+def render(view: Frame, where: str) -> Group:
+    """The frame as rich renderables: the table, then the table size and counters."""
+    table = Table(title=f"pylvs top  {where}  {time.strftime('%H:%M:%S')}", box=box.SIMPLE,
+                  title_justify="left")
+    for i, column in enumerate(COLUMNS):
+        table.add_column(column, justify="right" if 1 < i < 13 else "left", no_wrap=True)
+    for row in view.rows:
+        name = f"  -> {row.name}" if row.server else row.name
+        cells = [name, row.method, row.weight, row.active, row.inactive,
+                 *_pad(row.rates, 5), *_pad(row.totals, 3), row.health]
+        table.add_row(*cells, style=None if row.server else "bold")
+    counters = {k: v for k, v in sorted(view.counters.items()) if v}
+    passed = {k: v for k, v in counters.items() if k in PASSED}
+    drops = {k: v for k, v in counters.items() if k not in PASSED}
+    lines = [f"connections {view.connections} (max {view.max_connections})",
+             "traffic: " + (", ".join(f"{k} {v}" for k, v in passed.items()) or "none yet"),
+             "drops: " + (", ".join(f"{k} {v}" for k, v in drops.items()) or "none")]
+    if view.vrrp:
+        lines.insert(0, view.vrrp)
+    return Group(table, Text("\n".join(lines)))
+
+
+def _pad(cells: list[str], count: int) -> list[str]:
+    return (cells + ["-"] * count)[:count]
+
+
+# --- the shell: ask, draw ---------------------------------------------------------------------
+
+def fetch(socket_path: str) -> Frame:
+    """One frame's worth of answers from the director on ``socket_path``."""
+    texts = {}
+    for key, argv in LISTINGS.items():
+        reply = control.ask(socket_path, AdmLine(argv))
+        if reply.rc != 0:
+            raise ValueError(reply.stderr.strip() or f"{' '.join(argv)} refused ({reply.rc})")
+        texts[key] = reply.stdout
+    status = control.ask(socket_path, Status())
+    return frame(texts["table"], texts["rate"], texts["stats"], status.stdout,
+                 status.data if isinstance(status.data, dict) else None)
+
+
+def run(socket_path: str, once: bool = False, interval: float = 1.0) -> int:
+    """`pylvs top`: one frame (``once``), or a live view until Ctrl-C."""
+    console = Console() if sys.stdout.isatty() else Console(width=WIDE)
+    try:
+        if once:
+            console.print(render(fetch(socket_path), socket_path))
+            return 0
+        with Live(render(fetch(socket_path), socket_path), console=console,
+                  auto_refresh=False, screen=console.is_terminal) as live:
+            while True:
+                time.sleep(max(0.1, interval))
+                live.update(render(fetch(socket_path), socket_path), refresh=True)
+    except KeyboardInterrupt:
+        return 0
+    except (OSError, ValueError) as exc:  # DirectorNotRunning is a ConnectionError
+        print(f"pylvs top: {exc}", file=sys.stderr)
+        return ipvsadm.EXIT_DIRECTOR
