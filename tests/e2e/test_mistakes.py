@@ -20,6 +20,7 @@ import pytest
 from pylvs.lab import mistakes
 from pylvs.lab.demo import DirectorProcess
 from pylvs.lab.topology import Lab, lab_config
+from tests.lab.test_topology import running_lab
 
 EXPECTED_WRONG = {
     "arp": {"arp_ignore on eth0", "arp_announce on eth0"},
@@ -149,15 +150,8 @@ def test_route_mistake_leaves_no_way_back():
 
 
 def test_a_broken_lab_interrupted_removes_everything():
-    proc = subprocess.Popen([sys.executable, "-m", "pylvs", "lab", "dr", "--mistake", "netmask",
-                             "--servers", "2", "--requests", "100"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    assert proc.stdout is not None and proc.stderr is not None
-    seen = ""
-    for line in proc.stdout:
-        seen += line
-        if line.startswith("request   1:"):
-            break
+    proc, seen = running_lab("dr", "--mistake", "netmask", "--servers", "2", "--requests",
+                             "100", until=1)
     prefix = prefix_of(seen)
     assert left_behind(prefix)
     proc.send_signal(signal.SIGINT)

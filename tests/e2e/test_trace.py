@@ -16,6 +16,8 @@ from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import Ether
 from scapy.utils import rdpcap
 
+from tests.lab.test_topology import running_lab
+
 
 def run_trace(mode: str, directory: str) -> tuple[str, dict]:
     result = subprocess.run([sys.executable, "-m", "pylvs", "lab", mode, "--servers", "2",
@@ -140,15 +142,7 @@ def test_interrupted_trace_leaves_no_tcpdump_and_no_fresh_directory():
         return {d for d in os.listdir("/tmp") if d.startswith("pylvs-trace-")}
 
     before = fresh_dirs()
-    proc = subprocess.Popen([sys.executable, "-m", "pylvs", "lab", "dr", "--servers", "1",
-                             "--requests", "1000", "--trace"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    seen = ""
-    for line in proc.stdout:
-        seen += line
-        if line.startswith("request   2:"):
-            break
+    proc, seen = running_lab("dr", "--servers", "1", "--requests", "1000", "--trace", until=2)
     prefix = re.search(r"^  namespaces (pylvs-[0-9a-f]+)-\* ", seen, re.M).group(1)
     (fresh,) = fresh_dirs() - before  # it is capturing into a directory of its own
     processes = subprocess.run(["ps", "-eww", "-o", "args"], capture_output=True, text=True).stdout

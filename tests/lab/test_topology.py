@@ -46,16 +46,21 @@ def test_lab_demonstrates_and_cleans_up(mode):
     assert left_behind(run_prefix(result.stdout)) == []
 
 
-def test_lab_interrupted_removes_everything():
-    proc = subprocess.Popen([sys.executable, "-m", "pylvs", "lab", "dr", "--servers", "2",
-                             "--requests", "1000"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
+def running_lab(*argv: str, until: int) -> tuple[subprocess.Popen, str]:
+    """`pylvs lab ARGV` started, and what it printed up to its request ``until``."""
+    proc = subprocess.Popen([sys.executable, "-m", "pylvs", "lab", *argv],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stderr is not None
     seen = ""
     for line in proc.stdout:
         seen += line
-        if line.startswith("request   3:"):
+        if line.startswith(f"request {until:3d}:"):
             break
+    return proc, seen
+
+
+def test_lab_interrupted_removes_everything():
+    proc, seen = running_lab("dr", "--servers", "2", "--requests", "1000", until=3)
     prefix = run_prefix(seen)
     assert left_behind(prefix)  # it was running: its namespaces exist
     proc.send_signal(signal.SIGINT)
