@@ -89,8 +89,8 @@ def toml(data: bytes) -> None:
 
 def keepalived_conf(data: bytes) -> None:
     try:
-        keepalived.import_services(_text(data))
-    except ValueError:
+        config.build(keepalived.convert(_text(data), "fuzz.conf", interface="eth0").data)
+    except config.ConfigError:
         pass
 
 

@@ -21,31 +21,47 @@ from dataclasses import replace
 
 from pylvs.adm import config as config_mod
 from pylvs.adm import ipvsadm
+from pylvs.shell import logs
 from pylvs.shell.messages import AdmLine, Reload, Request, Status, Sysctl
 
 ENV_SOCKET = "PYLVS_SOCKET"
+DEFAULT_CONFIG = "/etc/pylvs/pylvs.toml"
+"""`pylvs run` without a file (docs/operating.md; examples/pylvs.toml is the one to copy)."""
+log = logging.getLogger("pylvs")
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    try:
-        config = config_mod.load(args.config)
-    except config_mod.ConfigError as exc:
-        print(f"pylvs: bad config: {exc}", file=sys.stderr)
+    if args.config == DEFAULT_CONFIG and not os.path.exists(DEFAULT_CONFIG):
+        log.error("no config file at %s, the default path (copy examples/pylvs.toml there, "
+                  "or name one: pylvs run FILE)", DEFAULT_CONFIG, extra={"file": DEFAULT_CONFIG})
         return 2
+    from pylvs.shell import config_file
+    try:
+        config, notes = config_file.load(args.config, args.format, args.interface or "")
+    except config_mod.ConfigError as exc:
+        for note in getattr(exc, "notes", []):
+            log.warning("%s: %s", exc.source, note)
+        log.error("bad config: %s", exc,
+                  extra={"file": exc.source, "key": exc.key, "reason": exc.reason})
+        return 2
+    for note in notes:
+        log.warning("%s: %s", args.config, note)
+    if config.source_format == "keepalived" and os.environ.get(ENV_SOCKET):
+        config.control_socket = os.environ[ENV_SOCKET]  # keepalived.conf has no place for it
     if args.offload:
         config.offload = args.offload
     if args.metrics:
         try:
             config_mod.split_address(args.metrics)
         except ValueError as exc:
-            print(f"pylvs: bad --metrics: {exc}", file=sys.stderr)
+            log.error("bad --metrics: %s", exc)
             return 2
         config.metrics = args.metrics
     from pylvs.shell import engine, workers
     try:
         return engine.run(workers.build(config))
     except (OSError, RuntimeError) as exc:
-        print(f"pylvs: {exc}", file=sys.stderr)
+        log.error("%s", exc)
         return 1
 
 
@@ -155,20 +171,35 @@ def _cmd_sysctl(args: argparse.Namespace) -> int:
 
 
 def _cmd_config(args: argparse.Namespace) -> int:
-    from pylvs.adm import keepalived, ruleset
+    if args.source == "from-keepalived":
+        return _from_keepalived(args)
+    from pylvs.adm import ruleset
     try:
         with open(args.file) if args.file != "-" else sys.stdin as fh:
             text = fh.read()
-        if args.source == "from-ipvsadm":
-            services, dropped = ruleset.from_ipvsadm(text), []
-        else:
-            services, dropped = keepalived.import_services(text)
+        services = ruleset.from_ipvsadm(text)
     except (OSError, ValueError) as exc:
         print(f"pylvs config: {args.file}: {exc}", file=sys.stderr)
         return 1
-    for note in dropped:
-        print(f"pylvs config: not carried over: {note}", file=sys.stderr)
-    sys.stdout.write(ruleset.to_toml(services, args.interface))
+    sys.stdout.write(ruleset.to_toml(services, args.interface or "eth0"))
+    return 0
+
+
+def _from_keepalived(args: argparse.Namespace) -> int:
+    """The whole keepalived.conf as pylvs TOML; the notes on stderr; checked as `pylvs run`
+    would load it before a line is written."""
+    from pylvs.shell import config_file
+    try:
+        conversion, _ = config_file.convert(config_file.read(args.file), args.file,
+                                            args.interface or "")
+    except config_mod.ConfigError as exc:
+        for note in getattr(exc, "notes", []):
+            print(f"pylvs config: {note}", file=sys.stderr)
+        print(f"pylvs config: {exc}", file=sys.stderr)
+        return 1
+    for note in conversion.notes:
+        print(f"pylvs config: {note}", file=sys.stderr)
+    sys.stdout.write(conversion.toml())
     return 0
 
 
@@ -217,6 +248,22 @@ def _check_realserver(args: argparse.Namespace) -> int:
     return rc
 
 
+def _lab_ecmp(args: argparse.Namespace) -> int:
+    from pylvs.lab import ecmp
+    if args.ha or args.trace is not None or args.keep or args.explain or args.mistake:
+        print("pylvs lab: ecmp takes --directors, --servers and --no-bfd only", file=sys.stderr)
+        return 2
+    if not shutil.which("bird"):
+        print("pylvs lab: ecmp needs BIRD 2 (apt-get install bird2; ./scripts/install.sh "
+              "installs it)", file=sys.stderr)
+        return 2
+    try:
+        return ecmp.run(args.directors, args.servers, args.bfd)
+    except ValueError as exc:
+        print(f"pylvs lab: {exc}", file=sys.stderr)
+        return 2
+
+
 def _cmd_lab(args: argparse.Namespace) -> int:
     import schedulers
     try:
@@ -230,6 +277,8 @@ def _cmd_lab(args: argparse.Namespace) -> int:
         print("pylvs lab: needs root to build network namespaces", file=sys.stderr)
         return 1
     from pylvs.lab import demo, failover
+    if args.mode == "ecmp":
+        return _lab_ecmp(args)
     if args.ha and (args.mode != "dr" or args.trace is not None or args.keep or args.explain):
         print("pylvs lab: --ha builds a DR lab, without --trace, --keep or --explain "
               "(pylvs lab dr --ha)",
@@ -334,8 +383,19 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pylvs", description="A userspace LVS director.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="run the director in the foreground")
-    run.add_argument("config", help="the TOML config file")
+    run = sub.add_parser("run", help="run the director in the foreground (the config: "
+                         f"{DEFAULT_CONFIG} unless named)")
+    run.add_argument("config", nargs="?", default=DEFAULT_CONFIG,
+                     help=f"the config file: pylvs TOML or a keepalived.conf (default: "
+                     f"{DEFAULT_CONFIG})")
+    run.add_argument("--log-format", choices=logs.FORMATS, default="auto",
+                     help="standard error's log lines: text (a timestamp each), journal "
+                     "(systemd's <N> priority prefix, no timestamp), json (one object a "
+                     "line); auto: journal under systemd (JOURNAL_STREAM), else text")
+    run.add_argument("--format", choices=("auto", "toml", "keepalived"), default="auto",
+                     help="the config file's syntax (default: told by its content)")
+    run.add_argument("--interface", help="keepalived.conf: the director's interface when no "
+                     "vrrp_instance's virtual_ipaddress holds the services' addresses")
     run.add_argument("--offload", choices=config_mod.OFFLOADS,
                      help="xdp: established connections forwarded by an XDP program; none: "
                      "every frame in Python (default: the config's [director] offload)")
@@ -349,7 +409,8 @@ def _parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="the running director's health checks, VRRP state, "
                             "connections and counters")
     status.add_argument("--json", action="store_true", help="connections and counters as JSON")
-    sysctl = sub.add_parser("sysctl", help="IPVS's defence knobs (net.ipv4.vs.*), as sysctl(8)")
+    sysctl = sub.add_parser("sysctl", help="IPVS's knobs (net.ipv4.vs.*: the defences, "
+                            "sloppy_tcp), as sysctl(8)")
     sysctl.add_argument("-w", "--write", action="store_true", help="write NAME=VALUE")
     sysctl.add_argument("setting", nargs="?", help="NAME or NAME=VALUE (net.ipv4.vs.NAME)")
     for command, func in ((reload, _cmd_reload), (status, _cmd_status),
@@ -361,7 +422,9 @@ def _parser() -> argparse.ArgumentParser:
     conf = sub.add_parser("config", help="write a pylvs config from ipvsadm -S or keepalived.conf")
     conf.add_argument("source", choices=["from-ipvsadm", "from-keepalived"])
     conf.add_argument("file", help="the file to read (- for standard input)")
-    conf.add_argument("--interface", default="eth0", help="[director] interface to write")
+    conf.add_argument("--interface", help="[director] interface to write (from-ipvsadm: "
+                      "default eth0; from-keepalived: default the interface of the "
+                      "vrrp_instance holding the services' addresses)")
     conf.set_defaults(func=_cmd_config)
     rs = sub.add_parser("realserver", help="configure this host as a real server")
     rs.add_argument("--mode", choices=["dr", "nat", "tun"], default="dr")
@@ -377,10 +440,15 @@ def _parser() -> argparse.ArgumentParser:
     rs.set_defaults(func=_cmd_realserver)
     lab = sub.add_parser("lab", help="build a lab in network namespaces and demonstrate a mode")
     lab.add_argument("mode", nargs="?", default="dr",
-                     choices=["dr", "nat", "tun", "mixed", "down"],
-                     help="the forwarding method; down: remove a lab kept with --keep")
+                     choices=["dr", "nat", "tun", "mixed", "ecmp", "down"],
+                     help="the forwarding method; ecmp: N DR directors behind a router's ECMP, "
+                     "announcing the VIP over BGP (BIRD); down: remove a lab kept with --keep")
     lab.add_argument("name", nargs="?", help="down: the kept lab's prefix (default: every one)")
     lab.add_argument("--servers", type=int, default=3)
+    lab.add_argument("--directors", type=int, default=3,
+                     help="ecmp: how many directors (1..8)")
+    lab.add_argument("--no-bfd", dest="bfd", action="store_false",
+                     help="ecmp: BGP without BFD (failure found by the hold timer, 3 s)")
     lab.add_argument("--requests", type=int, default=9)
     lab.add_argument("--scheduler", default="rr")
     lab.add_argument("--ha", action="store_true",
@@ -406,8 +474,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["adm"]:
         return adm(argv[1:])
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="pylvs: %(message)s")
+    logs.setup(getattr(args, "log_format", "auto"), args.verbose)
     return args.func(args)
 
 

@@ -6,19 +6,20 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# tcpdump: what `pylvs lab --trace` captures with (and what a person debugging runs)
-apt_packages=(iproute2 nftables curl procps ca-certificates tcpdump)
+# tcpdump: what `pylvs lab --trace` captures with (and what a person debugging runs); bird2: the
+# BGP speaker of [bgp] and of `pylvs lab ecmp` (pylvs starts its own BIRD, never the service)
+apt_packages=(iproute2 nftables curl procps ca-certificates tcpdump bird2)
 # keepalived: the VRRP peer of the interoperability tests; ethtool: the XDP lab turns checksum
 # offload off with it; tshark: the trace tests read its pcaps with it; chromium: the trace page's test;
 # prometheus: the metrics test's scraper (started by the test itself: policy-rc.d below keeps the
-# package from starting its service)
-[[ "${1:-}" == "--test" ]] && apt_packages+=(keepalived ethtool tshark chromium prometheus)
+# package from starting its service); systemd: its systemd-analyze verifies examples/pylvs.service
+# (installing it does not make it PID 1)
+[[ "${1:-}" == "--test" ]] && apt_packages+=(keepalived ethtool tshark chromium prometheus systemd)
 [[ "${1:-}" == "--bench" ]] && apt_packages+=(netsniff-ng nginx-light libnginx-mod-stream wrk util-linux ethtool)
-if [[ -n "${1:-}" ]]; then
-  # packages must not start services on this machine (Debian's policy-rc.d convention)
-  [[ -e /usr/sbin/policy-rc.d ]] || { printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
-                                      chmod +x /usr/sbin/policy-rc.d; trap 'rm -f /usr/sbin/policy-rc.d' EXIT; }
-fi
+# packages must not start services on this machine (Debian's policy-rc.d convention): bird2's
+# own BIRD would hold port 179 in the machine's namespace
+[[ -e /usr/sbin/policy-rc.d ]] || { printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+                                    chmod +x /usr/sbin/policy-rc.d; trap 'rm -f /usr/sbin/policy-rc.d' EXIT; }
 missing=()
 for pkg in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

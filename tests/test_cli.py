@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 import threading
+from datetime import datetime
+
+import pytest
 
 import schedulers
-from pylvs.adm.config import Config
+from pylvs import cli
+from pylvs.adm.config import Config, ConfigError, load
 from pylvs.core.model import RealServer, VirtualService
 from pylvs.shell.control import ControlServer
 from pylvs.shell.engine import Engine
@@ -29,6 +35,61 @@ def test_bad_config_names_file_key_reason_and_exits_2(tmp_path):
     result = _pylvs("run", str(config))
     assert result.returncode == 2
     assert f"{config}: virtual_server[0].scheduler: unknown scheduler 'fastest'" in result.stderr
+
+
+BAD_SCHEDULER = ('[director]\ninterface = "pylvs-absent0"\n[[virtual_server]]\n'
+                 'address = "192.0.2.1:80"\nscheduler = "fastest"\n')
+
+
+def test_a_bad_config_in_each_log_format(tmp_path):
+    """The same refusal as text (a timestamp), journal (<3>, nothing else) and JSON (the file,
+    key and reason as fields of their own)."""
+    config = tmp_path / "lb.toml"
+    config.write_text(BAD_SCHEDULER)
+    with pytest.raises(ConfigError) as refused:  # what the loader says, each format carries
+        load(config)
+    reason = refused.value.reason
+    assert reason.startswith("unknown scheduler 'fastest'")
+    said = f"bad config: {config}: virtual_server[0].scheduler: {reason}"
+    runs = {form: _pylvs("run", "--log-format", form, str(config))
+            for form in ("text", "journal", "json")}
+    assert {form: run.returncode for form, run in runs.items()} == dict.fromkeys(runs, 2)
+    (text,) = runs["text"].stderr.splitlines()
+    stamp, rest = text.split(" ", 1)
+    assert datetime.fromisoformat(stamp).tzinfo is not None and rest == f"pylvs: error: {said}"
+    assert runs["journal"].stderr.splitlines() == [f"<3>{said}"]
+    (line,) = runs["json"].stderr.splitlines()
+    found = json.loads(line)
+    assert datetime.fromisoformat(found.pop("ts")).tzinfo is not None
+    assert found.pop("pid") > 0
+    assert found == {"level": "error", "logger": "pylvs", "message": said, "file": str(config),
+                     "key": "virtual_server[0].scheduler", "reason": reason}
+
+
+def test_auto_writes_journals_lines_to_the_stream_journal_stream_names(tmp_path):
+    config = tmp_path / "lb.toml"
+    config.write_text(BAD_SCHEDULER)
+    outputs = []
+    for named in (True, False):
+        with open(tmp_path / f"stderr-{named}", "w+") as stderr:
+            found = os.fstat(stderr.fileno())
+            stream = f"{found.st_dev}:{found.st_ino}" if named else f"{found.st_dev}:1"
+            subprocess.run([sys.executable, "-m", "pylvs", "run", str(config)], stderr=stderr,
+                           env={**os.environ, "JOURNAL_STREAM": stream}, timeout=60)
+            stderr.seek(0)
+            outputs.append(stderr.read())
+    assert outputs[0].startswith("<3>bad config: ")
+    assert " pylvs: error: bad config: " in outputs[1]  # JOURNAL_STREAM inherited, not ours
+
+
+@pytest.mark.skipif(os.path.exists(cli.DEFAULT_CONFIG), reason=f"this host has a "
+                    f"{cli.DEFAULT_CONFIG}: pylvs run would start a director")
+def test_run_without_a_file_reads_the_default_path_and_names_it_when_missing():
+    result = _pylvs("run")
+    assert result.returncode == 2
+    assert f"no config file at {cli.DEFAULT_CONFIG}" in result.stderr
+    assert "examples/pylvs.toml" in result.stderr
+    assert f"(default: {cli.DEFAULT_CONFIG})" in " ".join(_pylvs("run", "--help").stdout.split())
 
 
 def test_adm_without_director_is_a_clear_error(tmp_path):

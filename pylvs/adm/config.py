@@ -9,15 +9,20 @@ from __future__ import annotations
 
 import ipaddress
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import forwarders
 import schedulers
-from pylvs.core.defense import KNOBS, Sysctls
 from pylvs.core.model import DEFAULT_SCHEDULER, PROTO_NUMBERS, RealServer, VirtualService
+from pylvs.core.sysctls import KNOBS, Sysctls
+from pylvs.ha import bgp
+from pylvs.ha.bgp import Bgp, Neighbor
 from pylvs.ha.health import KINDS, CheckSpec, ServerHealth, ServiceHealth
+from pylvs.ha.vrrp_group import GroupSpec
+from pylvs.ha.vrrp_notify import Notifies
+from pylvs.ha.vrrp_track import MAX_WEIGHT, ScriptSpec, Track
 from schedulers import Scheduler
 
 DEFAULT_CONTROL_SOCKET = "/run/pylvs.sock"
@@ -35,7 +40,12 @@ _SERVER_KEYS = {"address", "weight", "forward", "upper_threshold", "lower_thresh
                 "notify_up", "notify_down", *_HEALTH_KEYS}
 _VRRP_KEYS = {"interface", "virtual_router_id", "priority", "advert_int", "state", "preempt",
               "nopreempt", "preempt_delay", "version", "authentication", "unicast_peers",
-              "unicast_src_ip"}
+              "unicast_src_ip", "name", "virtual_ipaddress", "track_interface", "track_script",
+              "notify_master", "notify_backup", "notify_fault", "notify_stop", "notify"}
+_NOTIFY_KEYS = ("notify_master", "notify_backup", "notify_fault", "notify_stop", "notify")
+_SCRIPT_KEYS = {"script", "interval", "timeout", "weight", "rise", "fall"}
+_BGP_KEYS = {"local_as", "router_id", "neighbor", "hold_time", "bfd", "bfd_interval",
+             "bfd_multiplier", "drain_seconds", "bird", "bird_socket", "bird_include"}
 _CHECK_KEYS = {"type", "interval", "timeout", "retry", "delay_before_retry", "path", "status",
                "command", "port"}
 DEFAULT_PERSISTENCE = 360  # ipvsadm -p without a value (IPVS_SVC_PERSISTENT_TIMEOUT)
@@ -61,6 +71,15 @@ class Vrrp:
     auth_pass: str = ""
     unicast_peers: tuple[str, ...] = ()
     unicast_src_ip: str = ""
+    name: str = "VI_1"
+    virtual_ipaddress: tuple[str, ...] = ()
+    """The instance's VIPs (addresses, no prefix); the services' VIPs when the only instance
+    names none (``own_vips`` False)."""
+    own_vips: bool = True
+    track_interface: tuple[Track, ...] = ()
+    track_script: tuple[Track, ...] = ()
+    """Each with its weight: the instance's own, else the vrrp_script's."""
+    notifies: Notifies = field(default_factory=Notifies)
 
 
 @dataclass
@@ -82,10 +101,21 @@ class Config:
     services: list[VirtualService] = field(default_factory=list)
     health: list[ServiceHealth] = field(default_factory=list)
     vrrp: Vrrp | None = None
-    """keepalived's vrrp_instance for the VIPs; None: the director holds them alone."""
+    """The first of ``vrrp_instances``; None: the director holds the VIPs alone."""
+    vrrp_instances: list[Vrrp] = field(default_factory=list)
+    """keepalived's vrrp_instances: ``[vrrp]`` (one) or ``[[vrrp]]`` (several)."""
+    vrrp_scripts: dict[str, ScriptSpec] = field(default_factory=dict)
+    vrrp_sync_groups: list[GroupSpec] = field(default_factory=list)
+    bgp: Bgp | None = None
+    """[bgp]: the VIPs announced to routers (pylvs.ha.bgp); None: no BGP."""
     sysctls: Sysctls = field(default_factory=Sysctls)
     """IPVS's /proc/sys/net/ipv4/vs/ defences (pylvs.core.defense)."""
     source: str = "<config>"
+    source_format: str = "toml"
+    """How ``source`` is read, and read again on reload: "toml", or "keepalived"
+    (keepalived.conf, through pylvs.adm.keepalived)."""
+    interface_option: str = ""
+    """keepalived.conf: the director's interface given on the command line (``--interface``)."""
 
 
 def load(path: str | Path) -> Config:
@@ -102,6 +132,11 @@ def parse(text: str, source: str = "<config>") -> Config:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(source, "-", f"not valid TOML: {exc}") from None
+    return build(data, source)
+
+
+def build(data: dict[str, Any], source: str = "<config>") -> Config:
+    """A config from the dict TOML reads to (or pylvs.adm.keepalived writes)."""
     return _Reader(source).config(data)
 
 
@@ -132,7 +167,8 @@ class _Reader:
         return ConfigError(self.source, key, reason)
 
     def config(self, data: dict[str, Any]) -> Config:
-        self.only(data, {"director", "virtual_server", "vrrp", "sysctl"}, "")
+        self.only(data, {"director", "virtual_server", "vrrp", "sysctl", "vrrp_script",
+                         "vrrp_sync_group", "bgp"}, "")
         director = data.get("director")
         if not isinstance(director, dict):
             raise self.fail("director", "missing [director] table")
@@ -174,12 +210,56 @@ class _Reader:
             health = self.health(raw, f"virtual_server[{i}]", service)
             if health is not None:
                 config.health.append(health)
-        if "vrrp" in data:
-            config.vrrp = self.vrrp(data["vrrp"], interface)
-            if not config.services:
-                raise self.fail("vrrp", "needs at least one virtual_server: its address is "
-                                "what VRRP moves")
+        self.vrrp_all(data, config)
+        if "bgp" in data:
+            config.bgp = self.bgp(data["bgp"])
         return config
+
+    # -- BGP (pylvs.ha.bgp) ----------------------------------------------------------------------
+
+    def bgp(self, raw: Any) -> Bgp:
+        if not isinstance(raw, dict):
+            raise self.fail("bgp", "must be a table [bgp]")
+        self.only(raw, _BGP_KEYS, "bgp.")
+        if "local_as" not in raw:
+            raise self.fail("bgp.local_as", "missing (the director's AS number)")
+        peers = raw.get("neighbor", [])
+        if not isinstance(peers, list) or not peers:
+            raise self.fail("bgp.neighbor", "at least one [[bgp.neighbor]] is needed")
+        neighbors = tuple(self.neighbor(p, f"bgp.neighbor[{i}]") for i, p in enumerate(peers))
+        hold = self.integer(raw, "hold_time", "bgp.hold_time", bgp.DEFAULT_HOLD_TIME,
+                            bgp.MIN_HOLD_TIME, 65535)
+        interval = (self.seconds(raw, "bfd_interval", "bgp.bfd_interval", zero=False)
+                    if "bfd_interval" in raw else 0.1)
+        socket_path = self.string(raw, "bird_socket", "bgp.bird_socket")
+        include = self.string(raw, "bird_include", "bgp.bird_include")
+        if bool(socket_path) != bool(include):
+            raise self.fail("bgp.bird_include" if socket_path else "bgp.bird_socket",
+                            "bird_socket and bird_include go together: a running BIRD's "
+                            "control socket and the file of routes its static protocol "
+                            "includes")
+        return Bgp(self.integer(raw, "local_as", "bgp.local_as", 0, 1, 2**32 - 1), neighbors,
+                   self.address(raw, "router_id", "bgp.router_id"), hold,
+                   self.flag(raw, "bfd", "bgp", False), interval,
+                   self.integer(raw, "bfd_multiplier", "bgp.bfd_multiplier", 3, 1, 255),
+                   self.seconds(raw, "drain_seconds", "bgp.drain_seconds", zero=True)
+                   if "drain_seconds" in raw else bgp.DEFAULT_DRAIN,
+                   self.string(raw, "bird", "bgp.bird") or "bird", socket_path, include)
+
+    def neighbor(self, raw: Any, path: str) -> Neighbor:
+        if not isinstance(raw, dict):
+            raise self.fail(path, "must be a table { address, remote_as }")
+        self.only(raw, {"address", "remote_as", "password"}, f"{path}.")
+        address = self.address(raw, "address", f"{path}.address")
+        if not address:
+            raise self.fail(f"{path}.address", "missing (the router's IPv4 address)")
+        if "remote_as" not in raw:
+            raise self.fail(f"{path}.remote_as", "missing (the router's AS number)")
+        password = self.string(raw, "password", f"{path}.password")
+        if any(c in password for c in '"\\\n'):
+            raise self.fail(f"{path}.password", "cannot hold a quote, a backslash or a newline")
+        return Neighbor(address, self.integer(raw, "remote_as", f"{path}.remote_as", 0, 1,
+                                              2**32 - 1), password)
 
     def metrics(self, director: dict[str, Any]) -> str:
         """[director] metrics: where Prometheus scrapes, checked here so that a typo is named
@@ -193,7 +273,7 @@ class _Reader:
         return text
 
     def sysctls(self, table: object) -> Sysctls:
-        """[sysctl]: IPVS's defence knobs, named and bounded as in /proc/sys/net/ipv4/vs/."""
+        """[sysctl]: IPVS's knobs, named and bounded as in /proc/sys/net/ipv4/vs/."""
         if not isinstance(table, dict):
             raise self.fail("sysctl", "must be a table [sysctl]")
         self.only(table, set(KNOBS), "sysctl.")
@@ -448,56 +528,200 @@ class _Reader:
 
     # -- VRRP (keepalived's vrrp_instance) -----------------------------------------------------
 
-    def vrrp(self, raw: Any, interface: str) -> Vrrp:
+    def vrrp_all(self, data: dict[str, Any], config: Config) -> None:
+        """[vrrp] or [[vrrp]], [vrrp_script.NAME] and [[vrrp_sync_group]]."""
+        config.vrrp_scripts = self.vrrp_scripts(data.get("vrrp_script", {}))
+        raw = data.get("vrrp")
+        if raw is None:
+            for key in ("vrrp_script", "vrrp_sync_group"):
+                if key in data:
+                    raise self.fail(key, "needs a [vrrp] instance")
+            return
+        tables = [(raw, "vrrp")] if isinstance(raw, dict) else [
+            (table, f"vrrp[{i}]") for i, table in enumerate(raw if isinstance(raw, list) else [])]
+        if not tables:
+            raise self.fail("vrrp", "must be a table [vrrp] or an array of tables [[vrrp]]")
+        single = isinstance(raw, dict) or len(tables) == 1
+        seen: dict[str, str] = {}
+        for i, (table, path) in enumerate(tables):
+            instance = self.vrrp(table, config.interface, path, i + 1, config.vrrp_scripts)
+            if not instance.virtual_ipaddress:
+                if not single:
+                    raise self.fail(f"{path}.virtual_ipaddress", "missing: with several "
+                                    "instances each names its VIPs")
+                if not config.services:
+                    raise self.fail("vrrp", "needs at least one virtual_server (its address "
+                                    "is what VRRP moves) or virtual_ipaddress")
+                vips = sorted({s.address for s in config.services}, key=ipaddress.IPv4Address)
+                instance = replace(instance, virtual_ipaddress=tuple(vips), own_vips=False)
+            for other in config.vrrp_instances:
+                if other.name == instance.name:
+                    raise self.fail(f"{path}.name", f"instance {instance.name!r} twice")
+                if (other.interface, other.virtual_router_id) == (
+                        instance.interface, instance.virtual_router_id):
+                    raise self.fail(f"{path}.virtual_router_id", f"{instance.virtual_router_id}"
+                                    f" on {instance.interface} is {other.name}'s already")
+            for vip in instance.virtual_ipaddress:
+                if vip in seen:
+                    raise self.fail(f"{path}.virtual_ipaddress", f"{vip} is {seen[vip]}'s "
+                                    "already")
+                seen[vip] = instance.name
+            config.vrrp_instances.append(instance)
+        config.vrrp = config.vrrp_instances[0]
+        config.vrrp_sync_groups = self.sync_groups(data.get("vrrp_sync_group", []),
+                                                   [v.name for v in config.vrrp_instances])
+
+    def vrrp_scripts(self, raw: Any) -> dict[str, ScriptSpec]:
         if not isinstance(raw, dict):
-            raise self.fail("vrrp", "must be a table [vrrp]")
-        self.only(raw, _VRRP_KEYS, "vrrp.")
+            raise self.fail("vrrp_script", "must be tables [vrrp_script.NAME]")
+        scripts = {}
+        for name, table in raw.items():
+            path = f"vrrp_script.{name}"
+            if not isinstance(table, dict):
+                raise self.fail(path, "must be a table [vrrp_script.NAME]")
+            self.only(table, _SCRIPT_KEYS, path + ".")
+            given: dict[str, Any] = {}
+            for key in ("interval", "timeout"):
+                if key in table:
+                    given[key] = self.seconds(table, key, f"{path}.{key}", zero=False)
+            for key in ("rise", "fall"):
+                given[key] = self.integer(table, key, f"{path}.{key}", 1, 1, 2**31 - 1)
+            scripts[name] = ScriptSpec(
+                name, self.string(table, "script", f"{path}.script", required=True),
+                weight=self.integer(table, "weight", f"{path}.weight", 0, -MAX_WEIGHT,
+                                    MAX_WEIGHT), **given)
+        return scripts
+
+    def sync_groups(self, raw: Any, instances: list[str]) -> list[GroupSpec]:
+        if not isinstance(raw, list):
+            raise self.fail("vrrp_sync_group", "must be an array of tables [[vrrp_sync_group]]")
+        groups: list[GroupSpec] = []
+        member_of: dict[str, str] = {}
+        for i, table in enumerate(raw):
+            path = f"vrrp_sync_group[{i}]"
+            if not isinstance(table, dict):
+                raise self.fail(path, "must be a table")
+            self.only(table, {"name", "group", *_NOTIFY_KEYS}, path + ".")
+            name = self.string(table, "name", path + ".name", required=True)
+            members = table.get("group")
+            if not isinstance(members, list) or not members or not all(
+                    isinstance(m, str) for m in members):
+                raise self.fail(path + ".group", "must be a list of instance names")
+            for member in members:
+                if member not in instances:
+                    raise self.fail(path + ".group", f"no vrrp instance named {member!r} "
+                                    f"(there are: {', '.join(instances)})")
+                if member in member_of:
+                    raise self.fail(path + ".group", f"{member} is in group "
+                                    f"{member_of[member]} already")
+                member_of[member] = name
+            if any(g.name == name for g in groups):
+                raise self.fail(path + ".name", f"group {name!r} twice")
+            groups.append(GroupSpec(name, tuple(members), self.notifies(table, path)))
+        return groups
+
+    def notifies(self, table: dict[str, Any], path: str) -> Notifies:
+        found = {key: self.string(table, key, f"{path}.{key}") for key in _NOTIFY_KEYS}
+        return Notifies(found["notify_master"], found["notify_backup"], found["notify_fault"],
+                        found["notify_stop"], found["notify"])
+
+    def vips(self, raw: dict[str, Any], path: str) -> tuple[str, ...]:
+        value = raw.get("virtual_ipaddress", [])
+        if not isinstance(value, list):
+            raise self.fail(path, "must be a list of addresses (\"A.B.C.D\" or \"A.B.C.D/len\")")
+        vips = []
+        for i, text in enumerate(value):
+            try:
+                vips.append(str(ipaddress.IPv4Interface(text).ip))
+            except (ValueError, TypeError):
+                raise self.fail(f"{path}[{i}]", f"{text!r} is not A.B.C.D or A.B.C.D/len"
+                                ) from None
+        return tuple(dict.fromkeys(vips))
+
+    def tracks(self, raw: dict[str, Any], key: str, path: str,
+               scripts: dict[str, ScriptSpec]) -> tuple[Track, ...]:
+        value = raw.get(key, [])
+        if not isinstance(value, list):
+            raise self.fail(f"{path}.{key}", "must be a list of names or { name, weight }")
+        kind = "interface" if key == "track_interface" else "script"
+        tracks = []
+        for i, item in enumerate(value):
+            where = f"{path}.{key}[{i}]"
+            table = {"name": item} if isinstance(item, str) else item
+            if not isinstance(table, dict):
+                raise self.fail(where, "must be a name or { name, weight }")
+            self.only(table, {"name", "weight"}, where + ".")
+            name = self.string(table, "name", where + ".name", required=True)
+            default = 0
+            if kind == "script":
+                if name not in scripts:
+                    raise self.fail(where, f"no [vrrp_script.{name}]")
+                default = scripts[name].weight
+            weight = self.integer(table, "weight", where + ".weight", default, -MAX_WEIGHT,
+                                  MAX_WEIGHT)
+            tracks.append(Track(kind, name, weight))
+        return tuple(tracks)
+
+    def vrrp(self, raw: Any, interface: str, path: str = "vrrp", number: int = 1,
+             scripts: dict[str, ScriptSpec] | None = None) -> Vrrp:
+        if not isinstance(raw, dict):
+            raise self.fail(path, "must be a table")
+        self.only(raw, _VRRP_KEYS, path + ".")
+        instance = self.vrrp_instance(raw, interface, path)
+        return replace(
+            instance, name=self.string(raw, "name", path + ".name") or f"VI_{number}",
+            virtual_ipaddress=self.vips(raw, path + ".virtual_ipaddress"),
+            track_interface=self.tracks(raw, "track_interface", path, scripts or {}),
+            track_script=self.tracks(raw, "track_script", path, scripts or {}),
+            notifies=self.notifies(raw, path))
+
+    def vrrp_instance(self, raw: dict[str, Any], interface: str, path: str) -> Vrrp:
         if "virtual_router_id" not in raw:
-            raise self.fail("vrrp.virtual_router_id", "missing (1..255)")
-        vrid = self.integer(raw, "virtual_router_id", "vrrp.virtual_router_id", 0, 1, 255)
-        version = self.integer(raw, "version", "vrrp.version", 2, 2, 3)
-        state = (self.string(raw, "state", "vrrp.state") or "BACKUP").upper()
+            raise self.fail(f"{path}.virtual_router_id", "missing (1..255)")
+        vrid = self.integer(raw, "virtual_router_id", f"{path}.virtual_router_id", 0, 1, 255)
+        version = self.integer(raw, "version", f"{path}.version", 2, 2, 3)
+        state = (self.string(raw, "state", f"{path}.state") or "BACKUP").upper()
         if state not in ("MASTER", "BACKUP"):
-            raise self.fail("vrrp.state", f"must be MASTER or BACKUP, not {raw['state']!r}")
-        preempt = self.flag(raw, "preempt", "vrrp", True)
-        if self.flag(raw, "nopreempt", "vrrp", False):
+            raise self.fail(f"{path}.state", f"must be MASTER or BACKUP, not {raw['state']!r}")
+        preempt = self.flag(raw, "preempt", path, True)
+        if self.flag(raw, "nopreempt", path, False):
             if state == "MASTER":
-                raise self.fail("vrrp.nopreempt", "needs state BACKUP (keepalived's rule)")
+                raise self.fail(f"{path}.nopreempt", "needs state BACKUP (keepalived's rule)")
             preempt = False
-        advert = self.seconds(raw, "advert_int", "vrrp.advert_int", zero=False) \
+        advert = self.seconds(raw, "advert_int", f"{path}.advert_int", zero=False) \
             if "advert_int" in raw else 1.0
         if version == 2 and advert != int(advert):
-            raise self.fail("vrrp.advert_int", "VRRPv2 counts whole seconds (use version 3)")
+            raise self.fail(f"{path}.advert_int", "VRRPv2 counts whole seconds (use version 3)")
         if advert > (255 if version == 2 else 40.95):
-            raise self.fail("vrrp.advert_int", f"at most {255 if version == 2 else 40.95} s "
+            raise self.fail(f"{path}.advert_int", f"at most {255 if version == 2 else 40.95} s "
                             f"in VRRPv{version}")
-        return Vrrp(self.string(raw, "interface", "vrrp.interface") or interface, vrid,
-                    self.integer(raw, "priority", "vrrp.priority", 100, 1, 255), advert, state,
-                    preempt, self.seconds(raw, "preempt_delay", "vrrp.preempt_delay", zero=True)
+        return Vrrp(self.string(raw, "interface", f"{path}.interface") or interface, vrid,
+                    self.integer(raw, "priority", f"{path}.priority", 100, 1, 255), advert, state,
+                    preempt, self.seconds(raw, "preempt_delay", f"{path}.preempt_delay", zero=True)
                     if "preempt_delay" in raw else 0.0, version,
-                    self.authentication(raw, version), self.peers(raw),
-                    self.address(raw, "unicast_src_ip", "vrrp.unicast_src_ip"))
+                    self.authentication(raw, version, path), self.peers(raw, path),
+                    self.address(raw, "unicast_src_ip", f"{path}.unicast_src_ip"))
 
-    def authentication(self, raw: dict[str, Any], version: int) -> str:
+    def authentication(self, raw: dict[str, Any], version: int, path: str) -> str:
         table = raw.get("authentication")
         if table is None:
             return ""
         if version == 3:
-            raise self.fail("vrrp.authentication", "VRRPv3 has no authentication")
+            raise self.fail(f"{path}.authentication", "VRRPv3 has no authentication")
         if not isinstance(table, dict):
-            raise self.fail("vrrp.authentication", "must be a table { auth_type, auth_pass }")
-        self.only(table, {"auth_type", "auth_pass"}, "vrrp.authentication.")
-        kind = self.string(table, "auth_type", "vrrp.authentication.auth_type") or "PASS"
+            raise self.fail(f"{path}.authentication", "must be a table { auth_type, auth_pass }")
+        self.only(table, {"auth_type", "auth_pass"}, f"{path}.authentication.")
+        kind = self.string(table, "auth_type", f"{path}.authentication.auth_type") or "PASS"
         if kind != "PASS":
-            raise self.fail("vrrp.authentication.auth_type", f"only PASS is supported, not "
+            raise self.fail(f"{path}.authentication.auth_type", f"only PASS is supported, not "
                             f"{kind!r}")
-        return self.string(table, "auth_pass", "vrrp.authentication.auth_pass", required=True)
+        return self.string(table, "auth_pass", f"{path}.authentication.auth_pass", required=True)
 
-    def peers(self, raw: dict[str, Any]) -> tuple[str, ...]:
+    def peers(self, raw: dict[str, Any], path: str) -> tuple[str, ...]:
         peers = raw.get("unicast_peers", [])
         if not isinstance(peers, list):
-            raise self.fail("vrrp.unicast_peers", "must be a list of addresses")
-        return tuple(self.address({"p": p}, "p", f"vrrp.unicast_peers[{i}]")
+            raise self.fail(f"{path}.unicast_peers", "must be a list of addresses")
+        return tuple(self.address({"p": p}, "p", f"{path}.unicast_peers[{i}]")
                      for i, p in enumerate(peers))
 
     def address(self, table: dict[str, Any], key: str, path: str) -> str:

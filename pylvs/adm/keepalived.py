@@ -1,21 +1,94 @@
-"""keepalived.conf's virtual_server blocks, read into pylvs services (``pylvs config
-from-keepalived``), with keepalived's defaults: NAT when no method is given, wlc, TCP, weight 1,
-360 s for a bare ``persistence_timeout``. What is not carried over is listed, never dropped in
-silence: health checkers, vrrp blocks, fwmark and group services, sorry servers and the rest.
+"""keepalived.conf → a pylvs config, sans-IO: text in; the pylvs config dict (``[director]``,
+``[[virtual_server]]``, ``[[vrrp]]``, ``[vrrp_script.NAME]``, ``[[vrrp_sync_group]]``) and one
+note for each thing not carried over out. ``include`` lines are resolved by a reader the caller
+passes (pattern and including file in; the matching files' names and texts out, in glob order).
+
+keepalived's own rules and defaults (keepalived 2.2.7: check_parser.c, check_data.c,
+check_api.c, check_http.c, check_misc.c, vrrp_parser.c, global_parser.c, lib/parser.c):
+comments start at ``!`` or ``#`` outside quotes; a line starting ``@ID`` is read only when ID is
+the config id (the short host name by default), ``@^ID`` only when it is not; no ``protocol`` is
+UDP, no ``lb_kind`` NAT, no ``lb_algo`` wlc, a bare ``persistence_timeout`` 360 s; a real
+server's weight defaults to the service's ``weight`` (1); a checker's ``delay_loop``,
+``connect_timeout``, ``retry`` and ``delay_before_retry`` default to its real server's, then
+its service's (delay_loop 60 s, connect_timeout 5 s), then the checker's own (retry 1, MISC_CHECK
+0; delay_before_retry 3 s for HTTP_GET, 1 s otherwise); MISC_CHECK's timeout is misc_timeout or
+the service's delay_loop; HTTP_GET accepts 200-299 unless status_code says otherwise; a
+``vrrp_script`` runs every second with weight 0, rise 1, fall 1, its timeout the interval; the
+sync daemon's syncid is ``id``, else the vrid of the instance it follows, else 0.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
-import forwarders
-import schedulers
-from pylvs.core.model import RealServer, VirtualService
+from pylvs.adm.config import ConfigError
+from pylvs.adm.toml_text import dumps
 
-DEFAULT_PERSISTENCE = 360
-DEFAULT_LB_KIND = "NAT"  # keepalived's, when a virtual_server names none
-_TOKEN = re.compile(r'"[^"]*"|[{}]|[^\s{}"]+')
+Include = Callable[[str, str], list[tuple[str, str]]]
+"""(pattern, including file) → [(file, text)] of the files the pattern matches."""
+
+DEFAULT_PERSISTENCE = 360  # IPVS_SVC_PERSISTENT_TIMEOUT
+DEFAULT_DELAY_LOOP = 60.0
+DEFAULT_CONNECT_TIMEOUT = 5.0
+MAX_INCLUDE_DEPTH = 32
+NO_BLOCKS = ("no virtual_server block and no vrrp_instance block: a keepalived.conf needs one "
+             "of them for pylvs to run anything")
+CHECKERS = ("TCP_CHECK", "HTTP_GET", "MISC_CHECK")
+OTHER_CHECKERS = {
+    "SSL_GET": "pylvs has no TLS check (its http check speaks plain HTTP)",
+    "SMTP_CHECK": "pylvs has no SMTP check", "DNS_CHECK": "pylvs has no DNS check",
+    "UDP_CHECK": "pylvs has no UDP check", "PING_CHECK": "pylvs has no ICMP check",
+    "BFD_CHECK": "pylvs has no BFD", "FILE_CHECK": "pylvs has no file check"}
+REASONS = {
+    "notification_email": "pylvs sends no mail", "notification_email_from": "pylvs sends no mail",
+    "smtp_server": "pylvs sends no mail", "smtp_connect_timeout": "pylvs sends no mail",
+    "smtp_helo_name": "pylvs sends no mail", "smtp_alert": "pylvs sends no mail",
+    "router_id": "pylvs names itself nowhere (keepalived puts it in mail and SNMP)",
+    "snmp_name": "pylvs has no SNMP agent", "enable_traps": "pylvs has no SNMP agent",
+    "vrrp_strict": "pylvs installs no DROP rules for the VIPs (docs/ha.md)",
+    "enable_script_security": "pylvs runs scripts as its own user",
+    "script_user": "pylvs runs scripts as its own user", "user": "pylvs runs scripts as its "
+    "own user",
+    "static_ipaddress": "pylvs adds no static addresses: configure them on the host",
+    "static_routes": "pylvs installs no routes: configure them on the host",
+    "static_rules": "pylvs installs no policy rules: configure them on the host",
+    "virtual_routes": "pylvs installs no routes", "virtual_rules": "pylvs installs no rules",
+    "use_vmac": "pylvs uses the interface's own MAC address, not VRRP's virtual MAC",
+    "garp_master_delay": "pylvs's gratuitous ARPs are fixed (5 at once, 5 more after 5 s)",
+    "garp_master_repeat": "pylvs's gratuitous ARPs are fixed (5 at once, 5 more after 5 s)",
+    "garp_master_refresh": "pylvs's gratuitous ARPs are fixed (5 at once, 5 more after 5 s)",
+    "mcast_src_ip": "pylvs sends from the interface's primary address",
+    "accept": "pylvs has no accept mode: its VIPs answer ping (docs/ha.md)",
+    "no_accept": "pylvs has no accept mode: its VIPs answer ping (docs/ha.md)",
+    "warmup": "pylvs starts every check at once",
+    "ha_suspend": "pylvs checks on every director, master or not (docs/ha.md)",
+    "omega": "pylvs runs no quorum scripts", "quorum_up": "pylvs runs no quorum scripts",
+    "quorum_down": "pylvs runs no quorum scripts",
+    "sorry_server_inhibit": "pylvs removes the sorry server when the quorum is back",
+    "sorry_server_lvs_method": "pylvs forwards to the sorry server by the service's method",
+    "virtualhost": "pylvs's http check sends the real server's address as Host",
+    "digest": "pylvs's http check looks at the status code only",
+    "regex": "pylvs's http check looks at the status code only",
+    "http_protocol": "pylvs's http check speaks HTTP/1.0",
+    "fast_recovery": "pylvs's checks keep their interval",
+    "misc_dynamic": "pylvs takes any non-zero exit status as down and never sets a weight "
+    "from it",
+    "connect_ip": "pylvs checks the real server's own address",
+    "bindto": "pylvs's checks leave from the address the route picks",
+    "bind_port": "pylvs's checks leave from a port the kernel picks",
+    "persistence_engine": "pylvs has no persistence engines (ipvsadm --pe)",
+    "hashed": "IPVS's internal flag", "lvs_flush": "pylvs starts with an empty table anyway",
+    "lvs_timeouts": "pylvs's timeouts are IPVS's defaults (pylvs adm --set)",
+    "net_namespace": "pylvs runs in the namespace it is started in",
+    "dont_track_primary": "pylvs tracks only the interfaces track_interface names",
+    "virtual_ipaddress_excluded": "pylvs moves only the addresses of virtual_ipaddress",
+    "include": "it matched no file, so nothing was included (keepalived's plain include says "
+    "nothing of it)",
+}
 
 
 @dataclass
@@ -24,120 +97,916 @@ class Block:
     args: list[str]
     children: list[Block] = field(default_factory=list)
     line: int = 0
+    source: str = ""
+
+    @property
+    def text(self) -> str:
+        return " ".join([self.keyword, *self.args])
 
 
-def parse_blocks(text: str) -> list[Block]:
-    """keepalived's syntax: `keyword args... [{ ... }]`, one per line, # and ! comments."""
+@dataclass
+class Conversion:
+    data: dict[str, Any]
+    """The pylvs config as a dict, as tomllib would read it."""
+    notes: list[str]
+    """One line per thing not carried over, with its line and reason."""
+    where: dict[str, str]
+    """A config key (``virtual_server[0].real_server[1]``) → the keepalived line it came from."""
+
+    def toml(self) -> str:
+        return dumps(self.data)
+
+
+class KeepalivedError(ConfigError):
+    """A keepalived.conf pylvs cannot run; ``notes`` has what was noted before it stopped."""
+
+    def __init__(self, source: str, key: str, reason: str, notes: list[str]) -> None:
+        super().__init__(source, key, reason)
+        self.notes = notes
+
+
+def detect_format(text: str) -> str:
+    """"toml" or "keepalived", by the first line that is not a comment: TOML's start with a
+    table header or ``key =``; keepalived's with a keyword and its arguments or ``{``."""
+    for raw in text.splitlines():
+        line = _decomment(raw.strip())
+        if not line or line.startswith("@"):
+            continue
+        if line.startswith("[") or re.match(r'^[\w."\'-]+\s*=', line):
+            return "toml"
+        return "keepalived"
+    return "toml"
+
+
+# -- the syntax --------------------------------------------------------------------------------
+
+_TOKEN = re.compile(r'"[^"]*"?|[{}]|[^\s{}"]+')
+
+
+def _decomment(line: str) -> str:
+    """lib/parser.c's decomment: ``!`` or ``#`` outside quotes ends the line; ``\\#`` and
+    ``\\!`` outside quotes stand for the character."""
+    out, quote, i = [], False, 0
+    while i < len(line):
+        char = line[i]
+        if char == '"':
+            quote = not quote
+        elif char == "\\" and not quote and line[i + 1:i + 2] in ("#", "!"):
+            out.append(line[i + 1])
+            i += 2
+            continue
+        elif char in "#!" and not quote:
+            break
+        out.append(char)
+        i += 1
+    return "".join(out).strip()
+
+
+def _conditional(line: str, config_id: str | None) -> str | None:
+    """``@ID rest`` is read when ID is the config id, ``@^ID rest`` when it is not."""
+    if not line.startswith("@"):
+        return line
+    negate = line.startswith("@^")
+    word, *rest = line[2 if negate else 1:].split(None, 1)
+    if not rest or not rest[0].strip():
+        return None
+    return rest[0].strip() if (word == config_id) != negate else None
+
+
+def _lines(text: str, source: str, include: Include | None, config_id: str | None,
+           depth: int = 0) -> Iterator[tuple[str, int, list[str]]]:
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = _conditional(raw.strip(), config_id)
+        if line is None:
+            continue
+        line = _decomment(line)
+        if not line:
+            continue
+        if line.startswith("$"):
+            raise ConfigError(source, f"line {number}", "keepalived's $NAME definitions and "
+                              "substitutions are not supported: write the values out")
+        word, _, rest = line.partition(" ")
+        if word in ("include", "includer", "includem", "includew", "includeb", "includea"):
+            yield from _included(rest.strip(), source, number, include, config_id, depth)
+            continue
+        words = [t[1:-1] if t.startswith('"') and t.endswith('"') and len(t) > 1
+                 else t.lstrip('"') for t in _TOKEN.findall(line)]
+        yield source, number, words
+
+
+def _included(pattern: str, source: str, number: int, include: Include | None,
+              config_id: str | None, depth: int) -> Iterator[tuple[str, int, list[str]]]:
+    if include is None:
+        raise ConfigError(source, f"line {number}", f"include {pattern}: no file reader given")
+    if depth >= MAX_INCLUDE_DEPTH:
+        raise ConfigError(source, f"line {number}", f"include {pattern}: more than "
+                          f"{MAX_INCLUDE_DEPTH} levels deep (an include loop?)")
+    found = include(pattern, source)
+    if not found:
+        yield source, number, ["include", pattern]  # noted by the converter
+    for name, text in found:
+        yield from _lines(text, name, include, config_id, depth + 1)
+
+
+def expand_braces(pattern: str) -> list[str]:
+    """glob's GLOB_BRACE, as keepalived's include: ``a{b,c}d`` is ``abd`` and ``acd``."""
+    match = re.search(r"\{([^{}]*)\}", pattern)
+    if match is None:
+        return [pattern]
+    out: list[str] = []
+    for part in match.group(1).split(","):
+        out += expand_braces(pattern[:match.start()] + part + pattern[match.end():])
+    return list(dict.fromkeys(out))
+
+
+def parse_blocks(text: str, source: str = "keepalived.conf", include: Include | None = None,
+                 config_id: str | None = None) -> list[Block]:
+    """keepalived's syntax: ``keyword args... [{ ... }]``, with its comments, conditional
+    lines and includes; a ``{`` or ``}`` may share a line with words."""
     root = Block("", [])
     stack = [root]
-    for number, raw in enumerate(text.splitlines(), start=1):
-        line = re.split(r"[#!]", raw, maxsplit=1)[0]
-        words = [t.strip('"') for t in _TOKEN.findall(line)]
+    for name, number, words in _lines(text, source, include, config_id):
         while words:
             if words[0] == "}":
                 if len(stack) == 1:
-                    raise ValueError(f"line {number}: '}}' without a block to close")
+                    raise ConfigError(name, f"line {number}", "'}' without a block to close")
                 stack.pop()
                 words = words[1:]
                 continue
-            opens = "{" in words
-            head = words[:words.index("{")] if opens else words
-            rest = words[len(head) + 1:] if opens else []
-            block = Block(head[0], head[1:], line=number) if head else None
+            end = next((i for i, w in enumerate(words) if w in ("{", "}")), len(words))
+            head, opens = words[:end], words[end:end + 1] == ["{"]
+            block = Block(head[0], head[1:], line=number, source=name) if head else None
+            words = words[end + 1:] if opens else words[end:]
             if block is not None:
                 stack[-1].children.append(block)
             if opens:
-                stack.append(block or Block("", [], line=number))
-            words = rest
+                stack.append(block or Block("", [], line=number, source=name))
     if len(stack) != 1:
-        raise ValueError(f"a block opened on line {stack[-1].line} is never closed")
+        raise ConfigError(stack[-1].source, f"line {stack[-1].line}",
+                          f"the block `{stack[-1].text}` is never closed")
     return root.children
 
 
-def import_services(text: str) -> tuple[list[VirtualService], list[str]]:
-    """The services, and one note for each thing that was not carried over."""
-    services: list[VirtualService] = []
-    dropped: list[str] = []
-    for block in parse_blocks(text):
-        if block.keyword != "virtual_server":
-            dropped.append(f"line {block.line}: {block.keyword} {' '.join(block.args)}".strip())
-        elif len(block.args) != 2 or block.args[0] in ("fwmark", "group"):
-            dropped.append(f"line {block.line}: virtual_server {' '.join(block.args)} "
-                           "(only address and port services are supported)")
+# -- the conversion ----------------------------------------------------------------------------
+
+def convert(text: str, source: str = "keepalived.conf", *, interface: str = "",
+            include: Include | None = None, config_id: str | None = None) -> Conversion:
+    """The whole file; ``interface`` is the director's when no vrrp_instance's VIPs say it.
+    KeepalivedError when nothing can run or something would run wrong."""
+    return _Converter(source).run(parse_blocks(text, source, include, config_id), interface)
+
+
+class _Converter:
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.notes: list[str] = []
+        self.where: dict[str, str] = {}
+        self.director: dict[str, Any] = {}
+        self.vrrp_version: int | None = None
+        self.default_interface = "eth0"  # keepalived's DFLT_INT
+        self.sync_inst = ""
+        """lvs_sync_daemon's `inst`: its vrid is the syncid when no `id` is given."""
+        self.server_lines: list[str] = []
+        self.counts: dict[str, int] = {}
+        self.used_groups: set[str] = set()
+
+    # notes and errors
+
+    def at(self, block: Block) -> str:
+        line = f"line {block.line}"
+        return line if block.source in ("", self.source) else f"{block.source} {line}"
+
+    def note(self, block: Block, context: str, reason: str) -> None:
+        prefix = f"{self.at(block)}: {context}: " if context else f"{self.at(block)}: "
+        self.notes.append(f"{prefix}`{block.text}` is not carried over: {reason}")
+
+    def part(self, block: Block, context: str, part: str, reason: str) -> None:
+        """Part of a line not carried over (the rest of it is)."""
+        prefix = f"{self.at(block)}: {context}: " if context else f"{self.at(block)}: "
+        self.notes.append(f"{prefix}`{block.text}`: its `{part}` is not carried over: {reason}")
+
+    def drop(self, block: Block, context: str, reason: str = "") -> None:
+        self.note(block, context, reason or REASONS.get(block.keyword,
+                                                        "pylvs has no equivalent"))
+
+    def refuse(self, block: Block, reason: str) -> None:
+        self.notes.append(f"{self.at(block)}: `{block.text}` is refused: {reason}")
+
+    def fail(self, block: Block, reason: str) -> KeepalivedError:
+        return KeepalivedError(block.source or self.source, f"{self.at(block)}: {block.text}",
+                               reason, self.notes)
+
+    # the file
+
+    def run(self, blocks: list[Block], interface: str) -> Conversion:
+        kinds = {b.keyword for b in blocks}
+        if not kinds & {"virtual_server", "vrrp_instance"}:
+            raise KeepalivedError(self.source, "-", NO_BLOCKS, self.notes)
+        groups = {b.args[0]: b for b in blocks if b.keyword == "virtual_server_group" and b.args}
+        for block in blocks:
+            if block.keyword == "global_defs":
+                self.global_defs(block)
+        scripts = self.scripts([b for b in blocks if b.keyword == "vrrp_script"])
+        instances = [i for b in blocks if b.keyword == "vrrp_instance"
+                     if (i := self.instance(b, scripts)) is not None]
+        names = {i["name"] for i in instances}
+        sync_groups = [g for b in blocks if b.keyword == "vrrp_sync_group"
+                       if (g := self.sync_group(b, names)) is not None]
+        services = [s for b in blocks if b.keyword == "virtual_server"
+                    for s in self.virtual_server(b, groups)]
+        for block in blocks:
+            if block.keyword == "virtual_server_group" and block.args[:1] and \
+                    block.args[0] not in self.used_groups:
+                self.drop(block, "", "no virtual_server uses it")
+            elif block.keyword not in ("global_defs", "vrrp_script", "vrrp_instance",
+                                       "vrrp_sync_group", "virtual_server",
+                                       "virtual_server_group"):
+                self.drop(block, "")
+        if not services and not instances:
+            raise KeepalivedError(self.source, "-", "nothing pylvs can run is left: every "
+                                  "virtual_server and vrrp_instance was refused (see above)",
+                                  self.notes)
+        self.unused_scripts(scripts, instances)
+        self.sync_daemon(instances)
+        data: dict[str, Any] = {"director": {"interface": self.interface(
+            interface, services, instances, blocks), **self.director}}
+        if services:
+            data["virtual_server"] = services
+        if instances:
+            data["vrrp"] = instances
+        used = {_name(t) for i in instances for t in i.get("track_script", [])}
+        if used:
+            data["vrrp_script"] = {n: s for n, s in scripts.items() if n in used}
+        if sync_groups:
+            data["vrrp_sync_group"] = sync_groups
+        return Conversion(data, list(dict.fromkeys(self.notes)), self.where)
+
+    def interface(self, given: str, services: list[dict[str, Any]],
+                  instances: list[dict[str, Any]], blocks: list[Block]) -> str:
+        """The vrrp_instance whose VIPs hold the services says it, else ``given``."""
+        if given:
+            return given
+        by_vip = {vip.split("/")[0]: i for i in instances
+                  for vip in i.get("virtual_ipaddress", [])}
+        found = {}
+        for service in services:
+            instance = by_vip.get(service["address"].rpartition(":")[0])
+            if instance is not None:
+                found.setdefault(instance["interface"], instance["name"])
+        if len(found) == 1:
+            return next(iter(found))
+        where = blocks[0] if blocks else Block("", [])
+        if len(found) > 1:
+            listed = ", ".join(f"{i} ({n})" for i, n in found.items())
+            raise self.fail(where, f"the virtual servers' addresses are VIPs on more than one "
+                            f"interface: {listed}; pylvs's director has one: name it with "
+                            "--interface")
+        if not services and instances:
+            return str(instances[0]["interface"])
+        raise KeepalivedError(self.source, "interface", "no vrrp_instance's virtual_ipaddress "
+                              "holds a virtual_server's address, so which interface the "
+                              "services arrive on is unknown (keepalived needs none for LVS): "
+                              "name it with --interface", self.notes)
+
+    # global_defs
+
+    def global_defs(self, block: Block) -> None:
+        for child in block.children:
+            if child.keyword == "lvs_sync_daemon":
+                self.lvs_sync_daemon(child)
+            elif child.keyword == "vrrp_version":
+                self.vrrp_version = self.integer(child, 0)
+            elif child.keyword == "default_interface":
+                self.default_interface = self.word(child, 0)
+            else:
+                self.drop(child, "global_defs")
+
+    def lvs_sync_daemon(self, block: Block) -> None:
+        """``lvs_sync_daemon IF [inst NAME] [id N] [maxlen N] [port N] [ttl N] [group IP]``."""
+        self.director.update(sync_daemon=True, sync_interface=self.word(block, 0))
+        args = block.args[1:]
+        for i in range(0, len(args) - 1, 2):
+            key, value = args[i], args[i + 1]
+            if key == "id":
+                self.director["syncid"] = self.integer(block, i + 2)
+            elif key == "inst":
+                self.sync_inst = value
+            else:
+                self.part(block, "global_defs", f"{key} {value}", "pylvs's sync daemon "
+                          "uses IPVS's defaults (port 8848, group 224.0.0.81, ttl 1)")
+        if self.sync_inst:
+            self.part(block, "global_defs", f"inst {self.sync_inst}", "pylvs's sync daemon "
+                      "runs its master and backup halves at once, whatever an instance's state "
+                      "(docs/ha.md)")
+
+    def sync_daemon(self, instances: list[dict[str, Any]]) -> None:
+        if not self.director.get("sync_daemon") or "syncid" in self.director:
+            return
+        vrids = {i["name"]: i["virtual_router_id"] for i in instances}
+        self.director["syncid"] = vrids.get(self.sync_inst, 0)
+
+    # virtual_server
+
+    def virtual_server(self, block: Block, groups: dict[str, Block]) -> list[dict[str, Any]]:
+        args = block.args
+        if args[:1] == ["fwmark"]:
+            self.refuse(block, "pylvs has no firewall-mark services (ipvsadm -f)")
+            return []
+        if args[:1] == ["group"]:
+            return self.group_service(block, groups)
+        if len(args) != 2:
+            self.refuse(block, "pylvs needs an address and a port")
+            return []
+        address = self.ipv4(block, args[0])
+        if address is None:
+            return []
+        service = self.service(block, address, self.port(block, args[1]),
+                               f"virtual_server {address} {args[1]}")
+        return [service] if service is not None else []
+
+    def group_service(self, block: Block, groups: dict[str, Block]) -> list[dict[str, Any]]:
+        """keepalived's virtual_server_group: one IPVS service per address (and range)."""
+        group = groups.get(block.args[1] if len(block.args) > 1 else "")
+        self.used_groups.add(block.args[1] if len(block.args) > 1 else "")
+        if group is None:
+            self.refuse(block, "no virtual_server_group of that name")
+            return []
+        out = []
+        for entry in group.children:
+            if entry.keyword == "fwmark":
+                self.refuse(entry, "pylvs has no firewall-mark services (ipvsadm -f)")
+                continue
+            if len(entry.args) != 1:
+                self.refuse(entry, "pylvs needs an address and a port in each group entry")
+                continue
+            for text in self.addresses(entry, entry.keyword):
+                address = self.ipv4(entry, text)
+                if address is not None:
+                    service = self.service(block, address, self.port(entry, entry.args[0]),
+                                           f"virtual_server group {group.args[0]}")
+                    out += [service] if service is not None else []
+        return out
+
+    def service(self, block: Block, address: str, port: int, context: str
+                ) -> dict[str, Any] | None:
+        opts = self.options(block, context, _SERVICE_OPTIONS)
+        protocol = self.word(opts["protocol"], 0).upper() if "protocol" in opts else "UDP"
+        if "protocol" not in opts:
+            self.notes.append(f"{self.at(block)}: {context}: no `protocol`: UDP, as keepalived "
+                              "(which logs 'no protocol set - defaulting to UDP')")
+        if protocol not in ("TCP", "UDP"):
+            self.refuse(block, f"protocol {protocol}: pylvs forwards TCP and UDP")
+            return None
+        forward = self.method(opts.get("lb_kind") or opts.get("lvs_method"), "nat", block)
+        if forward is None:
+            return None
+        key = f"virtual_server[{self.count('virtual_server')}]"
+        self.where[key] = f"{self.at(block)}: {context}"
+        service: dict[str, Any] = {"address": f"{address}:{port}", "protocol": protocol.lower(),
+                                   "forward": forward}
+        self.scheduling(service, opts, context)
+        self.persistence(service, opts, context)
+        if "ops" in opts:
+            if protocol == "UDP":
+                service["one_packet"] = True
+            else:
+                self.note(opts["ops"], context, "one-packet scheduling is for UDP (keepalived "
+                          "resets it too)")
+        defaults = _Defaults.of(opts, self)
+        servers = [s for b in block.children if b.keyword == "real_server"
+                   if (s := self.real_server(b, service, port, defaults, context)) is not None]
+        self.where.update({f"{key}.real_server[{i}]": w for i, w in enumerate(
+            self.server_lines)})
+        self.server_lines = []
+        self.health_keys(service, opts, servers, port, context)
+        service["real_server"] = servers
+        return service
+
+    def count(self, kind: str) -> int:
+        """The index the next config entry of ``kind`` gets."""
+        self.counts[kind] = self.counts.get(kind, -1) + 1
+        return self.counts[kind]
+
+    def scheduling(self, service: dict[str, Any], opts: dict[str, Block], context: str) -> None:
+        algo = opts.get("lb_algo") or opts.get("lvs_sched")
+        scheduler = self.word(algo, 0) if algo else "wlc"
+        service["scheduler"] = scheduler
+        flags = [k for k in ("sh-port", "sh-fallback", "mh-port", "mh-fallback") if k in opts]
+        for number, kind in (("flag-1", "fallback"), ("flag-2", "port")):
+            if number in opts:
+                if scheduler in ("sh", "mh"):
+                    flags.append(f"{scheduler}-{kind}")
+                else:
+                    self.note(opts[number], context, f"it means nothing to {scheduler}")
+        if "flag-3" in opts:
+            self.note(opts["flag-3"], context, "no scheduler of pylvs reads it")
+        if flags:
+            service["scheduler_flags"] = sorted(set(flags))
+
+    def persistence(self, service: dict[str, Any], opts: dict[str, Block], context: str) -> None:
+        if "persistence_timeout" in opts:
+            block = opts["persistence_timeout"]
+            service["persistence_timeout"] = (self.integer(block, 0) if block.args
+                                              else DEFAULT_PERSISTENCE)
+        if "persistence_granularity" in opts:
+            block = opts["persistence_granularity"]
+            if service.get("persistence_timeout"):
+                service["persistence_netmask"] = self.netmask(block)
+            else:
+                self.note(block, context, "without persistence_timeout it does nothing")
+
+    def health_keys(self, service: dict[str, Any], opts: dict[str, Block],
+                    servers: list[dict[str, Any]], port: int, context: str) -> None:
+        checked = any("check" in s for s in servers)
+        for key in ("quorum", "hysteresis"):
+            if key in opts:
+                if checked:
+                    service[key] = self.integer(opts[key], 0)
+                else:
+                    self.note(opts[key], context, "no real server has a check pylvs runs")
+        if "sorry_server" in opts:
+            block = opts["sorry_server"]
+            address = self.ipv4(block, self.word(block, 0))
+            if address is None:
+                return
+            if not checked:
+                self.note(block, context, "no real server has a check pylvs runs")
+                return
+            given = self.port(block, block.args[1]) if len(block.args) > 1 else port
+            kept = self.kept_port(block, service, given, port, context)
+            service["sorry_server"] = f"{address}:{kept}"
+
+    def kept_port(self, block: Block, service: dict[str, Any], given: int, port: int,
+                  context: str) -> int:
+        if service["forward"] == "nat" or given == port:
+            return given
+        self.notes.append(f"{self.at(block)}: {context}: port {given} of `{block.text}` is not "
+                          f"carried over: {service['forward'].upper()} forwards to the "
+                          f"service's port {port}")
+        return port
+
+    # real_server
+
+    def real_server(self, block: Block, service: dict[str, Any], port: int,
+                    defaults: _Defaults, context: str) -> dict[str, Any] | None:
+        if not 1 <= len(block.args) <= 2:
+            raise self.fail(block, "a real_server needs an address and a port")
+        address = self.ipv4(block, block.args[0])
+        if address is None:
+            return None
+        context = f"{context}: real_server {' '.join(block.args)}"
+        opts = self.options(block, context, _SERVER_OPTIONS)
+        forward = self.method(opts.get("lvs_method") or opts.get("lb_kind"), service["forward"],
+                              block)
+        if forward is None:
+            return None
+        given = self.port(block, block.args[1]) if len(block.args) == 2 else port
+        kept = self.kept_port(block, {"forward": forward}, given, port, context)
+        server: dict[str, Any] = {"address": f"{address}:{kept}",
+                                  "weight": self.integer(opts["weight"], 0) if "weight" in opts
+                                  else defaults.weight}
+        if forward != service["forward"]:
+            server["forward"] = forward
+        for ours, theirs in (("upper_threshold", "uthreshold"), ("lower_threshold",
+                                                                 "lthreshold")):
+            if theirs in opts:
+                server[ours] = self.integer(opts[theirs], 0)
+        mine = defaults.under(opts, self)
+        check = self.checker(block, mine, defaults, context)
+        if check is not None:
+            check_block, server["check"] = check
+            alpha = self.flag(check_block.children, "alpha", mine.alpha)
+            if alpha:
+                server["alpha"] = True
+            if mine.inhibit:
+                server["inhibit_on_failure"] = True
+            for key in ("notify_up", "notify_down"):
+                if key in opts:
+                    server[key] = " ".join(opts[key].args)
         else:
-            services.append(_service(block, dropped))
-    return services, dropped
+            for key in ("notify_up", "notify_down", "alpha", "inhibit_on_failure"):
+                if key in opts:
+                    self.note(opts[key], context, "the real server has no check pylvs runs")
+        self.server_lines.append(f"{self.at(block)}: {context}")
+        return server
+
+    def checker(self, block: Block, mine: _Defaults, defaults: _Defaults, context: str
+                ) -> tuple[Block, dict[str, Any]] | None:
+        found = None
+        for child in block.children:
+            if child.keyword in OTHER_CHECKERS:
+                self.note(child, context, f"{OTHER_CHECKERS[child.keyword]}; the real server "
+                          "is added without it")
+            elif child.keyword in CHECKERS:
+                if found is not None:
+                    self.note(child, context, "pylvs runs one check per real server (the "
+                              f"first, {found[0].keyword}), where keepalived needs all to pass")
+                else:
+                    found = child, self.check(child, mine, defaults, context)
+        return found
+
+    def check(self, block: Block, mine: _Defaults, service: _Defaults, context: str
+              ) -> dict[str, Any]:
+        kind = {"TCP_CHECK": "tcp", "HTTP_GET": "http", "MISC_CHECK": "misc"}[block.keyword]
+        context = f"{context}: {block.keyword}"
+        opts = self.options(block, context, _CHECK_OPTIONS[kind])
+        retry = opts.get("retry") or opts.get("nb_get_retry")
+        check: dict[str, Any] = {"type": kind, "interval": self.seconds(opts["delay_loop"])
+                                 if "delay_loop" in opts else mine.delay_loop}
+        if kind == "misc":
+            timeout = self.seconds(opts["misc_timeout"]) if "misc_timeout" in opts else 0
+            check["timeout"] = timeout or service.delay_loop
+        else:
+            check["timeout"] = (self.seconds(opts["connect_timeout"])
+                                if "connect_timeout" in opts else mine.connect_timeout)
+        check["retry"] = (self.integer(retry, 0) if retry else mine.retry
+                          if mine.retry is not None else (0 if kind == "misc" else 1))
+        check["delay_before_retry"] = (
+            self.seconds(opts["delay_before_retry"]) if "delay_before_retry" in opts
+            else mine.delay_before_retry if mine.delay_before_retry is not None
+            else (3 if kind == "http" else 1))
+        if kind == "misc":
+            if "misc_path" not in opts:
+                raise self.fail(block, "a MISC_CHECK needs misc_path")
+            check["command"] = " ".join(opts["misc_path"].args)
+        if "connect_port" in opts:
+            check["port"] = self.port(opts["connect_port"], opts["connect_port"].args[0]
+                                      if opts["connect_port"].args else "")
+        if kind == "http":
+            self.url(block, check, context)
+        return check
+
+    def url(self, block: Block, check: dict[str, Any], context: str) -> None:
+        urls = [b for b in block.children if b.keyword == "url"]
+        if not urls:
+            raise self.fail(block, "an HTTP_GET needs a url { path ... }")
+        for extra in urls[1:]:
+            self.note(extra, context, "pylvs's http check asks for one url (the first)")
+        opts = self.options(urls[0], f"{context}: url", {"path", "status_code"})
+        if "path" not in opts:
+            raise self.fail(urls[0], "a url needs a path")
+        check["path"] = self.word(opts["path"], 0)
+        if "status_code" in opts:
+            check["status"] = self.status_codes(opts["status_code"])
+
+    # vrrp
+
+    def scripts(self, blocks: list[Block]) -> dict[str, dict[str, Any]]:
+        out = {}
+        for block in blocks:
+            name = self.word(block, 0)
+            context = f"vrrp_script {name}"
+            opts = self.options(block, context, {"script", "interval", "timeout", "weight",
+                                                 "rise", "fall"})
+            if "script" not in opts:
+                self.refuse(block, "it has no `script` (so the track_script lines naming it "
+                            "are dropped too)")
+                continue
+            interval = self.seconds(opts["interval"]) if "interval" in opts else 1
+            timeout = self.seconds(opts["timeout"]) if "timeout" in opts else 0
+            script: dict[str, Any] = {"script": " ".join(opts["script"].args),
+                                      "interval": interval, "timeout": timeout or interval}
+            weight = opts.get("weight")
+            script["weight"] = self.integer(weight, 0) if weight else 0
+            if weight is not None and len(weight.args) > 1:
+                self.part(weight, context, " ".join(weight.args[1:]), "pylvs applies the "
+                          "weight as keepalived does without it")
+            script["rise"] = self.integer(opts["rise"], 0) if "rise" in opts else 1
+            script["fall"] = self.integer(opts["fall"], 0) if "fall" in opts else 1
+            out[name] = script
+            self.where[f"vrrp_script.{name}"] = f"{self.at(block)}: {context}"
+        return out
+
+    def unused_scripts(self, scripts: dict[str, dict[str, Any]],
+                       instances: list[dict[str, Any]]) -> None:
+        used = {_name(t) for i in instances for t in i.get("track_script", [])}
+        for name in scripts:
+            if name not in used:
+                self.notes.append(f"{self.where[f'vrrp_script.{name}'].split(':')[0]}: "
+                                  f"`vrrp_script {name}` is not carried over: no vrrp_instance "
+                                  "tracks it (keepalived drops it too)")
+
+    def instance(self, block: Block, scripts: dict[str, dict[str, Any]]
+                 ) -> dict[str, Any] | None:
+        name = self.word(block, 0)
+        context = f"vrrp_instance {name}"
+        opts = self.options(block, context, _INSTANCE_OPTIONS)
+        if "virtual_router_id" not in opts:
+            raise self.fail(block, "a vrrp_instance needs virtual_router_id")
+        interface = (self.word(opts["interface"], 0) if "interface" in opts
+                     else self.default_interface)
+        instance: dict[str, Any] = {"name": name, "interface": interface,
+                                    "virtual_router_id": self.integer(opts["virtual_router_id"],
+                                                                      0)}
+        self.where[f"vrrp[{self.count('vrrp')}]"] = f"{self.at(block)}: {context}"
+        if "state" in opts:
+            instance["state"] = self.word(opts["state"], 0).upper()
+        for key in ("priority",):
+            if key in opts:
+                instance[key] = self.integer(opts[key], 0)
+        for key in ("advert_int", "preempt_delay"):
+            if key in opts:
+                instance[key] = self.seconds(opts[key])
+        preempt = [b for b in block.children if b.keyword in ("nopreempt", "preempt")]
+        if preempt:
+            instance["nopreempt"] = preempt[-1].keyword == "nopreempt"
+        version = self.integer(opts["version"], 0) if "version" in opts else self.vrrp_version
+        if version is not None:
+            instance["version"] = version
+        if "authentication" in opts:
+            instance["authentication"] = self.authentication(opts["authentication"], context)
+        if "unicast_src_ip" in opts:
+            instance["unicast_src_ip"] = self.word(opts["unicast_src_ip"], 0)
+        if "unicast_peer" in opts:
+            instance["unicast_peers"] = [p for b in opts["unicast_peer"].children
+                                         if (p := self.ipv4(b, b.keyword)) is not None]
+            for peer in opts["unicast_peer"].children:
+                if peer.args:
+                    self.part(peer, context, " ".join(peer.args), "pylvs takes a VRRP packet "
+                              "with TTL 255 only")
+        vips = self.vips(opts.get("virtual_ipaddress"), context, interface)
+        if vips:
+            instance["virtual_ipaddress"] = vips
+        else:
+            self.notes.append(f"{self.at(block)}: {context}: it has no virtual_ipaddress "
+                              "(pylvs then moves the virtual servers' addresses, when it is "
+                              "the only instance)")
+        for key in ("track_interface", "track_script"):
+            if key in opts:
+                tracked = self.tracked(opts[key], context, scripts if key == "track_script"
+                                       else None)
+                if tracked:
+                    instance[key] = tracked
+        for key in ("notify_master", "notify_backup", "notify_fault", "notify_stop", "notify"):
+            if key in opts:
+                instance[key] = " ".join(opts[key].args)
+        if "lvs_sync_daemon_interface" in opts:
+            self.deprecated_sync(opts["lvs_sync_daemon_interface"], name, context)
+        return instance
+
+    def deprecated_sync(self, block: Block, name: str, context: str) -> None:
+        """The old per-instance form: the sync daemon follows this instance, syncid 0."""
+        if self.director.get("sync_daemon"):
+            self.note(block, context, "the sync daemon is set already (the first one counts, "
+                      "as in keepalived)")
+            return
+        self.director.update(sync_daemon=True, sync_interface=self.word(block, 0))
+        self.notes.append(f"{self.at(block)}: {context}: `{block.text}`: the sync daemon is "
+                          "carried over, but not its following this instance's state: pylvs "
+                          "runs its master and backup halves at once (docs/ha.md)")
+
+    def authentication(self, block: Block, context: str) -> dict[str, str]:
+        opts = self.options(block, f"{context}: authentication", {"auth_type", "auth_pass"})
+        kind = self.word(opts["auth_type"], 0).upper() if "auth_type" in opts else "PASS"
+        if kind != "PASS":
+            raise self.fail(block, f"auth_type {kind}: pylvs speaks VRRP with no "
+                            "authentication or a simple password (PASS) only, and a peer "
+                            f"using {kind} would not take its adverts")
+        password = " ".join(opts["auth_pass"].args) if "auth_pass" in opts else ""
+        if len(password) > 8:
+            self.notes.append(f"{self.at(opts['auth_pass'])}: {context}: auth_pass cut to "
+                              "its first 8 characters, as keepalived does")
+        return {"auth_type": "PASS", "auth_pass": password[:8]}
+
+    def vips(self, block: Block | None, context: str, interface: str) -> list[str]:
+        out: list[str] = []
+        for line in block.children if block is not None else []:
+            for text in self.addresses(line, line.keyword):
+                try:
+                    network = ipaddress.ip_interface(text if "/" in text else f"{text}/32"
+                                                     if ":" not in text else text)
+                except ValueError:
+                    raise self.fail(line, f"{text!r} is not an address") from None
+                if network.version == 6:
+                    self.note(line, context, "pylvs's VRRP moves IPv4 addresses only")
+                    continue
+                vip = f"{network.ip}/{network.network.prefixlen}"
+                if vip not in out:
+                    out.append(vip)
+            extra = line.args
+            for i in range(0, len(extra), 2):
+                option = " ".join(extra[i:i + 2])
+                if extra[i] == "dev" and extra[i + 1:i + 2] == [interface]:
+                    continue
+                self.part(line, context, option, f"pylvs puts the address on {interface} "
+                          "with no label, scope or broadcast of its own")
+        return out
+
+    def tracked(self, block: Block, context: str,
+                scripts: dict[str, dict[str, Any]] | None) -> list[Any]:
+        out: list[Any] = []
+        for line in block.children:
+            name = line.keyword
+            if scripts is not None and name not in scripts:
+                self.note(line, context, f"no vrrp_script {name} (keepalived ignores it too)")
+                continue
+            if line.args[:1] == ["weight"] and len(line.args) >= 2:
+                out.append({"name": name, "weight": self.integer(line, 1)})
+                if line.args[2:]:
+                    self.part(line, context, " ".join(line.args[2:]), "pylvs has no such "
+                              "option")
+            else:
+                out.append(name)
+                if line.args:
+                    self.part(line, context, " ".join(line.args), "pylvs has no such option")
+        return out
+
+    def sync_group(self, block: Block, names: set[str]) -> dict[str, Any] | None:
+        name = self.word(block, 0)
+        context = f"vrrp_sync_group {name}"
+        for child in block.children:
+            if child.keyword in names:
+                self.notes.append(f"{self.at(child)}: {context}: `{child.keyword}` is not "
+                                  "carried over: members go in `group { ... }`, and keepalived "
+                                  "ignores this line too (an unknown keyword to it)")
+        opts = self.options(block, context, {"group", "notify_master", "notify_backup",
+                                             "notify_fault", "notify", *names})
+        members = [w for line in (opts["group"].children if "group" in opts else [])
+                   for w in [line.keyword, *line.args]]
+        for member in [m for m in members if m not in names]:
+            self.notes.append(f"{self.at(block)}: {context}: member {member} is not carried "
+                              "over: no vrrp_instance of that name")
+        members = [m for m in members if m in names]
+        if not members:
+            self.refuse(block, "it has no members (they go in `group { ... }`; keepalived "
+                        "removes it too)")
+            return None
+        group: dict[str, Any] = {"name": name, "group": members}
+        self.where[f"vrrp_sync_group[{self.count('vrrp_sync_group')}]"] = \
+            f"{self.at(block)}: {context}"
+        for key in ("notify_master", "notify_backup", "notify_fault", "notify"):
+            if key in opts:
+                group[key] = " ".join(opts[key].args)
+        return group
+
+    # values
+
+    def options(self, block: Block, context: str, known: set[str]) -> dict[str, Block]:
+        """The last of each known keyword (keepalived's handlers overwrite); the rest noted."""
+        out = {}
+        for child in block.children:
+            if child.keyword in known:
+                out[child.keyword] = child
+            elif child.keyword not in _HANDLED_ELSEWHERE:
+                self.drop(child, context)
+        return out
+
+    def word(self, block: Block, index: int) -> str:
+        if len(block.args) <= index:
+            raise self.fail(block, f"{block.keyword} needs a value")
+        return block.args[index]
+
+    def integer(self, block: Block, index: int) -> int:
+        text = self.word(block, index)
+        if not re.fullmatch(r"-?\d+", text):
+            raise self.fail(block, f"{text!r} is not a whole number")
+        return int(text)
+
+    def seconds(self, block: Block) -> int | float:
+        text = self.word(block, 0)
+        try:
+            value = float(text)
+        except ValueError:
+            raise self.fail(block, f"{text!r} is not a number of seconds") from None
+        return int(value) if value.is_integer() else value
+
+    def port(self, block: Block, text: str) -> int:
+        if not text.isdigit() or not 0 < int(text) < 65536:
+            raise self.fail(block, f"port {text!r} is not in 1..65535")
+        return int(text)
+
+    def ipv4(self, block: Block, text: str) -> str | None:
+        try:
+            address = ipaddress.ip_address(text)
+        except ValueError:
+            raise self.fail(block, f"{text!r} is not an IP address") from None
+        if address.version == 6:
+            self.refuse(block, f"{text} is an IPv6 address, and pylvs forwards IPv4 only")
+            return None
+        return str(address)
+
+    def netmask(self, block: Block) -> str:
+        text = self.word(block, 0)
+        try:
+            return str(ipaddress.IPv4Network(f"0.0.0.0/{text}").netmask)
+        except ValueError:
+            raise self.fail(block, f"{text!r} is not an IPv4 netmask") from None
+
+    def addresses(self, block: Block, text: str) -> list[str]:
+        """keepalived's ranges: ``10.0.0.3-10`` is .3 to .10 in the last part."""
+        text, slash, prefix = text.partition("/")
+        if slash:
+            return [f"{a}/{prefix}" for a in self.addresses(block, text)]
+        head, sep, last = text.rpartition("-")
+        if not sep:
+            return [text]
+        first = re.split(r"[.:]", head)[-1]
+        base = head[:len(head) - len(first)]
+        hexa = ":" in head
+        try:
+            lo, hi = (int(first, 16), int(last, 16)) if hexa else (int(first), int(last))
+        except ValueError:
+            raise self.fail(block, f"{text!r} is not an address range") from None
+        if hi < lo:
+            raise self.fail(block, f"{text!r}: the range ends before it starts")
+        return [f"{base}{n:x}" if hexa else f"{base}{n}" for n in range(lo, hi + 1)]
+
+    def status_codes(self, block: Block) -> list[int]:
+        codes: set[int] = set()
+        for text in block.args:
+            lo, _, hi = text.partition("-")
+            if not lo.isdigit() or (hi and not hi.isdigit()):
+                raise self.fail(block, f"{text!r} is not a status code or a range of them")
+            first, last = int(lo), int(hi or lo)
+            if not 100 <= first <= last <= 599:
+                raise self.fail(block, f"{text!r} is not within 100..599")
+            codes.update(range(first, last + 1))
+        return sorted(codes)
+
+    def method(self, block: Block | None, default: str, owner: Block) -> str | None:
+        if block is None:
+            return default
+        kind = self.word(block, 0).upper()
+        if kind not in ("NAT", "DR", "TUN"):
+            raise self.fail(block, f"unknown lb_kind {kind!r} (NAT, DR or TUN)")
+        rest = block.args[1:]
+        if rest[:1] == ["type"]:
+            if rest[1:2] != ["ipip"]:
+                self.refuse(owner, f"`{block.text}`: pylvs's TUN encapsulates in IP-in-IP "
+                            "only")
+                return None
+            rest = rest[2:]
+        if rest:
+            self.part(block, "", " ".join(rest), "pylvs's IP-in-IP has no checksum options")
+        return kind.lower()
+
+    def flag(self, blocks: list[Block], keyword: str, default: bool) -> bool:
+        found = [b for b in blocks if b.keyword == keyword]
+        if not found:
+            return default
+        return found[-1].args[:1] not in (["no"], ["false"], ["off"], ["0"])
 
 
-def _service(block: Block, dropped: list[str]) -> VirtualService:
-    address, port = block.args[0], _port(block.args[1], block.line)
-    options = {b.keyword: b for b in block.children}
-    protocol = _arg(options.get("protocol"), "TCP").lower()
-    if protocol not in ("tcp", "udp"):
-        raise ValueError(f"line {block.line}: protocol {protocol!r} (TCP or UDP)")
-    scheduler = _scheduler(options, block)
-    method = _method(options.get("lvs_method") or options.get("lb_kind"), DEFAULT_LB_KIND)
-    timeout = 0
-    if "persistence_timeout" in options:
-        timeout = int(_arg(options["persistence_timeout"], str(DEFAULT_PERSISTENCE)))
-    netmask = _arg(options.get("persistence_granularity"), "255.255.255.255")
-    service = VirtualService(protocol, address, port, scheduler, method, timeout, netmask)
-    known = {"protocol", "lvs_sched", "lb_algo", "lvs_method", "lb_kind", "persistence_timeout",
-             "persistence_granularity", "real_server", *schedulers.get("sh").FLAGS,
-             *schedulers.get("mh").FLAGS}
-    for child in block.children:
-        if child.keyword == "real_server":
-            service.add_real_server(_server(child, method, port, dropped))
-        elif child.keyword not in known:
-            dropped.append(f"line {child.line}: {child.keyword} (in virtual_server "
-                           f"{address} {port})")
-    service.scheduler.update(service.real_servers)
-    return service
+@dataclass
+class _Defaults:
+    """What a level (service, real server) gives the checkers below it."""
+    delay_loop: int | float = DEFAULT_DELAY_LOOP
+    connect_timeout: int | float = DEFAULT_CONNECT_TIMEOUT
+    retry: int | None = None
+    delay_before_retry: int | float | None = None
+    weight: int = 1
+    alpha: bool = False
+    inhibit: bool = False
+
+    @classmethod
+    def of(cls, opts: dict[str, Block], conv: _Converter) -> _Defaults:
+        return cls(_int_or(conv.seconds(opts["delay_loop"]) if "delay_loop" in opts else 60),
+                   conv.seconds(opts["connect_timeout"]) if "connect_timeout" in opts else 5,
+                   conv.integer(opts["retry"], 0) if "retry" in opts else None,
+                   conv.seconds(opts["delay_before_retry"]) if "delay_before_retry" in opts
+                   else None,
+                   conv.integer(opts["weight"], 0) if "weight" in opts else 1,
+                   conv.flag(list(opts.values()), "alpha", False),
+                   conv.flag(list(opts.values()), "inhibit_on_failure", False))
+
+    def under(self, opts: dict[str, Block], conv: _Converter) -> _Defaults:
+        own = list(opts.values())
+        return _Defaults(
+            conv.seconds(opts["delay_loop"]) if "delay_loop" in opts else self.delay_loop,
+            conv.seconds(opts["connect_timeout"]) if "connect_timeout" in opts
+            else self.connect_timeout,
+            conv.integer(opts["retry"], 0) if "retry" in opts else self.retry,
+            conv.seconds(opts["delay_before_retry"]) if "delay_before_retry" in opts
+            else self.delay_before_retry,
+            self.weight, conv.flag(own, "alpha", self.alpha),
+            conv.flag(own, "inhibit_on_failure", self.inhibit))
 
 
-def _scheduler(options: dict[str, Block], block: Block) -> schedulers.Scheduler:
-    name = _arg(options.get("lvs_sched") or options.get("lb_algo"), "wlc")
-    flags = [k for k in options if k.startswith(("sh-", "mh-"))]
-    try:
-        scheduler = schedulers.get(name)(flags)
-    except (schedulers.UnknownScheduler, ValueError) as exc:
-        raise ValueError(f"line {block.line}: {exc}") from None
-    scheduler.spec = name
-    return scheduler
+def _int_or(value: int | float) -> int | float:
+    return int(value) if float(value).is_integer() else value
 
 
-def _server(block: Block, default_method: str, service_port: int,
-             dropped: list[str]) -> RealServer:
-    if len(block.args) != 2:
-        raise ValueError(f"line {block.line}: real_server needs an address and a port")
-    options = {b.keyword: b for b in block.children}
-    method = _method(options.get("lvs_method") or options.get("lb_kind"),
-                     forwarders.get(default_method).lb_kind)
-    port = _port(block.args[1], block.line) if forwarders.get(method).masquerades else service_port
-    server = RealServer(block.args[0], port, weight=int(_arg(options.get("weight"), "1")),
-                        forward=method,
-                        upper_threshold=int(_arg(options.get("uthreshold"), "0")),
-                        lower_threshold=int(_arg(options.get("lthreshold"), "0")))
-    for child in block.children:
-        if child.keyword not in ("weight", "lvs_method", "lb_kind", "uthreshold", "lthreshold"):
-            dropped.append(f"line {child.line}: {child.keyword} (in real_server "
-                           f"{' '.join(block.args)}; health checks are not imported)")
-    return server
+def _name(tracked: Any) -> str:
+    return tracked["name"] if isinstance(tracked, dict) else str(tracked)
 
 
-def _method(block: Block | None, default_lb_kind: str) -> str:
-    text = _arg(block, default_lb_kind).upper()
-    method = forwarders.by_lb_kind(text)
-    if method is None:
-        raise ValueError(f"line {block.line if block else 0}: unknown lvs_method {text!r}")
-    return method.name
-
-
-def _arg(block: Block | None, default: str) -> str:
-    return block.args[0] if block is not None and block.args else default
-
-
-def _port(text: str, line: int) -> int:
-    if not text.isdigit() or not 0 < int(text) < 65536:
-        raise ValueError(f"line {line}: port {text!r} is not in 1..65535")
-    return int(text)
+_SERVICE_OPTIONS = {"delay_loop", "lb_algo", "lvs_sched", "lb_kind", "lvs_method",
+                    "persistence_timeout", "persistence_granularity", "protocol", "quorum",
+                    "hysteresis", "alpha", "inhibit_on_failure", "sorry_server",
+                    "connect_timeout", "retry", "delay_before_retry", "weight", "ops",
+                    "sh-port", "sh-fallback", "mh-port", "mh-fallback", "flag-1", "flag-2",
+                    "flag-3", "ip_family"}
+_SERVER_OPTIONS = {"weight", "lvs_method", "lb_kind", "uthreshold", "lthreshold",
+                   "inhibit_on_failure", "notify_up", "notify_down", "alpha", "retry",
+                   "delay_before_retry", "connect_timeout", "delay_loop"}
+_COMMON_CHECK = {"connect_timeout", "connect_port", "retry", "delay_before_retry",
+                 "delay_loop", "alpha"}
+_CHECK_OPTIONS = {"tcp": _COMMON_CHECK, "http": _COMMON_CHECK | {"nb_get_retry"},
+                  "misc": {"misc_path", "misc_timeout", "retry", "delay_before_retry",
+                           "delay_loop", "alpha"}}
+_INSTANCE_OPTIONS = {"state", "interface", "virtual_router_id", "priority", "advert_int",
+                     "authentication", "virtual_ipaddress", "nopreempt", "preempt",
+                     "preempt_delay", "version", "unicast_src_ip", "unicast_peer",
+                     "track_interface", "track_script", "notify_master", "notify_backup",
+                     "notify_fault", "notify_stop", "notify", "lvs_sync_daemon_interface"}
+_HANDLED_ELSEWHERE = {"real_server", "url", *CHECKERS, *OTHER_CHECKERS}

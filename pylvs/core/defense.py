@@ -22,40 +22,15 @@ Plain state: time and memory are handed in.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, fields
 
 from pylvs.core.conntrack import ESTABLISHED, SYN_RECV, SYNACK, UDP_STATE, Connection, Timeouts
+from pylvs.core.sysctls import Sysctls
 
-KNOBS = ("amemthresh", "am_droprate", "drop_entry", "drop_packet", "secure_tcp")
-"""The sysctls, in /proc/sys/net/ipv4/vs/'s (alphabetical) order."""
-MODES = range(4)
 SCAN_SHARE = 32
 """1/32 of the table is looked at each second."""
 QUIET_SECONDS = 60
 """An ESTABLISHED entry refreshed more recently is never dropped (todrop_entry)."""
 MAX_DROP_PACKETS = 8
-
-
-@dataclass
-class Sysctls:
-    """The values as /proc/sys/net/ipv4/vs/ shows them: the kernel's defaults."""
-    amemthresh: int = 1024
-    am_droprate: int = 10
-    drop_entry: int = 0
-    drop_packet: int = 0
-    secure_tcp: int = 0
-
-    def check(self, name: str, value: int) -> None:
-        """The kernel's bounds: a mode is 0..3 (proc_do_defense_mode), the others ≥ 0 here."""
-        if name not in KNOBS:
-            raise KeyError(name)
-        if name in ("drop_entry", "drop_packet", "secure_tcp") and value not in MODES:
-            raise ValueError(f"{name} is a mode: 0, 1, 2 or 3")
-        if value < 0:
-            raise ValueError(f"{name} must be ≥ 0")
-
-    def items(self) -> list[tuple[str, int]]:
-        return [(f.name, getattr(self, f.name)) for f in fields(self)]
 
 
 class Defense:

@@ -41,6 +41,7 @@ from pylvs.core.packet import (
     dont_fragment,
     parse,
 )
+from pylvs.core.sysctls import Sysctls
 
 Out = tuple[bytearray, str]
 """A frame to send and the interface to send it on."""
@@ -65,11 +66,18 @@ class Director:
         self.return_hops: dict[tuple[str, bytes], NextHop] = {}
         self.listeners: list[Callable[[], None]] = []
         self.next_estimate = 0.0
-        self.defense = Defense()
+        self.sysctls = Sysctls()
+        self.defense = Defense(self.sysctls)
         self.scan: list[Connection] = []
         """drop_entry's snapshot of the table, scanned 1/32 a second (``_scan_batch``)."""
         self.scan_next = 0
         self.changed()
+
+    def set_sysctls(self, sysctls: Sysctls) -> None:
+        """/proc/sys/net/ipv4/vs/ as a whole (the config's [sysctl] table); the defences read
+        the same values."""
+        self.sysctls = sysctls
+        self.defense = Defense(sysctls)
 
     def add_interface(self, name: str, mac: bytes) -> None:
         """An interface frames arrive on; the first one is the default ingress."""
@@ -137,8 +145,9 @@ class Director:
 
     def _schedule(self, frame: bytearray, flow: Flow, service: VirtualService, now: float,
                   ingress: str) -> Connection | Out | None:
-        """A new connection (TCP only on SYN without RST), or what to answer instead."""
-        if flow.proto == IPPROTO_TCP and (flow.tcp_flags & (TCP_SYN | TCP_RST)) != TCP_SYN:
+        """A new connection, or what to answer instead. TCP only on SYN without RST, or with
+        sloppy_tcp on any packet without RST (tcp_conn_schedule)."""
+        if flow.proto == IPPROTO_TCP and not self._may_start(flow.tcp_flags):
             self.counters["no_connection"] += 1
             return None
         if self.defense.drop_rate and self.defense.todrop():
@@ -158,6 +167,11 @@ class Director:
         if conn.forwarder.masquerades:
             conn.return_hop = self._return_hop(frame, ingress)
         return conn
+
+    def _may_start(self, tcp_flags: int) -> bool:
+        if tcp_flags & TCP_RST:
+            return False
+        return bool(tcp_flags & TCP_SYN or self.sysctls.sloppy_tcp)
 
     def _pick(self, service: VirtualService, flow: Flow, now: float
               ) -> tuple[RealServer | None, Template | None]:

@@ -65,6 +65,9 @@ class ServerHealth:
     """Failed checks in a row (keepalived's retry_it, plus the first)."""
     checks: int = 0
     last: str = "not checked yet"
+    latency: float | None = None
+    """Seconds the last timed probe took (a tcp connect, an http status line), kept through
+    the failures that timed nothing; None until one did."""
     since: float = 0.0
     due: float = 0.0
 
@@ -76,10 +79,13 @@ class ServerHealth:
     def weight(self) -> int:
         return self.server.weight
 
-    def result(self, ok: bool, detail: str, now: float) -> bool:
-        """Take one check's result; True when the server changed between alive and dead."""
+    def result(self, ok: bool, detail: str, now: float, latency: float | None = None) -> bool:
+        """Take one check's result (``latency``: seconds, when the probe timed an answer);
+        True when the server changed between alive and dead."""
         self.checks += 1
         self.last = detail
+        if latency is not None:
+            self.latency = latency
         if ok:
             self.failures = 0
             self.due = now + self.spec.interval
@@ -117,7 +123,8 @@ class ServiceHealth:
         for server in self.servers:
             before = known.get(server.key)
             if before is not None:
-                for name in ("alive", "failures", "checks", "last", "since", "due"):
+                for name in ("alive", "failures", "checks", "last", "latency", "since",
+                             "due"):
                     setattr(server, name, getattr(before, name))
 
     def live_weight(self) -> int:

@@ -179,6 +179,12 @@ def decode(payload: bytes, syncid: int = 0) -> list[SyncConn]:
     return _decode_v1(data, nr_conns)
 
 
+def other_syncid(payload: bytes, syncid: int) -> bool:
+    """True when a backup with this SyncID ignores the (well-sized) message for its SyncID, as
+    :func:`decode` does by returning nothing: a message to count apart from an empty one."""
+    return bool(syncid) and len(payload) >= HEADER_V0.size and payload[1] != syncid
+
+
 def _decode_v1(data: bytes, nr_conns: int) -> list[SyncConn]:
     conns = []
     offset = HEADER_V1.size

@@ -9,7 +9,11 @@ Behaviour follows keepalived where the RFCs leave room: v2 packets always carry 
 authentication data (zeros without a password), the v3 checksum covers an IPv4 pseudo-header, a
 master answers a lower-priority advert with its own advert and a burst of gratuitous ARPs, bursts
 of ``garp_master_repeat`` are sent on becoming master and again ``garp_master_delay`` seconds on,
-and a priority-0 advert is sent only when a master stops, not when it is pre-empted.
+and a priority-0 advert is sent only when a master stops or goes to FAULT, not when it is
+pre-empted. FAULT (keepalived's, for a failing tracked interface or script: see
+pylvs.ha.vrrp_track) holds no VIP and sends nothing until ``recover``; the effective priority a
+tracker works out is given with ``set_priority``; a sync group (pylvs.ha.vrrp_group) may hold a
+router back from MASTER through ``gate``.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import ipaddress
 import math
 import struct
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -208,6 +213,7 @@ class State(StrEnum):
     INIT = "INIT"
     BACKUP = "BACKUP"
     MASTER = "MASTER"
+    FAULT = "FAULT"
     STOP = "STOP"
 
 
@@ -305,6 +311,10 @@ class Router:
         self._advert_at: float | None = None
         self._garps_at: list[float] = []
         self._preempt_until: float | None = None
+        self.wants_master = False
+        """keepalived's wantstate MASTER: the down timer ran out while ``gate`` said no."""
+        self.gate: Callable[[Router], bool] = lambda _router: True
+        """Asked before a down timer makes this router MASTER (a sync group's say)."""
 
     @property
     def skew_time(self) -> float:
@@ -326,17 +336,72 @@ class Router:
         return Advert(self.config.version, self.config.vrid, priority, self.config.interval,
                       self.config.vips, self._auth)
 
-    def start(self, now: float) -> list[Action]:
-        """The owner (255) takes over at once; everyone else waits a Master_Down_Interval."""
+    def start(self, now: float, fault: bool = False, priority: int | None = None
+              ) -> list[Action]:
+        """The owner (255) takes over at once; everyone else waits a Master_Down_Interval;
+        ``fault``: something tracked is failing (or a weight-0 script has not run yet), so the
+        instance starts in FAULT, as keepalived's "Entering FAULT STATE (init)"."""
         if self.state not in (State.INIT, State.STOP):
             raise RuntimeError(f"VRRP instance already running ({self.state})")
         self.state = State.INIT
-        self.priority = self.config.priority
+        self.priority = self.config.priority if priority is None else priority
         if self.preempt_delay:
             self._preempt_until = now + self.preempt_delay
+        if fault:
+            self.state = State.FAULT
+            return [StateChange(State.INIT, State.FAULT)]
         if self.priority == OWNER_PRIORITY:
             return self._become_master(now)
         return self._become_backup(now)
+
+    def set_priority(self, priority: int, now: float) -> list[Action]:
+        """A new effective priority (keepalived's vrrp_set_effective_priority): the next adverts
+        carry it, and a backup's running down timer moves by the change in its length."""
+        if self.config.priority == OWNER_PRIORITY or priority == self.priority:
+            return []
+        old_interval = self.master_down_interval
+        self.priority = priority
+        if self.state == State.BACKUP and self._down_at is not None:
+            self._down_at += self.master_down_interval - old_interval
+        return []
+
+    def fault(self, now: float) -> list[Action]:
+        """Into FAULT: a master says priority 0 (twice, as keepalived's leave_master does:
+        once for FAULT and once as it restores the interface) and drops its VIPs."""
+        old = self.state
+        if old in (State.FAULT, State.STOP):
+            return []
+        actions: list[Action] = []
+        if old == State.MASTER:
+            self.counters["priority_zero_sent"] += 2
+            self.counters["released_master"] += 1
+            actions += [SendAdvert(STOP_PRIORITY), SendAdvert(STOP_PRIORITY), RemoveVips()]
+        self.state = State.FAULT
+        self.wants_master = False
+        self._clear_timers()
+        return [*actions, StateChange(old, State.FAULT)]
+
+    def recover(self, now: float) -> list[Action]:
+        """Out of FAULT (keepalived's try_up_instance): to BACKUP with a fresh
+        Master_Down_Interval; the owner goes MASTER at once."""
+        if self.state != State.FAULT:
+            return []
+        if self.config.priority == OWNER_PRIORITY:
+            return self._become_master(now)
+        return self._become_backup(now)
+
+    def force_master(self, now: float) -> list[Action]:
+        """A sync group's member became MASTER: this one follows (keepalived's
+        vrrp_sync_master)."""
+        if self.state != State.BACKUP:
+            return []
+        return self._become_master(now)
+
+    def force_backup(self, now: float) -> list[Action]:
+        """A sync group's member went BACKUP (vrrp_sync_backup): a master leaves silently."""
+        if self.state != State.MASTER:
+            return []
+        return self._leave_master(now)
 
     def stop(self, now: float) -> list[Action]:
         """A master says priority 0 so that a backup takes over after Skew_Time, not 3 adverts."""
@@ -354,7 +419,11 @@ class Router:
     def tick(self, now: float) -> list[Action]:
         actions: list[Action] = []
         if self.state == State.BACKUP and self._down_at is not None and self._down_at <= now:
-            actions += self._become_master(now)
+            if self.gate(self):
+                actions += self._become_master(now)
+            else:  # keepalived's vrrp_sync_can_goto_master: wait for the others, a new timer
+                self.wants_master = True
+                self._down_at = now + self.master_down_interval
         if self.state != State.MASTER:
             return actions
         while self._garps_at and self._garps_at[0] <= now:
@@ -405,6 +474,7 @@ class Router:
         if not (not_lower or not self.preempt or delaying):
             self.counters["lower_priority_ignored"] += 1
             return []
+        self.wants_master = False
         if self.config.version == 3:
             self.master_interval = advert.interval
         self._down_at = now + self.master_down_interval
@@ -434,6 +504,7 @@ class Router:
     def _become_master(self, now: float) -> list[Action]:
         old = self.state
         self.state = State.MASTER
+        self.wants_master = False
         self.master_interval = self.config.interval
         self._down_at = None
         self._advert_at = now + self.config.interval
@@ -460,6 +531,7 @@ class Router:
     def _become_backup(self, now: float) -> list[Action]:
         old = self.state
         self.state = State.BACKUP
+        self.wants_master = False
         self.master_interval = self.config.interval
         self._down_at = now + self.master_down_interval
         return [StateChange(old, State.BACKUP)]

@@ -45,7 +45,42 @@ BRIDGES = {"dr": "br0", "nat": "br1", "tun": "br2"}
 SERVER_START_TIMEOUT = 10.0
 
 
-class Lab:
+class Hosts:
+    """What a lab made and started: its namespaces (and folders, by absolute path) and its
+    processes; running commands inside a namespace; removing all of it."""
+
+    def __init__(self) -> None:
+        self.created: list[str] = []
+        self.processes: list[subprocess.Popen[Any]] = []
+        self.stderr: Any = None
+        """Where the processes started in the lab write their errors (None: this process's
+        own stderr; a kept lab's log file, so that none holds the terminal's or a pipe's)."""
+
+    def _add_namespace(self, ns: str) -> None:
+        _ip("netns", "add", ns)
+        self.created.append(ns)
+        _ip("-n", ns, "link", "set", "lo", "up")
+
+    def run_in(self, ns: str, argv: list[str], **kwargs: Any) -> subprocess.CompletedProcess[Any]:
+        return subprocess.run(["ip", "netns", "exec", ns, *argv], **kwargs)
+
+    def popen_in(self, ns: str, argv: list[str], **kwargs: Any) -> subprocess.Popen[Any]:
+        kwargs.setdefault("stderr", self.stderr)
+        return subprocess.Popen(["ip", "netns", "exec", ns, *argv], **kwargs)
+
+    def close(self) -> None:
+        for proc in reversed(self.processes):
+            stop_process(proc)
+        self.processes.clear()
+        for name in reversed(self.created):
+            if name.startswith("/"):
+                subprocess.run(["rm", "-rf", name], capture_output=True)
+            else:
+                subprocess.run(["ip", "netns", "del", name], capture_output=True)
+        self.created.clear()
+
+
+class Lab(Hosts):
     """``mode`` dr, nat or tun for every real server; ``mixed`` gives rs1 DR, rs2 NAT, rs3 TUN
     and so on round, one virtual service serving all three ways."""
 
@@ -79,11 +114,7 @@ class Lab:
         self.director2_ns = f"{self.prefix}-director2"
         self.director2_ip = DIRECTOR2_IP
         self.control_socket2 = f"/run/{self.prefix}-2.sock"
-        self.created: list[str] = []
-        self.processes: list[subprocess.Popen[Any]] = []
-        self.stderr: Any = None
-        """Where the processes started in the lab write their errors (None: this process's
-        own stderr; a kept lab's log file, so that none holds the terminal's or a pipe's)."""
+        super().__init__()
 
     def where(self) -> str:
         """Where to look inside while it runs: what this run names, and that it goes after."""
@@ -131,11 +162,6 @@ class Lab:
                         check=True)
         _ip("-n", self.director_ns, "route", "add", f"{TUN_SUBNET}.0/{PREFIX_LEN}",
             "via", ROUTER_OUTSIDE)
-
-    def _add_namespace(self, ns: str) -> None:
-        _ip("netns", "add", ns)
-        self.created.append(ns)
-        _ip("-n", ns, "link", "set", "lo", "up")
 
     def _add_link(self, ns: str, bridge: str, bridge_port: str, ifname: str,
                   address: str) -> None:
@@ -209,20 +235,6 @@ class Lab:
         return self.run_in(self.client_ns, curl_argv(f"http://{self.vip}{path}"),
                            capture_output=True, text=True, check=True).stdout
 
-    def run_in(self, ns: str, argv: list[str], **kwargs: Any) -> subprocess.CompletedProcess[Any]:
-        return subprocess.run(["ip", "netns", "exec", ns, *argv], **kwargs)
-
-    def popen_in(self, ns: str, argv: list[str], **kwargs: Any) -> subprocess.Popen[Any]:
-        kwargs.setdefault("stderr", self.stderr)
-        return subprocess.Popen(["ip", "netns", "exec", ns, *argv], **kwargs)
-
-    def close(self) -> None:
-        for proc in self.processes:
-            stop_process(proc)
-        self.processes.clear()
-        for ns in reversed(self.created):
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
-        self.created.clear()
 
 
 def curl_argv(url: str, max_time: int = 10) -> list[str]:

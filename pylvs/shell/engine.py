@@ -26,15 +26,16 @@ from forwarders import NextHop
 from pylvs.adm import commands, ipvsadm, layouts, ruleset
 from pylvs.adm import config as config_mod
 from pylvs.adm.config import Config
-from pylvs.core.defense import KNOBS, Defense
 from pylvs.core.director import Director
 from pylvs.core.model import VirtualService, int_to_ip, ip_to_int
 from pylvs.core.packet import ETH_HLEN
 from pylvs.core.segment import segment_tcp
-from pylvs.ha import replica
+from pylvs.core.sysctls import KNOBS
+from pylvs.ha import bgp, replica
 from pylvs.ha.health import render_status
 from pylvs.ha.sync import SyncConn
-from pylvs.shell import bpf, fanout, metrics, netio
+from pylvs.shell import bpf, config_file, fanout, metrics, netio
+from pylvs.shell.announcer import AnnounceError, Announcer
 from pylvs.shell.control import Channel, ControlServer
 from pylvs.shell.guard import Guard
 from pylvs.shell.health_probes import Checker
@@ -49,14 +50,18 @@ from pylvs.shell.messages import (
     Stop,
     Sysctl,
 )
+from pylvs.shell.notify import Notifier
 from pylvs.shell.offload import Offload, OffloadError
 from pylvs.shell.sync_socket import DEFAULT_INTERFACE, SyncBackup, SyncHalf, SyncMaster
-from pylvs.shell.vrrp_socket import Election
+from pylvs.shell.vrrp_socket import Elections
 
 log = logging.getLogger("pylvs")
 
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 RESOLVE_TIMEOUT = 1.0
+ANNOUNCE_INTERVAL = 0.1
+"""Seconds between two looks at what to announce over BGP."""
+BIRD_RESTART_DELAY = 5.0
 BYTES_PER_CONNECTION = 400
 
 
@@ -130,11 +135,14 @@ class Engine:
         self.reload_requested = False
         self.checker: Checker | None = None
         self.guard: Guard | None = None
-        self.election: Election | None = None
+        self.election: Elections | None = None
         self.sync_daemons: dict[str, SyncHalf] = {}
         """The running halves of IPVS's sync daemon, by role (master, backup)."""
         self.master = config.vrrp is None
         """Holds the VIPs and forwards: always without VRRP, else while its MASTER."""
+        self.held: frozenset[str] | None = None
+        """Under several VRRP instances: the VIPs held and forwarded (pylvs.shell.vrrp_socket);
+        None: all the services'."""
         self.offload: Offload | None = None
         """The XDP fast path, with offload = "xdp" (pylvs.shell.offload)."""
         self.fanout_order: list[int] | None = None
@@ -142,13 +150,18 @@ class Engine:
         changed."""
         self.metrics_server: metrics.MetricsServer | None = None
         """[director] metrics: the Prometheus exposition (pylvs.shell.metrics)."""
+        self.announcer: Announcer | None = None
+        """[bgp]: BIRD, announcing the VIPs this director serves (pylvs.shell.announcer)."""
+        self.next_announce = 0.0
+        self.notifier = Notifier()
+        """systemd's notify socket (pylvs.shell.notify), set by ``run``: no-op without."""
 
     def start(self) -> None:
         if self.host:
             self.guard = Guard()  # first: it must outlive whatever is installed after
         limit = self.config.max_connections or default_max_connections()
         self.director.table.max_connections = max(1, limit // self.share)
-        self.director.defense = Defense(copy.copy(self.config.sysctls))
+        self.director.set_sysctls(copy.copy(self.config.sysctls))
         if self.control is None:
             self.control = ControlServer(self.config.control_socket, self.handle)
         for name in dict.fromkeys((self.ifname, self.inside)) if self.data else ():
@@ -196,12 +209,47 @@ class Engine:
 
     def start_election(self) -> None:
         """VRRP decides who holds the VIPs (and forwards); started last, as it may at once."""
-        if not self.host or self.config.vrrp is None:
+        if not self.host or not self.config.vrrp_instances:
             return
-        vips = sorted({s.address for s in self.config.services},
-                      key=lambda a: tuple(map(int, a.split("."))))
-        self.election = Election(self.config.vrrp, vips, self.set_master)
+        self.election = Elections(self.config, self.set_master)
         self.election.start(time.monotonic())
+
+    def start_announcer(self) -> None:
+        """BGP, where the host state is: started after the checks and VRRP, whose word it
+        follows."""
+        if not self.host or self.config.bgp is None:
+            return
+        self.announcer = Announcer(self.config.bgp, self.ifname,
+                                   f"/run/pylvs-{os.getpid()}-bird", exclude=self.vips)
+        self._tell_guard()
+        self._announce()
+
+    def serving(self) -> bool:
+        """Whether this director forwards: VRRP's word (a data plane of its own runs); with
+        several VRRP instances ``held`` says which VIPs."""
+        return self.master
+
+    def _announce(self) -> None:
+        """What pylvs.ha.bgp says to announce, to BIRD; a BIRD that died is started again."""
+        announcer = self.announcer
+        assert announcer is not None
+        self.next_announce = time.monotonic() + ANNOUNCE_INTERVAL
+        if not announcer.alive():
+            self.next_announce += BIRD_RESTART_DELAY
+            log.error("bgp: BIRD exited (%s); starting it again", announcer.exit_status())
+            announcer.restart()
+            self._tell_guard()
+        served = [s for s in self.director.services.values()
+                  if self.held is None or s.address in self.held]
+        announcer.update(bgp.announced(served, self.config.health, self.serving()))
+
+    def withdraw(self) -> float:
+        """A stop's first step: the routes withdrawn; returns the seconds to drain."""
+        if self.announcer is None:
+            return 0.0
+        self.guarded("withdrawing the BGP routes", lambda: self.announcer.update([]))  # type: ignore[union-attr]
+        self.next_announce = float("inf")
+        return self.config.bgp.drain_seconds if self.config.bgp is not None else 0.0
 
     def start_metrics(self) -> None:
         """The Prometheus exposition, where the host state is; started last, when the loop that
@@ -213,15 +261,27 @@ class Engine:
         """One scrape's plain values, built in the loop (pylvs.shell.metrics says why)."""
         counts = self.counts()
         totals, backends = metrics.ipvs_part(self.listed_services())
-        vrrp = None
-        if self.election is not None:
-            spec = self.election.spec
-            vrrp = metrics.Vrrp(str(spec.virtual_router_id), spec.interface,
-                                self.election.state, self.master)
+        vrrp = [] if self.election is None else [
+            metrics.Vrrp(name, interface, state, held and self.master, transitions)
+            for name, interface, state, held, transitions in self.election.rows()]
         return metrics.Scrape(totals, backends, counts["connections"],
                               counts["max_connections"], counts["counters"],
                               self.worker_counters(), metrics.health_part(self.config.health),
-                              vrrp)
+                              vrrp, sync=counts.get("sync"), bgp=self._bgp_part())
+
+    def _bgp_part(self) -> metrics.Bgp | None:
+        announcer, spec = self.announcer, self.config.bgp
+        if announcer is None or spec is None:
+            return None
+        try:
+            established = [s.established for s in announcer.sessions()]
+        except OSError:
+            established = []
+        announced = set(announcer.announced or [])
+        return metrics.Bgp({s.address: s.address in announced
+                            for s in self.director.services.values()},
+                           [(peer.address, peer.remote_as, i < len(established) and
+                             established[i]) for i, peer in enumerate(spec.neighbors)])
 
     def listed_services(self) -> list[VirtualService]:
         """The services with their counters as -Ln --stats shows them."""
@@ -236,9 +296,9 @@ class Engine:
     def _serve_metrics(self) -> None:
         self.metrics_server.serve(self.scrape)  # type: ignore[union-attr]
 
-    def set_master(self, master: bool) -> None:
-        """VRRP's word: hold the VIPs and forward, or stand by."""
-        self.master = master
+    def set_master(self, master: bool, held: frozenset[str] | None = None) -> None:
+        """VRRP's word: hold the VIPs and forward, or stand by; ``held``: only these VIPs."""
+        self.master, self.held = master, held
         self._sync()
 
     def set_fanout_order(self, order: list[int]) -> None:
@@ -271,7 +331,10 @@ class Engine:
             self._sync_host(services, stolen, replies)
         if not self.ports:
             return
-        self._filter(stolen, replies)
+        forwarded = [s for s in services if self.held is None or s.address in self.held]
+        self._filter([(s.protocol, s.address, s.port) for s in forwarded],
+                     [(s.protocol, rs.address, rs.port) for s in forwarded
+                      for rs in s.real_servers if forwarders.get(rs.forward).masquerades])
         self._set_fanout()
         for ip in self.director.real_server_ips() - self.routes.keys():
             self._route(ip, resolve_timeout)
@@ -288,7 +351,7 @@ class Engine:
                    replies: list[tuple[str, str, int]]) -> None:
         self._tell_guard()  # the tables before they exist: removing a missing one is no harm
         addresses = {s.address for s in services}
-        wanted = addresses if self.master else set()
+        wanted = (addresses if self.held is None else set(self.held)) if self.master else set()
         own = set(netio.interface_addresses(self.inside)) - addresses if replies else set()
         if len(self.steals) == 1:
             self.steals[0].install(stolen, replies, own)
@@ -306,9 +369,12 @@ class Engine:
     def _tell_guard(self) -> None:
         if self.guard is not None:
             sockets = [self.control.path] if isinstance(self.control, ControlServer) else []
+            bird = self.announcer
             self.guard.hold([(self.ifname, vip) for vip in self.vips],
-                            [steal.table for steal in self.steals], sockets,
-                            self.offload.attached if self.offload is not None else [])
+                            [steal.table for steal in self.steals],
+                            sockets + (bird.files if bird is not None else []),
+                            self.offload.attached if self.offload is not None else [],
+                            [bird.pid] if bird is not None and bird.pid else [])
 
     def receiving(self) -> list[Port]:
         """The ports frames arrive on (not those opened only to send through)."""
@@ -376,10 +442,13 @@ class Engine:
 
     def reload(self) -> Reply:
         """Apply the config file's difference from the running rules as live edits."""
-        try:
-            new = config_mod.load(self.config.source)
+        try:  # as pylvs run read it: TOML, or a keepalived.conf converted again
+            new, notes = config_file.load(self.config.source, self.config.source_format,
+                                          self.config.interface_option)
         except config_mod.ConfigError as exc:
             return Reply(1, "", f"reload refused, the running rules stay: {exc}\n")
+        for note in notes:
+            log.warning("%s: %s", self.config.source, note)
         if (new.interface, new.inside_interface) != (self.config.interface,
                                                      self.config.inside_interface):
             return Reply(1, "", "reload refused, the running rules stay: a new interface needs "
@@ -401,9 +470,27 @@ class Engine:
             if value != getattr(self.config.sysctls, name):
                 lines += self.sysctl(Sysctl(name, value)).stdout.splitlines()
         self.config.sysctls, self.config.health = new.sysctls, new.health
+        if new.bgp != self.config.bgp:
+            lines.append(self._rebgp(new))
         log.info("reloaded %s: %d changes", self.config.source, len(lines))
         self.start_checks()
         return Reply(0, "".join(f"{line}\n" for line in lines))
+
+    def _rebgp(self, new: Config) -> str:
+        """A changed [bgp]: BIRD started again with it (its sessions restart)."""
+        if self.announcer is not None:
+            self.announcer.close()
+            self.announcer = None
+        self.config.bgp = new.bgp
+        if new.bgp is None or not self.host:
+            self._tell_guard()
+            return "bgp: stopped"
+        try:
+            self.start_announcer()
+        except AnnounceError as exc:
+            log.error("%s", exc)
+            return f"{exc}; nothing is announced"
+        return "bgp: BIRD started again with the new [bgp]"
 
     def _stop_checks(self) -> None:
         if self.checker is not None:
@@ -448,7 +535,15 @@ class Engine:
         if isinstance(message, Reload):
             return self.reload()
         if isinstance(message, Status):
-            return Reply(0, self._status(), data=self.counts())
+            data = self.counts()
+            if self.election is not None:  # pylvs status --json: each VRRP instance
+                data["vrrp"] = self.election.described()
+            if (bgp_part := self._bgp_part()) is not None:
+                data["bgp"] = {"announced": sorted(a for a, on in bgp_part.announced.items()
+                                                   if on),
+                               "sessions": [{"neighbor": n, "remote_as": r, "established": e}
+                                            for n, r, e in bgp_part.sessions]}
+            return Reply(0, self._status(), data=data)
         if isinstance(message, Sysctl):
             return self.sysctl(message)
         if isinstance(message, Endpoints):
@@ -509,10 +604,20 @@ class Engine:
         """The connection table's size and bound, and the director's counters."""
         table = self.director.table
         return {"connections": len(table), "max_connections": table.max_connections,
-                "counters": dict(self.director.counters)}
+                "counters": dict(self.director.counters), "sync": self.sync_counts()}
+
+    def sync_counts(self) -> dict[str, int] | None:
+        """The sync daemon's counters (pylvs.shell.sync_socket), its halves' summed; None
+        while no half runs here."""
+        if not self.sync_daemons:
+            return None
+        total: Counter[str] = Counter()
+        for half in self.sync_daemons.values():
+            total.update(half.counters)
+        return dict(total)
 
     def sysctl(self, message: Sysctl) -> Reply:
-        """sysctl(8) on IPVS's defence knobs, with its refusals and exit status."""
+        """sysctl(8) on IPVS's knobs (pylvs.core.sysctls), with its refusals and exit status."""
         name = message.name.removeprefix(layouts.SYSCTL_PREFIX)
         if name and name not in KNOBS:
             return Reply(255, "", f"sysctl: cannot stat /proc/sys/net/ipv4/vs/{name}: "
@@ -531,11 +636,26 @@ class Engine:
         text = render_status(self.config.health, time.monotonic()) + _render_counts(
             self.counts())
         if self.election is not None:
-            spec = self.election.spec
-            text = (f"VRRP instance {spec.virtual_router_id} on {spec.interface}: "
-                    f"{self.election.state}, priority {self.election.router.priority}, "
-                    f"VIPs {'held' if self.master else 'not held'}\n") + text
+            text = self.election.status(self.master) + text
+        if self.announcer is not None:
+            text = self._bgp_status() + text
         return text
+
+    def _bgp_status(self) -> str:
+        announcer = self.announcer
+        assert announcer is not None
+        vips = ", ".join(f"{vip}/32" for vip in announcer.announced or []) or "nothing"
+        lines = [f"BGP: announcing {vips}"]
+        try:
+            sessions = announcer.sessions()
+        except OSError as exc:
+            sessions = []
+            lines.append(f"  BIRD does not answer: {exc}")
+        peers = self.config.bgp.neighbors if self.config.bgp is not None else ()
+        for peer, session in zip(peers, sessions, strict=False):
+            lines.append(f"  neighbor {peer.address} AS {peer.remote_as}: "
+                         f"{session.info or session.state}")
+        return "\n".join(lines) + "\n"
 
     def _ha_poll(self) -> None:
         if self.election is not None:
@@ -594,6 +714,8 @@ class Engine:
         self.guarded("serving the control socket", self.control.poll)
         self.guarded("applying health checks", self._health_changed)
         self.guarded("VRRP and the sync daemon", self._ha_poll)
+        if self.announcer is not None and time.monotonic() >= self.next_announce:
+            self.guarded("BGP", self._announce)
         if self.metrics_server is not None:  # metrics: the scrapes waiting
             self.guarded("serving the metrics", self._serve_metrics)
         if self.reload_requested:
@@ -601,9 +723,14 @@ class Engine:
             self.guarded("reloading on SIGHUP", self._reload_on_hangup)
 
     def _reload_on_hangup(self) -> None:
-        reply = self.reload()
-        log.info("SIGHUP: %s", (reply.stdout or reply.stderr or "no changes").strip()
-                 .replace("\n", "; "))
+        self.notifier.reloading()
+        said = "reload failed"
+        try:
+            reply = self.reload()
+            said = (reply.stdout or reply.stderr or "no changes").strip().replace("\n", "; ")
+            log.info("SIGHUP: %s", said)
+        finally:
+            self.notifier.ready(f"SIGHUP: {said}")
 
     def guarded(self, what: str, step: Callable[[], None]) -> None:
         """One piece of the loop's housekeeping: whatever the host makes it raise (netlink,
@@ -659,6 +786,12 @@ class Engine:
 
     def close(self) -> None:
         """Undo start(); safe to call twice and after a partial start."""
+        if self.announcer is not None:  # BGP first: no router sends here what is going
+            try:
+                self.announcer.close()
+            except Exception as exc:  # keep cleaning
+                log.error("bgp: could not stop cleanly: %s", exc)
+            self.announcer = None
         if self.metrics_server is not None:  # metrics: first, so no scrape waits on a loop gone
             try:
                 self.metrics_server.close()
@@ -701,6 +834,7 @@ def run(engine: Engine) -> int:
     """Run ``engine`` (one director, or a supervisor of workers) until SIGINT or SIGTERM;
     SIGHUP reloads its config file."""
     config = engine.config
+    notifier = Notifier.from_environment()
 
     def on_signal(signum: int, _frame: object) -> None:
         raise Stop(signal.Signals(signum).name)
@@ -714,20 +848,39 @@ def run(engine: Engine) -> int:
         engine.start()
         engine.start_checks()
         engine.start_election()
+        engine.start_announcer()
         engine.start_metrics()
         services = ", ".join(f"{s.protocol} {s.endpoint} ({s.scheduler.name}, "
                              f"{len(s.real_servers)} real servers)" for s in config.services)
         log.info("director up on %s: %s; control socket %s; %d worker%s", config.interface,
                  services, config.control_socket, config.workers,
                  "" if config.workers == 1 else "s")
+        engine.notifier = notifier
+        notifier.ready(f"director up on {config.interface}: {len(config.services)} services")
         engine.loop()
     except Stop as stop:
+        notifier.stopping(f"stopping on {stop}")
         log.info("stopping on %s", stop)
+        _drain(engine)
     finally:
         engine.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return 0
+
+
+def _drain(engine: Engine) -> None:
+    """BGP's graceful stop: the routes go first, then the director forwards what still comes
+    for drain_seconds (the routers' change takes a moment); a second signal ends it."""
+    seconds = engine.withdraw()
+    if seconds <= 0:
+        return
+    log.info("bgp: draining for %g s", seconds)
+    deadline = time.monotonic() + seconds
+    try:
+        engine.loop(lambda: time.monotonic() >= deadline)
+    except Stop as stop:
+        log.info("draining cut short by %s", stop)
 
 
 def _checked(config: Config) -> list[VirtualService]:

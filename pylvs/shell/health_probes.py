@@ -26,34 +26,42 @@ log = logging.getLogger("pylvs")
 MAX_STATUS_LINE = 1024
 
 
-async def probe(spec: CheckSpec, address: str, port: int) -> tuple[bool, str]:
-    """One check: (alive, what was seen)."""
+Probed = tuple[bool, str, float | None]
+"""(alive, what was seen, seconds until the answer when one was timed)."""
+
+
+async def probe(spec: CheckSpec, address: str, port: int) -> Probed:
+    """One check. tcp times its connect, http the status line; misc and failures time
+    nothing."""
     start = time.monotonic()
     try:
         if spec.kind == "misc":
-            return await asyncio.wait_for(_misc(spec.command), spec.timeout)
+            return (*await asyncio.wait_for(_misc(spec.command), spec.timeout), None)
         reader, writer = await asyncio.wait_for(
             asyncio.open_connection(address, spec.port or port), spec.timeout)
         try:
             if spec.kind == "tcp":
-                return True, f"connected in {_ms(start)}"
+                took = time.monotonic() - start
+                return True, f"connected in {_ms(took)}", took
             request = f"GET {spec.path} HTTP/1.0\r\nHost: {address}\r\n\r\n"
             writer.write(request.encode())
             line = await asyncio.wait_for(reader.readline(), spec.timeout)
+            took = time.monotonic() - start
         finally:
             writer.close()
     except TimeoutError:
-        return False, f"no answer in {spec.timeout:g} s"
+        return False, f"no answer in {spec.timeout:g} s", None
     except OSError as exc:
-        return False, os.strerror(exc.errno) if exc.errno else str(exc)
+        return False, os.strerror(exc.errno) if exc.errno else str(exc), None
     except ValueError:  # a status line longer than the stream's limit
-        return False, "not an HTTP status line (too long)"
+        return False, "not an HTTP status line (too long)", None
     parts = line[:MAX_STATUS_LINE].split()
     if len(parts) < 2 or not parts[0].startswith(b"HTTP/") or not parts[1].isdigit():
-        return False, f"not an HTTP status line: {line[:60]!r}"
+        return False, f"not an HTTP status line: {line[:60]!r}", None
     code = int(parts[1])
     verdict = spec.status_ok(code)
-    return verdict, f"HTTP {code} in {_ms(start)}" + ("" if verdict else " (not accepted)")
+    return (verdict, f"HTTP {code} in {_ms(took)}" + ("" if verdict else " (not accepted)"),
+            took)
 
 
 async def _misc(command: str) -> tuple[bool, str]:
@@ -70,8 +78,8 @@ async def _misc(command: str) -> tuple[bool, str]:
     return code == 0, f"exit status {code}"
 
 
-def _ms(start: float) -> str:
-    return f"{(time.monotonic() - start) * 1000:.1f} ms"
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f} ms"
 
 
 class Checker:
@@ -109,8 +117,8 @@ class Checker:
         address, port = server.key
         while not self._stop.is_set():  # a cancel can be lost in a probe (wait_for, 3.11)
             await asyncio.sleep(max(0.0, server.due - time.monotonic()))
-            ok, detail = await probe(server.spec, address, port)
-            if server.result(ok, detail, time.monotonic()):
+            ok, detail, took = await probe(server.spec, address, port)
+            if server.result(ok, detail, time.monotonic(), took):
                 log.info("health: %s:%d is %s (%s)", address, port,
                          "up" if server.alive else "down", detail)
                 self.events.put(server)

@@ -87,8 +87,10 @@ class Snapshot:
 
 @dataclass(frozen=True)
 class SetMaster:
-    """VRRP's word: forward (True) or stand by as a backup (False)."""
+    """VRRP's word: forward (True) or stand by as a backup (False); ``held``: only the
+    services of these VIPs (several VRRP instances), None: all."""
     master: bool
+    held: frozenset[str] | None = None
 
 
 @dataclass(frozen=True)

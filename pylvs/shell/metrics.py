@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import logging
 import queue
-import re
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -59,8 +58,7 @@ BACKEND_GAUGES = (
      "The current inactive connections by local and remote address."),
     ("backend_weight", "The current backend weight by local and remote address."))
 HEALTH_LABELS = (*BACKEND_LABELS[:5], "check")
-VRRP_STATES = ("INIT", "BACKUP", "MASTER", "STOP")
-_LATENCY = re.compile(r" in ([0-9.]+) ms")
+VRRP_STATES = ("INIT", "BACKUP", "MASTER", "FAULT", "STOP")
 
 
 # --- pure: what a scrape shows, from the director's objects ---------------------------------
@@ -88,15 +86,18 @@ class Check:
     checks: int
     last_ok: bool
     latency: float | None
-    """Seconds of the last probe that said how long it took; None when it did not."""
+    """Seconds the last timed probe took (ServerHealth.latency); None before one."""
 
 
 @dataclass(frozen=True)
 class Vrrp:
     instance: str
+    """keepalived's instance name (VI_1 for a lone [vrrp])."""
     interface: str
     state: str
     vips_held: bool
+    transitions: dict[str, int] = field(default_factory=dict)
+    """State entered → how many times."""
 
 
 @dataclass
@@ -109,7 +110,19 @@ class Scrape:
     counters: dict[str, int] = field(default_factory=dict)
     workers: list[dict[str, int]] = field(default_factory=list)
     checks: list[Check] = field(default_factory=list)
-    vrrp: Vrrp | None = None
+    vrrp: list[Vrrp] = field(default_factory=list)
+    sync: dict[str, int] | None = None
+    """The sync daemon's counters (pylvs.shell.sync_socket), None while no half runs."""
+    bgp: Bgp | None = None
+    """[bgp]: what is announced and the sessions (pylvs.shell.announcer), None without."""
+
+
+@dataclass
+class Bgp:
+    announced: dict[str, bool]
+    """Each service address: announced or not."""
+    sessions: list[tuple[str, int, bool]]
+    """(neighbour address, its AS, Established)."""
 
 
 def ipvs_part(services: Iterable[VirtualService]) -> tuple[tuple[int, int, int, int, int],
@@ -132,12 +145,11 @@ def health_part(services: Iterable[ServiceHealth]) -> list[Check]:
     for service in services:
         proto, ip, port = service.key
         for server in service.servers:
-            match = _LATENCY.search(server.last)
             labels = (int_to_ip(ip), str(port), server.server.address, str(server.server.port),
                       PROTO_NAMES[proto], server.spec.kind)
             found.append(Check(labels, server.alive, server.checks,
                                server.alive and server.failures == 0 and server.checks > 0,
-                               round(float(match.group(1)) / 1000, 7) if match else None))
+                               server.latency))
     return found
 
 
@@ -152,7 +164,23 @@ def families(scrape: Scrape) -> list[Metric]:
             value = (backend.active, backend.inactive, backend.weight)[index]
             gauge.add_metric(backend.labels, value)
         found.append(gauge)
-    return found + _table(scrape) + _workers(scrape) + _checks(scrape) + _vrrp(scrape)
+    found += _sync(scrape)
+    return (found + _table(scrape) + _workers(scrape) + _checks(scrape) + _vrrp(scrape)
+            + _bgp(scrape))
+
+
+def _bgp(scrape: Scrape) -> list[Metric]:
+    if scrape.bgp is None:
+        return []
+    announced = GaugeMetricFamily("pylvs_bgp_announced", "1 while the VIP is announced over "
+                                  "BGP (pylvs.ha.bgp decides when).", labels=["address"])
+    for address, on in sorted(scrape.bgp.announced.items()):
+        announced.add_metric([address], int(on))
+    up = GaugeMetricFamily("pylvs_bgp_session_up", "1 while the BGP session with the "
+                           "neighbour is Established.", labels=["neighbor", "remote_as"])
+    for address, remote_as, established in scrape.bgp.sessions:
+        up.add_metric([address, str(remote_as)], int(established))
+    return [announced, up]
 
 
 def _table(scrape: Scrape) -> list[Metric]:
@@ -200,17 +228,46 @@ def _checks(scrape: Scrape) -> list[Metric]:
 
 
 def _vrrp(scrape: Scrape) -> list[Metric]:
-    vrrp = scrape.vrrp
-    if vrrp is None:
+    if not scrape.vrrp:
         return []
     state = GaugeMetricFamily("pylvs_vrrp_state", "1 for the VRRP instance's current state.",
                               labels=["instance", "interface", "state"])
-    for name in VRRP_STATES:
-        state.add_metric([vrrp.instance, vrrp.interface, name], int(vrrp.state == name))
     held = GaugeMetricFamily("pylvs_vrrp_vips_held", "1 while this director holds the VIPs "
                              "and forwards.", labels=["instance", "interface"])
-    held.add_metric([vrrp.instance, vrrp.interface], int(vrrp.vips_held))
-    return [state, held]
+    moves = CounterMetricFamily("pylvs_vrrp_transitions", "VRRP state changes, by the state "
+                                "entered.", labels=["instance", "to"])
+    for vrrp in scrape.vrrp:
+        for name in VRRP_STATES:
+            state.add_metric([vrrp.instance, vrrp.interface, name], int(vrrp.state == name))
+            moves.add_metric([vrrp.instance, name], vrrp.transitions.get(name, 0))
+        held.add_metric([vrrp.instance, vrrp.interface], int(vrrp.vips_held))
+    return [state, held, moves]
+
+
+def _sync(scrape: Scrape) -> list[Metric]:
+    """The sync daemon's messages, counted where they were sent and read (received counts
+    every datagram, the rejected ones too), and what became of the connections they carried."""
+    counts = scrape.sync
+    if counts is None:
+        return []
+    messages = CounterMetricFamily("pylvs_sync_messages", "Sync daemon messages sent (master "
+                                   "half) and received (backup half, rejected ones included).",
+                                   labels=["direction"])
+    rejected = CounterMetricFamily("pylvs_sync_messages_rejected", "Received sync messages "
+                                   "dropped whole: malformed, or another SyncID's.",
+                                   labels=["reason"])
+    for direction in ("sent", "received"):
+        messages.add_metric([direction], counts.get(direction, 0))
+    for reason in ("malformed", "other_syncid"):
+        rejected.add_metric([reason], counts.get(reason, 0))
+    errors = CounterMetricFamily("pylvs_sync_send_errors", "Sync messages the socket refused "
+                                 "to send (a full buffer, a link down).",
+                                 value=counts.get("send_failed", 0))
+    conns = CounterMetricFamily("pylvs_sync_connections", "Connections the received messages "
+                                "carried, by what the backup did with them.", labels=["result"])
+    for result in ("created", "refreshed", "table_full", "unknown_destination"):
+        conns.add_metric([result], counts.get(result, 0))
+    return [messages, rejected, errors, conns]
 
 
 # --- the shell: a scrape asks the loop --------------------------------------------------------

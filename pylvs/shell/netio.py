@@ -75,6 +75,7 @@ PACKET_FANOUT_CBPF = 6
 PACKET_FANOUT_FLAG_IGNORE_OUTGOING = 0x4000
 TPACKET_V2 = 1
 TPACKET_V3 = 2
+PACKET_OTHERHOST = 3
 PACKET_OUTGOING = 4
 
 TP_STATUS_KERNEL = 0x0
@@ -247,7 +248,10 @@ class PacketSocket:
 
         Returns ``[(frame, tp_status), ...]``; frames start at the Ethernet header and are views
         into the ring that stay valid until the next call. Frames the host sent (PACKET_OUTGOING)
-        are skipped. ``tp_status & TP_STATUS_CSUMNOTREADY`` marks a partial L4 checksum.
+        are skipped, and so are frames to another host's MAC (PACKET_OTHERHOST: a bridge floods
+        them while it learns), which the kernel drops before IPVS sees them; else two directors
+        on one segment would both forward a frame flooded to them.
+        ``tp_status & TP_STATUS_CSUMNOTREADY`` marks a partial L4 checksum.
         """
         self._release()
         mm = self._rx_map
@@ -286,7 +290,7 @@ class PacketSocket:
             pkt = off + first
             for _ in range(num):
                 nxt, snaplen, _tplen, status, mac = unpack("I8xIIIH", mm, pkt)
-                if mm[pkt + _H3_PKTTYPE] != PACKET_OUTGOING:
+                if mm[pkt + _H3_PKTTYPE] < PACKET_OTHERHOST:
                     start = pkt + mac
                     append((mv[start:start + snaplen], status))
                 pkt += nxt

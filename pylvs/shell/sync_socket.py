@@ -24,16 +24,25 @@ from pylvs.shell import netio
 
 log = logging.getLogger("pylvs")
 
+MASTER_COUNTS = ("sent", "send_failed")
+"""The master half's counters: messages sent, and sends the socket refused."""
+BACKUP_COUNTS = ("received", "malformed", "other_syncid", "created", "refreshed", "table_full",
+                 "unknown_destination")
+"""The backup half's: datagrams read, those dropped whole (malformed, another SyncID), and
+what became of the connections the others carried (pylvs.ha.replica's counts)."""
+
 DEFAULT_INTERFACE = "eth0"  # ipvsadm's DEF_MCAST_IFN when --mcast-interface is not given
 
 
 class SyncHalf:
     role = ""
+    counts: tuple[str, ...] = ()
     sock: socket.socket
 
     def __init__(self, director: Director, interface: str, syncid: int) -> None:
         self.director, self.interface, self.syncid = director, interface, syncid
-        self.counters: Counter[str] = Counter()
+        self.counters: Counter[str] = Counter(dict.fromkeys(self.counts, 0))
+        """Real counts of real messages (pylvs_sync_* in the metrics), zeros included."""
         self.maxlen = netio.interface_mtu(interface) - 28
 
     def poll(self, now: float) -> None:
@@ -55,6 +64,7 @@ class SyncHalf:
 
 class SyncMaster(SyncHalf):
     role = "master"
+    counts = MASTER_COUNTS
 
     def __init__(self, director: Director, interface: str, syncid: int) -> None:
         super().__init__(director, interface, syncid)
@@ -93,6 +103,7 @@ class SyncBackup(SyncHalf):
     """``install`` puts what arrived in place: into the director's table by default; a
     supervisor hands each connection to the worker its client hashes to."""
     role = "backup"
+    counts = BACKUP_COUNTS
 
     def __init__(self, director: Director, interface: str, syncid: int,
                  install: Install | None = None) -> None:
@@ -113,11 +124,15 @@ class SyncBackup(SyncHalf):
                 payload = self.sock.recv(65535)
             except BlockingIOError:
                 return
+            self.counters["received"] += 1
             try:
                 entries = sync.decode(payload, self.syncid)
             except sync.SyncError as exc:
                 self.counters["malformed"] += 1
                 log.debug("sync daemon: dropped a message: %s", exc)
+                continue
+            if not entries and sync.other_syncid(payload, self.syncid):
+                self.counters["other_syncid"] += 1
                 continue
             self.counters.update(self.install(entries, now))
 

@@ -97,7 +97,11 @@ class Frame:
     connections: int = 0
     max_connections: int = 0
     counters: dict[str, int] = field(default_factory=dict)
-    vrrp: str = ""
+    ha: list[str] = field(default_factory=list)
+    """`pylvs status`'s VRRP lines (one per instance) and BGP lines."""
+
+
+_HA_LINES = ("VRRP", "BGP:", "  neighbor ")
 
 
 def frame(table: str, rate: str, stats: str, status_text: str,
@@ -118,9 +122,9 @@ def frame(table: str, rate: str, stats: str, status_text: str,
                  for (service, address), state in health.items()
                  if service == name and address not in servers]
     data = status_data or {}
-    vrrp = next((line for line in status_text.splitlines() if line.startswith("VRRP")), "")
+    ha = [line for line in status_text.splitlines() if line.startswith(_HA_LINES)]
     return Frame(rows, data.get("connections", 0), data.get("max_connections", 0),
-                 dict(data.get("counters", {})), vrrp)
+                 dict(data.get("counters", {})), ha)
 
 
 def _cells(listing: Listing, service: str, server: str | None) -> list[str]:
@@ -151,8 +155,7 @@ def render(view: Frame, where: str) -> Group:
     lines = [f"connections {view.connections} (max {view.max_connections})",
              "traffic: " + (", ".join(f"{k} {v}" for k, v in passed.items()) or "none yet"),
              "drops: " + (", ".join(f"{k} {v}" for k, v in drops.items()) or "none")]
-    if view.vrrp:
-        lines.insert(0, view.vrrp)
+    lines[:0] = view.ha
     return Group(table, Text("\n".join(lines)))
 
 

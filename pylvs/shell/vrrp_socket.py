@@ -1,9 +1,13 @@
-"""VRRP on the wire: pylvs.ha.vrrp's Router with a raw IP socket, a packet socket and timers.
+"""VRRP on the wire: pylvs.ha.vrrp_group's instances with raw IP sockets, packet sockets,
+timers, tracked links and scripts (pylvs.shell.vrrp_track).
 
 Adverts go to 224.0.0.18 (or to each unicast peer) with TTL 255 and TOS 0xC0 from the
-interface's primary address; gratuitous ARPs go out on the interface. What the router decides
-about the VIPs is handed to ``on_master(bool)``: the engine adds or removes them and turns its
-data plane on or off. Polled from the director's loop; never blocks.
+interface's primary address; gratuitous ARPs go out on the interface. Which VIPs the host holds
+is handed to ``on_master(master, held)``: the engine adds or removes them and turns its data
+plane on or off. With one instance over the services' VIPs that is today's word (master or not,
+``held`` None: all the services); otherwise ``master`` is True and ``held`` names the VIPs of
+the instances in MASTER, with the services' addresses no instance claims. Polled from the
+director's loop; never blocks.
 """
 
 from __future__ import annotations
@@ -12,9 +16,13 @@ import logging
 import socket
 from collections.abc import Callable
 
-from pylvs.adm.config import Vrrp
+from pylvs.adm.config import Config, Vrrp
 from pylvs.ha import vrrp
+from pylvs.ha.vrrp_group import Instances, InstanceSpec
+from pylvs.ha.vrrp_notify import Notify
+from pylvs.ha.vrrp_track import Track
 from pylvs.shell import netio
+from pylvs.shell.vrrp_track import Links, Scripts
 
 log = logging.getLogger("pylvs")
 
@@ -22,15 +30,13 @@ IP_MULTICAST_ALL = 49
 
 
 class Election:
-    def __init__(self, spec: Vrrp, vips: list[str], on_master: Callable[[bool], None]) -> None:
+    """One instance's sockets: what its router sends, and the adverts that reach it."""
+
+    def __init__(self, spec: Vrrp, router: vrrp.Router) -> None:
         self.spec = spec
-        self.vips = vips
-        self.on_master = on_master
-        self.source = spec.unicast_src_ip or _primary_address(spec.interface, vips)
-        self.router = vrrp.Router(vrrp.RouterConfig(
-            spec.virtual_router_id, self.source, tuple(vips), spec.priority, spec.advert_int,
-            spec.version, vrrp.State(spec.state), spec.preempt, spec.preempt_delay,
-            spec.auth_pass.encode()))
+        self.vips = list(spec.virtual_ipaddress)
+        self.router = router
+        self.source = router.config.source_ip
         self.targets = list(spec.unicast_peers) or [vrrp.VRRP_GROUP]
         self.mac = netio.interface_mac(spec.interface)
         self.sock = self._open_ip(spec.interface)
@@ -52,67 +58,29 @@ class Election:
         sock.setblocking(False)
         return sock
 
-    def fileno(self) -> int:
-        return self.sock.fileno()
-
-    @property
-    def state(self) -> str:
-        return str(self.router.state)
-
-    def start(self, now: float) -> None:
-        log.info("vrrp: instance %d on %s from %s, priority %d, VIPs %s",
-                 self.spec.virtual_router_id, self.spec.interface, self.source,
-                 self.spec.priority, ", ".join(self.vips))
-        self._carry_out(self.router.start(now))
-
-    def poll(self, now: float) -> None:
-        """Every advert waiting now, then the timers that are due."""
+    def received(self) -> list[tuple[vrrp.Advert, str]]:
+        """Every advert waiting now (malformed ones counted and dropped)."""
+        found = []
         while True:
             try:
                 packet = self.sock.recv(65535)
             except BlockingIOError:
-                break
+                return found
             try:
-                advert, source = vrrp.parse_packet(packet)
+                found.append(vrrp.parse_packet(packet))
             except vrrp.VrrpError as exc:
                 self.router.counters["malformed"] += 1
-                log.debug("vrrp: dropped a packet: %s", exc)
-                continue
-            self._carry_out(self.router.receive(advert, source, now))
-        if now >= self.router.next_deadline:
-            self._carry_out(self.router.tick(now))
+                log.debug("vrrp: %s: dropped a packet: %s", self.spec.name, exc)
 
-    def stop(self, now: float) -> None:
-        try:
-            self._carry_out(self.router.stop(now))
-        finally:
-            self.sock.close()
-            self.link.close()
-
-    def close_in_child(self) -> None:
-        """In a process forked from the director: VRRP stays the director's, unannounced."""
-        self.sock.close()
-        self.link.close()
-
-    def _carry_out(self, actions: list[vrrp.Action]) -> None:
-        for action in actions:
-            if isinstance(action, vrrp.SendAdvert):
-                self._advertise(action.priority)
-            elif isinstance(action, vrrp.AddVips):
-                self.on_master(True)
-            elif isinstance(action, vrrp.RemoveVips):
-                self.on_master(False)
-            elif isinstance(action, vrrp.SendGarps):
-                for vip in self.vips:
-                    for _ in range(action.count):
-                        self._send(self.link.send, vrrp.garp_frame(self.mac, vip))
-            elif isinstance(action, vrrp.StateChange):
-                log.warning("vrrp: %s -> %s", action.old, action.new)
-
-    def _advertise(self, priority: int) -> None:
-        advert = self.router.advert(priority)
-        for target in self.targets:
-            self._send(self.sock.sendto, advert.encode(self.source, target), (target, 0))
+    def carry_out(self, action: vrrp.Action) -> None:
+        if isinstance(action, vrrp.SendAdvert):
+            advert = self.router.advert(action.priority)
+            for target in self.targets:
+                self._send(self.sock.sendto, advert.encode(self.source, target), (target, 0))
+        elif isinstance(action, vrrp.SendGarps):
+            for vip in self.vips:
+                for _ in range(action.count):
+                    self._send(self.link.send, vrrp.garp_frame(self.mac, vip))
 
     def _send(self, send: Callable, *args: object) -> None:
         try:
@@ -120,6 +88,160 @@ class Election:
         except OSError as exc:  # the link may be down: VRRP goes on, as keepalived's does
             self.router.counters["send_failed"] += 1
             log.debug("vrrp: send failed: %s", exc)
+
+    def close(self) -> None:
+        self.sock.close()
+        self.link.close()
+
+
+def instance_spec(spec: Vrrp, source: str) -> InstanceSpec:
+    """The sans-IO instance of a [vrrp] table; its own interface is tracked too (weight 0),
+    as keepalived tracks an instance's interface unless told not to."""
+    config = vrrp.RouterConfig(
+        spec.virtual_router_id, source, spec.virtual_ipaddress, spec.priority, spec.advert_int,
+        spec.version, vrrp.State(spec.state), spec.preempt, spec.preempt_delay,
+        spec.auth_pass.encode())
+    own = Track("interface", spec.interface, 0)
+    return InstanceSpec(spec.name, config, spec.interface,
+                        (own, *spec.track_interface, *spec.track_script), spec.notifies)
+
+
+class Elections:
+    """Every VRRP instance of the config, its tracking and its notifies."""
+
+    def __init__(self, config: Config, on_master: Callable[[bool, frozenset[str] | None], None]
+                 ) -> None:
+        self.on_master = on_master
+        self.specs = {spec.name: spec for spec in config.vrrp_instances}
+        instances = [instance_spec(spec, spec.unicast_src_ip or _primary_address(
+            spec.interface, list(spec.virtual_ipaddress))) for spec in config.vrrp_instances]
+        self.instances = Instances(instances, config.vrrp_sync_groups,
+                                   list(config.vrrp_scripts.values()))
+        self.single = len(self.specs) == 1 and not config.vrrp_instances[0].own_vips
+        claimed = {vip for spec in self.specs.values() for vip in spec.virtual_ipaddress}
+        self.unclaimed = frozenset(s.address for s in config.services) - claimed
+        self.elections: dict[str, Election] = {}
+        self.others = {name: {(o.interface, o.virtual_router_id) for o in self.specs.values()
+                              if o.name != name} for name in self.specs}
+        """Each instance's neighbours (interface, vrid): their adverts are not its business."""
+        self.links = Links(t.name for i in instances for t in i.tracks if t.kind == "interface")
+        tracked = {t.name for spec in self.specs.values() for t in spec.track_script}
+        self.scripts = Scripts(s for s in config.vrrp_scripts.values() if s.name in tracked)
+        try:
+            for name, router in self.instances.routers.items():
+                self.elections[name] = Election(self.specs[name], router)
+        except BaseException:
+            self.close_in_child()
+            raise
+
+    def fileno(self) -> int:
+        """The first instance's socket: every instance's socket sees every advert of its
+        interface, so this one wakes a loop for all of them on that interface."""
+        return next(iter(self.elections.values())).sock.fileno()
+
+    @property
+    def state(self) -> str:
+        return str(next(iter(self.instances.routers.values())).state)
+
+    def start(self, now: float) -> None:
+        self.scripts.start()
+        for name, spec in self.specs.items():
+            log.info("vrrp: instance %s (%d) on %s from %s, priority %d, VIPs %s", name,
+                     spec.virtual_router_id, spec.interface, self.elections[name].source,
+                     spec.priority, ", ".join(spec.virtual_ipaddress))
+        self._carry_out(self.instances.start(now, dict(self.links.state)))
+        if not self.single:  # the services no instance claims are held from the start
+            self.on_master(True, self.held())
+
+    def poll(self, now: float) -> None:
+        """The adverts waiting now, links and scripts that changed, then the timers due."""
+        for name, election in self.elections.items():
+            for advert, source in election.received():
+                if (election.spec.interface, advert.vrid) in self.others[name]:
+                    continue  # another instance's: its own socket has it too
+                self._carry_out(self.instances.receive(name, advert, source, now))
+        for ifname, up in self.links.changed().items():
+            log.warning("vrrp: %s is %s", ifname, "up" if up else "down")
+            self._carry_out(self.instances.link(ifname, up, now))
+        for script, ok in self.scripts.outcomes():
+            self._carry_out(self.instances.script(script, ok, now))
+        if now >= self.instances.next_deadline:
+            self._carry_out(self.instances.tick(now))
+
+    def stop(self, now: float) -> None:
+        try:
+            self._carry_out(self.instances.stop(now))
+        finally:
+            self.scripts.stop()
+            self.close_in_child()
+
+    def close_in_child(self) -> None:
+        """In a process forked from the director: VRRP stays the director's, unannounced."""
+        for election in self.elections.values():
+            election.close()
+        self.links.close()
+
+    def held(self) -> frozenset[str] | None:
+        if self.single:
+            return None
+        routers = self.instances.routers
+        return self.unclaimed | {vip for name, spec in self.specs.items()
+                                 if routers[name].state == vrrp.State.MASTER
+                                 for vip in spec.virtual_ipaddress}
+
+    def _carry_out(self, events: list) -> None:
+        moved = False
+        for name, action in events:
+            if isinstance(action, Notify):
+                log.info("vrrp: %s: notify %s", name, " ".join(action.argv[2:]))
+                self.scripts.notify(action)
+            elif isinstance(action, vrrp.AddVips | vrrp.RemoveVips):
+                moved = True
+            elif isinstance(action, vrrp.StateChange):
+                log.warning("vrrp: %s -> %s" if self.single else f"vrrp: {name}: %s -> %s",
+                            action.old, action.new)
+            else:
+                self.elections[name].carry_out(action)
+        if moved:
+            master = not self.single or self.state == str(vrrp.State.MASTER)
+            self.on_master(master, self.held())
+
+    # -- what status and metrics show ---------------------------------------------------------
+
+    def status(self, held: bool) -> str:
+        lines = []
+        for name, spec in self.specs.items():
+            router, tracker = self.instances.routers[name], self.instances.trackers[name]
+            holds = held if self.single else router.state == vrrp.State.MASTER
+            failing = ", ".join(f"{t.kind} {t.name}" + (f" (weight {t.weight:+d})"
+                                                        if t.weight else "")
+                                for t in tracker.failing)
+            lines.append(f"VRRP instance {spec.virtual_router_id} on {spec.interface}: "
+                         f"{router.state}, priority {router.priority}, VIPs "
+                         f"{'held' if holds else 'not held'} [{name}: "
+                         f"{', '.join(spec.virtual_ipaddress)}]"
+                         + (f" failing: {failing}" if failing else "") + "\n")
+        return "".join(lines)
+
+    def described(self) -> list[dict[str, object]]:
+        """Each instance as plain values, for ``pylvs status --json``."""
+        out: list[dict[str, object]] = []
+        for name, spec in self.specs.items():
+            router, tracker = self.instances.routers[name], self.instances.trackers[name]
+            out.append({"name": name, "virtual_router_id": spec.virtual_router_id,
+                        "interface": spec.interface, "state": str(router.state),
+                        "priority": router.priority, "base_priority": spec.priority,
+                        "virtual_ipaddress": list(spec.virtual_ipaddress),
+                        "failing": [{"kind": t.kind, "name": t.name, "weight": t.weight}
+                                    for t in tracker.failing],
+                        "transitions": dict(self.instances.transitions[name])})
+        return out
+
+    def rows(self) -> list[tuple[str, str, str, bool, dict[str, int]]]:
+        """Each instance's name, interface, state, whether it holds its VIPs, transitions."""
+        return [(name, spec.interface, str(self.instances.routers[name].state),
+                 self.instances.routers[name].state == vrrp.State.MASTER,
+                 dict(self.instances.transitions[name])) for name, spec in self.specs.items()]
 
 
 def _primary_address(ifname: str, vips: list[str]) -> str:

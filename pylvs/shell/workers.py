@@ -27,7 +27,7 @@ import socket
 import time
 import traceback
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from pylvs.adm import commands, ipvsadm
@@ -180,7 +180,7 @@ class DataPlane(Engine):
                 self.guarded("reading the XDP fast path's counts", self._offload_sync)
             return Reply(0, data=snapshot(self.director))
         if isinstance(message, SetMaster):
-            self.set_master(message.master)
+            self.set_master(message.master, message.held)
             return Reply(0)
         if isinstance(message, InstallSynced):
             return Reply(0, data=self.install_synced(message.entries, time.monotonic()))
@@ -269,6 +269,7 @@ class Supervisor(Engine):
         plane = DataPlane(self.config, self.director, sock, groups=self.groups,
                           share=self.count, master=self.master, order=self.order(),
                           offload=Offload.joined(self.offload, index) if self.offload else None)
+        plane.held = self.held
         try:
             try:
                 plane.start()
@@ -349,12 +350,19 @@ class Supervisor(Engine):
     def counts(self) -> dict[str, Any]:
         """The workers' tables and counters, summed."""
         total: dict[str, Any] = {"connections": 0, "max_connections": 0, "counters": Counter()}
+        halves = [self.sync_counts()]  # the backup half here, the master half in each worker
         for reply in self._replies(Status()):
             if reply.rc == 0 and reply.data:
                 total["connections"] += reply.data["connections"]
                 total["max_connections"] += reply.data["max_connections"]
                 total["counters"].update(reply.data["counters"])
+                halves.append(reply.data.get("sync"))
         total["counters"] = dict(total["counters"] + self.director.counters)
+        running = [counts for counts in halves if counts is not None]
+        summed: Counter[str] = Counter()
+        for counts in running:
+            summed.update(counts)  # update(), not +: a count still 0 stays shown
+        total["sync"] = dict(summed) if running else None
         return total
 
     def listed_services(self) -> list[VirtualService]:
@@ -378,9 +386,9 @@ class Supervisor(Engine):
         answers = self._replies(message)
         return next((a for a in answers if a.rc != 0), answers[0] if answers else reply)
 
-    def set_master(self, master: bool) -> None:
-        super().set_master(master)
-        for worker, reply in self._ask_each(SetMaster(master)):
+    def set_master(self, master: bool, held: frozenset[str] | None = None) -> None:
+        super().set_master(master, held)
+        for worker, reply in self._ask_each(SetMaster(master, held)):
             if reply.rc != 0:
                 log.error("worker %d did not follow VRRP: %s", worker.index,
                           reply.stderr.strip())
@@ -394,13 +402,13 @@ class Supervisor(Engine):
     def _ask_all(self, message: object) -> list[str]:
         return [reply.stdout for reply in self._replies(message) if reply.rc == 0]
 
-    def loop(self) -> None:
+    def loop(self, should_stop: Callable[[], bool] = lambda: False) -> None:
         assert self.control is not None
         poller = select.poll()
         poller.register(self.control.fileno(), select.POLLIN)
         if self.election is not None:
             poller.register(self.election.fileno(), select.POLLIN)
-        while True:
+        while not should_stop():
             poller.poll(TICK * 1000 / 10)
             self._between_batches()
             for i, worker in enumerate(self.workers):

@@ -8,8 +8,8 @@ import pytest
 
 from pylvs.adm import commands
 from pylvs.adm.config import ConfigError, load, parse
-from pylvs.core.defense import Sysctls
 from pylvs.core.director import Director
+from pylvs.core.sysctls import Sysctls
 
 GOOD = """
 [director]
@@ -239,6 +239,129 @@ def test_vrrp_needs_a_virtual_server():
     assert error.key == "vrrp" and "at least one virtual_server" in error.reason
 
 
+SEVERAL = GOOD + """
+[[virtual_server]]
+address = "192.168.1.101:80"
+  [[virtual_server.real_server]]
+  address = "192.168.1.12:80"
+
+[vrrp_script.chk_haproxy]
+script = "killall -0 haproxy"
+interval = 2
+weight = -20
+fall = 3
+
+[vrrp_script.chk_alive]
+script = "true"
+
+[[vrrp]]
+name = "VI_WEB"
+virtual_router_id = 51
+priority = 150
+virtual_ipaddress = ["192.168.1.100/24"]
+track_interface = ["eth1", { name = "eth2", weight = 10 }]
+track_script = ["chk_haproxy", { name = "chk_alive", weight = 5 }]
+notify_master = "/etc/keepalived/master.sh"
+notify_fault = "/etc/keepalived/fault.sh"
+notify = "/etc/keepalived/notify.sh"
+
+[[vrrp]]
+virtual_router_id = 52
+virtual_ipaddress = ["192.168.1.101"]
+
+[[vrrp_sync_group]]
+name = "G1"
+group = ["VI_WEB", "VI_2"]
+notify_backup = "/etc/keepalived/group-backup.sh"
+"""
+
+
+def test_several_vrrp_instances_scripts_and_a_sync_group():
+    from pylvs.ha.vrrp_track import ScriptSpec, Track
+    config = parse(SEVERAL)
+    web, second = config.vrrp_instances
+    assert config.vrrp is web
+    assert (web.name, web.virtual_ipaddress, web.own_vips) == ("VI_WEB", ("192.168.1.100",),
+                                                               True)
+    assert second.name == "VI_2" and second.priority == 100  # keepalived's VI_<n>, defaults
+    assert web.track_interface == (Track("interface", "eth1", 0),
+                                   Track("interface", "eth2", 10))
+    # a track_script's weight: the instance's own, else the vrrp_script's
+    assert web.track_script == (Track("script", "chk_haproxy", -20),
+                                Track("script", "chk_alive", 5))
+    assert (web.notifies.master, web.notifies.fault, web.notifies.generic,
+            web.notifies.backup) == ("/etc/keepalived/master.sh", "/etc/keepalived/fault.sh",
+                                     "/etc/keepalived/notify.sh", "")
+    assert config.vrrp_scripts["chk_haproxy"] == ScriptSpec(
+        "chk_haproxy", "killall -0 haproxy", interval=2.0, weight=-20, fall=3)
+    assert config.vrrp_scripts["chk_alive"] == ScriptSpec("chk_alive", "true")  # defaults
+    (group,) = config.vrrp_sync_groups
+    assert (group.name, group.members, group.notifies.backup) == (
+        "G1", ("VI_WEB", "VI_2"), "/etc/keepalived/group-backup.sh")
+
+
+def test_a_lone_vrrp_instance_defaults_to_the_services_vips():
+    """Today's [vrrp]: every service address is a VIP of the instance."""
+    for text in (SEVERAL.split("[vrrp_script")[0] + "\n[vrrp]\nvirtual_router_id = 1\n",
+                 SEVERAL.split("[vrrp_script")[0] + "\n[[vrrp]]\nvirtual_router_id = 1\n"):
+        (only,) = parse(text).vrrp_instances
+        assert only.name == "VI_1" and not only.own_vips
+        assert only.virtual_ipaddress == ("192.168.1.100", "192.168.1.101")
+
+
+def test_a_vrrp_instance_with_its_own_vips_needs_no_service():
+    config = parse('[director]\ninterface = "eth0"\n[vrrp]\nvirtual_router_id = 1\n'
+                   'virtual_ipaddress = ["10.0.0.1"]\n')
+    assert config.vrrp.virtual_ipaddress == ("10.0.0.1",) and config.services == []
+
+
+@pytest.mark.parametrize("old,new,key,reason", [
+    ('[[vrrp]]\nvirtual_router_id = 52\nvirtual_ipaddress = ["192.168.1.101"]',
+     '[[vrrp]]\nvirtual_router_id = 52', "vrrp[1].virtual_ipaddress",
+     "with several instances"),
+    ('virtual_router_id = 52', 'virtual_router_id = 51', "vrrp[1].virtual_router_id",
+     "VI_WEB's already"),
+    ('virtual_router_id = 52', 'virtual_router_id = 52\nname = "VI_WEB"', "vrrp[1].name",
+     "twice"),
+    ('["192.168.1.101"]', '["192.168.1.100"]', "vrrp[1].virtual_ipaddress",
+     "192.168.1.100 is VI_WEB's already"),
+    ('["192.168.1.101"]', '["192.168.1.1/33"]', "vrrp[1].virtual_ipaddress[0]",
+     "not A.B.C.D or A.B.C.D/len"),
+    ('["192.168.1.101"]', '"192.168.1.101"', "vrrp[1].virtual_ipaddress", "list"),
+    ('"chk_haproxy", {', '"chk_nothing", {', "vrrp[0].track_script[0]",
+     "no [vrrp_script.chk_nothing]"),
+    ('name = "chk_alive", weight = 5', 'name = "chk_alive", weight = 254',
+     "vrrp[0].track_script[1].weight", "out of range -253..253"),
+    ('{ name = "eth2", weight = 10 }', '{ name = "eth2", weigth = 10 }',
+     "vrrp[0].track_interface[1].weigth", "unknown key"),
+    ('track_interface = ["eth1"', 'track_interface = [1', "vrrp[0].track_interface[0]",
+     "a name or { name, weight }"),
+    ('script = "true"', 'interval = 1', "vrrp_script.chk_alive.script", "missing"),
+    ('fall = 3', 'fall = 0', "vrrp_script.chk_haproxy.fall", "out of range"),
+    ('interval = 2', 'interval = 0', "vrrp_script.chk_haproxy.interval", "out of range"),
+    ('fall = 3', 'fall = 3\nretry = 1', "vrrp_script.chk_haproxy.retry", "unknown key"),
+    ('notify = "/etc/keepalived/notify.sh"', 'notify = 3', "vrrp[0].notify",
+     "non-empty string"),
+    ('group = ["VI_WEB", "VI_2"]', 'group = ["VI_WEB", "VI_3"]', "vrrp_sync_group[0].group",
+     "no vrrp instance named 'VI_3'"),
+    ('group = ["VI_WEB", "VI_2"]', 'group = []', "vrrp_sync_group[0].group", "list of "
+     "instance names"),
+    ('name = "G1"', 'nome = "G1"', "vrrp_sync_group[0].nome", "unknown key"),
+    ('[[vrrp_sync_group]]\nname = "G1"', '[[vrrp_sync_group]]\nname = "G0"\ngroup = '
+     '["VI_2"]\n[[vrrp_sync_group]]\nname = "G1"', "vrrp_sync_group[1].group",
+     "VI_2 is in group G0 already"),
+])
+def test_bad_keys_of_several_instances(old, new, key, reason):
+    assert SEVERAL.count(old) == 1, old
+    error = _error(SEVERAL.replace(old, new))
+    assert error.key == key and reason in error.reason, (error.key, error.reason)
+
+
+def test_vrrp_script_without_an_instance_is_refused():
+    error = _error(GOOD + '\n[vrrp_script.x]\nscript = "true"\n')
+    assert error.key == "vrrp_script" and "needs a [vrrp] instance" in error.reason
+
+
 def test_sync_daemon_keys():
     config = parse(GOOD.replace('interface = "eth0"', 'interface = "eth0"\nsync_daemon = true\n'
                                 'syncid = 7'))
@@ -289,8 +412,38 @@ def test_sysctl_sets_ipvs_defences_and_defaults_to_the_kernels():
     ("drop_entry = 4", "sysctl.drop_entry", "is a mode: 0, 1, 2 or 3"),
     ("secure_tcp = true", "sysctl.secure_tcp", "must be an integer"),
     ("amemthresh = -1", "sysctl.amemthresh", "out of range"),
-    ("sloppy_tcp = 1", "sysctl.sloppy_tcp", "unknown key"),
+    ("sloppy_sctp = 1", "sysctl.sloppy_sctp", "unknown key"),
 ])
 def test_bad_sysctls_name_key_and_reason(table, key, reason):
     error = _error(_with() + f"[sysctl]\n{table}\n")
     assert (error.key, reason in error.reason) == (key, True)
+
+
+_BGP = ('[bgp]\nlocal_as = 65001\nhold_time = 3\nbfd = true\nbfd_interval = 0.05\n'
+        'drain_seconds = 2\n[[bgp.neighbor]]\naddress = "10.0.0.1"\nremote_as = 65000\n')
+
+
+def test_bgp_reads_the_speaker_and_its_neighbours():
+    from pylvs.ha.bgp import Bgp, Neighbor
+    config = parse(_with() + _BGP)
+    assert config.bgp == Bgp(65001, (Neighbor("10.0.0.1", 65000),), "", 3, True, 0.05, 3, 2.0)
+    assert parse(_with()).bgp is None
+    assert parse(_with() + "[sysctl]\nsloppy_tcp = 1\n").sysctls.sloppy_tcp == 1
+
+
+@pytest.mark.parametrize("table,key,reason", [
+    ("[bgp]\n[[bgp.neighbor]]\naddress = '10.0.0.1'\nremote_as = 1\n", "bgp.local_as",
+     "missing"),
+    ("[bgp]\nlocal_as = 65001\n", "bgp.neighbor", "at least one"),
+    (_BGP.replace("hold_time = 3", "hold_time = 2"), "bgp.hold_time", "out of range"),
+    (_BGP.replace('"10.0.0.1"', '"10.0.0"'), "bgp.neighbor[0].address", "not an IPv4"),
+    (_BGP.replace("remote_as = 65000\n", ""), "bgp.neighbor[0].remote_as", "missing"),
+    (_BGP.replace("local_as = 65001", 'local_as = 65001\nbird_socket = "/run/b.ctl"'),
+     "bgp.bird_include", "go together"),
+    (_BGP.replace("local_as = 65001", "local_as = 65001\nholdtime = 3"), "bgp.holdtime",
+     "unknown key"),
+    (_BGP.replace("local_as = 65001", "local_as = 0"), "bgp.local_as", "out of range"),
+])
+def test_bad_bgp_names_key_and_reason(table, key, reason):
+    error = _error(_with() + table)
+    assert (error.key, reason in error.reason) == (key, True), error

@@ -17,7 +17,8 @@ from pylvs.core.conntrack import (
     SYNACK,
     TRANSITIONS,
 )
-from pylvs.core.defense import Defense, Sysctls
+from pylvs.core.defense import Defense
+from pylvs.core.sysctls import Sysctls
 from tests.core.test_director import _director, _frame
 
 THRESHOLD = 1024

@@ -87,6 +87,32 @@ def test_non_syn_without_connection_is_dropped_and_counted():
     assert len(director.table) == 0
 
 
+def test_sloppy_tcp_starts_a_connection_on_a_mid_flow_packet():
+    """IPVS's sloppy_tcp: any packet without RST is scheduled (tcp_conn_schedule); an ACK
+    from state NONE leads to ESTABLISHED in the INPUT-ONLY table, as on a director that
+    an ECMP change hands the flow."""
+    director = _director("mh")
+    director.sysctls.sloppy_tcp = 1
+    out, _ = director.handle(bytearray(_frame(flags="A", payload=b"x")), 0.0)
+    (conn,) = list(director.table)
+    assert conn.state == 1 and out[0:6] == _rs_mac(RS.index(conn.server.address))
+    assert director.handle(bytearray(_frame(sport=40001, flags="AR")), 0.0) is None
+    assert director.counters["no_connection"] == 1
+
+
+def test_directors_with_the_same_mh_table_send_a_mid_flow_packet_to_the_same_server():
+    """Two directors with the same real servers and weights: the one that sees the SYN and the
+    one that sees only later packets (sloppy_tcp) choose the same real server, for every flow."""
+    first, second = _director("mh"), _director("mh")
+    second.sysctls.sloppy_tcp = 1
+    for sport in range(40000, 40200):
+        syn, _ = first.handle(bytearray(_frame(src=f"203.0.113.{sport % 200}", sport=sport)), 0)
+        ack, _ = second.handle(bytearray(_frame(src=f"203.0.113.{sport % 200}", sport=sport,
+                                                flags="PA", payload=b"y")), 1)
+        assert syn[0:6] == ack[0:6]
+    assert len({c.server.address for c in second.table}) == 3
+
+
 def _icmp_error(out, original: bytes, icmp_type: int, code: int) -> None:
     frame, interface = out
     reply = Ether(bytes(frame))

@@ -46,6 +46,16 @@ def test_one_success_brings_a_server_back_and_resets_the_retries():
     assert server.result(False, "refused", 8.0) is False and server.alive
 
 
+def test_the_latency_is_the_last_timed_probes_kept_through_untimed_failures():
+    server = ServerHealth(RealServer(RIPS[0], 80), spec(retry=1))
+    assert server.latency is None  # nothing timed yet: no made-up value
+    server.result(True, "connected in 2.5 ms", 1.0, 0.0025)
+    server.result(False, "no answer in 5 s", 2.0)
+    assert server.latency == 0.0025
+    server.result(False, "HTTP 500 in 7.0 ms (not accepted)", 3.0, 0.007)
+    assert server.latency == 0.007 and not server.alive
+
+
 def make(inhibit=False, alpha=False, quorum=1, hysteresis=0, sorry=None, weights=(1, 1, 1)):
     live = VirtualService("tcp", VIP, 80, schedulers.get("rr")())
     checked = []
@@ -140,9 +150,10 @@ def test_an_alive_server_configured_at_weight_zero_stays_in_the_table():
 def test_a_reload_carries_what_the_checks_found():
     old_live, old = make()
     old.servers[1].alive, old.servers[2].failures = False, 1
-    old.servers[2].due = 42.0
+    old.servers[2].due, old.servers[0].latency = 42.0, 0.003
     _, new = make(weights=(1, 5, 1))
     new.carry(old)
     assert [s.alive for s in new.servers] == [True, False, True]
+    assert [s.latency for s in new.servers] == [0.003, None, None]
     assert new.servers[2].failures == 1 and new.servers[2].due == 42.0
     assert new.servers[1].weight == 5  # the file's weight, the check's verdict

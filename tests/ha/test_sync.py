@@ -313,6 +313,17 @@ def test_fuzz_mutated_valid_messages(conns, data):
 
 # -- SyncID ---------------------------------------------------------------------------------
 
+def test_another_syncids_message_is_told_apart_from_an_empty_one():
+    """decode gives [] for both (the kernel ignores the first, IP_VS_DBG "Ignoring syncid");
+    the backup counts them apart."""
+    empty, theirs = sync.encode([], 7), sync.encode([KERNEL_DR], 9)
+    assert empty == []  # no connections, no message: an empty one is hand-made
+    empty_v1 = sync.HEADER_V1.pack(0, 7, sync.HEADER_V1.size, 0, 1, 0)
+    assert sync.decode(empty_v1, 7) == sync.decode(theirs[0], 7) == []
+    assert not sync.other_syncid(empty_v1, 7) and sync.other_syncid(theirs[0], 7)
+    assert not sync.other_syncid(theirs[0], 0)  # SyncID 0 takes every message
+
+
 def test_backup_syncid_filters_messages():
     """A backup with SyncID 0 takes every message; with another it ignores messages of other
     SyncIDs (returned as []), in version 1 and version 0 alike."""

@@ -511,3 +511,94 @@ def test_two_address_owners_one_yields():
     assert router.receive(advert(255), "192.0.2.0", 1.0) == [
         RemoveVips(), StateChange(State.MASTER, State.BACKUP)]
     assert router.priority == 254 and router.counters["owner_conflict"] == 1
+
+
+# --- FAULT and the effective priority (keepalived's vrrp_track.c / vrrp.c) -------------------
+
+def test_a_master_going_to_fault_says_priority_zero_and_drops_its_vips():
+    """keepalived's vrrp_state_leave_master with wantstate FAULT: an advert at priority 0, and
+    another as vrrp_restore_interface(advF) runs, then the VIPs go."""
+    router = master()
+    actions = router.fault(5.0)
+    assert actions == [SendAdvert(0), SendAdvert(0), RemoveVips(),
+                       StateChange(State.MASTER, State.FAULT)]
+    assert router.state == State.FAULT and router.next_deadline == math.inf
+    assert router.tick(100.0) == []
+    assert router.receive(advert(50), HIGH, 6.0) == []  # a FAULT instance ignores adverts
+    assert router.fault(7.0) == []
+
+
+def test_a_peer_takes_over_at_skew_time_when_the_master_faults():
+    high, low = make(HIGH, priority=150), make(LOW, priority=100)
+    lan = Lan(high, low)
+    lan.start(high, 0.0)
+    lan.run(4.0)
+    lan.start(low, 4.0)
+    lan.run(8.0)
+    assert high.state == State.MASTER and low.state == State.BACKUP
+    lan.deliver(high, high.fault(8.2), 8.2)
+    lan.run(8.2 + low.skew_time)
+    assert low.state == State.MASTER and lan.became_master(low) == [8.2 + low.skew_time]
+
+
+def test_leaving_fault_is_backup_with_a_fresh_down_timer():
+    """keepalived's try_up_instance → vrrp_state_leave_fault: BACKUP, ms_down_timer anew."""
+    router = master(priority=120)
+    router.fault(1.0)
+    assert router.recover(10.0) == [StateChange(State.FAULT, State.BACKUP)]
+    assert router.next_deadline == 10.0 + router.master_down_interval
+    assert router.recover(11.0) == []
+
+
+def test_an_owner_leaving_fault_is_master_at_once():
+    router = make(LOW, priority=255)
+    assert router.start(0.0, fault=True) == [StateChange(State.INIT, State.FAULT)]
+    assert router.recover(1.0)[:2] == [AddVips(), SendGarps(5)]
+    assert router.state == State.MASTER
+
+
+def test_a_backup_s_down_timer_moves_with_its_effective_priority():
+    """vrrp_set_effective_priority: a backup's timer moves by the change in ms_down_timer."""
+    router = make(LOW, priority=100)
+    router.start(0.0)
+    before = router.next_deadline
+    router.set_priority(200, 1.0)
+    assert router.priority == 200
+    assert router.next_deadline == pytest.approx(before - 100 / 256)
+
+
+def test_a_master_advertises_its_effective_priority():
+    router = master(priority=100)
+    router.set_priority(60, 5.0)
+    assert [a for a in router.tick(router.next_deadline) if isinstance(a, SendAdvert)] == [
+        SendAdvert(60)]
+
+
+def test_an_owner_keeps_255_whatever_it_tracks():
+    router = master(priority=255)
+    assert router.set_priority(100, 1.0) == [] and router.priority == 255
+
+
+def test_a_lower_effective_priority_lets_a_preempting_peer_take_over():
+    high, low = make(HIGH, priority=150), make(LOW, priority=100)
+    lan = Lan(high, low)
+    lan.start(high, 0.0)
+    lan.run(4.0)
+    lan.start(low, 4.0)
+    lan.run(8.0)
+    high.set_priority(90, 8.0)  # a weight -60 script failing
+    lan.run(14.0)
+    assert low.state == State.MASTER and high.state == State.BACKUP
+
+
+def test_a_closed_gate_holds_a_backup_and_it_wants_master():
+    """vrrp_sync_can_goto_master: not all members want MASTER → stay BACKUP, a new timer."""
+    router = make(LOW)
+    router.gate = lambda _r: False
+    router.start(0.0)
+    due = router.next_deadline
+    assert router.tick(due) == []
+    assert router.state == State.BACKUP and router.wants_master
+    assert router.next_deadline == due + router.master_down_interval
+    router.gate = lambda _r: True
+    assert router.tick(router.next_deadline)[0] == AddVips()

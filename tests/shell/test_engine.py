@@ -10,9 +10,9 @@ import pytest
 import schedulers
 from pylvs.adm import commands, ipvsadm
 from pylvs.adm.config import Config, load
-from pylvs.core.defense import Sysctls
 from pylvs.core.director import Director
 from pylvs.core.model import RealServer, VirtualService, ip_to_int
+from pylvs.core.sysctls import Sysctls
 from pylvs.shell.engine import Engine, apply
 from pylvs.shell.messages import Reload, Reply, Status, Stop, Sysctl
 
@@ -50,15 +50,16 @@ def test_sysctl_shows_writes_and_refuses_as_sysctl_does():
     listing = engine.handle(Sysctl()).stdout
     assert listing.splitlines() == [
         "net.ipv4.vs.amemthresh = 1024", "net.ipv4.vs.am_droprate = 10",
-        "net.ipv4.vs.drop_entry = 0", "net.ipv4.vs.drop_packet = 0", "net.ipv4.vs.secure_tcp = 0"]
+        "net.ipv4.vs.drop_entry = 0", "net.ipv4.vs.drop_packet = 0", "net.ipv4.vs.secure_tcp = 0",
+        "net.ipv4.vs.sloppy_tcp = 0"]
     assert engine.handle(Sysctl("net.ipv4.vs.drop_entry", 1)) == Reply(
         0, "net.ipv4.vs.drop_entry = 1\n")
     assert engine.handle(Sysctl("drop_entry")).stdout == "net.ipv4.vs.drop_entry = 1\n"
     refused = engine.handle(Sysctl("secure_tcp", 7))
     assert (refused.rc, refused.stderr) == (
         255, 'sysctl: setting key "net.ipv4.vs.secure_tcp": Invalid argument\n')
-    missing = engine.handle(Sysctl("net.ipv4.vs.sloppy_tcp"))
-    assert missing.rc == 255 and "cannot stat /proc/sys/net/ipv4/vs/sloppy_tcp" in missing.stderr
+    missing = engine.handle(Sysctl("net.ipv4.vs.sloppy_sctp"))
+    assert missing.rc == 255 and "cannot stat /proc/sys/net/ipv4/vs/sloppy_sctp" in missing.stderr
     assert engine.director.defense.sysctls.secure_tcp == 0
 
 
@@ -66,7 +67,8 @@ def test_status_carries_the_table_and_the_counters():
     engine = _engine()
     engine.director.counters["forwarded"] += 3
     reply = engine.handle(Status())
-    assert reply.data == {"connections": 0, "max_connections": 0, "counters": {"forwarded": 3}}
+    assert reply.data == {"connections": 0, "max_connections": 0, "counters": {"forwarded": 3},
+                          "sync": None}  # no sync daemon half runs
     assert "connections 0 (max 0)\ncounters: forwarded 3\n" in reply.stdout
 
 

@@ -54,6 +54,11 @@ def server(request):
 
 
 def run(spec: CheckSpec, port: int) -> tuple[bool, str]:
+    """A probe's verdict and text (``timed`` has its latency too)."""
+    return timed(spec, port)[:2]
+
+
+def timed(spec: CheckSpec, port: int) -> tuple[bool, str, float | None]:
     return asyncio.run(probe(spec, "127.0.0.1", port))
 
 
@@ -70,6 +75,17 @@ def test_tcp_and_http_against_a_live_server(server):
     assert ok and detail.startswith("HTTP 200 in")
     ok, detail = run(CheckSpec("http", timeout=2, status=(204,)), server.port)
     assert not ok and detail.endswith("(not accepted)")
+
+
+@pytest.mark.parametrize("server", [b"HTTP/1.0 503 Busy\r\n\r\n"], indirect=True)
+def test_tcp_and_http_time_their_answer_as_a_number_the_text_shows(server):
+    for kind in ("tcp", "http"):
+        ok, detail, took = timed(CheckSpec(kind, timeout=2), server.port)
+        assert took is not None and 0 < took < 2, (kind, took)
+        assert detail.split(" in ")[1].startswith(f"{took * 1000:.1f} ms"), (kind, detail)
+    assert not ok and detail.endswith("(not accepted)")  # an answer refused is timed too
+    assert timed(CheckSpec("tcp", timeout=2), closed_port())[2] is None
+    assert timed(CheckSpec("misc", command="exit 0", timeout=2), 0)[2] is None
 
 
 def test_a_closed_port_is_refused():
@@ -112,10 +128,11 @@ def test_the_checker_thread_reports_transitions_and_runs_notify(tmp_path):
     checker.start()
     try:
         changed = wait_for(checker)
-        assert changed == [health] and not health.alive
+        assert changed == [health] and not health.alive and health.latency is None
         live = socket.create_server(("127.0.0.1", port))
         try:
             assert wait_for(checker) == [health] and health.alive
+            assert health.latency is not None and 0 < health.latency < 0.5
         finally:
             live.close()
         deadline = time.monotonic() + 5

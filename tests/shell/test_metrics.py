@@ -110,11 +110,52 @@ def test_pylvs_part_has_the_counters_by_reason_the_table_and_the_workers():
     assert "pylvs_health_check_up" not in families and "pylvs_vrrp_state" not in families
 
 
+def _scraped(scrape: metrics.Scrape) -> dict:
+    """The families a fixed scrape gives, through prometheus-client's own exposition."""
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    class Fixed(metrics.LoopCollector):
+        def collect(self):
+            yield from metrics.families(scrape)
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(Fixed())
+    return _families(generate_latest(registry).decode())
+
+
+def test_each_vrrp_instance_has_its_state_and_its_transitions():
+    families = _scraped(metrics.Scrape(vrrp=[
+        metrics.Vrrp("VI_A", "eth0", "MASTER", True, {"BACKUP": 1, "MASTER": 1}),
+        metrics.Vrrp("VI_B", "eth0", "FAULT", False, {"BACKUP": 1, "FAULT": 1})]))
+    state = {(s.labels["instance"], s.labels["state"]): s.value
+             for s in families["pylvs_vrrp_state"].samples}
+    assert state[("VI_A", "MASTER")] == 1 and state[("VI_B", "FAULT")] == 1
+    assert sum(state.values()) == 2
+    moves = {(s.labels["instance"], s.labels["to"]): s.value
+             for s in families["pylvs_vrrp_transitions"].samples if s.name.endswith("_total")}
+    assert families["pylvs_vrrp_transitions"].type == "counter"
+    assert moves[("VI_B", "FAULT")] == 1 and moves[("VI_A", "FAULT")] == 0
+    held = {s.labels["instance"]: s.value for s in families["pylvs_vrrp_vips_held"].samples}
+    assert held == {"VI_A": 1, "VI_B": 0}
+
+
+def test_bgp_shows_each_address_announced_and_each_session():
+    families = _scraped(metrics.Scrape(bgp=metrics.Bgp(
+        {"10.0.100.1": True, "10.0.100.2": False},
+        [("10.0.0.1", 65000, True), ("10.0.0.2", 65002, False)])))
+    assert {s.labels["address"]: s.value for s in families["pylvs_bgp_announced"].samples} == {
+        "10.0.100.1": 1, "10.0.100.2": 0}
+    assert {(s.labels["neighbor"], s.labels["remote_as"]): s.value
+            for s in families["pylvs_bgp_session_up"].samples} == {
+        ("10.0.0.1", "65000"): 1, ("10.0.0.2", "65002"): 0}
+    assert "pylvs_bgp_announced" not in _families(_exposition(_engine()))
+
+
 def test_health_checks_show_state_last_result_and_latency():
     engine = _engine()
     web = engine.director.services[(6, 0xC0000264, 80)]
     up, down = (ServerHealth(rs, CheckSpec("http")) for rs in web.real_servers)
-    up.result(True, "HTTP 200 in 2.5 ms", 1.0)
+    up.result(True, "HTTP 200 in 2.5 ms", 1.0, 0.0025)
     down.result(False, "Connection refused", 1.0)
     down.result(False, "Connection refused", 2.0)  # retry 1: the second failure takes it out
     engine.config.health = [ServiceHealth(web.key, "TCP 192.0.2.100:80", [up, down])]
@@ -130,6 +171,54 @@ def test_health_checks_show_state_last_result_and_latency():
         ("10.0.0.2", "http", 0.0025)]
     runs = {s.labels["remote_address"]: s.value for s in families["pylvs_health_checks"].samples}
     assert runs == {"10.0.0.2": 1.0, "10.0.0.1": 2.0}
+
+
+def test_the_latency_is_the_number_the_probe_timed_not_its_text():
+    engine = _engine()
+    web = engine.director.services[(6, 0xC0000264, 80)]
+    timed, untimed = (ServerHealth(rs, CheckSpec("tcp")) for rs in web.real_servers)
+    timed.result(True, "connected in 0.1 ms", 1.0, 0.000123456)  # the text is rounded
+    timed.result(False, "no answer in 5 s", 2.0)  # timed nothing: the last number stays
+    untimed.result(True, "exit status 0", 1.0)
+    engine.config.health = [ServiceHealth(web.key, "TCP 192.0.2.100:80", [timed, untimed])]
+    latency = _families(_exposition(engine))["pylvs_health_check_latency_seconds"].samples
+    assert [(s.labels["remote_address"], s.value) for s in latency] == [
+        ("10.0.0.2", 0.000123456)]
+
+
+def _sync_engine() -> Engine:
+    """_engine() with both halves of the sync daemon on loopback (multicast to the group
+    through lo), their counters as the real sockets leave them."""
+    from pylvs.shell.sync_socket import SyncBackup, SyncMaster
+    engine = _engine()
+    engine.sync_daemons = {"master": SyncMaster(engine.director, "lo", 0),
+                           "backup": SyncBackup(engine.director, "lo", 7)}
+    return engine
+
+
+def _sync_families(engine: Engine) -> dict[str, dict[str, float]]:
+    families = _families(_exposition(engine))
+    return {name: {"|".join(s.labels.values()): s.value for s in families[name].samples}
+            for name in ("pylvs_sync_messages", "pylvs_sync_messages_rejected",
+                         "pylvs_sync_send_errors", "pylvs_sync_connections")}
+
+
+def test_no_sync_daemon_no_sync_metrics_and_a_running_one_shows_zeros():
+    """Before any message (no poll yet): every count there, at 0 (tests/e2e/test_metrics.py
+    counts real ones)."""
+    assert "pylvs_sync_messages" not in _families(_exposition(_engine()))
+    engine = _sync_engine()
+    try:
+        found = _sync_families(engine)
+    finally:
+        for half in engine.sync_daemons.values():
+            half.close()
+    assert found == {
+        "pylvs_sync_messages": {"sent": 0.0, "received": 0.0},
+        "pylvs_sync_messages_rejected": {"malformed": 0.0, "other_syncid": 0.0},
+        "pylvs_sync_send_errors": {"": 0.0},
+        "pylvs_sync_connections": {"created": 0.0, "refreshed": 0.0, "table_full": 0.0,
+                                   "unknown_destination": 0.0}}
 
 
 def _free_port() -> int:
@@ -220,7 +309,10 @@ def test_top_reads_every_service_and_server_with_ipvsadms_numbers():
         web.stats.estimate()
     status = ("TCP 192.0.2.100:80  quorum up (live weight 4, quorum 1, hysteresis 0), sorry "
               "server none\n  -> 10.0.0.2:8080         http UP   for 3s  checks 2  last: x\n"
-              "  -> 10.0.0.9:8080         http DOWN for 1s  checks 5  last: refused\n")
+              "  -> 10.0.0.9:8080         http DOWN for 1s  checks 5  last: refused\n"
+              "BGP: announcing 192.0.2.100/32\n  neighbor 10.0.0.1 AS 65000: Established\n"
+              "VRRP instance 51 on eth0: MASTER [VI_A: 192.0.2.100]\n"
+              "VRRP instance 52 on eth0: BACKUP [VI_B: 192.0.2.101]\n")
     view = top.frame(_listing(director), _listing(director, "--rate", "--exact"),
                      _listing(director, "--stats", "--exact"), status,
                      {"connections": 5, "max_connections": 9, "counters": {"table_full": 3}})
@@ -240,4 +332,6 @@ def test_top_reads_every_service_and_server_with_ipvsadms_numbers():
     console.print(top.render(view, "/run/test.sock"))
     text = console.export_text()
     assert "drops: table_full 3" in text and "connections 5 (max 9)" in text
+    assert all(line in text for line in ("BGP: announcing 192.0.2.100/32", "AS 65000: Est",
+                                         "MASTER [VI_A", "BACKUP [VI_B"))
     assert all(f"-> {name}" in text for name, server in rows if server)

@@ -138,6 +138,15 @@ def collect(ps: netio.PacketSocket, pred, *, seconds: float = 3.0) -> list[tuple
     return found
 
 
+def _everything(ps: netio.PacketSocket, seconds: float) -> list[bytes]:
+    """Copies of every frame received in the next ``seconds``."""
+    deadline = time.monotonic() + seconds
+    seen: list[bytes] = []
+    while time.monotonic() < deadline:
+        seen += [bytes(v) for v, _ in ps.receive(0.1)]
+    return seen
+
+
 def is_udp_to(port: int):
     def pred(f: bytes) -> bool:
         return (len(f) >= 42 and f[12:14] == b"\x08\x00" and f[23] == 17
@@ -206,16 +215,30 @@ def test_own_and_host_transmissions_are_not_received(topo, psock):
     sender = in_ns(topo.p, udp_socket)
     try:
         sender.sendto(b"closed-port", (DIR_IP, 5556))
-        deadline = time.monotonic() + 1.0
-        seen: list[bytes] = []
-        while time.monotonic() < deadline:
-            seen += [bytes(v) for v, _ in psock.receive(0.1)]
+        seen = _everything(psock, 1.0)
     finally:
         sender.close()
     assert any(is_udp_to(5556)(f) for f in seen), "the peer's frame should have arrived"
     # (the peer's ICMP port-unreachable quotes our datagram: that one is incoming and fine)
     assert not any(f[23] == 17 and marker in f for f in seen), "our own frames came back"
     assert not any(f[6:12] == psock.mac for f in seen), "host-sent (OUTGOING) frames came back"
+
+
+def test_frames_to_another_hosts_mac_are_not_received(topo, psock):
+    """PACKET_OTHERHOST: what a bridge floods to every port while it learns. The kernel drops
+    such frames before IPVS sees them, so must the director (else every director on the
+    segment would forward one)."""
+    peer_mac = topo.mac(topo.p, "vp")
+    sender = in_ns(topo.p, _raw_sender, "vp")
+    try:
+        for dst_mac, port in ((b"\x02\x00\x5e\x00\x00\x09", 6001), (psock.mac, 6002)):
+            sender.send(_udp_frame(dst_mac, peer_mac, PEER_IP, VIP, 4000, port, b"x"))
+        seen = _everything(psock, 1.0)
+    finally:
+        sender.close()
+    ports = [struct.unpack_from("!H", f, 36)[0] for f in seen if is_udp_to(6001)(f)
+             or is_udp_to(6002)(f)]
+    assert ports == [6002]
 
 
 def _udp_frame(dst_mac: bytes, src_mac: bytes, src: str, dst: str, sport: int, dport: int,
