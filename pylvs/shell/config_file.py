@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from pylvs.adm import config as config_mod
-from pylvs.adm import keepalived
+from pylvs.adm import keepalived, keepalived_syntax
 from pylvs.adm.config import Config, ConfigError
 
 FORMATS = ("auto", "toml", "keepalived")
@@ -30,7 +30,7 @@ def load(path: str, fmt: str = "auto", interface: str = "") -> tuple[Config, lis
     """The config and the notes (empty for TOML); ConfigError (KeepalivedError, with the
     notes so far, for a keepalived.conf) when the file cannot run."""
     text = read(path)
-    if (keepalived.detect_format(text) if fmt == "auto" else fmt) == "toml":
+    if (keepalived_syntax.detect_format(text) if fmt == "auto" else fmt) == "toml":
         if interface:
             raise ConfigError(path, "--interface", "is for a keepalived.conf; a TOML config "
                               "names its interface in [director]")
@@ -58,7 +58,7 @@ def include(pattern: str, including: str) -> list[tuple[str, str]]:
     sorted; a pattern that matches nothing includes nothing (as keepalived's plain include)."""
     base = os.path.dirname(including) if including not in ("-", "") else "."
     found: list[str] = []
-    for each in keepalived.expand_braces(pattern):
+    for each in keepalived_syntax.expand_braces(pattern):
         full = each if os.path.isabs(each) else os.path.join(base or ".", each)
         found += sorted(p for p in glob.glob(full) if os.path.isfile(p))
     return [(name, read(name)) for name in found]

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from pylvs.adm import keepalived
+from pylvs.adm import keepalived, keepalived_syntax
 from pylvs.adm.config import Config, build
 from pylvs.adm.keepalived import KeepalivedError, convert
 from pylvs.ha.health import CheckSpec
@@ -512,22 +512,7 @@ virtual_server 10.0.0.1 80 {
     assert "lan0 (V), lan1 (W)" in both.value.reason and "--interface" in both.value.reason
 
 
-# -- syntax: comments, conditionals, includes --------------------------------------------------
-
-def test_comments_end_a_line_outside_quotes_only():
-    blocks = keepalived.parse_blocks('a "x # y ! z" # gone\nb \\#1 ! gone\nc { d e } f\n')
-    assert [(b.keyword, b.args) for b in blocks] == [("a", ["x # y ! z"]), ("b", ["#1"]),
-                                                     ("c", []), ("f", [])]
-    assert [(d.keyword, d.args) for d in blocks[2].children] == [("d", ["e"])]
-    assert [(b.keyword, b.args) for b in keepalived.parse_blocks('a "" b\n')] == [
-        ("a", ["", "b"])]  # an empty quoted word is a word, not a brace
-
-
-def test_conditional_lines_follow_the_config_id():
-    text = "@high x 1\n@^high y 2\n@low z 3\n"
-    assert [b.keyword for b in keepalived.parse_blocks(text, config_id="high")] == ["x"]
-    assert [b.keyword for b in keepalived.parse_blocks(text, config_id="other")] == ["y"]
-
+# -- conditionals and includes --------------------------------------------------
 
 def test_conditional_sample_read_on_the_high_host():
     text = (SAMPLES / "keepalived.conf.conditional_conf").read_text() if SAMPLES.is_dir() \
@@ -542,11 +527,11 @@ def test_conditional_sample_read_on_the_high_host():
     assert_notes(conversion.notes, ["`net_namespace high` is not carried over"])
 
 
-def reader(files: dict[str, str]) -> keepalived.Include:
+def reader(files: dict[str, str]) -> keepalived_syntax.Include:
     """Includes from a dict, as the shell's glob reader answers (matches in sorted order)."""
     def include(pattern: str, including: str) -> list[tuple[str, str]]:
         import fnmatch
-        names = [p for each in keepalived.expand_braces(pattern)
+        names = [p for each in keepalived_syntax.expand_braces(pattern)
                  for p in sorted(files) if fnmatch.fnmatch(p, each)]
         return [(n, files[n]) for n in names]
     return include
@@ -569,8 +554,7 @@ def test_includes_are_read_where_they_stand_with_their_own_lines():
                                     "matched no file"])
 
 
-def test_braces_and_include_loops():
-    assert keepalived.expand_braces("a{b,c{d,e}}f") == ["abf", "acdf", "acef"]
+def test_include_loops_are_refused():
     loop = reader({"x.conf": "include x.conf\n"})
     with pytest.raises(keepalived.ConfigError) as deep:
         convert("include x.conf\n", "main.conf", include=loop)
@@ -664,13 +648,6 @@ def test_every_unknown_key_is_noted_with_its_line_and_block():
 def test_config_errors_found_after_conversion_keep_the_keepalived_line():
     conversion = one("virtual_server 10.0.0.1 80 {\n protocol TCP\n lb_algo nosuch\n}\n")
     assert conversion.where["virtual_server[0]"] == "line 1: virtual_server 10.0.0.1 80"
-
-
-def test_detect_format():
-    assert keepalived.detect_format("# c\n[director]\ninterface = 'x'\n") == "toml"
-    assert keepalived.detect_format("key = 1\n") == "toml"
-    assert keepalived.detect_format("! c\nglobal_defs {\n}\n") == "keepalived"
-    assert keepalived.detect_format("virtual_server 1.2.3.4 80 {\n") == "keepalived"
 
 
 def test_keys_that_need_a_check_are_noted_on_a_server_without_one():
