@@ -19,7 +19,7 @@ from pylvs.core.model import DEFAULT_SCHEDULER, PROTO_NUMBERS, RealServer, Virtu
 from pylvs.core.sysctls import KNOBS, Sysctls
 from pylvs.ha import bgp
 from pylvs.ha.bgp import Bgp, Neighbor
-from pylvs.ha.health import KINDS, CheckSpec, ServerHealth, ServiceHealth
+from pylvs.ha.health import HTTP_KINDS, KINDS, CheckSpec, ServerHealth, ServiceHealth
 from pylvs.ha.vrrp_group import GroupSpec
 from pylvs.ha.vrrp_notify import Notifies
 from pylvs.ha.vrrp_track import MAX_WEIGHT, ScriptSpec, Track
@@ -486,7 +486,7 @@ class _Reader:
         self.only(table, _CHECK_KEYS, path + ".")
         kind = self.string(table, "type", path + ".type", required=True)
         if kind not in KINDS:
-            raise self.fail(path + ".type", f"unknown check {kind!r} (tcp, http or misc)")
+            raise self.fail(path + ".type", f"unknown check {kind!r} (tcp, http, https or misc)")
         given: dict[str, Any] = {}
         for key in ("interval", "timeout", "delay_before_retry"):
             if key in table:
@@ -496,14 +496,14 @@ class _Reader:
             given["retry"] = self.integer(table, "retry", path + ".retry", 1, 0, 1000)
         if "port" in table:
             given["port"] = self.integer(table, "port", path + ".port", 0, 1, 65535)
-        if kind == "http":
+        if kind in HTTP_KINDS:
             given["path"] = self.string(table, "path", path + ".path") or "/"
             if not given["path"].startswith("/"):
                 raise self.fail(path + ".path", "must start with /")
             given["status"] = self.statuses(table.get("status", []), path + ".status")
         elif {"path", "status"} & table.keys():
             raise self.fail(path + ".path" if "path" in table else path + ".status",
-                            "only an http check has it")
+                            "only an http or https check has it")
         if kind == "misc":
             given["command"] = self.string(table, "command", path + ".command", required=True)
         elif "command" in table:

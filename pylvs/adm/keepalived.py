@@ -11,8 +11,9 @@ UDP, no ``lb_kind`` NAT, no ``lb_algo`` wlc, a bare ``persistence_timeout`` 360 
 server's weight defaults to the service's ``weight`` (1); a checker's ``delay_loop``,
 ``connect_timeout``, ``retry`` and ``delay_before_retry`` default to its real server's, then
 its service's (delay_loop 60 s, connect_timeout 5 s), then the checker's own (retry 1, MISC_CHECK
-0; delay_before_retry 3 s for HTTP_GET, 1 s otherwise); MISC_CHECK's timeout is misc_timeout or
-the service's delay_loop; HTTP_GET accepts 200-299 unless status_code says otherwise; a
+0; delay_before_retry 3 s for HTTP_GET and SSL_GET, 1 s otherwise); MISC_CHECK's timeout is
+misc_timeout or the service's delay_loop; HTTP_GET and SSL_GET (the https check) accept 200-299
+unless status_code says otherwise; a
 ``vrrp_script`` runs every second with weight 0, rise 1, fall 1, its timeout the interval; the
 sync daemon's syncid is ``id``, else the vrid of the instance it follows, else 0.
 """
@@ -27,15 +28,15 @@ from typing import Any
 from pylvs.adm.config import ConfigError
 from pylvs.adm.keepalived_syntax import Block, Include, parse_blocks
 from pylvs.adm.toml_text import dumps
+from pylvs.ha.health import HTTP_KINDS
 
 DEFAULT_PERSISTENCE = 360  # IPVS_SVC_PERSISTENT_TIMEOUT
 DEFAULT_DELAY_LOOP = 60.0
 DEFAULT_CONNECT_TIMEOUT = 5.0
 NO_BLOCKS = ("no virtual_server block and no vrrp_instance block: a keepalived.conf needs one "
              "of them for pylvs to run anything")
-CHECKERS = ("TCP_CHECK", "HTTP_GET", "MISC_CHECK")
+CHECKERS = ("TCP_CHECK", "HTTP_GET", "SSL_GET", "MISC_CHECK")
 OTHER_CHECKERS = {
-    "SSL_GET": "pylvs has no TLS check (its http check speaks plain HTTP)",
     "SMTP_CHECK": "pylvs has no SMTP check", "DNS_CHECK": "pylvs has no DNS check",
     "UDP_CHECK": "pylvs has no UDP check", "PING_CHECK": "pylvs has no ICMP check",
     "BFD_CHECK": "pylvs has no BFD", "FILE_CHECK": "pylvs has no file check"}
@@ -468,7 +469,8 @@ class _Converter:
 
     def check(self, block: Block, mine: _Defaults, service: _Defaults, context: str
               ) -> dict[str, Any]:
-        kind = {"TCP_CHECK": "tcp", "HTTP_GET": "http", "MISC_CHECK": "misc"}[block.keyword]
+        kind = {"TCP_CHECK": "tcp", "HTTP_GET": "http", "SSL_GET": "https",
+                "MISC_CHECK": "misc"}[block.keyword]
         context = f"{context}: {block.keyword}"
         opts = self.options(block, context, _CHECK_OPTIONS[kind])
         retry = opts.get("retry") or opts.get("nb_get_retry")
@@ -485,7 +487,7 @@ class _Converter:
         check["delay_before_retry"] = (
             self.seconds(opts["delay_before_retry"]) if "delay_before_retry" in opts
             else mine.delay_before_retry if mine.delay_before_retry is not None
-            else (3 if kind == "http" else 1))
+            else (3 if kind in HTTP_KINDS else 1))
         if kind == "misc":
             if "misc_path" not in opts:
                 raise self.fail(block, "a MISC_CHECK needs misc_path")
@@ -493,14 +495,14 @@ class _Converter:
         if "connect_port" in opts:
             check["port"] = self.port(opts["connect_port"], opts["connect_port"].args[0]
                                       if opts["connect_port"].args else "")
-        if kind == "http":
+        if kind in HTTP_KINDS:
             self.url(block, check, context)
         return check
 
     def url(self, block: Block, check: dict[str, Any], context: str) -> None:
         urls = [b for b in block.children if b.keyword == "url"]
         if not urls:
-            raise self.fail(block, "an HTTP_GET needs a url { path ... }")
+            raise self.fail(block, f"an {block.keyword} needs a url {{ path ... }}")
         for extra in urls[1:]:
             self.note(extra, context, "pylvs's http check asks for one url (the first)")
         opts = self.options(urls[0], f"{context}: url", {"path", "status_code"})
@@ -863,6 +865,7 @@ _SERVER_OPTIONS = {"weight", "lvs_method", "lb_kind", "uthreshold", "lthreshold"
 _COMMON_CHECK = {"connect_timeout", "connect_port", "retry", "delay_before_retry",
                  "delay_loop", "alpha"}
 _CHECK_OPTIONS = {"tcp": _COMMON_CHECK, "http": _COMMON_CHECK | {"nb_get_retry"},
+                  "https": _COMMON_CHECK | {"nb_get_retry"},
                   "misc": {"misc_path", "misc_timeout", "retry", "delay_before_retry",
                            "delay_loop", "alpha"}}
 _INSTANCE_OPTIONS = {"state", "interface", "virtual_router_id", "priority", "advert_int",

@@ -17,9 +17,11 @@ from dataclasses import dataclass, field
 
 from pylvs.core.model import RealServer, VirtualService
 
-KINDS = ("tcp", "http", "misc")
+KINDS = ("tcp", "http", "https", "misc")
+HTTP_KINDS = ("http", "https")
+"""HTTP_GET, and SSL_GET: the same request over TLS."""
 # keepalived's defaults: delay_loop 60 s, connect_timeout 5 s, retry 1 (MISC_CHECK 0),
-# delay_before_retry 3 s for HTTP_GET and 1 s otherwise, misc_timeout = delay_loop
+# delay_before_retry 3 s for HTTP_GET and SSL_GET and 1 s otherwise, misc_timeout = delay_loop
 DEFAULT_INTERVAL = 60.0
 DEFAULT_TIMEOUT = 5.0
 
@@ -44,7 +46,7 @@ class CheckSpec:
         defaults = {"interval": interval,
                     "timeout": interval if kind == "misc" else DEFAULT_TIMEOUT,
                     "retry": 0 if kind == "misc" else 1,
-                    "delay_before_retry": 3.0 if kind == "http" else 1.0}
+                    "delay_before_retry": 3.0 if kind in HTTP_KINDS else 1.0}
         return cls(kind, **{**defaults, **given})  # type: ignore[arg-type]
 
     def status_ok(self, code: int) -> bool:

@@ -892,8 +892,12 @@ def _checked(config: Config) -> list[VirtualService]:
 
 def _render_counts(counts: dict[str, Any]) -> str:
     counters = ", ".join(f"{k} {v}" for k, v in sorted(counts["counters"].items()))
-    return (f"connections {counts['connections']} (max {counts['max_connections']})\n"
+    text = (f"connections {counts['connections']} (max {counts['max_connections']})\n"
             f"counters: {counters or 'none yet'}\n")
+    if counts.get("sync") is not None:
+        text += "sync daemon: " + ", ".join(f"{k} {v}" for k, v in sorted(
+            counts["sync"].items())) + "\n"
+    return text
 
 
 def is_daemon(command: ipvsadm.Command) -> bool:

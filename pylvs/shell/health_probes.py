@@ -2,9 +2,11 @@
 resets or swallows packets delays only its own check and never the data plane.
 
 Probes, as keepalived's checkers: TCP_CHECK connects; HTTP_GET sends ``GET path HTTP/1.0`` and
-reads the status line; MISC_CHECK runs a command through the shell (exit 0: alive), killed at
-its timeout. Each result goes through pylvs.ha.health; a server that changed is queued for the
-director's loop (``changed()``), and its notify_up/notify_down command is started.
+reads the status line; SSL_GET (https) does the same over TLS, without verifying the server's
+certificate (keepalived's check_ssl.c sets no verify mode); MISC_CHECK runs a command through the
+shell (exit 0: alive), killed at its timeout. Each result goes through pylvs.ha.health; a
+server that changed is queued for the director's loop (``changed()``), and its
+notify_up/notify_down command is started.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import logging
 import os
 import queue
 import signal
+import ssl
 import threading
 import time
 from collections.abc import Iterable
@@ -37,8 +40,9 @@ async def probe(spec: CheckSpec, address: str, port: int) -> Probed:
     try:
         if spec.kind == "misc":
             return (*await asyncio.wait_for(_misc(spec.command), spec.timeout), None)
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(address, spec.port or port), spec.timeout)
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(
+            address, spec.port or port, ssl=_TLS if spec.kind == "https" else None),
+            spec.timeout)
         try:
             if spec.kind == "tcp":
                 took = time.monotonic() - start
@@ -51,6 +55,8 @@ async def probe(spec: CheckSpec, address: str, port: int) -> Probed:
             writer.close()
     except TimeoutError:
         return False, f"no answer in {spec.timeout:g} s", None
+    except ssl.SSLError as exc:
+        return False, f"TLS: {exc.reason or exc}", None
     except OSError as exc:
         return False, os.strerror(exc.errno) if exc.errno else str(exc), None
     except ValueError:  # a status line longer than the stream's limit
@@ -76,6 +82,17 @@ async def _misc(command: str) -> tuple[bool, str]:
         await proc.wait()
         raise
     return code == 0, f"exit status {code}"
+
+
+def _unverified() -> ssl.SSLContext:
+    """keepalived's SSL_GET: encrypted, the peer's certificate not checked."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+_TLS = _unverified()
 
 
 def _ms(seconds: float) -> str:

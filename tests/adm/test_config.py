@@ -172,7 +172,7 @@ def test_health_checks_follow_keepalived_defaults_and_inherit_from_the_service()
     ('check = { type = "tcp", interval = 0 }', "virtual_server[0].check.interval",
      "out of range"),
     ('check = { type = "tcp", path = "/" }', "virtual_server[0].check.path",
-     "only an http check"),
+     "only an http or https check"),
     ('check = { type = "misc" }', "virtual_server[0].check.command", "missing"),
     ('check = { type = "http", status = [200, 999] }', "virtual_server[0].check.status",
      "HTTP status code"),
@@ -447,3 +447,10 @@ def test_bgp_reads_the_speaker_and_its_neighbours():
 def test_bad_bgp_names_key_and_reason(table, key, reason):
     error = _error(_with() + table)
     assert (error.key, reason in error.reason) == (key, True), error
+
+
+def test_an_https_check_is_ssl_get_with_http_gets_keys_and_defaults():
+    config = parse(_with('check = { type = "https", path = "/h", status = [200, 301] }'))
+    spec = config.health[0].servers[0].spec
+    assert (spec.kind, spec.path, spec.status, spec.delay_before_retry) == (
+        "https", "/h", (200, 301), 3.0)

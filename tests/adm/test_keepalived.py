@@ -32,6 +32,10 @@ def http(interval, timeout, retry, dbr, path, status=()) -> CheckSpec:
     return CheckSpec("http", interval, timeout, retry, dbr, path=path, status=status)
 
 
+def https(interval, timeout, retry, dbr, path, status=(), port=0) -> CheckSpec:
+    return CheckSpec("https", interval, timeout, retry, dbr, path=path, status=status, port=port)
+
+
 def misc(interval, timeout, command, retry=0, dbr=1) -> CheckSpec:
     return CheckSpec("misc", interval, timeout, retry, dbr, command=command)
 
@@ -79,8 +83,8 @@ ROUTES_VIPS = vips("192.168.200.16", "192.168.200.17", "192.168.200.18")
 EXPECTED: dict[str, dict[str, Any]] = {
     "HTTP_GET.port": {
         "services": [vs("192.168.200.100:443", "tcp", "rr", "nat", 50,
-                        [rs("192.168.201.100:443")])],
-        "notes": [*MAIL, "`SSL_GET` is not carried over: pylvs has no TLS check"]},
+                        [rs("192.168.201.100:443", check=https(6, 3, 3, 3, "/", port=444))])],
+        "notes": [*MAIL, "`digest ff20ad2481f97b1754ef3e12ecd3a9cc` is not carried over"]},
     "IPv6": {"refused": "nothing pylvs can run is left",
              "notes": ["`virtual_server ae00::1 80` is refused: ae00::1 is an IPv6 address, "
                        "and pylvs forwards IPv4 only",
@@ -133,9 +137,10 @@ EXPECTED: dict[str, dict[str, Any]] = {
                                            "192.168.200.13"))],
         "notes": MAIL},
     "status_code": {
-        "services": [vs("192.168.200.100:443", "tcp", "rr", "nat", 50,
-                        [rs("192.168.201.100:443")])],
-        "notes": ["`SSL_GET` is not carried over"]},
+        "services": [vs("192.168.200.100:443", "tcp", "rr", "nat", 50, [rs(
+            "192.168.201.100:443", check=https(6, 3, 3, 3, "/", tuple(
+                [*range(200, 300), *range(400, 500), 503, 505])))])],
+        "notes": ["`url` is not carried over: pylvs's http check asks for one url"]},
     "track_interface": {
         "interface": "eth0.1",
         "vrrp": [vi("VI_1", "eth0.1", 51, state="MASTER", priority=100,
@@ -149,8 +154,9 @@ EXPECTED: dict[str, dict[str, Any]] = {
         "notes": ["line 18: `fwmark 1` is refused", "line 19: `fwmark 2` is refused"]},
     "virtualhost": {
         "services": [vs("192.168.200.100:80", "tcp", "rr", "nat", 50,
-                        [rs("192.168.201.100:80")])],
-        "notes": ["`virtualhost www.firewall.loc` is not carried over"]},
+                        [rs("192.168.201.100:80", check=https(6, 3, 3, 3, "/"))])],
+        "notes": ["`virtualhost www.firewall.loc` is not carried over",
+                  "`url` is not carried over: pylvs's http check asks for one url"]},
     "vrrp": {
         "interface": "eth0",
         "vrrp": [

@@ -139,3 +139,11 @@ def test_a_reload_keeps_a_dead_server_out_instead_of_adding_it_back(tmp_path):
         assert [s.alive for s in engine.config.health[0].servers] == [False, True]
     finally:
         engine._stop_checks()
+
+
+def test_status_text_shows_the_sync_daemons_counts_while_one_runs():
+    from pylvs.shell.engine import _render_counts
+    counts = {"connections": 2, "max_connections": 9, "counters": {}, "sync": None}
+    assert "sync daemon" not in _render_counts(counts)
+    counts["sync"] = {"sent": 4, "received": 1}
+    assert _render_counts(counts).endswith("sync daemon: received 1, sent 4\n")

@@ -170,3 +170,52 @@ def test_a_stopped_checker_ends_its_thread_and_its_probes(server):
         checks = [s.checks for s in servers]
         time.sleep(0.01)
         assert [s.checks for s in servers] == checks
+
+
+@pytest.fixture
+def tls_server(tmp_path):
+    """Python's http.server over TLS with a self-signed certificate (openssl made it), on
+    loopback: what an SSL_GET checks."""
+    import ssl
+    import subprocess
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=rs1.test", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's name
+            self.send_response(200 if self.path == "/ok" else 404)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield httpd.server_address[1]
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.mark.skipif(not __import__("shutil").which("openssl"), reason="needs openssl")
+def test_https_speaks_tls_to_a_self_signed_server_and_reads_its_status(tls_server):
+    """keepalived's SSL_GET: the certificate is not verified (check_ssl.c sets no verify
+    mode), the status is."""
+    ok, detail, took = timed(CheckSpec("https", timeout=5, path="/ok"), tls_server)
+    assert ok and detail.startswith("HTTP 200 in ") and took is not None
+    ok, detail = run(CheckSpec("https", timeout=5, path="/missing"), tls_server)
+    assert not ok and "HTTP 404" in detail
+    ok, detail = run(CheckSpec("http", timeout=5, path="/ok"), tls_server)
+    assert not ok  # plain HTTP to a TLS port: no status line
+
+
+@pytest.mark.parametrize("server", [b"HTTP/1.0 200 OK\r\n\r\n"], indirect=True)
+def test_https_to_a_plain_http_server_fails_with_a_tls_reason(server):
+    ok, detail = run(CheckSpec("https", timeout=2), server.port)
+    assert not ok and detail.startswith("TLS: "), detail
