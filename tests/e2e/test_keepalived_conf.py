@@ -16,7 +16,7 @@ import pytest
 from pylvs.lab.topology import Lab
 from pylvs.shell import control
 from pylvs.shell.messages import Reload, Status
-from tests.e2e.test_vrrp import SUBNET, VIP, Segment, ip, until
+from tests.e2e.test_vrrp import SUBNET, VIP, Segment, ip, segment_fixture, until
 
 LAB_CONF = """! keepalived.conf as an LVS user writes it
 global_defs {{
@@ -187,10 +187,4 @@ def test_two_instances_and_a_virtual_server_against_a_keepalived_peer(segment, m
     assert not holds(segment, "d1", VIP) and not holds(segment, "d1", VIP2)
 
 
-@pytest.fixture
-def segment():
-    made = Segment()
-    try:
-        yield made
-    finally:
-        made.close()
+segment = pytest.fixture(segment_fixture, name="segment")

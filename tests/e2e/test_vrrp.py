@@ -148,14 +148,18 @@ def ip(*args: str) -> str:
                           timeout=10).stdout
 
 
-@pytest.fixture
-def segment():
+def segment_fixture():
+    """A fresh Segment for one test; its namespaces gone afterwards (also for
+    tests/e2e/test_keepalived_conf.py)."""
     made = Segment()
     try:
         yield made
     finally:
         made.close()
     assert not any(ns in ip("netns", "list") for ns in made.made)
+
+
+segment = pytest.fixture(segment_fixture, name="segment")
 
 
 def until(predicate, seconds: float = 15.0) -> float:

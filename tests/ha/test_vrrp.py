@@ -528,13 +528,19 @@ def test_a_master_going_to_fault_says_priority_zero_and_drops_its_vips():
     assert router.fault(7.0) == []
 
 
-def test_a_peer_takes_over_at_skew_time_when_the_master_faults():
+def _high_master_low_backup() -> tuple[Router, Router, Lan]:
+    """HIGH (150) started first and MASTER at 8 s, LOW (100) joined at 4 s as BACKUP."""
     high, low = make(HIGH, priority=150), make(LOW, priority=100)
     lan = Lan(high, low)
     lan.start(high, 0.0)
     lan.run(4.0)
     lan.start(low, 4.0)
     lan.run(8.0)
+    return high, low, lan
+
+
+def test_a_peer_takes_over_at_skew_time_when_the_master_faults():
+    high, low, lan = _high_master_low_backup()
     assert high.state == State.MASTER and low.state == State.BACKUP
     lan.deliver(high, high.fault(8.2), 8.2)
     lan.run(8.2 + low.skew_time)
@@ -580,12 +586,7 @@ def test_an_owner_keeps_255_whatever_it_tracks():
 
 
 def test_a_lower_effective_priority_lets_a_preempting_peer_take_over():
-    high, low = make(HIGH, priority=150), make(LOW, priority=100)
-    lan = Lan(high, low)
-    lan.start(high, 0.0)
-    lan.run(4.0)
-    lan.start(low, 4.0)
-    lan.run(8.0)
+    high, low, lan = _high_master_low_backup()
     high.set_priority(90, 8.0)  # a weight -60 script failing
     lan.run(14.0)
     assert low.state == State.MASTER and high.state == State.BACKUP
