@@ -1,30 +1,21 @@
 """`pylvs run | adm | reload | status | sysctl | top | config | realserver | lab`: the command
-line.
-
-`pylvs adm` checks its argv as ipvsadm does, then sends it to the running director; for a
-listing without -n it first asks the director what the listing would name, and looks the names
-up here (pylvs.shell.names), so the director's loop never waits on DNS.
+line. Each subcommand is parsed here and handed to its home: the director (pylvs.shell.engine),
+the control socket's client (pylvs.shell.adm_client), the labs and real-server steps
+(pylvs.lab.commands).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
-import shutil
-import signal
-import subprocess
 import sys
-from collections.abc import Iterable
-from dataclasses import replace
 
 from pylvs.adm import config as config_mod
-from pylvs.adm import ipvsadm
-from pylvs.shell import logs
-from pylvs.shell.messages import AdmLine, Reload, Request, Status, Sysctl
+from pylvs.lab import commands as lab_commands
+from pylvs.shell import adm_client, logs
+from pylvs.shell.messages import Reload, Status, Sysctl
 
-ENV_SOCKET = "PYLVS_SOCKET"
 DEFAULT_CONFIG = "/etc/pylvs/pylvs.toml"
 """`pylvs run` without a file (docs/operating.md; examples/pylvs.toml is the one to copy)."""
 log = logging.getLogger("pylvs")
@@ -46,8 +37,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return 2
     for note in notes:
         log.warning("%s: %s", args.config, note)
-    if config.source_format == "keepalived" and os.environ.get(ENV_SOCKET):
-        config.control_socket = os.environ[ENV_SOCKET]  # keepalived.conf has no place for it
+    if config.source_format == "keepalived" and os.environ.get(adm_client.ENV_SOCKET):
+        # keepalived.conf has no place for it
+        config.control_socket = os.environ[adm_client.ENV_SOCKET]
     if args.offload:
         config.offload = args.offload
     if args.metrics:
@@ -65,100 +57,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return 1
 
 
-def _socket_path(argv: list[str]) -> tuple[str, list[str]] | None:
-    socket_path = os.environ.get(ENV_SOCKET, config_mod.DEFAULT_CONTROL_SOCKET)
-    if argv[:1] == ["--socket"]:
-        if len(argv) < 2:
-            return None
-        socket_path, argv = argv[1], argv[2:]
-    return socket_path, argv
-
-
-def adm(argv: list[str]) -> int:
-    found = _socket_path(argv)
-    if found is None:
-        print("pylvs adm: --socket needs a PATH", file=sys.stderr)
-        return ipvsadm.EXIT_USAGE
-    socket_path, argv = found
-    try:
-        command = ipvsadm.parse(argv)
-    except ipvsadm.UsageError as exc:
-        print(exc, file=sys.stderr)
-        return ipvsadm.EXIT_USAGE
-    if command.name == "help":
-        sys.stdout.write(ipvsadm.USAGE)
-        return 0
-    if command.name == "version":
-        print(ipvsadm.VERSION_LINE)
-        return 0
-    if command.name == "restore":
-        return _restore(socket_path, sys.stdin)
-    return _send(socket_path, AdmLine(argv), named=_names_itself(command))
-
-
-def _names_itself(command: ipvsadm.Command) -> bool:
-    """A listing of services or -S without -n: addresses and ports by name, as ipvsadm's."""
-    options = command.options
-    if "numeric" in options:
-        return False
-    return command.name == "save" or (
-        command.name == "list" and not options & {"connection", "timeout", "daemon"})
-
-
-def _send(socket_path: str, request: Request, named: bool = False, as_json: bool = False
-          ) -> int:
-    from pylvs.shell import control
-    try:
-        if named and isinstance(request, AdmLine):
-            request = replace(request, names=_lookup(socket_path))
-        reply = control.ask(socket_path, request)
-    except control.DirectorNotRunning as exc:
-        print(f"pylvs adm: {exc}", file=sys.stderr)
-        return ipvsadm.EXIT_DIRECTOR
-    except (OSError, ValueError) as exc:
-        print(f"pylvs adm: cannot talk to the director on {socket_path}: {exc}", file=sys.stderr)
-        return ipvsadm.EXIT_DIRECTOR
-    if as_json:
-        print(json.dumps(reply.data, indent=2, sort_keys=True))
-        return reply.rc
-    sys.stdout.write(reply.stdout)
-    sys.stderr.write(reply.stderr)
-    return reply.rc
-
-
-def _lookup(socket_path: str) -> tuple[dict[str, str], dict[str, str]]:
-    from pylvs.shell import control, names
-    addresses, ports = control.endpoints(socket_path)
-    return names.lookup(addresses, ports)
-
-
-def _restore(socket_path: str, lines: Iterable[str]) -> int:
-    """ipvsadm -R: one command per line (a leading `ipvsadm` is allowed); stops at an error."""
-    from pylvs.adm.ruleset import command_lines
-    for _, _, argv in command_lines(lines):
-        try:
-            ipvsadm.parse(argv)
-        except ipvsadm.UsageError as exc:
-            print(exc, file=sys.stderr)
-            return ipvsadm.EXIT_USAGE
-        rc = _send(socket_path, AdmLine(argv))
-        if rc != 0:
-            return rc
-    return 0
-
-
 def _cmd_reload(args: argparse.Namespace) -> int:
-    return _send(args.socket, Reload())
+    return adm_client.send(args.socket, Reload())
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    return _send(args.socket, Status(), as_json=args.json)
+    return adm_client.send(args.socket, Status(), as_json=args.json)
 
 
 def _cmd_sysctl(args: argparse.Namespace) -> int:
     """sysctl(8)'s way with /proc/sys/net/ipv4/vs/: NAME shows, -w NAME=VALUE writes."""
     if args.setting is None:
-        return _send(args.socket, Sysctl())
+        return adm_client.send(args.socket, Sysctl())
     name, sep, value = args.setting.partition("=")
     if bool(sep) != args.write:
         print(f"pylvs sysctl: {'-w needs NAME=VALUE' if args.write else 'NAME=VALUE needs -w'}",
@@ -167,7 +77,7 @@ def _cmd_sysctl(args: argparse.Namespace) -> int:
     if sep and not value.strip().isdigit():
         print(f'sysctl: setting key "{name}": Invalid argument', file=sys.stderr)
         return 255
-    return _send(args.socket, Sysctl(name.strip(), int(value) if sep else None))
+    return adm_client.send(args.socket, Sysctl(name.strip(), int(value) if sep else None))
 
 
 def _cmd_config(args: argparse.Namespace) -> int:
@@ -203,166 +113,6 @@ def _from_keepalived(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_realserver(args: argparse.Namespace) -> int:
-    if args.check:
-        return _check_realserver(args)
-    if args.director is not None:
-        print("pylvs realserver: --director goes with --check", file=sys.stderr)
-        return 2
-    if args.mode == "nat":
-        print("pylvs realserver: a NAT real server needs only its default route via the "
-              "director's inside address (ip route replace default via DIP)", file=sys.stderr)
-        return 2
-    from pylvs.lab import realserver
-    if args.mode == "tun":
-        try:
-            return realserver.run_tun(args.vip, args.undo, lambda line: print(line, flush=True))
-        except (ValueError, OSError) as exc:
-            print(f"pylvs realserver: {exc}", file=sys.stderr)
-            return 1
-    try:
-        steps = realserver.configure_dr(args.vip, args.interface, undo=args.undo)
-    except (ValueError, OSError) as exc:
-        print(f"pylvs realserver: {exc}", file=sys.stderr)
-        return 1
-    for line in steps:
-        print(line)
-    return 0
-
-
-def _check_realserver(args: argparse.Namespace) -> int:
-    """--check: each step judged on this host's state; 0 only when all are right."""
-    if args.undo:
-        print("pylvs realserver: --check reads, --undo changes: one at a time", file=sys.stderr)
-        return 2
-    from pylvs.lab import realserver
-    try:
-        report, rc = realserver.check(args.mode, args.vip, args.interface, args.director)
-    except ValueError as exc:
-        print(f"pylvs realserver --check: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:
-        print(f"pylvs realserver --check: cannot read this host's state: {exc}", file=sys.stderr)
-        return 2
-    sys.stdout.write(report)
-    return rc
-
-
-def _lab_ecmp(args: argparse.Namespace) -> int:
-    from pylvs.lab import ecmp
-    if args.ha or args.trace is not None or args.keep or args.explain or args.mistake:
-        print("pylvs lab: ecmp takes --directors, --servers and --no-bfd only", file=sys.stderr)
-        return 2
-    if not shutil.which("bird"):
-        print("pylvs lab: ecmp needs BIRD 2 (apt-get install bird2; ./scripts/install.sh "
-              "installs it)", file=sys.stderr)
-        return 2
-    try:
-        return ecmp.run(args.directors, args.servers, args.bfd)
-    except ValueError as exc:
-        print(f"pylvs lab: {exc}", file=sys.stderr)
-        return 2
-
-
-def _cmd_lab(args: argparse.Namespace) -> int:
-    import schedulers
-    try:
-        schedulers.get(args.scheduler)
-    except schedulers.UnknownScheduler as exc:
-        print(f"pylvs lab: {exc}", file=sys.stderr)
-        return 2
-    if args.mistake is not None and (failed := _mistake_refused(args)):
-        return failed
-    if os.geteuid() != 0:
-        print("pylvs lab: needs root to build network namespaces", file=sys.stderr)
-        return 1
-    from pylvs.lab import demo, failover
-    if args.mode == "ecmp":
-        return _lab_ecmp(args)
-    if args.ha and (args.mode != "dr" or args.trace is not None or args.keep or args.explain):
-        print("pylvs lab: --ha builds a DR lab, without --trace, --keep or --explain "
-              "(pylvs lab dr --ha)",
-              file=sys.stderr)
-        return 2
-    if args.trace is not None and not shutil.which("tcpdump"):
-        print("pylvs lab: --trace needs tcpdump (apt-get install tcpdump)", file=sys.stderr)
-        return 2
-    if args.mode == "down":
-        return _lab_down(args.name)
-    if args.name is not None:
-        print(f"pylvs lab: unexpected argument {args.name!r}", file=sys.stderr)
-        return 2
-    signal.signal(signal.SIGTERM, _interrupt)
-    trace_dir, fresh = _trace_dir(args.trace)
-    try:
-        if args.ha:
-            return failover.run(servers=args.servers, scheduler=args.scheduler)
-        return demo.run(args.mode, servers=args.servers, requests=args.requests,
-                        scheduler=args.scheduler, trace_dir=trace_dir, keep=args.keep,
-                        explain=args.explain, mistake=args.mistake)
-    except KeyboardInterrupt:
-        print("pylvs lab: interrupted; the lab was removed", file=sys.stderr)
-        failed = 130
-    except (RuntimeError, ValueError, subprocess.CalledProcessError) as exc:
-        print(f"pylvs lab: {exc}; the lab was removed", file=sys.stderr)
-        failed = 1
-    except BaseException:
-        if fresh and trace_dir is not None:
-            shutil.rmtree(trace_dir, ignore_errors=True)
-        raise
-    if fresh and trace_dir is not None:
-        shutil.rmtree(trace_dir, ignore_errors=True)  # half a trace in a directory of our own
-    return failed
-
-
-def _mistake_refused(args: argparse.Namespace) -> int:
-    """--mistake NAME fits one mode, and not --ha: 2 with why, else 0."""
-    from pylvs.lab import mistakes
-    try:
-        mistakes.validate(args.mode, args.mistake)
-    except ValueError as exc:
-        print(f"pylvs lab: {exc}", file=sys.stderr)
-        return 2
-    if args.ha:
-        print("pylvs lab: --mistake runs a lab of one director, without --ha", file=sys.stderr)
-        return 2
-    return 0
-
-
-def _lab_down(prefix: str | None) -> int:
-    """Remove the kept lab ``prefix``, or every kept lab."""
-    from pylvs.lab import kept
-    prefixes = [prefix] if prefix else kept.kept_labs()
-    if not prefixes:
-        print("pylvs lab down: no lab is kept on this host")
-        return 0
-    for name in prefixes:
-        try:
-            done = kept.down(name)
-        except FileNotFoundError:
-            print(f"pylvs lab down: no kept lab {name} (known: "
-                  f"{', '.join(kept.kept_labs()) or 'none'})", file=sys.stderr)
-            return 1
-        print(f"removed the lab {name}: " + "; ".join(done))
-    return 0
-
-
-def _trace_dir(arg: str | None) -> tuple[str | None, bool]:
-    """--trace DIR: that directory, made if missing; --trace alone: a fresh one under /tmp.
-    Returns the directory and whether this run made it fresh."""
-    if arg is None:
-        return None, False
-    if arg == "":
-        import tempfile
-        return tempfile.mkdtemp(prefix="pylvs-trace-", dir="/tmp"), True
-    os.makedirs(arg, exist_ok=True)
-    return os.path.abspath(arg), False
-
-
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
-
-
 def _cmd_top(args: argparse.Namespace) -> int:
     from pylvs.shell import top
     return top.run(args.socket, once=args.once, interval=args.interval)
@@ -374,7 +124,7 @@ def _top_parser(sub: argparse._SubParsersAction) -> None:
                          "connections, weights, health, drops")
     top.add_argument("--once", action="store_true", help="print one frame and exit")
     top.add_argument("--interval", type=float, default=1.0, help="seconds between frames")
-    top.add_argument("--socket", default=os.environ.get(ENV_SOCKET,
+    top.add_argument("--socket", default=os.environ.get(adm_client.ENV_SOCKET,
                                                         config_mod.DEFAULT_CONTROL_SOCKET))
     top.set_defaults(func=_cmd_top)
 
@@ -416,7 +166,7 @@ def _parser() -> argparse.ArgumentParser:
     for command, func in ((reload, _cmd_reload), (status, _cmd_status),
                           (sysctl, _cmd_sysctl)):
         command.add_argument("--socket", default=os.environ.get(
-            ENV_SOCKET, config_mod.DEFAULT_CONTROL_SOCKET))
+            adm_client.ENV_SOCKET, config_mod.DEFAULT_CONTROL_SOCKET))
         command.set_defaults(func=func)
     _top_parser(sub)
     conf = sub.add_parser("config", help="write a pylvs config from ipvsadm -S or keepalived.conf")
@@ -437,7 +187,7 @@ def _parser() -> argparse.ArgumentParser:
     rs.add_argument("--director", metavar="ADDR",
                     help="with --check --mode nat: the director's inside address, which the "
                     "default route must go through")
-    rs.set_defaults(func=_cmd_realserver)
+    rs.set_defaults(func=lab_commands.realserver)
     lab = sub.add_parser("lab", help="build a lab in network namespaces and demonstrate a mode")
     lab.add_argument("mode", nargs="?", default="dr",
                      choices=["dr", "nat", "tun", "mixed", "ecmp", "down"],
@@ -465,14 +215,14 @@ def _parser() -> argparse.ArgumentParser:
                      "report shows what breaks and what `pylvs realserver --check` names: "
                      "dr: arp (no ARP sysctls), netmask (the VIP on lo as /24); "
                      "tun: rp_filter (strict); nat: route (no default route via the director)")
-    lab.set_defaults(func=_cmd_lab)
+    lab.set_defaults(func=lab_commands.lab)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["adm"]:
-        return adm(argv[1:])
+        return adm_client.adm(argv[1:])
     args = _parser().parse_args(argv)
     logs.setup(getattr(args, "log_format", "auto"), args.verbose)
     return args.func(args)

@@ -11,6 +11,8 @@ import pytest
 from pylvs.lab.demo import DirectorProcess
 from pylvs.lab.topology import Lab, lab_config
 
+pytest.register_assert_rewrite("tests.helpers")
+
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Every module in tests/e2e builds namespaces: skip it, saying why, where that cannot work."""

@@ -58,7 +58,7 @@ class ConfigError(Exception):
 
 
 @dataclass(frozen=True)
-class Vrrp:
+class VrrpInstance:
     """A VRRP instance for the director's VIPs, in keepalived's words."""
     interface: str
     virtual_router_id: int
@@ -100,9 +100,9 @@ class Config:
     """ADDRESS:PORT where the Prometheus exposition is served (pylvs.shell.metrics); "": none."""
     services: list[VirtualService] = field(default_factory=list)
     health: list[ServiceHealth] = field(default_factory=list)
-    vrrp: Vrrp | None = None
+    vrrp: VrrpInstance | None = None
     """The first of ``vrrp_instances``; None: the director holds the VIPs alone."""
-    vrrp_instances: list[Vrrp] = field(default_factory=list)
+    vrrp_instances: list[VrrpInstance] = field(default_factory=list)
     """keepalived's vrrp_instances: ``[vrrp]`` (one) or ``[[vrrp]]`` (several)."""
     vrrp_scripts: dict[str, ScriptSpec] = field(default_factory=dict)
     vrrp_sync_groups: list[GroupSpec] = field(default_factory=list)
@@ -663,7 +663,7 @@ class _Reader:
         return tuple(tracks)
 
     def vrrp(self, raw: Any, interface: str, path: str = "vrrp", number: int = 1,
-             scripts: dict[str, ScriptSpec] | None = None) -> Vrrp:
+             scripts: dict[str, ScriptSpec] | None = None) -> VrrpInstance:
         if not isinstance(raw, dict):
             raise self.fail(path, "must be a table")
         self.only(raw, _VRRP_KEYS, path + ".")
@@ -675,7 +675,7 @@ class _Reader:
             track_script=self.tracks(raw, "track_script", path, scripts or {}),
             notifies=self.notifies(raw, path))
 
-    def vrrp_instance(self, raw: dict[str, Any], interface: str, path: str) -> Vrrp:
+    def vrrp_instance(self, raw: dict[str, Any], interface: str, path: str) -> VrrpInstance:
         if "virtual_router_id" not in raw:
             raise self.fail(f"{path}.virtual_router_id", "missing (1..255)")
         vrid = self.integer(raw, "virtual_router_id", f"{path}.virtual_router_id", 0, 1, 255)
@@ -695,7 +695,7 @@ class _Reader:
         if advert > (255 if version == 2 else 40.95):
             raise self.fail(f"{path}.advert_int", f"at most {255 if version == 2 else 40.95} s "
                             f"in VRRPv{version}")
-        return Vrrp(self.string(raw, "interface", f"{path}.interface") or interface, vrid,
+        return VrrpInstance(self.string(raw, "interface", f"{path}.interface") or interface, vrid,
                     self.integer(raw, "priority", f"{path}.priority", 100, 1, 255), advert, state,
                     preempt, self.seconds(raw, "preempt_delay", f"{path}.preempt_delay", zero=True)
                     if "preempt_delay" in raw else 0.0, version,

@@ -2,7 +2,7 @@
 
 Sans-IO: nothing here opens a socket, starts a thread or reads a clock. ``Advert`` encodes and
 decodes the VRRP message (the IP payload), ``ip_packet``/``advert_frame``/``garp_frame`` wrap it
-for a raw or packet socket, and ``Router`` is one virtual router instance that is told the time
+for a raw or packet socket, and ``Instance`` is one virtual router instance that is told the time
 (``now``, in seconds) and answers with ``Action``s for its caller to carry out.
 
 Behaviour follows keepalived where the RFCs leave room: v2 packets always carry the 8 bytes of
@@ -131,7 +131,7 @@ class Advert:
     def decode(cls, payload: bytes, src_ip: str, ttl: int, dst_ip: str = VRRP_GROUP) -> Advert:
         """Check an advertisement as RFC 3768 §7.1 / RFC 5798 §7.1 ask; VrrpError if it fails.
 
-        Authentication and the advert interval are the receiving router's business: see Router.
+        Authentication and the advert interval are the receiving router's business: see Instance.
         """
         payload = bytes(payload)
         if ttl != VRRP_TTL:
@@ -249,7 +249,7 @@ Action = SendAdvert | AddVips | RemoveVips | SendGarps | StateChange
 
 
 @dataclass(frozen=True)
-class RouterConfig:
+class InstanceConfig:
     """One vrrp_instance; ``source_ip`` is the primary address, sent from and compared on ties."""
 
     vrid: int
@@ -289,14 +289,14 @@ def _ip_int(address: str) -> int:
     return int(ipaddress.IPv4Address(address))
 
 
-class Router:
+class Instance:
     """The VRRP state machine of one instance (RFC 3768 §6.4, RFC 5798 §6.4, keepalived).
 
     ``start``, ``receive``, ``tick`` and ``stop`` return the actions to carry out, in order;
     ``tick`` must be called at ``next_deadline``. Dropped adverts are counted in ``counters``.
     """
 
-    def __init__(self, config: RouterConfig) -> None:
+    def __init__(self, config: InstanceConfig) -> None:
         self.config = config
         self.state = State.INIT
         self.counters: Counter[str] = Counter()
@@ -313,7 +313,7 @@ class Router:
         self._preempt_until: float | None = None
         self.wants_master = False
         """keepalived's wantstate MASTER: the down timer ran out while ``gate`` said no."""
-        self.gate: Callable[[Router], bool] = lambda _router: True
+        self.gate: Callable[[Instance], bool] = lambda _router: True
         """Asked before a down timer makes this router MASTER (a sync group's say)."""
 
     @property

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pylvs.ha import vrrp
-from pylvs.ha.vrrp import Router, RouterConfig, State, StateChange
+from pylvs.ha.vrrp import Instance, InstanceConfig, State, StateChange
 from pylvs.ha.vrrp_notify import Notifies, Notify, commands
 from pylvs.ha.vrrp_track import ScriptResult, ScriptSpec, Track, Tracker
 
@@ -27,7 +27,7 @@ Event = tuple[str, "vrrp.Action | Notify"]
 @dataclass(frozen=True)
 class InstanceSpec:
     name: str
-    router: RouterConfig
+    router: InstanceConfig
     interface: str
     tracks: tuple[Track, ...] = ()
     notifies: Notifies = field(default_factory=Notifies)
@@ -40,11 +40,11 @@ class GroupSpec:
     notifies: Notifies = field(default_factory=Notifies)
 
 
-class Instances:
+class InstanceSet:
     def __init__(self, instances: list[InstanceSpec], groups: list[GroupSpec] = (),
                  scripts: list[ScriptSpec] = ()) -> None:
         self.specs = {spec.name: spec for spec in instances}
-        self.routers = {spec.name: Router(spec.router) for spec in instances}
+        self.routers = {spec.name: Instance(spec.router) for spec in instances}
         self.trackers = {spec.name: Tracker(spec.router.priority, spec.tracks)
                          for spec in instances}
         self.results = {script.name: ScriptResult(script) for script in scripts}
@@ -151,14 +151,14 @@ class Instances:
         group = self.group_of.get(name)
         if group is None or change.new == State.STOP:
             return events
-        moves = {State.MASTER: Router.force_master, State.FAULT: Router.fault,
-                 State.BACKUP: Router.force_backup}
+        moves = {State.MASTER: Instance.force_master, State.FAULT: Instance.fault,
+                 State.BACKUP: Instance.force_backup}
         if change.new in moves:
             events += self._group_moves(group, change.new, now, moves[change.new])
         return events
 
     def _group_moves(self, group: str, state: State, now: float,
-                     move: Callable[[Router, float], list[vrrp.Action]] | None = None
+                     move: Callable[[Instance, float], list[vrrp.Action]] | None = None
                      ) -> list[Event]:
         if self.group_state[group] == state:
             return []
@@ -170,10 +170,10 @@ class Instances:
         spec = self.groups[group]
         return events + [(group, n) for n in commands(spec.notifies, "GROUP", group, state, 0)]
 
-    def _gate(self, name: str) -> Callable[[Router], bool]:
+    def _gate(self, name: str) -> Callable[[Instance], bool]:
         group = self.groups[self.group_of[name]]
 
-        def may_become_master(_router: Router) -> bool:
+        def may_become_master(_router: Instance) -> bool:
             return all(self.routers[m].state == State.MASTER or self.routers[m].wants_master
                        for m in group.members if m != name)
         return may_become_master

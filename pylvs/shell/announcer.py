@@ -18,7 +18,7 @@ from pathlib import Path
 
 from pylvs.ha import bird
 from pylvs.ha.bgp import Bgp
-from pylvs.shell import netio
+from pylvs.shell import addresses
 
 log = logging.getLogger("pylvs")
 
@@ -171,8 +171,8 @@ def _read_reply(reader: object) -> bird.Reply:
 
 
 def _router_id(interface: str, exclude: list[str]) -> str:
-    addresses = [a for a in netio.interface_addresses(interface) if a not in exclude]
-    if not addresses:
+    own = [a for a in addresses.interface_addresses(interface) if a not in exclude]
+    if not own:
         raise AnnounceError(f"bgp: {interface} has no IPv4 address to be the router id; "
                             f"set [bgp] router_id")
-    return addresses[0]
+    return own[0]

@@ -34,7 +34,17 @@ from pylvs.core.sysctls import KNOBS
 from pylvs.ha import bgp, replica
 from pylvs.ha.health import render_status
 from pylvs.ha.sync import SyncConn
-from pylvs.shell import bpf, config_file, fanout, metrics, netio
+from pylvs.shell import (
+    addresses,
+    bpf,
+    config_file,
+    fanout,
+    interfaces,
+    metrics,
+    neighbours,
+    nftables,
+    rings,
+)
 from pylvs.shell.announcer import AnnounceError, Announcer
 from pylvs.shell.control import Channel, ControlServer
 from pylvs.shell.guard import Guard
@@ -53,7 +63,7 @@ from pylvs.shell.messages import (
 from pylvs.shell.notify import Notifier
 from pylvs.shell.offload import Offload, OffloadError
 from pylvs.shell.sync_socket import DEFAULT_INTERFACE, SyncBackup, SyncHalf, SyncMaster
-from pylvs.shell.vrrp_socket import Elections
+from pylvs.shell.vrrp_socket import VrrpSockets
 
 log = logging.getLogger("pylvs")
 
@@ -90,15 +100,15 @@ def available_pages() -> int:
     return (info.get("MemFree", 0) + info.get("Buffers", 0)) * 1024 // PAGE_SIZE
 
 
-class Port:
+class Link:
     """One interface the director works on: its packet socket, MAC, MTU and neighbours."""
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self.mac = netio.interface_mac(name)
-        self.max_frame = ETH_HLEN + netio.interface_mtu(name)
-        self.sock = netio.PacketSocket(name)
-        self.resolver = netio.NeighbourResolver(name)
+        self.mac = interfaces.interface_mac(name)
+        self.max_frame = ETH_HLEN + interfaces.interface_mtu(name)
+        self.sock = rings.PacketSocket(name)
+        self.resolver = neighbours.NeighbourResolver(name)
         self.sent = False
 
     def close(self) -> None:
@@ -124,10 +134,10 @@ class Engine:
         self.table = f"pylvs_{os.getpid()}"
         self.host, self.data, self.groups, self.share = host, data, groups, share
         self.control: ControlServer | Channel | None = control
-        self.ports: dict[str, Port] = {}
-        self.steals: list[netio.StealRules] = []
+        self.ports: dict[str, Link] = {}
+        self.steals: list[nftables.StealRules] = []
         self.vips: list[str] = []
-        self.routes: dict[int, netio.Route] = {}
+        self.routes: dict[int, addresses.Route] = {}
         self.unreachable: dict[int, str] = {}
         """Real servers without a usable route, and why: tried again every tick."""
         self.egress: set[str] = set()
@@ -135,7 +145,7 @@ class Engine:
         self.reload_requested = False
         self.checker: Checker | None = None
         self.guard: Guard | None = None
-        self.election: Elections | None = None
+        self.vrrp: VrrpSockets | None = None
         self.sync_daemons: dict[str, SyncHalf] = {}
         """The running halves of IPVS's sync daemon, by role (master, backup)."""
         self.master = config.vrrp is None
@@ -165,17 +175,17 @@ class Engine:
         if self.control is None:
             self.control = ControlServer(self.config.control_socket, self.handle)
         for name in dict.fromkeys((self.ifname, self.inside)) if self.data else ():
-            self.ports[name] = Port(name)
+            self.ports[name] = Link(name)
             self.director.add_interface(name, self.ports[name].mac)
             if self.groups is not None:
                 self.ports[name].sock.join_fanout(self.groups[name])
         if self.host and self.inside == self.ifname:
-            self.steals = [netio.StealRules(self.ifname, self.table)]
+            self.steals = [nftables.StealRules(self.ifname, self.table)]
         elif self.host:
-            self.steals = [netio.StealRules(self.ifname, self.table),
-                           netio.StealRules(self.inside, f"{self.table}_inside")]
-        self._sync(resolve_timeout=RESOLVE_TIMEOUT)
-        self.director.listeners.append(self._sync)
+            self.steals = [nftables.StealRules(self.ifname, self.table),
+                           nftables.StealRules(self.inside, f"{self.table}_inside")]
+        self._follow_rules(resolve_timeout=RESOLVE_TIMEOUT)
+        self.director.listeners.append(self._follow_rules)
         if self.config.offload == "xdp" and self.data:
             self._start_offload(list(self.ports), 2 * self.director.table.max_connections)
         if self.config.sync_interface:
@@ -211,8 +221,8 @@ class Engine:
         """VRRP decides who holds the VIPs (and forwards); started last, as it may at once."""
         if not self.host or not self.config.vrrp_instances:
             return
-        self.election = Elections(self.config, self.set_master)
-        self.election.start(time.monotonic())
+        self.vrrp = VrrpSockets(self.config, self.set_master)
+        self.vrrp.start(time.monotonic())
 
     def start_announcer(self) -> None:
         """BGP, where the host state is: started after the checks and VRRP, whose word it
@@ -261,9 +271,9 @@ class Engine:
         """One scrape's plain values, built in the loop (pylvs.shell.metrics says why)."""
         counts = self.counts()
         totals, backends = metrics.ipvs_part(self.listed_services())
-        vrrp = [] if self.election is None else [
-            metrics.Vrrp(name, interface, state, held and self.master, transitions)
-            for name, interface, state, held, transitions in self.election.rows()]
+        vrrp = [] if self.vrrp is None else [
+            metrics.VrrpRow(name, interface, state, held and self.master, transitions)
+            for name, interface, state, held, transitions in self.vrrp.rows()]
         return metrics.Scrape(totals, backends, counts["connections"],
                               counts["max_connections"], counts["counters"],
                               self.worker_counters(), metrics.health_part(self.config.health),
@@ -286,7 +296,7 @@ class Engine:
     def listed_services(self) -> list[VirtualService]:
         """The services with their counters as -Ln --stats shows them."""
         if self.offload is not None:
-            self.guarded("reading the XDP fast path's counts", self._offload_sync)
+            self.guarded("reading the XDP fast path's counts", self._offload_read)
         return list(self.director.services.values())
 
     def worker_counters(self) -> list[dict[str, int]]:
@@ -299,7 +309,7 @@ class Engine:
     def set_master(self, master: bool, held: frozenset[str] | None = None) -> None:
         """VRRP's word: hold the VIPs and forward, or stand by; ``held``: only these VIPs."""
         self.master, self.held = master, held
-        self._sync()
+        self._follow_rules()
 
     def set_fanout_order(self, order: list[int]) -> None:
         """A worker's: the fanout member now serving each worker slot."""
@@ -320,7 +330,7 @@ class Engine:
                 log.info("health: %s%s", " ".join(argv),
                          f" refused: {reply.stderr.strip()}" if reply.rc else "")
 
-    def _sync(self, resolve_timeout: float = 0.0) -> None:
+    def _follow_rules(self, resolve_timeout: float = 0.0) -> None:
         """Make the host match the rules: steal rules first, then VIPs, then the packet
         sockets' programs and next hops."""
         services = list(self.director.services.values())
@@ -328,7 +338,7 @@ class Engine:
         replies = [(s.protocol, rs.address, rs.port) for s in services
                    for rs in s.real_servers if forwarders.get(rs.forward).masquerades]
         if self.host:
-            self._sync_host(services, stolen, replies)
+            self._follow_rules_on_host(services, stolen, replies)
         if not self.ports:
             return
         forwarded = [s for s in services if self.held is None or s.address in self.held]
@@ -347,22 +357,23 @@ class Engine:
         for port in self.receiving():
             port.sock.set_fanout_program(packed)
 
-    def _sync_host(self, services: list[VirtualService], stolen: list[tuple[str, str, int]],
-                   replies: list[tuple[str, str, int]]) -> None:
+    def _follow_rules_on_host(self, services: list[VirtualService],
+                              stolen: list[tuple[str, str, int]],
+                              replies: list[tuple[str, str, int]]) -> None:
         self._tell_guard()  # the tables before they exist: removing a missing one is no harm
-        addresses = {s.address for s in services}
-        wanted = (addresses if self.held is None else set(self.held)) if self.master else set()
-        own = set(netio.interface_addresses(self.inside)) - addresses if replies else set()
+        vipset = {s.address for s in services}
+        wanted = (vipset if self.held is None else set(self.held)) if self.master else set()
+        own = set(addresses.interface_addresses(self.inside)) - vipset if replies else set()
         if len(self.steals) == 1:
             self.steals[0].install(stolen, replies, own)
         else:
             self.steals[0].install(stolen, [])
             self.steals[1].install([], replies, own)
         for vip in sorted(wanted - set(self.vips)):
-            if netio.add_vip(self.ifname, vip):
+            if addresses.add_vip(self.ifname, vip):
                 self.vips.append(vip)
         for vip in [v for v in self.vips if v not in wanted]:
-            netio.remove_vip(self.ifname, vip)
+            addresses.remove_vip(self.ifname, vip)
             self.vips.remove(vip)
         self._tell_guard()
 
@@ -376,7 +387,7 @@ class Engine:
                             self.offload.attached if self.offload is not None else [],
                             [bird.pid] if bird is not None and bird.pid else [])
 
-    def receiving(self) -> list[Port]:
+    def receiving(self) -> list[Link]:
         """The ports frames arrive on (not those opened only to send through)."""
         return [port for name, port in self.ports.items() if name not in self.egress]
 
@@ -399,7 +410,7 @@ class Engine:
         one the director cannot reach (no route, or not through its interfaces) is logged and
         its frames are dropped and counted (no_next_hop) until a route appears."""
         try:
-            found = netio.route(int_to_ip(ip))
+            found = addresses.route(int_to_ip(ip))
         except OSError as exc:
             self._unreachable(ip, str(exc.strerror or exc))
             return
@@ -418,7 +429,7 @@ class Engine:
         there that only sends (IPVS forwards wherever the route says). A NAT server's replies
         are not caught there: they must come back through ``inside_interface``."""
         try:
-            port = Port(name)
+            port = Link(name)
         except OSError as exc:
             self._unreachable(ip, f"reached through {name}, which cannot be opened: "
                                   f"{exc.strerror or exc}")
@@ -536,8 +547,8 @@ class Engine:
             return self.reload()
         if isinstance(message, Status):
             data = self.counts()
-            if self.election is not None:  # pylvs status --json: each VRRP instance
-                data["vrrp"] = self.election.described()
+            if self.vrrp is not None:  # pylvs status --json: each VRRP instance
+                data["vrrp"] = self.vrrp.described()
             if (bgp_part := self._bgp_part()) is not None:
                 data["bgp"] = {"announced": sorted(a for a, on in bgp_part.announced.items()
                                                    if on),
@@ -565,7 +576,7 @@ class Engine:
             return self._daemon(command)
         if self.offload is not None and command.name == "list":  # what the fast path counted
             self.guarded("reading the XDP fast path's counts",
-                         lambda: self._offload_sync("connection" in command.options))
+                         lambda: self._offload_read("connection" in command.options))
         return apply(self.director, command, names)
 
     def _daemon(self, command: ipvsadm.Command) -> Reply:
@@ -635,8 +646,8 @@ class Engine:
     def _status(self) -> str:
         text = render_status(self.config.health, time.monotonic()) + _render_counts(
             self.counts())
-        if self.election is not None:
-            text = self.election.status(self.master) + text
+        if self.vrrp is not None:
+            text = self.vrrp.status(self.master) + text
         if self.announcer is not None:
             text = self._bgp_status() + text
         return text
@@ -658,8 +669,8 @@ class Engine:
         return "\n".join(lines) + "\n"
 
     def _ha_poll(self) -> None:
-        if self.election is not None:
-            self.election.poll(time.monotonic())
+        if self.vrrp is not None:
+            self.vrrp.poll(time.monotonic())
         for half in self.sync_daemons.values():
             half.poll(time.monotonic())
 
@@ -687,7 +698,7 @@ class Engine:
             now = time.monotonic()
             if now >= next_tick:
                 if self.offload is not None:
-                    self.guarded("reading the XDP fast path's counts", self._offload_sync)
+                    self.guarded("reading the XDP fast path's counts", self._offload_read)
                 director.tick(now)
                 self.guarded("refreshing neighbours and routes", self._refresh_neighbours)
                 self.guarded("the defences", self._defend)
@@ -697,7 +708,7 @@ class Engine:
     def _offload_apply(self) -> None:
         self.offload.apply(self.director)  # type: ignore[union-attr]
 
-    def _offload_sync(self, everything: bool = False) -> None:
+    def _offload_read(self, everything: bool = False) -> None:
         self.offload.sync(self.director, time.monotonic(), everything)  # type: ignore[union-attr]
 
     def _defend(self) -> None:
@@ -748,9 +759,9 @@ class Engine:
         if self.checker is not None and self.checker.changed():
             self._apply_health()
 
-    def _receive(self, port: Port, timeout: float) -> None:
+    def _receive(self, port: Link, timeout: float) -> None:
         handle, max_frame, name = self.director.handle, port.max_frame, port.name
-        ports, partial = self.ports, netio.TP_STATUS_CSUMNOTREADY
+        ports, partial = self.ports, rings.TP_STATUS_CSUMNOTREADY
         now = time.monotonic()
         for view, status in port.sock.receive(timeout):
             if len(view) > max_frame:
@@ -767,7 +778,7 @@ class Engine:
         port.sock.send(frame)
         port.sent = True
 
-    def _forward_oversized(self, port: Port, view: memoryview, now: float) -> None:
+    def _forward_oversized(self, port: Link, view: memoryview, now: float) -> None:
         """A GSO super-frame from a local sender: segment it as the NIC would have, at the path
         MTU a "fragmentation needed" gave the sender, if any."""
         mtu = port.max_frame - ETH_HLEN
@@ -798,12 +809,12 @@ class Engine:
             except Exception as exc:  # keep cleaning
                 log.error("metrics: could not stop cleanly: %s", exc)
             self.metrics_server = None
-        if self.election is not None:
+        if self.vrrp is not None:
             try:  # priority 0 first: the backup takes over after Skew_Time, not 3 adverts
-                self.election.stop(time.monotonic())
+                self.vrrp.stop(time.monotonic())
             except Exception as exc:  # keep cleaning
                 log.error("vrrp: could not stop cleanly: %s", exc)
-            self.election = None
+            self.vrrp = None
         if self.checker is not None:
             self.checker.stop()
             self.checker = None
@@ -814,7 +825,7 @@ class Engine:
             self.offload.close()
             self.offload = None
         steps: list[Callable[[], None]] = [
-            *(lambda v=vip: netio.remove_vip(self.ifname, v) for vip in self.vips),
+            *(lambda v=vip: addresses.remove_vip(self.ifname, v) for vip in self.vips),
             *(steal.remove for steal in self.steals),
             *(port.close for port in self.ports.values()),
         ]

@@ -69,7 +69,7 @@ def _watch(fd: int) -> int:
 
 
 def _release(held: dict) -> int:
-    from pylvs.shell import netio, xdp
+    from pylvs.shell import addresses, nftables, xdp
     failed = 0
     _end(held.get("processes", []))
     for ifname in held.get("xdp", []):
@@ -80,13 +80,13 @@ def _release(held: dict) -> int:
             log.error("guard: could not take the XDP program off %s: %s", ifname, exc)
     for ifname, vip in held["vips"]:
         try:
-            netio.remove_vip(ifname, vip)
+            addresses.remove_vip(ifname, vip)
         except Exception as exc:  # noqa: BLE001 - the interface may be gone with its namespace
             failed += 1
             log.error("guard: could not remove VIP %s from %s: %s", vip, ifname, exc)
     for table in held["tables"]:
         try:
-            netio.remove_table(table)
+            nftables.remove_table(table)
         except Exception as exc:  # noqa: BLE001
             failed += 1
             log.error("guard: could not remove nftables table %s: %s", table, exc)

@@ -90,7 +90,7 @@ class Check:
 
 
 @dataclass(frozen=True)
-class Vrrp:
+class VrrpRow:
     instance: str
     """keepalived's instance name (VI_1 for a lone [vrrp])."""
     interface: str
@@ -110,7 +110,7 @@ class Scrape:
     counters: dict[str, int] = field(default_factory=dict)
     workers: list[dict[str, int]] = field(default_factory=list)
     checks: list[Check] = field(default_factory=list)
-    vrrp: list[Vrrp] = field(default_factory=list)
+    vrrp: list[VrrpRow] = field(default_factory=list)
     sync: dict[str, int] | None = None
     """The sync daemon's counters (pylvs.shell.sync_socket), None while no half runs."""
     bgp: Bgp | None = None

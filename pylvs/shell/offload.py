@@ -23,7 +23,8 @@ from pylvs.core import fastpath
 from pylvs.core.conntrack import UDP_STATE, Connection
 from pylvs.core.director import Director
 from pylvs.core.model import RealServer
-from pylvs.shell import netio, xdp
+from pylvs.shell import xdp
+from pylvs.shell.interfaces import interface_index
 
 log = logging.getLogger("pylvs")
 
@@ -41,7 +42,7 @@ class Offload:
     view of the same maps, with its own rows of the stats map."""
 
     def __init__(self, interfaces: list[str], max_entries: int, attach: bool = True) -> None:
-        self.ifindex = {name: netio.interface_index(name) for name in interfaces}
+        self.ifindex = {name: interface_index(name) for name in interfaces}
         self.first_slot = 0
         self.conns: xdp.Map | None = None
         self.stats: xdp.Map | None = None

@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 from pylvs.core.director import Director
 from pylvs.ha import replica, sync
-from pylvs.shell import netio
+from pylvs.shell import addresses, interfaces
 
 log = logging.getLogger("pylvs")
 
@@ -43,7 +43,7 @@ class SyncHalf:
         self.director, self.interface, self.syncid = director, interface, syncid
         self.counters: Counter[str] = Counter(dict.fromkeys(self.counts, 0))
         """Real counts of real messages (pylvs_sync_* in the metrics), zeros included."""
-        self.maxlen = netio.interface_mtu(interface) - 28
+        self.maxlen = interfaces.interface_mtu(interface) - 28
 
     def poll(self, now: float) -> None:
         raise NotImplementedError
@@ -70,7 +70,7 @@ class SyncMaster(SyncHalf):
         super().__init__(director, interface, syncid)
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF,
-                             netio.multicast_request(sync.SYNC_GROUP, interface))
+                             addresses.multicast_request(sync.SYNC_GROUP, interface))
         self.sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, sync.SYNC_TTL)
         self.sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 0)
         self.sock.setblocking(False)
@@ -115,7 +115,7 @@ class SyncBackup(SyncHalf):
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, interface.encode())
         self.sock.bind((sync.SYNC_GROUP, sync.SYNC_PORT))
         self.sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP,
-                             netio.multicast_request(sync.SYNC_GROUP, interface))
+                             addresses.multicast_request(sync.SYNC_GROUP, interface))
         self.sock.setblocking(False)
 
     def poll(self, now: float) -> None:

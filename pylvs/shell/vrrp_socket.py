@@ -1,5 +1,5 @@
 """VRRP on the wire: pylvs.ha.vrrp_group's instances with raw IP sockets, packet sockets,
-timers, tracked links and scripts (pylvs.shell.vrrp_track).
+timers, tracked links and scripts (pylvs.shell.track_probes).
 
 Adverts go to 224.0.0.18 (or to each unicast peer) with TTL 255 and TOS 0xC0 from the
 interface's primary address; gratuitous ARPs go out on the interface. Which VIPs the host holds
@@ -16,29 +16,29 @@ import logging
 import socket
 from collections.abc import Callable
 
-from pylvs.adm.config import Config, Vrrp
+from pylvs.adm.config import Config, VrrpInstance
 from pylvs.ha import vrrp
-from pylvs.ha.vrrp_group import Instances, InstanceSpec
+from pylvs.ha.vrrp_group import InstanceSet, InstanceSpec
 from pylvs.ha.vrrp_notify import Notify
 from pylvs.ha.vrrp_track import Track
-from pylvs.shell import netio
-from pylvs.shell.vrrp_track import Links, Scripts
+from pylvs.shell import addresses, interfaces
+from pylvs.shell.track_probes import Links, Scripts
 
 log = logging.getLogger("pylvs")
 
 IP_MULTICAST_ALL = 49
 
 
-class Election:
+class InstanceSocket:
     """One instance's sockets: what its router sends, and the adverts that reach it."""
 
-    def __init__(self, spec: Vrrp, router: vrrp.Router) -> None:
+    def __init__(self, spec: VrrpInstance, router: vrrp.Instance) -> None:
         self.spec = spec
         self.vips = list(spec.virtual_ipaddress)
         self.router = router
         self.source = router.config.source_ip
         self.targets = list(spec.unicast_peers) or [vrrp.VRRP_GROUP]
-        self.mac = netio.interface_mac(spec.interface)
+        self.mac = interfaces.interface_mac(spec.interface)
         self.sock = self._open_ip(spec.interface)
         self.link = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
         self.link.bind((spec.interface, 0))
@@ -51,7 +51,7 @@ class Election:
         sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, vrrp.VRRP_TTL)
         sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 0)
         sock.setsockopt(socket.IPPROTO_IP, IP_MULTICAST_ALL, 0)
-        mreq = netio.multicast_request(vrrp.VRRP_GROUP, ifname, self.source)
+        mreq = addresses.multicast_request(vrrp.VRRP_GROUP, ifname, self.source)
         sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, mreq)
         if not self.spec.unicast_peers:
             sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreq)
@@ -94,10 +94,10 @@ class Election:
         self.link.close()
 
 
-def instance_spec(spec: Vrrp, source: str) -> InstanceSpec:
+def instance_spec(spec: VrrpInstance, source: str) -> InstanceSpec:
     """The sans-IO instance of a [vrrp] table; its own interface is tracked too (weight 0),
     as keepalived tracks an instance's interface unless told not to."""
-    config = vrrp.RouterConfig(
+    config = vrrp.InstanceConfig(
         spec.virtual_router_id, source, spec.virtual_ipaddress, spec.priority, spec.advert_int,
         spec.version, vrrp.State(spec.state), spec.preempt, spec.preempt_delay,
         spec.auth_pass.encode())
@@ -106,7 +106,7 @@ def instance_spec(spec: Vrrp, source: str) -> InstanceSpec:
                         (own, *spec.track_interface, *spec.track_script), spec.notifies)
 
 
-class Elections:
+class VrrpSockets:
     """Every VRRP instance of the config, its tracking and its notifies."""
 
     def __init__(self, config: Config, on_master: Callable[[bool, frozenset[str] | None], None]
@@ -115,12 +115,12 @@ class Elections:
         self.specs = {spec.name: spec for spec in config.vrrp_instances}
         instances = [instance_spec(spec, spec.unicast_src_ip or _primary_address(
             spec.interface, list(spec.virtual_ipaddress))) for spec in config.vrrp_instances]
-        self.instances = Instances(instances, config.vrrp_sync_groups,
+        self.instances = InstanceSet(instances, config.vrrp_sync_groups,
                                    list(config.vrrp_scripts.values()))
         self.single = len(self.specs) == 1 and not config.vrrp_instances[0].own_vips
         claimed = {vip for spec in self.specs.values() for vip in spec.virtual_ipaddress}
         self.unclaimed = frozenset(s.address for s in config.services) - claimed
-        self.elections: dict[str, Election] = {}
+        self.elections: dict[str, InstanceSocket] = {}
         self.others = {name: {(o.interface, o.virtual_router_id) for o in self.specs.values()
                               if o.name != name} for name in self.specs}
         """Each instance's neighbours (interface, vrid): their adverts are not its business."""
@@ -129,7 +129,7 @@ class Elections:
         self.scripts = Scripts(s for s in config.vrrp_scripts.values() if s.name in tracked)
         try:
             for name, router in self.instances.routers.items():
-                self.elections[name] = Election(self.specs[name], router)
+                self.elections[name] = InstanceSocket(self.specs[name], router)
         except BaseException:
             self.close_in_child()
             raise
@@ -245,7 +245,7 @@ class Elections:
 
 
 def _primary_address(ifname: str, vips: list[str]) -> str:
-    addresses = [a for a in netio.interface_addresses(ifname) if a not in vips]
-    if not addresses:
+    own = [a for a in addresses.interface_addresses(ifname) if a not in vips]
+    if not own:
         raise RuntimeError(f"vrrp: {ifname} has no IPv4 address of its own to send adverts from")
-    return addresses[0]
+    return own[0]

@@ -177,7 +177,7 @@ class DataPlane(Engine):
     def handle(self, message: object) -> Reply:
         if isinstance(message, Snapshot):
             if self.offload is not None:
-                self.guarded("reading the XDP fast path's counts", self._offload_sync)
+                self.guarded("reading the XDP fast path's counts", self._offload_read)
             return Reply(0, data=snapshot(self.director))
         if isinstance(message, SetMaster):
             self.set_master(message.master, message.held)
@@ -293,8 +293,8 @@ class Supervisor(Engine):
         self.control.close_in_child()
         if self.guard is not None:
             self.guard.close_in_child()
-        if self.election is not None:
-            self.election.close_in_child()
+        if self.vrrp is not None:
+            self.vrrp.close_in_child()
         for half in self.sync_daemons.values():
             half.close_in_child()
         if self.metrics_server is not None:  # metrics: the port stays the supervisor's
@@ -406,8 +406,8 @@ class Supervisor(Engine):
         assert self.control is not None
         poller = select.poll()
         poller.register(self.control.fileno(), select.POLLIN)
-        if self.election is not None:
-            poller.register(self.election.fileno(), select.POLLIN)
+        if self.vrrp is not None:
+            poller.register(self.vrrp.fileno(), select.POLLIN)
         while not should_stop():
             poller.poll(TICK * 1000 / 10)
             self._between_batches()

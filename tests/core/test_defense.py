@@ -19,7 +19,8 @@ from pylvs.core.conntrack import (
 )
 from pylvs.core.defense import Defense
 from pylvs.core.sysctls import Sysctls
-from tests.core.test_director import _director, _frame
+from tests.helpers.directors import dr_director
+from tests.helpers.frames import dr_frame
 
 THRESHOLD = 1024
 
@@ -88,17 +89,17 @@ def test_the_secure_table_differs_from_the_normal_one_where_the_reference_says()
 
 
 def _connection(director, sport=40000, flags="S"):
-    director.handle(bytearray(_frame(sport=sport, flags=flags)), now=0.0)
+    director.handle(bytearray(dr_frame(sport=sport, flags=flags)), now=0.0)
     return director.table.get((6, 0xCB007105, sport, 0xC0000264, 80))
 
 
 def test_secure_tcp_makes_a_dr_syn_a_synack_entry_until_the_client_acks():
-    director = _director()
+    director = dr_director()
     director.defense.set("secure_tcp", 3)
     director.defend(availmem=10**9, now=0.0)
     conn = _connection(director)
     assert conn.state == SYNACK
-    director.handle(bytearray(_frame(sport=40000, flags="A")), now=0.1)
+    director.handle(bytearray(dr_frame(sport=40000, flags="A")), now=0.1)
     assert conn.state == ESTABLISHED
     director.defense.set("secure_tcp", 0)
     director.defend(availmem=10**9, now=1.0)
@@ -106,29 +107,29 @@ def test_secure_tcp_makes_a_dr_syn_a_synack_entry_until_the_client_acks():
 
 
 def test_drop_packet_drops_new_connections_only_and_counts_them():
-    director = _director()
+    director = dr_director()
     for name, value in (("drop_packet", 3), ("am_droprate", 4)):
         director.defense.set(name, value)
     director.defend(availmem=10**9, now=0.0)
     established = _connection(director, sport=1000)
     assert established is None  # the 1st of 4: ip_vs_todrop counts down from drop_rate
-    sent = [director.handle(bytearray(_frame(sport=2000 + i)), now=0.0) for i in range(16)]
+    sent = [director.handle(bytearray(dr_frame(sport=2000 + i)), now=0.0) for i in range(16)]
     assert sum(out is None for out in sent) == 4
     assert director.counters["defense_dropped_packets"] == 5
     assert len(director.table) == 12
     conn = next(iter(director.table))
     for _ in range(8):  # packets of a tracked connection are never dropped
-        assert director.handle(bytearray(_frame(sport=conn.cport, flags="A")), now=0.1)
+        assert director.handle(bytearray(dr_frame(sport=conn.cport, flags="A")), now=0.1)
 
 
 def test_drop_entry_removes_flood_entries_a_32nd_a_second_and_spares_busy_ones():
-    director = _director()
+    director = dr_director()
     director.defense.set("drop_entry", 1)
     for sport in range(1, 3201):  # a SYN flood: SYN_RECV entries
-        director.handle(bytearray(_frame(sport=sport)), now=0.0)
+        director.handle(bytearray(dr_frame(sport=sport)), now=0.0)
     busy = _connection(director, sport=5000)
     for _ in range(20):
-        director.handle(bytearray(_frame(sport=5000, flags="A")), now=100.0)
+        director.handle(bytearray(dr_frame(sport=5000, flags="A")), now=100.0)
     director.defend(availmem=THRESHOLD * 4, now=100.0)  # memory enough: nothing dropped
     assert len(director.table) == 3201 and director.defense.sysctls.drop_entry == 1
     director.defend(availmem=0, now=100.0)
@@ -142,12 +143,12 @@ def test_drop_entry_removes_flood_entries_a_32nd_a_second_and_spares_busy_ones()
 
 def test_drop_entry_takes_quiet_established_entries_by_their_packet_count():
     """todrop_entry: an entry with N ≤ 8 client packets and none for 60 s goes one time in N."""
-    director = _director()
+    director = dr_director()
     director.defense.set("drop_entry", 3)
     for sport in range(1, 65):
         _connection(director, sport=sport)
         for _ in range(2):  # SYN + 2 ACKs: 3 packets
-            director.handle(bytearray(_frame(sport=sport, flags="A")), now=0.0)
+            director.handle(bytearray(dr_frame(sport=sport, flags="A")), now=0.0)
     assert {c.state for c in director.table} == {ESTABLISHED}
     director.defense.update(availmem=10**9)  # mode 3: on whatever the memory
     doomed = director.defense.doomed(list(director.table), director.table.timeouts, 30.0)

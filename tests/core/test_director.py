@@ -7,47 +7,23 @@ from hypothesis import strategies as st
 from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.l2 import Ether
 
-import schedulers
 from forwarders import NextHop
 from pylvs.adm.commands import adm
 from pylvs.core.director import Director
-from pylvs.core.model import RealServer, VirtualService, ip_to_int
-
-VIP = "192.0.2.100"
-CLIENT_MAC, DIRECTOR_MAC = "02:00:00:00:00:01", "02:00:00:00:00:02"
-RS = ["198.51.100.1", "198.51.100.2", "198.51.100.3"]
-
-
-def _rs_mac(i: int) -> bytes:
-    return bytes([2, 0, 0, 0, 1, i])
-
-
-def _director(scheduler: str = "rr", weights=(1, 1, 1), proto: str = "tcp") -> Director:
-    service = VirtualService(proto, VIP, 80, schedulers.get(scheduler)())
-    for address, weight in zip(RS, weights, strict=True):
-        service.add_real_server(RealServer(address, 80, weight=weight))
-    director = Director([service])
-    director.add_interface("eth0", bytes.fromhex(DIRECTOR_MAC.replace(":", "")))
-    for i, address in enumerate(RS):
-        director.set_hop(ip_to_int(address), NextHop(bytes.fromhex("020000000002"), _rs_mac(i),
-                                                      "eth0"))
-    return director
-
-
-def _frame(src="203.0.113.5", sport=40000, flags="S", ttl=64, dport=80, payload=b"") -> bytes:
-    return bytes(Ether(src=CLIENT_MAC, dst=DIRECTOR_MAC) / IP(src=src, dst=VIP, ttl=ttl)
-                 / TCP(sport=sport, dport=dport, flags=flags) / payload)
+from pylvs.core.model import ip_to_int
+from tests.helpers.directors import CLIENT_MAC, DIRECTOR_MAC, RS, VIP, dr_director, rs_mac
+from tests.helpers.frames import dr_frame
 
 
 @given(st.integers(1, 65535), st.integers(2, 255), st.binary(max_size=300))
 def test_dr_rewrites_only_macs_ttl_and_ip_checksum(sport, ttl, payload):
-    director = _director()
-    original = _frame(sport=sport, ttl=ttl, payload=payload)
+    director = dr_director()
+    original = dr_frame(sport=sport, ttl=ttl, payload=payload)
     out, interface = director.handle(bytearray(original), now=0.0)
     assert interface == "eth0"
     sent = Ether(bytes(out))
     assert sent.src == DIRECTOR_MAC
-    assert bytes.fromhex(sent.dst.replace(":", "")) in {_rs_mac(i) for i in range(3)}
+    assert bytes.fromhex(sent.dst.replace(":", "")) in {rs_mac(i) for i in range(3)}
     assert sent[IP].ttl == ttl - 1 and sent[IP].dst == VIP
     assert sent[TCP].chksum == Ether(original)[TCP].chksum
     recomputed = IP(bytes(sent[IP]))
@@ -58,31 +34,31 @@ def test_dr_rewrites_only_macs_ttl_and_ip_checksum(sport, ttl, payload):
 
 
 def test_rr_spreads_new_connections_in_ipvs_order():
-    director = _director()
+    director = dr_director()
     picked = []
     for port in range(40000, 40006):
-        out, _ = director.handle(bytearray(_frame(sport=port)), 0.0)
+        out, _ = director.handle(bytearray(dr_frame(sport=port)), 0.0)
         picked.append(bytes(out[0:6]))
     # newest-first list: RS[2], RS[1], RS[0]; rr starts after the head
-    order = [_rs_mac(i) for i in (2, 1, 0)]
+    order = [rs_mac(i) for i in (2, 1, 0)]
     assert picked[:3] == picked[3:]
     assert sorted(picked[:3]) == sorted(order)
 
 
 def test_established_flow_sticks_to_its_server():
-    director = _director()
-    first, _ = director.handle(bytearray(_frame(flags="S")), 0.0)
+    director = dr_director()
+    first, _ = director.handle(bytearray(dr_frame(flags="S")), 0.0)
     for flags in ("A", "PA", "FA"):
-        out, _ = director.handle(bytearray(_frame(flags=flags, payload=b"x")), 1.0)
+        out, _ = director.handle(bytearray(dr_frame(flags=flags, payload=b"x")), 1.0)
         assert out[0:6] == first[0:6]
     (conn,) = list(director.table)
     assert conn.state == 4  # FIN_WAIT, IPVS's INPUT-ONLY table
 
 
 def test_non_syn_without_connection_is_dropped_and_counted():
-    director = _director()
-    assert director.handle(bytearray(_frame(flags="A")), 0.0) is None
-    assert director.handle(bytearray(_frame(flags="SR")), 0.0) is None
+    director = dr_director()
+    assert director.handle(bytearray(dr_frame(flags="A")), 0.0) is None
+    assert director.handle(bytearray(dr_frame(flags="SR")), 0.0) is None
     assert director.counters["no_connection"] == 2
     assert len(director.table) == 0
 
@@ -91,24 +67,24 @@ def test_sloppy_tcp_starts_a_connection_on_a_mid_flow_packet():
     """IPVS's sloppy_tcp: any packet without RST is scheduled (tcp_conn_schedule); an ACK
     from state NONE leads to ESTABLISHED in the INPUT-ONLY table, as on a director that
     an ECMP change hands the flow."""
-    director = _director("mh")
+    director = dr_director("mh")
     director.sysctls.sloppy_tcp = 1
-    out, _ = director.handle(bytearray(_frame(flags="A", payload=b"x")), 0.0)
+    out, _ = director.handle(bytearray(dr_frame(flags="A", payload=b"x")), 0.0)
     (conn,) = list(director.table)
-    assert conn.state == 1 and out[0:6] == _rs_mac(RS.index(conn.server.address))
-    assert director.handle(bytearray(_frame(sport=40001, flags="AR")), 0.0) is None
+    assert conn.state == 1 and out[0:6] == rs_mac(RS.index(conn.server.address))
+    assert director.handle(bytearray(dr_frame(sport=40001, flags="AR")), 0.0) is None
     assert director.counters["no_connection"] == 1
 
 
 def test_directors_with_the_same_mh_table_send_a_mid_flow_packet_to_the_same_server():
     """Two directors with the same real servers and weights: the one that sees the SYN and the
     one that sees only later packets (sloppy_tcp) choose the same real server, for every flow."""
-    first, second = _director("mh"), _director("mh")
+    first, second = dr_director("mh"), dr_director("mh")
     second.sysctls.sloppy_tcp = 1
     for sport in range(40000, 40200):
-        syn, _ = first.handle(bytearray(_frame(src=f"203.0.113.{sport % 200}", sport=sport)), 0)
-        ack, _ = second.handle(bytearray(_frame(src=f"203.0.113.{sport % 200}", sport=sport,
-                                                flags="PA", payload=b"y")), 1)
+        syn, _ = first.handle(bytearray(dr_frame(src=f"203.0.113.{sport % 200}", sport=sport)), 0)
+        ack, _ = second.handle(bytearray(dr_frame(src=f"203.0.113.{sport % 200}", sport=sport,
+                                                  flags="PA", payload=b"y")), 1)
         assert syn[0:6] == ack[0:6]
     assert len({c.server.address for c in second.table}) == 3
 
@@ -128,35 +104,35 @@ def _icmp_error(out, original: bytes, icmp_type: int, code: int) -> None:
 
 
 def test_ttl_one_gets_icmp_time_exceeded_from_the_vip():
-    director = _director()
-    original = _frame(ttl=1, payload=b"late")
+    director = dr_director()
+    original = dr_frame(ttl=1, payload=b"late")
     _icmp_error(director.handle(bytearray(original), 0.0), original, 11, 0)
     assert director.counters["ttl_exceeded"] == 1
 
 
 def test_no_usable_real_server_gets_icmp_port_unreachable():
-    director = _director(weights=(0, 0, 0))
-    original = _frame()
+    director = dr_director(weights=(0, 0, 0))
+    original = dr_frame()
     _icmp_error(director.handle(bytearray(original), 0.0), original, 3, 3)
     assert director.counters["no_destination"] == 1
     assert len(director.table) == 0
 
 
 def test_icmp_error_quotes_at_most_576_bytes():
-    director = _director(weights=(0, 0, 0))
-    frame, _ = director.handle(bytearray(_frame(payload=b"x" * 1400)), 0.0)
+    director = dr_director(weights=(0, 0, 0))
+    frame, _ = director.handle(bytearray(dr_frame(payload=b"x" * 1400)), 0.0)
     assert len(frame) - 14 == 576
 
 
 def test_other_ports_are_not_ours():
-    director = _director()
-    assert director.handle(bytearray(_frame(dport=22)), 0.0) is None
+    director = dr_director()
+    assert director.handle(bytearray(dr_frame(dport=22)), 0.0) is None
     assert director.counters["not_service"] == 1
 
 
 def test_partial_checksum_is_completed():
-    director = _director()
-    good = Ether(_frame(payload=b"data"))
+    director = dr_director()
+    good = Ether(dr_frame(payload=b"data"))
     broken = bytearray(bytes(good))
     l4 = 14 + 20
     broken[l4 + 16:l4 + 18] = b"\x12\x34"  # what a sender with offload leaves: not final
@@ -165,7 +141,7 @@ def test_partial_checksum_is_completed():
 
 
 def test_udp_creates_connection_on_any_packet():
-    director = _director(proto="udp")
+    director = dr_director(proto="udp")
     frame = bytes(Ether(dst=DIRECTOR_MAC) / IP(src="203.0.113.9", dst=VIP) /
                   UDP(sport=5353, dport=80) / b"q")
     assert director.handle(bytearray(frame), 0.0) is not None
@@ -174,8 +150,8 @@ def test_udp_creates_connection_on_any_packet():
 
 
 def test_adm_lists_connections_and_services():
-    director = _director()
-    director.handle(bytearray(_frame()), 0.0)
+    director = dr_director()
+    director.handle(bytearray(dr_frame()), 0.0)
     rc, out, err = adm(director, ["-Lnc"], 0.0)
     assert rc == 0 and err == ""
     lines = out.splitlines()
@@ -192,15 +168,15 @@ def test_adm_lists_connections_and_services():
 @settings(max_examples=300)
 @given(st.binary(max_size=200))
 def test_arbitrary_bytes_never_crash(data):
-    director = _director()
+    director = dr_director()
     assert director.handle(bytearray(data), 0.0) is None or len(director.table) == 1
 
 
 @settings(max_examples=200)
 @given(st.integers(min_value=0, max_value=53), st.binary(min_size=1, max_size=4))
 def test_mutated_frames_never_crash(offset, junk):
-    director = _director()
-    frame = bytearray(_frame(payload=b"abc"))
+    director = dr_director()
+    frame = bytearray(dr_frame(payload=b"abc"))
     frame[offset:offset + len(junk)] = junk
     director.handle(frame, 0.0)
 
@@ -210,7 +186,7 @@ def test_mutated_frames_never_crash(offset, junk):
        st.binary(max_size=64), st.sampled_from(["tcp", "udp"]))
 def test_established_fast_path_equals_the_general_path(ttl, flags, payload, proto):
     """Same output bytes, counters, state and statistics, frame after frame."""
-    fast, general = _director(proto=proto), _director(proto=proto)
+    fast, general = dr_director(proto=proto), dr_director(proto=proto)
     l4 = (TCP(sport=40000, dport=80, flags="S") if proto == "tcp"
           else UDP(sport=40000, dport=80))
     first = bytes(Ether(src=CLIENT_MAC, dst=DIRECTOR_MAC) / IP(src="203.0.113.5", dst=VIP)
@@ -231,13 +207,13 @@ def test_established_fast_path_equals_the_general_path(ttl, flags, payload, prot
 
 
 def test_a_full_table_refuses_new_connections_and_keeps_established_ones():
-    director = _director()
+    director = dr_director()
     director.table.max_connections = 2
-    assert director.handle(bytearray(_frame(sport=40001)), 0.0) is not None
-    assert director.handle(bytearray(_frame(sport=40002)), 0.0) is not None
-    assert director.handle(bytearray(_frame(sport=40003)), 0.0) is None
+    assert director.handle(bytearray(dr_frame(sport=40001)), 0.0) is not None
+    assert director.handle(bytearray(dr_frame(sport=40002)), 0.0) is not None
+    assert director.handle(bytearray(dr_frame(sport=40003)), 0.0) is None
     assert director.counters["table_full"] == 1 and len(director.table) == 2
-    assert director.handle(bytearray(_frame(sport=40001, flags="A")), 1.0) is not None
+    assert director.handle(bytearray(dr_frame(sport=40001, flags="A")), 1.0) is not None
 
 
 def _datagram(sport: int = 5353) -> bytes:
@@ -248,7 +224,7 @@ def _datagram(sport: int = 5353) -> bytes:
 def test_one_packet_scheduling_schedules_every_datagram_and_keeps_no_connection():
     """ipvsadm -o (IPVS's IP_VS_SVC_F_ONEPACKET): the same client's datagrams go round the
     servers one by one; nothing is kept, so -Lnc lists nothing; each counts as a connection."""
-    director = _director(proto="udp")
+    director = dr_director(proto="udp")
     (service,) = director.services.values()
     plain = [bytes(director.handle(bytearray(_datagram()), 0.0)[0][0:6]) for _ in range(3)]
     assert len(set(plain)) == 1  # without -o: one connection, one server
@@ -256,12 +232,12 @@ def test_one_packet_scheduling_schedules_every_datagram_and_keeps_no_connection(
     director = Director([service])
     director.add_interface("eth0", bytes.fromhex(DIRECTOR_MAC.replace(":", "")))
     for i, address in enumerate(RS):
-        director.set_hop(ip_to_int(address), NextHop(bytes.fromhex("020000000002"), _rs_mac(i),
+        director.set_hop(ip_to_int(address), NextHop(bytes.fromhex("020000000002"), rs_mac(i),
                                                       "eth0"))
     before = service.stats.conns
     counts = [(rs.activeconns, rs.inactconns) for rs in service.real_servers]
     picked = [bytes(director.handle(bytearray(_datagram()), 0.0)[0][0:6]) for _ in range(6)]
-    assert picked[:3] == picked[3:] and sorted(set(picked)) == sorted(_rs_mac(i) for i in range(3))
+    assert picked[:3] == picked[3:] and sorted(set(picked)) == sorted(rs_mac(i) for i in range(3))
     assert len(director.table) == 0
     assert adm(director, ["-Lnc"], 0.0)[1].splitlines()[2:] == []
     assert service.stats.conns - before == 6 and director.counters["one_packet"] == 6

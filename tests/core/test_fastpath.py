@@ -17,10 +17,8 @@ from scapy.layers.l2 import Ether
 from pylvs.core import fastpath
 from pylvs.core.ebpf import XDP_PASS, XDP_REDIRECT
 from pylvs.core.model import int_to_ip
-from tests.core.test_director import _director, _frame
-from tests.forwarders.test_nat import inbound, nat_director, reply
-from tests.forwarders.test_tun import frame as tun_frame
-from tests.forwarders.test_tun import tun_director
+from tests.helpers.directors import dr_director, nat_director, tun_director
+from tests.helpers.frames import dr_frame, inbound, reply, tun_frame
 
 IFINDEX = {"eth0": 2, "eth1": 3}
 root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: bpf()")
@@ -79,11 +77,11 @@ settings_ = settings(max_examples=60, deadline=None,
 @given(st.integers(1, 65535), st.integers(2, 255), st.binary(max_size=300),
        st.sampled_from(["A", "PA", "U", ""]))
 def test_dr_established_frames_leave_as_pythons(loaded, sport, ttl, payload, flags):
-    director = _director()
-    director.handle(bytearray(_frame(sport=sport)), now=0.0)
+    director = dr_director()
+    director.handle(bytearray(dr_frame(sport=sport)), now=0.0)
     _install(loaded[0], director)
-    out, expected = _same(loaded, director, _frame(sport=sport, ttl=ttl, flags=flags,
-                                                   payload=payload))
+    out, expected = _same(loaded, director, dr_frame(sport=sport, ttl=ttl, flags=flags,
+                                                     payload=payload))
     assert out == expected
 
 
@@ -141,26 +139,26 @@ def test_tun_encapsulates_as_python_but_for_the_outer_ip_id(loaded, payload, tos
 @root
 @pytest.mark.parametrize("flags", ["S", "F", "R", "FA", "SA", "RA"])
 def test_what_may_change_a_state_passes_to_python_untouched(loaded, flags):
-    director = _director()
-    director.handle(bytearray(_frame(sport=4000)), now=0.0)
+    director = dr_director()
+    director.handle(bytearray(dr_frame(sport=4000)), now=0.0)
     _install(loaded[0], director)
-    frame = _frame(sport=4000, flags=flags)
+    frame = dr_frame(sport=4000, flags=flags)
     assert loaded[1].run(frame) == (XDP_PASS, frame)
 
 
 @root
 def test_misses_options_fragments_and_low_ttls_pass(loaded):
-    director = _director()
-    director.handle(bytearray(_frame(sport=4000)), now=0.0)
+    director = dr_director()
+    director.handle(bytearray(dr_frame(sport=4000)), now=0.0)
     _install(loaded[0], director)
     cases = [
-        _frame(sport=4001, flags="A"),                                  # no such connection
-        _frame(sport=4000, flags="A", ttl=1),
+        dr_frame(sport=4001, flags="A"),                                # no such connection
+        dr_frame(sport=4000, flags="A", ttl=1),
         bytes(Ether() / IP(src="203.0.113.5", dst="192.0.2.100", options=b"\x01\x01\x01\x00")
               / TCP(sport=4000, dport=80, flags="A")),
         bytes(Ether() / IP(src="203.0.113.5", dst="192.0.2.100", flags="MF")
               / TCP(sport=4000, dport=80, flags="A")),
-        _frame(sport=4000, flags="A")[:40],                              # cut short
+        dr_frame(sport=4000, flags="A")[:40],                            # cut short
     ]
     for frame in cases:
         assert loaded[1].run(frame) == (XDP_PASS, frame), Ether(frame).summary()

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from pylvs.lab.topology import _wait_for_line
-from tests.e2e.test_live import STREAM
+from tests.helpers.http_stream import STREAM
 
 HTTP_CHECK = ('check = { type = "http", interval = 0.5, timeout = 0.5, retry = 1, '
               'delay_before_retry = 0.2 }')

@@ -16,7 +16,7 @@ import pytest
 from pylvs.lab.topology import Lab
 from pylvs.shell import control
 from pylvs.shell.messages import Reload, Status
-from tests.e2e.test_vrrp import SUBNET, VIP, Segment, ip, segment_fixture, until
+from tests.helpers.segment import SUBNET, VIP, Segment, ip, segment_fixture, until
 
 LAB_CONF = """! keepalived.conf as an LVS user writes it
 global_defs {{

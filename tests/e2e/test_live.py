@@ -8,21 +8,7 @@ import subprocess
 import sys
 import time
 
-STREAM = """
-import http.client, sys, time
-deadline = time.time() + float(sys.argv[1])
-while time.time() < deadline:
-    start = time.time()
-    try:
-        conn = http.client.HTTPConnection(sys.argv[2], 80, timeout=3)
-        conn.request("GET", "/")
-        name = conn.getresponse().read().decode().strip()
-        conn.close()
-    except Exception as exc:
-        name = "ERROR:" + type(exc).__name__
-    print(f"{start:.3f} {name}", flush=True)
-    time.sleep(0.02)
-"""
+from tests.helpers.http_stream import STREAM
 
 
 def pylvs(*argv: str, stdin: str | None = None) -> subprocess.CompletedProcess:

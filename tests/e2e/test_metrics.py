@@ -196,17 +196,17 @@ def query_until_matching(run: MetricsLab, proc: subprocess.Popen, tmp_path) -> l
 PEER = """
 import select, socket, sys
 from pylvs.ha import sync
-from pylvs.shell import netio
+from pylvs.shell import addresses
 iface = sys.argv[1]
 rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 rx.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 rx.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, iface.encode())
 rx.bind((sync.SYNC_GROUP, sync.SYNC_PORT))
 rx.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP,
-              netio.multicast_request(sync.SYNC_GROUP, iface))
+              addresses.multicast_request(sync.SYNC_GROUP, iface))
 tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 tx.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF,
-              netio.multicast_request(sync.SYNC_GROUP, iface))
+              addresses.multicast_request(sync.SYNC_GROUP, iface))
 tx.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 0)  # rx hears the director alone
 heard = 0
 print("ready", flush=True)

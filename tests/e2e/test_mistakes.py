@@ -20,7 +20,7 @@ import pytest
 from pylvs.lab import mistakes
 from pylvs.lab.demo import DirectorProcess
 from pylvs.lab.topology import Lab, lab_config
-from tests.lab.test_topology import running_lab
+from tests.helpers.labs import running_lab
 
 EXPECTED_WRONG = {
     "arp": {"arp_ignore on eth0", "arp_announce on eth0"},

@@ -16,7 +16,7 @@ from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import Ether
 from scapy.utils import rdpcap
 
-from tests.lab.test_topology import running_lab
+from tests.helpers.labs import running_lab
 
 
 def run_trace(mode: str, directory: str) -> tuple[str, dict]:

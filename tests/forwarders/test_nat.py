@@ -4,52 +4,18 @@ from __future__ import annotations
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from scapy.layers.inet import IP, TCP, UDP
+from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Ether
 
-import schedulers
-from forwarders import NextHop
 from pylvs.core.conntrack import STATE_NAMES
-from pylvs.core.director import Director
-from pylvs.core.model import RealServer, VirtualService, ip_to_int
-
-VIP, RIP = "192.0.2.100", "10.0.0.11"
-CLIENT_MAC, OUTSIDE_MAC = "02:00:00:00:00:01", "02:00:00:00:00:02"
-INSIDE_MAC, RS_MAC = "02:00:00:00:01:02", "02:00:00:00:01:11"
+from tests.helpers.directors import CLIENT_MAC, INSIDE_MAC, OUTSIDE_MAC, RS_MAC, VIP, nat_director
+from tests.helpers.directors import NAT_RIP as RIP
+from tests.helpers.frames import inbound, reply
 
 clients = st.tuples(st.integers(1, 223), st.integers(0, 255), st.integers(0, 255),
                     st.integers(1, 254)).map(lambda t: ".".join(map(str, t)))
 ports = st.integers(1, 65535)
 payloads = st.binary(max_size=200)
-
-
-def _mac(text: str) -> bytes:
-    return bytes.fromhex(text.replace(":", ""))
-
-
-def nat_director(proto: str = "tcp") -> Director:
-    service = VirtualService(proto, VIP, 80, schedulers.get("rr")(), forward="nat")
-    service.add_real_server(RealServer(RIP, 8080, forward="nat"))
-    director = Director([service])
-    director.add_interface("eth0", _mac(OUTSIDE_MAC))
-    director.add_interface("eth1", _mac(INSIDE_MAC))
-    director.set_hop(ip_to_int(RIP), NextHop(_mac(INSIDE_MAC), _mac(RS_MAC), "eth1"))
-    return director
-
-
-def l4(proto: str, sport: int, dport: int, flags: str = "S"):
-    return TCP(sport=sport, dport=dport, flags=flags) if proto == "tcp" else UDP(sport=sport,
-                                                                                dport=dport)
-
-
-def inbound(client: str, cport: int, payload: bytes, proto: str = "tcp", flags: str = "S"):
-    return bytes(Ether(src=CLIENT_MAC, dst=OUTSIDE_MAC) / IP(src=client, dst=VIP, ttl=64)
-                 / l4(proto, cport, 80, flags) / payload)
-
-
-def reply(client: str, cport: int, payload: bytes, proto: str = "tcp", flags: str = "SA"):
-    return bytes(Ether(src=RS_MAC, dst=INSIDE_MAC) / IP(src=RIP, dst=client, ttl=64)
-                 / l4(proto, 8080, cport, flags) / payload)
 
 
 def assert_checksums_fresh(frame: bytes) -> None:

@@ -17,9 +17,9 @@ from pylvs.ha.vrrp import (
     Action,
     AddVips,
     Advert,
+    Instance,
+    InstanceConfig,
     RemoveVips,
-    Router,
-    RouterConfig,
     SendAdvert,
     SendGarps,
     State,
@@ -209,8 +209,8 @@ VIPS = ("10.0.0.100", "10.0.0.101")
 LOW, HIGH = "192.0.2.1", "192.0.2.2"
 
 
-def make(ip: str, **options) -> Router:
-    return Router(RouterConfig(vrid=51, source_ip=ip, vips=VIPS, **options))
+def make(ip: str, **options) -> Instance:
+    return Instance(InstanceConfig(vrid=51, source_ip=ip, vips=VIPS, **options))
 
 
 def advert(priority: int, **options) -> Advert:
@@ -218,7 +218,7 @@ def advert(priority: int, **options) -> Advert:
     return Advert(priority=priority, **fields)
 
 
-def master(ip: str = LOW, **options) -> Router:
+def master(ip: str = LOW, **options) -> Instance:
     router = make(ip, **options)
     router.start(0.0)
     router.tick(router.next_deadline)
@@ -229,15 +229,15 @@ def master(ip: str = LOW, **options) -> Router:
 class Lan:
     """Routers on one segment; each advert travels encoded and is decoded by every other one."""
 
-    def __init__(self, *routers: Router) -> None:
+    def __init__(self, *routers: Instance) -> None:
         self.routers = routers
         self.up = True
         self.log: list[tuple[float, str, Action]] = []
 
-    def start(self, router: Router, now: float) -> None:
+    def start(self, router: Instance, now: float) -> None:
         self.deliver(router, router.start(now), now)
 
-    def stop(self, router: Router, now: float) -> None:
+    def stop(self, router: Instance, now: float) -> None:
         self.deliver(router, router.stop(now), now)
 
     def run(self, until: float) -> None:
@@ -246,7 +246,7 @@ class Lan:
                 if router.next_deadline <= now:
                     self.deliver(router, router.tick(now), now)
 
-    def deliver(self, sender: Router, actions: list[Action], now: float) -> None:
+    def deliver(self, sender: Instance, actions: list[Action], now: float) -> None:
         queue = [(sender, action) for action in actions]
         while queue:
             router, action = queue.pop(0)
@@ -260,11 +260,11 @@ class Lan:
                     replies = other.receive(Advert.decode(wire, src, 255), src, now)
                     queue += [(other, reply) for reply in replies]
 
-    def of(self, router: Router, kind: type, since: float = -math.inf) -> list[tuple]:
+    def of(self, router: Instance, kind: type, since: float = -math.inf) -> list[tuple]:
         return [(t, a) for t, src, a in self.log
                 if src == router.config.source_ip and isinstance(a, kind) and t >= since]
 
-    def became_master(self, router: Router) -> list[float]:
+    def became_master(self, router: Instance) -> list[float]:
         return [t for t, a in self.of(router, StateChange) if a.new == State.MASTER]
 
 
@@ -528,7 +528,7 @@ def test_a_master_going_to_fault_says_priority_zero_and_drops_its_vips():
     assert router.fault(7.0) == []
 
 
-def _high_master_low_backup() -> tuple[Router, Router, Lan]:
+def _high_master_low_backup() -> tuple[Instance, Instance, Lan]:
     """HIGH (150) started first and MASTER at 8 s, LOW (100) joined at 4 s as BACKUP."""
     high, low = make(HIGH, priority=150), make(LOW, priority=100)
     lan = Lan(high, low)

@@ -3,8 +3,8 @@ sync groups (vrrp_sync.c)."""
 
 from __future__ import annotations
 
-from pylvs.ha.vrrp import Advert, RemoveVips, RouterConfig, SendAdvert, State, StateChange
-from pylvs.ha.vrrp_group import GroupSpec, Instances, InstanceSpec
+from pylvs.ha.vrrp import Advert, InstanceConfig, RemoveVips, SendAdvert, State, StateChange
+from pylvs.ha.vrrp_group import GroupSpec, InstanceSet, InstanceSpec
 from pylvs.ha.vrrp_notify import Notifies, Notify
 from pylvs.ha.vrrp_track import ScriptSpec, Track
 
@@ -14,7 +14,7 @@ NOTES = Notifies(master="m", backup="b", fault="f", generic="g")
 
 def instance(name: str, vrid: int, priority: int = 100, tracks=(), notifies=NOTES
              ) -> InstanceSpec:
-    config = RouterConfig(vrid, SRC, (f"10.0.0.{vrid}",), priority)
+    config = InstanceConfig(vrid, SRC, (f"10.0.0.{vrid}",), priority)
     return InstanceSpec(name, config, "eth0", (Track("interface", "eth0"), *tracks), notifies)
 
 
@@ -23,11 +23,11 @@ def notified(events) -> list[tuple[str, ...]]:
     return [action.argv[2:] for _, action in events if isinstance(action, Notify)]
 
 
-def states(instances: Instances) -> dict[str, State]:
+def states(instances: InstanceSet) -> dict[str, State]:
     return {name: router.state for name, router in instances.routers.items()}
 
 
-def run(instances: Instances, until: float) -> list:
+def run(instances: InstanceSet, until: float) -> list:
     events = []
     while (now := instances.next_deadline) <= until:
         events += instances.tick(now)
@@ -37,7 +37,7 @@ def run(instances: Instances, until: float) -> list:
 def test_a_weight_zero_script_starts_in_fault_quietly_and_its_first_success_is_backup():
     """keepalived's FAULT (init) while a weight-0 script has not run: no notify for it; the
     first success leaves FAULT for BACKUP (notified), then MASTER after the down timer."""
-    made = Instances([instance("VI_1", 1, tracks=(Track("script", "chk"),))],
+    made = InstanceSet([instance("VI_1", 1, tracks=(Track("script", "chk"),))],
                      scripts=[ScriptSpec("chk", "true")])
     events = made.start(0.0, {"eth0": True})
     assert states(made) == {"VI_1": State.FAULT} and notified(events) == []
@@ -50,7 +50,7 @@ def test_a_weight_zero_script_starts_in_fault_quietly_and_its_first_success_is_b
 
 
 def test_a_failing_script_takes_a_master_to_fault_and_back_through_backup():
-    made = Instances([instance("VI_1", 1, tracks=(Track("script", "chk"),))],
+    made = InstanceSet([instance("VI_1", 1, tracks=(Track("script", "chk"),))],
                      scripts=[ScriptSpec("chk", "true", fall=2)])
     made.start(0.0, {"eth0": True})
     made.script("chk", True, 0.0)
@@ -69,7 +69,7 @@ def test_a_failing_script_takes_a_master_to_fault_and_back_through_backup():
 def test_the_instance_s_own_interface_down_is_fault():
     """keepalived tracks an instance's interface (weight 0); a FAULT (init) for a failing
     tracked thing is notified, unlike one that only waits for a script."""
-    made = Instances([instance("VI_1", 1)])
+    made = InstanceSet([instance("VI_1", 1)])
     events = made.start(0.0, {"eth0": False})
     assert states(made) == {"VI_1": State.FAULT} and notified(events)[0] == ("f",)
     made.link("eth0", True, 1.0)
@@ -78,7 +78,7 @@ def test_the_instance_s_own_interface_down_is_fault():
 
 def test_weights_move_the_advertised_priority():
     tracks = (Track("script", "plus", 20), Track("interface", "eth1", -50))
-    made = Instances([instance("VI_1", 1, 100, tracks)], scripts=[ScriptSpec("plus", "true")])
+    made = InstanceSet([instance("VI_1", 1, 100, tracks)], scripts=[ScriptSpec("plus", "true")])
     made.start(0.0, {"eth0": True, "eth1": True})
     run(made, 5.0)
     made.script("plus", True, 5.0)
@@ -89,9 +89,9 @@ def test_weights_move_the_advertised_priority():
     assert sent and all(a.priority == 70 for a in sent)
 
 
-def grouped(*members: InstanceSpec) -> Instances:
+def grouped(*members: InstanceSpec) -> InstanceSet:
     group = GroupSpec("G", tuple(m.name for m in members), Notifies(generic="gg"))
-    return Instances(list(members), [group],
+    return InstanceSet(list(members), [group],
                      [ScriptSpec("chk", "true")])
 
 
@@ -138,7 +138,7 @@ def test_one_member_in_fault_puts_the_group_in_fault_and_they_leave_it_together(
 
 
 def test_instances_outside_a_group_are_independent():
-    made = Instances([instance("A", 1, tracks=(Track("interface", "eth1"),)), instance("B", 2)])
+    made = InstanceSet([instance("A", 1, tracks=(Track("interface", "eth1"),)), instance("B", 2)])
     made.start(0.0, {"eth0": True, "eth1": True})
     run(made, 10.0)
     made.link("eth1", False, 10.0)
@@ -146,7 +146,7 @@ def test_instances_outside_a_group_are_independent():
 
 
 def test_stop_notifies_stop():
-    made = Instances([instance("A", 1, notifies=Notifies(stop="s", generic="g"))])
+    made = InstanceSet([instance("A", 1, notifies=Notifies(stop="s", generic="g"))])
     made.start(0.0, {"eth0": True})
     events = made.stop(1.0)
     assert notified(events) == [("s",), ('g "$@"', "notify", "INSTANCE", "A", "STOP", "100")]

@@ -14,6 +14,8 @@ import sys
 
 import pytest
 
+from tests.helpers.labs import running_lab
+
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="the lab builds network namespaces: run as root"),
     pytest.mark.skipif(not all(shutil.which(t) for t in ("ip", "nft", "curl", "ss")),
@@ -44,19 +46,6 @@ def test_lab_demonstrates_and_cleans_up(mode):
     assert "IPVS connection entries" in result.stdout
     assert f"{mode.upper()} works" in result.stdout
     assert left_behind(run_prefix(result.stdout)) == []
-
-
-def running_lab(*argv: str, until: int) -> tuple[subprocess.Popen, str]:
-    """`pylvs lab ARGV` started, and what it printed up to its request ``until``."""
-    proc = subprocess.Popen([sys.executable, "-m", "pylvs", "lab", *argv],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert proc.stdout is not None and proc.stderr is not None
-    seen = ""
-    for line in proc.stdout:
-        seen += line
-        if line.startswith(f"request {until:3d}:"):
-            break
-    return proc, seen
 
 
 def test_lab_interrupted_removes_everything():

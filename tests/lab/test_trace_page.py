@@ -9,7 +9,7 @@ import re
 import xml.etree.ElementTree as ET
 
 from pylvs.lab import trace_page
-from tests.lab.test_trace import dr_trace
+from tests.helpers.traces import dr_trace
 
 SVG = "{http://www.w3.org/2000/svg}"
 

@@ -12,7 +12,7 @@ import pytest
 
 from pylvs.ha.bgp import Bgp, Neighbor
 from pylvs.shell.announcer import AnnounceError, Announcer
-from tests.shell.test_netio import DIR_IP, PEER_IP, Topo, in_ns
+from tests.helpers.veth import DIR_IP, PEER_IP, Topo, in_ns
 
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root: builds network namespaces"),

@@ -1,5 +1,5 @@
 """The classic BPF program: its shape (jumps, ends) and the rules it encodes; the kernel test
-that it filters is in test_netio."""
+that it filters is in test_rings."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """The workers' fanout program, run by a small classic-BPF interpreter (the kernel runs it in
-test_netio): every frame of a connection, either way, gets one value; persistence hashes the
+test_rings): every frame of a connection, either way, gets one value; persistence hashes the
 address alone; frames of no rule get 0."""
 
 from __future__ import annotations
@@ -8,68 +8,13 @@ import struct
 
 from hypothesis import given
 from hypothesis import strategies as st
-from scapy.layers.inet import ICMP, IP, TCP, UDP, IPerror, TCPerror, UDPerror
+from scapy.layers.inet import IP, TCP, UDP
 
 import schedulers
 from pylvs.core.model import RealServer, VirtualService
 from pylvs.shell import fanout
-from pylvs.shell.fanout import NET, Rule
-
-VIP, RIP = "192.0.2.100", "10.0.0.7"
-LOADS = {0x20: 4, 0x28: 2, 0x30: 1, 0x40: 4, 0x48: 2, 0x50: 1}
-
-
-def run(code: list[tuple[int, int, int, int]], packet: bytes) -> int:
-    """Classic BPF over an IP packet, offsets from SKF_NET_OFF; a load out of bounds returns 0,
-    as the kernel does."""
-    a = x = pc = 0
-    mem = [0] * 16
-    while True:
-        op, jt, jf, k = code[pc]
-        pc += 1
-        if op in LOADS:
-            at = (k - (1 << 32)) - NET + (x if op & 0x40 else 0)
-            if at < 0 or at + LOADS[op] > len(packet):
-                return 0
-            a = int.from_bytes(packet[at:at + LOADS[op]], "big")
-        elif op == 0xB1:
-            at = (k - (1 << 32)) - NET
-            if at >= len(packet):
-                return 0
-            x = (packet[at] & 0xF) * 4
-        elif op == 0x02:
-            mem[k] = a
-        elif op == 0x61:
-            x = mem[k]
-        elif op == 0xAC:
-            a ^= x
-        elif op == 0x24:
-            a = a * k & 0xFFFFFFFF
-        elif op == 0x74:
-            a >>= k
-        elif op == 0x94:
-            a %= k
-        elif op == 0x05:
-            pc += k
-        elif op == 0x15:
-            pc += jt if a == k else jf
-        elif op == 0x16:
-            return a
-        elif op == 0x06:
-            return k
-        else:
-            raise AssertionError(f"opcode {op:#x} not modelled")
-
-
-def frames(proto, client: str, port: int, vport: int = 80, rport: int = 8080) -> list[bytes]:
-    layer, quoted = (TCP, TCPerror) if proto == "tcp" else (UDP, UDPerror)
-    return [bytes(IP(src=client, dst=VIP) / layer(sport=port, dport=vport)),
-            bytes(IP(src=RIP, dst=client) / layer(sport=rport, dport=port)),
-            bytes(IP(src="198.51.100.1", dst=VIP) / ICMP(type=11)
-                  / IPerror(src=VIP, dst=client) / quoted(sport=vport, dport=port)),
-            bytes(IP(src=RIP, dst="192.0.2.1") / ICMP(type=3, code=3)
-                  / IPerror(src=client, dst=RIP) / quoted(sport=port, dport=rport))]
-
+from pylvs.shell.fanout import Rule
+from tests.helpers.fanout import RIP, VIP, frames, run
 
 addresses = st.integers(1, 2**32 - 2).map(lambda n: ".".join(str(b) for b in n.to_bytes(4,
                                                                                       "big")))

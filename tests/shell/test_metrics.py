@@ -125,8 +125,8 @@ def _scraped(scrape: metrics.Scrape) -> dict:
 
 def test_each_vrrp_instance_has_its_state_and_its_transitions():
     families = _scraped(metrics.Scrape(vrrp=[
-        metrics.Vrrp("VI_A", "eth0", "MASTER", True, {"BACKUP": 1, "MASTER": 1}),
-        metrics.Vrrp("VI_B", "eth0", "FAULT", False, {"BACKUP": 1, "FAULT": 1})]))
+        metrics.VrrpRow("VI_A", "eth0", "MASTER", True, {"BACKUP": 1, "MASTER": 1}),
+        metrics.VrrpRow("VI_B", "eth0", "FAULT", False, {"BACKUP": 1, "FAULT": 1})]))
     state = {(s.labels["instance"], s.labels["state"]): s.value
              for s in families["pylvs_vrrp_state"].samples}
     assert state[("VI_A", "MASTER")] == 1 and state[("VI_B", "FAULT")] == 1

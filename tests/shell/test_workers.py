@@ -39,8 +39,9 @@ from pylvs.shell.workers import (
     union,
     union_connections,
 )
-from tests.core.test_director import RS, VIP, _director, _frame
-from tests.shell.test_fanout import frames, run
+from tests.helpers.directors import RS, VIP, dr_director
+from tests.helpers.fanout import frames, run
+from tests.helpers.frames import dr_frame
 
 clients = st.lists(st.tuples(st.integers(1, 254), st.integers(1024, 65535),
                              st.lists(st.sampled_from(["S", "A", "FA", "R"]), min_size=1,
@@ -52,7 +53,7 @@ clients = st.lists(st.tuples(st.integers(1, 254), st.integers(1024, 65535),
 def _feed(director, frames, now):
     for src, sport, sequence in frames:
         for flags in sequence:
-            director.handle(bytearray(_frame(src=f"203.0.113.{src}", sport=sport, flags=flags)),
+            director.handle(bytearray(dr_frame(src=f"203.0.113.{src}", sport=sport, flags=flags)),
                             now)
 
 
@@ -61,7 +62,7 @@ def _feed(director, frames, now):
 def test_two_workers_list_what_one_director_lists(frames, zero_first, persistent):
     """sh picks by client address, so each worker picks as the single director does."""
     def make():
-        director = _director("sh")
+        director = dr_director("sh")
         for svc in director.services.values():
             svc.persistence_timeout = 360 if persistent else 0
         return director
@@ -86,7 +87,7 @@ def test_two_workers_list_what_one_director_lists(frames, zero_first, persistent
 
 
 def test_the_union_leaves_the_supervisor_rules_untouched():
-    worker, rules = _director("rr"), _director("rr")
+    worker, rules = dr_director("rr"), dr_director("rr")
     _feed(worker, [(1, 4000, ["S"]), (2, 4001, ["S", "FA"])], 1.0)
     view = union(rules.services.values(), [snapshot(worker)] * 2)
     assert [rs.inactconns + rs.activeconns for rs in view[0].real_servers] == [
@@ -98,12 +99,12 @@ def test_the_union_leaves_the_supervisor_rules_untouched():
 
 
 def test_a_worker_with_a_rule_the_supervisor_has_not_is_ignored():
-    worker = _director("rr")
+    worker = dr_director("rr")
     _feed(worker, [(1, 4000, ["S"])], 1.0)
     shot = snapshot(worker)
     shot[0][0][2] = 81  # another port: no such service here
     shot.append([[6, 1, 80], [1] * 10, []])
-    view = union(_director("rr").services.values(), [shot])
+    view = union(dr_director("rr").services.values(), [shot])
     assert view[0].stats.conns == 0
 
 
@@ -112,7 +113,7 @@ def test_a_worker_with_a_rule_the_supervisor_has_not_is_ignored():
                 max_size=20), st.booleans(), st.integers(1, 4))
 def test_synced_connections_go_to_the_worker_their_frames_reach(clients, persistent, workers):
     """The supervisor's dispatch of sync messages agrees with the kernel's fanout program."""
-    director = _director("sh")
+    director = dr_director("sh")
     (service,) = director.services.values()
     service.persistence_timeout = 360 if persistent else 0
     entries = [sync.SyncConn(6, f"203.0.113.{a}", port, "192.0.2.100", 80, "198.51.100.1", 80,
@@ -133,12 +134,12 @@ def test_synced_connections_go_to_the_worker_their_frames_reach(clients, persist
 def supervised(count=2):
     """A supervisor (not started: no host state) whose workers are data planes served from
     threads over socketpairs, as forked workers serve theirs from their loops."""
-    config = Config("lo", services=list(_director("rr").services.values()), workers=count)
+    config = Config("lo", services=list(dr_director("rr").services.values()), workers=count)
     supervisor = Supervisor(config)
     planes, seen, stop, threads = [], [], threading.Event(), []
     for index in range(count):
         mine, theirs = socket.socketpair()
-        plane = DataPlane(config, _director("rr"), theirs, groups=supervisor.groups,
+        plane = DataPlane(config, dr_director("rr"), theirs, groups=supervisor.groups,
                           share=count, master=True, order=list(range(count)))
         planes.append(plane)
         seen.append([])
@@ -196,7 +197,7 @@ def test_a_usage_error_is_answered_at_once_with_ipvsadms_text():
     argv = ["-a", "-t", f"{VIP}:80"]
     with supervised() as (supervisor, _, seen):
         reply = supervisor.handle(AdmLine(argv))
-    assert (reply.rc, reply.stdout, reply.stderr) == adm(_director("rr"), argv, 0.0)
+    assert (reply.rc, reply.stdout, reply.stderr) == adm(dr_director("rr"), argv, 0.0)
     assert reply.rc == ipvsadm.EXIT_USAGE and seen == [[], []]
 
 
@@ -210,7 +211,7 @@ def test_a_refused_change_goes_to_no_worker():
 def test_listings_are_the_union_and_take_the_clients_names():
     with supervised() as (supervisor, planes, seen):
         for src, plane in zip((1, 2), planes, strict=True):
-            plane.director.handle(bytearray(_frame(src=f"203.0.113.{src}")), 1.0)
+            plane.director.handle(bytearray(dr_frame(src=f"203.0.113.{src}")), 1.0)
         rows = supervisor.handle(AdmLine(["-L", "-n", "-c"])).stdout.splitlines()
         listing = supervisor.handle(AdmLine(["-L", "-n"])).stdout
         names = ({VIP: "www.example"}, {"80/tcp": "http"})

@@ -33,7 +33,7 @@ from pylvs.core.ebpf import (
     W,
 )
 from pylvs.shell import xdp
-from tests.shell.test_netio import DIR_IP, in_ns, topo, udp_socket  # noqa: F401 - a fixture
+from tests.helpers.veth import DIR_IP, in_ns, udp_socket
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: bpf() and namespaces")
 PORT = 9999

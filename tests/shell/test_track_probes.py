@@ -8,7 +8,7 @@ from pathlib import Path
 
 from pylvs.ha.vrrp_notify import Notify
 from pylvs.ha.vrrp_track import ScriptSpec
-from pylvs.shell.vrrp_track import Links, Scripts
+from pylvs.shell.track_probes import Links, Scripts
 
 
 def wait_for(predicate, seconds: float = 10.0):

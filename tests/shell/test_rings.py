@@ -1,167 +1,35 @@
-"""pylvs.shell.netio against a real kernel: two network namespaces joined by a veth pair.
-
-Topology (both namespaces made by this run, removed at teardown; the host is never touched):
-
-    [plv<pid>d: "vd" 198.51.100.1/24]  <== veth ==>  [plv<pid>p: "vp" 198.51.100.2/24]
-      director side (netio objects)                  peer (a kernel sending real traffic)
-
-Code runs "inside" a namespace in a short-lived thread that setns()es first: sockets and netlink
-sockets made there stay in that namespace, so the test body uses them from the main thread.
-Offloads stay at their defaults (on), as in real labs.
-"""
+"""Packet sockets and their rings (pylvs.shell.rings), against a real kernel: two namespaces
+joined by a veth pair (tests.helpers.veth)."""
 
 from __future__ import annotations
 
-import ctypes
 import os
 import shutil
 import socket
 import struct
-import subprocess
 import threading
 import time
 
 import pytest
 
-from pylvs.shell import netio
+from pylvs.shell import rings
+from tests.helpers.veth import (
+    DIR_IP,
+    PEER_IP,
+    SO_RCVBUFFORCE,
+    VIP,
+    collect,
+    everything,
+    in_ns,
+    is_udp_to,
+    udp_socket,
+)
 
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root: builds network namespaces"),
     pytest.mark.skipif(shutil.which("ip") is None, reason="needs iproute2's `ip`"),
     pytest.mark.skipif(shutil.which("nft") is None, reason="needs nftables' `nft`"),
 ]
-
-DIR_IP = "198.51.100.1"
-PEER_IP = "198.51.100.2"
-VIP = "198.51.100.100"
-CLONE_NEWNET = 0x40000000
-SO_RCVBUFFORCE = 33
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-def ip(*args: str) -> str:
-    return subprocess.run(["ip", *args], check=True, capture_output=True, text=True,
-                          timeout=10).stdout
-
-
-def in_ns(ns: str, fn, *args, timeout: float = 15.0):
-    """Run fn(*args) in a fresh thread that first joined network namespace ``ns``."""
-    box: dict = {}
-
-    def target() -> None:
-        try:
-            fd = os.open(f"/var/run/netns/{ns}", os.O_RDONLY)
-            try:
-                if _libc.setns(fd, CLONE_NEWNET) != 0:
-                    err = ctypes.get_errno()
-                    raise OSError(err, os.strerror(err))
-            finally:
-                os.close(fd)
-            box["value"] = fn(*args)
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller
-            box["error"] = exc
-
-    th = threading.Thread(target=target, daemon=True)
-    th.start()
-    th.join(timeout)
-    if th.is_alive():
-        raise TimeoutError(f"{fn!r} in {ns} did not finish in {timeout}s")
-    if "error" in box:
-        raise box["error"]
-    return box.get("value")
-
-
-class Topo:
-    def __init__(self) -> None:
-        pfx = f"plv{os.getpid()}"
-        self.d = pfx + "d"
-        self.p = pfx + "p"
-        self.table = f"pylvs_{os.getpid()}"
-
-    def up(self) -> None:
-        ip("netns", "add", self.d)
-        ip("netns", "add", self.p)
-        ip("-n", self.d, "link", "add", "vd", "type", "veth", "peer", "name", "vp",
-           "netns", self.p)
-        ip("-n", self.d, "addr", "add", f"{DIR_IP}/24", "dev", "vd")
-        ip("-n", self.p, "addr", "add", f"{PEER_IP}/24", "dev", "vp")
-        for ns, dev in ((self.d, "vd"), (self.p, "vp")):
-            ip("-n", ns, "link", "set", "lo", "up")
-            ip("-n", ns, "link", "set", dev, "up")
-            # no IPv6 chatter (router solicitations, DAD) in the captures
-            subprocess.run(["ip", "netns", "exec", ns, "sysctl", "-qw",
-                            "net.ipv6.conf.all.disable_ipv6=1"], capture_output=True, timeout=10)
-
-    def down(self) -> None:
-        for ns in (self.d, self.p):
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=10)
-
-    def mac(self, ns: str, dev: str) -> bytes:
-        return in_ns(ns, netio.interface_mac, dev)
-
-
-@pytest.fixture
-def topo():
-    t = Topo()
-    try:
-        t.up()
-        yield t
-    finally:
-        t.down()
-    assert t.d not in ip("netns", "list") and t.p not in ip("netns", "list")
-
-
-@pytest.fixture
-def psock(topo):
-    ps = in_ns(topo.d, netio.PacketSocket, "vd")
-    try:
-        yield ps
-    finally:
-        ps.close()
-
-
-def udp_socket(port: int = 0) -> socket.socket:
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("0.0.0.0", port))
-    return s
-
-
-def collect(ps: netio.PacketSocket, pred, *, seconds: float = 3.0) -> list[tuple[bytes, int]]:
-    """Copies of frames (with status) matching pred, until one matches or the time is up."""
-    deadline = time.monotonic() + seconds
-    found: list[tuple[bytes, int]] = []
-    while not found and time.monotonic() < deadline:
-        for view, status in ps.receive(0.2):
-            frame = bytes(view)
-            if pred(frame):
-                found.append((frame, status))
-    return found
-
-
-def _everything(ps: netio.PacketSocket, seconds: float) -> list[bytes]:
-    """Copies of every frame received in the next ``seconds``."""
-    deadline = time.monotonic() + seconds
-    seen: list[bytes] = []
-    while time.monotonic() < deadline:
-        seen += [bytes(v) for v, _ in ps.receive(0.1)]
-    return seen
-
-
-def is_udp_to(port: int):
-    def pred(f: bytes) -> bool:
-        return (len(f) >= 42 and f[12:14] == b"\x08\x00" and f[23] == 17
-                and struct.unpack_from("!H", f, 36)[0] == port)
-    return pred
-
-
-def test_interface_facts(topo):
-    mac = topo.mac(topo.d, "vd")
-    assert len(mac) == 6 and mac != b"\0" * 6
-    shown = ip("-n", topo.d, "link", "show", "vd")
-    assert mac.hex(":") in shown
-    assert in_ns(topo.d, netio.interface_index, "vd") > 1
-    with pytest.raises(OSError):
-        in_ns(topo.d, netio.interface_mac, "nosuchdev0")
 
 
 def test_receive_udp_from_peer_with_partial_checksum(topo, psock):
@@ -183,14 +51,14 @@ def test_receive_udp_from_peer_with_partial_checksum(topo, psock):
     assert struct.unpack_from("!H", frame, 38)[0] == 8 + len(payload)
     assert frame[42:42 + len(payload)] == payload
     # the peer's veth left the checksum to "hardware": the ring must say so (DESIGN.md)
-    assert status & netio.TP_STATUS_CSUMNOTREADY
-    assert status & netio.TP_STATUS_USER
+    assert status & rings.TP_STATUS_CSUMNOTREADY
+    assert status & rings.TP_STATUS_USER
 
 
 def test_frames_the_full_ring_dropped_are_counted_once(topo):
     """4 MiB of ring (16 blocks) and 6,000 datagrams of 1,400 bytes not read: the kernel drops
     the rest and PACKET_STATISTICS says how many; reading resets the count."""
-    ps = in_ns(topo.d, netio.PacketSocket, "vd")
+    ps = in_ns(topo.d, rings.PacketSocket, "vd")
     sender = in_ns(topo.p, udp_socket)
     try:
         for _ in range(6000):
@@ -215,7 +83,7 @@ def test_own_and_host_transmissions_are_not_received(topo, psock):
     sender = in_ns(topo.p, udp_socket)
     try:
         sender.sendto(b"closed-port", (DIR_IP, 5556))
-        seen = _everything(psock, 1.0)
+        seen = everything(psock, 1.0)
     finally:
         sender.close()
     assert any(is_udp_to(5556)(f) for f in seen), "the peer's frame should have arrived"
@@ -233,7 +101,7 @@ def test_frames_to_another_hosts_mac_are_not_received(topo, psock):
     try:
         for dst_mac, port in ((b"\x02\x00\x5e\x00\x00\x09", 6001), (psock.mac, 6002)):
             sender.send(_udp_frame(dst_mac, peer_mac, PEER_IP, VIP, 4000, port, b"x"))
-        seen = _everything(psock, 1.0)
+        seen = everything(psock, 1.0)
     finally:
         sender.close()
     ports = [struct.unpack_from("!H", f, 36)[0] for f in seen if is_udp_to(6001)(f)
@@ -311,103 +179,6 @@ def _fast_udp(dst_mac: bytes, src_mac: bytes, i: int) -> bytes:
     return base[:42] + b"%06d" % i
 
 
-def _listener(port: int) -> socket.socket:
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind(("0.0.0.0", port))
-    s.listen(16)
-    return s
-
-
-def _connect(addr: tuple[str, int], timeout: float) -> bool:
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.settimeout(timeout)
-    try:
-        s.connect(addr)
-        return True
-    except OSError:
-        return False
-    finally:
-        s.close()
-
-
-def _nft_tables(ns: str) -> str:
-    return subprocess.run(["ip", "netns", "exec", ns, "nft", "list", "tables"], check=True,
-                          capture_output=True, text=True, timeout=10).stdout
-
-
-def test_steal_rules_hide_service_from_kernel_but_not_from_tap(topo, psock):
-    assert in_ns(topo.d, netio.add_vip, "vd", VIP) is True
-    ip("-n", topo.p, "route", "add", f"{VIP}/32", "dev", "vp")
-    lst = in_ns(topo.d, _listener, 8080)
-    rules = netio.StealRules("vd", topo.table)
-    try:
-        # without rules the director's kernel accepts the connection
-        assert in_ns(topo.p, _connect, (VIP, 8080), 2.0) is True
-        in_ns(topo.d, rules.install, [("tcp", VIP, 8080), ("udp", VIP, 53)])
-        in_ns(topo.d, rules.install, [("tcp", VIP, 8080)])  # replacing is fine
-        assert topo.table in _nft_tables(topo.d)
-        psock.receive(0)  # drain
-        assert in_ns(topo.p, _connect, (VIP, 8080), 1.0) is False
-
-        def is_syn(f: bytes) -> bool:
-            return (len(f) >= 54 and f[12:14] == b"\x08\x00" and f[23] == 6
-                    and f[30:34] == socket.inet_aton(VIP)
-                    and struct.unpack_from("!H", f, 36)[0] == 8080 and f[47] & 0x02 != 0)
-
-        assert collect(psock, is_syn, seconds=2.0), "the tap must still see the stolen SYN"
-        in_ns(topo.d, rules.remove)
-        assert topo.table not in _nft_tables(topo.d)
-        in_ns(topo.d, rules.remove)  # idempotent
-        assert in_ns(topo.p, _connect, (VIP, 8080), 2.0) is True
-    finally:
-        lst.close()
-        in_ns(topo.d, rules.remove)
-    with pytest.raises(ValueError):
-        rules.ruleset([("sctp", VIP, 1)])
-
-
-def test_steal_rules_errors_are_clear(topo):
-    rules = netio.StealRules("nosuchdev0", topo.table)
-    with pytest.raises(RuntimeError, match="nosuchdev0"):
-        in_ns(topo.d, rules.install, [("tcp", VIP, 80)])
-    bad = netio.StealRules("vd", "bad name!")
-    with pytest.raises(RuntimeError, match="nft"):
-        in_ns(topo.d, bad.install, [("tcp", VIP, 80)])
-    assert "table" not in _nft_tables(topo.d)
-
-
-def test_add_remove_vip(topo):
-    assert in_ns(topo.d, netio.add_vip, "vd", VIP) is True
-    assert f"{VIP}/32" in ip("-n", topo.d, "addr", "show", "dev", "vd")
-    assert in_ns(topo.d, netio.add_vip, "vd", VIP) is False
-    in_ns(topo.d, netio.remove_vip, "vd", VIP)
-    assert f"{VIP}/32" not in ip("-n", topo.d, "addr", "show", "dev", "vd")
-    in_ns(topo.d, netio.remove_vip, "vd", VIP)  # idempotent
-    assert DIR_IP in ip("-n", topo.d, "addr", "show", "dev", "vd")
-
-
-def test_neighbour_resolver(topo):
-    peer_mac = topo.mac(topo.p, "vp")
-    res = in_ns(topo.d, netio.NeighbourResolver, "vd")
-    try:
-        assert res.lookup(PEER_IP) is None  # nothing has talked yet
-        assert res.resolve(PEER_IP, timeout=3.0) == peer_mac
-        assert res.lookup(PEER_IP) == peer_mac
-        assert res.resolve("198.51.100.77", timeout=0.3) is None  # nobody there
-        static = "198.51.100.9"
-        ip("-n", topo.d, "neigh", "replace", static, "lladdr", "02:00:00:00:00:09", "dev", "vd",
-           "nud", "permanent")
-        assert res.lookup(static) == bytes.fromhex("020000000009")
-        assert res.refresh() == {}
-        ip("-n", topo.d, "neigh", "replace", static, "lladdr", "02:00:00:00:00:0a", "dev", "vd",
-           "nud", "permanent")
-        assert res.refresh() == {static: bytes.fromhex("02000000000a")}
-        assert res.lookup(static) == bytes.fromhex("02000000000a")
-    finally:
-        res.close()
-
-
 def test_busy_tx_slot_falls_back_to_direct_send(topo, psock):
     """A slot the kernel still owns is never overwritten: the frame goes out directly, in order."""
     peer_mac = topo.mac(topo.p, "vp")
@@ -415,10 +186,10 @@ def test_busy_tx_slot_falls_back_to_direct_send(topo, psock):
     try:
         rx.settimeout(2.0)
         slot = psock._tx_head * psock._tx_frame_size
-        struct.pack_into("I", psock._tx_map, slot, netio.TP_STATUS_SENDING)  # pretend busy
+        struct.pack_into("I", psock._tx_map, slot, rings.TP_STATUS_SENDING)  # pretend busy
         psock.send(_udp_frame(peer_mac, psock.mac, DIR_IP, PEER_IP, 4000, 7779, b"direct"))
         assert psock.tx_direct == 1
-        struct.pack_into("I", psock._tx_map, slot, netio.TP_STATUS_AVAILABLE)
+        struct.pack_into("I", psock._tx_map, slot, rings.TP_STATUS_AVAILABLE)
         psock.send(_udp_frame(peer_mac, psock.mac, DIR_IP, PEER_IP, 4000, 7779, b"ring"))
         psock.flush()
         assert [rx.recv(2048), rx.recv(2048)] == [b"direct", b"ring"]
@@ -470,7 +241,7 @@ def test_fanout_keeps_both_directions_of_a_connection_on_one_member(topo):
 
     from pylvs.shell import bpf, fanout
     rip = "198.51.100.7"
-    members = [in_ns(topo.d, netio.PacketSocket, "vd") for _ in range(2)]
+    members = [in_ns(topo.d, rings.PacketSocket, "vd") for _ in range(2)]
     sender = in_ns(topo.p, _raw_sender, "vp")
     try:
         group = os.getpid() & 0xFFFF

@@ -1,0 +1,101 @@
+"""The steal rules: an nftables ``netdev`` table on an interface's ingress hook that drops the
+virtual services' frames, so the director's own kernel never acts on them (the AF_PACKET tap runs
+before the ingress hook and still sees every frame).
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+from collections.abc import Iterable
+
+from pylvs.shell.interfaces import interface_index
+
+
+def _run_nft(ruleset: str) -> None:
+    try:
+        proc = subprocess.run(["nft", "-f", "-"], input=ruleset, capture_output=True, text=True,
+                              timeout=10)
+    except FileNotFoundError:
+        raise RuntimeError("nft (the nftables tool) is not installed") from None
+    if proc.returncode != 0:
+        raise RuntimeError(f"nft -f - failed ({proc.returncode}): {proc.stderr.strip()}\n"
+                           f"ruleset was:\n{ruleset}")
+
+
+class StealRules:
+    """nftables netdev table on the ingress hook of ifname that drops frames to the services so the
+    director's own kernel never sees them (the AF_PACKET tap still does)."""
+
+    def __init__(self, ifname: str, table: str) -> None:
+        self.ifname = ifname
+        self.table = table
+        self.installed = False
+
+    def ruleset(self, services: Iterable[tuple[str, str, int]],
+                replies: Iterable[tuple[str, str, int]] = (), own: Iterable[str] = ()) -> str:
+        """The nft script that (re)creates the table: one drop rule per service, and one per
+        NAT real server ``(protocol, rip, rport)`` whose replies the director must rewrite,
+        except those to the director's ``own`` addresses (its health checks' answers)."""
+        lines = [
+            f"table netdev {self.table} {{",
+            "  chain steal {",
+            f'    type filter hook ingress device "{self.ifname}" priority -500; policy accept;',
+        ]
+        services, replies = list(services), list(replies)
+        for proto, vip, port in services:
+            lines.append(_drop_rule("daddr", "dport", proto, vip, port))
+        own = sorted(own)
+        to_others = f" ip daddr != {{ {', '.join(own)} }}" if own else ""
+        for proto, rip, port in replies:
+            lines.append(_drop_rule("saddr", "sport", proto, rip, port, to_others))
+        # ICMP errors about connections belong to the director too; echo stays with the kernel
+        for vip in dict.fromkeys(vip for _, vip, _ in services):
+            lines.append(f"    ip daddr {vip} icmp type {{ {ICMP_ERRORS} }} drop")
+        for rip in dict.fromkeys(rip for _, rip, _ in replies):
+            lines.append(f"    ip saddr {rip} icmp type {{ {ICMP_ERRORS} }} drop")
+        lines += ["  }", "}"]
+        return "\n".join(lines) + "\n"
+
+    def install(self, services: Iterable[tuple[str, str, int]],
+                replies: Iterable[tuple[str, str, int]] = (), own: Iterable[str] = ()) -> None:
+        """Replace the rules with drops for ``(protocol, vip, port)`` services, atomically."""
+        body = self.ruleset(services, replies, own)
+        # nft accepts an ingress chain on a device that does not exist (it never fires): refuse
+        try:
+            interface_index(self.ifname)
+        except OSError as exc:
+            raise RuntimeError(f"cannot steal frames on {self.ifname!r}: {exc.strerror}") from None
+        # add-then-delete makes the delete safe when the table does not exist yet; the whole
+        # script is one nft transaction, so no frame slips through between old and new rules
+        script = f"table netdev {self.table}\ndelete table netdev {self.table}\n" + body
+        _run_nft(script)
+        self.installed = True
+
+    def remove(self) -> None:
+        """Delete the table (idempotent)."""
+        remove_table(self.table)
+        self.installed = False
+
+
+def remove_table(table: str) -> None:
+    """Delete a netdev table if it exists."""
+    _run_nft(f"table netdev {table}\ndelete table netdev {table}\n")
+
+
+ICMP_ERRORS = "destination-unreachable, source-quench, time-exceeded"
+
+
+def _drop_rule(addr_key: str, port_key: str, proto: str, address: str, port: int,
+               more: str = "") -> str:
+    proto = proto.lower()
+    if proto not in ("tcp", "udp"):
+        raise ValueError(f"unsupported protocol {proto!r} (tcp or udp)")
+    socket.inet_aton(address)  # raises OSError on a bad address
+    port = int(port)
+    if port:
+        return f"    ip {addr_key} {address}{more} {proto} {port_key} {port} drop"
+    # port 0: the whole address (a firewall-mark/any-port style service)
+    return f"    ip {addr_key} {address}{more} meta l4proto {proto} drop"
+
+
