@@ -53,7 +53,7 @@ from bench.http import server_conf
 from pylvs.lab.demo import DirectorProcess
 from pylvs.lab.topology import Lab, curl_argv, lab_config
 from pylvs.shell import control
-from pylvs.shell.engine import BYTES_PER_CONNECTION
+from pylvs.shell.host import BYTES_PER_CONNECTION
 from pylvs.shell.messages import Status, Sysctl
 
 MB = 1_000_000

@@ -3,14 +3,17 @@
 Only the link layer changes: the destination MAC becomes the real server's and the source MAC the
 director's. The IP header keeps VIP as destination; TTL is decremented and the IP checksum updated
 incrementally (RFC 1624). The caller has already refused frames with TTL <= 1. Replies never pass
-the director. Every frame has its IP header at offset 14 (pylvs.core.packet parses no VLANs).
+the director. Every frame has its IP header at offset 14 (pylvs.core.packet parses no VLANs). The
+XDP fast path's entry (``xdp_entries``) makes the program do the same.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from forwarders import Forwarder, NextHop, register
+from pylvs.core import fastpath
+from pylvs.core.forwarding import Forwarder, NextHop, register
 
 if TYPE_CHECKING:
     from pylvs.core.conntrack import Connection
@@ -37,3 +40,8 @@ class DirectRouting(Forwarder):
         frame[24] = csum >> 8
         frame[25] = csum & 0xFF
         return frame
+
+    def xdp_entries(self, conn: Connection, hop: NextHop, ifindex: Mapping[str, int],
+                    slot: int) -> list[tuple[bytes, fastpath.Entry]]:
+        return [(fastpath.key(conn.proto, conn.key12),
+                 fastpath.dr(ifindex[hop.interface], hop.macs, hop.mtu, slot=slot))]

@@ -6,15 +6,18 @@ the reply's source RIP:rport back into VIP:vport. Checksums are updated incremen
 TTL decremented both ways. An ICMP error about a connection has its quoted packet rewritten
 the same way (ip_vs_nat_icmp), so that each side sees only the addresses it knows. A frame of an
 established connection with a plain header takes a shorter way to the same bytes: the deltas of
-its rewrite are worked out once per connection, as the XDP fast path has them in its map.
+its rewrite are worked out once per connection (pylvs.core.csum_delta), and the XDP fast path's
+map entries (``xdp_entries``, both ways) carry the same ones.
 """
 
 from __future__ import annotations
 
 import struct
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from forwarders import Forwarder, NextHop, register
+from pylvs.core import csum_delta, fastpath
+from pylvs.core.forwarding import Forwarder, NextHop, register
 from pylvs.core.packet import checksum, csum_update32, decrement_ttl, rewrite_endpoint, set_macs
 
 if TYPE_CHECKING:
@@ -58,30 +61,30 @@ class Masquerade(Forwarder):
         plan = conn.rewrite or _plan(conn)
         return _rewrite(frame, hop, conn.proto, 26, 34, *plan[1])
 
-
-TTL_DELTA = 0xFEFF
-"""TTL − 1 as a one's-complement delta of its 16-bit word (TTL high, protocol low)."""
+    def xdp_entries(self, conn: Connection, hop: NextHop, ifindex: Mapping[str, int],
+                    slot: int) -> list[tuple[bytes, fastpath.Entry]]:
+        """Toward the real server through ``hop``, and back to the client through the hop
+        the client's frames came from (none yet: no fast path), by the connection's plan."""
+        back = conn.return_hop
+        if back is None or back.interface not in ifindex:
+            return []
+        plan = conn.rewrite or _plan(conn)
+        return [(fastpath.key(conn.proto, conn.key12),
+                 fastpath.nat_planned(True, ifindex[hop.interface], hop.macs, hop.mtu, *plan[0],
+                                      slot=slot)),
+                (fastpath.key(conn.proto, conn.reply_key12),
+                 fastpath.nat_planned(False, ifindex[back.interface], back.macs,
+                                      fastpath.NO_MTU, *plan[1], slot=slot))]
 
 
 def _plan(conn: Connection) -> tuple[tuple[bytes, int, int], tuple[bytes, int, int]]:
     """Toward the server, and back: the 6 address+port bytes to write, the IP and the L4
-    checksum deltas (RFC 1624: ~m + m' over the words that change, the TTL's included)."""
+    checksum deltas (RFC 1624, network order: csum_delta.endpoint)."""
     vip = struct.pack("!IH", conn.vaddr, conn.vport)
     rip = struct.pack("!IH", conn.server.ip, conn.server.port)
-    plan = (_deltas(vip, rip), _deltas(rip, vip))
+    plan = ((rip, *csum_delta.endpoint(vip, rip)), (vip, *csum_delta.endpoint(rip, vip)))
     conn.rewrite = plan
     return plan
-
-
-def _deltas(old: bytes, new: bytes) -> tuple[bytes, int, int]:
-    o, n = struct.unpack("!3H", old), struct.unpack("!3H", new)
-    address = (~o[0] & 0xFFFF) + n[0] + (~o[1] & 0xFFFF) + n[1]
-    return new, _fold(address + TTL_DELTA), _fold(address + (~o[2] & 0xFFFF) + n[2])
-
-
-def _fold(value: int) -> int:
-    value = (value & 0xFFFF) + (value >> 16)
-    return (value & 0xFFFF) + (value >> 16)
 
 
 def _rewrite(frame: bytearray, hop: NextHop, proto: int, addr_off: int, port_off: int,

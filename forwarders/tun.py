@@ -3,16 +3,20 @@
 The client's packet, TTL decremented, travels whole inside a new IPv4 header (protocol 4) from the
 director's address on the route to the real server to the real server itself, through whatever
 routers lie between; the real server unwraps it and answers the client directly from the VIP.
-A frame of an established connection with a plain header gets the same bytes the short way.
+A frame of an established connection with a plain header gets the same bytes the short way, and
+so does one the XDP fast path forwards (``xdp_entries``): both from the sum of the outer header's
+constant words worked out once per connection (pylvs.core.csum_delta).
 """
 
 from __future__ import annotations
 
 import itertools
 import struct
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from forwarders import Forwarder, NextHop, register
+from pylvs.core import csum_delta, fastpath
+from pylvs.core.forwarding import Forwarder, NextHop, register
 from pylvs.core.packet import IPPROTO_IPIP, decrement_ttl, encapsulate_ipip, set_macs
 
 if TYPE_CHECKING:
@@ -42,7 +46,7 @@ class Tunnel(Forwarder):
         constant words are worked out once per connection and hop."""
         plan = conn.rewrite
         if plan is None or plan[0] is not hop:
-            plan = conn.rewrite = _plan(conn, hop)
+            plan = _plan(conn, hop)
         csum = ((frame[24] << 8) | frame[25]) + 0x100  # inner TTL − 1, as DR's rewrite
         frame[22] -= 1
         csum = (csum & 0xFFFF) + (csum >> 16)
@@ -61,9 +65,22 @@ class Tunnel(Forwarder):
         out += frame[14:14 + ip_len]
         return out
 
+    def xdp_entries(self, conn: Connection, hop: NextHop, ifindex: Mapping[str, int],
+                    slot: int) -> list[tuple[bytes, fastpath.Entry]]:
+        """The same outer header made by the program, from the connection's plan."""
+        plan = conn.rewrite
+        if plan is None or plan[0] is not hop:
+            plan = _plan(conn, hop)
+        _, addresses, constant = plan
+        return [(fastpath.key(conn.proto, conn.key12),
+                 fastpath.tun_planned(ifindex[hop.interface], hop.macs, hop.mtu, addresses,
+                                      constant, slot=slot))]
+
 
 def _plan(conn: Connection, hop: NextHop) -> tuple[NextHop, bytes, int]:
     """The hop it was made for, the outer source and destination, and the sum of the outer
-    header's words that do not change (version and length, protocol, the addresses)."""
+    header's words that do not change (csum_delta.ipip_constant), kept in ``conn.rewrite``:
+    the connection's while its hop stays the same."""
     addresses = struct.pack("!II", hop.src_ip, conn.server.ip)
-    return hop, addresses, 0x4500 + IPPROTO_IPIP + sum(struct.unpack("!4H", addresses))
+    plan = conn.rewrite = (hop, addresses, csum_delta.ipip_constant(addresses))
+    return plan

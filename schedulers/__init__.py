@@ -9,6 +9,18 @@ The public face for a plug-in author is this module: ``from schedulers import Sc
 RealServer, Flow`` gives the base class, the real server a scheduler sees (weight, overloaded,
 activeconns, inactconns, stats, address, port) and the flow it chooses for (proto, saddr,
 sport, daddr, dport as integers). Register with ``@register`` or name it ``module:Class``.
+A scheduler reads no clock: the director sets ``now`` before each ``pick``.
+
+- rr, wrr: round robin, weighted round robin;
+- lc, wlc: least connection, weighted least connection (ipvsadm's default);
+- sed, nq: shortest expected delay, never queue;
+- fo, ovf: weighted failover, weighted overflow;
+- sh, dh: source hashing, destination hashing (256 buckets);
+- mh: Maglev hashing (consistent, even spread);
+- lblc, lblcr: locality-based least connection, without and with replication (cache clusters);
+- twos: power of two choices;
+- ranking: the leftmost best server of a list, kept current in O(log n) (the lc family's);
+- hashing: the kernel's hash_32 and hsiphash, bucket tables (sh, dh, mh).
 """
 
 from __future__ import annotations
@@ -39,6 +51,9 @@ class Scheduler:
 
     name: ClassVar[str] = ""
     FLAGS: ClassVar[tuple[str, ...]] = ()
+    now: float = 0.0
+    """The time of the pick, in seconds: set by the caller (the director) before each ``pick``,
+    so a scheduler that ages its state (lblc, lblcr) reads no clock of its own."""
 
     def __init__(self, flags: Sequence[str] = ()) -> None:
         unknown = [f for f in flags if f not in self.FLAGS]

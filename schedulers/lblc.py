@@ -3,13 +3,13 @@
 A cache maps each destination address to the server last chosen for it. The cached server is
 kept while it is available and not "overloaded" in lblc's own sense: more active connections than
 its weight while some server has fewer than half its weight active. Otherwise the wlc choice is
-taken and cached. Entries unused for ``expiration`` seconds (sysctl lblc_expiration, 24 h) go.
+taken and cached. Entries unused for ``expiration`` seconds (sysctl lblc_expiration, 24 h) go;
+the time is ``self.now``, set by the director before each pick (no clock is read here).
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from pylvs.core.model import RealServer
 from pylvs.core.packet import Flow
@@ -31,20 +31,17 @@ class LocalityBased(Ranked):
 
     better = staticmethod(WeightedLeastConnection.better)
 
-    def __init__(self, flags: Sequence[str] = (), expiration: float = EXPIRATION,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, flags: Sequence[str] = (), expiration: float = EXPIRATION) -> None:
         super().__init__(flags)
         self.expiration = expiration
-        self.clock = clock
 
 
 @register
 class LocalityBasedLeastConnection(LocalityBased):
     name = "lblc"
 
-    def __init__(self, flags: Sequence[str] = (), expiration: float = EXPIRATION,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        super().__init__(flags, expiration, clock)
+    def __init__(self, flags: Sequence[str] = (), expiration: float = EXPIRATION) -> None:
+        super().__init__(flags, expiration)
         self.cache: dict[int, tuple[RealServer, float]] = {}
 
     def update(self, servers: Sequence[RealServer]) -> None:
@@ -53,7 +50,7 @@ class LocalityBasedLeastConnection(LocalityBased):
         self.cache = {k: v for k, v in self.cache.items() if id(v[0]) in members}
 
     def pick(self, servers: Sequence[RealServer], flow: Flow) -> RealServer | None:
-        now = self.clock()
+        now = self.now
         entry = self.cache.get(flow.daddr)
         if entry is not None and now - entry[1] > self.expiration:
             del self.cache[flow.daddr]

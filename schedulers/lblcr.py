@@ -4,12 +4,12 @@ Each destination address has a set of servers (newest first). A new connection g
 set's least loaded member (wlc rule); if that one is overloaded in lblc's sense, or the set has
 none, the least loaded server of the whole service (wlc) joins the set and takes it. A set of
 more than one member that has not changed for ``expiration`` seconds drops its most loaded one.
+The time is ``self.now``, set by the director before each pick, as for lblc.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from pylvs.core.model import RealServer
 from pylvs.core.packet import Flow
@@ -63,9 +63,8 @@ class ServerSet:
 class LocalityBasedLeastConnectionReplication(LocalityBased):
     name = "lblcr"
 
-    def __init__(self, flags: Sequence[str] = (), expiration: float = EXPIRATION,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        super().__init__(flags, expiration, clock)
+    def __init__(self, flags: Sequence[str] = (), expiration: float = EXPIRATION) -> None:
+        super().__init__(flags, expiration)
         self.sets: dict[int, ServerSet] = {}
 
     def update(self, servers: Sequence[RealServer]) -> None:
@@ -75,7 +74,7 @@ class LocalityBasedLeastConnectionReplication(LocalityBased):
             entry.members = [m for m in entry.members if id(m) in members]
 
     def pick(self, servers: Sequence[RealServer], flow: Flow) -> RealServer | None:
-        now = self.clock()
+        now = self.now
         entry = self.sets.get(flow.daddr)
         if entry is not None and now - entry.lastuse > self.expiration:
             del self.sets[flow.daddr]

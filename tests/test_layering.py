@@ -2,10 +2,14 @@
 module of the product is imported here.
 
 - pylvs/core, pylvs/adm, pylvs/ha, schedulers, forwarders: no I/O module (sockets, threads,
-  processes, signals, netlink, DNS);
-- pylvs/core imports no other part of pylvs (forwarders and schedulers are its plug-ins);
-  schedulers and forwarders import only the core; ha the core; adm the core and ha (the health
-  and VRRP specs a config holds); shell anything but the labs;
+  processes, signals, netlink, DNS, and ``time``: a sans-IO module is given the time);
+- pylvs/core imports no other part of pylvs, nor the forwarders (it knows the forwarding
+  methods through pylvs.core.forwarding, where they register): only the schedulers, its
+  plug-ins by name; schedulers and forwarders import only the core; ha the core; adm the core
+  and ha (the health and VRRP specs a config holds); shell anything but the labs and the
+  command line;
+- pylvs/lab may use everything of the product; nothing of the product imports the labs but
+  pylvs.cli, the command line, which may import everything;
 - nothing in the product imports bench or tests.
 """
 
@@ -20,16 +24,23 @@ ROOT = Path(__file__).resolve().parent.parent
 PRODUCT = ("pylvs", "schedulers", "forwarders")
 IO_MODULES = {"socket", "subprocess", "threading", "concurrent", "asyncio", "multiprocessing",
               "select", "selectors", "mmap", "ctypes", "fcntl", "signal", "os", "shutil",
-              "http", "urllib", "ssl", "pyroute2", "scapy"}
+              "http", "urllib", "ssl", "pyroute2", "scapy", "time"}
 SANS_IO = ("pylvs.core", "pylvs.adm", "pylvs.ha", "schedulers", "forwarders")
 MAY_IMPORT = {
-    "pylvs.core": ("pylvs.core", "forwarders", "schedulers"),
+    "pylvs.core": ("pylvs.core", "schedulers"),
     "forwarders": ("forwarders", "pylvs.core"),
     "schedulers": ("schedulers", "pylvs.core"),
     "pylvs.ha": ("pylvs.ha", "pylvs.core", "forwarders", "schedulers"),
     "pylvs.adm": ("pylvs.adm", "pylvs.ha", "pylvs.core", "forwarders", "schedulers"),
     "pylvs.shell": ("pylvs.shell", "pylvs.adm", "pylvs.ha", "pylvs.core", "forwarders",
                     "schedulers"),
+    "pylvs.lab": ("pylvs.lab", "pylvs.shell", "pylvs.adm", "pylvs.ha", "pylvs.core",
+                  "forwarders", "schedulers"),
+    "pylvs.cli": ("pylvs.cli", "pylvs.lab", "pylvs.shell", "pylvs.adm", "pylvs.ha", "pylvs.core",
+                  "forwarders", "schedulers"),
+    # any other module at the top of pylvs (__init__, __main__): everything but the labs
+    "pylvs": ("pylvs.cli", "pylvs.shell", "pylvs.adm", "pylvs.ha", "pylvs.core", "forwarders",
+              "schedulers"),
 }
 NEVER = ("bench", "tests")
 
@@ -120,17 +131,79 @@ def test_each_subpackage_says_its_rule():
     ("pylvs.ha.vrrp", "import socket\n"),
     ("pylvs.adm.layouts", "import socket\n"),
     ("pylvs.shell.engine", "from bench import dataplane\n"),
+    ("pylvs.core.conntrack", "import time\n"),
+    ("pylvs.core.director", "from time import monotonic\n"),
+    ("pylvs.core.director", "from pylvs.shell import engine\n"),
+    ("pylvs.shell.engine", "from pylvs.lab import demo\n"),
+    ("pylvs.shell.control", "from pylvs import cli\n"),
+    ("pylvs.adm.commands", "from ..lab import kept\n"),
+    ("pylvs.__main__", "from pylvs.lab import demo\n"),
+    ("schedulers.lblc", "import time\n"),
+    ("pylvs.core.director", "import forwarders\n"),
+    ("pylvs.core.model", "from forwarders.nat import NatForwarder\n"),
 ])
 def test_the_check_catches(module, source):
     assert violations(module, source)
 
 
 @pytest.mark.parametrize("module,source", [
-    ("pylvs.core.director", "import forwarders\nfrom pylvs.core import icmp\n"),
+    ("pylvs.core.model", "from schedulers import Scheduler\nfrom pylvs.core import icmp\n"),
     ("forwarders.nat", "from pylvs.core.packet import checksum\n"),
     ("pylvs.adm.commands", "from pylvs.core.director import Director\n"),
     ("pylvs.shell.engine", "import socket\nfrom pylvs.adm import ipvsadm\n"),
     ("pylvs.lab.demo", "import subprocess\nfrom pylvs.shell import control\n"),
+    ("pylvs.lab.kept", "import time\nimport schedulers\nfrom pylvs.core.model import Service\n"),
+    ("pylvs.cli", "from pylvs.lab.commands import main\nfrom pylvs.shell import engine\n"),
+    ("pylvs.__main__", "from pylvs.cli import main\n"),
+    ("pylvs.shell.engine", "import time\n"),
 ])
 def test_the_check_allows(module, source):
     assert violations(module, source) == []
+
+
+CORE_OBJECTS = {"director", "table", "conn", "connection", "server", "rs", "svc", "service",
+                "stats", "template", "hop", "outbox", "scheduler", "defense"}
+"""The names the shell gives the core's objects (Director, ConnectionTable, Connection, ...)."""
+
+
+def core_writes(source: str) -> list[int]:
+    """Lines that assign to an attribute (or an item of one) of a core object, as the shell
+    names them: ``conn.expires = ``, ``self.director.table.x = ``, ``director.counters[k] += ``."""
+    lines = []
+    for node in ast.walk(ast.parse(source)):
+        targets = node.targets if isinstance(node, ast.Assign) else \
+            [node.target] if isinstance(node, ast.AugAssign | ast.AnnAssign) else []
+        for target in targets:
+            for part in ast.walk(target):
+                if isinstance(part, ast.Subscript):
+                    part = part.value
+                if not isinstance(part, ast.Attribute):
+                    continue
+                chain = part.value
+                names = []
+                while isinstance(chain, ast.Attribute):
+                    names.append(chain.attr)
+                    chain = chain.value
+                if isinstance(chain, ast.Name):
+                    names.append(chain.id)
+                if CORE_OBJECTS & set(names):
+                    lines.append(node.lineno)
+    return sorted(set(lines))
+
+
+@pytest.mark.parametrize("name,path", [(n, p) for n, p in modules() if n.startswith("pylvs.shell")],
+                         ids=[n for n, _ in modules() if n.startswith("pylvs.shell")])
+def test_the_shell_writes_no_core_object(name, path):
+    assert core_writes(path.read_text()) == [], f"{name} writes into a core object"
+
+
+@pytest.mark.parametrize("source", [
+    "conn.expires = 3\n", "self.director.table.max_connections = 1\n",
+    "director.counters['x'] += 1\n", "server.stats.inpkts += 2\n",
+])
+def test_the_write_check_catches(source):
+    assert core_writes(source)
+
+
+def test_the_write_check_allows_the_shells_own():
+    assert core_writes("self.links[name] = link\nself.master, self.held = m, h\n") == []

@@ -77,13 +77,13 @@ def edit_service(director: Director, command: Command) -> None:
 
 def delete_service(director: Director, command: Command) -> None:
     service = _service(director, command, "No such service")
-    _drop_connections(director, lambda conn: conn.service is service)
+    director.drop_connections(lambda conn: conn.service is service)
     del director.services[service.key]
 
 
 def flush(director: Director) -> None:
     for service in list(director.services.values()):
-        _drop_connections(director, lambda conn, s=service: conn.service is s)
+        director.drop_connections(lambda conn, s=service: conn.service is s)
     director.services.clear()
 
 
@@ -121,7 +121,7 @@ def edit_server(director: Director, command: Command) -> None:
     if upper == 0 or upper > server.upper_threshold:
         server.overloaded = False
     server.set_weight(1 if command.weight is None else command.weight)
-    server.forward = command.forward or forwarders.DEFAULT
+    server.set_forward(command.forward or forwarders.DEFAULT)
     server.upper_threshold, server.lower_threshold = upper, command.l_threshold or 0
     service.scheduler.update(service.real_servers)
 
@@ -131,17 +131,8 @@ def delete_server(director: Director, command: Command) -> None:
     server = service.find_real_server(*_server_endpoint(service, command, forced=False))
     if server is None:
         raise DirectorError("No such destination")
-    _drop_connections(director, lambda conn: conn.server is server)
+    director.drop_connections(lambda conn: conn.server is server)
     service.remove_real_server(server)
-
-
-def _drop_connections(director: Director, doomed) -> None:
-    table = director.table
-    for conn in [c for c in table if doomed(c)]:
-        table.remove(conn)
-        director.counters["nodest_expired"] += 1
-    for template in [t for t in table.templates.values() if doomed(t)]:
-        table.remove_template(template)
 
 
 def zero(director: Director, command: Command) -> None:

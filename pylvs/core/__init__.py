@@ -2,8 +2,19 @@
 
 packet (offsets, the Flow, checksums), icmp (errors sent and related), model (virtual services,
 real servers, counters), conntrack (connections, IPVS's state tables and timeouts), director
-(one frame in, at most one out) and segment (what GSO would have done on the wire). Everything
-here works on bytes and plain objects: no socket, thread, subprocess, signal or DNS, no clock of
-its own (the caller passes ``now``), and nothing of ipvsadm, HA, the shell or the labs. It may use
-its plug-ins: the schedulers and the forwarders.
+(one frame in, at most one out), outbox (the one way out of the core: what the shell drains),
+sysctls (IPVS's knobs) and defense (its defences against floods and memory shortage), segment
+(what GSO would have done on the wire), ebpf (an eBPF assembler) and fastpath (the XDP program
+and its map entries), offloaded (what the fast path forwarded, into IPVS's timers and
+counters), and:
+
+- forwarding: the forwarding method's interface (``Forwarder``), the ``NextHop`` and the
+  registry the ``forwarders`` plug-ins register into; real servers bind their method here.
+- csum_delta: RFC 1624's checksum deltas (NAT's rewrite, the TTL, IP-in-IP's constant outer
+  sum), in network order, for the Python short paths and the XDP map entries alike.
+
+Everything here works on bytes and plain objects: no socket, thread, subprocess, signal or DNS,
+no clock of its own (the caller passes ``now``), and nothing of ipvsadm, HA, the shell or the
+labs. It knows its plug-ins (the schedulers and the forwarders) through the interfaces they
+implement.
 """

@@ -11,14 +11,14 @@ active. Time is passed in by the caller (seconds, monotonic), so nothing here re
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-import forwarders
 from pylvs.core.model import PROTO_NAMES, RealServer, VirtualService, int_to_ip
+from pylvs.core.outbox import Outbox
 
 if TYPE_CHECKING:
-    from forwarders import Forwarder, NextHop
+    from pylvs.core.forwarding import Forwarder, NextHop
 
 NONE, ESTABLISHED, SYN_SENT, SYN_RECV, FIN_WAIT, TIME_WAIT, CLOSE, CLOSE_WAIT, LAST_ACK, \
     LISTEN, SYNACK = range(11)
@@ -144,7 +144,7 @@ class Connection:
         self.key12 = key12
         self.service = service
         self.server = server
-        self.forwarder: Forwarder = forwarders.REGISTRY[server.forward]
+        self.forwarder: Forwarder = server.forwarder
         """The method bound when the connection is made, as ip_vs_bind_xmit (config and
         ipvsadm take only registered names)."""
         self.state = NONE if proto == 6 else UDP_STATE
@@ -232,41 +232,24 @@ class Template:
 
 
 CONTROLLING_REARM = 60
-SyncRule = Callable[[int, int, int, int], bool]
-"""(protocol, state at the last sync, state now, client packets) → send it now."""
-
-
-def _never(protocol: int, old_state: int, new_state: int, in_pkts: int) -> bool:
-    return False
 
 
 class ConnectionTable:
-    """Connections by (proto, client ip, client port, vip, vport), with IPVS's counting rules."""
+    """Connections by (proto, client ip, client port, vip, vport), with IPVS's counting rules.
+    What the shell must hear of (offers to the fast path, withdrawals, connections to sync) goes
+    into ``outbox`` (the director's own, or a fresh one)."""
 
-    def __init__(self, timeouts: Timeouts | None = None) -> None:
+    def __init__(self, timeouts: Timeouts | None = None, outbox: Outbox | None = None) -> None:
         self.timeouts = timeouts or Timeouts()
         self.by_proto: dict[int, dict[bytes, Connection]] = {6: {}, 17: {}}
         self.replies: dict[int, dict[bytes, Connection]] = {6: {}, 17: {}}
         self.templates: dict[TemplateKey, Template] = {}
         self.max_connections = 0
         """0: no bound; else new connections beyond it are refused (IPVS's defence)."""
-        self.outbox: list[Connection] | None = None
-        """While a sync daemon sends: the connections due to go to the backups."""
-        self.sync_due: SyncRule = _never
-        """When a connection is due (pylvs.ha.sync's rule, set with the outbox)."""
+        self.outbox = outbox if outbox is not None else Outbox()
+        """Offers to the fast path and withdrawals; connections due to the sync daemon."""
         self.secure = False
         """TCP moves by IPVS's secure table (secure_tcp on: pylvs.core.defense)."""
-        self.offered: list[Connection] | None = None
-        """With an XDP fast path: connections that became ready for it (``offerable``)."""
-        self.withdrawn: list[Connection] = []
-        """Offloaded connections removed, or moved on from the state they were offered in."""
-
-    def start_sync(self, due: SyncRule) -> None:
-        """Collect, in the outbox, each connection when ``due`` says it goes to the backups."""
-        self.outbox, self.sync_due = [], due
-
-    def stop_sync(self) -> None:
-        self.outbox, self.sync_due = None, _never
 
     def __len__(self) -> int:
         by_proto = self.by_proto
@@ -326,12 +309,15 @@ class ConnectionTable:
         template.controls += 1
 
     def count_in(self, conn: Connection) -> None:
-        """After update() and in_pkts of a client's packet while a sync daemon sends: the
-        connection into the outbox when the kernel's rule says it is due."""
+        """After update() and in_pkts of a client's packet while a sync daemon sends
+        (``outbox.syncing``): the connection into the outbox when the kernel's rule says it is
+        due."""
+        outbox = self.outbox
+        due = outbox.sync_due
         state = conn.state if conn.proto == 6 else 0  # UDP travels as IPVS's state 0
-        if self.sync_due(conn.proto, conn.synced_state, state, conn.in_pkts):
+        if due is not None and due(conn.proto, conn.synced_state, state, conn.in_pkts):
             conn.synced_state = state
-            self.outbox.append(conn)  # type: ignore[union-attr]
+            outbox.due.append(conn)
 
     def update(self, conn: Connection, direction: int, tcp_flags: int, now: float) -> None:
         """Run the state machine for one packet and re-arm the timer."""
@@ -339,7 +325,7 @@ class ConnectionTable:
             conn.expires = now + self.timeouts.by_state[UDP_STATE]
             if direction == OUTPUT and conn.template is not None:
                 conn.template.assured = True
-            if self.offered is not None and not conn.offloaded:
+            if self.outbox.offered is not None and not conn.offloaded:
                 self._offer(conn)
             return
         if conn.nooutput:
@@ -356,10 +342,9 @@ class ConnectionTable:
             if state == ESTABLISHED and conn.template is not None:
                 conn.template.assured = True
             if conn.offloaded:
-                conn.offloaded = False
-                self.withdrawn.append(conn)
+                self.outbox.withdraw(conn)
         conn.expires = now + self.timeouts.by_state[state]
-        if self.offered is not None and not conn.offloaded and state == ESTABLISHED:
+        if state == ESTABLISHED and not conn.offloaded and self.outbox.offered is not None:
             self._offer(conn)
 
     def _offer(self, conn: Connection) -> None:
@@ -367,13 +352,11 @@ class ConnectionTable:
         needs (NAT: the way back to the client)."""
         if conn.forwarder.masquerades and conn.return_hop is None:
             return
-        conn.offloaded = True
-        self.offered.append(conn)  # type: ignore[union-attr]
+        self.outbox.offer(conn)
 
     def remove(self, conn: Connection) -> None:
         if conn.offloaded:
-            conn.offloaded = False
-            self.withdrawn.append(conn)
+            self.outbox.withdraw(conn)
         del self.by_proto[conn.proto][conn.key12]
         if conn.forwarder.masquerades:
             replies = self.replies[conn.proto]

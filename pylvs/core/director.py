@@ -16,8 +16,6 @@ import struct
 from collections import Counter
 from collections.abc import Callable, Iterable
 
-import forwarders
-from forwarders import NextHop
 from pylvs.core import icmp
 from pylvs.core.conntrack import (
     INPUT,
@@ -29,8 +27,10 @@ from pylvs.core.conntrack import (
     pack_key,
 )
 from pylvs.core.defense import SCAN_SHARE, Defense
+from pylvs.core.forwarding import NextHop
 from pylvs.core.icmp import DEST_UNREACH, FRAG_NEEDED, PORT_UNREACH, TIME_EXCEEDED, TTL_EXPIRED
 from pylvs.core.model import RealServer, VirtualService
+from pylvs.core.outbox import Count, Outbox
 from pylvs.core.packet import (
     IPPROTO_ICMP,
     IPPROTO_TCP,
@@ -49,22 +49,26 @@ ESTIMATOR_INTERVAL = 2.0
 MAX_RETURN_HOPS = 4096
 REPLY_DEST = struct.Struct("!I2xH")
 """A NAT reply's destination address and port, read from its IP destination on."""
+FORWARDED, REPLIED = Count.FORWARDED, Count.REPLIED
+"""The counts of every frame, bound here: a global is cheaper than an enum's attribute."""
 
 
 class Director:
     def __init__(self, services: Iterable[VirtualService], timeouts: Timeouts | None = None
                  ) -> None:
         self.services: dict[tuple[int, int, int], VirtualService] = {s.key: s for s in services}
-        self.table = ConnectionTable(timeouts)
+        self.outbox = Outbox()
+        """The one way out: counts, rules changed, offers to the fast path, connections to sync."""
+        self.table = ConnectionTable(timeouts, self.outbox)
         self.hops: dict[int, NextHop] = {}
         self.interfaces: dict[str, bytes] = {}
         self.default_interface = ""
-        self.counters: Counter[str] = Counter()
+        self.counters: Counter[str] = self.outbox.counts
+        """The outbox's counts (``Count``), by the name the tests and the shell read."""
         self.path_mtu: dict[int, int] = {}
         """Client address → the MTU a "fragmentation needed" told it (for re-segmenting GSO)."""
         self.nat_endpoints: set[tuple[int, int, int]] = set()
         self.return_hops: dict[tuple[str, bytes], NextHop] = {}
-        self.listeners: list[Callable[[], None]] = []
         self.next_estimate = 0.0
         self.sysctls = Sysctls()
         self.defense = Defense(self.sysctls)
@@ -78,6 +82,11 @@ class Director:
         the same values."""
         self.sysctls = sysctls
         self.defense = Defense(sysctls)
+
+    def set_max_connections(self, limit: int) -> None:
+        """New connections beyond ``limit`` are refused (0: no bound), as IPVS's conn_tab
+        bound; the table's share of the host's memory is the shell's to work out."""
+        self.table.max_connections = limit
 
     def add_interface(self, name: str, mac: bytes) -> None:
         """An interface frames arrive on; the first one is the default ingress."""
@@ -102,7 +111,7 @@ class Director:
                        ingress: str = "") -> Out | None:
         flow = parse(frame)
         if flow is None:
-            self.counters["not_ipv4"] += 1
+            self.counters[Count.NOT_IPV4] += 1
             return None
         ingress = ingress or self.default_interface
         service = self.services.get((flow.proto, flow.daddr, flow.dport))
@@ -126,11 +135,11 @@ class Director:
               ingress: str) -> Out | None:
         """A client's packet, counted, on to the connection's real server by its method."""
         if flow.ttl <= 1:
-            self.counters["ttl_exceeded"] += 1
+            self.counters[Count.TTL_EXCEEDED] += 1
             return self._icmp_error(frame, flow, ingress, TIME_EXCEEDED, TTL_EXPIRED)
         hop = self.hops.get(conn.server.ip)
         if hop is None:
-            self.counters["no_next_hop"] += 1
+            self.counters[Count.NO_NEXT_HOP] += 1
             return None
         forwarder = conn.forwarder
         if flow.ip_len + forwarder.overhead > hop.mtu:
@@ -140,7 +149,7 @@ class Director:
         out = forwarder.forward(frame, flow, conn, hop)
         if out is None:
             return None
-        self.counters["forwarded"] += 1
+        self.counters[FORWARDED] += 1
         return out, hop.interface
 
     def _schedule(self, frame: bytearray, flow: Flow, service: VirtualService, now: float,
@@ -148,17 +157,17 @@ class Director:
         """A new connection, or what to answer instead. TCP only on SYN without RST, or with
         sloppy_tcp on any packet without RST (tcp_conn_schedule)."""
         if flow.proto == IPPROTO_TCP and not self._may_start(flow.tcp_flags):
-            self.counters["no_connection"] += 1
+            self.counters[Count.NO_CONNECTION] += 1
             return None
         if self.defense.drop_rate and self.defense.todrop():
-            self.counters["defense_dropped_packets"] += 1
+            self.counters[Count.DEFENSE_DROPPED_PACKETS] += 1
             return None
         if self.table.full():
-            self.counters["table_full"] += 1
+            self.counters[Count.TABLE_FULL] += 1
             return None
         server, template = self._pick(service, flow, now)
         if server is None:
-            self.counters["no_destination"] += 1
+            self.counters[Count.NO_DESTINATION] += 1
             return self._icmp_error(frame, flow, ingress, DEST_UNREACH, PORT_UNREACH)
         conn = self.table.create((flow.proto, flow.saddr, flow.sport, flow.daddr, flow.dport),
                                  service, server, now)
@@ -177,6 +186,7 @@ class Director:
               ) -> tuple[RealServer | None, Template | None]:
         """The scheduler's choice, through the client's persistence template if the service
         has persistence."""
+        service.scheduler.now = now  # the scheduler's time (lblc/lblcr age entries): no clock
         if not service.persistence_timeout:
             return service.scheduler.pick(service.real_servers, flow), None
         template = self._template(service, flow, now)
@@ -187,11 +197,11 @@ class Director:
         """ipvsadm -o: a connection for this datagram alone (IPVS's IP_VS_CONN_F_ONE_PACKET),
         scheduled, counted and sent, never kept: not listed, not synced, no reply path."""
         if self.defense.drop_rate and self.defense.todrop():
-            self.counters["defense_dropped_packets"] += 1
+            self.counters[Count.DEFENSE_DROPPED_PACKETS] += 1
             return None
         server, _ = self._pick(service, flow, now)
         if server is None:
-            self.counters["no_destination"] += 1
+            self.counters[Count.NO_DESTINATION] += 1
             return self._icmp_error(frame, flow, ingress, DEST_UNREACH, PORT_UNREACH)
         conn = Connection(flow.proto, pack_key(flow.saddr, flow.sport, flow.daddr, flow.dport),
                           service, server, now)
@@ -199,7 +209,7 @@ class Director:
             stats.conns += 1
             stats.inpkts += 1
             stats.inbytes += flow.ip_len
-        self.counters["one_packet"] += 1
+        self.counters[Count.ONE_PACKET] += 1
         return self._send(frame, flow, conn, csum_partial, ingress)
 
     def _count_in(self, conn: Connection, flags: int, ip_len: int, now: float) -> None:
@@ -207,7 +217,7 @@ class Director:
         table = self.table
         table.update(conn, INPUT, flags, now)
         conn.in_pkts += 1
-        if table.outbox is not None:
+        if table.outbox.sync_due is not None:
             table.count_in(conn)
         stats = conn.service.stats
         stats.inpkts += 1
@@ -259,7 +269,7 @@ class Director:
             if (proto, *REPLY_DEST.unpack_from(frame, 30)) in self.services:
                 return None  # addressed to a service: the general path decides, as it would
             self._count_out(conn, flags, ip_len, now)
-            self.counters["replied"] += 1
+            self.counters[REPLIED] += 1
             hop = conn.return_hop
             return conn.forwarder.reply_established(frame, conn, hop, flags, ip_len), \
                 hop.interface
@@ -268,7 +278,7 @@ class Director:
         if hop is None or ip_len + forwarder.overhead > hop.mtu:
             return None
         self._count_in(conn, flags, ip_len, now)
-        self.counters["forwarded"] += 1
+        self.counters[FORWARDED] += 1
         return forwarder.established(frame, conn, hop, flags, ip_len), hop.interface
 
     def _return_hop(self, frame: bytearray, ingress: str) -> NextHop:
@@ -288,32 +298,32 @@ class Director:
         the connection's method; from a NAT real server, back to the client as from the VIP."""
         q = icmp.quoted(frame, flow)
         if q is None:
-            self.counters["not_service"] += 1
+            self.counters[Count.NOT_SERVICE] += 1
             return None
         conn = self.table.get((q.proto, q.daddr, q.dport, q.saddr, q.sport))
         inbound = conn is not None and flow.daddr == conn.vaddr
         if not inbound:
             conn = self.table.get_reply((q.proto, q.daddr, q.dport, q.saddr, q.sport))
         if conn is None or not icmp.checksum_ok(frame, flow) or flow.ttl <= 1:
-            self.counters["icmp_dropped"] += 1
+            self.counters[Count.ICMP_DROPPED] += 1
             return None
         hop = self.hops.get(conn.server.ip) if inbound else conn.return_hop
         if hop is None:
-            self.counters["no_next_hop" if inbound else "icmp_dropped"] += 1
+            self.counters[Count.NO_NEXT_HOP if inbound else Count.ICMP_DROPPED] += 1
             return None
         out = conn.forwarder.relay_error(frame, flow, q, conn, hop, inbound)
         if out is None:
             return None
-        self.counters["icmp_relayed"] += 1
+        self.counters[Count.ICMP_RELAYED] += 1
         return out, hop.interface
 
     def _too_big(self, frame: bytearray, flow: Flow, ingress: str, mtu: int) -> Out | None:
         """DF set: tell the client the usable MTU (its PMTU discovery does the rest); else drop:
         pylvs does not fragment."""
         if not dont_fragment(frame, flow.l3off):
-            self.counters["too_big_dropped"] += 1
+            self.counters[Count.TOO_BIG_DROPPED] += 1
             return None
-        self.counters["frag_needed"] += 1
+        self.counters[Count.FRAG_NEEDED] += 1
         self.path_mtu[flow.saddr] = mtu
         return self._icmp_error(frame, flow, ingress, DEST_UNREACH, FRAG_NEEDED, mtu)
 
@@ -340,11 +350,11 @@ class Director:
         conn = self.table.get_reply((flow.proto, flow.saddr, flow.sport, flow.daddr, flow.dport))
         if conn is None or conn.return_hop is None:
             nat = (flow.proto, flow.saddr, flow.sport) in self.nat_endpoints
-            self.counters["reply_no_connection" if nat else "not_service"] += 1
+            self.counters[Count.REPLY_NO_CONNECTION if nat else Count.NOT_SERVICE] += 1
             return None
         self._count_out(conn, flow.tcp_flags, flow.ip_len, now)
         if flow.ttl <= 1:
-            self.counters["ttl_exceeded"] += 1
+            self.counters[Count.TTL_EXCEEDED] += 1
             return None
         if csum_partial:
             complete_l4_checksum(frame, flow)
@@ -352,7 +362,7 @@ class Director:
         out = conn.forwarder.reply(frame, flow, conn, hop)
         if out is None:
             return None
-        self.counters["replied"] += 1
+        self.counters[REPLIED] += 1
         return out, hop.interface
 
     def _icmp_error(self, frame: bytearray, flow: Flow, ingress: str, icmp_type: int,
@@ -360,11 +370,11 @@ class Director:
         mac = self.interfaces.get(ingress)
         if mac is None:
             return None
-        self.counters["icmp_sent"] += 1
+        self.counters[Count.ICMP_SENT] += 1
         return icmp.error_frame(frame, flow, icmp_type, code, mac, mtu), ingress
 
     def tick(self, now: float) -> None:
-        self.counters["expired"] += self.table.expire(now)
+        self.counters[Count.EXPIRED] += self.table.expire(now)
         if now >= self.next_estimate:
             for service in self.services.values():
                 service.stats.estimate()
@@ -384,7 +394,21 @@ class Director:
         for conn in defense.doomed(self._scan_batch(), table.timeouts, now):
             if table.by_proto[conn.proto].get(conn.key12) is conn:
                 table.remove(conn)
-                self.counters["defense_dropped_entries"] += 1
+                self.counters[Count.DEFENSE_DROPPED_ENTRIES] += 1
+
+    def drop_connections(self, doomed: Callable[[Connection | Template], bool]) -> int:
+        """A real server or service deleted: its connections go at once, counted as IPVS's
+        expire_nodest_conn would have (nodest_expired), and its persistence templates with them.
+        Returns how many connections went."""
+        table = self.table
+        gone = [conn for conn in table if doomed(conn)]
+        for conn in gone:
+            table.remove(conn)
+        if gone:
+            self.counters[Count.NODEST_EXPIRED] += len(gone)
+        for template in [t for t in table.templates.values() if doomed(t)]:
+            table.remove_template(template)
+        return len(gone)
 
     def _scan_batch(self) -> list[Connection]:
         """The next 1/32 of the table, from a snapshot taken anew every 32 passes: each entry
@@ -399,8 +423,8 @@ class Director:
         return batch
 
     def changed(self) -> None:
-        """The rules changed: recompute what depends on them, tell the I/O shell."""
+        """The rules changed: recompute what depends on them, tell the I/O shell (through the
+        outbox: ``take_rules_changed``)."""
         self.nat_endpoints = {(svc.proto, rs.ip, rs.port) for svc in self.services.values()
-                              for rs in svc.real_servers if forwarders.get(rs.forward).masquerades}
-        for listener in self.listeners:
-            listener()
+                              for rs in svc.real_servers if rs.forwarder.masquerades}
+        self.outbox.rules_changed = True

@@ -3,16 +3,21 @@ Python, and the map entries the director fills for it.
 
 The director decides; the program only looks up and rewrites. A frame is looked up by the 12
 bytes at its IP source (saddr, daddr, sport, dport) and its protocol, the same key the
-connection table uses for clients (``Connection.key12``) and NAT replies (``reply_key12``). On a
-hit it does what the connection's forwarder does in Python, byte for byte:
+connection table uses for clients (``Connection.key12``) and NAT replies (``reply_key12``). Each
+forwarder makes the entries of its connections (``Forwarder.xdp_entries``, from the builders
+here: ``key``, ``dr``, ``nat``, ``tun``), so that on a hit the program does what that forwarder
+does in Python, byte for byte; ``for_connection`` asks the connection's. The program's actions:
 
 - DR: the hop's MACs, TTL − 1, the IP checksum updated;
 - NAT to the real server: destination address and port, MACs, TTL, checksums (IP, and TCP or
-  UDP, updated by deltas computed here: XDP has no l4_csum_replace); back to the client:
-  the source address and port the same way;
+  UDP, updated by the entry's deltas: XDP has no l4_csum_replace); back to the client: the
+  source address and port the same way;
 - TUN: TTL − 1 and the inner checksum, then 20 bytes of headroom for an outer IPv4 header
   (protocol 4, from the director's address to the real server's, TOS, TTL and DF copied from
-  the inner one, as ip_vs_tunnel_xmit).
+  the inner one, as ip_vs_tunnel_xmit), its checksum from the entry's constant sum.
+
+The deltas and sums are pylvs.core.csum_delta's, the same the Python short paths use, computed
+in network order and byte-swapped for the program.
 
 It counts packets and bytes and stamps the time (bpf_ktime_get_ns) in the entry, so the
 director keeps IPVS's timers and statistics, then redirects the frame to the hop's interface.
@@ -26,12 +31,12 @@ interface index) and in network order where it copies them into the frame.
 
 from __future__ import annotations
 
-import dataclasses
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from pylvs.core import csum_delta
 from pylvs.core.ebpf import (
     ADD,
     AND,
@@ -64,8 +69,8 @@ from pylvs.core.ebpf import (
 from pylvs.core.ebpf import Assembler as Asm
 
 if TYPE_CHECKING:
-    from forwarders import NextHop
     from pylvs.core.conntrack import Connection
+    from pylvs.core.forwarding import NextHop
 
 DR, NAT_IN, NAT_OUT, TUN = 1, 2, 3, 4
 """What a map entry makes the program do."""
@@ -81,8 +86,8 @@ STATS = struct.Struct("<QQQQ")
 SLOTS_PER_WORKER = 1024
 STATS_SLOTS = 64 * SLOTS_PER_WORKER
 """Rows of the stats map: 1,024 real servers for each of up to 64 workers."""
-TTL_DELTA = 0xFFFE
-"""TTL − 1 as a one's-complement delta of its 16-bit word read little-endian (TTL low)."""
+TTL_DELTA = csum_delta.swap(csum_delta.TTL)
+"""TTL − 1 as a one's-complement delta of its 16-bit word read little-endian (TTL low): 0xFFFE."""
 TUN_OVERHEAD = 20
 ETH, IP_OFF = 14, 14
 
@@ -123,24 +128,40 @@ def slot(value: bytes) -> int:
     return struct.unpack_from("<I", value, SLOT)[0]
 
 
-def dr(ifindex: int, macs: bytes, mtu: int) -> Entry:
-    return Entry(DR, ifindex, macs, mtu)
+def dr(ifindex: int, macs: bytes, mtu: int, slot: int = 0) -> Entry:
+    return Entry(DR, ifindex, macs, mtu, slot=slot)
 
 
-def nat(inbound: bool, ifindex: int, macs: bytes, mtu: int, old: bytes, new: bytes) -> Entry:
+def nat(inbound: bool, ifindex: int, macs: bytes, mtu: int, old: bytes, new: bytes,
+        slot: int = 0) -> Entry:
     """NAT toward the real server (inbound: the destination changes) or back to the client
     (the source): ``old`` and ``new`` are address (4 bytes) + port (2 bytes), network order."""
-    addr_delta = _delta(old[:4], new[:4])
+    return nat_planned(inbound, ifindex, macs, mtu, new, *csum_delta.endpoint(old, new),
+                       slot=slot)
+
+
+def nat_planned(inbound: bool, ifindex: int, macs: bytes, mtu: int, new: bytes, ip_delta: int,
+                l4_delta: int, slot: int = 0) -> Entry:
+    """``nat`` from deltas already worked out (csum_delta.endpoint's, network order)."""
     return Entry(NAT_IN if inbound else NAT_OUT, ifindex, macs, mtu, new[:4], new[4:6],
-                 _fold(addr_delta + TTL_DELTA), _fold(addr_delta + _delta(old[4:], new[4:])))
+                 csum_delta.swap(ip_delta), csum_delta.swap(l4_delta), slot=slot)
 
 
-def tun(ifindex: int, macs: bytes, mtu: int, source: bytes, destination: bytes) -> Entry:
+def tun(ifindex: int, macs: bytes, mtu: int, source: bytes, destination: bytes,
+        slot: int = 0) -> Entry:
     """IP-in-IP from ``source`` to ``destination`` (network order); the outer header's
     checksum starts from the sum of what does not change from frame to frame."""
-    constant = bytes([0x45, 0, 0, 0, 0, 0, 0, 0, 0, 4, 0, 0]) + source + destination
-    return Entry(TUN, ifindex, macs, mtu, destination, tun_src=source,
-                 tun_sum=sum(struct.unpack("<10H", constant)))
+    addresses = source + destination
+    return tun_planned(ifindex, macs, mtu, addresses, csum_delta.ipip_constant(addresses),
+                       slot=slot)
+
+
+def tun_planned(ifindex: int, macs: bytes, mtu: int, addresses: bytes, constant: int,
+                slot: int = 0) -> Entry:
+    """``tun`` from the outer source and destination (8 bytes) and their header's constant
+    sum already worked out (csum_delta.ipip_constant's, network order)."""
+    return Entry(TUN, ifindex, macs, mtu, addresses[4:8], tun_src=addresses[:4],
+                 tun_sum=csum_delta.swap(constant), slot=slot)
 
 
 NO_MTU = 0xFFFF
@@ -150,42 +171,15 @@ NO_MTU = 0xFFFF
 def for_connection(conn: Connection, hop: NextHop, ifindex: Mapping[str, int], slot: int = 0
                    ) -> list[tuple[bytes, Entry]]:
     """The map entries that forward ``conn`` as its forwarder would, toward its real server
-    through ``hop`` (and back to the client, for NAT); [] for a method the program lacks.
-    ``slot``: the real server's row in the stats map."""
-    method, out = conn.forwarder.name, ifindex.get(hop.interface)
-    if out is None:
+    through ``hop`` (and back to the client, for NAT): the forwarder's ``xdp_entries``; [] when
+    the hop's interface has no index here, or for a method the program lacks. ``slot``: the
+    real server's row in the stats map."""
+    if ifindex.get(hop.interface) is None:
         return []
-    inbound = key(conn.proto, conn.key12)
-    if method == "dr":
-        return [(inbound, dataclasses.replace(dr(out, hop.macs, hop.mtu), slot=slot))]
-    if method == "tun":
-        entry = tun(out, hop.macs, hop.mtu, struct.pack("!I", hop.src_ip),
-                    struct.pack("!I", conn.server.ip))
-        return [(inbound, dataclasses.replace(entry, slot=slot))]
-    back = conn.return_hop
-    if method != "nat" or back is None or back.interface not in ifindex:
-        return []
-    vip = struct.pack("!IH", conn.vaddr, conn.vport)
-    rip = struct.pack("!IH", conn.server.ip, conn.server.port)
-    return [(inbound, dataclasses.replace(nat(True, out, hop.macs, hop.mtu, vip, rip),
-                                          slot=slot)),
-            (key(conn.proto, conn.reply_key12),
-             dataclasses.replace(nat(False, ifindex[back.interface], back.macs, NO_MTU, rip,
-                                     vip), slot=slot))]
+    return conn.forwarder.xdp_entries(conn, hop, ifindex, slot)
 
 
-def _delta(old: bytes, new: bytes) -> int:
-    """RFC 1624's ~m + m' summed over the 16-bit words, read little-endian as the program
-    reads them (one's-complement sums do not care which byte order, if it is one)."""
-    words = len(old) // 2
-    return sum((~o & 0xFFFF) + n for o, n in zip(struct.unpack(f"<{words}H", old),
-                                                 struct.unpack(f"<{words}H", new), strict=True))
-
-
-def _fold(value: int) -> int:
-    while value >> 16:
-        value = (value & 0xFFFF) + (value >> 16)
-    return value
+_fold = csum_delta.fold  # end-around carries, as the program's _fold_into
 
 
 def program(map_fd: int, stats_fd: int) -> bytes:

@@ -13,9 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-import forwarders
+from pylvs.core import forwarding
 
 if TYPE_CHECKING:
+    from pylvs.core.forwarding import Forwarder
     from schedulers import Scheduler
 
 PROTO_NUMBERS = {"tcp": 6, "udp": 17}
@@ -83,7 +84,8 @@ class RealServer:
     address: str
     port: int
     weight: int = 1
-    forward: str = forwarders.DEFAULT
+    forward: str = forwarding.DEFAULT
+    """The forwarding method's name; ``set_forward`` changes it with ``forwarder``."""
     upper_threshold: int = 0
     lower_threshold: int = 0
     activeconns: int = 0
@@ -96,10 +98,19 @@ class RealServer:
     """The last non-zero weight (mh keeps its table when a server is quiesced)."""
     watcher: Callable[[RealServer], None] | None = field(default=None, repr=False)
     """Told of every change of counters or OVERLOAD: the scheduler's incremental indexes."""
+    forwarder: Forwarder = field(init=False, repr=False, compare=False)
+    """The method ``forward`` names, bound when the server is made (an unknown name is a
+    KeyError): what the connection table binds to each new connection."""
 
     def __post_init__(self) -> None:
         self.ip = ip_to_int(self.address)
         self.last_weight = self.weight
+        self.forwarder = forwarding.get(self.forward)
+
+    def set_forward(self, name: str) -> None:
+        """ipvsadm -e -g/-m/-i: the method of new connections (made ones keep theirs)."""
+        self.forwarder = forwarding.get(name)
+        self.forward = name
 
     def set_weight(self, weight: int) -> None:
         """ipvsadm -e -w: the caller tells the scheduler (update), as IPVS's upd_dest."""
@@ -168,7 +179,7 @@ class VirtualService:
     address: str
     port: int
     scheduler: Scheduler
-    forward: str = forwarders.DEFAULT
+    forward: str = forwarding.DEFAULT
     persistence_timeout: int = 0
     persistence_netmask: str = "255.255.255.255"
     real_servers: list[RealServer] = field(default_factory=list)

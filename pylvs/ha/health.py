@@ -81,6 +81,12 @@ class ServerHealth:
     def weight(self) -> int:
         return self.server.weight
 
+    def begin(self, now: float) -> None:
+        """The checks start at ``now``: a first check due now, up or down since now, unless
+        carried over a reload (ServiceHealth.carry)."""
+        self.due = self.due or now
+        self.since = self.since or now
+
     def result(self, ok: bool, detail: str, now: float, latency: float | None = None) -> bool:
         """Take one check's result (``latency``: seconds, when the probe timed an answer);
         True when the server changed between alive and dead."""

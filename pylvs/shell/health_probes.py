@@ -120,9 +120,8 @@ class Checker:
         self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
         now = time.monotonic()
         servers = [server for service in self.services for server in service.servers]
-        for server in servers:  # carried over a reload: kept (ServiceHealth.carry)
-            server.due = server.due or now
-            server.since = server.since or now
+        for server in servers:
+            server.begin(now)
         tasks = [asyncio.create_task(self._watch(server)) for server in servers]
         self._ready.set()
         await self._stop.wait()

@@ -1,6 +1,6 @@
 """IPVS's connection sync daemon on the wire, its two halves as IPVS runs them.
 
-The master half multicasts the connections the table put in its outbox (pylvs.ha.sync's rule) to
+The master half multicasts the connections the core put in its outbox (pylvs.ha.sync's rule) to
 224.0.0.81:8848 with TTL 1 on its interface, in version 1 messages; the backup half listens
 there and installs what it hears (pylvs.ha.replica). `[director] sync_daemon = true` runs both, as
 keepalived's lvs_sync_daemon does (with workers, each worker sends for itself and the supervisor
@@ -74,15 +74,14 @@ class SyncMaster(SyncHalf):
         self.sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, sync.SYNC_TTL)
         self.sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 0)
         self.sock.setblocking(False)
-        director.table.start_sync(sync.should_sync)
+        director.outbox.start_sync(sync.should_sync)
 
     def poll(self, now: float) -> None:
-        outbox = self.director.table.outbox
-        if not outbox:
+        due = self.director.outbox.take_sync()
+        if not due:
             return
         timeouts = self.director.table.timeouts
-        conns = [replica.to_wire(conn, timeouts) for conn in dict.fromkeys(outbox)]
-        outbox.clear()
+        conns = [replica.to_wire(conn, timeouts) for conn in due]
         for message in sync.encode(conns, self.syncid, self.maxlen):
             try:
                 self.sock.sendto(message, (sync.SYNC_GROUP, sync.SYNC_PORT))
@@ -92,7 +91,7 @@ class SyncMaster(SyncHalf):
                 log.debug("sync daemon: send failed: %s", exc)
 
     def close(self) -> None:
-        self.director.table.stop_sync()
+        self.director.outbox.stop_sync()
         self.sock.close()
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import socket
+from collections import Counter
 from collections.abc import Callable
 
 from pylvs.adm.config import Config, VrrpInstance
@@ -36,6 +37,8 @@ class InstanceSocket:
         self.spec = spec
         self.vips = list(spec.virtual_ipaddress)
         self.router = router
+        self.counters: Counter[str] = Counter()
+        """What went wrong on the wire: malformed packets, failed sends."""
         self.source = router.config.source_ip
         self.targets = list(spec.unicast_peers) or [vrrp.VRRP_GROUP]
         self.mac = interfaces.interface_mac(spec.interface)
@@ -69,7 +72,7 @@ class InstanceSocket:
             try:
                 found.append(vrrp.parse_packet(packet))
             except vrrp.VrrpError as exc:
-                self.router.counters["malformed"] += 1
+                self.counters["malformed"] += 1
                 log.debug("vrrp: %s: dropped a packet: %s", self.spec.name, exc)
 
     def carry_out(self, action: vrrp.Action) -> None:
@@ -86,7 +89,7 @@ class InstanceSocket:
         try:
             send(*args)
         except OSError as exc:  # the link may be down: VRRP goes on, as keepalived's does
-            self.router.counters["send_failed"] += 1
+            self.counters["send_failed"] += 1
             log.debug("vrrp: send failed: %s", exc)
 
     def close(self) -> None:
@@ -120,7 +123,7 @@ class VrrpSockets:
         self.single = len(self.specs) == 1 and not config.vrrp_instances[0].own_vips
         claimed = {vip for spec in self.specs.values() for vip in spec.virtual_ipaddress}
         self.unclaimed = frozenset(s.address for s in config.services) - claimed
-        self.elections: dict[str, InstanceSocket] = {}
+        self.sockets: dict[str, InstanceSocket] = {}
         self.others = {name: {(o.interface, o.virtual_router_id) for o in self.specs.values()
                               if o.name != name} for name in self.specs}
         """Each instance's neighbours (interface, vrid): their adverts are not its business."""
@@ -129,7 +132,7 @@ class VrrpSockets:
         self.scripts = Scripts(s for s in config.vrrp_scripts.values() if s.name in tracked)
         try:
             for name, router in self.instances.routers.items():
-                self.elections[name] = InstanceSocket(self.specs[name], router)
+                self.sockets[name] = InstanceSocket(self.specs[name], router)
         except BaseException:
             self.close_in_child()
             raise
@@ -137,7 +140,7 @@ class VrrpSockets:
     def fileno(self) -> int:
         """The first instance's socket: every instance's socket sees every advert of its
         interface, so this one wakes a loop for all of them on that interface."""
-        return next(iter(self.elections.values())).sock.fileno()
+        return next(iter(self.sockets.values())).sock.fileno()
 
     @property
     def state(self) -> str:
@@ -147,7 +150,7 @@ class VrrpSockets:
         self.scripts.start()
         for name, spec in self.specs.items():
             log.info("vrrp: instance %s (%d) on %s from %s, priority %d, VIPs %s", name,
-                     spec.virtual_router_id, spec.interface, self.elections[name].source,
+                     spec.virtual_router_id, spec.interface, self.sockets[name].source,
                      spec.priority, ", ".join(spec.virtual_ipaddress))
         self._carry_out(self.instances.start(now, dict(self.links.state)))
         if not self.single:  # the services no instance claims are held from the start
@@ -155,9 +158,9 @@ class VrrpSockets:
 
     def poll(self, now: float) -> None:
         """The adverts waiting now, links and scripts that changed, then the timers due."""
-        for name, election in self.elections.items():
-            for advert, source in election.received():
-                if (election.spec.interface, advert.vrid) in self.others[name]:
+        for name, member in self.sockets.items():
+            for advert, source in member.received():
+                if (member.spec.interface, advert.vrid) in self.others[name]:
                     continue  # another instance's: its own socket has it too
                 self._carry_out(self.instances.receive(name, advert, source, now))
         for ifname, up in self.links.changed().items():
@@ -177,8 +180,8 @@ class VrrpSockets:
 
     def close_in_child(self) -> None:
         """In a process forked from the director: VRRP stays the director's, unannounced."""
-        for election in self.elections.values():
-            election.close()
+        for member in self.sockets.values():
+            member.close()
         self.links.close()
 
     def held(self) -> frozenset[str] | None:
@@ -201,7 +204,7 @@ class VrrpSockets:
                 log.warning("vrrp: %s -> %s" if self.single else f"vrrp: {name}: %s -> %s",
                             action.old, action.new)
             else:
-                self.elections[name].carry_out(action)
+                self.sockets[name].carry_out(action)
         if moved:
             master = not self.single or self.state == str(vrrp.State.MASTER)
             self.on_master(master, self.held())
@@ -234,7 +237,8 @@ class VrrpSockets:
                         "virtual_ipaddress": list(spec.virtual_ipaddress),
                         "failing": [{"kind": t.kind, "name": t.name, "weight": t.weight}
                                     for t in tracker.failing],
-                        "transitions": dict(self.instances.transitions[name])})
+                        "transitions": dict(self.instances.transitions[name]),
+                        "wire_errors": dict(self.sockets[name].counters)})
         return out
 
     def rows(self) -> list[tuple[str, str, str, bool, dict[str, int]]]:

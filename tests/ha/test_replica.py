@@ -16,13 +16,12 @@ from tests.helpers.frames import dr_frame
 
 def _master():
     director = dr_director("rr")
-    director.table.start_sync(sync.should_sync)
+    director.outbox.start_sync(sync.should_sync)
     return director
 
 
 def _messages(director, now=1.0) -> list[bytes]:
-    conns = [replica.to_wire(c, director.table.timeouts) for c in director.table.outbox]
-    director.table.outbox.clear()
+    conns = [replica.to_wire(c, director.table.timeouts) for c in director.outbox.take_sync()]
     return sync.encode(conns, syncid=7)
 
 
@@ -30,9 +29,9 @@ def test_a_connection_is_sent_at_its_third_packet_and_on_fin():
     master = _master()
     for flags in ("S", "A"):
         master.handle(bytearray(dr_frame(flags=flags)), 1.0)
-    assert master.table.outbox == []
+    assert master.outbox.take_sync() == []
     master.handle(bytearray(dr_frame(flags="PA", payload=b"GET /")), 1.0)
-    (conn,) = master.table.outbox
+    (conn,) = master.outbox.due
     (entry,) = sync.decode(_messages(master)[0], 7)
     assert (entry.caddr, entry.cport, entry.vaddr, entry.vport, entry.daddr, entry.dport) == (
         "203.0.113.5", 40000, "192.0.2.100", 80, conn.server.address, 80)

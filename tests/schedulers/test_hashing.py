@@ -10,7 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import schedulers
-from pylvs.core.model import RealServer
+from pylvs.core.director import Director
+from pylvs.core.forwarding import NextHop
+from pylvs.core.model import RealServer, VirtualService, ip_to_int
 from pylvs.core.packet import Flow
 from schedulers.hashing import fill_buckets, hash_32, siphash
 from schedulers.mh import populate, turns_for
@@ -136,14 +138,34 @@ def test_lblc_keeps_a_destination_on_its_server_until_it_is_overloaded():
 
 
 def test_lblc_entries_expire():
-    now = [0.0]
     servers = servers_from([1, 1])
-    lblc = make("lblc", servers, expiration=10.0, clock=lambda: now[0])
+    lblc = make("lblc", servers, expiration=10.0)
+    lblc.now = 0.0
     first = lblc.pick(servers, flow(1, daddr=7))
     first.bind(active=False)
     first.bind(active=False)
-    now[0] = 11.0
+    lblc.now = 11.0
     assert lblc.pick(servers, flow(1, daddr=7)) is not first  # wlc again: the other is idle
+
+
+@pytest.mark.parametrize("persistence", [0, 360])
+def test_the_director_gives_the_scheduler_its_time(persistence):
+    from scapy.layers.inet import IP, TCP
+    from scapy.layers.l2 import Ether
+
+    vip = "192.0.2.100"
+    service = VirtualService("tcp", vip, 80, schedulers.get("lblc")(), "dr", persistence)
+    for i in (1, 2):
+        service.add_real_server(RealServer(f"198.51.100.{i}", 80))
+    director = Director([service])
+    for i in (1, 2):
+        director.set_hop(ip_to_int(f"198.51.100.{i}"),
+                         NextHop(bytes(6), bytes([2, 0, 0, 0, 1, i]), "eth0"))
+    frame = (Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
+             / IP(src="203.0.113.5", dst=vip) / TCP(sport=40000, dport=80, flags="S"))
+    assert director.handle(bytearray(bytes(frame)), 1234.5) is not None
+    assert service.scheduler.now == 1234.5
+    assert [t for _, t in service.scheduler.cache.values()] == [1234.5]
 
 
 def test_lblcr_grows_the_set_when_its_best_member_is_overloaded():

@@ -13,8 +13,9 @@ from pylvs.adm.config import Config, load
 from pylvs.core.director import Director
 from pylvs.core.model import RealServer, VirtualService, ip_to_int
 from pylvs.core.sysctls import Sysctls
-from pylvs.shell.engine import Engine, apply
+from pylvs.shell.engine import Engine
 from pylvs.shell.messages import Reload, Reply, Status, Stop, Sysctl
+from pylvs.shell.requests import apply, render_counts
 
 
 def _engine() -> Engine:
@@ -32,7 +33,7 @@ def test_a_failing_step_is_counted_and_logged_and_the_loop_goes_on(caplog):
     with caplog.at_level(logging.ERROR, logger="pylvs"):
         engine.guarded("refreshing neighbours and routes", netlink_gone)
         engine.guarded("refreshing neighbours and routes", netlink_gone)
-    assert engine.director.counters["host_errors"] == 2
+    assert engine.counters()["host_errors"] == 2
     assert "refreshing neighbours and routes failed; the director goes on" in caplog.text
     assert "No such device" in caplog.text
 
@@ -108,11 +109,10 @@ def test_a_change_the_host_cannot_follow_leaves_the_rules_as_they_were(caplog):
     def nftables_refuses() -> None:
         raise OSError(22, "nft: Invalid argument")
 
-    director.listeners.append(nftables_refuses)
     with caplog.at_level(logging.ERROR, logger="pylvs"):
         for argv in ("-a -t 10.0.0.1:80 -r 10.0.1.2:80", "-e -t 10.0.0.1:80 -r 10.0.1.1:80 -w 9",
                      "-D -u 10.0.0.1:53", "-E -t 10.0.0.1:80 -s wlc", "--set 5 6 7", "-C"):
-            reply = apply(director, ipvsadm.parse(argv.split()))
+            reply = apply(director, ipvsadm.parse(argv.split()), follow=nftables_refuses)
             assert reply.rc == 255 and "the rules stay as they were" in reply.stderr, argv
             assert commands.adm(director, ["-Sn"], 0.0) == before, argv
             if argv != "-C":  # what did not change is the same object, with its connections
@@ -129,21 +129,20 @@ def test_a_reload_keeps_a_dead_server_out_instead_of_adding_it_back(tmp_path):
                               '"tcp", interval = 3600, delay_before_retry = 3600 }\n')
     path.write_text(checked + '\n  [[virtual_server.real_server]]\n  address = "127.0.0.3:80"\n')
     engine = Engine(load(path))
-    engine.start_checks()
+    engine.ha.start_checks(engine.requests.adm_line)
     try:
         engine.config.health[0].servers[0].alive = False  # as if its check had failed
-        engine._apply_health()
+        engine.ha.apply_health()
         path.write_text(path.read_text().replace('"127.0.0.3:80"', '"127.0.0.3:80"\n  weight = 2'))
         reply = engine.handle(Reload())
         assert reply.rc == 0 and reply.stdout == "-e -t 127.0.0.1:80 -r 127.0.0.3:80 -g -w 2\n"
         assert [s.alive for s in engine.config.health[0].servers] == [False, True]
     finally:
-        engine._stop_checks()
+        engine.ha.stop_checks()
 
 
 def test_status_text_shows_the_sync_daemons_counts_while_one_runs():
-    from pylvs.shell.engine import _render_counts
     counts = {"connections": 2, "max_connections": 9, "counters": {}, "sync": None}
-    assert "sync daemon" not in _render_counts(counts)
+    assert "sync daemon" not in render_counts(counts)
     counts["sync"] = {"sent": 4, "received": 1}
-    assert _render_counts(counts).endswith("sync daemon: received 1, sent 4\n")
+    assert render_counts(counts).endswith("sync daemon: received 1, sent 4\n")

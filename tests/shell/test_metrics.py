@@ -191,8 +191,8 @@ def _sync_engine() -> Engine:
     through lo), their counters as the real sockets leave them."""
     from pylvs.shell.sync_socket import SyncBackup, SyncMaster
     engine = _engine()
-    engine.sync_daemons = {"master": SyncMaster(engine.director, "lo", 0),
-                           "backup": SyncBackup(engine.director, "lo", 7)}
+    engine.ha.sync_daemons = {"master": SyncMaster(engine.director, "lo", 0),
+                              "backup": SyncBackup(engine.director, "lo", 7)}
     return engine
 
 
@@ -211,7 +211,7 @@ def test_no_sync_daemon_no_sync_metrics_and_a_running_one_shows_zeros():
     try:
         found = _sync_families(engine)
     finally:
-        for half in engine.sync_daemons.values():
+        for half in engine.ha.sync_daemons.values():
             half.close()
     assert found == {
         "pylvs_sync_messages": {"sent": 0.0, "received": 0.0},
