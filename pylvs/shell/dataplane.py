@@ -22,6 +22,7 @@ from pylvs.core.model import VirtualService
 from pylvs.core.packet import ETH_HLEN
 from pylvs.core.segment import segment_tcp
 from pylvs.shell import bpf, fanout
+from pylvs.shell.cleanup import clean
 from pylvs.shell.links import Link
 from pylvs.shell.nexthops import NextHops
 from pylvs.shell.offload import Offload
@@ -172,9 +173,6 @@ class DataPlane:
 
     def close(self) -> None:
         for link in self.links.values():
-            try:
-                link.close()
-            except Exception as exc:  # keep cleaning; report what could not be undone
-                log.error("clean-up step failed: %s", exc)
+            clean(link.close, f"closing {link.name}")
         self.links.clear()
         self.egress.clear()

@@ -31,6 +31,7 @@ from pylvs.adm.config import Config
 from pylvs.core.director import Director
 from pylvs.core.model import VirtualService
 from pylvs.shell import metrics
+from pylvs.shell.cleanup import clean
 from pylvs.shell.control import Channel, ControlServer
 from pylvs.shell.dataplane import DataPlane
 from pylvs.shell.ha_runtime import HaRuntime
@@ -318,10 +319,7 @@ class Engine:
         if self.plane is not None:
             self.plane.close()
         if self.control is not None:
-            try:
-                self.control.close()
-            except Exception as exc:  # keep cleaning
-                log.error("clean-up step failed: %s", exc)
+            clean(self.control.close, "closing the control socket")
             self.control = None
         if self.host is not None:
             self.host.release()

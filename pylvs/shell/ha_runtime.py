@@ -26,6 +26,7 @@ from pylvs.ha import bgp
 from pylvs.ha.sync import SyncConn
 from pylvs.shell import metrics
 from pylvs.shell.announcer import AnnounceError, Announcer
+from pylvs.shell.cleanup import clean
 from pylvs.shell.health_probes import Checker
 from pylvs.shell.messages import Reply
 from pylvs.shell.sync_socket import DEFAULT_INTERFACE, SyncBackup, SyncHalf, SyncMaster
@@ -262,10 +263,7 @@ class HaRuntime:
 
     def _close_announcer(self) -> None:
         if self.announcer is not None:
-            try:
-                self.announcer.close()
-            except Exception as exc:  # keep cleaning
-                log.error("bgp: could not stop cleanly: %s", exc)
+            clean(self.announcer.close, "bgp: stopping BIRD")
             self.announcer = None
 
     def close(self) -> None:
@@ -274,16 +272,10 @@ class HaRuntime:
         adverts), the checks, the sync daemon."""
         self._close_announcer()
         if self.metrics_server is not None:
-            try:
-                self.metrics_server.close()
-            except Exception as exc:  # keep cleaning
-                log.error("metrics: could not stop cleanly: %s", exc)
+            clean(self.metrics_server.close, "metrics: stopping the server")
             self.metrics_server = None
         if self.vrrp is not None:
-            try:
-                self.vrrp.stop(time.monotonic())
-            except Exception as exc:  # keep cleaning
-                log.error("vrrp: could not stop cleanly: %s", exc)
+            clean(lambda: self.vrrp.stop(time.monotonic()), "vrrp: stopping")  # type: ignore[union-attr]
             self.vrrp = None
         self.stop_checks()
         for half in self.sync_daemons.values():

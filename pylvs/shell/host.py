@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 from pylvs.core.model import VirtualService
 from pylvs.shell import addresses, nftables
+from pylvs.shell.cleanup import clean
 from pylvs.shell.guard import Guard
 
 log = logging.getLogger("pylvs")
@@ -104,17 +105,11 @@ class HostState:
         steps = [*(lambda v=vip: addresses.remove_vip(self.interface, v) for vip in self.vips),
                  *(steal.remove for steal in self.steals)]
         for step in steps:
-            try:
-                step()
-            except Exception as exc:  # keep cleaning; report what could not be undone
-                log.error("clean-up step failed: %s", exc)
+            clean(step)
         self.vips = []
 
     def release(self) -> None:
         """Last, once nothing is left for it to remove: the guard exits."""
         if self.guard is not None:
-            try:
-                self.guard.close()
-            except Exception as exc:  # noqa: BLE001 - the stop goes on
-                log.error("clean-up step failed: %s", exc)
+            clean(self.guard.close, "stopping the guard")
             self.guard = None

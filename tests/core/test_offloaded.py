@@ -44,6 +44,14 @@ class Maps:
         self.rows[row_key(slot)] = fastpath.STATS.pack(*counters)
 
 
+def _offloading(director=None):
+    """A director offering to a fast path, its ledger and the maps it writes."""
+    director = director or dr_director()
+    director.outbox.start_offering()
+    ledger = FastPathLedger(IFINDEX)
+    return director, ledger, Maps(ledger)
+
+
 def _dr_established(director, sport=40000, now=1.0):
     for flags in ("S", "A"):
         director.handle(bytearray(dr_frame(sport=sport, flags=flags)), now)
@@ -88,10 +96,7 @@ def test_a_worker_counts_in_rows_of_its_own():
 
 
 def test_a_connection_that_leaves_its_state_or_the_table_leaves_the_map():
-    director = dr_director()
-    director.outbox.start_offering()
-    ledger = FastPathLedger(IFINDEX)
-    maps = Maps(ledger)
+    director, ledger, maps = _offloading()
     conn = _dr_established(director)
     _offered(director, ledger, maps)
     assert len(maps.conns) == 1
@@ -107,10 +112,7 @@ def test_a_connection_that_leaves_its_state_or_the_table_leaves_the_map():
 
 
 def test_withdrawn_and_offered_again_in_one_batch_is_in_the_map_once():
-    director = dr_director()
-    director.outbox.start_offering()
-    ledger = FastPathLedger(IFINDEX)
-    maps = Maps(ledger)
+    director, ledger, maps = _offloading()
     conn = _dr_established(director)
     _offered(director, ledger, maps)
     director.outbox.withdraw(conn)
@@ -124,10 +126,7 @@ def test_withdrawn_and_offered_again_in_one_batch_is_in_the_map_once():
 
 
 def test_new_packets_raise_in_pkts_and_rearm_the_timer_from_the_last_time():
-    director = dr_director()
-    director.outbox.start_offering()
-    ledger = FastPathLedger(IFINDEX)
-    maps = Maps(ledger)
+    director, ledger, maps = _offloading()
     conn = _dr_established(director, now=1.0)
     _offered(director, ledger, maps)
     key = fastpath.key(6, conn.key12)
@@ -143,10 +142,7 @@ def test_new_packets_raise_in_pkts_and_rearm_the_timer_from_the_last_time():
 
 
 def test_only_the_connections_about_to_expire_are_read_but_for_a_listing():
-    director = dr_director()
-    director.outbox.start_offering()
-    ledger = FastPathLedger(IFINDEX)
-    maps = Maps(ledger)
+    director, ledger, maps = _offloading()
     soon, later = _dr_established(director, 40000, now=1.0), _dr_established(director, 40001,
                                                                               now=100.0)
     _offered(director, ledger, maps)
@@ -158,10 +154,7 @@ def test_only_the_connections_about_to_expire_are_read_but_for_a_listing():
 
 
 def test_a_nat_reply_entry_rearms_the_timer_too():
-    director = nat_director()
-    director.outbox.start_offering()
-    ledger = FastPathLedger(IFINDEX)
-    maps = Maps(ledger)
+    director, ledger, maps = _offloading(nat_director())
     director.handle(bytearray(inbound("203.0.113.5", 40000, b"")), 1.0)
     director.handle(bytearray(reply("203.0.113.5", 40000, b"")), 1.0)
     director.handle(bytearray(inbound("203.0.113.5", 40000, b"", flags="A")), 1.0)
@@ -176,10 +169,7 @@ def test_a_nat_reply_entry_rearms_the_timer_too():
 
 
 def test_a_stats_row_grows_its_server_and_service_stats_by_what_it_grew():
-    director = dr_director()
-    director.outbox.start_offering()
-    ledger = FastPathLedger(IFINDEX)
-    maps = Maps(ledger)
+    director, ledger, maps = _offloading()
     conn = _dr_established(director)
     _offered(director, ledger, maps)
     server, service = conn.server.stats, conn.service.stats
@@ -194,10 +184,7 @@ def test_a_stats_row_grows_its_server_and_service_stats_by_what_it_grew():
 
 
 def test_a_deleted_server_gives_its_row_back_once_its_connections_are_gone():
-    director = dr_director()
-    director.outbox.start_offering()
-    ledger = FastPathLedger(IFINDEX)
-    maps = Maps(ledger)
+    director, ledger, maps = _offloading()
     conn = _dr_established(director)
     _offered(director, ledger, maps)
     service = conn.service
@@ -215,10 +202,7 @@ def test_a_deleted_server_gives_its_row_back_once_its_connections_are_gone():
 
 
 def test_a_server_whose_hop_changed_has_its_entries_made_again():
-    director = dr_director()
-    director.outbox.start_offering()
-    ledger = FastPathLedger(IFINDEX)
-    maps = Maps(ledger)
+    director, ledger, maps = _offloading()
     conn = _dr_established(director)
     _offered(director, ledger, maps)
     key = fastpath.key(6, conn.key12)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import shutil
 import socket
 import struct
 import subprocess
@@ -22,6 +23,13 @@ import time
 import pytest
 
 from pylvs.shell import interfaces, rings
+
+NEEDS_NAMESPACES = [
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root: builds network namespaces"),
+    pytest.mark.skipif(shutil.which("ip") is None, reason="needs iproute2's `ip`"),
+    pytest.mark.skipif(shutil.which("nft") is None, reason="needs nftables' `nft`"),
+]
+"""A test module's marks when it uses the veth pair."""
 
 DIR_IP = "198.51.100.1"
 PEER_IP = "198.51.100.2"

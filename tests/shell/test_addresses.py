@@ -3,19 +3,10 @@ veth pair (tests.helpers.veth)."""
 
 from __future__ import annotations
 
-import os
-import shutil
-
-import pytest
-
 from pylvs.shell import addresses
-from tests.helpers.veth import DIR_IP, VIP, in_ns, ip
+from tests.helpers.veth import DIR_IP, NEEDS_NAMESPACES, VIP, in_ns, ip
 
-pytestmark = [
-    pytest.mark.skipif(os.geteuid() != 0, reason="needs root: builds network namespaces"),
-    pytest.mark.skipif(shutil.which("ip") is None, reason="needs iproute2's `ip`"),
-    pytest.mark.skipif(shutil.which("nft") is None, reason="needs nftables' `nft`"),
-]
+pytestmark = NEEDS_NAMESPACES
 
 
 def test_add_remove_vip(topo):

@@ -3,19 +3,12 @@ veth pair (tests.helpers.veth)."""
 
 from __future__ import annotations
 
-import os
-import shutil
-
 import pytest
 
 from pylvs.shell import interfaces
-from tests.helpers.veth import in_ns, ip
+from tests.helpers.veth import NEEDS_NAMESPACES, in_ns, ip
 
-pytestmark = [
-    pytest.mark.skipif(os.geteuid() != 0, reason="needs root: builds network namespaces"),
-    pytest.mark.skipif(shutil.which("ip") is None, reason="needs iproute2's `ip`"),
-    pytest.mark.skipif(shutil.which("nft") is None, reason="needs nftables' `nft`"),
-]
+pytestmark = NEEDS_NAMESPACES
 
 
 def test_interface_facts(topo):

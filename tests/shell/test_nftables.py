@@ -3,8 +3,6 @@ veth pair (tests.helpers.veth)."""
 
 from __future__ import annotations
 
-import os
-import shutil
 import socket
 import struct
 import subprocess
@@ -12,13 +10,9 @@ import subprocess
 import pytest
 
 from pylvs.shell import addresses, nftables
-from tests.helpers.veth import VIP, collect, in_ns, ip
+from tests.helpers.veth import NEEDS_NAMESPACES, VIP, collect, in_ns, ip
 
-pytestmark = [
-    pytest.mark.skipif(os.geteuid() != 0, reason="needs root: builds network namespaces"),
-    pytest.mark.skipif(shutil.which("ip") is None, reason="needs iproute2's `ip`"),
-    pytest.mark.skipif(shutil.which("nft") is None, reason="needs nftables' `nft`"),
-]
+pytestmark = NEEDS_NAMESPACES
 
 
 def _listener(port: int) -> socket.socket:

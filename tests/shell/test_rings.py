@@ -4,17 +4,15 @@ joined by a veth pair (tests.helpers.veth)."""
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import struct
 import threading
 import time
 
-import pytest
-
 from pylvs.shell import rings
 from tests.helpers.veth import (
     DIR_IP,
+    NEEDS_NAMESPACES,
     PEER_IP,
     SO_RCVBUFFORCE,
     VIP,
@@ -25,11 +23,7 @@ from tests.helpers.veth import (
     udp_socket,
 )
 
-pytestmark = [
-    pytest.mark.skipif(os.geteuid() != 0, reason="needs root: builds network namespaces"),
-    pytest.mark.skipif(shutil.which("ip") is None, reason="needs iproute2's `ip`"),
-    pytest.mark.skipif(shutil.which("nft") is None, reason="needs nftables' `nft`"),
-]
+pytestmark = NEEDS_NAMESPACES
 
 
 def test_receive_udp_from_peer_with_partial_checksum(topo, psock):
