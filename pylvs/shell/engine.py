@@ -67,6 +67,7 @@ class Engine:
         self.requests = requests(self)
         self.ha.install_synced = self.requests.install_synced
         self.ha.tell_guard = self.tell_guard
+        self.ha.served = self.served
         self.control = control
         self.offload: Offload | None = plane.offload if plane is not None else None
         """The XDP fast path, with offload = "xdp" (pylvs.shell.offload)."""
@@ -136,7 +137,7 @@ class Engine:
             return
         self.ha.start_checks(self.requests.adm_line)
         self.ha.start_vrrp(self.set_master)
-        self.ha.start_announcer(self.config.interface, self.host.vips, self.served)
+        self.ha.start_announcer(self.config.interface, self.host.vips)
         self.ha.start_metrics()
 
     # -- the rules and the host ---------------------------------------------------------------

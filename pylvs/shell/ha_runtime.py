@@ -57,6 +57,9 @@ class HaRuntime:
         """How a health change reaches the rules: as ipvsadm lines."""
         self.tell_guard: Callable[[], None] = lambda: None
         """Called when BIRD's process or files change."""
+        self.served: Callable[[], tuple[list[VirtualService], bool]] = lambda: ([], False)
+        """The services this director forwards, and whether it forwards at all: what BGP
+        announces follows it."""
 
     # -- health checks ------------------------------------------------------------------------
 
@@ -100,13 +103,10 @@ class HaRuntime:
 
     # -- BGP ----------------------------------------------------------------------------------
 
-    def start_announcer(self, interface: str, exclude: list[str],
-                        served: Callable[[], tuple[list[VirtualService], bool]]) -> None:
-        """After the checks and VRRP, whose word it follows: ``served`` gives the services
-        this director forwards and whether it forwards at all."""
+    def start_announcer(self, interface: str, exclude: list[str]) -> None:
+        """After the checks and VRRP, whose word it follows (``served``)."""
         if self.config.bgp is None:
             return
-        self.served = served
         self.announcer = Announcer(self.config.bgp, interface,
                                    f"/run/pylvs-{os.getpid()}-bird", exclude=exclude)
         self.tell_guard()
@@ -141,7 +141,7 @@ class HaRuntime:
             self.tell_guard()
             return "bgp: stopped"
         try:
-            self.start_announcer(interface, exclude, self.served)
+            self.start_announcer(interface, exclude)
         except AnnounceError as exc:
             log.error("%s", exc)
             return f"{exc}; nothing is announced"
