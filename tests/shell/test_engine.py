@@ -146,3 +146,12 @@ def test_status_text_shows_the_sync_daemons_counts_while_one_runs():
     assert "sync daemon" not in render_counts(counts)
     counts["sync"] = {"sent": 4, "received": 1}
     assert render_counts(counts).endswith("sync daemon: received 1, sent 4\n")
+
+
+def test_bgp_asks_the_engine_what_it_serves_from_the_start():
+    """Also when [bgp] comes with a reload: the HA runtime never has a stale view of its own."""
+    engine = _engine()
+    services, serving = engine.ha.served()
+    assert [s.endpoint for s in services] == ["127.0.0.1:80"] and serving
+    engine.set_master(False, frozenset())  # VRRP's word: stand by, hold nothing
+    assert engine.ha.served() == ([], False)
