@@ -12,6 +12,9 @@ counters), and:
   registry the ``forwarders`` plug-ins register into; real servers bind their method here.
 - csum_delta: RFC 1624's checksum deltas (NAT's rewrite, the TTL, IP-in-IP's constant outer
   sum), in network order, for the Python short paths and the XDP map entries alike.
+- ipv6: IPv6 frames (the header and its extension headers walked as ipv6_find_hdr, the Flow6),
+  the pseudo-header checksums and the hop limit.
+- icmpv6: the ICMPv6 errors the director sends, when it may, and the packet a relayed one quotes.
 
 Everything here works on bytes and plain objects: no socket, thread, subprocess, signal or DNS,
 no clock of its own (the caller passes ``now``), and nothing of ipvsadm, HA, the shell or the
