@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-import forwarders
 from pylvs.adm.ipvsadm import Command
 from pylvs.core.conntrack import Connection, Template, Timeouts
 from pylvs.core.model import PROTO_NAMES, RealServer, Stats, VirtualService
@@ -120,7 +119,7 @@ def _service_row(service: VirtualService, options: set[str], names: Names) -> st
 def _dest_row(service: VirtualService, dest: RealServer, options: set[str], names: Names) -> str:
     name = _dest_name(service, dest, names)
     exact = "exact" in options
-    method = forwarders.get(dest.forward)
+    method = dest.forwarder
     if "stats" in options:
         return f"  -> {name:<28}{_stats_cells(dest.stats, exact)}"
     if "rate" in options:
@@ -205,7 +204,7 @@ def render_save(services: Iterable[VirtualService], names: Names) -> str:
             line += f" -b {','.join(service.scheduler.flags)}"
         lines.append(line)
         for dest in _dests(service, set()):
-            method = forwarders.get(dest.forward)
+            method = dest.forwarder
             line = (f"-a {selector} -r {names.endpoint(dest.address, dest.port, service.protocol)}"
                     f" {method.flag} -w {dest.weight}")
             if method.tunnel_type:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-import forwarders
 from pylvs.adm import ipvsadm
 from pylvs.adm.commands import CHANGES, run
 from pylvs.core.model import RealServer, VirtualService
@@ -36,7 +35,7 @@ def service_argv(verb: str, service: VirtualService) -> list[str]:
 def server_argv(verb: str, service: VirtualService, server: RealServer) -> list[str]:
     argv = [verb, _SERVICE_FLAGS[service.protocol], service.endpoint, "-r", server.endpoint]
     if verb in ("-a", "-e"):
-        argv += [forwarders.get(server.forward).flag, "-w", str(server.weight)]
+        argv += [server.forwarder.flag, "-w", str(server.weight)]
         if server.upper_threshold:
             argv += ["-x", str(server.upper_threshold)]
         if server.lower_threshold:

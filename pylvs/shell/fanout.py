@@ -17,7 +17,6 @@ import socket
 from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
-import forwarders
 from pylvs.core.model import RealServer, VirtualService
 from pylvs.shell.bpf import JEQ_K, LD_B_ABS, LD_H_IND, LDX_B_MSH, RET_K, Instruction
 
@@ -152,7 +151,7 @@ def rules(services: Iterable[VirtualService]) -> tuple[list[Rule], list[Rule]]:
     by_address = {s.key for s in services if s.persistence_timeout}
     while True:
         shared = {_endpoint(s, rs) for s in services if s.key in by_address
-                  for rs in s.real_servers if forwarders.get(rs.forward).masquerades}
+                  for rs in s.real_servers if rs.forwarder.masquerades}
         more = {s.key for s in services
                 if any(_endpoint(s, rs) in shared for rs in s.real_servers)}
         if more <= by_address:
@@ -160,7 +159,7 @@ def rules(services: Iterable[VirtualService]) -> tuple[list[Rule], list[Rule]]:
         by_address |= more
     front = [Rule(s.protocol, s.address, s.port, s.key in by_address) for s in services]
     back = {(s.protocol, rs.address, rs.port): _endpoint(s, rs) in shared
-            for s in services for rs in s.real_servers if forwarders.get(rs.forward).masquerades}
+            for s in services for rs in s.real_servers if rs.forwarder.masquerades}
     return front, [Rule(*endpoint, flag) for endpoint, flag in back.items()]
 
 
