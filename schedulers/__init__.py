@@ -8,8 +8,9 @@ OVERLOAD). Schedulers read the model only; choosing is not sending.
 The public face for a plug-in author is this module: ``from schedulers import Scheduler,
 RealServer, Flow`` gives the base class, the real server a scheduler sees (weight, overloaded,
 activeconns, inactconns, stats, address, port) and the flow it chooses for (proto, saddr,
-sport, daddr, dport as integers). Register with ``@register`` or name it ``module:Class``.
-A scheduler reads no clock: the director sets ``now`` before each ``pick``.
+sport, daddr, dport as integers; ``af``, 2 or 10, tells IPv4 addresses from IPv6 ones).
+Register with ``@register`` or name it ``module:Class``. A scheduler reads no clock: the
+director sets ``now`` before each ``pick``.
 
 - rr, wrr: round robin, weighted round robin;
 - lc, wlc: least connection, weighted least connection (ipvsadm's default);
@@ -20,7 +21,8 @@ A scheduler reads no clock: the director sets ``now`` before each ``pick``.
 - lblc, lblcr: locality-based least connection, without and with replication (cache clusters);
 - twos: power of two choices;
 - ranking: the leftmost best server of a list, kept current in O(log n) (the lc family's);
-- hashing: the kernel's hash_32 and hsiphash, bucket tables (sh, dh, mh).
+- hashing: the kernel's hash_32 and hsiphash, bucket tables, the IPv4/IPv6 address fold (sh,
+  dh, mh, lblc, lblcr).
 """
 
 from __future__ import annotations

@@ -5,6 +5,11 @@ kept while it is available and not "overloaded" in lblc's own sense: more active
 its weight while some server has fewer than half its weight active. Otherwise the wlc choice is
 taken and cached. Entries unused for ``expiration`` seconds (sysctl lblc_expiration, 24 h) go;
 the time is ``self.now``, set by the director before each pick (no clock is read here).
+
+The cache is keyed by the whole destination address (128 bits for IPv6), as ip_vs_lblc_get
+matches entries with ip_vs_addr_equal; the kernel's hash (``chain``: the address folded as in
+``hashing.fold``, then hash_32 into 2^10 chains) only picks the chain searched, so no pick
+depends on it.
 """
 
 from __future__ import annotations
@@ -14,10 +19,13 @@ from collections.abc import Sequence
 from pylvs.core.model import RealServer
 from pylvs.core.packet import Flow
 from schedulers import register
+from schedulers.hashing import flow_af, fold, hash_32
 from schedulers.ranking import Ranked
 from schedulers.wlc import WeightedLeastConnection
 
 EXPIRATION = 24 * 60 * 60.0
+TAB_BITS = 10
+"""CONFIG_IP_VS_LBLC_TAB_BITS and CONFIG_IP_VS_LBLCR_TAB_BITS: 1024 hash chains."""
 
 
 def lblc_overloaded(server: RealServer, servers: Sequence[RealServer]) -> bool:
@@ -34,6 +42,12 @@ class LocalityBased(Ranked):
     def __init__(self, flags: Sequence[str] = (), expiration: float = EXPIRATION) -> None:
         super().__init__(flags)
         self.expiration = expiration
+
+    @staticmethod
+    def chain(flow: Flow) -> int:
+        """ip_vs_lblc_hashkey / ip_vs_lblcr_hashkey of the flow's destination: the kernel's
+        hash chain for its entry."""
+        return hash_32(fold(flow.daddr, flow_af(flow)), TAB_BITS)
 
 
 @register

@@ -4,7 +4,9 @@ Each destination address has a set of servers (newest first). A new connection g
 set's least loaded member (wlc rule); if that one is overloaded in lblc's sense, or the set has
 none, the least loaded server of the whole service (wlc) joins the set and takes it. A set of
 more than one member that has not changed for ``expiration`` seconds drops its most loaded one.
-The time is ``self.now``, set by the director before each pick, as for lblc.
+The time is ``self.now``, set by the director before each pick, as for lblc. Sets are keyed by
+the whole destination address, IPv4 or IPv6, as lblc's cache (``LocalityBased.chain`` is the
+kernel's ip_vs_lblcr_hashkey).
 """
 
 from __future__ import annotations

@@ -6,6 +6,10 @@ each server taking ``turns`` slots per round (last non-zero weight ÷ gcd, shift
 fits 6 bits), each at the next free slot of its permutation. A client's address (and port with
 ``mh-port``) hashes to a slot. Since the table uses the last non-zero weight, quiescing a server
 (weight 0) keeps the table and only fails (or with ``mh-fallback`` re-probes) its slots.
+
+Addresses are folded as ip_vs_mh_hashkey does (``hashing.fold``): a client's by the flow's
+family, a server's (read from its address text when the table is built) by the service's,
+``af``, which is the server's own unless told otherwise.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from math import gcd
 from pylvs.core.model import RealServer
 from pylvs.core.packet import Flow
 from schedulers import Scheduler, register
-from schedulers.hashing import MASK32, hsiphash_u32, probe, unavailable
+from schedulers.hashing import MASK32, flow_af, fold, hsiphash_u32, probe, server_fold, unavailable
 
 PRIMES = (251, 509, 1021, 2039, 4093, 8191, 16381, 32749, 65521, 131071)
 DEFAULT_SIZE = 4093
@@ -26,6 +30,7 @@ KEY2 = (2654446892, 2654446892)
 
 
 def mh_hash(addr: int, port: int, key: tuple[int, int], offset: int = 0) -> int:
+    """ip_vs_mh_hashkey for ``addr`` = ntohl(addr_fold), the folded address."""
     return hsiphash_u32((offset + port + addr) & MASK32, *key)
 
 
@@ -38,14 +43,18 @@ def turns_for(servers: Sequence[RealServer]) -> list[int]:
     return [((w // divisor) >> shift) or int(w != 0) for w in weights]
 
 
-def populate(servers: Sequence[RealServer], size: int) -> list[RealServer | None]:
-    """ip_vs_mh_permutate + ip_vs_mh_populate."""
+def populate(servers: Sequence[RealServer], size: int, af: int | None = None
+             ) -> list[RealServer | None]:
+    """ip_vs_mh_permutate + ip_vs_mh_populate; ``af`` is the service's family (None: each
+    server's own)."""
     turns = turns_for(servers)
     table: list[RealServer | None] = [None] * size
     if not any(turns):
         return table
-    perm = [mh_hash(s.ip, s.port, KEY1) % size for s in servers]
-    skip = [mh_hash(s.ip, s.port, KEY2) % (size - 1) + 1 for s in servers]
+    addrs = [server_fold(s, af) for s in servers]
+    perm = [mh_hash(a, s.port, KEY1) % size for a, s in zip(addrs, servers, strict=True)]
+    skip = [mh_hash(a, s.port, KEY2) % (size - 1) + 1
+            for a, s in zip(addrs, servers, strict=True)]
     filled = 0
     while True:
         for i, server in enumerate(servers):
@@ -66,6 +75,9 @@ def populate(servers: Sequence[RealServer], size: int) -> list[RealServer | None
 class MaglevHashing(Scheduler):
     name = "mh"
     FLAGS = ("mh-fallback", "mh-port")
+    af: int | None = None
+    """The service's family (svc->af), which folds the servers' addresses in the table; None
+    takes each server's own, which differs only for an IPv6 server of an IPv4 service."""
 
     def __init__(self, flags: Sequence[str] = (), table_size: int = DEFAULT_SIZE) -> None:
         super().__init__(flags)
@@ -78,13 +90,14 @@ class MaglevHashing(Scheduler):
         if len(servers) > self.size:
             raise ValueError(f"mh: {len(servers)} real servers do not fit a table of "
                              f"{self.size} (EINVAL in IPVS)")
-        self.table = populate(servers, self.size)
+        self.table = populate(servers, self.size, self.af)
 
     def pick(self, servers: Sequence[RealServer], flow: Flow) -> RealServer | None:
         port = flow.sport if self.use_port else 0
-        first = mh_hash(flow.saddr, port, KEY1) % self.size
+        addr = fold(flow.saddr, flow_af(flow))
+        first = mh_hash(addr, port, KEY1) % self.size
         if self.fallback:
             return probe(self.table, first,
-                         lambda offset: mh_hash(flow.saddr, port, KEY1, offset) % self.size)
+                         lambda offset: mh_hash(addr, port, KEY1, offset) % self.size)
         server = self.table[first]
         return None if server is None or unavailable(server) else server

@@ -1,6 +1,7 @@
 """Source hashing, as ip_vs_sh.c: 256 buckets filled in list order by weight, keyed by the
 client's address (and port with ``sh-port``); an unavailable server fails the connection unless
-``sh-fallback`` probes on round the table."""
+``sh-fallback`` probes on round the table. An IPv6 address is folded as ip_vs_sh_hashkey does
+(``hashing.fold``)."""
 
 from __future__ import annotations
 
@@ -9,13 +10,14 @@ from collections.abc import Sequence
 from pylvs.core.model import RealServer
 from pylvs.core.packet import Flow
 from schedulers import Scheduler, register
-from schedulers.hashing import MASK32, fill_buckets, hash_32, probe, unavailable
+from schedulers.hashing import MASK32, fill_buckets, flow_af, fold, hash_32, probe, unavailable
 
 TAB_BITS = 8
 TAB_SIZE = 1 << TAB_BITS
 
 
 def bucket(addr: int, port: int, offset: int = 0) -> int:
+    """ip_vs_sh_hashkey for ``addr`` = ntohl(addr_fold), the folded address."""
     return (offset + hash_32((port + addr) & MASK32, TAB_BITS)) & (TAB_SIZE - 1)
 
 
@@ -34,7 +36,8 @@ class SourceHashing(Scheduler):
         self.table = fill_buckets(servers, TAB_SIZE, weighted=True)
 
     def key(self, flow: Flow) -> tuple[int, int]:
-        return flow.saddr, flow.sport if self.use_port else 0
+        """The hash inputs: the folded source address, the source port or 0."""
+        return fold(flow.saddr, flow_af(flow)), flow.sport if self.use_port else 0
 
     def pick(self, servers: Sequence[RealServer], flow: Flow) -> RealServer | None:
         addr, port = self.key(flow)

@@ -15,6 +15,7 @@ counters), and:
 - ipv6: IPv6 frames (the header and its extension headers walked as ipv6_find_hdr, the Flow6),
   the pseudo-header checksums and the hop limit.
 - icmpv6: the ICMPv6 errors the director sends, when it may, and the packet a relayed one quotes.
+- tunnel6: TUN with IPv6 (ip6ip6, 4in6, 6in4) and the MTU verdicts; DR's and NAT66's are ipv6's.
 
 Everything here works on bytes and plain objects: no socket, thread, subprocess, signal or DNS,
 no clock of its own (the caller passes ``now``), and nothing of ipvsadm, HA, the shell or the

@@ -47,6 +47,7 @@ _H = struct.Struct("!H")
 class Flow6:
     """What one IPv6 frame says about its connection (addresses as 128-bit ints)."""
 
+    af = 10  # AF_INET6: the schedulers' hash keys fold addresses by family (Flow: 2)
     __slots__ = ("proto", "saddr", "daddr", "sport", "dport", "l3off", "l4off", "tcp_flags",
                  "hop_limit", "payload_len", "icmp_type", "icmp_code", "fragment", "frag_off",
                  "more_fragments", "frag_id")
@@ -252,3 +253,38 @@ def decrement_hop_limit(frame: bytearray | memoryview, flow: Flow6) -> int:
     frame[flow.l3off + 7] = hop_limit
     flow.hop_limit = hop_limit
     return hop_limit
+
+
+# The rewrites of DR and NAT66 (tunnel6 has TUN's). ``macs`` is the hop's 12 bytes: the next
+# hop's MAC, then the director's (forwarding.NextHop.macs).
+
+def dr_xmit6(frame: bytearray, flow: Flow6, macs: bytes) -> bytearray:
+    """The whole of DR, as ip_vs_dr_xmit_v6: the MACs and the hop limit − 1 (decrement_ttl in
+    __ip_vs_get_out_rt_v6; the caller checked it is > 1); no header checksum to mend."""
+    frame[0:12] = macs
+    decrement_hop_limit(frame, flow)
+    return frame
+
+
+def _masquerade6(frame: bytearray, flow: Flow6, source: bool, addr: int, port: int,
+                 macs: bytes) -> bytearray:
+    csum_at = flow.l4off + 6
+    zero = (flow.proto == IPPROTO_UDP and not flow.fragment
+            and frame[csum_at] == frame[csum_at + 1] == 0)
+    rewrite_endpoint6(frame, flow, source, addr, port)
+    if zero:  # udp_dnat/snat_handler: no fast update of a zero checksum, a full calculation
+        complete_l4_checksum6(frame, flow)
+    return dr_xmit6(frame, flow, macs)
+
+
+def nat_xmit6(frame: bytearray, flow: Flow6, rip: int, rport: int, macs: bytes) -> bytearray:
+    """NAT66 toward the real server, as ip_vs_nat_xmit_v6: the destination becomes
+    [rip]:rport (tcp/udp_dnat_handler's incremental update over the pseudo-header), then DR's
+    MACs and hop limit − 1. A non-first fragment only changes its address."""
+    return _masquerade6(frame, flow, False, rip, rport, macs)
+
+
+def nat_reply6(frame: bytearray, flow: Flow6, vip: int, vport: int, macs: bytes) -> bytearray:
+    """NAT66 of a real server's reply, as handle_response (tcp/udp_snat_handler, then the
+    source address): the source becomes [vip]:vport; MACs and hop limit − 1 (ip6_forward's)."""
+    return _masquerade6(frame, flow, True, vip, vport, macs)

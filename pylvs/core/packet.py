@@ -32,6 +32,7 @@ Buffer = bytes | bytearray | memoryview
 class Flow:
     """What one frame says about its connection."""
 
+    af = 2  # AF_INET: the schedulers' hash keys fold addresses by family (Flow6: 10)
     __slots__ = ("proto", "saddr", "daddr", "sport", "dport", "l3off", "l4off", "tcp_flags",
                  "ttl", "ip_len", "icmp_type", "icmp_code")
 

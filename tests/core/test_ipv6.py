@@ -28,8 +28,11 @@ from pylvs.core.ipv6 import (
     NEXTHDR_NONE,
     complete_l4_checksum6,
     decrement_hop_limit,
+    dr_xmit6,
     l4_checksum6,
     l4_checksum_ok6,
+    nat_reply6,
+    nat_xmit6,
     parse6,
     rewrite_endpoint6,
 )
@@ -303,3 +306,62 @@ def test_decrement_hop_limit():
     assert decrement_hop_limit(frame, flow) == 63 == flow.hop_limit == frame[21]
     assert Ether(bytes(frame))[IPv6].hlim == 63
     assert parse6(frame).hop_limit == 63
+
+
+# DR's and NAT66's rewrites (ip_vs_dr_xmit_v6, ip_vs_nat_xmit_v6 and the replies' SNAT): the
+# frame scapy builds with the new fields is the oracle, checksums computed afresh by scapy.
+
+HOP_MACS = bytes.fromhex("0a00000000aa" "0a00000000bb")
+ETH = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
+
+
+def addressed(frame: bytes) -> bytes:
+    return HOP_MACS + frame[12:]
+
+
+@settings(max_examples=80, deadline=None)
+@given(NO_AH, st.sampled_from(["tcp", "udp", "icmp"]), ADDR, ADDR, st.integers(2, 255),
+       st.binary(max_size=40))
+def test_dr_xmit6_changes_the_macs_and_the_hop_limit(ext, upper, src, dst, hlim, data):
+    frame, _ = build(ext, upper, src, dst, 1000, 80, 0x18, data, hlim=hlim)
+    out = bytearray(frame)
+    assert dr_xmit6(out, parse6(out), HOP_MACS) is out
+    want, _ = build(ext, upper, src, dst, 1000, 80, 0x18, data, hlim=hlim - 1)
+    assert bytes(out) == addressed(want)
+
+
+@settings(max_examples=100, deadline=None)
+@given(NO_AH, st.sampled_from(["tcp", "udp"]), ADDR, ADDR, PORT, PORT, ADDR, PORT,
+       st.integers(2, 255), st.binary(max_size=40))
+def test_nat66_both_ways_equals_scapys_frames(ext, upper, client, vip, cport, vport, rip,
+                                             rport, hlim, data):
+    inbound, _ = build(ext, upper, client, vip, cport, vport, 0x18, data, hlim=hlim)
+    out = bytearray(inbound)
+    flow = parse6(out)
+    assert nat_xmit6(out, flow, rip, rport, HOP_MACS) is out
+    want, _ = build(ext, upper, client, rip, cport, rport, 0x18, data, hlim=hlim - 1)
+    assert bytes(out) == addressed(want)
+    assert (flow.daddr, flow.dport, flow.hop_limit) == (rip, rport, hlim - 1)
+    reply, _ = build(ext, upper, rip, client, rport, cport, 0x12, data, hlim=hlim)
+    back = bytearray(reply)
+    nat_reply6(back, parse6(back), vip, vport, HOP_MACS)
+    want, _ = build(ext, upper, vip, client, vport, cport, 0x12, data, hlim=hlim - 1)
+    assert bytes(back) == addressed(want)
+
+
+def test_nat66_computes_a_zero_udp_checksum_in_full():
+    """udp_dnat_handler: no fast update of a zero checksum ("full checksum calculation")."""
+    frame = bytearray(bytes(ETH / IPv6(src="2001:db8::1", dst="2001:db8::80")
+                            / UDP(sport=5000, dport=53, chksum=0) / Raw(b"query")))
+    nat_xmit6(frame, parse6(frame), 0x20010DB8000000000000000000000005, 5353, HOP_MACS)
+    want = bytes(ETH / IPv6(src="2001:db8::1", dst="2001:db8::5", hlim=63)
+                 / UDP(sport=5000, dport=5353) / Raw(b"query"))
+    assert bytes(frame) == addressed(want)
+
+
+def test_nat66_of_a_non_first_fragment_changes_only_the_address():
+    frame, _ = build([("frag", 0)], "tcp", sport=1000, dport=80, frag=(10, 0, 1))
+    out = bytearray(frame)
+    nat_xmit6(out, parse6(out), 0x20010DB8 << 96 | 5, 8080, HOP_MACS)
+    assert out[38:54] == (0x20010DB8 << 96 | 5).to_bytes(16, "big")
+    assert out[21] == frame[21] - 1 and out[54:] == frame[54:]
