@@ -1,5 +1,7 @@
 """Next-hop MACs from the kernel's neighbour table (ARP), read and probed over a netlink socket
 of the resolver's own, bound in the namespace it was made in.
+
+IPv6 next hops too (NDP), the family chosen by the address text: one kernel table per family.
 """
 
 from __future__ import annotations
@@ -41,6 +43,17 @@ _NUD_VALID = NUD_REACHABLE | NUD_STALE | NUD_DELAY | NUD_PROBE | NUD_PERMANENT
 
 def _mac_bytes(text: str) -> bytes:
     return bytes.fromhex(text.replace(":", ""))
+
+
+def _family(ip: str) -> int:
+    return socket.AF_INET6 if ":" in ip else socket.AF_INET
+
+
+def _key(ip: str) -> str:
+    """The text the kernel's table uses for ``ip`` (IPv6 in its canonical, compressed form)."""
+    if _family(ip) == socket.AF_INET:
+        return ip
+    return socket.inet_ntop(socket.AF_INET6, socket.inet_pton(socket.AF_INET6, ip))
 
 
 class _Rtnl:
@@ -89,7 +102,8 @@ class _Rtnl:
 
 
 class NeighbourResolver:
-    """Next-hop MACs from the kernel neighbour table (pyroute2), with an ARP probe when unknown.
+    """Next-hop MACs from the kernel neighbour table (pyroute2), with an ARP (IPv4) or Neighbor
+    Solicitation (IPv6) probe when unknown.
 
     The netlink socket is opened at construction, so the resolver answers for the namespace it was
     made in, from any thread (one thread at a time). ``probe`` asks the kernel itself to resolve
@@ -104,10 +118,10 @@ class NeighbourResolver:
         self._cache: dict[str, bytes] = {}
         self._known: set[str] = set()
 
-    def _table(self) -> dict[str, bytes]:
-        """Valid IPv4 entries of the interface: ip -> MAC."""
+    def _table(self, family: int = socket.AF_INET) -> dict[str, bytes]:
+        """Valid entries of the interface in the table of ``family``: ip -> MAC."""
         req = ndmsg()
-        req["family"] = socket.AF_INET
+        req["family"] = family
         req["ifindex"] = self.ifindex
         table: dict[str, bytes] = {}
         for msg in self._nl.request(req, RTM_GETNEIGH, NLM_F_DUMP):
@@ -122,7 +136,7 @@ class NeighbourResolver:
         return table
 
     def _read(self, ip: str) -> bytes | None:
-        return self._table().get(ip)
+        return self._table(_family(ip)).get(_key(ip))
 
     def lookup(self, ip: str) -> bytes | None:
         """The cached MAC, else the kernel's valid (REACHABLE/STALE/DELAY/PROBE/PERMANENT) one."""
@@ -137,8 +151,9 @@ class NeighbourResolver:
     def probe(self, ip: str) -> None:
         """Make the kernel start resolving ``ip`` on the interface; returns at once."""
         self._known.add(ip)
+        family = _family(ip)
         req = ndmsg()
-        req["family"] = socket.AF_INET
+        req["family"] = family
         req["ifindex"] = self.ifindex
         req["flags"] = NTF_USE
         req["state"] = NUD_NONE
@@ -148,11 +163,15 @@ class NeighbourResolver:
             return
         except OSError:
             pass
+        self._send_discard(family, ip)
+
+    def _send_discard(self, family: int, ip: str) -> None:
+        """A UDP datagram to port 9 of ``ip`` out of the interface: the kernel resolves first."""
         try:
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            with socket.socket(family, socket.SOCK_DGRAM) as s:
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, self.ifname.encode())
                 s.setblocking(False)
-                s.sendto(b"", (ip, 9))
+                s.sendto(b"", (ip, 9) if family == socket.AF_INET else (ip, 9, 0, self.ifindex))
         except OSError:
             pass
 
@@ -180,9 +199,10 @@ class NeighbourResolver:
         An entry the kernel no longer holds as valid is dropped from the cache (not returned).
         """
         changed: dict[str, bytes] = {}
-        table = self._table()
+        tables = {family: self._table(family)
+                  for family in sorted({socket.AF_INET, *map(_family, self._known)})}
         for ip in self._known:
-            mac = table.get(ip)
+            mac = tables[_family(ip)].get(_key(ip))
             if mac is None:
                 self._cache.pop(ip, None)
             elif self._cache.get(ip) != mac:

@@ -1,6 +1,9 @@
 """The steal rules: an nftables ``netdev`` table on an interface's ingress hook that drops the
 virtual services' frames, so the director's own kernel never acts on them (the AF_PACKET tap runs
 before the ingress hook and still sees every frame).
+
+IPv6 endpoints too (``ip6`` and ICMPv6 errors), chosen by the address; NDP and echo stay with the
+kernel.
 """
 
 from __future__ import annotations
@@ -36,7 +39,8 @@ class StealRules:
                 replies: Iterable[tuple[str, str, int]] = (), own: Iterable[str] = ()) -> str:
         """The nft script that (re)creates the table: one drop rule per service, and one per
         NAT real server ``(protocol, rip, rport)`` whose replies the director must rewrite,
-        except those to the director's ``own`` addresses (its health checks' answers)."""
+        except those to the director's ``own`` addresses (its health checks' answers).
+        Addresses may be IPv4 or IPv6 (``ip`` or ``ip6`` rules; ``own`` split by family)."""
         lines = [
             f"table netdev {self.table} {{",
             "  chain steal {",
@@ -45,15 +49,15 @@ class StealRules:
         services, replies = list(services), list(replies)
         for proto, vip, port in services:
             lines.append(_drop_rule("daddr", "dport", proto, vip, port))
-        own = sorted(own)
-        to_others = f" ip daddr != {{ {', '.join(own)} }}" if own else ""
+        to_others = _to_others(own)
         for proto, rip, port in replies:
-            lines.append(_drop_rule("saddr", "sport", proto, rip, port, to_others))
-        # ICMP errors about connections belong to the director too; echo stays with the kernel
+            lines.append(_drop_rule("saddr", "sport", proto, rip, port, to_others[_ip(rip)]))
+        # ICMP errors about connections belong to the director too; echo (and NDP) stay with
+        # the kernel
         for vip in dict.fromkeys(vip for _, vip, _ in services):
-            lines.append(f"    ip daddr {vip} icmp type {{ {ICMP_ERRORS} }} drop")
+            lines.append(_icmp_rule("daddr", vip))
         for rip in dict.fromkeys(rip for _, rip, _ in replies):
-            lines.append(f"    ip saddr {rip} icmp type {{ {ICMP_ERRORS} }} drop")
+            lines.append(_icmp_rule("saddr", rip))
         lines += ["  }", "}"]
         return "\n".join(lines) + "\n"
 
@@ -84,6 +88,29 @@ def remove_table(table: str) -> None:
 
 
 ICMP_ERRORS = "destination-unreachable, source-quench, time-exceeded"
+ICMPV6_ERRORS = "destination-unreachable, packet-too-big, time-exceeded, parameter-problem"
+"""ICMPv6 errors only: never nd-* (the VIP must still answer Neighbor Discovery) nor echo."""
+
+
+def _ip(address: str) -> str:
+    """The nft word of the address's family: ``ip6`` for IPv6, else ``ip``."""
+    return "ip6" if ":" in address else "ip"
+
+
+def _to_others(own: Iterable[str]) -> dict[str, str]:
+    """Per family, the match that spares replies to the director's own addresses."""
+    own = sorted(own)
+    out = {}
+    for family in ("ip", "ip6"):
+        mine = [a for a in own if _ip(a) == family]
+        out[family] = f" {family} daddr != {{ {', '.join(mine)} }}" if mine else ""
+    return out
+
+
+def _icmp_rule(addr_key: str, address: str) -> str:
+    if _ip(address) == "ip6":
+        return f"    ip6 {addr_key} {address} icmpv6 type {{ {ICMPV6_ERRORS} }} drop"
+    return f"    ip {addr_key} {address} icmp type {{ {ICMP_ERRORS} }} drop"
 
 
 def _drop_rule(addr_key: str, port_key: str, proto: str, address: str, port: int,
@@ -91,11 +118,13 @@ def _drop_rule(addr_key: str, port_key: str, proto: str, address: str, port: int
     proto = proto.lower()
     if proto not in ("tcp", "udp"):
         raise ValueError(f"unsupported protocol {proto!r} (tcp or udp)")
-    socket.inet_aton(address)  # raises OSError on a bad address
+    family = _ip(address)
+    if family == "ip6":
+        socket.inet_pton(socket.AF_INET6, address)  # raises OSError on a bad address
+    else:
+        socket.inet_aton(address)  # raises OSError on a bad address
     port = int(port)
     if port:
-        return f"    ip {addr_key} {address}{more} {proto} {port_key} {port} drop"
+        return f"    {family} {addr_key} {address}{more} {proto} {port_key} {port} drop"
     # port 0: the whole address (a firewall-mark/any-port style service)
-    return f"    ip {addr_key} {address}{more} meta l4proto {proto} drop"
-
-
+    return f"    {family} {addr_key} {address}{more} meta l4proto {proto} drop"

@@ -153,3 +153,16 @@ def everything(ps: rings.PacketSocket, seconds: float) -> list[bytes]:
     while time.monotonic() < deadline:
         seen += [bytes(v) for v, _ in ps.receive(0.1)]
     return seen
+
+
+DIR_IP6 = "2001:db8::1"
+PEER_IP6 = "2001:db8::2"
+VIP6 = "2001:db8::100"
+
+
+def with_ipv6(topo: Topo) -> None:
+    """IPv6 back on in both namespaces (the fixture turns it off), an address on each end."""
+    for ns, dev, addr in ((topo.d, "vd", DIR_IP6), (topo.p, "vp", PEER_IP6)):
+        subprocess.run(["ip", "netns", "exec", ns, "sysctl", "-qw",
+                        "net.ipv6.conf.all.disable_ipv6=0"], check=True, timeout=10)
+        ip("-n", ns, "addr", "add", f"{addr}/64", "dev", dev, "nodad")
