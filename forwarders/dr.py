@@ -4,7 +4,8 @@ Only the link layer changes: the destination MAC becomes the real server's and t
 director's. The IP header keeps VIP as destination; TTL is decremented and the IP checksum updated
 incrementally (RFC 1624). The caller has already refused frames with TTL <= 1. Replies never pass
 the director. Every frame has its IP header at offset 14 (pylvs.core.packet parses no VLANs). The
-XDP fast path's entry (``xdp_entries``) makes the program do the same.
+XDP fast path's entry (``xdp_entries``) makes the program do the same. IPv6 is the same with the
+hop limit (ip_vs_dr_xmit_v6: no header checksum), through pylvs.core.ipv6.dr_xmit6.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from pylvs.core import fastpath
 from pylvs.core.forwarding import Forwarder, NextHop, register
+from pylvs.core.ipv6 import Flow6, dr_xmit6
 
 if TYPE_CHECKING:
     from pylvs.core.conntrack import Connection
@@ -26,6 +28,8 @@ class DirectRouting(Forwarder):
 
     def forward(self, frame: bytearray, flow: Flow, conn: Connection, hop: NextHop
                 ) -> bytearray:
+        if isinstance(flow, Flow6):
+            return dr_xmit6(frame, flow, hop.macs)
         return self.established(frame, conn, hop, flow.tcp_flags, flow.ip_len)
 
     def established(self, frame: bytearray, conn: Connection, hop: NextHop, flags: int,
@@ -43,5 +47,7 @@ class DirectRouting(Forwarder):
 
     def xdp_entries(self, conn: Connection, hop: NextHop, ifindex: Mapping[str, int],
                     slot: int) -> list[tuple[bytes, fastpath.Entry]]:
+        if len(conn.key12) != 12:
+            return []  # IPv6 connections are not offloaded yet
         return [(fastpath.key(conn.proto, conn.key12),
                  fastpath.dr(ifindex[hop.interface], hop.macs, hop.mtu, slot=slot))]

@@ -7,7 +7,10 @@ TTL decremented both ways. An ICMP error about a connection has its quoted packe
 the same way (ip_vs_nat_icmp), so that each side sees only the addresses it knows. A frame of an
 established connection with a plain header takes a shorter way to the same bytes: the deltas of
 its rewrite are worked out once per connection (pylvs.core.csum_delta), and the XDP fast path's
-map entries (``xdp_entries``, both ways) carry the same ones.
+map entries (``xdp_entries``, both ways) carry the same ones. IPv6 is NAT66 by
+pylvs.core.ipv6 (nat_xmit6, nat_reply6: no header checksum, the pseudo-header's addresses in the
+TCP/UDP checksum); an ICMPv6 error's quoted packet is rewritten as ip_vs_nat_icmp_v6 does, its
+checksum then computed afresh.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from pylvs.core import csum_delta, fastpath
 from pylvs.core.forwarding import Forwarder, NextHop, register
+from pylvs.core.ipv6 import Flow6, l4_checksum6, nat_reply6, nat_xmit6
 from pylvs.core.packet import checksum, csum_update32, decrement_ttl, rewrite_endpoint, set_macs
 
 if TYPE_CHECKING:
@@ -31,18 +35,24 @@ class Masquerade(Forwarder):
     name, flag, label, lb_kind, conn_flag = "nat", "-m", "Masq", "NAT", 0x0000
     masquerades = True
 
-    def forward(self, frame: bytearray, flow: Flow, conn: Connection, hop: NextHop
+    def forward(self, frame: bytearray, flow: Flow | Flow6, conn: Connection, hop: NextHop
                 ) -> bytearray:
+        if isinstance(flow, Flow6):
+            return nat_xmit6(frame, flow, conn.server.ip, conn.server.port, hop.macs)
         rewrite_endpoint(frame, flow, False, conn.server.ip, conn.server.port)
         return _send(frame, hop)
 
-    def reply(self, frame: bytearray, flow: Flow, conn: Connection, hop: NextHop
+    def reply(self, frame: bytearray, flow: Flow | Flow6, conn: Connection, hop: NextHop
               ) -> bytearray:
+        if isinstance(flow, Flow6):
+            return nat_reply6(frame, flow, conn.vaddr, conn.vport, hop.macs)
         rewrite_endpoint(frame, flow, True, conn.vaddr, conn.vport)
         return _send(frame, hop)
 
-    def relay_error(self, frame: bytearray, flow: Flow, quoted: Quoted, conn: Connection,
-                    hop: NextHop, inbound: bool) -> bytearray:
+    def relay_error(self, frame: bytearray, flow: Flow | Flow6, quoted: Quoted,
+                    conn: Connection, hop: NextHop, inbound: bool) -> bytearray:
+        if isinstance(flow, Flow6):
+            return _relay_error6(self, frame, flow, quoted, conn, hop, inbound)
         if inbound:  # it quotes an answer the client had from the VIP: now from the real server
             rewrite_quoted(frame, flow, quoted, True, conn.server.ip, conn.server.port)
             return self.forward(frame, flow, conn, hop)
@@ -66,7 +76,7 @@ class Masquerade(Forwarder):
         """Toward the real server through ``hop``, and back to the client through the hop
         the client's frames came from (none yet: no fast path), by the connection's plan."""
         back = conn.return_hop
-        if back is None or back.interface not in ifindex:
+        if back is None or back.interface not in ifindex or len(conn.key12) != 12:
             return []
         plan = conn.rewrite or _plan(conn)
         return [(fastpath.key(conn.proto, conn.key12),
@@ -75,6 +85,26 @@ class Masquerade(Forwarder):
                 (fastpath.key(conn.proto, conn.reply_key12),
                  fastpath.nat_planned(False, ifindex[back.interface], back.macs,
                                       fastpath.NO_MTU, *plan[1], slot=slot))]
+
+
+def _relay_error6(nat: Masquerade, frame: bytearray, flow: Flow6, q: Quoted, conn: Connection,
+                  hop: NextHop, inbound: bool) -> bytearray:
+    """ip_vs_nat_icmp_v6: the quoted packet's address and port, as ``relay_error`` for IPv4,
+    the outer packet's by NAT66, then the ICMPv6 checksum over the final pseudo-header."""
+    if inbound:
+        _rewrite_quoted6(frame, q, True, conn.server.ip, conn.server.port)
+        out = nat.forward(frame, flow, conn, hop)
+    else:
+        _rewrite_quoted6(frame, q, False, conn.vaddr, conn.vport)
+        out = nat.reply(frame, flow, conn, hop)
+    struct.pack_into("!H", out, flow.l4off + 2, l4_checksum6(out, flow))
+    return out
+
+
+def _rewrite_quoted6(frame: bytearray, q: Quoted, source: bool, addr: int, port: int) -> None:
+    addr_off = q.l3off + (8 if source else 24)
+    frame[addr_off:addr_off + 16] = addr.to_bytes(16, "big")
+    struct.pack_into("!H", frame, q.l4off + (0 if source else 2), port)
 
 
 def _plan(conn: Connection) -> tuple[tuple[bytes, int, int], tuple[bytes, int, int]]:

@@ -5,7 +5,10 @@ director's address on the route to the real server to the real server itself, th
 routers lie between; the real server unwraps it and answers the client directly from the VIP.
 A frame of an established connection with a plain header gets the same bytes the short way, and
 so does one the XDP fast path forwards (``xdp_entries``): both from the sum of the outer header's
-constant words worked out once per connection (pylvs.core.csum_delta).
+constant words worked out once per connection (pylvs.core.csum_delta). The encapsulation is picked
+by the real server's family, as IPVS does: an IPv6 real server is reached by ``toward(10)``'s
+instance (ip6ip6, or 4in6 for an IPv4 service), an IPv6 connection to an IPv4 real server by 6in4
+(pylvs.core.tunnel6).
 """
 
 from __future__ import annotations
@@ -17,7 +20,9 @@ from typing import TYPE_CHECKING
 
 from pylvs.core import csum_delta, fastpath
 from pylvs.core.forwarding import Forwarder, NextHop, register
-from pylvs.core.packet import IPPROTO_IPIP, decrement_ttl, encapsulate_ipip, set_macs
+from pylvs.core.ipv6 import Flow6
+from pylvs.core.packet import IPPROTO_IPIP, decrement_ttl, encapsulate_ipip, plain_flow, set_macs
+from pylvs.core.tunnel6 import OUTER_IPV4, OUTER_IPV6, tunnel_xmit
 
 if TYPE_CHECKING:
     from pylvs.core.conntrack import Connection
@@ -28,13 +33,25 @@ if TYPE_CHECKING:
 class Tunnel(Forwarder):
     name, flag, label, lb_kind, conn_flag = "tun", "-i", "Tunnel", "TUN", 0x0002
     overhead = 20
+    outer = OUTER_IPV4
     tunnel_type = "ipip"
 
     def __init__(self) -> None:
         self.ids = itertools.count(1)
+        self.to_ipv6: Tunnel | None = None
 
-    def forward(self, frame: bytearray, flow: Flow, conn: Connection, hop: NextHop
+    def toward(self, af: int) -> Forwarder:
+        if af != 10 or self.server_af == 10:
+            return self
+        if self.to_ipv6 is None:
+            self.to_ipv6 = TunnelToIPv6()
+        return self.to_ipv6
+
+    def forward(self, frame: bytearray, flow: Flow | Flow6, conn: Connection, hop: NextHop
                 ) -> bytearray:
+        if isinstance(flow, Flow6):  # 6in4: to an IPv4 real server
+            return tunnel_xmit(frame, flow, 4, hop.src_ip, conn.server.ip, hop.macs,
+                               next(self.ids))
         decrement_ttl(frame)
         out = encapsulate_ipip(frame, flow, hop.src_ip, conn.server.ip, next(self.ids))
         set_macs(out, hop.dst_mac, hop.src_mac)
@@ -68,6 +85,8 @@ class Tunnel(Forwarder):
     def xdp_entries(self, conn: Connection, hop: NextHop, ifindex: Mapping[str, int],
                     slot: int) -> list[tuple[bytes, fastpath.Entry]]:
         """The same outer header made by the program, from the connection's plan."""
+        if len(conn.key12) != 12:
+            return []  # IPv6 connections are not offloaded yet
         plan = conn.rewrite
         if plan is None or plan[0] is not hop:
             plan = _plan(conn, hop)
@@ -75,6 +94,27 @@ class Tunnel(Forwarder):
         return [(fastpath.key(conn.proto, conn.key12),
                  fastpath.tun_planned(ifindex[hop.interface], hop.macs, hop.mtu, addresses,
                                       constant, slot=slot))]
+
+
+class TunnelToIPv6(Tunnel):
+    """TUN to an IPv6 real server: an outer IPv6 header (ip6ip6, or 4in6 for an IPv4 service),
+    as ip_vs_tunnel_xmit_v6. No short way and no fast path yet: every frame is ``forward``'s."""
+
+    overhead = 40
+    outer = OUTER_IPV6
+    server_af = 10
+
+    def forward(self, frame: bytearray, flow: Flow | Flow6, conn: Connection, hop: NextHop
+                ) -> bytearray:
+        return tunnel_xmit(frame, flow, 6, hop.src_ip, conn.server.ip, hop.macs)
+
+    def established(self, frame: bytearray, conn: Connection, hop: NextHop, flags: int,
+                    ip_len: int) -> bytearray:
+        return self.forward(frame, plain_flow(frame, conn.proto, flags, ip_len), conn, hop)
+
+    def xdp_entries(self, conn: Connection, hop: NextHop, ifindex: Mapping[str, int],
+                    slot: int) -> list[tuple[bytes, fastpath.Entry]]:
+        return []
 
 
 def _plan(conn: Connection, hop: NextHop) -> tuple[NextHop, bytes, int]:

@@ -14,7 +14,15 @@ import struct
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from pylvs.core.model import PROTO_NAMES, RealServer, VirtualService, int_to_ip
+from pylvs.core.model import (
+    AF_INET,
+    AF_INET6,
+    PROTO_NAMES,
+    RealServer,
+    VirtualService,
+    endpoint_text,
+    int_to_ip,
+)
 from pylvs.core.outbox import Outbox
 
 if TYPE_CHECKING:
@@ -121,18 +129,33 @@ class Timeouts:
 
 
 KEY = struct.Struct("!IIHH")
+KEY6 = struct.Struct("!QQQQHH")
 FlowTuple = tuple[int, int, int, int, int]
 """(proto, client address, client port, vip, vport)."""
+_LOW64 = (1 << 64) - 1
 
 
-def pack_key(caddr: int, cport: int, vaddr: int, vport: int) -> bytes:
-    """The 12 bytes a frame carries at its IP source: saddr, daddr, sport, dport."""
-    return KEY.pack(caddr, vaddr, cport, vport)
+def pack_key(caddr: int, cport: int, vaddr: int, vport: int, af: int = AF_INET) -> bytes:
+    """The bytes a frame carries from its IP source address on: saddr, daddr, sport, dport.
+    12 for IPv4; 36 for IPv6 (the addresses are 16 bytes each, and the ports follow them
+    directly when no extension header lies between)."""
+    if af == AF_INET:
+        return KEY.pack(caddr, vaddr, cport, vport)
+    return KEY6.pack(caddr >> 64, caddr & _LOW64, vaddr >> 64, vaddr & _LOW64, cport, vport)
+
+
+def unpack_key(key: bytes) -> tuple[int, int, int, int]:
+    """``pack_key``'s inverse: (saddr, daddr, sport, dport), of either family."""
+    if len(key) == 12:
+        return KEY.unpack(key)
+    shi, slo, dhi, dlo, sport, dport = KEY6.unpack(key)
+    return shi << 64 | slo, dhi << 64 | dlo, sport, dport
 
 
 class Connection:
     """One tracked connection. Its key is the 12 bytes of the client's frames at the IP source
-    address (saddr daddr sport dport), so a frame's own bytes find it and it costs little."""
+    address (saddr daddr sport dport), so a frame's own bytes find it and it costs little; an
+    IPv6 connection's is 36 bytes of the same (``pack_key``)."""
 
     __slots__ = ("proto", "key12", "server", "service", "state", "expires", "active",
                  "nooutput", "forwarder", "return_hop", "template", "in_pkts", "synced_state",
@@ -164,45 +187,53 @@ class Connection:
         deltas, say): its own business."""
 
     @property
+    def af(self) -> int:
+        """The connection's family: its service's and its client's (IPVS's cp->af)."""
+        return AF_INET if len(self.key12) == 12 else AF_INET6
+
+    @property
     def caddr(self) -> int:
-        return KEY.unpack(self.key12)[0]
+        return unpack_key(self.key12)[0]
 
     @property
     def vaddr(self) -> int:
-        return KEY.unpack(self.key12)[1]
+        return unpack_key(self.key12)[1]
 
     @property
     def cport(self) -> int:
-        return KEY.unpack(self.key12)[2]
+        return unpack_key(self.key12)[2]
 
     @property
     def vport(self) -> int:
-        return KEY.unpack(self.key12)[3]
+        return unpack_key(self.key12)[3]
 
     @property
     def key(self) -> FlowTuple:
-        caddr, vaddr, cport, vport = KEY.unpack(self.key12)
+        caddr, vaddr, cport, vport = unpack_key(self.key12)
         return self.proto, caddr, cport, vaddr, vport
 
     @property
     def reply_key12(self) -> bytes:
-        """A NAT reply's 12 bytes: real server, client, its port, client port."""
-        caddr, _, cport, _ = KEY.unpack(self.key12)
-        return KEY.pack(self.server.ip, caddr, self.server.port, cport)
+        """A NAT reply's key: real server, client, its port, client port (NAT keeps the
+        family, so the real server's is the connection's)."""
+        caddr, _, cport, _ = unpack_key(self.key12)
+        return pack_key(self.server.ip, self.server.port, caddr, cport, self.af)
 
     def row(self, now: float) -> str:
-        """One line of ipvsadm -Lnc: "%-3s %-6s %-11s %-18s %-18s %s"."""
-        caddr, vaddr, cport, vport = KEY.unpack(self.key12)
+        """One line of ipvsadm -Lnc: "%-3s %-6s %-11s %-18s %-18s %s" (IPv6 as [addr]:port,
+        never cut: the columns overflow, as ipvsadm's print_conn)."""
+        caddr, vaddr, cport, vport = unpack_key(self.key12)
+        af = self.af
         left = max(0, int(self.expires - now))
         expire = f"{left // 60:02d}:{left % 60:02d}"
         return "%-3s %-6s %-11s %-18s %-18s %s" % (
             PROTO_NAMES[self.proto], expire, STATE_NAMES[self.state],
-            f"{int_to_ip(caddr)}:{cport}", f"{int_to_ip(vaddr)}:{vport}",
-            self.server.endpoint)
+            endpoint_text(int_to_ip(caddr, af), cport, af),
+            endpoint_text(int_to_ip(vaddr, af), vport, af), self.server.endpoint)
 
 
-TemplateKey = tuple[int, int, int, int]
-"""(proto, client address & persistence netmask, vip, vport)."""
+TemplateKey = tuple[int, ...]
+"""(proto, client address & persistence netmask, vip, vport), AF_INET6 appended for IPv6."""
 
 
 class Template:
@@ -218,17 +249,18 @@ class Template:
     def __init__(self, key: TemplateKey, service: VirtualService, server: RealServer,
                  expires: float) -> None:
         self.key = key
-        self.proto, self.caddr, self.vaddr, self.vport = key
+        self.proto, self.caddr, self.vaddr, self.vport = key[:4]
         self.service, self.server, self.expires = service, server, expires
         self.controls = 0
         self.assured = False
 
     def row(self, now: float) -> str:
         left = max(0, int(self.expires - now))
+        af = self.service.af
         return "%-3s %-6s %-11s %-18s %-18s %s" % (
             PROTO_NAMES[self.proto], f"{left // 60:02d}:{left % 60:02d}",
-            "ASSURED" if self.assured else "NONE", f"{int_to_ip(self.caddr)}:0",
-            f"{int_to_ip(self.vaddr)}:{self.vport}", self.server.endpoint)
+            "ASSURED" if self.assured else "NONE", endpoint_text(int_to_ip(self.caddr, af), 0, af),
+            endpoint_text(int_to_ip(self.vaddr, af), self.vport, af), self.server.endpoint)
 
 
 CONTROLLING_REARM = 60
@@ -259,16 +291,16 @@ class ConnectionTable:
         for entries in self.by_proto.values():
             yield from list(entries.values())
 
-    def get(self, key: FlowTuple) -> Connection | None:
+    def get(self, key: FlowTuple, af: int = AF_INET) -> Connection | None:
         proto, caddr, cport, vaddr, vport = key
         entries = self.by_proto.get(proto)
-        return None if entries is None else entries.get(pack_key(caddr, cport, vaddr, vport))
+        return None if entries is None else entries.get(pack_key(caddr, cport, vaddr, vport, af))
 
-    def get_reply(self, key: FlowTuple) -> Connection | None:
+    def get_reply(self, key: FlowTuple, af: int = AF_INET) -> Connection | None:
         """By a reply's (proto, real server, its port, client, client port)."""
         proto, raddr, rport, caddr, cport = key
         replies = self.replies.get(proto)
-        return None if replies is None else replies.get(KEY.pack(raddr, caddr, rport, cport))
+        return None if replies is None else replies.get(pack_key(raddr, rport, caddr, cport, af))
 
     def full(self) -> bool:
         limit = self.max_connections
@@ -278,7 +310,7 @@ class ConnectionTable:
                now: float) -> Connection:
         """ip_vs_conn_new: state NONE, a 3 s timer, counted inactive until a state says else."""
         proto, caddr, cport, vaddr, vport = key
-        conn = Connection(proto, pack_key(caddr, cport, vaddr, vport), service, server,
+        conn = Connection(proto, pack_key(caddr, cport, vaddr, vport, service.af), service, server,
                           now + NEW_CONNECTION_TIMEOUT)
         server.bind(active=False)
         server.stats.conns += 1
@@ -314,6 +346,8 @@ class ConnectionTable:
         due."""
         outbox = self.outbox
         due = outbox.sync_due
+        if len(conn.key12) != 12:  # IPv6 connections are not synced yet (issue 23)
+            return
         state = conn.state if conn.proto == 6 else 0  # UDP travels as IPVS's state 0
         if due is not None and due(conn.proto, conn.synced_state, state, conn.in_pkts):
             conn.synced_state = state

@@ -8,6 +8,11 @@ server's reply is matched by its own 5-tuple and sent back to the MAC the client
 from. No usable real server → ICMP port unreachable; TTL ≤ 1 → ICMP time exceeded, both from the
 VIP, as IPVS's icmp_send. Other frames are left alone (None, counted). Next hops are learned by
 the I/O shell and handed in through ``set_hop``.
+
+IPv6 takes the same steps (ip_vs_in's for AF_INET6): its services are keyed with the family
+(model.service_key), its connections by 36 bytes; the errors are ICMPv6's, sent only where
+icmp6_send may (icmpv6.may_answer), Packet Too Big for any first fragment or whole packet too big
+for its hop; a fragment after the first follows its first fragment's connection (fragments).
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import struct
 from collections import Counter
 from collections.abc import Callable, Iterable
 
-from pylvs.core import icmp
+from pylvs.core import icmp, icmpv6
 from pylvs.core.conntrack import (
     INPUT,
     OUTPUT,
@@ -28,8 +33,16 @@ from pylvs.core.conntrack import (
 )
 from pylvs.core.defense import SCAN_SHARE, Defense
 from pylvs.core.forwarding import NextHop
+from pylvs.core.fragments import Fragments
 from pylvs.core.icmp import DEST_UNREACH, FRAG_NEEDED, PORT_UNREACH, TIME_EXCEEDED, TTL_EXPIRED
-from pylvs.core.model import RealServer, VirtualService
+from pylvs.core.ipv6 import (
+    IPPROTO_ICMPV6,
+    Flow6,
+    complete_l4_checksum6,
+    l4_checksum_ok6,
+    parse6,
+)
+from pylvs.core.model import AF_INET6, RealServer, VirtualService
 from pylvs.core.outbox import Count, Outbox
 from pylvs.core.packet import (
     IPPROTO_ICMP,
@@ -38,10 +51,10 @@ from pylvs.core.packet import (
     TCP_SYN,
     Flow,
     complete_l4_checksum,
-    dont_fragment,
     parse,
 )
 from pylvs.core.sysctls import Sysctls
+from pylvs.core.tunnel6 import TUNNEL_MIN_MTU, Verdict, mtu_verdict
 
 Out = tuple[bytearray, str]
 """A frame to send and the interface to send it on."""
@@ -51,6 +64,14 @@ REPLY_DEST = struct.Struct("!I2xH")
 """A NAT reply's destination address and port, read from its IP destination on."""
 FORWARDED, REPLIED = Count.FORWARDED, Count.REPLIED
 """The counts of every frame, bound here: a global is cheaper than an enum's attribute."""
+ERRORS6 = {
+    (DEST_UNREACH, PORT_UNREACH): (icmpv6.DEST_UNREACH, icmpv6.PORT_UNREACH),
+    (TIME_EXCEEDED, TTL_EXPIRED): (icmpv6.TIME_EXCEEDED, icmpv6.HOPLIMIT),
+    (DEST_UNREACH, FRAG_NEEDED): (icmpv6.PACKET_TOO_BIG, 0),
+}
+"""ICMP's errors as IPVS sends them for IPv6 (ip_vs_leave, decrement_ttl,
+ensure_mtu_is_adequate)."""
+AnyFlow = Flow | Flow6
 
 
 class Director:
@@ -75,6 +96,8 @@ class Director:
         self.scan: list[Connection] = []
         """drop_entry's snapshot of the table, scanned 1/32 a second (``_scan_batch``)."""
         self.scan_next = 0
+        self.fragments = Fragments()
+        """IPv6 first fragments' connections, for the fragments after them."""
         self.changed()
 
     def set_sysctls(self, sysctls: Sysctls) -> None:
@@ -99,6 +122,10 @@ class Director:
     def real_server_ips(self) -> set[int]:
         return {rs.ip for svc in self.services.values() for rs in svc.real_servers}
 
+    def real_server_addresses(self) -> dict[int, str]:
+        """Each real server's address as an int (``set_hop``'s key) and as text."""
+        return {rs.ip: rs.address for svc in self.services.values() for rs in svc.real_servers}
+
     def handle(self, frame: bytearray, now: float, csum_partial: bool = False,
                ingress: str = "") -> Out | None:
         if not csum_partial:
@@ -109,17 +136,23 @@ class Director:
 
     def handle_general(self, frame: bytearray, now: float, csum_partial: bool = False,
                        ingress: str = "") -> Out | None:
-        flow = parse(frame)
+        flow: AnyFlow | None = parse(frame) or parse6(frame)
         if flow is None:
-            self.counters[Count.NOT_IPV4] += 1
+            self.counters[Count.NOT_PARSED] += 1
             return None
         ingress = ingress or self.default_interface
-        service = self.services.get((flow.proto, flow.daddr, flow.dport))
+        af = flow.af
+        if af == AF_INET6:
+            if flow.frag_off:
+                return self._later_fragment(frame, flow, now, ingress)
+            service = self.services.get((flow.proto, flow.daddr, flow.dport, AF_INET6))
+        else:
+            service = self.services.get((flow.proto, flow.daddr, flow.dport))
         if service is None:
-            if flow.proto == IPPROTO_ICMP:
+            if flow.proto == IPPROTO_ICMP or flow.proto == IPPROTO_ICMPV6 and af == AF_INET6:
                 return self._related_icmp(frame, flow, now)
             return self._reply(frame, flow, now, csum_partial)
-        conn = self.table.get((flow.proto, flow.saddr, flow.sport, flow.daddr, flow.dport))
+        conn = self.table.get((flow.proto, flow.saddr, flow.sport, flow.daddr, flow.dport), af)
         if conn is None and service.one_packet:
             return self._one_packet(frame, flow, service, now, csum_partial, ingress)
         if conn is None:
@@ -129,9 +162,36 @@ class Director:
         elif conn.forwarder.masquerades and conn.return_hop is None:  # synced from another
             conn.return_hop = self._return_hop(frame, ingress)
         self._count_in(conn, flow.tcp_flags, flow.ip_len, now)
+        if af == AF_INET6 and flow.more_fragments:
+            self.fragments.remember(flow, conn, True, now)
         return self._send(frame, flow, conn, csum_partial, ingress)
 
-    def _send(self, frame: bytearray, flow: Flow, conn: Connection, csum_partial: bool,
+    def _later_fragment(self, frame: bytearray, flow: Flow6, now: float, ingress: str
+                        ) -> Out | None:
+        """An IPv6 fragment after the first, on the way its first fragment went. Counted in
+        bytes only: IPVS counts the packet once (it sees it reassembled)."""
+        found = self.fragments.find(flow, now)
+        if found is None:
+            self.counters[Count.FRAGMENT_NO_CONNECTION] += 1
+            return None
+        conn, inbound = found
+        if inbound:
+            conn.service.stats.inbytes += flow.payload_len
+            conn.server.stats.inbytes += flow.payload_len
+            return self._send(frame, flow, conn, False, ingress)
+        if conn.return_hop is None or flow.ttl <= 1:
+            self.counters[Count.REPLY_NO_CONNECTION] += 1
+            return None
+        conn.service.stats.outbytes += flow.payload_len
+        conn.server.stats.outbytes += flow.payload_len
+        hop = conn.return_hop
+        out = conn.forwarder.reply(frame, flow, conn, hop)
+        if out is None:
+            return None
+        self.counters[REPLIED] += 1
+        return out, hop.interface
+
+    def _send(self, frame: bytearray, flow: AnyFlow, conn: Connection, csum_partial: bool,
               ingress: str) -> Out | None:
         """A client's packet, counted, on to the connection's real server by its method."""
         if flow.ttl <= 1:
@@ -142,17 +202,26 @@ class Director:
             self.counters[Count.NO_NEXT_HOP] += 1
             return None
         forwarder = conn.forwarder
-        if flow.ip_len + forwarder.overhead > hop.mtu:
-            return self._too_big(frame, flow, ingress, hop.mtu - forwarder.overhead)
+        outer = forwarder.outer
+        if flow.ip_len + forwarder.overhead > hop.mtu or (
+                outer and hop.mtu - forwarder.overhead < TUNNEL_MIN_MTU[outer]):
+            return self._too_big(frame, flow, ingress, hop.mtu, outer)
         if csum_partial:
-            complete_l4_checksum(frame, flow)
+            self._complete_checksum(frame, flow)
         out = forwarder.forward(frame, flow, conn, hop)
         if out is None:
             return None
         self.counters[FORWARDED] += 1
         return out, hop.interface
 
-    def _schedule(self, frame: bytearray, flow: Flow, service: VirtualService, now: float,
+    @staticmethod
+    def _complete_checksum(frame: bytearray, flow: AnyFlow) -> None:
+        if isinstance(flow, Flow6):
+            complete_l4_checksum6(frame, flow)
+        else:
+            complete_l4_checksum(frame, flow)
+
+    def _schedule(self, frame: bytearray, flow: AnyFlow, service: VirtualService, now: float,
                   ingress: str) -> Connection | Out | None:
         """A new connection, or what to answer instead. TCP only on SYN without RST, or with
         sloppy_tcp on any packet without RST (tcp_conn_schedule)."""
@@ -182,7 +251,7 @@ class Director:
             return False
         return bool(tcp_flags & TCP_SYN or self.sysctls.sloppy_tcp)
 
-    def _pick(self, service: VirtualService, flow: Flow, now: float
+    def _pick(self, service: VirtualService, flow: AnyFlow, now: float
               ) -> tuple[RealServer | None, Template | None]:
         """The scheduler's choice, through the client's persistence template if the service
         has persistence."""
@@ -192,7 +261,7 @@ class Director:
         template = self._template(service, flow, now)
         return (None if template is None else template.server), template
 
-    def _one_packet(self, frame: bytearray, flow: Flow, service: VirtualService, now: float,
+    def _one_packet(self, frame: bytearray, flow: AnyFlow, service: VirtualService, now: float,
                     csum_partial: bool, ingress: str) -> Out | None:
         """ipvsadm -o: a connection for this datagram alone (IPVS's IP_VS_CONN_F_ONE_PACKET),
         scheduled, counted and sent, never kept: not listed, not synced, no reply path."""
@@ -203,8 +272,8 @@ class Director:
         if server is None:
             self.counters[Count.NO_DESTINATION] += 1
             return self._icmp_error(frame, flow, ingress, DEST_UNREACH, PORT_UNREACH)
-        conn = Connection(flow.proto, pack_key(flow.saddr, flow.sport, flow.daddr, flow.dport),
-                          service, server, now)
+        conn = Connection(flow.proto, pack_key(flow.saddr, flow.sport, flow.daddr, flow.dport,
+                                               service.af), service, server, now)
         for stats in (service.stats, server.stats):
             stats.conns += 1
             stats.inpkts += 1
@@ -293,18 +362,22 @@ class Director:
             self.return_hops[key] = hop
         return hop
 
-    def _related_icmp(self, frame: bytearray, flow: Flow, now: float) -> Out | None:
+    def _related_icmp(self, frame: bytearray, flow: AnyFlow, now: float) -> Out | None:
         """An ICMP error about a tracked connection: from the client, on to its real server by
-        the connection's method; from a NAT real server, back to the client as from the VIP."""
-        q = icmp.quoted(frame, flow)
+        the connection's method; from a NAT real server, back to the client as from the VIP.
+        ICMPv6 informational messages are no one's: left alone."""
+        af = flow.af
+        q = icmpv6.quoted6(frame, flow) if isinstance(flow, Flow6) else icmp.quoted(frame, flow)
         if q is None:
             self.counters[Count.NOT_SERVICE] += 1
             return None
-        conn = self.table.get((q.proto, q.daddr, q.dport, q.saddr, q.sport))
+        conn = self.table.get((q.proto, q.daddr, q.dport, q.saddr, q.sport), af)
         inbound = conn is not None and flow.daddr == conn.vaddr
         if not inbound:
-            conn = self.table.get_reply((q.proto, q.daddr, q.dport, q.saddr, q.sport))
-        if conn is None or not icmp.checksum_ok(frame, flow) or flow.ttl <= 1:
+            conn = self.table.get_reply((q.proto, q.daddr, q.dport, q.saddr, q.sport), af)
+        ok = (l4_checksum_ok6(frame, flow) if isinstance(flow, Flow6)
+              else icmp.checksum_ok(frame, flow))
+        if conn is None or not ok or flow.ttl <= 1:
             self.counters[Count.ICMP_DROPPED] += 1
             return None
         hop = self.hops.get(conn.server.ip) if inbound else conn.return_hop
@@ -317,20 +390,26 @@ class Director:
         self.counters[Count.ICMP_RELAYED] += 1
         return out, hop.interface
 
-    def _too_big(self, frame: bytearray, flow: Flow, ingress: str, mtu: int) -> Out | None:
-        """DF set: tell the client the usable MTU (its PMTU discovery does the rest); else drop:
-        pylvs does not fragment."""
-        if not dont_fragment(frame, flow.l3off):
+    def _too_big(self, frame: bytearray, flow: AnyFlow, ingress: str, route_mtu: int,
+                 outer: int) -> Out | None:
+        """ensure_mtu_is_adequate (tunnel6.mtu_verdict): tell the client the usable MTU where
+        IPVS would (IPv4 with DF; IPv6, whole or a first fragment), and its PMTU discovery does
+        the rest; else drop: pylvs does not fragment."""
+        verdict, mtu = mtu_verdict(frame, flow, route_mtu, outer)
+        if verdict is not Verdict.TOO_BIG and verdict is not Verdict.FRAG_NEEDED:
             self.counters[Count.TOO_BIG_DROPPED] += 1
             return None
         self.counters[Count.FRAG_NEEDED] += 1
         self.path_mtu[flow.saddr] = mtu
         return self._icmp_error(frame, flow, ingress, DEST_UNREACH, FRAG_NEEDED, mtu)
 
-    def _template(self, service: VirtualService, flow: Flow, now: float) -> Template | None:
+    def _template(self, service: VirtualService, flow: AnyFlow, now: float
+                  ) -> Template | None:
         """ip_vs_sched_persist: the client network's template, scheduled anew when missing or
         when its server was removed; using it re-arms it."""
-        key = (flow.proto, flow.saddr & service.netmask, flow.daddr, flow.dport)
+        key: tuple[int, ...] = (flow.proto, flow.saddr & service.netmask, flow.daddr, flow.dport)
+        if service.af == AF_INET6:
+            key += (AF_INET6,)
         template = self.table.get_template(key)
         if template is not None and not any(s is template.server
                                             for s in service.real_servers):
@@ -344,10 +423,11 @@ class Director:
         template.expires = now + service.persistence_timeout
         return template
 
-    def _reply(self, frame: bytearray, flow: Flow, now: float, csum_partial: bool
+    def _reply(self, frame: bytearray, flow: AnyFlow, now: float, csum_partial: bool
                ) -> Out | None:
         """A NAT real server's answer: back to the client as from VIP:vport."""
-        conn = self.table.get_reply((flow.proto, flow.saddr, flow.sport, flow.daddr, flow.dport))
+        conn = self.table.get_reply((flow.proto, flow.saddr, flow.sport, flow.daddr, flow.dport),
+                                    flow.af)
         if conn is None or conn.return_hop is None:
             nat = (flow.proto, flow.saddr, flow.sport) in self.nat_endpoints
             self.counters[Count.REPLY_NO_CONNECTION if nat else Count.NOT_SERVICE] += 1
@@ -357,7 +437,9 @@ class Director:
             self.counters[Count.TTL_EXCEEDED] += 1
             return None
         if csum_partial:
-            complete_l4_checksum(frame, flow)
+            self._complete_checksum(frame, flow)
+        if isinstance(flow, Flow6) and flow.more_fragments:
+            self.fragments.remember(flow, conn, False, now)
         hop = conn.return_hop
         out = conn.forwarder.reply(frame, flow, conn, hop)
         if out is None:
@@ -365,17 +447,25 @@ class Director:
         self.counters[REPLIED] += 1
         return out, hop.interface
 
-    def _icmp_error(self, frame: bytearray, flow: Flow, ingress: str, icmp_type: int,
+    def _icmp_error(self, frame: bytearray, flow: AnyFlow, ingress: str, icmp_type: int,
                     code: int, mtu: int = 0) -> Out | None:
+        """ICMP's error (the type and code are ICMP's; for IPv6, ERRORS6's), from the VIP."""
         mac = self.interfaces.get(ingress)
         if mac is None:
             return None
+        if isinstance(flow, Flow6):
+            icmp_type, code = ERRORS6[(icmp_type, code)]
+            if not icmpv6.may_answer(flow, icmp_type):
+                return None
+            self.counters[Count.ICMP_SENT] += 1
+            return icmpv6.error_frame6(frame, flow, icmp_type, code, mac, mtu), ingress
         self.counters[Count.ICMP_SENT] += 1
         return icmp.error_frame(frame, flow, icmp_type, code, mac, mtu), ingress
 
     def tick(self, now: float) -> None:
         self.counters[Count.EXPIRED] += self.table.expire(now)
         if now >= self.next_estimate:
+            self.fragments.expire(now)
             for service in self.services.values():
                 service.stats.estimate()
                 for server in service.real_servers:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 
 from pylvs.core.packet import Flow, plain_flow
+from pylvs.core.tunnel6 import OUTER_NONE
 
 if TYPE_CHECKING:
     from pylvs.core.conntrack import Connection
@@ -64,11 +65,20 @@ class Forwarder:
     """The real server's answers come back through the director, and ports may be mapped."""
     tunnel_type: ClassVar[str | None] = None
     """ipvsadm's --tun-type of the method, if it tunnels."""
+    outer: ClassVar[int] = OUTER_NONE
+    """The family of the outer header it adds (pylvs.core.tunnel6's OUTER_*), if any."""
+    server_af: ClassVar[int] = 2
+    """The real servers' family this instance is for (``toward``)."""
 
-    def __reduce__(self) -> tuple[object, tuple[str]]:
+    def __reduce__(self) -> tuple[object, tuple[str, int]]:
         """Copied or pickled (with the real servers that bind it), a method stays the
-        registry's one instance."""
-        return get, (self.name,)
+        registry's one instance (for its real servers' family)."""
+        return get, (self.name, self.server_af)
+
+    def toward(self, af: int) -> Forwarder:
+        """The method for a real server of family ``af`` (2 or 10): itself, unless the method
+        builds different frames for each (a tunnel's outer header)."""
+        return self
 
     def forward(self, frame: bytearray, flow: Flow, conn: Connection, hop: NextHop
                 ) -> bytearray | None:
@@ -115,9 +125,10 @@ def register(cls: type[Forwarder]) -> type[Forwarder]:
     return cls
 
 
-def get(name: str) -> Forwarder:
+def get(name: str, af: int = 2) -> Forwarder:
+    """The method ``name`` toward a real server of family ``af``."""
     try:
-        return REGISTRY[name]
+        return REGISTRY[name].toward(af)
     except KeyError:
         known = ", ".join(sorted(REGISTRY))
         raise KeyError(f"unknown forwarding method {name!r} (known: {known})") from None

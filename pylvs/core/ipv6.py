@@ -70,6 +70,11 @@ class Flow6:
         return IPV6_HLEN + self.payload_len
 
     @property
+    def ttl(self) -> int:
+        """The hop limit, by IPv4's name: what the director checks before it forwards."""
+        return self.hop_limit
+
+    @property
     def end(self) -> int:
         """The frame offset just past the packet (Ethernet padding, if any, is beyond)."""
         return self.l3off + IPV6_HLEN + self.payload_len

@@ -2,8 +2,10 @@
 
 Owns the objects the scheduler, the connection table and the renderer share. Real servers are
 kept in IPVS's order, most recently added first, because that order decides rr/wrr sequences and
-every scheduler's tie-breaks. Addresses are kept both as text and as a 32-bit int (network order
-value) so the hot path never parses a string.
+every scheduler's tie-breaks. Addresses are kept both as text and as an int (network order
+value: 32 bits for IPv4, 128 for IPv6) so the hot path never parses a string; ``af`` says which
+(AF_INET 2, AF_INET6 10, as IPVS's svc->af and dest->af). IPv6 addresses are kept in their
+canonical text (RFC 5952, as ipvsadm prints them) and written ``[addr]:port``.
 """
 
 from __future__ import annotations
@@ -22,14 +24,47 @@ if TYPE_CHECKING:
 PROTO_NUMBERS = {"tcp": 6, "udp": 17}
 PROTO_NAMES = {6: "TCP", 17: "UDP"}
 DEFAULT_SCHEDULER = "wlc"
+AF_INET, AF_INET6 = 2, 10
+DEFAULT_NETMASK = {AF_INET: "255.255.255.255", AF_INET6: "128"}
+"""ipvsadm -M's default: a dotted mask for IPv4, a prefix length for IPv6."""
 
 
 def ip_to_int(text: str) -> int:
-    return int(ipaddress.IPv4Address(text))
+    return int(ipaddress.ip_address(text))
 
 
-def int_to_ip(value: int) -> str:
-    return str(ipaddress.IPv4Address(value))
+def int_to_ip(value: int, af: int = AF_INET) -> str:
+    return str(ipaddress.IPv4Address(value) if af == AF_INET else ipaddress.IPv6Address(value))
+
+
+def family_of(text: str) -> int:
+    """AF_INET or AF_INET6 for an address's text (ValueError if it is neither)."""
+    return AF_INET if ipaddress.ip_address(text).version == 4 else AF_INET6
+
+
+def canonical(text: str) -> str:
+    """The address as ipvsadm prints it (IPv6 compressed and lower case)."""
+    return str(ipaddress.ip_address(text))
+
+
+def endpoint_text(address: str, port: int, af: int) -> str:
+    """``addr:port``, or ``[addr]:port`` for IPv6 (ipvsadm's addrport_to_anyname)."""
+    return f"[{address}]:{port}" if af == AF_INET6 else f"{address}:{port}"
+
+
+def netmask_int(text: str, af: int) -> int:
+    """The persistence mask as an int: IPv4's dotted mask, IPv6's prefix length (1..128)."""
+    if af == AF_INET:
+        return ip_to_int(text)
+    return ((1 << 128) - 1) ^ ((1 << (128 - int(text))) - 1)
+
+
+def service_key(proto: int, address: str, port: int) -> tuple[int, ...]:
+    """The director's key of a service: (proto, ip, port), with AF_INET6 appended for IPv6 so
+    that no IPv6 address (::a.b.c.d) is ever taken for an IPv4 one."""
+    if family_of(address) == AF_INET:
+        return proto, ip_to_int(address), port
+    return proto, ip_to_int(address), port, AF_INET6
 
 
 @dataclass(eq=False)
@@ -94,6 +129,7 @@ class RealServer:
     overloaded: bool = False
     stats: Stats = field(default_factory=Stats)
     ip: int = 0
+    af: int = AF_INET
     last_weight: int = 0
     """The last non-zero weight (mh keeps its table when a server is quiesced)."""
     watcher: Callable[[RealServer], None] | None = field(default=None, repr=False)
@@ -103,13 +139,15 @@ class RealServer:
     KeyError): what the connection table binds to each new connection."""
 
     def __post_init__(self) -> None:
+        self.af = family_of(self.address)
+        self.address = canonical(self.address) if self.af == AF_INET6 else self.address
         self.ip = ip_to_int(self.address)
         self.last_weight = self.weight
-        self.forwarder = forwarding.get(self.forward)
+        self.forwarder = forwarding.get(self.forward, self.af)
 
     def set_forward(self, name: str) -> None:
         """ipvsadm -e -g/-m/-i: the method of new connections (made ones keep theirs)."""
-        self.forwarder = forwarding.get(name)
+        self.forwarder = forwarding.get(name, self.af)
         self.forward = name
 
     def set_weight(self, weight: int) -> None:
@@ -170,7 +208,7 @@ class RealServer:
 
     @property
     def endpoint(self) -> str:
-        return f"{self.address}:{self.port}"
+        return endpoint_text(self.address, self.port, self.af)
 
 
 @dataclass(eq=False)
@@ -181,27 +219,44 @@ class VirtualService:
     scheduler: Scheduler
     forward: str = forwarding.DEFAULT
     persistence_timeout: int = 0
-    persistence_netmask: str = "255.255.255.255"
+    persistence_netmask: str = ""
+    """ipvsadm -M: a dotted mask (IPv4) or a prefix length (IPv6); "" is the family's default."""
     real_servers: list[RealServer] = field(default_factory=list)
     stats: Stats = field(default_factory=Stats)
     ip: int = 0
     proto: int = 0
     netmask: int = 0xFFFFFFFF
+    af: int = AF_INET
     one_packet: bool = False
     """ipvsadm -o (UDP): every datagram scheduled on its own, no connection kept."""
 
     def __post_init__(self) -> None:
+        self.af = family_of(self.address)
+        self.address = canonical(self.address) if self.af == AF_INET6 else self.address
         self.ip = ip_to_int(self.address)
         self.proto = PROTO_NUMBERS[self.protocol]
-        self.netmask = ip_to_int(self.persistence_netmask)
+        self.set_netmask(self.persistence_netmask)
+
+    def set_netmask(self, text: str) -> None:
+        """ipvsadm -M (the family's default for "")."""
+        self.persistence_netmask = text or DEFAULT_NETMASK[self.af]
+        self.netmask = netmask_int(self.persistence_netmask, self.af)
 
     @property
-    def key(self) -> tuple[int, int, int]:
-        return (self.proto, self.ip, self.port)
+    def default_netmask(self) -> bool:
+        """-M is the family's default (ipvsadm then prints no mask)."""
+        return self.persistence_netmask == DEFAULT_NETMASK[self.af]
+
+    @property
+    def key(self) -> tuple[int, ...]:
+        """``service_key``'s: (proto, ip, port[, AF_INET6])."""
+        if self.af == AF_INET:
+            return (self.proto, self.ip, self.port)
+        return (self.proto, self.ip, self.port, AF_INET6)
 
     @property
     def endpoint(self) -> str:
-        return f"{self.address}:{self.port}"
+        return endpoint_text(self.address, self.port, self.af)
 
     def add_real_server(self, server: RealServer) -> None:
         """IPVS inserts at the list head: newest first. A scheduler that cannot take one more

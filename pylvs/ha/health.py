@@ -116,7 +116,8 @@ class ServerHealth:
 @dataclass(eq=False)
 class ServiceHealth:
     """A virtual service's checked servers, its quorum and its sorry server."""
-    key: tuple[int, int, int]
+    key: tuple[int, ...]
+    """The director's key of the service (model.service_key)."""
     name: str
     servers: list[ServerHealth] = field(default_factory=list)
     quorum: int = 1

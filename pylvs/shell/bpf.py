@@ -2,8 +2,11 @@
 
 Attached to the packet socket (SO_ATTACH_FILTER), it passes: IPv4 frames, not fragments, that are
 TCP/UDP to a virtual service, TCP/UDP from a NAT real server's port, or ICMP to a VIP or from a
-NAT real server. Everything else (ARP, IPv6, the director's own traffic, ...) stays in the
-kernel. Built from the rules, rebuilt whenever they change. Pure: returns the instructions.
+NAT real server; IPv6 frames to an IPv6 VIP or from an IPv6 NAT real server, whatever follows the
+header (extension headers and fragments may stand before the ports: the director sorts them, and
+ICMPv6 that is no one's it leaves alone). Everything else (ARP, NDP to the director's own
+addresses, the director's own traffic, ...) stays in the kernel. Built from the rules, rebuilt
+whenever they change. Pure: returns the instructions.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from collections.abc import Iterable
 
 # opcodes (linux/filter.h)
 LD_W_ABS, LD_H_ABS, LD_B_ABS, LD_H_IND, LDX_B_MSH = 0x20, 0x28, 0x30, 0x48, 0xB1
-JEQ_K, JSET_K, RET_K = 0x15, 0x45, 0x06
+JEQ_K, JSET_K, RET_K, JA = 0x15, 0x45, 0x06, 0x05
 ACCEPT_LEN = 0x40000
 MAX_INSTRUCTIONS = 4096
 Instruction = tuple[int, int, int, int]   # code, jt, jf, k
@@ -27,10 +30,15 @@ def _addr(text: str) -> int:
     return struct.unpack("!I", socket.inet_aton(text))[0]
 
 
-def program(services: Iterable[Rule], replies: Iterable[Rule] = ()) -> list[Instruction]:
-    """The filter for services (to VIP:port) and NAT replies (from RIP:port)."""
+def _ipv6(text: str) -> bool:
+    return ":" in text
+
+
+def program4(services: Iterable[Rule], replies: Iterable[Rule] = ()) -> list[Instruction]:
+    """The part for IPv4: services (to VIP:port) and NAT replies (from RIP:port)."""
     blocks: list[list[tuple]] = []
-    services, replies = list(services), list(replies)
+    services = [rule for rule in services if not _ipv6(rule[1])]
+    replies = [rule for rule in replies if not _ipv6(rule[1])]
     for proto, vip, port in services:
         blocks.append(_match(_PROTO[proto], 30, _addr(vip), 16, port))
     for proto, rip, port in replies:
@@ -42,6 +50,36 @@ def program(services: Iterable[Rule], replies: Iterable[Rule] = ()) -> list[Inst
     head = [(LD_H_ABS, 0, 0, 12), (JEQ_K, 0, "drop", 0x0800),
             (LD_H_ABS, 0, 0, 20), (JSET_K, "drop", 0, 0x3FFF)]  # MF or an offset: a fragment
     return _assemble(head, blocks)
+
+
+def program6(services: Iterable[Rule], replies: Iterable[Rule] = ()) -> list[Instruction]:
+    """The part for IPv6: frames to an IPv6 VIP (destination at 38) or from an IPv6 NAT real
+    server (source at 22), by address alone."""
+    vips = dict.fromkeys(vip for _, vip, _ in services if _ipv6(vip))
+    rips = dict.fromkeys(rip for _, rip, _ in replies if _ipv6(rip))
+    blocks = [*(_match6(38, vip) for vip in vips), *(_match6(22, rip) for rip in rips)]
+    return _assemble([(LD_H_ABS, 0, 0, 12), (JEQ_K, 0, "drop", 0x86DD)], blocks)
+
+
+def program(services: Iterable[Rule], replies: Iterable[Rule] = ()) -> list[Instruction]:
+    """The filter for services (to VIP:port) and NAT replies (from RIP:port) of both families:
+    IPv6 frames to ``program6``'s part (jumped to), the rest to ``program4``'s (alone when
+    there is no IPv6 rule)."""
+    services, replies = list(services), list(replies)
+    four = program4(services, replies)
+    if not any(_ipv6(address) for _, address, _ in [*services, *replies]):
+        return four
+    six = program6(services, replies)
+    return [(LD_H_ABS, 0, 0, 12), (JEQ_K, 0, 1, 0x86DD), (JA, 0, 0, len(four)), *four, *six]
+
+
+def _match6(addr_offset: int, address: str) -> list[tuple]:
+    words = struct.unpack("!4I", socket.inet_pton(socket.AF_INET6, address))
+    block: list[tuple] = []
+    for i, word in enumerate(words):
+        block += [(LD_W_ABS, 0, 0, addr_offset + 4 * i),
+                  (JEQ_K, "accept" if i == 3 else 0, "next", word)]
+    return block
 
 
 def _match(proto: int, addr_offset: int, addr: int, port_offset: int | None,

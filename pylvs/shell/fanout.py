@@ -9,11 +9,17 @@ address alone, so all of a client's connections (and its persistence template) m
 
 Offsets are from the IP header (SKF_NET_OFF), which is where the kernel's fanout demux has the
 frame; quoted headers are taken as 20 bytes. Anything else: member 0. Pure: returns instructions.
+
+IPv6 frames (version 6) go to a part of their own, which hashes the client's address alone, by
+the XOR of its four words: a fragment after the first has no ports, and must meet the worker its
+first fragment met. The same four rules (to a VIP, from a NAT real server, ICMPv6 about either:
+the quoted packet after a 40-byte header and 8 bytes of ICMPv6) by address.
 """
 
 from __future__ import annotations
 
 import socket
+import struct
 from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
@@ -45,6 +51,10 @@ def program(services: Iterable[Rule], replies: Iterable[Rule] = (),
     when members left and joined since the workers started; None: member = slot."""
     code: list[tuple] = []
     services, replies = list(services), list(replies)
+    vips6 = list(dict.fromkeys(r.address for r in services if _ipv6(r.address)))
+    rips6 = list(dict.fromkeys(r.address for r in replies if _ipv6(r.address)))
+    services = [r for r in services if not _ipv6(r.address)]
+    replies = [r for r in replies if not _ipv6(r.address)]
     for rule in services:
         code += _service(rule)
     for rule in replies:
@@ -54,6 +64,13 @@ def program(services: Iterable[Rule], replies: Iterable[Rule] = (),
     for rule in replies:
         code += _icmp_from_server(rule)
     code.append((RET_K, 0, 0, 0))
+    if vips6 or rips6:
+        six = [*(_icmp6(vip, 24, 72) for vip in vips6), *(_icmp6(rip, 8, 56) for rip in rips6),
+               *(_by_address6(vip, 24, 8) for vip in vips6),
+               *(_by_address6(rip, 8, 24) for rip in rips6)]
+        code = [(LD_B_ABS, 0, 0, NET & 0xFFFFFFFF), (RSH_K, 0, 0, 4), (JEQ_K, 0, 1, 6),
+                (JA, 0, 0, len(code)), *code, *(i for block in six for i in block),
+                (RET_K, 0, 0, 0)]
     tail = len(code)
     if order is not None:
         code.append((MOD_K, 0, 0, len(order)))
@@ -70,7 +87,12 @@ def program(services: Iterable[Rule], replies: Iterable[Rule] = (),
 
 def client_hash(address: str, port: int, by_address: bool) -> int:
     """What the program computes of a client, before the modulo: its worker slot is this
-    modulo the number of workers."""
+    modulo the number of workers (an IPv6 client's: by its address alone)."""
+    if _ipv6(address):
+        value = 0
+        for word in _words(address):
+            value ^= word
+        return (value * GOLDEN & 0xFFFFFFFF) >> 16
     value = _addr(address)
     if not by_address:
         value ^= port * GOLDEN & 0xFFFFFFFF
@@ -79,6 +101,43 @@ def client_hash(address: str, port: int, by_address: bool) -> int:
 
 def _addr(text: str) -> int:
     return int.from_bytes(socket.inet_aton(text), "big")
+
+
+def _ipv6(address: str) -> bool:
+    return ":" in address
+
+
+def _words(address: str) -> tuple[int, ...]:
+    return struct.unpack("!4I", socket.inet_pton(socket.AF_INET6, address))
+
+
+def _equal6(at: int, address: str) -> list[tuple]:
+    """The 16 bytes at ``at`` (from the IPv6 header) are ``address``."""
+    block: list[tuple] = []
+    for i, word in enumerate(_words(address)):
+        block += [(LD_W_ABS, 0, 0, NET + at + 4 * i), (JEQ_K, 0, "next", word)]
+    return block
+
+
+def _hash6(at: int) -> list[tuple]:
+    """The XOR of the four words of the address at ``at``, mixed, on to the tail."""
+    block: list[tuple] = [(LD_W_ABS, 0, 0, NET + at)]
+    for i in range(1, 4):
+        block += [(ST, 0, 0, 0), (LD_W_ABS, 0, 0, NET + at + 4 * i), (LDX_MEM, 0, 0, 0),
+                  (XOR_X, 0, 0, 0)]
+    return block + [(MUL_K, 0, 0, GOLDEN), (RSH_K, 0, 0, 16), (JA, 0, 0, "tail")]
+
+
+def _by_address6(address: str, at: int, client_at: int) -> list[tuple]:
+    """``address`` at ``at`` (24: to a VIP; 8: from a NAT RIP): hash the client at
+    ``client_at``."""
+    return _resolve([*_equal6(at, address), *_hash6(client_at)])
+
+
+def _icmp6(address: str, at: int, client_at: int) -> list[tuple]:
+    """ICMPv6 (next header 58) with ``address`` at ``at``: hash the quoted client."""
+    return _resolve([(LD_B_ABS, 0, 0, NET + 6), (JEQ_K, 0, "next", socket.IPPROTO_ICMPV6),
+                     *_equal6(at, address), *_hash6(client_at)])
 
 
 def _resolve(block: list[tuple]) -> list[tuple]:

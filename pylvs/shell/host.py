@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 from collections.abc import Callable
 
 from pylvs.core.model import VirtualService
@@ -75,8 +76,7 @@ class HostState:
         ``wanted`` and no others."""
         self.tell_guard()  # the tables before they exist: removing a missing one is no harm
         stolen = [(s.protocol, s.address, s.port) for s in services]
-        own = set(addresses.interface_addresses(self.inside)) - {s.address for s in services} \
-            if replies else set()
+        own = self._own(self.inside) - {s.address for s in services} if replies else set()
         if len(self.steals) == 1:
             self.steals[0].install(stolen, replies, own)
         else:
@@ -89,6 +89,13 @@ class HostState:
             addresses.remove_vip(self.interface, vip)
             self.vips.remove(vip)
         self.tell_guard()
+
+    @staticmethod
+    def _own(interface: str) -> set[str]:
+        """The director's addresses on ``interface``, of both families (IPv6's link-local
+        too: NAT replies to them are the director's own)."""
+        return {*addresses.interface_addresses(interface),
+                *addresses.interface_addresses(interface, socket.AF_INET6)}
 
     def tell_guard(self) -> None:
         if self.guard is not None:

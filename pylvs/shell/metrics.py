@@ -143,10 +143,10 @@ def health_part(services: Iterable[ServiceHealth]) -> list[Check]:
     failure counted since (a dead server comes back on its first success)."""
     found = []
     for service in services:
-        proto, ip, port = service.key
+        proto, ip, port, *family = service.key
         for server in service.servers:
-            labels = (int_to_ip(ip), str(port), server.server.address, str(server.server.port),
-                      PROTO_NAMES[proto], server.spec.kind)
+            labels = (int_to_ip(ip, *family), str(port), server.server.address,
+                      str(server.server.port), PROTO_NAMES[proto], server.spec.kind)
             found.append(Check(labels, server.alive, server.checks,
                                server.alive and server.failures == 0 and server.checks > 0,
                                server.latency))

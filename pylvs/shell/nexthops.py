@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from pylvs.core.director import Director
 from pylvs.core.forwarding import NextHop
-from pylvs.core.model import int_to_ip, ip_to_int
+from pylvs.core.model import ip_to_int
 from pylvs.core.packet import ETH_HLEN
 from pylvs.shell import addresses
 from pylvs.shell.links import Link
@@ -32,15 +32,20 @@ class NextHops:
         self.routes: dict[int, addresses.Route] = {}
         self.unreachable: dict[int, str] = {}
         """Real servers without a usable route, and why."""
+        self.texts: dict[int, str] = {}
+        """Every real server's address as text, by its int (of either family), kept for
+        as long as its route is."""
 
     def follow(self, resolve_timeout: float = 0.0) -> None:
         """A route and a next hop for every real server that has none yet."""
-        for ip in self.director.real_server_ips() - self.routes.keys():
+        servers = self.director.real_server_addresses()
+        self.texts.update(servers)
+        for ip in servers.keys() - self.routes.keys():
             self._route(ip, resolve_timeout)
 
     def _route(self, ip: int, resolve_timeout: float) -> None:
         try:
-            found = addresses.route(int_to_ip(ip))
+            found = addresses.route(self.texts[ip])
         except OSError as exc:
             self._unreachable(ip, str(exc.strerror or exc))
             return
@@ -51,7 +56,7 @@ class NextHops:
                                       f"opened: {failed}")
                 return
             log.info("real server %s is reached through %s: forwarding there too",
-                     int_to_ip(ip), found.interface)
+                     self.texts[ip], found.interface)
         self.unreachable.pop(ip, None)
         self.routes[ip] = found
         resolver = self.links[found.interface].resolver
@@ -63,17 +68,17 @@ class NextHops:
     def _unreachable(self, ip: int, why: str) -> None:
         if self.unreachable.get(ip) != why:
             log.warning("real server %s: %s; its frames are dropped until a route exists",
-                        int_to_ip(ip), why)
+                        self.texts[ip], why)
         self.unreachable[ip] = why
 
     def _via(self, ip: int) -> str:
         """The neighbour a real server's frames go to: its gateway, or itself when on-link."""
-        return self.routes[ip].gateway or int_to_ip(ip)
+        return self.routes[ip].gateway or self.texts[ip]
 
     def _learn(self, ip: int, mac: bytes | None) -> None:
         found = self.routes[ip]
         if mac is None:
-            log.warning("no MAC yet for real server %s (via %s); probing", int_to_ip(ip),
+            log.warning("no MAC yet for real server %s (via %s); probing", self.texts[ip],
                         self._via(ip))
             return
         link = self.links[found.interface]
@@ -84,7 +89,8 @@ class NextHops:
     def refresh(self) -> None:
         """Once a tick: the unreachable tried again, the neighbour tables read, every hop
         whose MAC changed handed in anew."""
-        servers = self.director.real_server_ips()
+        servers = self.director.real_server_addresses()
+        self.texts.update(servers)
         for ip in list(self.unreachable):
             if ip in servers:
                 self._route(ip, 0.0)

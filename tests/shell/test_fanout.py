@@ -4,17 +4,19 @@ address alone; frames of no rule get 0."""
 
 from __future__ import annotations
 
+import ipaddress
 import struct
 
 from hypothesis import given
 from hypothesis import strategies as st
 from scapy.layers.inet import IP, TCP, UDP
+from scapy.layers.inet6 import IPv6
 
 import schedulers
 from pylvs.core.model import RealServer, VirtualService
 from pylvs.shell import fanout
 from pylvs.shell.fanout import Rule
-from tests.helpers.fanout import RIP, VIP, frames, run
+from tests.helpers.fanout import RIP, RIP6, VIP, VIP6, frames, frames6, run
 
 addresses = st.integers(1, 2**32 - 2).map(lambda n: ".".join(str(b) for b in n.to_bytes(4,
                                                                                       "big")))
@@ -79,3 +81,26 @@ def test_the_hash_is_client_hash_and_an_order_maps_its_slot_to_a_member(proto, c
         assert run(ordered, frame) == order[value % 3]
     other = bytes(IP(src="203.0.113.1", dst=VIP) / TCP(dport=81))
     assert run(ordered, other) == 0
+
+
+addresses6 = st.integers(1, 2**128 - 2).map(lambda n: str(ipaddress.IPv6Address(n)))
+
+
+@given(st.sampled_from(["tcp", "udp"]), addresses6, ports, addresses, ports)
+def test_every_ipv6_frame_of_a_client_gets_its_address_hash(proto, client, port, client4, port4):
+    """Dual stack: the IPv6 part hashes the client's address alone (a later fragment has no
+    ports), and the IPv4 rules beside it still give client_hash."""
+    code = fanout.program([Rule(proto, VIP6, 80, False), Rule(proto, VIP, 80, False)],
+                          [Rule(proto, RIP6, 8080, False), Rule(proto, RIP, 8080, False)])
+    assert {run(code, frame) for frame in frames6(proto, client, port)} == {
+        fanout.client_hash(client, port, False)}
+    assert {run(code, frame) for frame in frames(proto, client4, port4)} == {
+        fanout.client_hash(client4, port4, False)}
+
+
+def test_ipv6_frames_of_no_rule_go_to_member_zero():
+    code = fanout.program([Rule("tcp", VIP6, 80, False)], [])
+    stray = bytes(IPv6(src="2001:db8:1::1", dst="2001:db8::200") / TCP(dport=80))
+    assert run(code, stray) == 0
+    client = frames6("tcp", "2001:db8:1::1", 1000)[0]
+    assert run(code, client) == fanout.client_hash("2001:db8:1::1", 1000, False) != 0
