@@ -2,15 +2,18 @@
 
 Errors are the kernel's, in libipvs's words (``Service already exists``, ``No such service``,
 ``Service not defined``, ``Destination already exists``, ``No such destination``, ``Scheduler or
-persistence engine not found``), raised as ``DirectorError`` (exit status 255). ipvsadm's own
-defaults and gotchas are kept: every -a/-e starts from weight 1, thresholds 0 and DR, and -E
-without -s goes back to wlc and without -p drops persistence. A deleted real server's connections
-stop at once (IPVS's expire_nodest_conn), counted as ``nodest_expired``; a quiesced one keeps
-them.
+persistence engine not found``, and every EINVAL as ``INVALID``), raised as ``DirectorError``
+(exit status 255). IPv6 as ip_vs_ctl.c has it: a real server of the other family only with
+tunnelling, an IPv6 real server unicast and not link-local, an IPv6 mask a prefix 1..128.
+ipvsadm's own defaults and gotchas are kept: every -a/-e starts from weight 1, thresholds 0
+and DR, and -E without -s goes back to wlc and without -p drops persistence. A deleted real
+server's connections stop at once (IPVS's expire_nodest_conn), counted as ``nodest_expired``;
+a quiesced one keeps them.
 """
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 
 import forwarders
@@ -18,10 +21,21 @@ import schedulers
 from pylvs.adm import ipvsadm, layouts
 from pylvs.adm.ipvsadm import Command, DirectorError, UsageError
 from pylvs.core.director import Director
-from pylvs.core.model import DEFAULT_SCHEDULER, PROTO_NUMBERS, RealServer, VirtualService, ip_to_int
+from pylvs.core.model import (
+    AF_INET6,
+    DEFAULT_SCHEDULER,
+    PROTO_NUMBERS,
+    RealServer,
+    VirtualService,
+    family_of,
+    service_key,
+)
 
 Lookup = tuple[Mapping[str, str], Mapping[str, str]]
 """Names found by the caller: host by address, service by "port/protocol"."""
+
+INVALID = "Invalid operation.  Possibly wrong module version, address not unicast, ..."
+"""libipvs's ipvs_strerror for EINVAL, whatever the call (sic: two blanks)."""
 
 
 def make_scheduler(command: Command) -> schedulers.Scheduler:
@@ -37,10 +51,38 @@ def make_scheduler(command: Command) -> schedulers.Scheduler:
     return scheduler
 
 
-def _key(command: Command) -> tuple[int, int, int]:
+def _key(command: Command) -> tuple[int, ...]:
     assert command.service is not None
     proto, address, port = command.service
-    return PROTO_NUMBERS[proto], ip_to_int(address), port
+    return service_key(PROTO_NUMBERS[proto], address, port)
+
+
+def _check_netmask(command: Command) -> None:
+    """ip_vs_add_service / ip_vs_edit_service: an IPv6 service's mask is a prefix 1..128."""
+    assert command.service is not None
+    if family_of(command.service[1]) == AF_INET6 and command.netmask is not None and not (
+            command.netmask.isdigit() and 1 <= int(command.netmask) <= 128):
+        raise DirectorError(INVALID)
+
+
+def _check_family(service: VirtualService, command: Command) -> None:
+    """ip_vs_genl_set_cmd: a real server of another family than its service only with
+    tunnelling (IP_VS_CONN_F_TUNNEL), checked before the real server is looked up."""
+    address = command.server[0]  # type: ignore[index]
+    method = forwarders.get(command.forward or forwarders.DEFAULT)
+    if family_of(address) != service.af and method.conn_flag != ipvsadm.IP_VS_CONN_F_TUNNEL:
+        raise DirectorError(INVALID)
+
+
+def _check_unicast(address: str) -> None:
+    """ip_vs_new_dest: an IPv6 real server must be unicast (ipv6_addr_type: not ::, not
+    multicast, not IPv4-mapped) and not link-local. (The kernel lets one through that is the
+    director's own address; the core cannot know those, so it does not.)"""
+    if family_of(address) != AF_INET6:
+        return
+    ip = ipaddress.IPv6Address(address)
+    if ip.is_multicast or ip.is_link_local or ip.is_unspecified or ip.ipv4_mapped:
+        raise DirectorError(INVALID)
 
 
 def _service(director: Director, command: Command, missing: str) -> VirtualService:
@@ -56,8 +98,9 @@ def add_service(director: Director, command: Command) -> None:
         raise UsageError("port-0 (all ports) services are not supported by this version of pylvs")
     if _key(command) in director.services:
         raise DirectorError("Service already exists")
+    _check_netmask(command)
     service = VirtualService(proto, address, port, make_scheduler(command), forwarders.DEFAULT,
-                             command.persistent or 0, command.netmask or "255.255.255.255",
+                             command.persistent or 0, command.netmask or "",
                              one_packet="ops" in command.options)
     service.scheduler.update(service.real_servers)
     director.services[service.key] = service
@@ -65,13 +108,13 @@ def add_service(director: Director, command: Command) -> None:
 
 def edit_service(director: Director, command: Command) -> None:
     service = _service(director, command, "No such service")
+    _check_netmask(command)
     scheduler = make_scheduler(command)
     if (scheduler.spec, scheduler.flags) != (service.scheduler.spec, service.scheduler.flags):
         service.scheduler = scheduler
         service.scheduler.update(service.real_servers)
     service.persistence_timeout = command.persistent or 0
-    service.persistence_netmask = command.netmask or "255.255.255.255"
-    service.netmask = ip_to_int(service.persistence_netmask)
+    service.set_netmask(command.netmask or "")
     service.one_packet = "ops" in command.options  # -E without -o drops it, as -p
 
 
@@ -100,20 +143,23 @@ def _server_endpoint(service: VirtualService, command: Command, forced: bool = T
 
 def add_server(director: Director, command: Command) -> None:
     service = _service(director, command, "Service not defined")
+    _check_family(service, command)
     address, port = _server_endpoint(service, command)
     if service.find_real_server(address, port) is not None:
         raise DirectorError("Destination already exists")
+    _check_unicast(address)
     try:
         service.add_real_server(RealServer(
             address, port, weight=1 if command.weight is None else command.weight,
             forward=command.forward or forwarders.DEFAULT,
             upper_threshold=command.u_threshold or 0, lower_threshold=command.l_threshold or 0))
     except ValueError:  # the scheduler's EINVAL (mh: more servers than slots): nothing added
-        raise DirectorError("Invalid argument") from None
+        raise DirectorError(INVALID) from None
 
 
 def edit_server(director: Director, command: Command) -> None:
     service = _service(director, command, "Service not defined")
+    _check_family(service, command)
     server = service.find_real_server(*_server_endpoint(service, command))
     if server is None:
         raise DirectorError("No such destination")
@@ -226,3 +272,11 @@ def endpoints(director: Director) -> tuple[list[str], list[str]]:
             addresses.add(address)
             ports.add(f"{port}/{svc.protocol}")
     return sorted(addresses), sorted(ports)
+
+
+def mixed_family_dests(director: Director) -> int:
+    """IPVS's ``mixed_address_family_dests``: real servers of another family than their
+    service. While there are any, --start-daemon is refused (EINVAL, ``INVALID``): the sync
+    protocol cannot carry them; and while a sync daemon runs, ip_vs_genl_set_cmd refuses to
+    add or edit one (EINVAL too). The shell, which runs the daemon, asks."""
+    return sum(rs.af != svc.af for svc in director.services.values() for rs in svc.real_servers)

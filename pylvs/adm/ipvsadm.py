@@ -5,16 +5,21 @@ one command, options each at most once (``multiple 'weight' options specified``)
 with ipvsadm's texts, then the command × option table ``commands_v_options`` (compulsory,
 illegal, mutually exclusive) and ipvsadm's special rules. Every usage error is a ``UsageError``
 (exit status 2); errors from the director itself are ``DirectorError`` (exit status 255).
+IPv6 as ipvsadm reads it (parse_service): ``[addr]:port``, an unbracketed IPv6 address without
+a port, ``-6`` only after ``-f``, ``-M`` a prefix length once the service is known to be IPv6,
+and a real server of the other family only with ``-i``. Addresses come out in the model's text.
 Pure: no sockets, no model changes.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import forwarders
+from pylvs.core.model import AF_INET6, canonical, family_of
 
 VERSION_LINE = "ipvsadm v1.31 2019/12/24 (compiled with popt and IPVS v1.2.1)"
 EXIT_USAGE = 2
@@ -102,15 +107,19 @@ _OPTIONS: dict[str, tuple[str, str, str]] = {
     "--mcast-interface": ("mcast-interface", "yes", ""), "--syncid": ("syncid", "yes", ""),
     "--mcast-group": ("mcast-group", "yes", ""), "--mcast-port": ("mcast-port", "yes", ""),
     "--mcast-ttl": ("mcast-ttl", "yes", ""), "--sync-maxlen": ("sync-maxlen", "yes", ""),
-    "-6": ("ipv6", "no", ""),
 }
+IPV6_FLAGS = ("-6", "--ipv6")
+"""ipvsadm's -6: "fwmark entry uses IPv6", legal only after -f (no option of the table)."""
+IPV6_BEFORE_FWMARK = "-6 used before -f\n"
+"""ipvsadm's text, its own newline included (fail() adds another)."""
+MIXED_FAMILY = "Different address family is allowed only for tunneling servers"
+IP_VS_CONN_F_TUNNEL = 0x0002
 NOT_HERE = {
     "mcast": "the sync daemon's multicast group, port, TTL and maxlen are IPVS's defaults in "
              "this version of pylvs",
     "pe": "persistence engines (--pe) are not supported by this version of pylvs",
     "fwmark": "firewall-mark services (-f) are not supported by this version of pylvs",
     "sctp": "SCTP services are not supported by this version of pylvs",
-    "ipv6": "IPv6 is not supported by this version of pylvs",
     "tun": "tunnel types other than ipip are not supported by this version of pylvs",
 }
 
@@ -183,6 +192,9 @@ def parse(argv: Sequence[str]) -> Command:
             name = _COMMAND_FLAGS[token]
         elif token == "--sort":
             pass  # sorting is the default: a no-op, as in ipvsadm
+        elif token in IPV6_FLAGS:  # ipvsadm: only once -f has set a fwmark; may repeat
+            if not values.get("service-address", "").startswith("fwmark "):
+                raise UsageError(IPV6_BEFORE_FWMARK)
         elif token in _OPTIONS:
             option, takes, canonical = _OPTIONS[token]
             if option in values:
@@ -203,12 +215,13 @@ def parse(argv: Sequence[str]) -> Command:
         else:
             positional.append(token)
     command = Command(name or "list", set(order))
-    _values(command, values, positional)
+    _values(command, values, positional, order)
     _check(command)
     return command
 
 
-def _values(command: Command, values: dict[str, str], positional: list[str]) -> None:
+def _values(command: Command, values: dict[str, str], positional: list[str],
+            order: list[str]) -> None:
     if command.name == "set":
         if len(positional) < 3:
             raise UsageError("--set option requires 3 timeout values")
@@ -228,8 +241,8 @@ def _values(command: Command, values: dict[str, str], positional: list[str]) -> 
         kind, _, text = values["service-address"].partition(" ")
         if kind in NOT_HERE:
             raise UsageError(NOT_HERE[kind])
-        command.service = (kind, *_endpoint(text, "illegal virtual server address[:port] "
-                                                  "specified", 0))  # type: ignore[assignment]
+        address, port = _endpoint(text, "illegal virtual server address[:port] specified")
+        command.service = (kind, address, 0 if port is None else port)
     if "scheduler" in values:
         command.scheduler = values["scheduler"]
     if "persistent" in values:
@@ -238,16 +251,12 @@ def _values(command: Command, values: dict[str, str], positional: list[str]) -> 
                                       "illegal timeout for persistent service")
                               if text else DEFAULT_PERSISTENCE)
     if "netmask" in values:
-        try:
-            command.netmask = str(ipaddress.IPv4Network(f"0.0.0.0/{values['netmask']}").netmask)
-        except ValueError:
-            raise UsageError("illegal virtual server netmask specified") from None
+        command.netmask = _netmask(values["netmask"], command, order)
     if "sched-flags" in values:
         command.sched_flags = tuple(f for f in values["sched-flags"].split(",") if f)
     if "real-server" in values:
-        address, port = _endpoint(values["real-server"], "illegal real server address[:port] "
-                                  "specified", None)
-        command.server = (address, port)
+        command.server = _endpoint(values["real-server"],
+                                   "illegal real server address[:port] specified")
     if "forwarding-method" in values:
         command.forward = values["forwarding-method"]
     for option, attr, message, hi in (("weight", "weight", "illegal weight specified", 65535),
@@ -275,19 +284,122 @@ def _number(text: str, lo: int, hi: int, message: str) -> int:
     return int(text)
 
 
-def _endpoint(text: str, message: str, default_port: int | None) -> tuple[str, int | None]:
-    host, sep, port = text.rpartition(":")
-    if not sep:
-        host, port = text, ""
-    try:
-        address = str(ipaddress.IPv4Address(host))
-    except ValueError:
-        raise UsageError(message) from None
-    if not port:
-        return address, default_port
-    if not port.isdigit() or int(port) > 65535:
+def _endpoint(text: str, message: str) -> tuple[str, int | None]:
+    """ipvsadm's parse_service: ``[IPv6]:port``; an IPv6 address unbracketed (then it has no
+    port: ``2001:db8::1:80`` is one address); or ``IPv4[:port]``. The address comes back as
+    the model keeps it, the port None when none was given. ipvsadm's quirks are kept: after
+    ``]`` only ``:port`` may follow (``[2001:db8::1]`` alone is illegal), and brackets around
+    an IPv4 address hide its port (``[192.0.2.1]:80`` is 192.0.2.1 with no port). Host and
+    service names are not looked up here (no DNS in pylvs.adm): numbers only."""
+    if not text or text.isdigit():
+        raise UsageError(message)  # str_is_digit: a bare number is no address
+    host, port = text, None
+    if text.startswith("["):
+        host, bracket, rest = text[1:].partition("]")
+        if not bracket or not rest.startswith(":"):
+            raise UsageError(message)
+        port = rest[1:]
+    if inet_pton6(host):
+        address = canonical(host)
+    else:
+        head, colon, tail = host.rpartition(":")
+        host, port = (head, tail) if colon else (host, None)
+        try:
+            address = str(ipaddress.IPv4Address(host))
+        except ValueError:
+            raise UsageError(message) from None
+    if port is None:
+        return address, None
+    if not port.isascii() or not port.isdigit() or int(port) > 65535:
         raise UsageError(message)
     return address, int(port)
+
+
+def inet_pton6(text: str) -> bool:
+    """glibc's inet_pton(AF_INET6) would read ``text``: hex groups, one ``::``, a dotted IPv4
+    tail; no zone (``%eth0``), no blanks."""
+    if "%" in text or not text.isascii():
+        return False
+    try:
+        ipaddress.IPv6Address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _netmask(text: str, command: Command, order: list[str]) -> str | None:
+    """ipvsadm -M, read when popt reaches it: for a service already known to be IPv6 a prefix
+    length 1..128 as ``atoi`` reads it; else an IPv4 mask. An IPv6 service given *after* -M
+    resets the mask to 128 (parse_service sets it), so that mask is dropped (None: the
+    family's default)."""
+    service_first = ("service-address" in order
+                     and order.index("service-address") < order.index("netmask"))
+    ipv6 = command.service is not None and family_of(command.service[1]) == AF_INET6
+    if ipv6 and service_first:
+        prefix = _atoi(text) & 0xFFFFFFFF  # int → the u_int32_t netmask
+        if not 1 <= prefix <= 128:
+            raise UsageError("illegal ipv6 netmask specified")
+        return str(prefix)
+    if ipv6:  # parse_netmask then, and parse_service's 128 after it
+        if not inet_aton(text):
+            raise UsageError("illegal virtual server persistent mask specified")
+        return None
+    try:
+        return str(ipaddress.IPv4Network(f"0.0.0.0/{text}").netmask)
+    except ValueError:
+        raise UsageError("illegal virtual server persistent mask specified") from None
+
+
+_ATOI = re.compile(r"[ \t\n\v\f\r]*([+-]?[0-9]+)")
+
+
+def _atoi(text: str) -> int:
+    """C's atoi as glibc has it: (int) strtol(text, NULL, 10), 0 when there is no number."""
+    match = _ATOI.match(text)
+    if match is None:
+        return 0
+    value = max(-(1 << 63), min((1 << 63) - 1, int(match.group(1))))  # strtol saturates
+    value &= 0xFFFFFFFF  # (int): the low 32 bits
+    return value - (1 << 32) if value >= 1 << 31 else value
+
+
+def inet_aton(text: str) -> bool:
+    """Whether glibc's inet_aton reads ``text``: 1 to 4 parts, each decimal, octal (0...) or
+    hex (0x...), the last filling the bytes left; it stops at a blank."""
+    parts: list[int] = []
+    i, n = 0, len(text)
+    while True:
+        if i >= n or not text[i].isascii() or not text[i].isdigit():
+            return False
+        base, digits = 10, ""
+        if text[i] == "0":
+            i += 1
+            base = 8
+            digits = "0"
+            if i < n and text[i] in "xX":
+                if i + 1 >= n or text[i + 1] not in "0123456789abcdefABCDEF":
+                    return False  # strtoul reads the 0 and stops at the x
+                base, digits = 16, ""
+                i += 1
+        allowed = {8: "01234567", 10: "0123456789", 16: "0123456789abcdefABCDEF"}[base]
+        while i < n and text[i] in allowed:
+            digits += text[i]
+            i += 1
+        if base == 8 and i < n and text[i] in "89":
+            return False
+        value = int(digits, base) if digits else 0
+        if value > 0xFFFFFFFF:
+            return False
+        if i < n and text[i] == ".":
+            if len(parts) > 2 or value > 0xFF:
+                return False
+            parts.append(value)
+            i += 1
+            continue
+        break
+    if i < n and not (text[i].isascii() and text[i] in " \t\n\v\f\r"):
+        return False
+    return value <= (0xFFFFFFFF, 0xFFFFFF, 0xFFFF, 0xFF)[len(parts)]
 
 
 def _check(command: Command) -> None:
@@ -295,9 +407,8 @@ def _check(command: Command) -> None:
     name, options = command.name, command.options
     if name in ("help", "version"):
         return
-    for key in ("ipv6", "pe"):
-        if key in options:
-            raise UsageError(NOT_HERE[key])
+    if "pe" in options:
+        raise UsageError(NOT_HERE["pe"])
     if name in NOT_HERE:
         raise UsageError(NOT_HERE[name])
     row = _TABLE[name]
@@ -315,14 +426,21 @@ def _check(command: Command) -> None:
                 raise UsageError(f"The option '{option}' conflicts with the '{exclusive}' "
                                  f"option in the '{name}' command")
             exclusive = option
-    if name == "list" and options & {"connection", "timeout"} and options & {
-            "stats", "rate", "thresholds"}:
+    if name == "list" and (
+            options & {"connection", "timeout", "daemon"} and options & {
+                "stats", "rate", "thresholds"}
+            or options & {"timeout", "daemon"} and "persistent-conn" in options):
         raise UsageError("options conflicts in the list command")
     if command.service and command.service[2] == 0 and command.persistent is None and name in (
             "add-service", "edit-service"):
         raise UsageError("Zero port specified for non-persistent service")
     if "ops" in options and command.service and command.service[0] != "udp":
         raise UsageError("One-Packet Scheduling is only for UDP virtual services")
+    if name in ("add-server", "edit-server") and command.service and command.server and (
+            family_of(command.service[1]) != family_of(command.server[0])
+            and forwarders.get(command.forward or forwarders.DEFAULT).conn_flag
+            != IP_VS_CONN_F_TUNNEL):
+        raise UsageError(MIXED_FAMILY)
     if command.tun_type not in (None, "ipip"):
         raise UsageError(NOT_HERE["tun"])
     if {"tun-port", "tun-csum", "tun-remcsum"} & options:

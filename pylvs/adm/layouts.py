@@ -3,18 +3,67 @@
 Pure rendering from the model. Without -n, addresses and ports get the names the caller found
 for them (``Names``: reverse DNS and the services database, looked up by pylvs adm before it
 asks); one without a name stays a number, as ipvsadm's does when the resolver has none.
+IPv6 addresses are written as glibc's inet_ntop writes them, in brackets (``[addr]:port``), and
+never cut: where an IPv4 name is cut to its column (33, 28), an IPv6 one overflows it. The order
+is libipvs's comparisons', IPv4 before IPv6.
 """
 
 from __future__ import annotations
 
+import functools
+import ipaddress
 from collections.abc import Iterable, Mapping
 
 from pylvs.adm.ipvsadm import Command
 from pylvs.core.conntrack import Connection, Template, Timeouts
-from pylvs.core.model import PROTO_NAMES, RealServer, Stats, VirtualService
+from pylvs.core.model import AF_INET6, PROTO_NAMES, RealServer, Stats, VirtualService, family_of
 
 IPVS_VERSION = "1.2.1"
 CONN_TAB_SIZE = 4096
+NAME_BUFFER = 60
+"""addrport_to_anyname's buffer: an ``addr:port`` (or ``[addr]:port``) is cut to 59 chars."""
+SERVICE_WIDTH, DEST_WIDTH = 33, 28
+"""print_service_entry cuts IPv4 names there (IPv6 ones are never cut: they overflow)."""
+
+
+def inet_ntop6(value: int) -> str:
+    """An IPv6 address as glibc's inet_ntop writes it (what ipvsadm prints): the leftmost
+    longest run of two or more zero groups as ``::``, groups in lower-case hex without leading
+    zeros, and the last 32 bits dotted when the first 96 are ``::`` or ``::ffff``
+    (``::192.0.2.1``, ``::ffff:192.0.2.1``)."""
+    words = [(value >> shift) & 0xFFFF for shift in range(112, -1, -16)]
+    best_base, best_len, base = -1, 0, -1
+    for i, word in enumerate([*words, 1]):
+        if word == 0 and base < 0:
+            base = i
+        elif word and base >= 0:
+            if i - base > best_len:
+                best_base, best_len = base, i - base
+            base = -1
+    if best_len < 2:
+        best_base = -1
+    out = ""
+    for i, word in enumerate(words):
+        if best_base <= i < best_base + best_len:
+            if i == best_base:
+                out += ":"
+            continue
+        if i:
+            out += ":"
+        if i == 6 and best_base == 0 and (best_len == 6 or best_len == 5 and words[5] == 0xFFFF):
+            out += str(ipaddress.IPv4Address(value & 0xFFFFFFFF))
+            break
+        out += f"{word:x}"
+    if best_base >= 0 and best_base + best_len == 8:
+        out += ":"
+    return out
+
+
+def numeric(address: str) -> str:
+    """An address as ipvsadm -n prints it (inet_ntop's text)."""
+    if ":" not in address:
+        return address
+    return inet_ntop6(int(ipaddress.IPv6Address(address)))
 
 
 class Names:
@@ -30,22 +79,34 @@ class Names:
         """"port/protocol" → service name, as /etc/services has them."""
 
     def host(self, address: str) -> str:
-        return address if self.numeric else self.hosts.get(address, address)
+        if self.numeric or address not in self.hosts:
+            return numeric(address)
+        return self.hosts[address]
 
     def port(self, port: int, protocol: str) -> str:
         return str(port) if self.numeric else self.services.get(f"{port}/{protocol}", str(port))
 
     def endpoint(self, address: str, port: int, protocol: str) -> str:
-        return f"{self.host(address)}:{self.port(port, protocol)}"
+        """addrport_to_anyname: ``host:port``, an IPv6 host in brackets (its name too),
+        at most 59 characters."""
+        host = self.host(address)
+        if family_of(address) == AF_INET6:
+            host = f"[{host}]"
+        return f"{host}:{self.port(port, protocol)}"[:NAME_BUFFER - 1]
 
 
 def service_name(service: VirtualService, names: Names) -> str:
+    """The Prot LocalAddress:Port cell; an IPv4 one cut to 33 characters, an IPv6 one whole."""
     endpoint = names.endpoint(service.address, service.port, service.protocol)
-    return f"{PROTO_NAMES[service.proto]:<4} {endpoint}"
+    name = f"{PROTO_NAMES[service.proto]:<4} {endpoint}"
+    return name if service.af == AF_INET6 else name[:SERVICE_WIDTH]
 
 
 def _dest_name(service: VirtualService, dest: RealServer, names: Names) -> str:
-    return names.endpoint(dest.address, dest.port, service.protocol)[:28]
+    """The RemoteAddress:Port cell: cut to 28 characters if the real server is IPv4 (whatever
+    its service's family), whole if IPv6."""
+    name = names.endpoint(dest.address, dest.port, service.protocol)
+    return name if dest.af == AF_INET6 else name[:DEST_WIDTH]
 
 
 def _service_line(service: VirtualService, names: Names) -> str:
@@ -54,7 +115,7 @@ def _service_line(service: VirtualService, names: Names) -> str:
         line += f" ({','.join(service.scheduler.flags)})"
     if service.persistence_timeout:
         line += f" persistent {service.persistence_timeout}"
-        if service.persistence_netmask != "255.255.255.255":
+        if not service.default_netmask:
             line += f" mask {service.persistence_netmask}"
     if service.one_packet:
         line += " ops"
@@ -138,16 +199,55 @@ def _dest_row(service: VirtualService, dest: RealServer, options: set[str], name
         name, method.label, dest.weight, dest.activeconns, dest.inactconns)
 
 
+def _c_int(difference: int) -> int:
+    """A difference of two u32 kept in a C int, as libipvs's comparisons keep it: one of 2^31
+    or more wraps to a negative number (so 10.0.0.1 sorts after 192.168.1.1)."""
+    difference &= 0xFFFFFFFF
+    return difference - (1 << 32) if difference >= 1 << 31 else difference
+
+
+def _words(ip: int, af: int) -> list[int]:
+    """The address as libipvs holds it: four 32-bit words, an IPv4 one in the first."""
+    return [(ip >> shift) & 0xFFFFFFFF for shift in (96, 64, 32, 0)] if af == AF_INET6 else [
+        ip, 0, 0, 0]
+
+
+def _compare_addresses(af: int, a: list[int], b: list[int]) -> int:
+    """The address part of ipvs_cmp_services / ipvs_cmp_dests: all four words if the first
+    entry is IPv6, else only the first word."""
+    for x, y in zip(a, b if af == AF_INET6 else b[:1], strict=False):
+        r = _c_int(x - y)
+        if r:
+            return r
+    return 0
+
+
+def _compare_services(s1: VirtualService, s2: VirtualService) -> int:
+    """libipvs's ipvs_cmp_services: fwmark (none here), family (IPv4 first), protocol,
+    address, port."""
+    return (s1.af - s2.af or s1.proto - s2.proto
+            or _compare_addresses(s1.af, _words(s1.ip, s1.af), _words(s2.ip, s2.af))
+            or s1.port - s2.port)
+
+
+def _compare_dests(d1: RealServer, d2: RealServer) -> int:
+    """libipvs's ipvs_cmp_dests: address (as the first one's family reads it), then port."""
+    return (_compare_addresses(d1.af, _words(d1.ip, d1.af), _words(d2.ip, d2.af))
+            or d1.port - d2.port)
+
+
 def ordered(services: Iterable[VirtualService], options: set[str]) -> list[VirtualService]:
-    """ipvsadm sorts services by (protocol, address, port) unless --nosort."""
+    """ipvsadm sorts services as ipvs_cmp_services does (IPv4 before IPv6, TCP before UDP,
+    then address and port) unless --nosort."""
     services = list(services)
-    return services if "nosort" in options else sorted(services,
-                                                       key=lambda s: (s.proto, s.ip, s.port))
+    return services if "nosort" in options else sorted(
+        services, key=functools.cmp_to_key(_compare_services))
 
 
 def _dests(service: VirtualService, options: set[str]) -> list[RealServer]:
     servers = list(service.real_servers)
-    return servers if "nosort" in options else sorted(servers, key=lambda d: (d.ip, d.port))
+    return servers if "nosort" in options else sorted(
+        servers, key=functools.cmp_to_key(_compare_dests))
 
 
 def render_services(services: Iterable[VirtualService], command: Command, names: Names
@@ -165,20 +265,17 @@ def render_services(services: Iterable[VirtualService], command: Command, names:
 
 def render_connections(entries: Iterable[Connection | Template], now: float,
                        persistent_conn: bool = False) -> str:
-    """-Lnc; with --persistent-conn the destination is padded and the (empty) persistence
-    engine name and data columns follow."""
+    """-Lnc; --persistent-conn adds the persistence engine's two columns to the title, while
+    the rows stay as they are: ipvsadm's print_conn uses the wider row only for a line of
+    /proc/net/ip_vs_conn that has a PEName and PEData (11 fields), and no connection here has
+    a persistence engine (the kernel writes none for them)."""
     if persistent_conn:
         title = "pro expire %-11s %-18s %-18s %-18s %-16s %s" % (
             "state", "source", "virtual", "destination", "pe name", "pe_data")
     else:
         title = "pro expire %-11s %-18s %-18s %s" % ("state", "source", "virtual", "destination")
     lines = ["IPVS connection entries", title]
-    for entry in entries:
-        row = entry.row(now)
-        if persistent_conn:
-            head, dest = row.rsplit(" ", 1)
-            row = "%s %-18s %-16s " % (head, dest, "")
-        lines.append(row)
+    lines += [entry.row(now) for entry in entries]
     return "\n".join(lines) + "\n"
 
 
@@ -196,7 +293,7 @@ def render_save(services: Iterable[VirtualService], names: Names) -> str:
         line = f"-A {selector} -s {service.scheduler.name}"
         if service.persistence_timeout:
             line += f" -p {service.persistence_timeout}"
-            if service.persistence_netmask != "255.255.255.255":
+            if not service.default_netmask:
                 line += f" -M {service.persistence_netmask}"
         if service.one_packet:
             line += " -o"

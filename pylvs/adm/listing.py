@@ -1,6 +1,7 @@
 """A listing of several data planes (the workers of `[director] workers = N`): what each one's
 listing needs (a snapshot of its counters and rates, as plain values that cross a process
-boundary), and their union, which lists as one director that saw every client would.
+boundary), and their union, which lists as one director that saw every client would. Services
+go by their key and real servers by (family, address, port): ::1 is not 0.0.0.1.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pylvs.core.model import RealServer, Stats, VirtualService
 def snapshot(director: Director) -> list:
     """What a listing needs of one worker: per service and real server, counters and rates."""
     return [[list(svc.key), _stats(svc.stats),
-             [[rs.ip, rs.port, rs.activeconns, rs.inactconns, rs.persistconns,
+             [[rs.af, rs.ip, rs.port, rs.activeconns, rs.inactconns, rs.persistconns,
                _stats(rs.stats)] for rs in svc.real_servers]]
             for svc in director.services.values()]
 
@@ -34,10 +35,10 @@ def union(services: Iterable[VirtualService], snapshots: Iterable[list]) -> list
             if svc is None:
                 continue
             _add(svc.stats, stats)
-            dests: dict[tuple[int, int], RealServer] = {
-                (rs.ip, rs.port): rs for rs in svc.real_servers}
-            for ip, port, active, inactive, persistent, counts in servers:
-                rs = dests.get((ip, port))
+            dests: dict[tuple[int, int, int], RealServer] = {
+                (rs.af, rs.ip, rs.port): rs for rs in svc.real_servers}
+            for af, ip, port, active, inactive, persistent, counts in servers:
+                rs = dests.get((af, ip, port))
                 if rs is not None:
                     rs.activeconns += active
                     rs.inactconns += inactive

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator
 
 from pylvs.adm import ipvsadm
 from pylvs.adm.commands import CHANGES, run
-from pylvs.core.model import RealServer, VirtualService
+from pylvs.core.model import AF_INET6, RealServer, VirtualService
 
 _SERVICE_FLAGS = {"tcp": "-t", "udp": "-u"}
 
@@ -23,7 +23,7 @@ def service_argv(verb: str, service: VirtualService) -> list[str]:
         argv += ["-s", service.scheduler.spec]
         if service.persistence_timeout:
             argv += ["-p", str(service.persistence_timeout)]
-            if service.persistence_netmask != "255.255.255.255":
+            if not service.default_netmask:
                 argv += ["-M", service.persistence_netmask]
         if service.one_packet:
             argv.append("-o")
@@ -71,8 +71,8 @@ def diff(old: Iterable[VirtualService], new: Iterable[VirtualService]) -> list[l
             continue
         if _service_spec(current) != _service_spec(service):
             out.append(service_argv("-E", service))
-        have = {(rs.ip, rs.port): rs for rs in current.real_servers}
-        want = {(rs.ip, rs.port): rs for rs in service.real_servers}
+        have = {(rs.af, rs.ip, rs.port): rs for rs in current.real_servers}
+        want = {(rs.af, rs.ip, rs.port): rs for rs in service.real_servers}
         out += [server_argv("-d", current, rs) for k, rs in have.items() if k not in want]
         for k, rs in reversed(list(want.items())):
             if k not in have:
@@ -108,7 +108,7 @@ def from_ipvsadm(text: str) -> list[VirtualService]:
                 raise ipvsadm.UsageError(f"a rule set has no place for '{command.name}'")
             run(director, command, 0.0)
         except (ipvsadm.UsageError, ipvsadm.DirectorError) as exc:
-            raise ValueError(f"line {number}: {line.strip()}: {exc}") from None
+            raise ValueError(f"line {number}: {line.strip()}: {str(exc).strip()}") from None
     return list(director.services.values())
 
 
@@ -124,7 +124,9 @@ def to_toml(services: Iterable[VirtualService], interface: str = "eth0",
             lines.append(f"scheduler_flags = {list(service.scheduler.flags)!r}".replace("'", '"'))
         if service.persistence_timeout:
             lines.append(f"persistence_timeout = {service.persistence_timeout}")
-            if service.persistence_netmask != "255.255.255.255":
+            if not service.default_netmask and service.af == AF_INET6:  # a prefix length
+                lines.append(f"persistence_netmask = {service.persistence_netmask}")
+            elif not service.default_netmask:
                 lines.append(f'persistence_netmask = "{service.persistence_netmask}"')
         if service.one_packet:
             lines.append("one_packet = true")
