@@ -11,12 +11,19 @@ is libipvs's comparisons', IPv4 before IPv6.
 from __future__ import annotations
 
 import functools
-import ipaddress
 from collections.abc import Iterable, Mapping
 
 from pylvs.adm.ipvsadm import Command
 from pylvs.core.conntrack import Connection, Template, Timeouts
-from pylvs.core.model import AF_INET6, PROTO_NAMES, RealServer, Stats, VirtualService, family_of
+from pylvs.core.model import (
+    AF_INET6,
+    PROTO_NAMES,
+    RealServer,
+    Stats,
+    VirtualService,
+    canonical,
+    family_of,
+)
 
 IPVS_VERSION = "1.2.1"
 CONN_TAB_SIZE = 4096
@@ -26,44 +33,11 @@ SERVICE_WIDTH, DEST_WIDTH = 33, 28
 """print_service_entry cuts IPv4 names there (IPv6 ones are never cut: they overflow)."""
 
 
-def inet_ntop6(value: int) -> str:
-    """An IPv6 address as glibc's inet_ntop writes it (what ipvsadm prints): the leftmost
-    longest run of two or more zero groups as ``::``, groups in lower-case hex without leading
-    zeros, and the last 32 bits dotted when the first 96 are ``::`` or ``::ffff``
-    (``::192.0.2.1``, ``::ffff:192.0.2.1``)."""
-    words = [(value >> shift) & 0xFFFF for shift in range(112, -1, -16)]
-    best_base, best_len, base = -1, 0, -1
-    for i, word in enumerate([*words, 1]):
-        if word == 0 and base < 0:
-            base = i
-        elif word and base >= 0:
-            if i - base > best_len:
-                best_base, best_len = base, i - base
-            base = -1
-    if best_len < 2:
-        best_base = -1
-    out = ""
-    for i, word in enumerate(words):
-        if best_base <= i < best_base + best_len:
-            if i == best_base:
-                out += ":"
-            continue
-        if i:
-            out += ":"
-        if i == 6 and best_base == 0 and (best_len == 6 or best_len == 5 and words[5] == 0xFFFF):
-            out += str(ipaddress.IPv4Address(value & 0xFFFFFFFF))
-            break
-        out += f"{word:x}"
-    if best_base >= 0 and best_base + best_len == 8:
-        out += ":"
-    return out
-
-
 def numeric(address: str) -> str:
     """An address as ipvsadm -n prints it (inet_ntop's text)."""
     if ":" not in address:
         return address
-    return inet_ntop6(int(ipaddress.IPv6Address(address)))
+    return canonical(address)
 
 
 class Names:

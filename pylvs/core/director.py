@@ -30,6 +30,7 @@ from pylvs.core.conntrack import (
     Template,
     Timeouts,
     pack_key,
+    unpack_key,
 )
 from pylvs.core.defense import SCAN_SHARE, Defense
 from pylvs.core.forwarding import NextHop
@@ -130,6 +131,8 @@ class Director:
                ingress: str = "") -> Out | None:
         if not csum_partial:
             out = self._established(frame, now)
+            if out is None and frame[12:14] == b"\x86\xdd":
+                out = self._established6(frame, now)
             if out is not None:
                 return out
         return self.handle_general(frame, now, csum_partial, ingress)
@@ -349,6 +352,58 @@ class Director:
         self._count_in(conn, flags, ip_len, now)
         self.counters[FORWARDED] += 1
         return forwarder.established(frame, conn, hop, flags, ip_len), hop.interface
+
+    def _established6(self, frame: bytearray, now: float) -> Out | None:
+        """``_established`` for IPv6: a frame whose header is followed directly by TCP or UDP
+        is found by its 36 address and port bytes, and sent by its connection's method without
+        the extension-header walk; anything else takes the general path."""
+        if len(frame) < 62 or frame[21] <= 1:
+            return None
+        proto = frame[20]
+        entries = self.table.by_proto.get(proto)
+        if entries is None:
+            return None
+        key = bytes(frame[22:58])
+        conn = entries.get(key)
+        inbound = conn is not None
+        if not inbound:
+            conn = self.table.replies[proto].get(key)
+            if conn is None or conn.return_hop is None:
+                return None
+        payload_len = (frame[18] << 8) | frame[19]
+        if payload_len + 54 > len(frame):
+            return None
+        if proto == IPPROTO_TCP:
+            offset = (frame[66] >> 4) * 4 if len(frame) >= 74 else 0
+            if offset < 20 or offset > payload_len:
+                return None
+            flags = frame[67]
+        elif payload_len < 8:
+            return None
+        else:
+            flags = 0
+        saddr, daddr, sport, dport = unpack_key(key)
+        flow = Flow6(proto, saddr, daddr, sport, dport, 14, 54, flags, frame[21], payload_len)
+        if not inbound:
+            if (proto, daddr, dport, AF_INET6) in self.services:
+                return None  # addressed to a service: the general path decides, as it would
+            self._count_out(conn, flags, flow.ip_len, now)
+            hop = conn.return_hop
+            out = conn.forwarder.reply(frame, flow, conn, hop)
+            if out is None:
+                return None
+            self.counters[REPLIED] += 1
+            return out, hop.interface
+        hop = self.hops.get(conn.server.ip)
+        forwarder = conn.forwarder
+        if hop is None or flow.ip_len + forwarder.overhead > hop.mtu:
+            return None
+        self._count_in(conn, flags, flow.ip_len, now)
+        out = forwarder.forward(frame, flow, conn, hop)
+        if out is None:
+            return None
+        self.counters[FORWARDED] += 1
+        return out, hop.interface
 
     def _return_hop(self, frame: bytearray, ingress: str) -> NextHop:
         """A NAT reply goes back to the MAC the client's frames came from. Connections share

@@ -34,7 +34,40 @@ def ip_to_int(text: str) -> int:
 
 
 def int_to_ip(value: int, af: int = AF_INET) -> str:
-    return str(ipaddress.IPv4Address(value) if af == AF_INET else ipaddress.IPv6Address(value))
+    return str(ipaddress.IPv4Address(value)) if af == AF_INET else inet_ntop6(value)
+
+
+def inet_ntop6(value: int) -> str:
+    """An IPv6 address as glibc's inet_ntop writes it (what ipvsadm prints): the leftmost
+    longest run of two or more zero groups as ``::``, groups in lower-case hex without leading
+    zeros, and the last 32 bits dotted when the first 96 are ``::`` or ``::ffff``
+    (``::192.0.2.1``, ``::ffff:192.0.2.1``)."""
+    words = [(value >> shift) & 0xFFFF for shift in range(112, -1, -16)]
+    best_base, best_len, base = -1, 0, -1
+    for i, word in enumerate([*words, 1]):
+        if word == 0 and base < 0:
+            base = i
+        elif word and base >= 0:
+            if i - base > best_len:
+                best_base, best_len = base, i - base
+            base = -1
+    if best_len < 2:
+        best_base = -1
+    out = ""
+    for i, word in enumerate(words):
+        if best_base <= i < best_base + best_len:
+            if i == best_base:
+                out += ":"
+            continue
+        if i:
+            out += ":"
+        if i == 6 and best_base == 0 and (best_len == 6 or best_len == 5 and words[5] == 0xFFFF):
+            out += str(ipaddress.IPv4Address(value & 0xFFFFFFFF))
+            break
+        out += f"{word:x}"
+    if best_base >= 0 and best_base + best_len == 8:
+        out += ":"
+    return out
 
 
 def family_of(text: str) -> int:
@@ -43,8 +76,9 @@ def family_of(text: str) -> int:
 
 
 def canonical(text: str) -> str:
-    """The address as ipvsadm prints it (IPv6 compressed and lower case)."""
-    return str(ipaddress.ip_address(text))
+    """The address as ipvsadm prints it (IPv6 as inet_ntop writes it)."""
+    address = ipaddress.ip_address(text)
+    return str(address) if address.version == 4 else inet_ntop6(int(address))
 
 
 def endpoint_text(address: str, port: int, af: int) -> str:
