@@ -53,3 +53,16 @@ def ipip_constant(addresses: bytes) -> int:
     tunnel (version and header length, protocol 4, source and destination: the 8 address bytes
     given); TOS, length, ID, DF and TTL are added per frame."""
     return fold(0x4500 + IPPROTO_IPIP + sum(struct.unpack("!4H", addresses)))
+
+
+def endpoint6(old: bytes, new: bytes) -> int:
+    """An IPv6 address and port (16 + 2 bytes) rewritten: the TCP or UDP checksum's delta (the
+    address is in the pseudo-header, the port in the header). IPv6 has no header checksum, and
+    its hop limit is in no checksum."""
+    return delta(old, new)
+
+
+def ipv4_outer_constant(addresses: bytes, proto: int) -> int:
+    """``ipip_constant`` for an outer IPv4 header of protocol ``proto``: 41 for 6in4 (an IPv6
+    packet inside, as ip_vs_tunnel_xmit sends an IPv6 connection to an IPv4 real server)."""
+    return fold(0x4500 + proto + sum(struct.unpack("!4H", addresses)))

@@ -4,8 +4,10 @@ and writes the maps and hands the bytes in and out.
 
 The ledger holds, for one data plane:
 
-- per offloaded connection, its entries' keys in the connection map and the packet count of its
-  entry as last read;
+- per offloaded connection, its entries' keys in the connection maps (IPv4's keys are
+  fastpath.KEY_SIZE bytes, IPv6's KEY6_SIZE: the shell writes each to its map) and the packet
+  count of its first entry as last read (a 4in6 tunnel's second entry holds only its outer
+  addresses and counts nothing);
 - per real server, its row in the stats map (``first_slot`` .. ``first_slot`` +
   SLOTS_PER_WORKER − 1: a worker's own rows), that row as last folded, and the next hop its
   entries were made with.

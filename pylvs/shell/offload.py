@@ -7,7 +7,9 @@ to another state by a frame the program passed up). What that means for the maps
 program's counts mean for IPVS's timers and statistics, is the core's
 (pylvs.core.offloaded.FastPathLedger); this file only does the map I/O:
 
-- ``apply``: the offers and withdrawals into the connection map (new entries in one batch);
+- ``apply``: the offers and withdrawals into the connection maps (new entries in one batch a
+  map): IPv4 keys (fastpath.KEY_SIZE) into ``conns``, IPv6 ones (fastpath.KEY6_SIZE: IPv6
+  connections and the outer addresses of 4in6 tunnels) into ``conns6``;
 - ``read``: the stats rows into the servers' and services' stats, so -Ln --stats and --rate
   see every frame; the entries of the connections about to expire (``everything``: of all of
   them, before an -Lnc), so IPVS's expiry follows the frames the program forwarded.
@@ -40,6 +42,7 @@ class Offload:
     def __init__(self, interfaces: list[str], max_entries: int, attach: bool = True) -> None:
         self.ledger = FastPathLedger({name: interface_index(name) for name in interfaces})
         self.conns: xdp.Map | None = None
+        self.conns6: xdp.Map | None = None
         self.stats: xdp.Map | None = None
         self.program: xdp.Program | None = None
         self.attached: list[str] = []
@@ -60,6 +63,7 @@ class Offload:
         with the fork), stats rows of its own, nothing to detach when it ends."""
         view = cls.__new__(cls)
         view.conns, view.stats, view.program = owner.conns, owner.stats, owner.program
+        view.conns6 = owner.conns6
         view.attached, view.counters = [], Counter()
         view.ledger = FastPathLedger(owner.ledger.ifindex,
                                      worker * fastpath.SLOTS_PER_WORKER)
@@ -69,17 +73,30 @@ class Offload:
         """A worker died: the entries it made go (its connections went with it)."""
         first = worker * fastpath.SLOTS_PER_WORKER
         gone = 0
-        for key, value in self.conns.items():  # type: ignore[union-attr]
-            if first <= fastpath.slot(value) < first + fastpath.SLOTS_PER_WORKER:
-                gone += self.conns.delete(key)  # type: ignore[union-attr]
+        for conns in self._maps():
+            for key, value in conns.items():
+                if first <= fastpath.slot(value) < first + fastpath.SLOTS_PER_WORKER:
+                    gone += conns.delete(key)
         return gone
+
+    def _maps(self) -> list[xdp.Map]:
+        return [conns for conns in (self.conns, self.conns6) if conns is not None]
+
+    def _map(self, key: bytes) -> xdp.Map:
+        """The connection map a key belongs to, by its size."""
+        conns = self.conns6 if len(key) == fastpath.KEY6_SIZE else self.conns
+        assert conns is not None
+        return conns
 
     def _load(self, max_entries: int) -> None:
         self.conns = xdp.Map(xdp.BPF_MAP_TYPE_HASH, fastpath.KEY_SIZE, fastpath.VALUE_SIZE,
                              max(2, max_entries), "pylvs_conns", xdp.BPF_F_NO_PREALLOC)
+        self.conns6 = xdp.Map(xdp.BPF_MAP_TYPE_HASH, fastpath.KEY6_SIZE, fastpath.VALUE6_SIZE,
+                              max(2, max_entries), "pylvs_conns6", xdp.BPF_F_NO_PREALLOC)
         self.stats = xdp.Map(xdp.BPF_MAP_TYPE_ARRAY, 4, fastpath.STATS.size,
                              fastpath.STATS_SLOTS, "pylvs_stats")
-        self.program = xdp.Program(fastpath.program(self.conns.fd, self.stats.fd),
+        self.program = xdp.Program(fastpath.program(self.conns.fd, self.stats.fd,
+                                                    self.conns6.fd),
                                    "pylvs_fastpath")
 
     def apply(self, director: Director) -> None:
@@ -90,28 +107,34 @@ class Offload:
 
     def _write(self, writes: Writes) -> None:
         """The ledger's writes: deletions, fresh stats rows, then the new entries in one batch
-        (BPF_MAP_UPDATE_BATCH), one connection at a time if the batch is refused."""
-        conns, stats = self.conns, self.stats
-        assert conns is not None and stats is not None
+        a map (BPF_MAP_UPDATE_BATCH), one connection at a time if a batch is refused."""
+        stats = self.stats
+        assert stats is not None
         for key in writes.delete:
-            conns.delete(key)
+            self._map(key).delete(key)
         for key in writes.rows:
             stats.update(key, ZERO_ROW)
         if not writes.put:
             return
         try:
-            conns.update_many([entry for install in writes.put for entry in install.entries])
+            by_map: dict[int, tuple[xdp.Map, list[tuple[bytes, bytes]]]] = {}
+            for install in writes.put:
+                for entry in install.entries:
+                    conns = self._map(entry[0])
+                    by_map.setdefault(id(conns), (conns, []))[1].append(entry)
+            for conns, entries in by_map.values():
+                conns.update_many(entries)
             done = writes.put
         except OSError:  # the map is full, or no batches here: find out one by one
             done = []
             for install in writes.put:
                 try:
                     for key, value in install.entries:
-                        conns.update(key, value)
+                        self._map(key).update(key, value)
                     done.append(install)
                 except OSError as exc:  # Python forwards it, as without offload
                     for key in self.ledger.refused(install):
-                        conns.delete(key)
+                        self._map(key).delete(key)
                     self.counters["offload_refused"] += 1
                     log.debug("offload refused: %s", exc)
         for install in done:
@@ -120,8 +143,8 @@ class Offload:
     def read(self, director: Director, now: float, everything: bool = False) -> None:
         """The program's counts into the servers' stats, and the timers of the connections
         about to expire (``everything``: of all of them) from their entries' last times."""
-        conns, stats, ledger = self.conns, self.stats, self.ledger
-        assert conns is not None and stats is not None
+        stats, ledger = self.stats, self.ledger
+        assert stats is not None
         rows = {key: row for key in ledger.rows()
                 for row in [stats.lookup(key)] if row is not None}
         ledger.fold(rows, director.services.values())
@@ -130,10 +153,10 @@ class Offload:
         if not wanted:
             return
         if everything:  # one batched read of the map beats n lookups
-            values = dict(conns.items())
+            values = {key: value for conns in self._maps() for key, value in conns.items()}
         else:
             values = {key: value for key in wanted
-                      for value in [conns.lookup(key)] if value is not None}
+                      for value in [self._map(key).lookup(key)] if value is not None}
         offset = time.monotonic() - time.clock_gettime(time.CLOCK_MONOTONIC)
         ledger.refresh(values, offset, director.table.timeouts.by_state)
 
@@ -146,7 +169,7 @@ class Offload:
             except OSError as exc:
                 log.error("could not take the XDP program off %s: %s", name, exc)
         self.attached = []
-        for closing in (self.program, self.conns, self.stats):
+        for closing in (self.program, self.conns, self.conns6, self.stats):
             if closing is not None:
                 closing.close()
         self.ledger.clear()
