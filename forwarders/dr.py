@@ -46,8 +46,9 @@ class DirectRouting(Forwarder):
         return frame
 
     def xdp_entries(self, conn: Connection, hop: NextHop, ifindex: Mapping[str, int],
-                    slot: int) -> list[tuple[bytes, fastpath.Entry]]:
+                    slot: int) -> list[tuple[bytes, fastpath.AnyEntry]]:
         if len(conn.key12) != 12:
-            return []  # IPv6 connections are not offloaded yet
+            return [(fastpath.key6(conn.proto, conn.key12),
+                     fastpath.dr6(ifindex[hop.interface], hop.macs, hop.mtu, slot=slot))]
         return [(fastpath.key(conn.proto, conn.key12),
                  fastpath.dr(ifindex[hop.interface], hop.macs, hop.mtu, slot=slot))]

@@ -72,12 +72,21 @@ class Masquerade(Forwarder):
         return _rewrite(frame, hop, conn.proto, 26, 34, *plan[1])
 
     def xdp_entries(self, conn: Connection, hop: NextHop, ifindex: Mapping[str, int],
-                    slot: int) -> list[tuple[bytes, fastpath.Entry]]:
+                    slot: int) -> list[tuple[bytes, fastpath.AnyEntry]]:
         """Toward the real server through ``hop``, and back to the client through the hop
         the client's frames came from (none yet: no fast path), by the connection's plan."""
         back = conn.return_hop
-        if back is None or back.interface not in ifindex or len(conn.key12) != 12:
+        if back is None or back.interface not in ifindex:
             return []
+        if len(conn.key12) != 12:
+            vip = conn.vaddr.to_bytes(16, "big") + conn.vport.to_bytes(2, "big")
+            rip = conn.server.ip.to_bytes(16, "big") + conn.server.port.to_bytes(2, "big")
+            return [(fastpath.key6(conn.proto, conn.key12),
+                     fastpath.nat6(True, ifindex[hop.interface], hop.macs, hop.mtu, vip, rip,
+                                   slot=slot)),
+                    (fastpath.key6(conn.proto, conn.reply_key12),
+                     fastpath.nat6(False, ifindex[back.interface], back.macs, fastpath.NO_MTU,
+                                   rip, vip, slot=slot))]
         plan = conn.rewrite or _plan(conn)
         return [(fastpath.key(conn.proto, conn.key12),
                  fastpath.nat_planned(True, ifindex[hop.interface], hop.macs, hop.mtu, *plan[0],

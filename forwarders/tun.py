@@ -83,10 +83,14 @@ class Tunnel(Forwarder):
         return out
 
     def xdp_entries(self, conn: Connection, hop: NextHop, ifindex: Mapping[str, int],
-                    slot: int) -> list[tuple[bytes, fastpath.Entry]]:
-        """The same outer header made by the program, from the connection's plan."""
+                    slot: int) -> list[tuple[bytes, fastpath.AnyEntry]]:
+        """The same outer header made by the program, from the connection's plan (6in4 for
+        an IPv6 connection)."""
         if len(conn.key12) != 12:
-            return []  # IPv6 connections are not offloaded yet
+            return [(fastpath.key6(conn.proto, conn.key12),
+                     fastpath.tun6in4(ifindex[hop.interface], hop.macs, hop.mtu,
+                                      hop.src_ip.to_bytes(4, "big"),
+                                      conn.server.ip.to_bytes(4, "big"), slot=slot))]
         plan = conn.rewrite
         if plan is None or plan[0] is not hop:
             plan = _plan(conn, hop)
@@ -98,7 +102,8 @@ class Tunnel(Forwarder):
 
 class TunnelToIPv6(Tunnel):
     """TUN to an IPv6 real server: an outer IPv6 header (ip6ip6, or 4in6 for an IPv4 service),
-    as ip_vs_tunnel_xmit_v6. No short way and no fast path yet: every frame is ``forward``'s."""
+    as ip_vs_tunnel_xmit_v6. No short way: every frame the Python path takes is
+    ``forward``'s."""
 
     overhead = 40
     outer = OUTER_IPV6
@@ -113,8 +118,16 @@ class TunnelToIPv6(Tunnel):
         return self.forward(frame, plain_flow(frame, conn.proto, flags, ip_len), conn, hop)
 
     def xdp_entries(self, conn: Connection, hop: NextHop, ifindex: Mapping[str, int],
-                    slot: int) -> list[tuple[bytes, fastpath.Entry]]:
-        return []
+                    slot: int) -> list[tuple[bytes, fastpath.AnyEntry]]:
+        """ip6ip6 for an IPv6 connection; 4in6 (two entries, the IPv4 map's first) for an
+        IPv4 one."""
+        source, rip = hop.src_ip.to_bytes(16, "big"), conn.server.ip.to_bytes(16, "big")
+        if len(conn.key12) != 12:
+            return [(fastpath.key6(conn.proto, conn.key12),
+                     fastpath.tun6(ifindex[hop.interface], hop.macs, hop.mtu, source, rip,
+                                   slot=slot))]
+        return fastpath.tun4in6(conn.proto, conn.key12, ifindex[hop.interface], hop.macs,
+                                hop.mtu, source, rip, slot=slot)
 
 
 def _plan(conn: Connection, hop: NextHop) -> tuple[NextHop, bytes, int]:

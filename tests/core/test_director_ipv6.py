@@ -21,37 +21,22 @@ from scapy.layers.inet6 import (
 )
 from scapy.layers.l2 import Ether
 
-import schedulers
-from forwarders import NextHop
-from pylvs.core.director import Director
-from pylvs.core.model import AF_INET6, RealServer, VirtualService, ip_to_int
+from pylvs.core.model import AF_INET6, ip_to_int
 from pylvs.core.outbox import Count
-
-VIP6, CLIENT6 = "2001:db8::100", "2001:db8:1::5"
-RS6 = ["2001:db8:2::1", "2001:db8:2::2"]
-DIRECTOR6 = "2001:db8:2::fe"
-RS4, DIRECTOR4, VIP4 = "198.51.100.11", "198.51.100.254", "192.0.2.100"
-CLIENT_MAC, DIRECTOR_MAC, RS_MAC = "02:00:00:00:00:01", "02:00:00:00:00:02", "02:00:00:00:01:11"
-
-
-def _mac(text: str) -> bytes:
-    return bytes.fromhex(text.replace(":", ""))
-
-
-def director(forward: str, servers: list[str], vip: str = VIP6, proto: str = "tcp", port: int = 80,
-             rport: int = 80, mtu: int = 1500, persistent: int = 0, netmask: str = ""
-             ) -> Director:
-    service = VirtualService(proto, vip, port, schedulers.get("rr")(), forward,
-                             persistent, netmask)
-    for address in servers:
-        service.add_real_server(RealServer(address, rport, forward=forward))
-    d = Director([service])
-    d.add_interface("eth0", _mac(DIRECTOR_MAC))
-    for address in servers:
-        source = DIRECTOR6 if ":" in address else DIRECTOR4
-        d.set_hop(ip_to_int(address), NextHop(_mac(DIRECTOR_MAC), _mac(RS_MAC), "eth0",
-                                              ip_to_int(source), mtu))
-    return d
+from tests.helpers.directors import (
+    CLIENT6,
+    CLIENT_MAC,
+    DIRECTOR4,
+    DIRECTOR6,
+    DIRECTOR_MAC,
+    RS4,
+    RS6,
+    RS_MAC,
+    VIP4,
+    VIP6,
+    mac_of,
+)
+from tests.helpers.directors import director6 as director
 
 
 def frame(src: str = CLIENT6, dst: str = VIP6, sport: int = 40000, dport: int = 80,
@@ -74,7 +59,7 @@ def test_dr_rewrites_only_the_macs_and_the_hop_limit() -> None:
     sent = frame(hlim=9, payload=b"x" * 20)
     out, interface = d.handle(bytearray(sent), 0.0)
     assert interface == "eth0"
-    assert out[:12] == _mac(RS_MAC) + _mac(DIRECTOR_MAC)
+    assert out[:12] == mac_of(RS_MAC) + mac_of(DIRECTOR_MAC)
     assert out[14 + 7] == 8
     assert out[12:21] == sent[12:21] and out[22:] == sent[22:]
     assert d.counters[Count.FORWARDED] == 1
@@ -182,7 +167,7 @@ def test_a_later_fragment_follows_its_first_fragments_connection() -> None:
     outs = [d.handle(bytearray(bytes(Ether(src=CLIENT_MAC, dst=DIRECTOR_MAC) / p)), 0.0)
             for p in pieces]
     assert all(out is not None for out in outs)
-    assert {bytes(out[0][:6]) for out in outs} == {_mac(RS_MAC)}
+    assert {bytes(out[0][:6]) for out in outs} == {mac_of(RS_MAC)}
     stray = IPv6(src=CLIENT6, dst=VIP6) / IPv6ExtHdrFragment(id=8, offset=10) / (b"z" * 16)
     assert d.handle(bytearray(bytes(Ether() / stray)), 0.0) is None
     assert d.counters[Count.FRAGMENT_NO_CONNECTION] == 1

@@ -32,7 +32,19 @@ from pylvs.core.ebpf import XDP_PASS, XDP_REDIRECT
 from pylvs.core.ipv6 import dr_xmit6, l4_checksum6, nat_reply6, nat_xmit6, parse6
 from pylvs.core.packet import parse
 from pylvs.core.tunnel6 import ecn_encapsulate, tunnel_xmit
-from tests.helpers.directors import dr_director, nat_director, tun_director
+from tests.helpers.directors import (
+    CLIENT6,
+    CLIENT_MAC,
+    DIRECTOR_MAC,
+    RS4,
+    RS6,
+    VIP4,
+    VIP6,
+    director6,
+    dr_director,
+    nat_director,
+    tun_director,
+)
 from tests.helpers.frames import dr_frame, inbound, reply, tun_frame
 
 root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: bpf() and BPF_PROG_TEST_RUN")
@@ -476,3 +488,41 @@ def test_ipv4_frames_leave_both_programs_the_same(loaded, ipv4_only, method, cpo
     for key, entry in entries:
         ipv4_only[0].update(key, entry.pack())
     assert loaded[3].run(bytes(frame)) == ipv4_only[1].run(bytes(frame))
+
+
+# -- against the director: what for_connection installs forwards as director.handle does ----
+
+
+def _director_frames(method: str, servers: list[str], vip: str, proto: str, payload: bytes,
+                     hlim: int) -> tuple[object, bytes]:
+    """A director with one connection made by its first frame, and the next frame."""
+    d = director6(method, servers, vip=vip, proto=proto, rport=8080)
+    l4 = (lambda flags: TCP(sport=40000, dport=80, flags=flags)) if proto == "tcp" else (
+        lambda flags: UDP(sport=40000, dport=80))
+    ip = (lambda: IPv6(src=CLIENT6, dst=vip, hlim=hlim)) if ":" in vip else (
+        lambda: IP(src="203.0.113.5", dst=vip, ttl=hlim))
+    for flags in ("S", "A"):
+        sent = bytes(Ether(src=CLIENT_MAC, dst=DIRECTOR_MAC) / ip() / l4(flags) / payload)
+        if flags == "S":
+            d.handle(bytearray(sent), 0.0)
+    return d, sent
+
+
+@root
+@settings_
+@given(st.sampled_from([("dr", RS6, VIP6), ("nat", RS6[:1], VIP6), ("tun", RS6[:1], VIP6),
+                        ("tun", [RS4], VIP6), ("tun", RS6[:1], VIP4)]),
+       PROTO, st.binary(max_size=200), st.integers(2, 255))
+def test_for_connection_forwards_as_the_director(loaded, method, proto, payload, hlim):
+    """DR, NAT66, ip6ip6, 6in4 and 4in6: the bound forwarder's entries give director.handle's
+    bytes (6in4's outer IP ID and checksum aside: the program numbers by its count)."""
+    forward, servers, vip = method
+    d, sent = _director_frames(forward, servers, vip, proto, payload, hlim)
+    (conn,) = list(d.table)
+    _install(loaded, fastpath.for_connection(conn, d.hops[conn.server.ip], {"eth0": 7},
+                                             slot=SLOT))
+    out = _forwarded(loaded, sent)
+    expected = bytes(d.handle(bytearray(sent), 1.0)[0])
+    if ":" not in servers[0] and ":" in vip:  # 6in4
+        out, expected = (x[:18] + x[20:24] + x[26:] for x in (out, expected))
+    assert out == expected
