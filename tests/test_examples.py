@@ -45,6 +45,12 @@ def test_the_example_config_is_the_default_paths_and_loads():
     assert config.services and config.health and config.metrics == "127.0.0.1:9300"
 
 
+@pytest.mark.parametrize("name", sorted(p.name for p in EXAMPLES.glob("*.toml")))
+def test_every_example_config_loads(name):
+    """dr, nat, tun (tests/adm/test_config.py), dualstack (tests/adm/test_config_ipv6.py)."""
+    assert load(EXAMPLES / name).services
+
+
 def verify(tmp_path: Path, text: str) -> subprocess.CompletedProcess[str]:
     """systemd-analyze verify on ``text`` as /etc/systemd/system/pylvs.service of a root made
     here: systemd's own units (for the targets it names), a stand-in pylvs on systemd's

@@ -3,6 +3,13 @@
 Every error names the file, the key (as a dotted path such as ``virtual_server[0].real_server[1]
 .weight``) and the reason. Defaults follow ipvsadm: scheduler wlc, weight 1, forwarding DR, and a
 real server's port defaults to the service's.
+
+Addresses are IPv4 (``192.0.2.1:80``) or IPv6 in brackets (``[2001:db8::1]:80``, as ipvsadm
+writes them), kept in the model's canonical text; a file may mix both families. IPVS's rules:
+an IPv6 service's ``persistence_netmask`` is a prefix length 1..128 (ipvsadm -M), an IPv4
+one's a dotted mask; a real server (or sorry server) of the other family than its service only
+with tun, and not while a sync daemon runs (ip_vs_ctl.c). VRRP, BGP and the sync daemon handle
+IPv4 only for now: an IPv6 address where they would need one is refused by name.
 """
 
 from __future__ import annotations
@@ -15,7 +22,18 @@ from typing import Any
 
 import forwarders
 import schedulers
-from pylvs.core.model import DEFAULT_SCHEDULER, PROTO_NUMBERS, RealServer, VirtualService
+from pylvs.core.model import (
+    AF_INET,
+    AF_INET6,
+    DEFAULT_NETMASK,
+    DEFAULT_SCHEDULER,
+    PROTO_NUMBERS,
+    RealServer,
+    VirtualService,
+    canonical,
+    endpoint_text,
+    family_of,
+)
 from pylvs.core.sysctls import KNOBS, Sysctls
 from pylvs.ha import bgp
 from pylvs.ha.bgp import Bgp, Neighbor
@@ -49,6 +67,12 @@ _BGP_KEYS = {"local_as", "router_id", "neighbor", "hold_time", "bfd", "bfd_inter
 _CHECK_KEYS = {"type", "interval", "timeout", "retry", "delay_before_retry", "path", "status",
                "command", "port"}
 DEFAULT_PERSISTENCE = 360  # ipvsadm -p without a value (IPVS_SVC_PERSISTENT_TIMEOUT)
+FAMILY_NAMES = {AF_INET: "IPv4", AF_INET6: "IPv6"}
+NO_IPV6_VRRP = "pylvs's VRRP is IPv4 only for now (IPv6 VRRP is issue 23)"
+NO_IPV6_SYNC = ("pylvs's sync daemon carries IPv4 connections only for now (pylvs.ha.sync "
+                "and pylvs.ha.replica write IPv4 addresses)")
+NO_IPV6_BGP = ("pylvs's BGP announces IPv4 VIPs only for now (/32 routes in BIRD's ipv4 "
+               "channel)")
 
 
 class ConfigError(Exception):
@@ -162,6 +186,8 @@ def split_address(text: str) -> tuple[str, int]:
 class _Reader:
     def __init__(self, source: str) -> None:
         self.source = source
+        self.sync_daemon = False
+        """IPVS refuses a real server of another family than its service while one runs."""
 
     def fail(self, key: str, reason: str) -> ConfigError:
         return ConfigError(self.source, key, reason)
@@ -188,6 +214,7 @@ class _Reader:
                 if key in director:
                     raise self.fail(f"director.{key}", "needs sync_daemon = true")
         syncid = self.integer(director, "syncid", "director.syncid", 0, 0, 255)
+        self.sync_daemon = bool(sync_interface)
         offload = self.string(director, "offload", "director.offload") or "none"
         if offload not in OFFLOADS:
             raise self.fail("director.offload", f"{offload!r} is not one of {', '.join(OFFLOADS)}")
@@ -199,7 +226,7 @@ class _Reader:
                         workers=workers, sync_interface=sync_interface, syncid=syncid,
                         offload=offload, metrics=self.metrics(director),
                         sysctls=self.sysctls(data.get("sysctl", {})), source=self.source)
-        seen: set[tuple[int, int, int]] = set()
+        seen: set[tuple[int, ...]] = set()
         for i, raw in enumerate(services):
             service = self.service(raw, f"virtual_server[{i}]")
             if service.key in seen:
@@ -210,9 +237,18 @@ class _Reader:
             health = self.health(raw, f"virtual_server[{i}]", service)
             if health is not None:
                 config.health.append(health)
+        if sync_interface:
+            for i, service in enumerate(config.services):
+                if service.af == AF_INET6:
+                    raise self.fail("director.sync_daemon", f"virtual_server[{i}] "
+                                    f"({service.endpoint}) is IPv6, and {NO_IPV6_SYNC}")
         self.vrrp_all(data, config)
         if "bgp" in data:
             config.bgp = self.bgp(data["bgp"])
+            for i, service in enumerate(config.services):
+                if service.af == AF_INET6:
+                    raise self.fail("bgp", f"virtual_server[{i}] ({service.endpoint}) is IPv6, "
+                                    f"and {NO_IPV6_BGP}")
         return config
 
     # -- BGP (pylvs.ha.bgp) ----------------------------------------------------------------------
@@ -239,7 +275,8 @@ class _Reader:
                             "control socket and the file of routes its static protocol "
                             "includes")
         return Bgp(self.integer(raw, "local_as", "bgp.local_as", 0, 1, 2**32 - 1), neighbors,
-                   self.address(raw, "router_id", "bgp.router_id"), hold,
+                   self.address(raw, "router_id", "bgp.router_id", "a BGP router id is a "
+                                "32-bit number written as an IPv4 address"), hold,
                    self.flag(raw, "bfd", "bgp", False), interval,
                    self.integer(raw, "bfd_multiplier", "bgp.bfd_multiplier", 3, 1, 255),
                    self.seconds(raw, "drain_seconds", "bgp.drain_seconds", zero=True)
@@ -250,7 +287,7 @@ class _Reader:
         if not isinstance(raw, dict):
             raise self.fail(path, "must be a table { address, remote_as }")
         self.only(raw, {"address", "remote_as", "password"}, f"{path}.")
-        address = self.address(raw, "address", f"{path}.address")
+        address = self.address(raw, "address", f"{path}.address", NO_IPV6_BGP)
         if not address:
             raise self.fail(f"{path}.address", "missing (the router's IPv4 address)")
         if "remote_as" not in raw:
@@ -313,13 +350,17 @@ class _Reader:
         return value
 
     def endpoint(self, text: str, path: str, default_port: int | None) -> tuple[str, int]:
-        host, sep, port_text = text.rpartition(":")
-        if not sep:
-            host, port_text = text, ""
-        try:
-            address = str(ipaddress.IPv4Address(host))
-        except ValueError:
-            raise self.fail(path, f"{text!r} is not an IPv4 address[:port]") from None
+        """ADDRESS[:PORT]: ``A.B.C.D[:PORT]``, or ``[IPv6][:PORT]`` as ipvsadm takes it."""
+        if text.startswith("[") or text.count(":") > 1:
+            address, port_text = self.ipv6_endpoint(text, path)
+        else:
+            host, sep, port_text = text.rpartition(":")
+            if not sep:
+                host, port_text = text, ""
+            try:
+                address = str(ipaddress.IPv4Address(host))
+            except ValueError:
+                raise self.fail(path, f"{text!r} is not an IPv4 address[:port]") from None
         if not port_text:
             if default_port is None:
                 raise self.fail(path, f"{text!r} needs a port (ADDRESS:PORT)")
@@ -327,6 +368,46 @@ class _Reader:
         if not port_text.isdigit() or not 0 < int(port_text) <= 65535:
             raise self.fail(path, f"port {port_text!r} is not in 1..65535")
         return address, int(port_text)
+
+    def ipv6_endpoint(self, text: str, path: str) -> tuple[str, str]:
+        """``[IPv6]`` or ``[IPv6]:PORT``: the canonical address and the port's text."""
+        if not text.startswith("["):
+            try:
+                bare = ipaddress.IPv6Address(text)
+            except ValueError:
+                raise self.fail(path, f"{text!r} is not an IPv4 address[:port] or an IPv6 "
+                                "[address][:port]") from None
+            raise self.fail(path, f"{text!r}: an IPv6 address goes in brackets, as ipvsadm "
+                            f"writes it ([{bare}]:PORT)")
+        host, close, rest = text[1:].partition("]")
+        if not close:
+            raise self.fail(path, f"{text!r}: the '[' of an IPv6 address is never closed")
+        if rest and not rest.startswith(":"):
+            raise self.fail(path, f"{text!r}: {rest!r} after the ']' is not :PORT")
+        if "%" in host:
+            raise self.fail(path, f"{text!r}: an IPVS address has no zone (%{host.split('%')[1]})")
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise self.fail(path, f"{text!r}: {host!r} is not an IPv6 address") from None
+        return canonical(host), rest[1:]
+
+    def family_rule(self, path: str, what: str, af: int, service: VirtualService,
+                    forward: str) -> None:
+        """IPVS (ip_vs_ctl.c): a destination of another family than its service only by
+        tunnel, and never while the sync daemon runs (its protocol cannot carry them)."""
+        if af == service.af:
+            return
+        family, other = FAMILY_NAMES[af], FAMILY_NAMES[service.af]
+        if forward != "tun":
+            raise self.fail(path, f"{what} is {family} and the service {service.endpoint} "
+                            f"{other}: only tun forwards to another family (IPVS refuses "
+                            f"{forward} there)")
+        if self.sync_daemon:
+            raise self.fail(path, f"{what} is {family} and the service {service.endpoint} "
+                            f"{other}: IPVS refuses a real server of another family while the "
+                            "sync daemon runs (director.sync_daemon), whose protocol cannot "
+                            "carry such connections")
 
     def forward(self, table: dict[str, Any], path: str, default: str) -> str:
         method = self.string(table, "forward", path) or default
@@ -346,7 +427,7 @@ class _Reader:
             raise self.fail(path + ".protocol", f"unknown protocol {protocol!r} (tcp or udp)")
         scheduler = self.scheduler(raw, path)
         forward = self.forward(raw, path + ".forward", forwarders.DEFAULT)
-        timeout, netmask = self.persistence(raw, path)
+        timeout, netmask = self.persistence(raw, path, family_of(address))
         one_packet = self.flag(raw, "one_packet", path + ".one_packet", False)
         if one_packet and protocol != "udp":
             raise self.fail(path + ".one_packet", "one-packet scheduling (ipvsadm -o) is only "
@@ -381,13 +462,17 @@ class _Reader:
         scheduler.spec = name
         return scheduler
 
-    def persistence(self, raw: dict[str, Any], path: str) -> tuple[int, str]:
-        """ipvsadm -p [T] and -M MASK; ``persistence_timeout = true`` is -p alone (360 s)."""
+    def persistence(self, raw: dict[str, Any], path: str, af: int = AF_INET
+                    ) -> tuple[int, str]:
+        """ipvsadm -p [T] and -M MASK; ``persistence_timeout = true`` is -p alone (360 s).
+        MASK: a dotted netmask for an IPv4 service, a prefix length 1..128 for an IPv6 one."""
         if raw.get("persistence_timeout") is True:
             timeout = DEFAULT_PERSISTENCE
         else:
             timeout = self.integer(raw, "persistence_timeout", path + ".persistence_timeout", 0,
                                    0, MAX_PERSISTENCE)
+        if af == AF_INET6:
+            return timeout, self.prefix_length(raw, path + ".persistence_netmask", timeout)
         netmask = self.string(raw, "persistence_netmask", path + ".persistence_netmask")
         if netmask and not timeout:
             raise self.fail(path + ".persistence_netmask",
@@ -399,6 +484,21 @@ class _Reader:
                             f"{netmask!r} is not an IPv4 netmask") from None
         return timeout, str(mask)
 
+    def prefix_length(self, raw: dict[str, Any], path: str, timeout: int) -> str:
+        """An IPv6 service's persistence_netmask: ipvsadm -M's prefix length, 1..128 (a number
+        or its text); the family's default (128) when absent."""
+        if "persistence_netmask" not in raw:
+            return DEFAULT_NETMASK[AF_INET6]
+        value = raw["persistence_netmask"]
+        if not timeout:
+            raise self.fail(path, "only a persistent service has a netmask (set "
+                            "persistence_timeout)")
+        text = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+        if not isinstance(text, str) or not text.isdigit() or not 1 <= int(text) <= 128:
+            raise self.fail(path, f"an IPv6 service's netmask is a prefix length 1..128, as "
+                            f"ipvsadm -M takes it for IPv6 (64, say), not {value!r}")
+        return str(int(text))
+
     def server(self, raw: Any, path: str, service: VirtualService) -> RealServer:
         if not isinstance(raw, dict):
             raise self.fail(path, "must be a table")
@@ -406,6 +506,8 @@ class _Reader:
         address, port = self.endpoint(self.string(raw, "address", path + ".address", True),
                                       path + ".address", service.port)
         forward = self.forward(raw, path + ".forward", service.forward)
+        self.family_rule(path + ".address", endpoint_text(address, port, family_of(address)),
+                         family_of(address), service, forward)
         if not forwarders.get(forward).masquerades and port != service.port:
             raise self.fail(path + ".address", f"port {port} differs from the service port "
                             f"{service.port}; only nat can map ports (ipvsadm forces the "
@@ -467,11 +569,14 @@ class _Reader:
         if not text:
             return None
         address, port = self.endpoint(text, path + ".sorry_server", service.port)
+        endpoint = endpoint_text(address, port, family_of(address))
+        self.family_rule(path + ".sorry_server", f"the sorry server {endpoint}",
+                         family_of(address), service, service.forward)
         if not forwarders.get(service.forward).masquerades and port != service.port:
             raise self.fail(path + ".sorry_server", f"port {port} differs from the service "
                             f"port {service.port}; only nat can map ports")
         if service.find_real_server(address, port):
-            raise self.fail(path + ".sorry_server", f"{address}:{port} is also a real server")
+            raise self.fail(path + ".sorry_server", f"{endpoint} is also a real server")
         return address, port
 
     def flag(self, table: dict[str, Any], key: str, path: str, default: bool) -> bool:
@@ -552,6 +657,13 @@ class _Reader:
                 if not config.services:
                     raise self.fail("vrrp", "needs at least one virtual_server (its address "
                                     "is what VRRP moves) or virtual_ipaddress")
+                for n, service in enumerate(config.services):
+                    if service.af == AF_INET6:
+                        raise self.fail(f"{path}.virtual_ipaddress", "missing, so the instance "
+                                        "would move every virtual_server's address, and "
+                                        f"virtual_server[{n}] ({service.endpoint}) is IPv6: "
+                                        f"{NO_IPV6_VRRP}; name the IPv4 VIPs here (the others "
+                                        "are then held by the director alone)")
                 vips = sorted({s.address for s in config.services}, key=ipaddress.IPv4Address)
                 instance = replace(instance, virtual_ipaddress=tuple(vips), own_vips=False)
             for other in config.vrrp_instances:
@@ -634,6 +746,9 @@ class _Reader:
             try:
                 vips.append(str(ipaddress.IPv4Interface(text).ip))
             except (ValueError, TypeError):
+                if _is_ipv6(text):
+                    raise self.fail(f"{path}[{i}]", f"{text!r} is IPv6, and {NO_IPV6_VRRP}"
+                                    ) from None
                 raise self.fail(f"{path}[{i}]", f"{text!r} is not A.B.C.D or A.B.C.D/len"
                                 ) from None
         return tuple(dict.fromkeys(vips))
@@ -700,7 +815,8 @@ class _Reader:
                     preempt, self.seconds(raw, "preempt_delay", f"{path}.preempt_delay", zero=True)
                     if "preempt_delay" in raw else 0.0, version,
                     self.authentication(raw, version, path), self.peers(raw, path),
-                    self.address(raw, "unicast_src_ip", f"{path}.unicast_src_ip"))
+                    self.address(raw, "unicast_src_ip", f"{path}.unicast_src_ip",
+                                 NO_IPV6_VRRP))
 
     def authentication(self, raw: dict[str, Any], version: int, path: str) -> str:
         table = raw.get("authentication")
@@ -721,14 +837,25 @@ class _Reader:
         peers = raw.get("unicast_peers", [])
         if not isinstance(peers, list):
             raise self.fail(f"{path}.unicast_peers", "must be a list of addresses")
-        return tuple(self.address({"p": p}, "p", f"{path}.unicast_peers[{i}]")
+        return tuple(self.address({"p": p}, "p", f"{path}.unicast_peers[{i}]", NO_IPV6_VRRP)
                      for i, p in enumerate(peers))
 
-    def address(self, table: dict[str, Any], key: str, path: str) -> str:
+    def address(self, table: dict[str, Any], key: str, path: str, no_ipv6: str) -> str:
+        """An IPv4 address; ``no_ipv6`` says why an IPv6 one is refused here."""
         text = self.string(table, key, path)
         if text:
             try:
                 ipaddress.IPv4Address(text)
             except ValueError:
+                if _is_ipv6(text):
+                    raise self.fail(path, f"{text!r} is IPv6, and {no_ipv6}") from None
                 raise self.fail(path, f"{text!r} is not an IPv4 address") from None
         return text
+
+
+def _is_ipv6(text: object) -> bool:
+    """An IPv6 address, with or without a /len."""
+    try:
+        return isinstance(text, str) and ipaddress.ip_interface(text).version == 6
+    except ValueError:
+        return False

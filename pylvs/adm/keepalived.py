@@ -16,6 +16,16 @@ misc_timeout or the service's delay_loop; HTTP_GET and SSL_GET (the https check)
 unless status_code says otherwise; a
 ``vrrp_script`` runs every second with weight 0, rise 1, fall 1, its timeout the interval; the
 sync daemon's syncid is ``id``, else the vrid of the instance it follows, else 0.
+
+IPv6, as keepalived reads it (check_parser.c, check_data.c, vrrp_parser.c, vrrp_data.c): a
+virtual_server's family is its address's; a real server or sorry server of the other family is
+skipped ("Address family of virtual server and real server ... don't match") unless it is
+tunnelled, and IPVS refuses it too while the sync daemon runs; ``persistence_granularity`` is a
+prefix length 1..128 for an IPv6 service (else "Invalid IPv6 persistence_granularity specified"
+and the line is ignored); a virtual_server_group's ``A-B`` range counts in hex in an IPv6
+address's last group. A vrrp_instance's family is its first address's: an IPv6 one is refused
+(pylvs's VRRP is IPv4 only for now, issue 23), and in an IPv4 one an IPv6 address is ignored, as
+keepalived does ("address family must match VRRP instance").
 """
 
 from __future__ import annotations
@@ -25,9 +35,10 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from pylvs.adm.config import ConfigError
+from pylvs.adm.config import NO_IPV6_VRRP, ConfigError
 from pylvs.adm.keepalived_syntax import Block, Include, parse_blocks
 from pylvs.adm.toml_text import dumps
+from pylvs.core.model import AF_INET, AF_INET6, endpoint_text, family_of
 from pylvs.ha.health import HTTP_KINDS
 
 DEFAULT_PERSISTENCE = 360  # IPVS_SVC_PERSISTENT_TIMEOUT
@@ -212,7 +223,7 @@ class _Converter:
                   for vip in i.get("virtual_ipaddress", [])}
         found = {}
         for service in services:
-            instance = by_vip.get(service["address"].rpartition(":")[0])
+            instance = by_vip.get(service["address"].rpartition(":")[0].strip("[]"))
             if instance is not None:
                 found.setdefault(instance["interface"], instance["name"])
         if len(found) == 1:
@@ -279,9 +290,7 @@ class _Converter:
         if len(args) != 2:
             self.refuse(block, "pylvs needs an address and a port")
             return []
-        address = self.ipv4(block, args[0])
-        if address is None:
-            return []
+        address = self.ip(block, args[0])
         service = self.service(block, address, self.port(block, args[1]),
                                f"virtual_server {address} {args[1]}")
         return [service] if service is not None else []
@@ -302,11 +311,10 @@ class _Converter:
                 self.refuse(entry, "pylvs needs an address and a port in each group entry")
                 continue
             for text in self.addresses(entry, entry.keyword):
-                address = self.ipv4(entry, text)
-                if address is not None:
-                    service = self.service(block, address, self.port(entry, entry.args[0]),
-                                           f"virtual_server group {group.args[0]}")
-                    out += [service] if service is not None else []
+                address = self.ip(entry, text)
+                service = self.service(block, address, self.port(entry, entry.args[0]),
+                                       f"virtual_server group {group.args[0]}")
+                out += [service] if service is not None else []
         return out
 
     def service(self, block: Block, address: str, port: int, context: str
@@ -324,10 +332,12 @@ class _Converter:
             return None
         key = f"virtual_server[{self.count('virtual_server')}]"
         self.where[key] = f"{self.at(block)}: {context}"
-        service: dict[str, Any] = {"address": f"{address}:{port}", "protocol": protocol.lower(),
-                                   "forward": forward}
+        af = family_of(address)
+        service: dict[str, Any] = {"address": endpoint_text(address, port, af),
+                                   "protocol": protocol.lower(), "forward": forward}
+        self.ip_family(opts.get("ip_family"), af, context)
         self.scheduling(service, opts, context)
-        self.persistence(service, opts, context)
+        self.persistence(service, opts, context, af)
         if "ops" in opts:
             if protocol == "UDP":
                 service["one_packet"] = True
@@ -365,17 +375,46 @@ class _Converter:
         if flags:
             service["scheduler_flags"] = sorted(set(flags))
 
-    def persistence(self, service: dict[str, Any], opts: dict[str, Block], context: str) -> None:
+    def ip_family(self, block: Block | None, af: int, context: str) -> None:
+        """``ip_family inet|inet6``: the address says it already; keepalived ignores a
+        conflicting one."""
+        if block is None:
+            return
+        word = self.word(block, 0)
+        if word not in ("inet", "inet6"):
+            self.note(block, context, f"keepalived ignores it too (unknown address family "
+                      f"{word})")
+        elif (word == "inet6") != (af == AF_INET6):
+            self.note(block, context, f"the address is {_FAMILIES[af]} (keepalived: 'Virtual "
+                      f"server specified family {word} conflicts with server family')")
+
+    def persistence(self, service: dict[str, Any], opts: dict[str, Block], context: str,
+                    af: int = AF_INET) -> None:
         if "persistence_timeout" in opts:
             block = opts["persistence_timeout"]
             service["persistence_timeout"] = (self.integer(block, 0) if block.args
                                               else DEFAULT_PERSISTENCE)
         if "persistence_granularity" in opts:
             block = opts["persistence_granularity"]
-            if service.get("persistence_timeout"):
-                service["persistence_netmask"] = self.netmask(block)
-            else:
+            if not service.get("persistence_timeout"):
                 self.note(block, context, "without persistence_timeout it does nothing")
+            elif af == AF_INET6:
+                prefix = self.prefix_length(block, context)
+                if prefix is not None:
+                    service["persistence_netmask"] = prefix
+            else:
+                service["persistence_netmask"] = self.netmask(block)
+
+    def prefix_length(self, block: Block, context: str) -> str | None:
+        """An IPv6 service's granularity (pgr_handler): a prefix length 1..128; keepalived
+        ignores any other value, and the service keeps /128."""
+        text = self.word(block, 0)
+        if text.isdigit() and 1 <= int(text) <= 128:
+            return str(int(text))
+        self.note(block, context, "an IPv6 service's persistence_granularity is a prefix "
+                  "length 1..128 (keepalived: 'Invalid IPv6 persistence_granularity specified - "
+                  f"{text}'), so the service keeps /128")
+        return None
 
     def health_keys(self, service: dict[str, Any], opts: dict[str, Block],
                     servers: list[dict[str, Any]], port: int, context: str) -> None:
@@ -388,15 +427,15 @@ class _Converter:
                     self.note(opts[key], context, "no real server has a check pylvs runs")
         if "sorry_server" in opts:
             block = opts["sorry_server"]
-            address = self.ipv4(block, self.word(block, 0))
-            if address is None:
+            address = self.ip(block, self.word(block, 0))
+            if not self.same_family(block, address, service, service["forward"], "sorry"):
                 return
             if not checked:
                 self.note(block, context, "no real server has a check pylvs runs")
                 return
             given = self.port(block, block.args[1]) if len(block.args) > 1 else port
             kept = self.kept_port(block, service, given, port, context)
-            service["sorry_server"] = f"{address}:{kept}"
+            service["sorry_server"] = endpoint_text(address, kept, family_of(address))
 
     def kept_port(self, block: Block, service: dict[str, Any], given: int, port: int,
                   context: str) -> int:
@@ -413,18 +452,16 @@ class _Converter:
                     defaults: _Defaults, context: str) -> dict[str, Any] | None:
         if not 1 <= len(block.args) <= 2:
             raise self.fail(block, "a real_server needs an address and a port")
-        address = self.ipv4(block, block.args[0])
-        if address is None:
-            return None
+        address = self.ip(block, block.args[0])
         context = f"{context}: real_server {' '.join(block.args)}"
         opts = self.options(block, context, _SERVER_OPTIONS)
         forward = self.method(opts.get("lvs_method") or opts.get("lb_kind"), service["forward"],
                               block)
-        if forward is None:
+        if forward is None or not self.same_family(block, address, service, forward, "real"):
             return None
         given = self.port(block, block.args[1]) if len(block.args) == 2 else port
         kept = self.kept_port(block, {"forward": forward}, given, port, context)
-        server: dict[str, Any] = {"address": f"{address}:{kept}",
+        server: dict[str, Any] = {"address": endpoint_text(address, kept, family_of(address)),
                                   "weight": self.integer(opts["weight"], 0) if "weight" in opts
                                   else defaults.weight}
         if forward != service["forward"]:
@@ -451,6 +488,27 @@ class _Converter:
                     self.note(opts[key], context, "the real server has no check pylvs runs")
         self.server_lines.append(f"{self.at(block)}: {context}")
         return server
+
+    def same_family(self, block: Block, address: str, service: dict[str, Any], forward: str,
+                    kind: str) -> bool:
+        """keepalived's rs_end_handler and vs_end_handler: a real (sorry) server of the
+        service's family, or tunnelled; IPVS (ip_vs_ctl.c) refuses a tunnelled one of the other
+        family too while the sync daemon runs."""
+        if family_of(address) == _family(service):
+            return True
+        if forward != "tun":
+            self.refuse(block, f"{address} is {_FAMILIES[family_of(address)]} and the service "
+                        f"{service['address']} {_FAMILIES[_family(service)]}, and only a "
+                        "tunnelled server may be of another family (keepalived skips it too: "
+                        f"'Address family of virtual server and {kind} server {address} don't "
+                        f"match - skipping {kind} server')")
+            return False
+        if self.director.get("sync_daemon"):
+            self.refuse(block, f"{address} is of another family than the service "
+                        f"{service['address']}, and IPVS refuses such a server while the sync "
+                        "daemon runs (lvs_sync_daemon)")
+            return False
+        return True
 
     def checker(self, block: Block, mine: _Defaults, defaults: _Defaults, context: str
                 ) -> tuple[Block, dict[str, Any]] | None:
@@ -553,6 +611,13 @@ class _Converter:
                  ) -> dict[str, Any] | None:
         name = self.word(block, 0)
         context = f"vrrp_instance {name}"
+        first = self.instance_address(block)
+        if first is not None and family_of(first) == AF_INET6:
+            why = ("it says native_ipv6" if first == "::" else
+                   f"its first address ({first}) is IPv6")
+            self.refuse(block, f"{why}, so keepalived runs it as an IPv6 instance (VRRPv3 "
+                        f"adverts to ff02::12), and {NO_IPV6_VRRP}")
+            return None
         opts = self.options(block, context, _INSTANCE_OPTIONS)
         if "virtual_router_id" not in opts:
             raise self.fail(block, "a vrrp_instance needs virtual_router_id")
@@ -579,7 +644,12 @@ class _Converter:
         if "authentication" in opts:
             instance["authentication"] = self.authentication(opts["authentication"], context)
         if "unicast_src_ip" in opts:
-            instance["unicast_src_ip"] = self.word(opts["unicast_src_ip"], 0)
+            source = self.word(opts["unicast_src_ip"], 0)
+            if _is_ipv6(source):
+                self.note(opts["unicast_src_ip"], context, "keepalived ignores it too: the "
+                          "instance is IPv4 ('src address MUST be of the same family')")
+            else:
+                instance["unicast_src_ip"] = source
         if "unicast_peer" in opts:
             instance["unicast_peers"] = [p for b in opts["unicast_peer"].children
                                          if (p := self.ipv4(b, b.keyword)) is not None]
@@ -606,6 +676,21 @@ class _Converter:
         if "lvs_sync_daemon_interface" in opts:
             self.deprecated_sync(opts["lvs_sync_daemon_interface"], name, context)
         return instance
+
+    def instance_address(self, block: Block) -> str | None:
+        """The instance's first address in the file (unicast_src_ip, a unicast_peer, a VIP),
+        whose family keepalived gives the instance; ``::`` for ``native_ipv6`` first."""
+        for child in block.children:
+            if child.keyword == "native_ipv6":
+                return "::"
+            words = (child.args[:1] if child.keyword == "unicast_src_ip" else
+                     [c.keyword for c in child.children] if child.keyword in (
+                         "unicast_peer", "virtual_ipaddress") else [])
+            for word in words:
+                text = word.partition("/")[0].partition("-")[0]
+                if _is_ipv6(text) or _is_ipv4(text):
+                    return text
+        return None
 
     def deprecated_sync(self, block: Block, name: str, context: str) -> None:
         """The old per-instance form: the sync daemon follows this instance, syncid 0."""
@@ -634,15 +719,17 @@ class _Converter:
     def vips(self, block: Block | None, context: str, interface: str) -> list[str]:
         out: list[str] = []
         for line in block.children if block is not None else []:
+            if _is_ipv6(line.keyword.partition("-")[0]) or _is_ipv6(line.keyword):
+                self.note(line, context, "keepalived ignores it too: the instance is IPv4, and "
+                          "an address of another family is dropped ('address family must match "
+                          "VRRP instance')")
+                continue
             for text in self.addresses(line, line.keyword):
                 try:
                     network = ipaddress.ip_interface(text if "/" in text else f"{text}/32"
                                                      if ":" not in text else text)
                 except ValueError:
                     raise self.fail(line, f"{text!r} is not an address") from None
-                if network.version == 6:
-                    self.note(line, context, "pylvs's VRRP moves IPv4 addresses only")
-                    continue
                 vip = f"{network.ip}/{network.network.prefixlen}"
                 if vip not in out:
                     out.append(vip)
@@ -738,15 +825,24 @@ class _Converter:
             raise self.fail(block, f"port {text!r} is not in 1..65535")
         return int(text)
 
-    def ipv4(self, block: Block, text: str) -> str | None:
+    def ip(self, block: Block, text: str) -> str:
+        """An IPv4 or IPv6 address, as the model writes it."""
         try:
             address = ipaddress.ip_address(text)
         except ValueError:
             raise self.fail(block, f"{text!r} is not an IP address") from None
-        if address.version == 6:
-            self.refuse(block, f"{text} is an IPv6 address, and pylvs forwards IPv4 only")
-            return None
+        if "%" in text:
+            raise self.fail(block, f"{text!r}: an IPVS address has no zone")
         return str(address)
+
+    def ipv4(self, block: Block, text: str) -> str | None:
+        """A unicast peer of an IPv4 instance; keepalived skips one of the other family."""
+        address = self.ip(block, text)
+        if family_of(address) == AF_INET6:
+            self.refuse(block, "keepalived skips it too: the instance is IPv4 ('unicast peer "
+                        "address MUST be of the same family')")
+            return None
+        return address
 
     def netmask(self, block: Block) -> str:
         text = self.word(block, 0)
@@ -843,6 +939,28 @@ class _Defaults:
             else self.delay_before_retry,
             self.weight, conv.flag(own, "alpha", self.alpha),
             conv.flag(own, "inhibit_on_failure", self.inhibit))
+
+
+_FAMILIES = {AF_INET: "IPv4", AF_INET6: "IPv6"}
+
+
+def _family(service: dict[str, Any]) -> int:
+    """A converted service's family, by its address ([IPv6]:port or A.B.C.D:port)."""
+    return AF_INET6 if service["address"].startswith("[") else AF_INET
+
+
+def _is_ipv4(text: str) -> bool:
+    try:
+        return ipaddress.ip_interface(text).version == 4
+    except ValueError:
+        return False
+
+
+def _is_ipv6(text: str) -> bool:
+    try:
+        return ipaddress.ip_interface(text).version == 6
+    except ValueError:
+        return False
 
 
 def _int_or(value: int | float) -> int | float:

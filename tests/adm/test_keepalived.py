@@ -85,10 +85,12 @@ EXPECTED: dict[str, dict[str, Any]] = {
         "services": [vs("192.168.200.100:443", "tcp", "rr", "nat", 50,
                         [rs("192.168.201.100:443", check=https(6, 3, 3, 3, "/", port=444))])],
         "notes": [*MAIL, "`digest ff20ad2481f97b1754ef3e12ecd3a9cc` is not carried over"]},
-    "IPv6": {"refused": "nothing pylvs can run is left",
-             "notes": ["`virtual_server ae00::1 80` is refused: ae00::1 is an IPv6 address, "
-                       "and pylvs forwards IPv4 only",
-                       "`virtual_server_group IPv6_group` is not carried over"]},
+    "IPv6": {
+        "services": [vs("[ae00::1]:80", "tcp", "rr", "nat", 50, [rs("[ae00::10]:25")])],
+        "notes": ["line 24: virtual_server ae00::1 80: real_server ae00::10 25: `SMTP_CHECK` is "
+                  "not carried over: pylvs has no SMTP check",
+                  "line 7: `virtual_server_group IPv6_group` is not carried over: no "
+                  "virtual_server uses it"]},
     "PING_CHECK": {
         "services": [vs("10.10.10.2:1358", "udp", "rr", "nat", 50, [rs("192.168.200.6:1358")])],
         "notes": ["`PING_CHECK` is not carried over: pylvs has no ICMP check"]},
@@ -593,7 +595,9 @@ def test_a_file_without_services_or_instances_is_refused_with_that_sentence():
     assert "no virtual_server block and no vrrp_instance block" in str(error.value)
 
 
-def test_ipv6_sctp_and_gue_blocks_are_refused_and_the_rest_runs():
+def test_sctp_and_gue_blocks_are_refused_and_the_rest_runs():
+    """IPv6 runs (tests/adm/test_keepalived_ipv6.py), and so does a real server of the other
+    family in a TUN service."""
     conversion = one("""virtual_server ae00::1 80 {
   protocol TCP
 }
@@ -613,12 +617,14 @@ virtual_server 10.0.0.3 80 {
   }
 }
 """)
-    assert [s.endpoint for s in build(conversion.data).services] == ["10.0.0.3:80"]
+    services = build(conversion.data).services
+    assert [s.endpoint for s in services] == ["[ae00::1]:80", "10.0.0.3:80"]
+    assert [r.endpoint for r in services[1].real_servers] == ["10.0.1.1:80", "[ae00::10]:80"]
     assert_notes(conversion.notes, [
-        "line 1: `virtual_server ae00::1 80` is refused: ae00::1 is an IPv6 address",
         "line 4: `virtual_server 10.0.0.1 80` is refused: protocol SCTP",
         "line 7: `virtual_server 10.0.0.2 80` is refused: `lb_kind TUN type gue port 6080`",
-        "its `nocsum` is not carried over", "line 14: `real_server ae00::10 80` is refused"])
+        "its `nocsum` is not carried over"])
+    assert not any("refused" in note and "ae00" in note for note in conversion.notes)
 
 
 def test_every_unknown_key_is_noted_with_its_line_and_block():
