@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from pylvs.core.model import RealServer, VirtualService
+from pylvs.core.model import RealServer, VirtualService, endpoint_text, family_of
 
 KINDS = ("tcp", "http", "https", "misc")
 HTTP_KINDS = ("http", "https")
@@ -25,6 +25,11 @@ HTTP_KINDS = ("http", "https")
 DEFAULT_INTERVAL = 60.0
 DEFAULT_TIMEOUT = 5.0
 
+
+
+def endpoint(address: str, port: int) -> str:
+    """``addr:port``, an IPv6 address in brackets."""
+    return endpoint_text(address, port, family_of(address))
 
 @dataclass(frozen=True)
 class CheckSpec:
@@ -177,14 +182,13 @@ def render_status(services: list[ServiceHealth], now: float) -> str:
         return "no health checks configured\n"
     lines = []
     for svc in services:
-        sorry = "%s:%d" % svc.sorry_server if svc.sorry_server else "none"
+        sorry = endpoint(*svc.sorry_server) if svc.sorry_server else "none"
         lines.append(f"{svc.name}  quorum {'up' if svc.quorum_up else 'DOWN'} (live weight "
                      f"{svc.live_weight()}, quorum {svc.quorum}, hysteresis {svc.hysteresis}), "
                      f"sorry server {sorry}")
         for s in svc.servers:
             state = "UP" if s.alive else "DOWN"
-            endpoint = "%s:%d" % s.key
-            lines.append(f"  -> {endpoint:<21} {s.spec.kind:<4} {state:<4} for "
+            lines.append(f"  -> {endpoint(*s.key):<21} {s.spec.kind:<4} {state:<4} for "
                          f"{max(0, int(now - s.since))}s  checks {s.checks}  "
                          f"last: {s.last}")
     return "\n".join(lines) + "\n"

@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Iterable
 
-from pylvs.ha.health import CheckSpec, ServerHealth, ServiceHealth
+from pylvs.ha.health import CheckSpec, ServerHealth, ServiceHealth, endpoint
 
 log = logging.getLogger("pylvs")
 
@@ -47,7 +47,8 @@ async def probe(spec: CheckSpec, address: str, port: int) -> Probed:
             if spec.kind == "tcp":
                 took = time.monotonic() - start
                 return True, f"connected in {_ms(took)}", took
-            request = f"GET {spec.path} HTTP/1.0\r\nHost: {address}\r\n\r\n"
+            host = f"[{address}]" if ":" in address else address  # check_http.c's Host
+            request = f"GET {spec.path} HTTP/1.0\r\nHost: {host}\r\n\r\n"
             writer.write(request.encode())
             line = await asyncio.wait_for(reader.readline(), spec.timeout)
             took = time.monotonic() - start
@@ -135,7 +136,7 @@ class Checker:
             await asyncio.sleep(max(0.0, server.due - time.monotonic()))
             ok, detail, took = await probe(server.spec, address, port)
             if server.result(ok, detail, time.monotonic(), took):
-                log.info("health: %s:%d is %s (%s)", address, port,
+                log.info("health: %s is %s (%s)", endpoint(address, port),
                          "up" if server.alive else "down", detail)
                 self.events.put(server)
                 command = server.notify_up if server.alive else server.notify_down

@@ -219,3 +219,24 @@ def test_https_speaks_tls_to_a_self_signed_server_and_reads_its_status(tls_serve
 def test_https_to_a_plain_http_server_fails_with_a_tls_reason(server):
     ok, detail = run(CheckSpec("https", timeout=2), server.port)
     assert not ok and detail.startswith("TLS: "), detail
+
+
+def test_http_to_an_ipv6_server_names_its_host_in_brackets():
+    """keepalived's check_http.c writes an IPv6 Host as [addr] (RFC 7230's IP-literal)."""
+    try:
+        sock = socket.create_server(("::1", 0), family=socket.AF_INET6)
+    except OSError as exc:
+        pytest.skip(f"no IPv6 loopback here: {exc}")
+    seen: list[bytes] = []
+
+    def answer() -> None:
+        conn, _ = sock.accept()
+        seen.append(conn.recv(1024))
+        conn.sendall(b"HTTP/1.0 200 OK\r\n\r\n")
+        conn.close()
+
+    threading.Thread(target=answer, daemon=True).start()
+    ok, _, _ = asyncio.run(probe(CheckSpec("http", timeout=2), "::1", sock.getsockname()[1]))
+    sock.close()
+    assert ok
+    assert b"\r\nHost: [::1]\r\n" in seen[0]
