@@ -45,6 +45,13 @@ class DirectRouting(Forwarder):
         frame[25] = csum & 0xFF
         return frame
 
+    def established6(self, frame: bytearray, conn: Connection, hop: NextHop, flags: int,
+                     payload_len: int) -> bytearray:
+        """dr_xmit6's bytes: the hop's MACs, the hop limit − 1."""
+        frame[0:12] = hop.macs
+        frame[21] -= 1
+        return frame
+
     def xdp_entries(self, conn: Connection, hop: NextHop, ifindex: Mapping[str, int],
                     slot: int) -> list[tuple[bytes, fastpath.AnyEntry]]:
         if len(conn.key12) != 12:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from pylvs.core import csum_delta, fastpath
 from pylvs.core.forwarding import Forwarder, NextHop, register
-from pylvs.core.ipv6 import Flow6, l4_checksum6, nat_reply6, nat_xmit6
+from pylvs.core.ipv6 import Flow6, l4_checksum6, nat_reply6, nat_xmit6, plain_flow6
 from pylvs.core.packet import checksum, csum_update32, decrement_ttl, rewrite_endpoint, set_macs
 
 if TYPE_CHECKING:
@@ -71,6 +71,18 @@ class Masquerade(Forwarder):
         plan = conn.rewrite or _plan(conn)
         return _rewrite(frame, hop, conn.proto, 26, 34, *plan[1])
 
+    def established6(self, frame: bytearray, conn: Connection, hop: NextHop, flags: int,
+                     payload_len: int) -> bytearray | None:
+        """nat_xmit6's bytes by the connection's precomputed delta (a UDP checksum of 0, which
+        IPv6 forbids, is recomputed by ``forward``)."""
+        plan = conn.rewrite or _plan6(conn)
+        return _rewrite6(self, frame, conn, hop, flags, payload_len, 38, 56, *plan[0])
+
+    def reply_established6(self, frame: bytearray, conn: Connection, hop: NextHop, flags: int,
+                           payload_len: int) -> bytearray | None:
+        plan = conn.rewrite or _plan6(conn)
+        return _rewrite6(self, frame, conn, hop, flags, payload_len, 22, 54, *plan[1])
+
     def xdp_entries(self, conn: Connection, hop: NextHop, ifindex: Mapping[str, int],
                     slot: int) -> list[tuple[bytes, fastpath.AnyEntry]]:
         """Toward the real server through ``hop``, and back to the client through the hop
@@ -114,6 +126,36 @@ def _rewrite_quoted6(frame: bytearray, q: Quoted, source: bool, addr: int, port:
     addr_off = q.l3off + (8 if source else 24)
     frame[addr_off:addr_off + 16] = addr.to_bytes(16, "big")
     struct.pack_into("!H", frame, q.l4off + (0 if source else 2), port)
+
+
+def _plan6(conn: Connection) -> tuple[tuple[bytes, int], tuple[bytes, int]]:
+    """``_plan`` for NAT66: the 18 address+port bytes to write each way and the TCP/UDP
+    checksum's delta (no header checksum, and the hop limit is in none)."""
+    vip = conn.vaddr.to_bytes(16, "big") + conn.vport.to_bytes(2, "big")
+    rip = conn.server.ip.to_bytes(16, "big") + conn.server.port.to_bytes(2, "big")
+    plan = ((rip, csum_delta.endpoint6(vip, rip)), (vip, csum_delta.endpoint6(rip, vip)))
+    conn.rewrite = plan
+    return plan
+
+
+def _rewrite6(nat: Masquerade, frame: bytearray, conn: Connection, hop: NextHop, flags: int,
+              payload_len: int, addr_off: int, port_off: int, endpoint: bytes,
+              l4_delta: int) -> bytearray | None:
+    """The address (at addr_off) and port (at port_off), MACs, hop limit − 1, the checksum by
+    delta; UDP's computed 0 goes out as 0xFFFF."""
+    csum_at = 70 if conn.proto == 6 else 60
+    if conn.proto != 6 and not (frame[csum_at] or frame[csum_at + 1]):
+        flow = plain_flow6(frame, conn.proto, flags, payload_len)
+        inbound = addr_off == 38
+        return nat.forward(frame, flow, conn, hop) if inbound else nat.reply(frame, flow, conn,
+                                                                              hop)
+    frame[0:12] = hop.macs
+    frame[addr_off:addr_off + 16] = endpoint[:16]
+    frame[port_off:port_off + 2] = endpoint[16:]
+    frame[21] -= 1
+    if not _apply(frame, csum_at, l4_delta) and conn.proto != 6:
+        frame[csum_at] = frame[csum_at + 1] = 0xFF
+    return frame
 
 
 def _plan(conn: Connection) -> tuple[tuple[bytes, int, int], tuple[bytes, int, int]]:

@@ -30,7 +30,6 @@ from pylvs.core.conntrack import (
     Template,
     Timeouts,
     pack_key,
-    unpack_key,
 )
 from pylvs.core.defense import SCAN_SHARE, Defense
 from pylvs.core.forwarding import NextHop
@@ -382,24 +381,24 @@ class Director:
             return None
         else:
             flags = 0
-        saddr, daddr, sport, dport = unpack_key(key)
-        flow = Flow6(proto, saddr, daddr, sport, dport, 14, 54, flags, frame[21], payload_len)
+        ip_len = payload_len + 40
         if not inbound:
+            daddr, dport = int.from_bytes(frame[38:54], "big"), (frame[56] << 8) | frame[57]
             if (proto, daddr, dport, AF_INET6) in self.services:
                 return None  # addressed to a service: the general path decides, as it would
-            self._count_out(conn, flags, flow.ip_len, now)
+            self._count_out(conn, flags, ip_len, now)
             hop = conn.return_hop
-            out = conn.forwarder.reply(frame, flow, conn, hop)
+            out = conn.forwarder.reply_established6(frame, conn, hop, flags, payload_len)
             if out is None:
                 return None
             self.counters[REPLIED] += 1
             return out, hop.interface
         hop = self.hops.get(conn.server.ip)
         forwarder = conn.forwarder
-        if hop is None or flow.ip_len + forwarder.overhead > hop.mtu:
+        if hop is None or ip_len + forwarder.overhead > hop.mtu:
             return None
-        self._count_in(conn, flags, flow.ip_len, now)
-        out = forwarder.forward(frame, flow, conn, hop)
+        self._count_in(conn, flags, ip_len, now)
+        out = forwarder.established6(frame, conn, hop, flags, payload_len)
         if out is None:
             return None
         self.counters[FORWARDED] += 1

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 
+from pylvs.core.ipv6 import Flow6, plain_flow6
 from pylvs.core.packet import Flow, plain_flow
 from pylvs.core.tunnel6 import OUTER_NONE
 
@@ -80,7 +81,7 @@ class Forwarder:
         builds different frames for each (a tunnel's outer header)."""
         return self
 
-    def forward(self, frame: bytearray, flow: Flow, conn: Connection, hop: NextHop
+    def forward(self, frame: bytearray, flow: Flow | Flow6, conn: Connection, hop: NextHop
                 ) -> bytearray | None:
         raise NotImplementedError
 
@@ -89,7 +90,18 @@ class Forwarder:
         """``forward`` for a frame whose IP header is a plain 20 bytes, not parsed yet."""
         return self.forward(frame, plain_flow(frame, conn.proto, flags, ip_len), conn, hop)
 
-    def reply(self, frame: bytearray, flow: Flow, conn: Connection, hop: NextHop
+    def established6(self, frame: bytearray, conn: Connection, hop: NextHop, flags: int,
+                     payload_len: int) -> bytearray | None:
+        """``forward`` for an IPv6 frame whose header is followed directly by TCP or UDP."""
+        return self.forward(frame, plain_flow6(frame, conn.proto, flags, payload_len), conn,
+                            hop)
+
+    def reply_established6(self, frame: bytearray, conn: Connection, hop: NextHop, flags: int,
+                           payload_len: int) -> bytearray | None:
+        """``reply`` for such an IPv6 frame."""
+        return self.reply(frame, plain_flow6(frame, conn.proto, flags, payload_len), conn, hop)
+
+    def reply(self, frame: bytearray, flow: Flow | Flow6, conn: Connection, hop: NextHop
               ) -> bytearray | None:
         """A real server's answer through the director: only a masquerading method has any."""
         return None

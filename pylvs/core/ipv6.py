@@ -92,6 +92,14 @@ class Flow6:
                 f"hlim={self.hop_limit}{frag})")
 
 
+def plain_flow6(frame: Buffer, proto: int, flags: int, payload_len: int) -> Flow6:
+    """The Flow6 of a frame the caller found to have TCP or UDP right after a 40-byte header."""
+    s_hi, s_lo, d_hi, d_lo = _ADDRS.unpack_from(frame, ETH_HLEN + 8)
+    sport, dport = _PORTS.unpack_from(frame, ETH_HLEN + IPV6_HLEN)
+    return Flow6(proto, (s_hi << 64) | s_lo, (d_hi << 64) | d_lo, sport, dport, ETH_HLEN,
+                 ETH_HLEN + IPV6_HLEN, flags, frame[ETH_HLEN + 7], payload_len)
+
+
 def walk(frame: Buffer, start: int, nexthdr: int,
          end: int) -> tuple[int, int, bool, int, bool, int] | None:
     """ipv6_find_hdr(target -1) from ``start`` (just past an IPv6 header whose next header is
