@@ -54,6 +54,7 @@ class Helper(IntEnum):
     csum_diff = 28
     xdp_adjust_head = 44
     redirect_map = 51
+    xdp_get_buff_len = 188
 
 
 _INSN = struct.Struct("<BBhi")

@@ -649,9 +649,12 @@ def _parse6(asm: Asm) -> None:
     asm.mov(R1, R7).alu_imm(ADD, R1, L4_OFF6 + 8).jmp_reg(JGT, R1, R8, "pass")
     asm.ldx(B, R1, R7, IP6_OFF).alu_imm(RSH, R1, 4).jmp_imm(JNE, R1, 6, "pass")
     asm.ldx(B, R1, R7, IP6_OFF + 7).jmp_imm(JGT, R1, 1, "hop_ok").ja("pass")
-    asm.label("hop_ok").ldx(H, R3, R7, IP6_OFF + 4).endian(R3, 16)   # payload length
-    asm.mov(R1, R7).alu_reg(ADD, R1, R3).alu_imm(ADD, R1, L4_OFF6)
-    asm.jmp_reg(JGT, R1, R8, "pass")                                  # past the frame
+    # the payload within the frame: by the frame's length as a number (bpf_xdp_get_buff_len),
+    # not by a packet pointer moved a variable amount, which the verifier refuses to a loader
+    # without CAP_PERFMON (its Spectre v1 sanitation), as the service unit is
+    asm.label("hop_ok").mov(R1, R6).call(Helper.xdp_get_buff_len)
+    asm.ldx(H, R3, R7, IP6_OFF + 4).endian(R3, 16)                    # payload length
+    asm.mov(R1, R3).alu_imm(ADD, R1, L4_OFF6).jmp_reg(JGT, R1, R0, "pass")  # past the frame
     asm.ldx(B, R5, R7, IP6_OFF + 6).jmp_imm(JEQ, R5, 17, "udp6")
     asm.jmp_imm(JNE, R5, 6, "pass")                                   # extension headers too
     asm.mov(R1, R7).alu_imm(ADD, R1, L4_OFF6 + 20).jmp_reg(JGT, R1, R8, "pass")

@@ -70,9 +70,17 @@ def _prefixlen(vip: str, prefixlen: int | None) -> int:
 
 def add_vip(ifname: str, vip: str, prefixlen: int | None = None) -> bool:
     """Add ``vip/prefixlen`` (default /32, or /128 for IPv6, added with IFA_F_NODAD) to
-    ``ifname``; True if added, False if it was already there."""
+    ``ifname``; True if added, False if it was already there. An IPv6 /128 is added deprecated
+    (preferred_lft 0, as keepalived adds one by default): it still answers Neighbor
+    Solicitations, but the kernel never picks it as a source (RFC 6724's rule 3), so a tunnel's
+    outer source stays the director's own address."""
     prefixlen = _prefixlen(vip, prefixlen)
-    extra = {"flags": IFA_F_NODAD} if family_of(vip) == socket.AF_INET6 else {}
+    extra: dict[str, object] = {}
+    if family_of(vip) == socket.AF_INET6:
+        extra["flags"] = IFA_F_NODAD
+        if prefixlen == 128:
+            extra["IFA_CACHEINFO"] = {"ifa_preferred": 0, "ifa_valid": 0xFFFFFFFF,
+                                      "cstamp": 0, "tstamp": 0}
     with IPRoute() as ipr:
         idx = interface_index(ifname)
         if _has_addr(ipr, idx, vip, prefixlen):

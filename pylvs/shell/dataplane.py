@@ -20,7 +20,7 @@ from collections import Counter
 from pylvs.core.director import Director
 from pylvs.core.model import VirtualService
 from pylvs.core.packet import ETH_HLEN
-from pylvs.core.segment import segment_tcp
+from pylvs.core.segment import client_address, segment_tcp
 from pylvs.shell import bpf, fanout
 from pylvs.shell.cleanup import clean
 from pylvs.shell.links import Link
@@ -143,8 +143,8 @@ class DataPlane:
         """A GSO super-frame from a local sender: segment it as the NIC would have, at the path
         MTU a "fragmentation needed" gave the sender, if any."""
         mtu = link.max_frame - ETH_HLEN
-        if len(view) >= ETH_HLEN + 20:
-            client = int.from_bytes(view[ETH_HLEN + 12:ETH_HLEN + 16], "big")
+        client = client_address(view)
+        if client is not None:
             mtu = min(mtu, self.director.path_mtu.get(client, mtu))
         segments = segment_tcp(view, mtu)
         if not segments:

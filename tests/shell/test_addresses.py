@@ -48,6 +48,7 @@ def test_add_remove_ipv6_vip(topo):
     assert in_ns(topo.d, addresses.add_vip, "vd", VIP6) is True
     line = _vip6_line(topo)
     assert line is not None and "nodad" in line and "tentative" not in line, line
+    assert "deprecated" in line, line  # keepalived's preferred_lft 0: never a source address
     assert in_ns(topo.d, addresses.add_vip, "vd", VIP6) is False
     assert in_ns(topo.d, addresses.add_vip, "vd", "2001:db8:0::100") is False  # same address
     own6 = in_ns(topo.d, addresses.interface_addresses, "vd", socket.AF_INET6)
@@ -70,3 +71,6 @@ def test_route_ipv6(topo):
     with pytest.raises(OSError):
         in_ns(topo.d, addresses.route, "2001:db8:2::1")  # no route there
     assert in_ns(topo.d, addresses.route, PEER_IP) == addresses.Route("vd", None, DIR_IP)
+    in_ns(topo.d, addresses.add_vip, "vd", VIP6)  # held deprecated: still not a source
+    assert in_ns(topo.d, addresses.route, "2001:db8:1::5") == addresses.Route("vd", PEER_IP6,
+                                                                             DIR_IP6)
