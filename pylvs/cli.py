@@ -178,22 +178,30 @@ def _parser() -> argparse.ArgumentParser:
     conf.set_defaults(func=_cmd_config)
     rs = sub.add_parser("realserver", help="configure this host as a real server")
     rs.add_argument("--mode", choices=["dr", "nat", "tun"], default="dr")
-    rs.add_argument("--vip", required=True)
-    rs.add_argument("--interface", help="interface for arp_ignore/arp_announce (default: all)")
+    rs.add_argument("--vip", required=True, help="the VIP, IPv4 or IPv6 (an IPv6 VIP needs "
+                    "only its /128 on lo: there is no arp_ignore for IPv6)")
+    rs.add_argument("--interface", help="interface for arp_ignore/arp_announce (default: all); "
+                    "IPv6: the one --check looks at for DAD")
     rs.add_argument("--undo", action="store_true", help="undo the steps")
     rs.add_argument("--check", action="store_true",
                     help="change nothing: read this host's state and say of each step whether "
                     "it is right, why, and the fix (exit status 0 only when all are right)")
     rs.add_argument("--director", metavar="ADDR",
                     help="with --check --mode nat: the director's inside address, which the "
-                    "default route must go through")
+                    "default route must go through (of the VIP's family)")
     rs.set_defaults(func=lab_commands.realserver)
     lab = sub.add_parser("lab", help="build a lab in network namespaces and demonstrate a mode")
     lab.add_argument("mode", nargs="?", default="dr",
-                     choices=["dr", "nat", "tun", "mixed", "ecmp", "down"],
-                     help="the forwarding method; ecmp: N DR directors behind a router's ECMP, "
-                     "announcing the VIP over BGP (BIRD); down: remove a lab kept with --keep")
+                     choices=["dr", "nat", "tun", "mixed", "dualstack", "ecmp", "down"],
+                     help="the forwarding method; dualstack: an IPv4 and an IPv6 VIP in one "
+                     "config, TUN real servers of both families, each VIP tunnelled to its own "
+                     "family on port 80 and to the other (4in6, 6in4) on 8080; ecmp: N DR "
+                     "directors behind a router's ECMP, announcing the VIP over BGP (BIRD); "
+                     "down: remove a lab kept with --keep")
     lab.add_argument("name", nargs="?", help="down: the kept lab's prefix (default: every one)")
+    lab.add_argument("--ipv6", action="store_true",
+                     help="dr, nat, tun, mixed: the same lab in IPv6 (2001:db8:1::/64, the VIP "
+                     "2001:db8:1::100, curl -6; --trace shows NDP and the hop limit)")
     lab.add_argument("--servers", type=int, default=3)
     lab.add_argument("--directors", type=int, default=3,
                      help="ecmp: how many directors (1..8)")

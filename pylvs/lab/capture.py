@@ -20,12 +20,18 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 
-from pylvs.lab.topology import BRIDGES, Lab, stop_process
+from pylvs.lab.topology import BRIDGES, Lab, segment_prefix, stop_process
 
 LISTEN_TIMEOUT = 10.0
-SUBNET_OF_BRIDGE = {"br0": "192.168.1.0/24, the client's segment",
-                    "br1": "10.0.0.0/24, the NAT inside segment",
-                    "br2": "172.16.0.0/24, the TUN real servers' subnet"}
+ROLE_OF_BRIDGE = {"br0": "the client's segment", "br1": "the NAT inside segment",
+                  "br2": "the TUN real servers' subnet"}
+SEGMENT_OF_BRIDGE = {bridge: mode for mode, bridge in BRIDGES.items()}
+
+
+def bridge_text(bridge: str, families: tuple[int, ...] = (4,)) -> str:
+    """What a bridge is: its prefixes in the lab's families, and its role."""
+    prefixes = " and ".join(segment_prefix(f, SEGMENT_OF_BRIDGE[bridge]) for f in families)
+    return f"{prefixes}, {ROLE_OF_BRIDGE[bridge]}"
 
 
 @dataclass(frozen=True)
@@ -50,7 +56,7 @@ def wires(lab: Lab) -> list[Wire]:
     points += [(name, "eth0", name, BRIDGES[mode])
                for name, mode in zip(lab.server_names, lab.server_modes, strict=True)]
     return [Wire(f"{host}-{ifname}.pcap", host, ifname, port, bridge,
-                 f"{host} {ifname} <-> {bridge} ({SUBNET_OF_BRIDGE[bridge]})")
+                 f"{host} {ifname} <-> {bridge} ({bridge_text(bridge, lab.families)})")
             for host, ifname, port, bridge in points]
 
 
@@ -65,7 +71,10 @@ def host_namespaces(lab: Lab) -> dict[str, tuple[str, str]]:
 
 
 def describe_hosts(lab: Lab) -> dict[str, dict[str, object]]:
-    """The manifest's hosts: IPv4 addresses (loopback's VIP included), MAC per interface, role."""
+    """The manifest's hosts: addresses of the lab's families (loopback's VIP included; IPv6's
+    link-local ones too, the source of most NDP), MAC per interface, role."""
+    families = {"inet"} if lab.families == (4,) else \
+        {"inet6"} if lab.families == (6,) else {"inet", "inet6"}
     hosts: dict[str, dict[str, object]] = {}
     for name, (ns, role) in host_namespaces(lab).items():
         out = lab.run_in(ns, ["ip", "-j", "addr", "show"], capture_output=True, text=True,
@@ -73,7 +82,8 @@ def describe_hosts(lab: Lab) -> dict[str, dict[str, object]]:
         ips, macs = [], {}
         for link in json.loads(out):
             for addr in link.get("addr_info", []):
-                if addr.get("family") == "inet" and addr["local"] != "127.0.0.1":
+                if addr.get("family") in families and addr["local"] not in ("127.0.0.1",
+                                                                            "::1"):
                     ips.append(f"{addr['local']}/{addr['prefixlen']}")
             if link.get("link_type") == "ether":
                 macs[link["ifname"]] = link["address"]
@@ -141,7 +151,9 @@ def write_trace(lab: Lab, captures: Captures, hosts: dict[str, dict[str, object]
     from pylvs.lab import trace, trace_page
     frames = {w.file: trace.read_pcap(os.path.join(captures.directory, w.file))
               for w in captures.wires}
-    built = trace.build(lab.mode, hosts, captures.manifest(), frames, lab.vip)
+    target = lab.traced_target()
+    built = trace.build(lab.mode, hosts, captures.manifest(), frames, target.vip, target.port,
+                        family=6 if lab.families == (6,) else 4)
     text = trace.render(built)
     svg = trace_page.sequence_svg(built)
     for name, content in (("trace.json", json.dumps(built, indent=1) + "\n"),

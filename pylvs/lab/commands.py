@@ -19,8 +19,10 @@ def realserver(args: argparse.Namespace) -> int:
         print("pylvs realserver: --director goes with --check", file=sys.stderr)
         return 2
     if args.mode == "nat":
-        print("pylvs realserver: a NAT real server needs only its default route via the "
-              "director's inside address (ip route replace default via DIP)", file=sys.stderr)
+        six = "-6 " if ":" in args.vip else ""
+        print(f"pylvs realserver: a NAT real server needs only its default route via the "
+              f"director's inside address (ip {six}route replace default via DIP)",
+              file=sys.stderr)
         return 2
     from pylvs.lab import realserver
     if args.mode == "tun":
@@ -80,6 +82,8 @@ def lab(args: argparse.Namespace) -> int:
     except schedulers.UnknownScheduler as exc:
         print(f"pylvs lab: {exc}", file=sys.stderr)
         return 2
+    if failed := _family_refused(args):
+        return failed
     if args.mistake is not None and (failed := _mistake_refused(args)):
         return failed
     if os.geteuid() != 0:
@@ -108,7 +112,8 @@ def lab(args: argparse.Namespace) -> int:
             return failover.run(servers=args.servers, scheduler=args.scheduler)
         return demo.run(args.mode, servers=args.servers, requests=args.requests,
                         scheduler=args.scheduler, trace_dir=trace_dir, keep=args.keep,
-                        explain=args.explain, mistake=args.mistake)
+                        explain=args.explain, mistake=args.mistake,
+                        family=6 if args.ipv6 else 4)
     except KeyboardInterrupt:
         print("pylvs lab: interrupted; the lab was removed", file=sys.stderr)
         failed = 130
@@ -122,6 +127,22 @@ def lab(args: argparse.Namespace) -> int:
     if fresh and trace_dir is not None:
         shutil.rmtree(trace_dir, ignore_errors=True)  # half a trace in a directory of our own
     return failed
+
+
+def _family_refused(args: argparse.Namespace) -> int:
+    """--ipv6 fits dr, nat, tun and mixed, without --ha or --mistake: 2 with why, else 0."""
+    if not args.ipv6:
+        return 0
+    if args.mode in ("ecmp", "down", "dualstack"):
+        why = {"dualstack": "has both families already", "down": "removes a kept lab, any",
+               "ecmp": "is IPv4's"}[args.mode]
+        print(f"pylvs lab: --ipv6 goes with dr, nat, tun and mixed ({args.mode} {why})",
+              file=sys.stderr)
+        return 2
+    if args.ha or args.mistake:
+        print("pylvs lab: --ha and --mistake are IPv4's labs: without --ipv6", file=sys.stderr)
+        return 2
+    return 0
 
 
 def _mistake_refused(args: argparse.Namespace) -> int:

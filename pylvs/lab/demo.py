@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from pylvs.lab import capture, kept, mistakes
 from pylvs.lab import explain as notes
-from pylvs.lab.topology import Lab, curl_argv, lab_config
+from pylvs.lab.topology import Lab, Target, curl_argv, endpoint, lab_config
 from pylvs.shell import control
 
 START_TIMEOUT = 15.0
@@ -98,6 +98,21 @@ def tcp_sockets(lab: Lab, ns: str) -> list[str]:
     return [line for line in out.splitlines()[1:] if line.strip()]
 
 
+def socket_host(column: str) -> str:
+    """The address of one of `ss`'s address:port columns: 192.168.1.5:40000, and
+    [2001:db8:1::5]:40000, and an IPv4 peer of an IPv6 socket [::ffff:192.168.1.5]:40000 all
+    give the bare address."""
+    host = column.rsplit(":", 1)[0].strip("[]")
+    return host[len("::ffff:"):] if host.startswith("::ffff:") and "." in host else host
+
+
+def sockets_with(lines: list[str], addresses: set[str], column: int) -> list[str]:
+    """The `ss -tan` lines whose local (``column`` 3) or peer (4) address is one of
+    ``addresses``."""
+    return [line for line in lines if len(line.split()) > column
+            and socket_host(line.split()[column]) in addresses]
+
+
 class HeldConnections:
     """Keep-alive HTTP connections from the client to the VIP, each answered once, left open.
 
@@ -105,9 +120,11 @@ class HeldConnections:
     which real server holds it.
     """
 
-    def __init__(self, lab: Lab, count: int, port: int = 80) -> None:
+    def __init__(self, lab: Lab, count: int, port: int = 80, vip: str = "") -> None:
+        """``vip``: the service's (default the lab's first VIP)."""
+        vip = vip or lab.vip
         code = ("import http.client, sys\n"
-                f"held = [http.client.HTTPConnection('{lab.vip}', {port}, timeout=5) "
+                f"held = [http.client.HTTPConnection('{vip}', {port}, timeout=5) "
                 f"for _ in range({count})]\n"
                 "for c in held:\n"
                 "    c.request('GET', '/')\n"
@@ -122,7 +139,8 @@ class HeldConnections:
             line = self.proc.stdout.readline().split()
             if len(line) != 2:
                 self.close()
-                raise RuntimeError(f"the client could not hold a connection to {lab.vip}:{port}")
+                raise RuntimeError(f"the client could not hold a connection to "
+                                   f"{endpoint(vip, port)}")
             self.servers[int(line[0])] = line[1]
         self.ports = list(self.servers)
 
@@ -136,11 +154,12 @@ class HeldConnections:
 
 def run(mode: str = "dr", servers: int = 3, requests: int = 9, scheduler: str = "rr",
         trace_dir: str | None = None, keep: bool = False, explain: bool = False,
-        mistake: str | None = None) -> int:
+        mistake: str | None = None, family: int = 4) -> int:
     """``trace_dir``: capture every wire into it and print the first connection's hops;
     ``keep``: leave the lab running for `pylvs lab down`; ``explain``: say what the report shows;
-    ``mistake``: the real servers make it, and the report shows what broke and why."""
-    with Lab(servers=servers, mode=mode, mistake=mistake) as lab:
+    ``mistake``: the real servers make it, and the report shows what broke and why; ``family``
+    6: the lab in IPv6. A dual-stack lab sends ``requests`` to each of its services."""
+    with Lab(servers=servers, mode=mode, mistake=mistake, family=family) as lab:
         _announce(lab, keep)
         lab.setup()
         captures = None if trace_dir is None else capture.Captures(lab, trace_dir)
@@ -172,8 +191,15 @@ def run(mode: str = "dr", servers: int = 3, requests: int = 9, scheduler: str = 
 
 
 def _announce(lab: Lab, keep: bool) -> None:
-    print(f"lab ({lab.mode}): client {lab.client_ip}, director {lab.director_ip} "
-          f"({lab.director_if}), VIP {lab.vip}, real servers {', '.join(lab.server_ips)}")
+    if lab.mode == "dualstack":
+        v4, v6 = lab.plans[4], lab.plans[6]
+        servers = ", ".join(f"{a} and {b}" for a, b in zip(v4.servers, v6.servers, strict=True))
+        print(f"lab (dualstack): client {v4.client} and {v6.client}, director {v4.director} "
+              f"and {v6.director} ({lab.director_if}), VIPs {v4.vip} and {v6.vip}, real "
+              f"servers {servers}")
+    else:
+        print(f"lab ({lab.label}): client {lab.client_ip}, director {lab.director_ip} "
+              f"({lab.director_if}), VIP {lab.vip}, real servers {', '.join(lab.server_ips)}")
     if keep:
         print(f"  namespaces {lab.prefix}-* (e.g. ip netns exec {lab.client_ns} ...), kept "
               f"running after the report (--keep)")
@@ -184,9 +210,14 @@ def _announce(lab: Lab, keep: bool) -> None:
     if lab.mode in ("nat", "mixed"):
         print(f"  NAT real servers sit on an inside segment behind the director's "
               f"{lab.director_inside_if} ({lab.director_inside_ip})")
-    if lab.mode in ("tun", "mixed"):
-        print("  TUN real servers sit in their own subnet behind a router (192.168.1.1) and "
-              "answer the client through it")
+    if lab.mode in ("tun", "mixed", "dualstack"):
+        routers = " and ".join(lab.plans[f].router_outside for f in lab.families)
+        print(f"  TUN real servers sit in their own subnet behind a router ({routers}) and "
+              f"answer the client through it")
+    if lab.mode == "dualstack":
+        for target in lab.targets():
+            print(f"  service {target.endpoint}: TUN to the real servers' IPv{target.server_family}"
+                  f" addresses ({target.encapsulation})")
 
 
 def _trace(lab: Lab, captures: capture.Captures) -> None:
@@ -211,7 +242,7 @@ def _prepare_real_servers(lab: Lab, explain: bool = False) -> None:
         print(f"\nin {name} ({mode}{made}) and every other {mode} real server:")
         print("".join(f"    {line}\n" for line in steps.splitlines()), end="")
     if explain:
-        print(f"\n{notes.real_servers(lab.server_modes)}", end="")
+        print(f"\n{notes.real_servers(lab.server_modes, lab.families)}", end="")
     print()
 
 
@@ -228,50 +259,75 @@ def _demo(lab: Lab, director: DirectorProcess, requests: int, explain: bool = Fa
     """The requests, the held connections and the report; returns the exit status and what a
     mistake's part of the report needs."""
     answers = _requests(lab, requests)
-    held = _hold(lab, answers)
+    held: list[HeldConnections] = []
     try:
-        rc, listing = _report(lab, director, requests, answers, explain)
+        for target in lab.targets():
+            one = _hold(lab, answers, target)
+            if one is not None:
+                held.append(one)
+        rc, listing = _report(lab, director, requests * len(lab.targets()), answers, explain)
         return rc, Seen(answers, listing)
     finally:
-        if held is not None:
-            held.close()
+        for one in held:
+            one.close()
 
 
 def _requests(lab: Lab, requests: int) -> Counter[str]:
+    """``requests`` to each service (one but in the dual-stack lab); the answers of all."""
     answers: Counter[str] = Counter()
-    for i in range(1, requests + 1):
-        name, failure = _request(lab)
-        answers[name] += 1
-        print(f"request {i:3d}: curl http://{lab.vip}/ -> {name}"
-              + (f" ({failure})" if failure else ""))
+    each: dict[str, Counter[str]] = {}
+    targets = lab.targets()
+    number = 0
+    for target in targets:
+        seen = each.setdefault(target.endpoint, Counter())
+        for _ in range(requests):
+            number += 1
+            name, failure = _request(lab, target)
+            answers[name] += 1
+            seen[name] += 1
+            print(f"request {number:3d}: {_typed(target)} -> {name}"
+                  + (f" ({failure})" if failure else ""))
     print("\nanswers: " + ", ".join(f"{k}={v}" for k, v in sorted(answers.items())))
+    if len(targets) > 1:
+        for target in targets:
+            print(f"  {target.endpoint} ({target.encapsulation}): "
+                  + ", ".join(f"{k}={v}" for k, v in sorted(each[target.endpoint].items())))
     return answers
 
 
-def _request(lab: Lab) -> tuple[str, str]:
+def _typed(target: Target) -> str:
+    """The request as a person would type it."""
+    if target.family == 6:
+        return f"curl -6 -g '{target.url()}'"
+    return f"curl {target.url()}"
+
+
+def _request(lab: Lab, target: Target) -> tuple[str, str]:
     """One curl; a broken lab's may go unanswered (the name is then NO_ANSWER, with why)."""
     if lab.mistake is None:
-        return lab.curl("/").strip(), ""
-    done = lab.run_in(lab.client_ns, curl_argv(f"http://{lab.vip}/", mistakes.CURL_TIME),
+        return lab.curl("/", target).strip(), ""
+    done = lab.run_in(lab.client_ns, curl_argv(target.url(), mistakes.CURL_TIME),
                       capture_output=True, text=True)
     if done.returncode == 0:
         return done.stdout.strip(), ""
     return mistakes.NO_ANSWER, done.stderr.strip()
 
 
-def _hold(lab: Lab, answers: Counter[str]) -> HeldConnections | None:
-    """Connections held open; a broken lab holds none if no request got an answer."""
+def _hold(lab: Lab, answers: Counter[str], target: Target) -> HeldConnections | None:
+    """Connections held open to ``target``; a broken lab holds none if no request got an
+    answer."""
     if lab.mistake is not None and not set(answers) - {mistakes.NO_ANSWER}:
         print("\nholding no connection open: no request got an answer")
         return None
     try:
-        held = HeldConnections(lab, len(lab.server_ns))
+        held = HeldConnections(lab, len(lab.server_ns), target.port, target.vip)
     except RuntimeError as exc:
         if lab.mistake is None:
             raise
         print(f"\nholding no connection open: {exc}")
         return None
-    print(f"\nholding {len(held.ports)} connections open from the client: "
+    to = f" to {target.endpoint}" if len(lab.targets()) > 1 else ""
+    print(f"\nholding {len(held.ports)} connections open from the client{to}: "
           + ", ".join(f"port {p} -> {name}" for p, name in held.servers.items()))
     return held
 
@@ -286,21 +342,24 @@ def _report(lab: Lab, director: DirectorProcess, requests: int, answers: Counter
     print(f"$ pylvs adm -Lnc\n{director.adm('-Lnc')}")
     if explain:
         print(notes.connections(lab.server_modes))
-    vip_sockets = [s for s in tcp_sockets(lab, lab.director_ns) if f"{lab.vip}:" in s]
-    print(f"director: TCP sockets for the VIP in its own stack: {len(vip_sockets)}")
+    vip_sockets = sockets_with(tcp_sockets(lab, lab.director_ns), set(lab.vips), 3)
+    vips = "s" if len(lab.vips) > 1 else ""
+    print(f"director: TCP sockets for the VIP{vips} in its own stack: {len(vip_sockets)}")
     ok = not vip_sockets and sum(answers.values()) == requests
-    for ns, ip in zip(lab.server_ns, lab.server_ips, strict=True):
-        from_client = [s for s in tcp_sockets(lab, ns) if f" {lab.client_ip}:" in s]
+    clients = [lab.plans[f].client for f in lab.families]
+    for index, ns in enumerate(lab.server_ns):
+        from_client = sockets_with(tcp_sockets(lab, ns), set(clients), 4)
         ok = ok and any(s.startswith("ESTAB") for s in from_client)
-        print(f"real server {ip}: TCP sockets with the client {lab.client_ip}: "
-              f"{len(from_client)}")
-        for line in from_client[:3]:
+        print(f"real server {' and '.join(lab.server_addresses(index))}: TCP sockets with the "
+              f"client {' and '.join(clients)}: {len(from_client)}")
+        for line in from_client[:max(3, len(lab.targets()))]:
             print(f"    {' '.join(line.split())}")
     if explain:
         print(f"\n{notes.sockets()}", end="")
     if lab.mistake is not None:
         return (0 if ok else 1), listing
-    print(f"\n{VERDICTS[lab.mode]}" if ok else "\nsomething is wrong: see above")
+    verdict = VERDICTS6[lab.mode] if lab.families == (6,) else VERDICTS[lab.mode]
+    print(f"\n{verdict}" if ok else "\nsomething is wrong: see above")
     return (0 if ok else 1), listing
 
 
@@ -335,4 +394,19 @@ VERDICTS = {
     "mixed": "One virtual service, three ways: DR, NAT and TUN real servers all answered.",
     "tun": "TUN works: the director wrapped each packet in IP-in-IP to the real server's own "
            "address; the real servers unwrapped it and answered the client through the router.",
+    "dualstack": "Dual stack works: one director and one config for an IPv4 and an IPv6 VIP; "
+                 "TUN carried each to real servers of its own family (IP-in-IP, ip6ip6) and of "
+                 "the other (4in6, 6in4), and they answered the client through the router.",
+}
+
+VERDICTS6 = {
+    "dr": "DR works over IPv6: the director forwarded, the real servers answered the client "
+          "directly; only the director answered the Neighbor Solicitations for the VIP.",
+    "nat": "NAT works over IPv6 (NAT66): the director rewrote VIP→RIP on the way in and "
+           "RIP→VIP on the way back; the real servers saw the client's own address.",
+    "mixed": "One virtual service, three ways, over IPv6: DR, NAT and TUN real servers all "
+             "answered.",
+    "tun": "TUN works over IPv6: the director wrapped each packet in ip6ip6 to the real "
+           "server's own address; the real servers unwrapped it and answered the client "
+           "through the router.",
 }

@@ -37,6 +37,38 @@ REAL_SERVERS = {
            "through its own router.",
 }
 
+REAL_SERVERS6 = {
+    "dr": "Why this one step (DR, IPv6): as in IPv4 the director changes only the MACs (and the "
+          "hop limit), so a real server takes the packet only if it holds the VIP: on lo, as "
+          "a /128 (a shorter prefix on lo would route the whole prefix into lo, where the "
+          "answers to the clients vanish). IPv6 needs no arp_ignore or arp_announce: a Linux "
+          "host answers a Neighbor Solicitation only for an address on the device it arrived "
+          "on (ndisc_recv_ns), and eth0 never even joins the VIP's solicited-node multicast "
+          "group, which only lo joined; its own solicitations name an address of eth0 as the "
+          "source, never the VIP on lo. So only the director, which holds the VIP on eth0, "
+          "answers for it. The VIP is added nodad: lo does no duplicate address detection "
+          "anyway, and on an interface that speaks NDP it would find the director holding the "
+          "same address and leave the VIP unusable (dadfailed).",
+    "nat": "Why this step (NAT, IPv6): as in IPv4, the director rewrote the destination to the "
+           "real server's own address and kept the client's, so the answer must go back "
+           "through the director, which puts the VIP back as its source (NAT66): hence the "
+           "default route via the director's inside address.",
+    "tun": "Why these steps (TUN, IPv6): the director wraps the client's packet in a new IPv6 "
+           "header to the real server's own address (ip6ip6, next header 41). The real server "
+           "unwraps it, finds a packet to the VIP, and holds the VIP as a /128 on the tunnel's "
+           "device. IPv6 has no rp_filter, so nothing there drops a packet from a client routed "
+           "through another interface. It answers the client directly, from the VIP, through "
+           "its own router.",
+}
+
+DUAL_STACK = ("Why two decapsulators (dual stack): IPVS picks the outer header by the real "
+              "server's family, whatever the packet's. An IPv4 packet to an IPv6 real server "
+              "travels in an IPv6 header (4in6, next header 4) and an IPv6 packet to an IPv4 "
+              "real server in an IPv4 header (6in4, protocol 41); IPVS allows a real server of "
+              "the other family only with TUN. Each real server holds both VIPs: the IPv4 "
+              "one's decapsulator takes IP-in-IP and 4in6 into pylvs-tun0, the IPv6 one's "
+              "ip6ip6 and 6in4 into pylvs-tun6.")
+
 TABLE = ("What -Ln shows: one virtual service (protocol, VIP:port, scheduler) and under it its "
          "real servers. Forward is how the director reaches each one: Route is DR (ipvsadm -g, "
          "'gatewaying': only the MACs change), Masq is NAT (-m, masquerading: addresses "
@@ -72,8 +104,14 @@ def paragraphs(texts: Iterable[str]) -> str:
                    + "\n" for text in texts)
 
 
-def real_servers(modes: Iterable[str]) -> str:
-    return paragraphs(REAL_SERVERS[m] for m in dict.fromkeys(modes))
+def real_servers(modes: Iterable[str], families: Iterable[int] = (4,)) -> str:
+    """The steps' reasons for each method, in each family (the dual-stack lab's too)."""
+    families = tuple(families)
+    texts = [(REAL_SERVERS6 if family == 6 else REAL_SERVERS)[m]
+             for family in families for m in dict.fromkeys(modes)]
+    if len(families) > 1:
+        texts.append(DUAL_STACK)
+    return paragraphs(texts)
 
 
 def table() -> str:

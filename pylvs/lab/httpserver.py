@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import signal
+import socket
 import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -83,10 +84,19 @@ class NamedServer(ThreadingHTTPServer):
 
     def __init__(self, name: str, address: tuple[str, int]) -> None:
         self.name = name
+        if ":" in address[0]:  # '::' or an IPv6 address: an IPv6 socket
+            self.address_family = socket.AF_INET6
         super().__init__(address, Handler)
+
+    def server_bind(self) -> None:
+        """'::' takes IPv4 too (as mapped addresses), whatever net.ipv6.bindv6only says."""
+        if self.address_family == socket.AF_INET6 and self.server_address[0] == "::":
+            self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        super().server_bind()
 
 
 def make_server(name: str, port: int, bind: str = "0.0.0.0") -> NamedServer:
+    """``bind`` 0.0.0.0 (IPv4), '::' (IPv6 and IPv4) or one address."""
     return NamedServer(name, (bind, port))
 
 
@@ -94,12 +104,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python3 -m pylvs.lab.httpserver")
     parser.add_argument("--name", required=True)
     parser.add_argument("--port", type=int, default=80)
-    parser.add_argument("--bind", default="0.0.0.0")
+    parser.add_argument("--bind", default="0.0.0.0",
+                        help="the address to listen on ('::': IPv6 and IPv4)")
     args = parser.parse_args(argv)
     server = make_server(args.name, args.port, args.bind)
     signal.signal(signal.SIGTERM, _stop)
     host, port = server.server_address[:2]
-    print(f"serving {args.name} on {host}:{port}", flush=True)
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    print(f"serving {args.name} on {where}", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -75,16 +75,21 @@ def keep(lab: Lab, director: Any) -> str:
 
 
 def instructions(lab: Lab) -> str:
-    hosts = [("client", lab.client_ns, lab.client_ip), ("director", lab.director_ns,
-                                                        lab.director_ip)]
+    plans = [lab.plans[f] for f in lab.families]
+    hosts = [("client", lab.client_ns, ", ".join(p.client for p in plans)),
+             ("director", lab.director_ns, ", ".join(p.director for p in plans))]
     if "tun" in lab.server_modes:
-        hosts.append(("router", lab.router_ns, "192.168.1.1, 172.16.0.1"))
-    hosts += list(zip(lab.server_names, lab.server_ns, lab.server_ips, strict=True))
+        hosts.append(("router", lab.router_ns, ", ".join(
+            a for p in plans for a in (p.router_outside, p.router_inside))))
+    hosts += [(name, ns, ", ".join(lab.server_addresses(i)))
+              for i, (name, ns) in enumerate(zip(lab.server_names, lab.server_ns, strict=True))]
     width = max(len(ns) for _, ns, _ in hosts)
     lines = ["the lab keeps running (--keep). Enter a host:"]
     lines += [f"    ip netns exec {ns:<{width}} bash    # {name} {ip}" for name, ns, ip in hosts]
-    lines += ["a request, as the client:",
-              f"    ip netns exec {lab.client_ns} curl -s http://{lab.vip}/",
+    requests = [f"    ip netns exec {lab.client_ns} curl -s "
+                + (f"-6 -g '{t.url()}'" if t.family == 6 else t.url()) for t in lab.targets()]
+    lines += ["a request, as the client:" if len(requests) == 1 else "requests, as the client:",
+              *requests,
               "the director's table, from here (its control socket is a file):",
               f"    pylvs adm --socket {lab.control_socket} -Ln",
               "watch a wire (each host's link is a port of a bridge in the bridge namespace):",

@@ -5,6 +5,11 @@ and it must never answer ARP for it, or the client's neighbours would learn the 
 for the VIP and bypass the director. ``arp_ignore=1`` answers ARP only for addresses on the
 interface asked; ``arp_announce=2`` never uses the VIP as the source of its own ARP requests.
 
+An IPv6 VIP needs only the /128 on ``lo`` (added ``nodad``): the kernel answers a Neighbor
+Solicitation only for an address on the device it arrived on (``ndisc_recv_ns``), and names an
+address as the source of its own solicitations only if it is on the sending device
+(``ndisc_solicit``): IPv6 has no arp_ignore or arp_announce, and needs none.
+
 ``check`` reads this host's state for `pylvs realserver --check` and hands it to
 `realserver_check`, which judges it.
 """
@@ -25,14 +30,23 @@ from pylvs.lab import decap
 from pylvs.lab import realserver_check as judge
 
 SYSCTL_DIR = "/proc/sys/net/ipv4/conf"
+SYSCTL_DIR6 = "/proc/sys/net/ipv6/conf"
+CHECKED_SYSCTLS6 = ("disable_ipv6", "accept_dad", "forwarding")
 DR_SYSCTLS = (("arp_ignore", 1), ("arp_announce", 2))
 CHECKED_SYSCTLS = ("arp_ignore", "arp_announce", "rp_filter")
 PROBE_TIMEOUT = 2.0
 
 
+NO_ARP_IGNORE6 = ("no arp_ignore or arp_announce for IPv6: {ifname} answers a Neighbor "
+                  "Solicitation only for its own addresses (ndisc_recv_ns), never for the VIP "
+                  "on lo")
+
+
 def configure_dr(vip: str, interface: str | None = None, undo: bool = False) -> list[str]:
     """Do (or undo) the DR steps; returns one line per step, as a person would have typed it."""
     vip = _check_vip(vip)
+    if ":" in vip:
+        return _configure_dr6(vip, interface, undo)
     interfaces = ["all", "lo"]
     if interface and interface not in interfaces:
         if not os.path.isdir(os.path.join(SYSCTL_DIR, interface)):
@@ -44,11 +58,30 @@ def configure_dr(vip: str, interface: str | None = None, undo: bool = False) -> 
     return steps
 
 
+def _configure_dr6(vip: str, interface: str | None, undo: bool) -> list[str]:
+    """IPv6: the VIP as a /128 on lo, nothing else (see the module's notes)."""
+    if interface and interface != "lo" and not os.path.isdir(
+            os.path.join(SYSCTL_DIR6, interface)):
+        raise ValueError(f"no such interface (or IPv6 is off on it): {interface}")
+    steps = [_vip_on_lo(vip, undo)]
+    if not undo:
+        steps.append(f"({NO_ARP_IGNORE6.format(ifname=interface or 'every interface')})")
+    return steps
+
+
 def _check_vip(vip: str) -> str:
+    """The address in its canonical text (IPv6 compressed, as ip and ipvsadm print it)."""
     try:
-        return str(ipaddress.IPv4Address(vip))
+        return str(ipaddress.ip_address(vip))
     except ValueError:
-        raise ValueError(f"bad VIP {vip!r}: not an IPv4 address") from None
+        raise ValueError(f"bad VIP {vip!r}: not an IPv4 or IPv6 address") from None
+
+
+def _check_same_family(vip: str, other: str, what: str) -> str:
+    other = _check_vip(other)
+    if (":" in other) != (":" in vip):
+        raise ValueError(f"{what} {other} is not of the VIP's family ({vip})")
+    return other
 
 
 def _sysctl(ifname: str, key: str, value: int) -> str:
@@ -58,7 +91,11 @@ def _sysctl(ifname: str, key: str, value: int) -> str:
 
 
 def _vip_on_lo(vip: str, undo: bool) -> str:
-    argv = ["ip", "addr", "del" if undo else "add", f"{vip}/32", "dev", "lo"]
+    if ":" in vip:
+        argv = ["ip", "-6", "addr", "del" if undo else "add", f"{vip}/128", "dev", "lo",
+                *([] if undo else ["nodad"])]
+    else:
+        argv = ["ip", "addr", "del" if undo else "add", f"{vip}/32", "dev", "lo"]
     done = " ".join(argv)
     if _on_lo(vip) != undo:
         return f"{done} (already {'absent' if undo else 'present'})"
@@ -69,9 +106,10 @@ def _vip_on_lo(vip: str, undo: bool) -> str:
 
 
 def _on_lo(vip: str) -> bool:
-    out = subprocess.run(["ip", "-o", "-4", "addr", "show", "dev", "lo"], capture_output=True,
-                         text=True, check=True).stdout
-    return f" {vip}/32 " in out
+    six = ":" in vip
+    out = subprocess.run(["ip", "-o", "-6" if six else "-4", "addr", "show", "dev", "lo"],
+                         capture_output=True, text=True, check=True).stdout
+    return f" {vip}/{128 if six else 32} " in out
 
 
 def _handle_name(vip: str) -> bytes:
@@ -121,6 +159,8 @@ def _running_pid(vip: str) -> int | None:
 def configure_tun_standard(vip: str, undo: bool = False) -> list[str]:
     """The usual TUN real server, where the kernel has ipip: the VIP on tunl0, rp_filter off."""
     vip = _check_vip(vip)
+    if ":" in vip:
+        return configure_tun_standard6(vip, undo)
     subprocess.run(["ip", "link", "set", "tunl0", "up" if not undo else "down"], check=True,
                    capture_output=True)
     verb = "del" if undo else "add"
@@ -131,12 +171,27 @@ def configure_tun_standard(vip: str, undo: bool = False) -> list[str]:
     return steps
 
 
+def configure_tun_standard6(vip: str, undo: bool = False) -> list[str]:
+    """An IPv6 VIP where the kernel has ip6_tunnel and sit: their catch-all devices ip6tnl0
+    (ip6ip6) and sit0 (6in4) up, the VIP on ip6tnl0 as a /128. IPv6 has no rp_filter."""
+    state = "down" if undo else "up"
+    steps = []
+    for device in ("ip6tnl0", "sit0"):
+        subprocess.run(["ip", "link", "set", device, state], check=True, capture_output=True)
+        steps.append(f"ip link set {device} {state}")
+    argv = ["ip", "-6", "addr", "del" if undo else "add", f"{vip}/128", "dev", "ip6tnl0",
+            *([] if undo else ["nodad"])]
+    subprocess.run(argv, capture_output=True)
+    return [*steps, " ".join(argv)]
+
+
 def run_tun(vip: str, undo: bool, say: Callable[[str], None] = print) -> int:
     """`pylvs realserver --mode tun`: the standard way, or a userspace decapsulator that runs
     in the foreground until Ctrl-C, SIGTERM or ``--undo``."""
     vip = _check_vip(vip)
-    if decap.kernel_has_ipip():
-        say("the kernel has ipip: using tunl0")
+    if decap.kernel_has_tunnels(vip):
+        say("the kernel has ip6_tunnel and sit: using ip6tnl0 and sit0" if ":" in vip else
+            "the kernel has ipip: using tunl0")
         for line in configure_tun_standard(vip, undo):
             say(line)
         return 0
@@ -156,7 +211,8 @@ def run_tun(vip: str, undo: bool, say: Callable[[str], None] = print) -> int:
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        say("this kernel has no ipip module: decapsulating in userspace")
+        say("this kernel has no ip6_tunnel or sit module: decapsulating in userspace"
+            if ":" in vip else "this kernel has no ipip module: decapsulating in userspace")
         for line in worker.steps():
             say(line)
         say(f"running; stop with Ctrl-C or `pylvs realserver --mode tun --vip {vip} --undo`")
@@ -191,27 +247,35 @@ def check(mode: str, vip: str, interface: str | None = None, director: str | Non
     returns the report and the exit status (0 only when every step is right)."""
     vip = _check_vip(vip)
     if director is not None:
-        director = _check_vip(director)
+        director = _check_same_family(vip, director, "the director's address")
     verdicts = judge.check(mode, vip, read_state(vip), interface, director)
     return judge.render(mode, vip, verdicts), judge.exit_status(verdicts)
 
 
 def read_state(vip: str) -> judge.HostState:
     """The sysctls, addresses and routes of this namespace, and its decapsulator for ``vip``."""
+    six = ":" in vip
     return judge.HostState(conf=_read_conf(), links=judge.parse_links(_ip_json("addr", "show")),
                            routes=judge.parse_routes(_ip_json("route", "show", "table", "main")),
                            local_routes=judge.parse_routes(_ip_json("route", "show", "table",
                                                                     "local")),
-                           decap_pid=_running_pid(vip), ipip_module=decap.kernel_has_ipip())
+                           decap_pid=_running_pid(vip), ipip_module=decap.kernel_has_ipip(),
+                           conf6=_read_conf(SYSCTL_DIR6, CHECKED_SYSCTLS6) if six else {},
+                           routes6=judge.parse_routes(_ip_json("-6", "route", "show", "table",
+                                                               "main")) if six else (),
+                           ip6_tunnel_modules=decap.kernel_has_ip6_tunnels())
 
 
-def _read_conf() -> dict[str, dict[str, int]]:
+def _read_conf(directory: str = SYSCTL_DIR, keys: tuple[str, ...] = CHECKED_SYSCTLS
+               ) -> dict[str, dict[str, int]]:
     conf: dict[str, dict[str, int]] = {}
-    for ifname in sorted(os.listdir(SYSCTL_DIR)):
+    if not os.path.isdir(directory):  # IPv6 not built in (or ipv6.disable=1)
+        return conf
+    for ifname in sorted(os.listdir(directory)):
         values = conf.setdefault(ifname, {})
-        for key in CHECKED_SYSCTLS:
+        for key in keys:
             with contextlib.suppress(OSError, ValueError), \
-                    open(os.path.join(SYSCTL_DIR, ifname, key)) as fh:
+                    open(os.path.join(directory, ifname, key)) as fh:
                 values[key] = int(fh.read().strip())
     return conf
 

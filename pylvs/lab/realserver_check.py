@@ -18,6 +18,22 @@ The kernel's rules judged here (Documentation/networking/ip-sysctl.rst and net/i
   arrived on; 0 (off) and 2 or more (loose) let it in.
 - An address with a prefix shorter than /32 on ``lo`` makes the kernel add a ``local`` route for
   its whole subnet: the host then takes every address there as its own.
+
+And IPv6's (net/ipv6/ndisc.c, addrconf.c), judged for an IPv6 VIP:
+
+- ``ndisc_recv_ns`` answers a Neighbor Solicitation only for an address on the device it arrived
+  on, and ``ndisc_solicit`` names an address as the source of its own solicitation only if it
+  is on the sending device: a VIP on ``lo`` is never announced, so IPv6 has no arp_ignore or
+  arp_announce and needs none. A VIP on an NDP device (``eth0``) is answered for.
+- An address takes part in DAD unless it was added ``nodad`` or ``accept_dad`` is below 1 on
+  both ``all`` and its device, or the device speaks no NDP (``lo``, a TUN device); while
+  ``tentative`` the host does not take it as its own, and one whose DAD found a duplicate (the
+  director holds the VIP too) stays ``dadfailed`` and unusable.
+- ``disable_ipv6`` on a device removes its IPv6 addresses and refuses new ones.
+- A prefix shorter than /128 on ``lo`` adds a route for the whole prefix through ``lo``: the
+  answers to clients in it go into ``lo`` and never leave.
+- IPv6 has no rp_filter sysctl: nothing drops an unwrapped packet for its source (unless a
+  netfilter rule of its own does).
 """
 
 from __future__ import annotations
@@ -30,6 +46,7 @@ from dataclasses import dataclass, field
 
 MODES = ("dr", "nat", "tun")
 DECAP_DEVICES = ("pylvs-tun0", "tunl0")
+DECAP_DEVICES6 = ("pylvs-tun6", "ip6tnl0")
 WIDTH = 100
 
 
@@ -38,6 +55,8 @@ class Address:
     ip: str
     prefixlen: int
     scope: str = "global"
+    flags: tuple[str, ...] = ()
+    """IPv6's address flags that matter here: ``nodad``, ``tentative``, ``dadfailed``."""
 
     def __str__(self) -> str:
         return f"{self.ip}/{self.prefixlen}"
@@ -48,8 +67,11 @@ class Link:
     name: str
     up: bool = True
     arp: bool = True
-    """Whether the device speaks ARP (not lo, not NOARP: a TUN device or tunl0)."""
+    """Whether the device speaks ARP, and so NDP (not lo, not NOARP: a TUN device or tunl0)."""
     addresses: tuple[Address, ...] = ()
+    """Its IPv4 addresses."""
+    addresses6: tuple[Address, ...] = ()
+    """Its IPv6 addresses (link-local ones included)."""
 
 
 @dataclass(frozen=True)
@@ -71,12 +93,19 @@ class HostState:
     decap_pid: int | None = None
     """The pid of this namespace's userspace decapsulator for the VIP, if one runs."""
     ipip_module: bool = False
+    conf6: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+    """ifname (``all`` too) → {"disable_ipv6": 0, "accept_dad": 1, "forwarding": 0}."""
+    routes6: tuple[Route, ...] = ()
+    ip6_tunnel_modules: bool = False
 
     def link(self, name: str) -> Link | None:
         return next((link for link in self.links if link.name == name), None)
 
     def value(self, ifname: str, key: str) -> int:
         return self.conf.get(ifname, {}).get(key, 0)
+
+    def value6(self, ifname: str, key: str) -> int:
+        return self.conf6.get(ifname, {}).get(key, 0)
 
 
 @dataclass(frozen=True)
@@ -89,15 +118,24 @@ class Verdict:
 
 # -- reading `ip -j` ---------------------------------------------------------------------------
 
+ADDRESS_FLAGS6 = ("nodad", "tentative", "dadfailed")
+
+
 def parse_links(text: str) -> tuple[Link, ...]:
-    """``ip -j addr show``: each link, up or not, ARP or not, with its IPv4 addresses."""
+    """``ip -j addr show``: each link, up or not, ARP or not, with its IPv4 and IPv6
+    addresses (ip -j gives an IPv6 address's flags as keys set to true)."""
     links = []
     for entry in json.loads(text or "[]"):
         flags = set(entry.get("flags", []))
+        info = entry.get("addr_info", [])
         addresses = tuple(Address(a["local"], int(a["prefixlen"]), a.get("scope", "global"))
-                          for a in entry.get("addr_info", []) if a.get("family") == "inet")
+                          for a in info if a.get("family") == "inet")
+        addresses6 = tuple(Address(a["local"], int(a["prefixlen"]), a.get("scope", "global"),
+                                   tuple(f for f in ADDRESS_FLAGS6 if a.get(f)))
+                           for a in info if a.get("family") == "inet6")
         links.append(Link(entry["ifname"], up="UP" in flags,
-                          arp=not flags & {"LOOPBACK", "NOARP"}, addresses=addresses))
+                          arp=not flags & {"LOOPBACK", "NOARP"}, addresses=addresses,
+                          addresses6=addresses6))
     return tuple(links)
 
 
@@ -118,6 +156,8 @@ def check(mode: str, vip: str, state: HostState, interface: str | None = None,
         raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
     if interface is not None and state.link(interface) is None:
         raise ValueError(f"no such interface: {interface}")
+    if ":" in vip:
+        return check6(mode, vip, state, interface, director)
     if mode == "nat":
         return [default_route(state, director)]
     if mode == "dr":
@@ -325,11 +365,12 @@ def tun_arp_steps(vip: str, state: HostState, interface: str | None) -> list[Ver
                                              f"{vip}'s subnet, so no neighbour asks for it")]
 
 
-def default_route(state: HostState, director: str | None) -> Verdict:
+def default_route(state: HostState, director: str | None, six: bool = False) -> Verdict:
     step = "default route via the director"
-    default = next((r for r in state.routes if r.dst == "default"), None)
+    routes = state.routes6 if six else state.routes
+    default = next((r for r in routes if r.dst == "default"), None)
     via = director or "DIP"
-    fix = (f"ip route replace default via {via}",)
+    fix = (f"ip {'-6 ' if six else ''}route replace default via {via}",)
     if default is None or default.gateway is None:
         return Verdict(step, False, "no default route (via a gateway): this host cannot answer "
                                     "the clients, which are outside its subnet", fix)
@@ -344,6 +385,195 @@ def default_route(state: HostState, director: str | None) -> Verdict:
                                     f"not the VIP, and the client drops them", fix)
     return Verdict(step, True, f"{found}: the answers go back through the director, which "
                                f"puts the VIP back as their source")
+
+
+# -- IPv6 ------------------------------------------------------------------------------------
+
+def check6(mode: str, vip: str, state: HostState, interface: str | None = None,
+           director: str | None = None) -> list[Verdict]:
+    """An IPv6 VIP's steps: what matters is the /128 (on lo for DR, on the tunnel's device
+    for TUN), DAD, IPv6 being on, the route back (NAT) and the decapsulation (TUN); NDP needs
+    nothing (see the module's notes)."""
+    segment = segment_interfaces6(state, interface)
+    if mode == "nat":
+        return [ipv6_on(state, segment), default_route(state, director, six=True)]
+    if mode == "dr":
+        return [ipv6_on(state, ["lo", *segment]), vip_on_lo6(vip, state),
+                ndp_for_vip(vip, state, segment), *(dad(state, name, vip) for name in segment)]
+    return [decapsulation6(vip, state), vip_on_device6(vip, state), no_rp_filter6(),
+            ndp_for_vip(vip, state, segment)]
+
+
+def segment_interfaces6(state: HostState, interface: str | None) -> list[str]:
+    """Where Neighbor Solicitations can come from: the named interface, or every NDP link
+    with a global IPv6 address."""
+    if interface is not None:
+        return [interface]
+    return [link.name for link in state.links if link.arp
+            and any(ad.scope == "global" for ad in link.addresses6)]
+
+
+def _holders6(vip: str, state: HostState) -> list[tuple[Link, Address]]:
+    want = ipaddress.IPv6Address(vip)
+    return [(link, ad) for link in state.links for ad in link.addresses6
+            if ipaddress.IPv6Address(ad.ip) == want]
+
+
+def ipv6_on(state: HostState, names: Sequence[str]) -> Verdict:
+    names = list(dict.fromkeys(names))
+    off = [name for name in names if state.value6(name, "disable_ipv6")]
+    step = f"IPv6 on {', '.join(names)}" if names else "IPv6 on"
+    if not state.conf6:
+        return Verdict(step, False, "this host has no IPv6 (no /proc/sys/net/ipv6): boot it "
+                                    "without ipv6.disable=1")
+    if off:
+        return Verdict(step, False, f"disable_ipv6 = 1 on {', '.join(off)}: the kernel holds "
+                                    f"no IPv6 address there and takes no IPv6 packet",
+                       tuple(f"sysctl -w net.ipv6.conf.{name}.disable_ipv6=0" for name in off))
+    return Verdict(step, True, f"disable_ipv6 = 0 on {', '.join(names) or 'every device'}")
+
+
+def _narrow6(vip: str, holder: Link, address: Address, step: str, device: str) -> Verdict:
+    net = ipaddress.IPv6Network(str(address), strict=False)
+    fix = (f"ip -6 addr del {address} dev {holder.name}",
+           f"ip -6 addr add {vip}/128 dev {device} nodad")
+    if holder.name == "lo":
+        why = (f"{address} on lo: the kernel routes all of {net} through lo, so the answers "
+               f"to clients in it go into lo and never leave")
+    else:
+        why = f"{address} on {holder.name}: the kernel routes all of {net} to {holder.name}"
+    return Verdict(step, False, why, fix)
+
+
+def _not_usable(vip: str, holder: Link, address: Address, step: str, device: str
+                ) -> Verdict | None:
+    """A VIP that DAD holds back (tentative) or failed (dadfailed), else None."""
+    fix = (f"ip -6 addr del {address} dev {holder.name}",
+           f"ip -6 addr add {vip}/128 dev {device} nodad")
+    if "dadfailed" in address.flags:
+        return Verdict(step, False, f"{address} on {holder.name} failed DAD (another host, the "
+                                    f"director, holds it): the kernel keeps it unusable", fix)
+    if "tentative" in address.flags:
+        return Verdict(step, False, f"{address} on {holder.name} is tentative (DAD is not over): "
+                                    f"the host does not take packets to it yet", fix)
+    return None
+
+
+def vip_on_lo6(vip: str, state: HostState) -> Verdict:
+    step = "the VIP on lo as /128"
+    holders = _holders6(vip, state)
+    if not holders:
+        return Verdict(step, False, f"this host does not hold {vip}: it takes no packet to the "
+                                    f"VIP as its own and drops what the director sends",
+                       (f"ip -6 addr add {vip}/128 dev lo nodad",))
+    for link, address in holders:
+        if address.prefixlen < 128:
+            return _narrow6(vip, link, address, step, "lo")
+        if link.arp:
+            return Verdict(step, False, f"{address} is on {link.name}, not lo: {link.name} "
+                                        f"answers Neighbor Solicitations for it, so clients "
+                                        f"would send straight here and bypass the director",
+                           (f"ip -6 addr del {address} dev {link.name}",
+                            f"ip -6 addr add {vip}/128 dev lo nodad"))
+        if (wrong := _not_usable(vip, link, address, step, "lo")) is not None:
+            return wrong
+    where = ", ".join(link.name for link, _ in holders)
+    return Verdict(step, True, f"{vip}/128 on {where}: this host takes packets to the VIP as "
+                               f"its own ({where} does no DAD and answers no Neighbor "
+                               f"Solicitation)")
+
+
+def ndp_for_vip(vip: str, state: HostState, segment: Sequence[str]) -> Verdict:
+    """IPv6's answer to arp_ignore/arp_announce: nothing to set, as long as no NDP device
+    holds the VIP."""
+    step = "NDP for the VIP"
+    loud = [link.name for link, _ in _holders6(vip, state) if link.arp]
+    if loud:
+        return Verdict(step, False, f"{', '.join(loud)} holds {vip}: it answers Neighbor "
+                                    f"Solicitations for it (there is no arp_ignore for IPv6: "
+                                    f"the VIP must not be on an NDP device)")
+    where = ", ".join(segment) or "no interface"
+    return Verdict(step, True, f"nothing to set: there is no arp_ignore or arp_announce for "
+                               f"IPv6. The kernel answers a Neighbor Solicitation only for an "
+                               f"address on the device it arrived on (ndisc_recv_ns), and names "
+                               f"an address as the source of its own only if it is on the "
+                               f"sending device: {where} stays quiet about the VIP")
+
+
+def dad(state: HostState, ifname: str, vip: str = "") -> Verdict:
+    """This host's own IPv6 addresses on ``ifname`` usable (the VIP, which has no place
+    there, is the VIP's step)."""
+    a, i = state.value6("all", "accept_dad"), state.value6(ifname, "accept_dad")
+    step = f"DAD on {ifname}"
+    link = state.link(ifname) or Link(ifname)
+    said = (f"accept_dad = max(all {a}, {ifname} {i}) = {max(a, i)}: "
+            + ("DAD runs for each new address not added nodad" if max(a, i) >= 1 else
+               "no DAD"))
+    vip_ip = ipaddress.IPv6Address(vip) if vip else None
+    stuck = [ad for ad in link.addresses6 if {"tentative", "dadfailed"} & set(ad.flags)
+             and ipaddress.IPv6Address(ad.ip) != vip_ip]
+    if stuck:
+        what = ", ".join(f"{ad} ({'dadfailed' if 'dadfailed' in ad.flags else 'tentative'})"
+                         for ad in stuck)
+        return Verdict(step, False, f"{said}; not usable: {what}",
+                       tuple(f"ip -6 addr del {ad} dev {ifname}; ip -6 addr add {ad} dev "
+                             f"{ifname} nodad" for ad in stuck))
+    return Verdict(step, True, f"{said}; this host's IPv6 addresses on {ifname} are usable "
+                               f"(none tentative or dadfailed)")
+
+
+def _decap_device6(state: HostState) -> str | None:
+    if state.decap_pid is not None and state.link("pylvs-tun6") is not None:
+        return "pylvs-tun6"
+    return "ip6tnl0" if state.link("ip6tnl0") is not None else None
+
+
+def decapsulation6(vip: str, state: HostState) -> Verdict:
+    step = "decapsulation (ip6ip6, 6in4)"
+    if state.decap_pid is not None:
+        return Verdict(step, True, f"pylvs's userspace decapsulator for {vip} runs (pid "
+                                   f"{state.decap_pid}): it unwraps ip6ip6 and 6in4 into "
+                                   f"pylvs-tun6")
+    tnl = state.link("ip6tnl0")
+    if tnl is not None and tnl.up:
+        return Verdict(step, True, "ip6tnl0 is up: the kernel's ip6_tunnel module unwraps "
+                                   "ip6ip6 (and sit0, if up, 6in4)")
+    run = f"pylvs realserver --mode tun --vip {vip}"
+    fix = ((f"modprobe ip6_tunnel sit && {run}",) if state.ip6_tunnel_modules else
+           (f"{run}   (in the foreground)",))
+    return Verdict(step, False, "nothing here unwraps ip6ip6 or 6in4 (no ip6tnl0 up, no "
+                                "decapsulator for the VIP): the director's packets are "
+                                "answered with ICMP and the client gets nothing", fix)
+
+
+def vip_on_device6(vip: str, state: HostState) -> Verdict:
+    step = "the VIP as /128 on the tunnel device"
+    device = _decap_device6(state) or "ip6tnl0"
+    holders = _holders6(vip, state)
+    if not holders:
+        return Verdict(step, False, f"this host does not hold {vip}: the unwrapped packets to "
+                                    f"the VIP are not its own",
+                       (f"ip -6 addr add {vip}/128 dev {device} nodad",))
+    for link, address in holders:
+        if address.prefixlen < 128:
+            return _narrow6(vip, link, address, step, device)
+        if link.arp:
+            return Verdict(step, False, f"{address} is on {link.name}, which answers Neighbor "
+                                        f"Solicitations for it",
+                           (f"ip -6 addr del {address} dev {link.name}",
+                            f"ip -6 addr add {vip}/128 dev {device} nodad"))
+        if (wrong := _not_usable(vip, link, address, step, device)) is not None:
+            return wrong
+    where = ", ".join(link.name for link, _ in holders)
+    return Verdict(step, True, f"{vip}/128 on {where}: the unwrapped packets to the VIP are "
+                               f"this host's own")
+
+
+def no_rp_filter6() -> Verdict:
+    return Verdict("rp_filter", True, "none for IPv6: the kernel has no IPv6 rp_filter sysctl, "
+                                      "so nothing drops an unwrapped packet whose source (the "
+                                      "client) is routed out another interface (unless a "
+                                      "netfilter rule of this host does)")
 
 
 # -- the report --------------------------------------------------------------------------------

@@ -6,9 +6,15 @@ turns it into trace.txt. A wire is one host's link into a bridge, captured at th
 frame whose source MAC is the host's was sent by it and any other frame was sent to it.
 
 The traced connection is the first SYN the client sends to the VIP. Its packets are told apart
-by what no forwarding method rewrites (the innermost IP ID, TCP sequence and acknowledgement
-numbers and flags), so the same packet is found on every wire it crossed, before and after the
-director or the router changed it.
+by what no forwarding method rewrites (the innermost IP ID, or IPv6 flow label, TCP sequence and
+acknowledgement numbers and flags), so the same packet is found on every wire it crossed, before
+and after the director or the router changed it.
+
+IPv6 (the labs' --ipv6 and dualstack): Neighbor Discovery where IPv4 has ARP (a Neighbor
+Solicitation "who has", a Neighbor Advertisement "is at"), the hop limit where IPv4 has the TTL,
+and the four TUN encapsulations (IP-in-IP, ip6ip6, 4in6, 6in4). What every IPv6 host sends on
+its own is left out of the hops: router solicitations and advertisements, MLD reports and
+queries, and DAD's solicitations (from the unspecified address ::).
 """
 
 from __future__ import annotations
@@ -17,9 +23,25 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from scapy.layers.inet import IP, TCP
+from scapy.layers.inet6 import (
+    ICMPv6NDOptDstLLAddr,
+    ICMPv6NDOptSrcLLAddr,
+    IPv6,
+    IPv6ExtHdrDestOpt,
+    IPv6ExtHdrFragment,
+    IPv6ExtHdrHopByHop,
+    IPv6ExtHdrRouting,
+)
 from scapy.layers.l2 import ARP, Ether
 
 Fields = dict[str, Any]
+_EXTENSIONS = (IPv6ExtHdrHopByHop, IPv6ExtHdrRouting, IPv6ExtHdrDestOpt, IPv6ExtHdrFragment)
+ND_NS, ND_NA = 135, 136
+NOISE6 = frozenset((130, 131, 132, 133, 134, 143))
+"""ICMPv6 that hosts send on their own: MLD query, report, done (130-132), router
+solicitation and advertisement (133, 134), MLDv2 report (143)."""
+ENCAPSULATIONS = {(4, 4): "IP-in-IP", (6, 6): "ip6ip6", (6, 4): "4in6", (4, 6): "6in4"}
+"""(outer version, inner version) → the name of the tunnel."""
 BROADCAST = "ff:ff:ff:ff:ff:ff"
 ARP_WINDOW = 1.0  # seconds: later copies of an ARP frame are a refresh, not this exchange
 TCP_ORDER = ("SYN", "SYN-ACK", "request", "response", "FIN from the client",
@@ -33,7 +55,8 @@ def read_pcap(path: str) -> list[tuple[float, bytes]]:
 
 
 def dissect(frame: bytes) -> Fields | None:
-    """The L2/L3/L4 fields of an ARP or IPv4 frame (TUN: ``outer.*`` and the inner packet)."""
+    """The L2/L3/L4 fields of an ARP, IPv4 or IPv6 frame (TUN: ``outer.*`` and the inner
+    packet; NDP: ``nd.*``); None for anything else and for IPv6's noise (NOISE6, DAD)."""
     eth = Ether(frame)
     fields: Fields = {"eth.src": eth.src, "eth.dst": eth.dst}
     if ARP in eth:
@@ -41,21 +64,80 @@ def dissect(frame: bytes) -> Fields | None:
         fields.update({"arp.op": "request" if arp.op == 1 else "reply", "arp.psrc": arp.psrc,
                        "arp.hwsrc": arp.hwsrc, "arp.pdst": arp.pdst, "arp.hwdst": arp.hwdst})
         return fields
-    if IP not in eth:
+    ip = eth.payload
+    if not isinstance(ip, (IP, IPv6)):
         return None
-    ip = eth[IP]
-    if ip.proto == 4 and isinstance(ip.payload, IP):
-        fields.update({"outer.src": ip.src, "outer.dst": ip.dst, "outer.ttl": ip.ttl,
-                       "outer.id": ip.id, "outer.proto": 4})
-        ip = ip.payload
-    fields.update({"ip.src": ip.src, "ip.dst": ip.dst, "ip.ttl": ip.ttl, "ip.id": ip.id,
-                   "ip.proto": ip.proto})
-    if isinstance(ip.payload, TCP):
-        tcp = ip.payload
-        fields.update({"tcp.sport": tcp.sport, "tcp.dport": tcp.dport,
-                       "tcp.flags": str(tcp.flags), "tcp.seq": tcp.seq, "tcp.ack": tcp.ack,
-                       "tcp.len": ip.len - ip.ihl * 4 - tcp.dataofs * 4})
+    upper = _upper(ip)
+    if isinstance(ip, IPv6) and type(upper).__name__.startswith("ICMPv6"):
+        return _ndp(fields, ip, upper)
+    if isinstance(upper, (IP, IPv6)) and _proto(ip) in (4, 41):
+        fields.update(_addresses("outer", ip))
+        fields["outer.proto"] = _proto(ip)
+        ip = upper
+        upper = _upper(ip)
+    fields.update(_addresses("ip", ip))
+    fields["ip.proto"] = _proto(ip)
+    if isinstance(upper, TCP):
+        if isinstance(ip, IP):
+            length = ip.len - ip.ihl * 4 - upper.dataofs * 4
+        else:  # the payload length less the extension headers (any padding is in both)
+            extensions = len(bytes(ip.payload)) - len(bytes(upper))
+            length = ip.plen - extensions - upper.dataofs * 4
+        fields.update({"tcp.sport": upper.sport, "tcp.dport": upper.dport,
+                       "tcp.flags": str(upper.flags), "tcp.seq": upper.seq,
+                       "tcp.ack": upper.ack, "tcp.len": length})
     return fields
+
+
+def _upper(ip: Any) -> Any:
+    """What an IP header carries: IPv6's past its extension headers."""
+    payload = ip.payload
+    while isinstance(payload, _EXTENSIONS):
+        payload = payload.payload
+    return payload
+
+
+def _proto(ip: Any) -> int:
+    """The upper-layer protocol: IPv4's protocol, IPv6's last next header."""
+    if isinstance(ip, IP):
+        return int(ip.proto)
+    header = ip
+    while isinstance(header.payload, _EXTENSIONS):
+        header = header.payload
+    return int(header.nh)
+
+
+def _addresses(prefix: str, ip: Any) -> Fields:
+    """IPv4: src, dst, ttl, id; IPv6: src, dst, hlim (the hop limit) and flow (the flow label,
+    which no method rewrites: the packet's mark where IPv4 has the ID)."""
+    if isinstance(ip, IP):
+        return {f"{prefix}.src": ip.src, f"{prefix}.dst": ip.dst, f"{prefix}.ttl": ip.ttl,
+                f"{prefix}.id": ip.id}
+    return {f"{prefix}.src": ip.src, f"{prefix}.dst": ip.dst, f"{prefix}.hlim": ip.hlim,
+            f"{prefix}.flow": ip.fl}
+
+
+def _ndp(fields: Fields, ip: Any, icmp: Any) -> Fields | None:
+    """A Neighbor Solicitation or Advertisement's fields; None for the rest of ICMPv6 (the
+    noise, and errors, which the trace leaves out as it does ICMP) and for DAD's probes."""
+    kind = int(icmp.type)
+    if kind not in (ND_NS, ND_NA) or (kind == ND_NS and ip.src == "::"):
+        return None
+    option = icmp.getlayer(ICMPv6NDOptSrcLLAddr if kind == ND_NS else ICMPv6NDOptDstLLAddr)
+    lladdr = option.lladdr if option is not None else ""
+    fields.update({"nd.type": "NS" if kind == ND_NS else "NA", "nd.src": ip.src,
+                   "nd.dst": ip.dst, "nd.target": icmp.tgt, "nd.lladdr": lladdr})
+    if kind == ND_NA:
+        fields["nd.flags"] = "".join(flag for flag, on in (("R", icmp.R), ("S", icmp.S),
+                                                           ("O", icmp.O)) if on)
+    return fields
+
+
+def owner(owners: Mapping[str, str], mac: str) -> str:
+    """Who a MAC is: a host, broadcast, or (33:33:..., IPv6's) multicast."""
+    if mac in owners:
+        return owners[mac]
+    return "multicast" if mac.startswith("33:33:") else "?"
 
 
 def mac_owners(hosts: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
@@ -68,7 +150,8 @@ def mac_owners(hosts: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
 
 def observations(hosts: Mapping[str, Mapping[str, Any]], wires: Sequence[Mapping[str, str]],
                  frames: Mapping[str, Sequence[tuple[float, bytes]]]) -> list[Fields]:
-    """Every ARP and IPv4 frame on every wire, with who sent or got it there, in time order."""
+    """Every ARP, IPv4 and IPv6 frame (but IPv6's noise) on every wire, with who sent or got
+    it there, in time order."""
     seen = []
     for wire in wires:
         own = set(hosts[wire["host"]]["mac"])
@@ -91,18 +174,21 @@ def _order(obs: Fields) -> tuple[float, int]:
 def build(mode: str, hosts: Mapping[str, Mapping[str, Any]],
           wires: Sequence[Mapping[str, str]],
           frames: Mapping[str, Sequence[tuple[float, bytes]]], vip: str,
-          port: int = 80) -> Fields:
-    """The manifest of trace.json: hosts, captures, the traced connection and its hops."""
+          port: int = 80, family: int = 4) -> Fields:
+    """The manifest of trace.json: hosts, captures, the traced connection and its hops.
+    ``family``: the lab's (6 for an IPv6 lab; a dual-stack lab's is 4, its VIP says which)."""
     seen = observations(hosts, wires, frames)
-    trace: Fields = {"mode": mode, "hosts": dict(hosts), "captures": list(wires),
-                     "connection": None, "hops": []}
+    trace: Fields = {"mode": mode, "family": family, "hosts": dict(hosts),
+                     "captures": list(wires), "connection": None, "hops": []}
     syn = _first_syn(seen, vip, port)
     if syn is None:
         return trace
     client = (syn["fields"]["ip.src"], syn["fields"]["tcp.sport"])
     hops = _tcp_hops(seen, client)
     end = max(obs["time"] for hop in hops for obs in hop["wires"])
-    hops += _arp_hops(seen, _involved(hosts, hops, vip, client[0]), end)
+    involved = _involved(hosts, hops, vip, client[0])
+    hops += _arp_hops(seen, involved, end)
+    hops += _ndp_hops(seen, involved, end)
     hops.sort(key=lambda hop: _order(hop["wires"][0]))
     owners = mac_owners(hosts)
     segments: dict[str, set[str]] = {}
@@ -121,15 +207,24 @@ def _no_false_quiet(hops: Sequence[Fields], hosts: Mapping[str, Mapping[str, Any
                     owners: Mapping[str, str]) -> None:
     """"Only the director answers for the VIP" is said of a reply only if no real server's
     reply for the same address is among the hops (a real server without arp_ignore answers
-    too: the arp mistake)."""
-    loud = {hop["wires"][0]["fields"]["arp.psrc"] for hop in hops
-            if hop["kind"] == "arp" and hop["wires"][0]["fields"]["arp.op"] != "request"
-            and hosts.get(owners.get(hop["wires"][0]["fields"]["arp.hwsrc"], ""), {}).get(
-                "role") == "real_server"}
+    too: the arp mistake; in IPv6, one holding the VIP on an NDP device)."""
+    loud = {_answered(hop) for hop in hops
+            if _answered(hop) is not None and hosts.get(owners.get(
+                hop["wires"][0]["fields"]["eth.src"], ""), {}).get("role") == "real_server"}
     for hop in hops:
-        if hop["kind"] == "arp" and hop["wires"][0]["fields"].get("arp.psrc") in loud:
+        if _answered(hop) in loud:
             hop["says"] = [say for say in hop["says"]
                            if not say.startswith("only the director answers for the VIP")]
+
+
+def _answered(hop: Fields) -> str | None:
+    """The address an ARP reply or a Neighbor Advertisement answers for, else None."""
+    f = hop["wires"][0]["fields"]
+    if hop["kind"] == "arp" and f["arp.op"] != "request":
+        return str(f["arp.psrc"])
+    if hop["kind"] == "ndp" and f["nd.type"] == "NA":
+        return str(f["nd.target"])
+    return None
 
 
 def _first_syn(seen: Iterable[Fields], vip: str, port: int) -> Fields | None:
@@ -156,7 +251,8 @@ def _tcp_hops(seen: Sequence[Fields], client: tuple[str, int]) -> list[Fields]:
         f = obs["fields"]
         side = _side(f, client)
         if side is not None:
-            key = (side, f["ip.id"], f["tcp.seq"], f["tcp.ack"], f["tcp.flags"])
+            key = (side, f.get("ip.id", f.get("ip.flow")), f["tcp.seq"], f["tcp.ack"],
+                   f["tcp.flags"])
             groups.setdefault(key, []).append(obs)
     named: dict[tuple[Any, ...], list[str]] = {}
     for key, group in groups.items():
@@ -196,11 +292,17 @@ def _first_copies(group: Sequence[Fields], window: float | None = None) -> list[
 
 def _involved(hosts: Mapping[str, Mapping[str, Any]], hops: Sequence[Fields], vip: str,
               client_ip: str) -> set[str]:
-    """The addresses of the hosts the connection crossed, the VIP and the client."""
-    names = {obs["host"] for hop in hops for obs in hop["wires"]}
+    """The addresses of the hosts the connection crossed, the VIP and the client: of each
+    host, those of the family its frames of the connection had on the wire (the outer header's
+    for a tunnel), so a dual-stack lab's trace of an IPv6 connection tunnelled over IPv4 shows
+    the ARP of the tunnel's hops and the NDP of the rest, and nothing of the hosts' other
+    connections."""
     addresses = {vip, client_ip}
-    for name in names:
-        addresses |= {ip.split("/")[0] for ip in hosts[name]["ip"]}
+    for hop in hops:
+        for obs in hop["wires"]:
+            six = ":" in obs["fields"].get("outer.src", obs["fields"]["ip.src"])
+            addresses |= {ip.split("/")[0] for ip in hosts[obs["host"]]["ip"]
+                          if (":" in ip) == six}
     return addresses
 
 
@@ -219,12 +321,31 @@ def _arp_hops(seen: Sequence[Fields], involved: set[str], end: float) -> list[Fi
              "wires": _first_copies(group, ARP_WINDOW)} for key, group in groups.items()]
 
 
+def _ndp_hops(seen: Sequence[Fields], involved: set[str], end: float) -> list[Fields]:
+    """Each Neighbor Solicitation and Advertisement between the hosts involved (their
+    link-local addresses too), up to the connection's end."""
+    groups: dict[tuple[str, ...], list[Fields]] = {}
+    for obs in seen:
+        f = obs["fields"]
+        if obs["time"] > end:
+            break
+        if "nd.type" in f and f["nd.target"] in involved and f["nd.src"] in involved:
+            if f["nd.type"] == "NS":
+                key = ("NS", f["nd.src"], f["nd.target"], f["eth.src"])
+            else:
+                key = ("NA", f["nd.target"], f["nd.lladdr"] or f["eth.src"], f["eth.src"])
+            groups.setdefault(key, []).append(obs)
+    return [{"packet": f"NDP: who has {key[2]}?" if key[0] == "NS" else
+             f"NDP: {key[1]} is at {key[2]}", "kind": "ndp",
+             "wires": _first_copies(group, ARP_WINDOW)} for key, group in groups.items()]
+
+
 def _mark_changes(wires: list[Fields], owners: Mapping[str, str]) -> None:
     previous: Fields | None = None
     for obs in wires:
         f = obs["fields"]
-        f["eth.src_host"] = owners.get(f["eth.src"], "?")
-        f["eth.dst_host"] = owners.get(f["eth.dst"], "?")
+        f["eth.src_host"] = owner(owners, f["eth.src"])
+        f["eth.dst_host"] = owner(owners, f["eth.dst"])
         obs["changed"] = [] if previous is None else changed(previous, f)
         previous = f
 
@@ -237,17 +358,32 @@ def changed(before: Fields, after: Fields) -> list[str]:
 
 def _connection(hops: Sequence[Fields], hosts: Mapping[str, Mapping[str, Any]],
                 client: tuple[str, int], vip: str, port: int) -> Fields:
-    connection: Fields = {"client": f"{client[0]}:{client[1]}", "vip": f"{vip}:{port}",
-                          "real_server": None}
+    connection: Fields = {"client": _endpoint(client[0], client[1]),
+                          "vip": _endpoint(vip, port), "real_server": None}
     syn = next((hop for hop in hops if hop["packet"].startswith("SYN")), None)
     if syn is not None:
         for obs in syn["wires"]:
             if hosts[obs["host"]]["role"] == "real_server" and obs["direction"] == "received":
-                ip = next(a.split("/")[0] for a in hosts[obs["host"]]["ip"]
-                          if a.split("/")[0] != vip)
-                connection["real_server"] = f"{ip}:{obs['fields']['tcp.dport']}"
+                ip = _server_address(obs["fields"], hosts[obs["host"]], vip)
+                connection["real_server"] = _endpoint(ip, obs["fields"]["tcp.dport"])
                 connection["real_server_host"] = obs["host"]
     return connection
+
+
+def _endpoint(address: str, port: int) -> str:
+    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+
+
+def _server_address(f: Fields, host: Mapping[str, Any], vip: str) -> str:
+    """The real server's address the director sent to: the tunnel's outer destination, NAT's
+    rewritten one, or (DR) the host's own address of the VIP's family."""
+    if "outer.dst" in f:
+        return str(f["outer.dst"])
+    if f["ip.dst"] != vip:
+        return str(f["ip.dst"])
+    own = [a.split("/")[0] for a in host["ip"]]
+    return next((a for a in own if a != vip and (":" in a) == (":" in vip)
+                 and not a.startswith("fe80:")), next(a for a in own if a != vip))
 
 
 # -- the plain-language lines ------------------------------------------------------------------
@@ -257,6 +393,8 @@ def explain_hop(hop: Fields, hosts: Mapping[str, Mapping[str, Any]],
     """``segments``: each host's bridges, to know who could have heard an ARP request."""
     if hop["kind"] == "arp":
         return _explain_arp(hop, hosts, owners, segments)
+    if hop["kind"] == "ndp":
+        return _explain_ndp(hop, hosts, owners, segments)
     says = []
     wires = hop["wires"]
     for a, b in zip(wires, wires[1:], strict=False):
@@ -264,37 +402,60 @@ def explain_hop(hop: Fields, hosts: Mapping[str, Mapping[str, Any]],
             says.append(_explain_forward(hosts[a["host"]]["role"], a, b))
     last = wires[-1]
     f = last["fields"]
+    whole = "/128" if ":" in f["ip.dst"] else "/32"
     if last["direction"] == "received" and "outer.src" in f:
-        says.append(f"{last['host']} unwraps the IP-in-IP packet: its stack gets "
+        says.append(f"{last['host']} unwraps the {encapsulation(f)} packet: its stack gets "
                     f"{f['ip.src']} → {f['ip.dst']} (the VIP it holds)")
     elif (hosts[last["host"]]["role"] == "real_server" and last["direction"] == "received"
-          and f"{f['ip.dst']}/32" in hosts[last["host"]]["ip"]):
+          and f"{f['ip.dst']}{whole}" in hosts[last["host"]]["ip"]):
         says.append(f"{last['host']} takes a packet to {f['ip.dst']} as its own: it holds "
-                    f"the VIP (on lo, as a /32)")
+                    f"the VIP (on lo, as a {whole})")
     says.append(_explain_path(hop, hosts))
     return says
+
+
+def encapsulation(f: Fields) -> str:
+    """IP-in-IP, ip6ip6, 4in6 or 6in4: a tunnelled packet's outer and inner versions."""
+    outer = 6 if ":" in f["outer.src"] else 4
+    return ENCAPSULATIONS[(outer, 6 if ":" in f["ip.src"] else 4)]
+
+
+def _outer_header(f: Fields) -> str:
+    """The new header a TUN director put in front, as the trace says it."""
+    name = encapsulation(f)
+    if ":" not in f["outer.src"]:
+        if name == "IP-in-IP":
+            return f"a new IP header {f['outer.src']} → {f['outer.dst']} (IP protocol 4)"
+        return (f"a new IPv4 header {f['outer.src']} → {f['outer.dst']} (IP protocol 41: "
+                f"IPv6 in IPv4, 6in4)")
+    what = "41: ip6ip6" if name == "ip6ip6" else "4: IPv4 in IPv6, 4in6"
+    return f"a new IPv6 header {f['outer.src']} → {f['outer.dst']} (next header {what})"
 
 
 def _explain_forward(role: str, a: Fields, b: Fields) -> str:
     before, after = a["fields"], b["fields"]
     who = "the director" if role == "director" else f"the {role}" if role == "router" else a["host"]
     to = after["eth.dst_host"]
+    ttl = "hop limit" if "ip.hlim" in after else "TTL"
     if "outer.src" in after and "outer.src" not in before:
-        return (f"{who} wrapped the packet in a new IP header {after['outer.src']} → "
-                f"{after['outer.dst']} (IP protocol 4) and sent it to {to}; inside, the packet "
-                f"still goes to {after['ip.dst']}: TUN")
+        return (f"{who} wrapped the packet in {_outer_header(after)} and sent it to {to}; "
+                f"inside, the packet still goes to {after['ip.dst']}: TUN")
     if (before["ip.dst"], before["tcp.dport"]) != (after["ip.dst"], after["tcp.dport"]):
-        return (f"{who} rewrote the destination {before['ip.dst']}:{before['tcp.dport']} → "
-                f"{after['ip.dst']}:{after['tcp.dport']} (and the MACs, TTL, checksums): NAT")
+        sums = "checksums" if ttl == "TTL" else "TCP checksum"
+        return (f"{who} rewrote the destination {_endpoint(before['ip.dst'], before['tcp.dport'])}"
+                f" → {_endpoint(after['ip.dst'], after['tcp.dport'])} (and the MACs, {ttl}, "
+                f"{sums}): NAT")
     if (before["ip.src"], before["tcp.sport"]) != (after["ip.src"], after["tcp.sport"]):
-        return (f"{who} rewrote the source {before['ip.src']}:{before['tcp.sport']} → "
-                f"{after['ip.src']}:{after['tcp.sport']}, so the client sees the VIP answer: "
-                f"NAT's way back")
+        return (f"{who} rewrote the source {_endpoint(before['ip.src'], before['tcp.sport'])} → "
+                f"{_endpoint(after['ip.src'], after['tcp.sport'])}, so the client sees the VIP "
+                f"answer: NAT's way back")
     if role == "router":
-        layer = "outer header's " if "outer.src" in after else ""
-        return (f"the router routed it: new MACs (to {to}), the {layer}TTL − 1; "
+        outer = "outer.src" in after
+        limit = ("hop limit" if "outer.hlim" in after else "TTL") if outer else ttl
+        layer = "outer header's " if outer else ""
+        return (f"the router routed it: new MACs (to {to}), the {layer}{limit} − 1; "
                 f"the IP addresses stay, as at every routed hop")
-    return (f"{who} changed only the MACs (now to {to}) and the TTL; the IP addresses and "
+    return (f"{who} changed only the MACs (now to {to}) and the {ttl}; the IP addresses and "
             f"ports are as the client sent them: DR")
 
 
@@ -335,13 +496,47 @@ def _explain_arp(hop: Fields, hosts: Mapping[str, Mapping[str, Any]],
     return says
 
 
+def _explain_ndp(hop: Fields, hosts: Mapping[str, Mapping[str, Any]],
+                 owners: Mapping[str, str], segments: Mapping[str, set[str]]) -> list[str]:
+    first = hop["wires"][0]
+    f = first["fields"]
+    sender = owners.get(f["eth.src"], "?")
+    target = f["nd.target"]
+    if f["nd.type"] == "NS":
+        heard = [obs["host"] for obs in hop["wires"] if obs["direction"] == "received"]
+        to = (f"to {f['nd.dst']}, {target}'s solicited-node multicast group"
+              if f["nd.dst"].startswith("ff02::1:ff") else f"to {f['nd.dst']}")
+        return [f"{sender} asks: who has {target}? tell {f['nd.src']} (a Neighbor Solicitation "
+                f"{to})" + (f" (heard by {', '.join(heard)})" if heard else "")]
+    mac = f["nd.lladdr"] or f["eth.src"]
+    says = [f"{sender} answers: {target} is at {mac} (a Neighbor Advertisement"
+            + (", from a router" if "R" in f.get("nd.flags", "") else "") + ")"]
+    heard = segments.get(sender, set())
+    vips = [name for name, host in hosts.items() if host["role"] == "real_server"
+            and f"{target}/128" in host["ip"] and segments.get(name, set()) & heard]
+    if hosts.get(sender, {}).get("role") == "real_server" and f"{target}/128" in \
+            hosts[sender]["ip"]:
+        says.append(f"{sender} answered for the VIP: the client will send to {sender} "
+                    f"directly and bypass the director (it holds the VIP on a device that "
+                    f"speaks NDP, not on lo)")
+    elif vips:
+        verb = "holds" if len(vips) == 1 else "hold"
+        them = "its" if len(vips) == 1 else "their"
+        says.append(f"only the director answers for the VIP: {', '.join(vips)} {verb} it on "
+                    f"lo, but a Linux host answers a Neighbor Solicitation only for an address "
+                    f"on the device it arrived on (ndisc_recv_ns), and {them} eth0 never joined "
+                    f"the VIP's solicited-node group: IPv6 needs no arp_ignore")
+    return says
+
+
 # -- trace.txt ---------------------------------------------------------------------------------
 
 def render(trace: Fields) -> str:
     connection = trace["connection"]
     if connection is None:
         return "trace: no connection to the VIP was captured\n"
-    lines = [f"trace ({trace['mode']}): connection {connection['client']} → "
+    mode = f"{trace['mode']}, IPv6" if trace.get("family") == 6 else trace["mode"]
+    lines = [f"trace ({mode}): connection {connection['client']} → "
              f"{connection['vip']}, served by {connection.get('real_server_host', '?')} "
              f"({connection['real_server']})",
              "  one line per wire it crossed; * marks what changed since the previous wire"]
@@ -373,12 +568,27 @@ def _wire_line(obs: Fields, start: float, width: int) -> str:
                      if f["arp.op"] == "request" else
                      f"ARP {f['arp.psrc']} is-at {f['arp.hwsrc']}")
         return "  ".join(parts)
+    if "nd.type" in f:
+        parts.append(f"NDP NS who-has {f['nd.target']} from {f['nd.src']} to {f['nd.dst']}"
+                     if f["nd.type"] == "NS" else
+                     f"NDP NA {f['nd.target']} is-at {f['nd.lladdr'] or f['eth.src']}"
+                     + (f" [{f['nd.flags']}]" if f.get("nd.flags") else ""))
+        return "  ".join(parts)
     if "outer.src" in f:
+        if "outer.hlim" in f:
+            limit, proto = m("outer.hlim", f"hlim {f['outer.hlim']}"), "nh"
+        else:
+            limit, proto = m("outer.ttl", f"ttl {f['outer.ttl']}"), "proto"
         parts.append(m("outer.src", "[outer " + f["outer.src"]) + " → "
-                     + m("outer.dst", f["outer.dst"]) + " "
-                     + m("outer.ttl", f"ttl {f['outer.ttl']}") + " proto 4]")
-    parts.append(m("ip.src", f["ip.src"]) + " → " + m("ip.dst", f["ip.dst"]) + " "
-                 + m("ip.ttl", f"ttl {f['ip.ttl']}") + " " + m("ip.id", f"id {f['ip.id']}"))
+                     + m("outer.dst", f["outer.dst"]) + " " + limit
+                     + f" {proto} {f['outer.proto']}]")
+    if "ip.hlim" in f:
+        parts.append(m("ip.src", f["ip.src"]) + " → " + m("ip.dst", f["ip.dst"]) + " "
+                     + m("ip.hlim", f"hlim {f['ip.hlim']}") + " "
+                     + m("ip.flow", f"flow {f['ip.flow']:#x}"))
+    else:
+        parts.append(m("ip.src", f["ip.src"]) + " → " + m("ip.dst", f["ip.dst"]) + " "
+                     + m("ip.ttl", f"ttl {f['ip.ttl']}") + " " + m("ip.id", f"id {f['ip.id']}"))
     if "tcp.flags" in f:
         parts.append(m("tcp.sport", str(f["tcp.sport"])) + " → "
                      + m("tcp.dport", str(f["tcp.dport"])) + f" [{f['tcp.flags']}]"

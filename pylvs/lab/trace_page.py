@@ -47,7 +47,8 @@ def arrows(trace: Trace) -> list[dict[str, Any]]:
             for j in takers:
                 out.append({"hop": index, "from": i, "to": j, "src": sent["host"],
                             "dst": wires[j]["host"], "packet": hop["packet"],
-                            "broadcast": sent["fields"].get("eth.dst") == "ff:ff:ff:ff:ff:ff",
+                            "broadcast": sent["fields"].get("eth.dst", "").startswith(
+                                ("ff:ff:ff:ff:ff:ff", "33:33:")),  # IPv6 multicast too
                             "changed": sent.get("changed", [])})
     return out
 
@@ -126,7 +127,8 @@ def topology_svg(trace: Trace) -> str:
                              f'<text x="{x + 4}" y="{y - 6}">{_e(link["interface"])}</text>')
     for host in hosts:
         info, x = trace["hosts"][host], column[host]
-        addresses = ", ".join(a.split("/")[0] for a in info.get("ip", []))
+        addresses = ", ".join(a.split("/")[0] for a in info.get("ip", [])
+                              if not a.startswith("fe80:"))  # IPv6's link-local: NDP's own
         parts.append(f'<g class="host" data-host="{_e(host)}"><rect x="{x - 55}" y="6" '
                      f'width="110" height="34" rx="4" fill="{COLOURS.get(info["role"], "#444")}"'
                      f'/><text x="{x}" y="20" fill="#fff" text-anchor="middle" '

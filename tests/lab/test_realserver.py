@@ -247,3 +247,60 @@ def test_check_tun_sees_the_running_decapsulator_and_strict_rp_filter(namespace)
             proc.kill()
             proc.wait()
             proc.stdout.close()
+
+
+# -- IPv6 --------------------------------------------------------------------------------------
+
+VIP6 = "2001:db8:1::100"
+
+
+def configure6(ns: str, undo: bool = False, interface: str = "eth0") -> str:
+    return in_ns(ns, sys.executable, "-c",
+                 "import sys\nfrom pylvs.lab.realserver import configure_dr\n"
+                 f"print('\\n'.join(configure_dr({VIP6!r}, {interface!r}, undo={undo})))")
+
+
+def test_an_ipv6_vip_is_taken_and_a_bad_one_named():
+    with pytest.raises(ValueError, match="not an IPv4 or IPv6 address"):
+        configure_dr("2001:db8::g")
+
+
+@root
+def test_ipv6_dr_steps_are_the_128_on_lo_and_no_arp_sysctl(namespace):
+    before = sysctls(namespace)
+    lines = configure6(namespace).splitlines()
+    assert lines == [f"ip -6 addr add {VIP6}/128 dev lo nodad",
+                     "(no arp_ignore or arp_announce for IPv6: eth0 answers a Neighbor "
+                     "Solicitation only for its own addresses (ndisc_recv_ns), never for the "
+                     "VIP on lo)"]
+    shown = in_ns(namespace, "ip", "-o", "-6", "addr", "show", "dev", "lo")
+    assert f"{VIP6}/128" in shown and "tentative" not in shown
+    assert sysctls(namespace) == before  # IPv4's ARP sysctls untouched
+    assert "already present" in configure6(namespace)
+    assert configure6(namespace, undo=True).splitlines() == [
+        f"ip -6 addr del {VIP6}/128 dev lo"]
+    assert VIP6 not in in_ns(namespace, "ip", "-o", "-6", "addr", "show", "dev", "lo")
+
+
+@root
+def test_ipv6_check_reads_this_namespace_and_refuses_a_director_of_the_other_family(namespace):
+    def check(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["ip", "netns", "exec", namespace, sys.executable, "-m", "pylvs",
+                               "realserver", "--check", "--vip", VIP6, *argv],
+                              capture_output=True, text=True, timeout=30)
+
+    in_ns(namespace, "ip", "link", "set", "lo", "up")
+    missing = check("--mode", "dr", "--interface", "eth0")
+    assert missing.returncode == 1 and "WRONG  the VIP on lo as /128" in missing.stdout
+    configure6(namespace)
+    right = check("--mode", "dr", "--interface", "eth0")
+    assert right.returncode == 0, right.stdout
+    assert "NDP for the VIP: nothing to set" in right.stdout
+    mixed = check("--mode", "nat", "--director", "10.0.0.1")
+    assert mixed.returncode == 2 and "not of the VIP's family" in mixed.stderr
+
+
+def test_ipv6_nat_advice_names_ip_6():
+    result = subprocess.run([sys.executable, "-m", "pylvs", "realserver", "--mode", "nat",
+                             "--vip", VIP6], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2 and "ip -6 route replace default via DIP" in result.stderr

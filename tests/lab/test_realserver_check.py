@@ -245,7 +245,8 @@ IP_ROUTE_LOCAL = json.dumps([
 
 def test_parse_ip_json():
     lo, eth0, tun, eth1 = parse_links(IP_ADDR)
-    assert lo == Link("lo", True, False, (Address("127.0.0.1", 8, "host"), Address(VIP, 24)))
+    assert lo == Link("lo", True, False, (Address("127.0.0.1", 8, "host"), Address(VIP, 24)),
+                      (Address("::1", 128, "host"),))
     assert eth0.arp and eth0.up and eth0.addresses == (Address("192.168.1.11", 24),)
     assert not tun.arp and tun.up and not eth1.up
     routes = parse_routes(json.dumps([{"dst": "default", "gateway": "10.0.0.1", "dev": "eth0"}]))
@@ -270,3 +271,134 @@ def test_render_marks_each_step_with_its_fix_and_sums_up():
     assert render("dr", VIP, check("dr", VIP, dr_state(), "eth0")).endswith(
         "all 3 steps right\n")
     assert all(len(line) <= 100 for line in lines)
+
+
+# -- IPv6 --------------------------------------------------------------------------------------
+
+VIP6 = "2001:db8:1::100"
+ETH0_6 = Link("eth0", addresses6=(Address("2001:db8:1::11", 64, flags=("nodad",)),
+                                  Address("fe80::1", 64, "link")))
+LO6 = Link("lo", arp=False, addresses6=(Address("::1", 128, "host"),))
+
+
+def conf6(**values: dict[str, int]) -> dict[str, dict[str, int]]:
+    base = {name: {"disable_ipv6": 0, "accept_dad": 0, "forwarding": 0}
+            for name in ("all", "default", "lo", "eth0", "pylvs-tun6")}
+    for name, given in values.items():
+        base.setdefault(name, {}).update(given)
+    return base
+
+
+VIP128 = Address(VIP6, 128, "global", ("nodad",))
+
+
+def dr6_state(vip: Address | None = VIP128, link: Link = ETH0_6,
+              **conf: dict[str, int]) -> HostState:
+    """An IPv6 DR real server: ``vip`` on lo, ``link`` as eth0, the IPv6 sysctls ``conf``."""
+    lo = Link("lo", arp=False, addresses6=(*LO6.addresses6, *([vip] if vip else [])))
+    return HostState(conf={}, conf6=conf6(**conf), links=(lo, link))
+
+
+def test_a_correct_ipv6_dr_real_server_needs_only_the_128_on_lo():
+    verdicts = check("dr", VIP6, dr6_state(), "eth0")
+    assert [v.step for v in verdicts] == ["IPv6 on lo, eth0", "the VIP on lo as /128",
+                                         "NDP for the VIP", "DAD on eth0"]
+    assert exit_status(verdicts) == 0, render("dr", VIP6, verdicts)
+    ndp = by_step(verdicts)["NDP for the VIP"]
+    assert "no arp_ignore or arp_announce for IPv6" in ndp.why and "ndisc_recv_ns" in ndp.why
+    assert not any("arp_" in v.step for v in verdicts)  # IPv4's sysctls are not asked for
+
+
+def test_an_ipv6_vip_is_matched_whatever_its_spelling():
+    spelled = Address("2001:0db8:0001:0000:0000:0000:0000:0100", 128)
+    assert by_step(check("dr", VIP6, dr6_state(vip=spelled), "eth0"))[
+        "the VIP on lo as /128"].ok
+
+
+def test_ipv6_vip_absent_narrow_or_on_eth0_is_wrong_with_its_fix():
+    absent = by_step(check("dr", VIP6, dr6_state(vip=None), "eth0"))["the VIP on lo as /128"]
+    assert not absent.ok and absent.fix == (f"ip -6 addr add {VIP6}/128 dev lo nodad",)
+    narrow = by_step(check("dr", VIP6, dr6_state(vip=Address(VIP6, 64)), "eth0"))[
+        "the VIP on lo as /128"]
+    assert not narrow.ok and "routes all of 2001:db8:1::/64 through lo" in narrow.why
+    assert narrow.fix == (f"ip -6 addr del {VIP6}/64 dev lo",
+                          f"ip -6 addr add {VIP6}/128 dev lo nodad")
+    loud = Link("eth0", addresses6=(*ETH0_6.addresses6, Address(VIP6, 128, flags=("nodad",))))
+    steps = by_step(check("dr", VIP6, dr6_state(vip=None, link=loud), "eth0"))
+    assert not steps["the VIP on lo as /128"].ok
+    assert "answers Neighbor Solicitations for it" in steps["the VIP on lo as /128"].why
+    assert not steps["NDP for the VIP"].ok and "eth0 holds" in steps["NDP for the VIP"].why
+
+
+def test_dad_a_dadfailed_vip_is_the_vips_step_a_tentative_own_address_is_dads():
+    """DAD on eth0 finds the director holding the VIP: the VIP is unusable there (and must
+    leave eth0); a real server's own tentative address is DAD's step, re-added nodad."""
+    failed = Link("eth0", addresses6=(*ETH0_6.addresses6,
+                                      Address(VIP6, 128, flags=("tentative", "dadfailed"))))
+    steps = by_step(check("dr", VIP6, dr6_state(vip=None, link=failed, eth0={"accept_dad": 1}),
+                          "eth0"))
+    assert steps["DAD on eth0"].ok  # the VIP is not one of the host's own addresses
+    assert "accept_dad = max(all 0, eth0 1) = 1" in steps["DAD on eth0"].why
+    waiting = Link("eth0", addresses6=(Address("2001:db8:1::11", 64, flags=("tentative",)),))
+    dad = by_step(check("dr", VIP6, dr6_state(link=waiting), "eth0"))["DAD on eth0"]
+    assert not dad.ok and "2001:db8:1::11/64 (tentative)" in dad.why
+    assert dad.fix == ("ip -6 addr del 2001:db8:1::11/64 dev eth0; ip -6 addr add "
+                       "2001:db8:1::11/64 dev eth0 nodad",)
+    tentative_vip = Address(VIP6, 128, flags=("tentative",))
+    assert "tentative" in by_step(check("dr", VIP6, dr6_state(vip=tentative_vip), "eth0"))[
+        "the VIP on lo as /128"].why
+
+
+def test_ipv6_off_on_a_device_or_on_the_host():
+    off = by_step(check("dr", VIP6, dr6_state(lo={"disable_ipv6": 1}), "eth0"))[
+        "IPv6 on lo, eth0"]
+    assert not off.ok and off.fix == ("sysctl -w net.ipv6.conf.lo.disable_ipv6=0",)
+    none = HostState(conf={}, links=(LO6, ETH0_6))
+    assert "no IPv6" in check("dr", VIP6, none, "eth0")[0].why
+
+
+def test_without_interface_every_ndp_link_with_a_global_ipv6_address_is_checked():
+    only_link_local = Link("eth1", addresses6=(Address("fe80::2", 64, "link"),))
+    state = HostState(conf={}, conf6=conf6(), links=(
+        Link("lo", arp=False, addresses6=(Address(VIP6, 128),)), ETH0_6, only_link_local))
+    assert [v.step for v in check("dr", VIP6, state)][-1] == "DAD on eth0"
+
+
+DECAP6 = Link("pylvs-tun6", arp=False, addresses6=(Address(VIP6, 128, flags=("nodad",)),))
+
+
+def test_a_correct_ipv6_tun_real_server_and_no_rp_filter_to_judge():
+    state = HostState(conf={}, conf6=conf6(all={"forwarding": 0}), decap_pid=77,
+                      links=(LO6, Link("eth0", addresses6=(Address("2001:db8:172:16::11",
+                                                                   64),)), DECAP6))
+    verdicts = check("tun", VIP6, state)
+    assert exit_status(verdicts) == 0, render("tun", VIP6, verdicts)
+    steps = by_step(verdicts)
+    assert "unwraps ip6ip6 and 6in4 into pylvs-tun6" in steps["decapsulation (ip6ip6, 6in4)"].why
+    assert "no IPv6 rp_filter sysctl" in steps["rp_filter"].why
+    nothing = by_step(check("tun", VIP6, HostState(conf={}, conf6=conf6(), links=(LO6,))))
+    assert nothing["decapsulation (ip6ip6, 6in4)"].fix == (
+        f"pylvs realserver --mode tun --vip {VIP6}   (in the foreground)",)
+    assert nothing["the VIP as /128 on the tunnel device"].fix == (
+        f"ip -6 addr add {VIP6}/128 dev ip6tnl0 nodad",)
+
+
+def test_ipv6_nat_reads_the_ipv6_routes():
+    state = HostState(conf={}, conf6=conf6(), links=(LO6, ETH0_6),
+                      routes=(Route("default", "eth0", "10.0.0.1"),),
+                      routes6=(Route("default", "eth0", "2001:db8:10::1"),))
+    right = check("nat", VIP6, state, director="2001:db8:10::1")
+    assert exit_status(right) == 0, render("nat", VIP6, right)
+    wrong = check("nat", VIP6, HostState(conf={}, conf6=conf6(), links=(LO6, ETH0_6)),
+                  director="2001:db8:10::1")[-1]
+    assert not wrong.ok and wrong.fix == ("ip -6 route replace default via 2001:db8:10::1",)
+
+
+def test_parse_ip_json_keeps_ipv6_flags():
+    (eth0,) = parse_links(json.dumps([{"ifname": "eth0", "flags": ["UP"], "addr_info": [
+        {"family": "inet6", "local": VIP6, "prefixlen": 64, "scope": "global",
+         "tentative": True, "dadfailed": True},
+        {"family": "inet6", "local": "2001:db8:1::11", "prefixlen": 64, "scope": "global",
+         "nodad": True}]}]))
+    assert eth0.addresses == () and [a.flags for a in eth0.addresses6] == [
+        ("tentative", "dadfailed"), ("nodad",)]
