@@ -13,6 +13,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 from collections import Counter
 
 import pytest
@@ -23,6 +24,8 @@ from scapy.utils import rdpcap
 from pylvs.lab.demo import DirectorProcess, HeldConnections, sockets_with, tcp_sockets
 from pylvs.lab.httpserver import blob
 from pylvs.lab.topology import Lab, curl_argv, lab_config
+from pylvs.shell import control
+from pylvs.shell.messages import Status
 
 OFFLOADS = ["none", "xdp"]
 """The data path both ways: every frame in Python, or established flows in XDP."""
@@ -232,3 +235,28 @@ def test_realserver_check_passes_in_every_ipv6_real_server(make_lab6):
                                mode, "--vip", lab.vip, *extra], capture_output=True, text=True)
         assert done.returncode == 0, done.stdout + done.stderr
         assert "steps right" in done.stdout or "step is right" in done.stdout
+
+
+@pytest.mark.parametrize("offload", OFFLOADS)
+def test_an_upload_bigger_than_the_ip6ip6_mtu_gets_packet_too_big_and_arrives(make_lab6,
+                                                                              offload):
+    """The client's full-size segments do not fit the tunnel: the director answers Packet Too
+    Big with 1500 less the 40-byte outer header (ensure_mtu_is_adequate), the client's kernel
+    keeps that path MTU for the VIP and sends smaller segments, and the body arrives whole."""
+    run = make_lab6("tun", 1, offload)
+    lab = run.lab
+    body = blob(2 * 1024 * 1024 + 11)
+    with tempfile.NamedTemporaryFile(suffix=".bin", delete=False) as fh:
+        fh.write(body)
+    try:
+        result = lab.run_in(lab.client_ns, [
+            *curl_argv(lab.url("/sha256"), max_time=60), "-H", "Expect:",
+            "--data-binary", f"@{fh.name}"], capture_output=True, text=True, check=True)
+    finally:
+        os.unlink(fh.name)
+    assert result.stdout.strip() == hashlib.sha256(body).hexdigest()
+    cached = lab.run_in(lab.client_ns, ["ip", "-6", "route", "get", lab.vip],
+                        capture_output=True, text=True, check=True).stdout
+    assert "mtu 1460" in cached, cached
+    counters = control.ask(run.director.control_socket, Status()).data["counters"]
+    assert counters.get("frag_needed", 0) >= 1, counters
