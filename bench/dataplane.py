@@ -9,6 +9,8 @@ from CPU 0; the forwarder under test runs on CPU 1. The rate is what reaches the
 
 - kernel: the director's own IP forwarding (ip_forward=1), the reference;
 - pylvs dr / nat / tun: established UDP flows (1,024 clients) through `pylvs run`;
+- the same over IPv6 (kernel IPv6 forwarding, pylvs dr / nat66 / ip6ip6 and their replies),
+  rows named "ipv6";
 - pylvs nat replies: the real server's answers to those flows, back through the director;
 - 2 workers (`[director] workers = 2`): pinned to CPU 1 as one worker is, and on every CPU;
 - pylvs syn: TCP SYNs from distinct clients, each a new connection (scheduling + insert);
@@ -42,6 +44,8 @@ from typing import Any
 
 GEN_IP, DIR_OUT, DIR_IN, SINK_IP = "198.51.100.2", "198.51.100.1", "203.0.113.1", "203.0.113.2"
 VIP = "198.51.100.100"
+GEN6, DIR_OUT6, DIR_IN6, SINK6 = "2001:db8:1::2", "2001:db8:1::1", "2001:db8:2::1", "2001:db8:2::2"
+VIP6 = "2001:db8:1::100"
 PYTHON = sys.executable
 
 
@@ -70,12 +74,17 @@ class Topology:
            "netns", self.dir)
         sh("ip", "-n", self.sink, "link", "add", "eth0", "type", "veth", "peer", "name", "eth1",
            "netns", self.dir)
-        for ns, dev, addr in ((self.gen, "eth0", GEN_IP), (self.dir, "eth0", DIR_OUT),
-                              (self.dir, "eth1", DIR_IN), (self.sink, "eth0", SINK_IP)):
+        for ns, dev, addr, addr6 in ((self.gen, "eth0", GEN_IP, GEN6),
+                                     (self.dir, "eth0", DIR_OUT, DIR_OUT6),
+                                     (self.dir, "eth1", DIR_IN, DIR_IN6),
+                                     (self.sink, "eth0", SINK_IP, SINK6)):
             sh("ip", "-n", ns, "addr", "add", f"{addr}/24", "dev", dev)
+            sh("ip", "-n", ns, "addr", "add", f"{addr6}/64", "dev", dev, "nodad")
             sh("ip", "-n", ns, "link", "set", dev, "up")
         sh("ip", "-n", self.gen, "route", "add", "default", "via", DIR_OUT)
         sh("ip", "-n", self.sink, "route", "add", "default", "via", DIR_IN)
+        sh("ip", "-n", self.gen, "-6", "route", "add", "default", "via", DIR_OUT6)
+        sh("ip", "-n", self.sink, "-6", "route", "add", "default", "via", DIR_IN6)
         for ns in (self.sink, self.gen):  # both ends count what arrives and answer nothing
             self.run_in(ns, ["nft", "-f", "-"], input=(
                 'table netdev sink {\n  chain sinkhole {\n    type filter hook ingress device '
@@ -84,8 +93,9 @@ class Topology:
         self.dir_in_mac = mac(self.dir, "eth1")
         self.sink_mac = mac(self.sink, "eth0")
         self.gen_mac = mac(self.gen, "eth0")
-        self.run_in(self.dir, ["ip", "neigh", "replace", SINK_IP, "lladdr", self.sink_mac,
-                               "dev", "eth1", "nud", "permanent"])
+        for sink in (SINK_IP, SINK6):
+            self.run_in(self.dir, ["ip", "neigh", "replace", sink, "lladdr", self.sink_mac,
+                                   "dev", "eth1", "nud", "permanent"])
 
     def __exit__(self, *exc: object) -> None:
         for proc in self.procs:
@@ -153,8 +163,12 @@ def mac(ns: str, dev: str) -> str:
 
 
 def trafgen_packet(topo: Topology, dst: str, syn: bool) -> str:
-    """60-byte frames: UDP from 1,024 client ports, or TCP SYNs from ever-new clients."""
+    """60-byte frames: UDP from 1,024 client ports, or TCP SYNs from ever-new clients; to an
+    IPv6 destination, 64-byte frames of UDP."""
     eth = f"eth(da={topo.dir_mac}, sa={topo.gen_mac})"
+    if ":" in dst:
+        return (f"{{ {eth}, ipv6(saddr={GEN6}, daddr={dst}, hoplimit=64), "
+                f"udp(sport=dinc(1024, 2047), dport=9), fill(0x41, 2) }}")
     if syn:
         return (f"{{ {eth}, ipv4(saddr=dinc(), daddr={dst}, ttl=64, df), "
                 f"tcp(sport=dinc(1024, 65000), dport=80, syn), fill(0, 6) }}")
@@ -162,8 +176,12 @@ def trafgen_packet(topo: Topology, dst: str, syn: bool) -> str:
             f"udp(sport=dinc(1024, 2047), dport=9), fill(0x41, 18) }}")
 
 
-def reply_packet(topo: Topology) -> str:
+def reply_packet(topo: Topology, ipv6: bool = False) -> str:
     """60-byte frames: the NAT real server's (the sink's) replies to the 1,024 client ports."""
+    if ipv6:
+        return (f"{{ eth(da={topo.dir_in_mac}, sa={topo.sink_mac}), ipv6(saddr={SINK6}, "
+                f"daddr={GEN6}, hoplimit=64), udp(sport=9, dport=dinc(1024, 2047)), "
+                f"fill(0x42, 2) }}")
     return (f"{{ eth(da={topo.dir_in_mac}, sa={topo.sink_mac}), ipv4(saddr={SINK_IP}, "
             f"daddr={GEN_IP}, ttl=64), udp(sport=9, dport=dinc(1024, 2047)), fill(0x42, 18) }}")
 
@@ -184,7 +202,7 @@ def measure(topo: Topology, dst: str, seconds: float, syn: bool = False,
     generator to the sink, or (``reply``) from the sink back to the generator; with ``pid``,
     that process's CPU per frame goes into CPU[name]."""
     sender, counter = (topo.sink, topo.gen) if reply else (topo.gen, topo.sink)
-    packet = reply_packet(topo) if reply else trafgen_packet(topo, dst, syn)
+    packet = reply_packet(topo, ":" in dst) if reply else trafgen_packet(topo, dst, syn)
     gen = topo.popen_in(sender, ["trafgen", "-o", "eth0", "-P", "1", "-Q", "-C", packet], cpu=0,
                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(1.0)
@@ -199,29 +217,32 @@ def measure(topo: Topology, dst: str, seconds: float, syn: bool = False,
     return (end - start) / (t1 - t0)
 
 
-def kernel(topo: Topology, seconds: float) -> float:
-    topo.run_in(topo.dir, ["sysctl", "-qw", "net.ipv4.ip_forward=1"])
+def kernel(topo: Topology, seconds: float, ipv6: bool = False) -> float:
+    knob = "net.ipv6.conf.all.forwarding" if ipv6 else "net.ipv4.ip_forward"
+    topo.run_in(topo.dir, ["sysctl", "-qw", f"{knob}=1"])
     try:
-        return measure(topo, SINK_IP, seconds)
+        return measure(topo, SINK6 if ipv6 else SINK_IP, seconds)
     finally:
-        topo.run_in(topo.dir, ["sysctl", "-qw", "net.ipv4.ip_forward=0"])
+        topo.run_in(topo.dir, ["sysctl", "-qw", f"{knob}=0"])
 
 
 def pylvs(topo: Topology, seconds: float, method: str, syn: bool = False, workers: int = 1,
-          cpus: str = "1", reply: bool = False, offload: str = "none", name: str = "") -> float:
+          cpus: str = "1", reply: bool = False, offload: str = "none", name: str = "",
+          ipv6: bool = False) -> float:
     """pylvs run on ``cpus``; ``reply``: NAT replies, once the clients' frames made the
-    connections."""
+    connections; ``ipv6``: the IPv6 service (and real server) instead."""
     protocol = "tcp" if syn else "udp"
     port = 80 if syn else 9
+    vip, sink = (f"[{VIP6}]", f"[{SINK6}]") if ipv6 else (VIP, SINK_IP)
     config = os.path.join(topo.tmp, f"{method}.toml")
     with open(config, "w") as fh:
         fh.write(f'[director]\ninterface = "eth0"\ninside_interface = "eth1"\n'
                  f'control_socket = "{topo.tmp}/{method}.sock"\nworkers = {workers}\n'
                  f'offload = "{offload}"\n\n'
                  f'[[virtual_server]]\n'
-                 f'address = "{VIP}:{port}"\nprotocol = "{protocol}"\nscheduler = "rr"\n'
+                 f'address = "{vip}:{port}"\nprotocol = "{protocol}"\nscheduler = "rr"\n'
                  f'forward = "{method}"\n\n  [[virtual_server.real_server]]\n'
-                 f'  address = "{SINK_IP}:{port}"\n')
+                 f'  address = "{sink}:{port}"\n')
     director = topo.popen_in(topo.dir, [PYTHON, "-m", "pylvs", "run", config], cpu=cpus,
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 15
@@ -230,10 +251,11 @@ def pylvs(topo: Topology, seconds: float, method: str, syn: bool = False, worker
             raise RuntimeError(f"pylvs did not start: {director.stderr.read()}")
         time.sleep(0.1)
     try:
+        target = VIP6 if ipv6 else VIP
         if reply:
-            measure(topo, VIP, 1.0)
-        return measure(topo, VIP, seconds, syn, reply, pid=director.pid if workers == 1 else 0,
-                       name=name)
+            measure(topo, target, 1.0)
+        return measure(topo, target, seconds, syn, reply,
+                       pid=director.pid if workers == 1 else 0, name=name)
     finally:
         stop_group(director)
         topo.procs.remove(director)
@@ -332,6 +354,12 @@ def main() -> None:
             results[f"pylvs {method}"] = pylvs(topo, args.seconds, method,
                                                name=f"pylvs {method}")
         results["pylvs nat replies"] = pylvs(topo, args.seconds, "nat", reply=True)
+        results["kernel ipv6"] = kernel(topo, args.seconds, ipv6=True)
+        for method in ("dr", "nat", "tun"):
+            name = f"pylvs {method} ipv6"
+            results[name] = pylvs(topo, args.seconds, method, name=name, ipv6=True)
+        results["pylvs nat replies ipv6"] = pylvs(topo, args.seconds, "nat", reply=True,
+                                                  ipv6=True)
         cores = f"0-{os.cpu_count() - 1}"
         results["pylvs dr, 2 workers, CPU 1"] = pylvs(topo, args.seconds, "dr", workers=2)
         results[f"pylvs dr, 2 workers, CPUs {cores}"] = pylvs(topo, args.seconds, "dr",
@@ -349,12 +377,18 @@ def main() -> None:
         results["pylvs nat replies, xdp"] = pylvs(topo, args.seconds, "nat", reply=True,
                                                   offload="xdp")
         results["pylvs syn, xdp"] = pylvs(topo, args.seconds, "dr", syn=True, offload="xdp")
+        results["kernel ipv6, peers with XDP"] = kernel(topo, args.seconds, ipv6=True)
+        for method in ("dr", "nat", "tun"):
+            name = f"pylvs {method} ipv6, xdp"
+            results[name] = pylvs(topo, args.seconds, method, offload="xdp", name=name,
+                                  ipv6=True)
     per_conn = bytes_per_connection()
     null_rate = results["null (rings + DR rewrite)"]
     print(f"{'path':<34}{'frames/s':>12}{'× kernel':>10}{'× null':>8}{'× scapy':>9}"
           f"{'CPU µs/frame':>14}")
     for name, rate in results.items():
-        kernel_rate = results["kernel, peers with XDP" if "xdp" in name else "kernel"]
+        reference = "kernel ipv6" if "ipv6" in name else "kernel"
+        kernel_rate = results[f"{reference}, peers with XDP" if "xdp" in name else reference]
         cpu = f"{CPU[name]:.2f}" if CPU.get(name) else ""
         print(f"{name:<34}{rate:>12,.0f}{rate / kernel_rate:>10.2f}{rate / null_rate:>8.2f}"
               f"{rate / max(results['scapy'], 1):>9.0f}{cpu:>14}")
