@@ -335,3 +335,12 @@ def test_top_reads_every_service_and_server_with_ipvsadms_numbers():
     assert all(line in text for line in ("BGP: announcing 192.0.2.100/32", "AS 65000: Est",
                                          "MASTER [VI_A", "BACKUP [VI_B"))
     assert all(f"-> {name}" in text for name, server in rows if server)
+
+
+def test_ipv6_labels_are_the_addresses_as_node_exporter_writes_them():
+    """procfs's ip_vs rows give node_exporter the address alone (no brackets, no port), in
+    Go's net.IP.String form: RFC 5952's, as pylvs keeps IPv6 addresses."""
+    service = VirtualService("tcp", "2001:DB8:0::100", 80, schedulers.get("rr")())
+    server = RealServer("2001:db8:0:0::11", 8080, forward="tun")
+    assert metrics.backend_labels(service, server) == ("2001:db8::100", "80", "2001:db8::11",
+                                                       "8080", "TCP", "")
