@@ -124,6 +124,13 @@ NOT_HERE = {
 }
 
 
+TUNNEL_OPTIONS = {"ipip": "xxxx", "gue": "+111", "gre": "x11x"}
+"""ipvsadm's tunnel_types_v_options: per tunnel type, for tun-port, tun-nocsum, tun-csum and
+tun-remcsum: '+' compulsory, 'x' illegal, '1' at most one of the '1's."""
+_TUN_OPTION_ORDER = ("tun-port", "tun-nocsum", "tun-csum", "tun-remcsum")
+_TUN_OPTIONS = {"tun-nocsum", "tun-csum", "tun-remcsum"}
+
+
 class UsageError(Exception):
     """An ipvsadm usage error: printed and exit status 2."""
 
@@ -148,6 +155,8 @@ class Command:
     l_threshold: int | None = None
     timeouts: tuple[int, int, int] | None = None
     tun_type: str | None = None
+    tun_port: int | None = None
+    tun_flags: str | None = None                    # nocsum | csum | remcsum
     daemon_state: str | None = None                 # --start/--stop-daemon: master | backup
     mcast_interface: str | None = None
     syncid: int | None = None
@@ -273,9 +282,14 @@ def _values(command: Command, values: dict[str, str], positional: list[str],
     if {"mcast-group", "mcast-port", "mcast-ttl", "sync-maxlen"} & values.keys():
         raise UsageError(NOT_HERE["mcast"])
     if "tun-type" in values:
-        if values["tun-type"] not in ("ipip", "gue", "gre"):
-            raise UsageError(f"unknown tunnel type {values['tun-type']!r}")
+        if values["tun-type"] not in TUNNEL_OPTIONS:
+            raise UsageError("illegal tunnel type specified")
         command.tun_type = values["tun-type"]
+    if "tun-port" in values:
+        command.tun_port = _number(values["tun-port"], 1, 65535, "illegal tunnel port specified")
+    for flags in ("nocsum", "csum", "remcsum"):
+        if f"tun-{flags}" in command.options:
+            command.tun_flags = flags
 
 
 def _number(text: str, lo: int, hi: int, message: str) -> int:
@@ -441,10 +455,38 @@ def _check(command: Command) -> None:
             and forwarders.get(command.forward or forwarders.DEFAULT).conn_flag
             != IP_VS_CONN_F_TUNNEL):
         raise UsageError(MIXED_FAMILY)
+    if name in ("add-server", "edit-server"):
+        _check_tunnel(command)
     if command.tun_type not in (None, "ipip"):
         raise UsageError(NOT_HERE["tun"])
-    if {"tun-port", "tun-csum", "tun-remcsum"} & options:
-        raise UsageError(NOT_HERE["tun"])
+
+
+def _check_tunnel(command: Command) -> None:
+    """ipvsadm's "only tunneling allows tunnel options", then tunnel_opt_check by the
+    tunnel_types_v_options table (the type's default: ipip)."""
+    given = _TUN_OPTIONS & command.options
+    if command.tun_type is not None:
+        given = given | {"tun-type"}
+    if command.tun_port is not None:
+        given = given | {"tun-port"}
+    tunnelling = forwarders.get(command.forward or forwarders.DEFAULT).conn_flag == \
+        IP_VS_CONN_F_TUNNEL
+    if given and not tunnelling:
+        raise UsageError("Tunnel options conflict with forward method")
+    kind = command.tun_type or "ipip"
+    last: str | None = None
+    for option, rule in zip(_TUN_OPTION_ORDER, TUNNEL_OPTIONS[kind], strict=True):
+        if option not in given:
+            if rule == "+":
+                raise UsageError(f"You need to supply the '{option}' option for the '{kind}' "
+                                 f"tunnel type")
+        elif rule == "x":
+            raise UsageError(f"Illegal '{option}' option with the '{kind}' tunnel type")
+        elif rule == "1":
+            if last is not None:
+                raise UsageError(f"The option '{option}' conflicts with the '{last}' option "
+                                 f"in the '{kind}' tunnel type")
+            last = option
 
 
 USAGE = f"""{VERSION_LINE}

@@ -167,10 +167,35 @@ def _dest_row(service: VirtualService, dest: RealServer, options: set[str], name
             name, dest.weight, dest.persistconns, dest.activeconns, dest.inactconns)
     if "tun-info" in options:
         return "  -> %-28s %-7s %-13s %-6d %-10u %-10u" % (
-            name, method.label, method.tunnel_type or "n/a", dest.weight, dest.activeconns,
+            name, method.label, tunnel_info(dest), dest.weight, dest.activeconns,
             dest.inactconns)
     return "  -> %-28s %-7s %-6d %-10u %-10u" % (
         name, method.label, dest.weight, dest.activeconns, dest.inactconns)
+
+
+TUN_FLAGS = {"nocsum": "-c", "csum": "+c", "remcsum": "r+c"}
+"""ipvsadm's tunflags: how --tun-info writes each checksum option."""
+
+
+def tunnel_info(dest: RealServer) -> str:
+    """fwd_tun_info: ``ipip``, ``gue:PORT:FLAGS`` or ``gre:FLAGS`` for a tunnelled real server,
+    ``n/a`` for any other."""
+    if not dest.forwarder.tunnel_type:
+        return "n/a"
+    if dest.tun_type == "gue":
+        return f"gue:{dest.tun_port}:{TUN_FLAGS[dest.tun_flags]}"
+    if dest.tun_type == "gre":
+        return f"gre:{TUN_FLAGS[dest.tun_flags]}"
+    return dest.tun_type
+
+
+def tunnel_rule(dest: RealServer) -> str:
+    """print_tunnel_rule's end of an -S line: the type, GUE's port, the checksum option."""
+    if dest.tun_type == "gue":
+        return f" --tun-type gue --tun-port {dest.tun_port} --tun-{dest.tun_flags}"
+    if dest.tun_type == "gre":
+        return f" --tun-type gre --tun-{dest.tun_flags}"
+    return f" --tun-type {dest.tun_type}"
 
 
 def _c_int(difference: int) -> int:
@@ -279,7 +304,7 @@ def render_save(services: Iterable[VirtualService], names: Names) -> str:
             line = (f"-a {selector} -r {names.endpoint(dest.address, dest.port, service.protocol)}"
                     f" {method.flag} -w {dest.weight}")
             if method.tunnel_type:
-                line += f" --tun-type {method.tunnel_type}"
+                line += tunnel_rule(dest)
             lines.append(line)
     return "".join(line + "\n" for line in lines)
 

@@ -157,6 +157,12 @@ class RealServer:
     """The forwarding method's name; ``set_forward`` changes it with ``forwarder``."""
     upper_threshold: int = 0
     lower_threshold: int = 0
+    tun_type: str = "ipip"
+    """ipvsadm --tun-type of a tunnelled real server: ipip, gue or gre."""
+    tun_port: int = 0
+    """--tun-port: GUE's UDP destination port (0: none)."""
+    tun_flags: str = "nocsum"
+    """--tun-nocsum, --tun-csum or --tun-remcsum: the tunnel's checksum (GUE's UDP, GRE's)."""
     activeconns: int = 0
     inactconns: int = 0
     persistconns: int = 0
