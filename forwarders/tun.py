@@ -22,7 +22,7 @@ from pylvs.core import csum_delta, fastpath
 from pylvs.core.forwarding import Forwarder, NextHop, register
 from pylvs.core.ipv6 import Flow6
 from pylvs.core.packet import IPPROTO_IPIP, decrement_ttl, encapsulate_ipip, plain_flow, set_macs
-from pylvs.core.tunnel6 import OUTER_IPV4, OUTER_IPV6, tunnel_xmit
+from pylvs.core.tunnel6 import OUTER_IPV4, OUTER_IPV6, ecn_encapsulate, tunnel_xmit
 
 if TYPE_CHECKING:
     from pylvs.core.conntrack import Connection
@@ -102,8 +102,8 @@ class Tunnel(Forwarder):
 
 class TunnelToIPv6(Tunnel):
     """TUN to an IPv6 real server: an outer IPv6 header (ip6ip6, or 4in6 for an IPv4 service),
-    as ip_vs_tunnel_xmit_v6. No short way: every frame the Python path takes is
-    ``forward``'s."""
+    as ip_vs_tunnel_xmit_v6. ip6ip6 has a short way (``established6``: the outer addresses
+    kept per connection and hop); 4in6's frames are all ``forward``'s."""
 
     overhead = 40
     outer = OUTER_IPV6
@@ -116,6 +116,25 @@ class TunnelToIPv6(Tunnel):
     def established(self, frame: bytearray, conn: Connection, hop: NextHop, flags: int,
                     ip_len: int) -> bytearray:
         return self.forward(frame, plain_flow(frame, conn.proto, flags, ip_len), conn, hop)
+
+    def established6(self, frame: bytearray, conn: Connection, hop: NextHop, flags: int,
+                     payload_len: int) -> bytearray:
+        """tunnel_xmit's ip6ip6 bytes: the inner hop limit − 1, then an outer header whose
+        traffic class is the inner's (CE as ECT(0)), flow label 0, next header 41."""
+        plan = conn.rewrite
+        if plan is None or plan[0] is not hop:
+            addresses = hop.src_ip.to_bytes(16, "big") + conn.server.ip.to_bytes(16, "big")
+            plan = conn.rewrite = (hop, addresses)
+        frame[21] -= 1
+        dsfield = ecn_encapsulate((frame[14] & 0x0F) << 4 | frame[15] >> 4)
+        length = payload_len + 40
+        out = bytearray(hop.macs)
+        out += b"\x86\xdd"
+        out += bytes((0x60 | dsfield >> 4, (dsfield & 0x0F) << 4, 0, 0, length >> 8,
+                      length & 0xFF, 41, frame[21]))
+        out += plan[1]
+        out += frame[14:14 + length]
+        return out
 
     def xdp_entries(self, conn: Connection, hop: NextHop, ifindex: Mapping[str, int],
                     slot: int) -> list[tuple[bytes, fastpath.AnyEntry]]:

@@ -40,11 +40,12 @@ from tests.helpers.directors import director6 as director
 
 
 def frame(src: str = CLIENT6, dst: str = VIP6, sport: int = 40000, dport: int = 80,
-          flags: str = "S", hlim: int = 64, payload: bytes = b"", proto: str = "tcp") -> bytearray:
+          flags: str = "S", hlim: int = 64, payload: bytes = b"", proto: str = "tcp",
+          tc: int = 0) -> bytearray:
     l4 = TCP(sport=sport, dport=dport, flags=flags) if proto == "tcp" else UDP(sport=sport,
                                                                              dport=dport)
     return bytearray(bytes(Ether(src=CLIENT_MAC, dst=DIRECTOR_MAC) / IPv6(
-        src=src, dst=dst, hlim=hlim) / l4 / payload))
+        src=src, dst=dst, hlim=hlim, tc=tc) / l4 / payload))
 
 
 def _checksum_ok(packet) -> bool:
@@ -222,14 +223,16 @@ def fast_ids(servers: list[str]):
 
 
 @given(st.sampled_from([("dr", RS6), ("nat", RS6[:1]), ("tun", RS6[:1]), ("tun", [RS4])]),
-       st.sampled_from(["tcp", "udp"]), st.binary(max_size=40), st.integers(2, 255))
-def test_the_short_way_gives_the_general_paths_bytes(method, proto, payload, hlim) -> None:
+       st.sampled_from(["tcp", "udp"]), st.binary(max_size=40), st.integers(2, 255),
+       st.integers(0, 255))
+def test_the_short_way_gives_the_general_paths_bytes(method, proto, payload, hlim,
+                                                     tc) -> None:
     """_established6 (header, then TCP/UDP at once) against handle_general, both ways."""
     forward, servers = method
     fast, general = (director(forward, servers, proto=proto, rport=8080) for _ in range(2))
     for d in (fast, general):
         d.handle(frame(proto=proto), 0.0)
-    sent = frame(flags="A", hlim=hlim, payload=payload, proto=proto)
+    sent = frame(flags="A", hlim=hlim, payload=payload, proto=proto, tc=tc)
     out, ids = fast.handle(bytearray(sent), 1.0), fast_ids(servers)
     expected = general.handle_general(bytearray(sent), 1.0)
     assert (ids(out[0]), out[1]) == (ids(expected[0]), expected[1])
