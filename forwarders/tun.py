@@ -18,15 +18,22 @@ import struct
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from pylvs.core import csum_delta, fastpath
+from pylvs.core import csum_delta, encap, fastpath
+from pylvs.core.conntrack import unpack_key
 from pylvs.core.forwarding import Forwarder, NextHop, register
-from pylvs.core.ipv6 import Flow6
-from pylvs.core.packet import IPPROTO_IPIP, decrement_ttl, encapsulate_ipip, plain_flow, set_macs
+from pylvs.core.ipv6 import Flow6, plain_flow6
+from pylvs.core.packet import (
+    IPPROTO_IPIP,
+    Flow,
+    decrement_ttl,
+    encapsulate_ipip,
+    plain_flow,
+    set_macs,
+)
 from pylvs.core.tunnel6 import OUTER_IPV4, OUTER_IPV6, ecn_encapsulate, tunnel_xmit
 
 if TYPE_CHECKING:
     from pylvs.core.conntrack import Connection
-    from pylvs.core.packet import Flow
 
 
 @register
@@ -39,8 +46,16 @@ class Tunnel(Forwarder):
     def __init__(self) -> None:
         self.ids = itertools.count(1)
         self.to_ipv6: Tunnel | None = None
+        self.encapsulations: dict[tuple[int, str, str], Encapsulation] = {}
 
-    def toward(self, af: int) -> Forwarder:
+    def toward(self, af: int, tunnel: tuple[str, str] = ("ipip", "nocsum")) -> Forwarder:
+        """IP-in-IP: this instance, or the one toward IPv6 real servers; GUE and GRE: one
+        instance per family, type and checksum option (each has its own overhead)."""
+        if tunnel[0] != "ipip":
+            key = (af, *tunnel)
+            if key not in self.encapsulations:
+                self.encapsulations[key] = Encapsulation(af, *tunnel)
+            return self.encapsulations[key]
         if af != 10 or self.server_af == 10:
             return self
         if self.to_ipv6 is None:
@@ -147,6 +162,65 @@ class TunnelToIPv6(Tunnel):
                                    slot=slot))]
         return fastpath.tun4in6(conn.proto, conn.key12, ifindex[hop.interface], hop.macs,
                                 hop.mtu, source, rip, slot=slot)
+
+
+class Encapsulation(Tunnel):
+    """TUN by GUE or GRE (ipvsadm --tun-type gue|gre), as ipvs_gue_encap and ipvs_gre_encap
+    (pylvs.core.encap): the outer header of the real server's family, then UDP and the 4-byte
+    GUE header to its --tun-port, or GRE's 4 bytes (8 with the checksum). The GUE source port
+    is hashed from the flow once per connection."""
+
+    def __init__(self, af: int, tun_type: str, flags: str) -> None:
+        super().__init__()
+        self.server_af = af
+        self.tunnel = (tun_type, flags)
+        self.family = 6 if af == 10 else 4
+        self.overhead = encap.overhead(tun_type, self.family, flags)
+        self.outer = OUTER_IPV6 if af == 10 else OUTER_IPV4
+        self.tunnel_type = tun_type
+
+    def toward(self, af: int, tunnel: tuple[str, str] = ("ipip", "nocsum")) -> Forwarder:
+        return self
+
+    def forward(self, frame: bytearray, flow: Flow | Flow6, conn: Connection, hop: NextHop
+                ) -> bytearray:
+        tun_type, flags = self.tunnel
+        return encap.tunnel_xmit(frame, flow, tun_type, self.family, hop.src_ip, conn.server.ip,
+                                 hop.macs, port=conn.server.tun_port, flags=flags,
+                                 ip_id=next(self.ids), sport=_source_port(conn))
+
+    def established(self, frame: bytearray, conn: Connection, hop: NextHop, flags: int,
+                    ip_len: int) -> bytearray:
+        return self.forward(frame, plain_flow(frame, conn.proto, flags, ip_len), conn, hop)
+
+    def established6(self, frame: bytearray, conn: Connection, hop: NextHop, flags: int,
+                     payload_len: int) -> bytearray:
+        return self.forward(frame, plain_flow6(frame, conn.proto, flags, payload_len), conn,
+                            hop)
+
+    def xdp_entries(self, conn: Connection, hop: NextHop, ifindex: Mapping[str, int],
+                    slot: int) -> list[tuple[bytes, fastpath.AnyEntry]]:
+        """The program builds the same outer headers (fastpath.encap_entries), the GUE source
+        port the connection's."""
+        size = 16 if self.family == 6 else 4
+        return fastpath.encap_entries(conn.proto, conn.key12, ifindex[hop.interface],
+                                      hop.macs, hop.mtu, hop.src_ip.to_bytes(size, "big"),
+                                      conn.server.ip.to_bytes(size, "big"), self.tunnel[0],
+                                      self.tunnel[1], _source_port(conn), conn.server.tun_port,
+                                      slot=slot)
+
+
+def _source_port(conn: Connection) -> int:
+    """The connection's GUE source port (encap.gue_source_port of its client's flow), worked
+    out once and kept in ``conn.rewrite``."""
+    if isinstance(conn.rewrite, int):
+        return conn.rewrite
+    caddr, vaddr, cport, vport = unpack_key(conn.key12)
+    flow: Flow | Flow6 = (Flow(conn.proto, caddr, vaddr, cport, vport, 0, 0, 0, 0)
+                          if len(conn.key12) == 12 else
+                          Flow6(conn.proto, caddr, vaddr, cport, vport, 0, 0, 0, 0, 0))
+    conn.rewrite = encap.gue_source_port(flow)
+    return conn.rewrite
 
 
 def _plan(conn: Connection, hop: NextHop) -> tuple[NextHop, bytes, int]:

@@ -16,6 +16,8 @@ counters), and:
   the pseudo-header checksums and the hop limit.
 - icmpv6: the ICMPv6 errors the director sends, when it may, and the packet a relayed one quotes.
 - tunnel6: TUN with IPv6 (ip6ip6, 4in6, 6in4) and the MTU verdicts; DR's and NAT66's are ipv6's.
+- encap: GUE and GRE tunnels (ipvsadm --tun-type gue|gre): the packets IPVS sends, their MTU,
+  the GUE source port, and their unwrapping at the real server.
 - fragments: which connection an IPv6 fragment after the first belongs to (its first's).
 
 Everything here works on bytes and plain objects: no socket, thread, subprocess, signal or DNS,

@@ -66,3 +66,13 @@ def ipv4_outer_constant(addresses: bytes, proto: int) -> int:
     """``ipip_constant`` for an outer IPv4 header of protocol ``proto``: 41 for 6in4 (an IPv6
     packet inside, as ip_vs_tunnel_xmit sends an IPv6 connection to an IPv4 real server)."""
     return fold(0x4500 + proto + sum(struct.unpack("!4H", addresses)))
+
+
+def gue_udp_constant(addresses: bytes, sport: int, dport: int, inner_proto: int) -> int:
+    """The folded sum of what GUE's UDP checksum covers that is the same in every frame of a
+    connection: the outer addresses (8 or 32 bytes given) and protocol 17 of the pseudo-header,
+    the two ports, and the GUE header's words (proto/ctype ``inner_proto``, flags 0). The UDP
+    length (counted twice: pseudo-header and header) and the inner packet are added per
+    frame."""
+    words = len(addresses) // 2
+    return fold(sum(struct.unpack(f"!{words}H", addresses)) + 17 + sport + dport + inner_proto)

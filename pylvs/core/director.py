@@ -207,7 +207,7 @@ class Director:
         outer = forwarder.outer
         if flow.ip_len + forwarder.overhead > hop.mtu or (
                 outer and hop.mtu - forwarder.overhead < TUNNEL_MIN_MTU[outer]):
-            return self._too_big(frame, flow, ingress, hop.mtu, outer)
+            return self._too_big(frame, flow, ingress, hop.mtu, outer, forwarder.overhead)
         if csum_partial:
             self._complete_checksum(frame, flow)
         out = forwarder.forward(frame, flow, conn, hop)
@@ -445,11 +445,11 @@ class Director:
         return out, hop.interface
 
     def _too_big(self, frame: bytearray, flow: AnyFlow, ingress: str, route_mtu: int,
-                 outer: int) -> Out | None:
+                 outer: int, overhead: int) -> Out | None:
         """ensure_mtu_is_adequate (tunnel6.mtu_verdict): tell the client the usable MTU where
         IPVS would (IPv4 with DF; IPv6, whole or a first fragment), and its PMTU discovery does
         the rest; else drop: pylvs does not fragment."""
-        verdict, mtu = mtu_verdict(frame, flow, route_mtu, outer)
+        verdict, mtu = mtu_verdict(frame, flow, route_mtu, outer, overhead=overhead)
         if verdict is not Verdict.TOO_BIG and verdict is not Verdict.FRAG_NEEDED:
             self.counters[Count.TOO_BIG_DROPPED] += 1
             return None

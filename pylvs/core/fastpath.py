@@ -51,6 +51,22 @@ header, it would not fit the hop's MTU (Python sends Packet Too Big), or it miss
 whose MTU would be below the outer family's minimum (1280, 68) gets an entry of MTU 0: every
 frame passes, and Python drops it as IPVS does.
 
+GUE and GRE (issue 24), when ``program(..., tunnels=True)``: a connection's entries come from
+``encap_entries`` (one in the IPv4 or IPv6 map by the connection's family; an IPv4 connection to
+an IPv6 real server adds its outer fields under ``key4in6``, as 4in6 does). The program does
+what pylvs.core.encap.tunnel_xmit does: the inner TTL and checksum or hop limit, the outer
+header of the real server's family (as IP-in-IP's, with TOS / traffic class by the ECN rule and,
+for IPv4, IP ID 0 when DF is set), then UDP from the entry's source port (the connection's
+encap.gue_source_port, computed once) to its tunnel port and GUE's 4 bytes, or GRE's 4 or 8.
+The UDP checksum (``--tun-csum``, ``--tun-remcsum``) and GRE's cover the whole inner packet, yet
+cost the program a few loads: a packet whose IPv4 header and TCP or UDP checksums are right
+sums to the complement of its pseudo-header (and an IPv6 one to its first words, the next
+header and the hop limit, less the next header), which is how the kernel's lco_csum sums a
+tunnelled packet too; so the outer checksum is the full one for every frame a sender
+checksummed, and only an IPv4 UDP datagram without a checksum (0) passes to Python. A frame
+is never partial to XDP, so ``remcsum`` adds no option here (encap's notes). Without
+``tunnels`` the program is, byte for byte, the one before.
+
 Values are little-endian where the program does arithmetic on them (counters, deltas, MTU, the
 interface index) and in network order where it copies them into the frame.
 """
@@ -104,12 +120,16 @@ if TYPE_CHECKING:
 DR, NAT_IN, NAT_OUT, TUN = 1, 2, 3, 4
 """What a map entry makes the program do."""
 KEY_SIZE = 16
-VALUE = struct.Struct("<QQQIBxH12s4s2sHHxx4sIIxxxx")
-"""packets, bytes, last_ns, ifindex, action, mtu, macs (dst+src), address, port,
-IP checksum delta, L4 checksum delta, tunnel source, tunnel header partial sum, stats slot."""
+VALUE = struct.Struct("<QQQIBBH12s4s2sHHxx4sII2sxx")
+"""packets, bytes, last_ns, ifindex, action, flags (GUE and GRE's), mtu, macs (dst+src),
+address, port, IP checksum delta, L4 checksum delta, tunnel source, tunnel header partial sum,
+stats slot, GUE's UDP source port. The flags and the source port sit where the layout before
+GUE and GRE had padding: an entry of another action packs as it always did."""
 VALUE_SIZE = VALUE.size
 PACKETS, BYTES, LAST_NS, IFINDEX, ACTION, MTU, MACS, ADDRESS, PORT, IP_DELTA, L4_DELTA, \
     TUN_SRC, TUN_SUM, SLOT = 0, 8, 16, 24, 28, 30, 32, 44, 48, 50, 52, 56, 60, 64
+FLAGS, SPORT, SPORT6 = 29, 68, 70
+"""GUE and GRE's: the flags byte (either map), the UDP source port (IPv4 map, IPv6 map)."""
 STATS = struct.Struct("<QQQQ")
 """Per real server (its slot): packets and bytes from clients, then from the server (NAT)."""
 SLOTS_PER_WORKER = 1024
@@ -140,11 +160,15 @@ class Entry:
     tun_sum: int = 0
     slot: int = 0
     """The real server's row in the stats map."""
+    flags: int = 0
+    """GUE and GRE: FLAG_CSUM."""
+    sport: bytes = b"\0" * 2
+    """GUE: the UDP source port, network order."""
 
     def pack(self, packets: int = 0, octets: int = 0, last_ns: int = 0) -> bytes:
-        return VALUE.pack(packets, octets, last_ns, self.ifindex, self.action, self.mtu,
-                          self.macs, self.address, self.port, self.ip_delta, self.l4_delta,
-                          self.tun_src, self.tun_sum, self.slot)
+        return VALUE.pack(packets, octets, last_ns, self.ifindex, self.action, self.flags,
+                          self.mtu, self.macs, self.address, self.port, self.ip_delta,
+                          self.l4_delta, self.tun_src, self.tun_sum, self.slot, self.sport)
 
 
 def counters(value: bytes) -> tuple[int, int, int]:
@@ -204,10 +228,13 @@ TUN_4IN6, TUN_6IN6, TUN_6IN4 = 5, 6, 7
 ``key4in6`` entry in the IPv6 map), an IPv6 connection's for an IPv6 server (ip6ip6) and for
 an IPv4 one (6in4)."""
 KEY6_SIZE = 40
-VALUE6 = struct.Struct("<QQQIBxH12sH2s16sII16s")
-"""packets, bytes, last_ns, ifindex, action, mtu, macs (dst+src), L4 checksum delta, port,
-address (NAT's new one; a tunnel's outer destination, 4 bytes of it for 6in4), stats slot,
-the 6in4 outer header's partial sum, the tunnel's outer source (4 bytes of it for 6in4).
+VALUE6 = struct.Struct("<QQQIBBH12sH2s16sIH2s16s")
+"""packets, bytes, last_ns, ifindex, action, flags (GUE and GRE's), mtu, macs (dst+src), L4
+checksum delta (GUE: the UDP header's constant sum), port (GUE: the tunnel port), address
+(NAT's new one; a tunnel's outer destination, 4 bytes of it for an IPv4 one), stats slot, an
+outer IPv4 header's partial sum, GUE's UDP source port, the tunnel's outer source (4 bytes of
+it for an IPv4 one). The flags and the source port sit where the layout before GUE and GRE had
+padding and the partial sum's zero high half.
 Counters and slot are where VALUE has them, so ``counters`` and ``slot`` read either."""
 VALUE6_SIZE = VALUE6.size
 L4_DELTA6, PORT6, ADDRESS6, SLOT6, TUN_SUM6, TUN_SRC6 = 44, 46, 48, 64, 68, 72
@@ -247,11 +274,15 @@ class Entry6:
     tun_sum: int = 0
     slot: int = 0
     """The real server's row in the stats map."""
+    flags: int = 0
+    """GUE and GRE: FLAG_CSUM."""
+    sport: bytes = b"\0" * 2
+    """GUE: the UDP source port, network order."""
 
     def pack(self, packets: int = 0, octets: int = 0, last_ns: int = 0) -> bytes:
-        return VALUE6.pack(packets, octets, last_ns, self.ifindex, self.action,
+        return VALUE6.pack(packets, octets, last_ns, self.ifindex, self.action, self.flags,
                            min(self.mtu, NO_MTU), self.macs, self.l4_delta, self.port,
-                           self.address, self.slot, self.tun_sum, self.tun_src)
+                           self.address, self.slot, self.tun_sum, self.sport, self.tun_src)
 
 
 AnyEntry = Entry | Entry6
@@ -329,6 +360,101 @@ def tun4in6(proto: int, key12: bytes, ifindex: int, macs: bytes, mtu: int, sourc
                                            tun_src=source, slot=slot))]
 
 
+# -- GUE and GRE (issue 24) ---------------------------------------------------------------------
+
+GUE4, GRE4, GRE4_CSUM, GUE_4IN6, GRE_4IN6, GRE_CSUM_4IN6 = 8, 9, 10, 11, 12, 13
+"""An IPv4 connection's GUE or GRE (with its checksum: _CSUM) entry in the IPv4 map: to an IPv4
+real server (the entry holds the outer header's fields), or to an IPv6 one (4IN6: the outer
+fields in a second entry of the IPv6 map under ``key4in6``, as TUN_4IN6)."""
+GUE6, GRE6, GRE6_CSUM, GUE_6IN4, GRE_6IN4, GRE_CSUM_6IN4 = 14, 15, 16, 17, 18, 19
+"""An IPv6 connection's GUE or GRE entry in the IPv6 map: to an IPv6 real server, or to an
+IPv4 one (6IN4)."""
+ENCAP_ACTIONS = {
+    GUE4: (4, 4, "gue"), GRE4: (4, 4, "gre"), GRE4_CSUM: (4, 4, "gre_csum"),
+    GUE_4IN6: (4, 6, "gue"), GRE_4IN6: (4, 6, "gre"), GRE_CSUM_4IN6: (4, 6, "gre_csum"),
+    GUE6: (6, 6, "gue"), GRE6: (6, 6, "gre"), GRE6_CSUM: (6, 6, "gre_csum"),
+    GUE_6IN4: (6, 4, "gue"), GRE_6IN4: (6, 4, "gre"), GRE_CSUM_6IN4: (6, 4, "gre_csum"),
+}
+"""Each GUE or GRE action: the inner family, the outer (the real server's), the header."""
+TUNNEL_HLEN = {"gue": 12, "gre": 4, "gre_csum": 8}
+"""The bytes between the outer IP header and the inner packet: UDP and GUE, GRE, GRE with C."""
+FLAG_CSUM = 0x01
+"""In an entry's flags: the outer UDP checksum (GUE with --tun-csum or --tun-remcsum) or GRE's
+is computed; a frame whose own UDP checksum is 0 then goes to Python."""
+_ACTION_OF = {(inner, outer, kind): action
+              for action, (inner, outer, kind) in ENCAP_ACTIONS.items()}
+
+
+def encap_overhead(action: int) -> int:
+    """The bytes a GUE or GRE action adds: the outer header and TUNNEL_HLEN."""
+    _, outer, kind = ENCAP_ACTIONS[action]
+    return OVERHEAD[OUTER_IPV4 if outer == 4 else OUTER_IPV6] + TUNNEL_HLEN[kind]
+
+
+def encap_action(tun_type: str, inner_family: int, server_family: int,
+                 flags: str = "nocsum") -> int:
+    """The action of ``tun_type`` (gue, gre) for a packet of ``inner_family`` to a real server
+    of ``server_family``; GRE's ``csum`` has actions of its own (its header is 8 bytes)."""
+    if tun_type == "gue":
+        kind = "gue"
+    elif tun_type == "gre":
+        kind = "gre_csum" if flags == "csum" else "gre"
+    else:
+        raise ValueError(f"the fast path's GUE and GRE entries are for gue or gre, not "
+                         f"{tun_type!r}")
+    return _ACTION_OF[(inner_family, server_family, kind)]
+
+
+def encap_entries(proto: int, key12: bytes, ifindex: int, macs: bytes, mtu: int,
+                  source: bytes, destination: bytes, tun_type: str, flags: str = "nocsum",
+                  sport: int = 0, dport: int = 0, slot: int = 0
+                  ) -> list[tuple[bytes, AnyEntry]]:
+    """The map entries that send a connection's frames as encap.tunnel_xmit does with
+    ``tun_type`` (``gue`` or ``gre``) and ``flags`` (nocsum, csum, remcsum). ``key12``: the
+    connection's key (12 bytes IPv4, 36 IPv6); ``source`` and ``destination``: the outer
+    addresses, network order, 4 bytes each toward an IPv4 real server, 16 toward an IPv6 one.
+    GUE: ``sport`` the connection's encap.gue_source_port, ``dport`` the real server's tunnel
+    port (host order). One entry, or two for an IPv4 connection to an IPv6 real server (the
+    IPv4 map's first: it counts; then the outer fields under ``key4in6``). A frame is never
+    partial here, so ``remcsum`` sends what ``csum`` does (encap's notes)."""
+    inner = 4 if len(key12) == 12 else 6
+    if len(key12) not in (12, 36):
+        raise ValueError(f"a key is 12 (IPv4) or 36 (IPv6) bytes, not {len(key12)}")
+    if len(source) != len(destination) or len(source) not in (4, 16):
+        raise ValueError("the outer addresses are 4 bytes each (IPv4) or 16 (IPv6)")
+    outer = 4 if len(source) == 4 else 6
+    action = encap_action(tun_type, inner, outer, flags)
+    if tun_type == "gue" and not 0 < dport < 0x10000:
+        raise ValueError("a GUE real server needs a tunnel port 1..65535")
+    checked = flags in ("csum", "remcsum") if tun_type == "gue" else flags == "csum"
+    flag = FLAG_CSUM if checked else 0
+    minimum = TUNNEL_MIN_MTU[OUTER_IPV4 if outer == 4 else OUTER_IPV6]
+    usable = mtu if mtu - encap_overhead(action) >= minimum else 0
+    addresses = source + destination
+    ports = struct.pack("!HH", sport, dport)
+    udp = csum_delta.swap(csum_delta.gue_udp_constant(addresses, sport, dport,
+                                                      41 if inner == 6 else 4))
+    ip_sum = (csum_delta.swap(csum_delta.ipv4_outer_constant(addresses, _ENCAP_PROTO[tun_type]))
+              if outer == 4 else 0)
+    if inner == 4 and outer == 4:
+        return [(key(proto, key12), Entry(action, ifindex, macs, min(usable, NO_MTU),
+                                          destination, ports[2:],
+                                          l4_delta=udp, tun_src=source, tun_sum=ip_sum,
+                                          slot=slot, flags=flag, sport=ports[:2]))]
+    pad = bytes(16 - len(source))
+    side = Entry6(action, ifindex, macs, min(usable, NO_MTU), destination + pad, ports[2:],
+                  l4_delta=udp, tun_src=source + pad, tun_sum=ip_sum, slot=slot, flags=flag,
+                  sport=ports[:2])
+    if inner == 6:
+        return [(key6(proto, key12), side)]
+    return [(key(proto, key12), Entry(action, ifindex, macs, min(usable, NO_MTU), slot=slot,
+                                      flags=flag)),
+            (key4in6(proto, key12), side)]
+
+
+_ENCAP_PROTO = {"gue": 17, "gre": 47}
+
+
 def for_connection(conn: Connection, hop: NextHop, ifindex: Mapping[str, int], slot: int = 0
                    ) -> list[tuple[bytes, AnyEntry]]:
     """The map entries that forward ``conn`` as its forwarder would, toward its real server
@@ -343,22 +469,32 @@ def for_connection(conn: Connection, hop: NextHop, ifindex: Mapping[str, int], s
 _fold = csum_delta.fold  # end-around carries, as the program's _fold_into
 
 
-def program(map_fd: int, stats_fd: int, map6_fd: int | None = None) -> bytes:
+def program(map_fd: int, stats_fd: int, map6_fd: int | None = None,
+            tunnels: bool = False) -> bytes:
     """The XDP program over the connection map ``map_fd`` and the stats map ``stats_fd``; with
     ``map6_fd``, the IPv6 connection map (KEY6_SIZE, VALUE6_SIZE), IPv6 frames and 4in6 too
-    (without it, the IPv4 program alone, as before: everything else passes)."""
+    (without it, the IPv4 program alone, as before: everything else passes). ``tunnels``: the
+    GUE and GRE actions too (ENCAP_ACTIONS; those to or from IPv6 need ``map6_fd``); without
+    it the program is, byte for byte, the one before them."""
     ipv6 = map6_fd is not None
+    encaps = [action for action, (inner, outer, _) in ENCAP_ACTIONS.items()
+              if tunnels and inner == 4 and (ipv6 or outer == 4)]
     asm = Asm()
     _parse(asm, ipv6)
     _lookup(asm, map_fd)
     if ipv6:
-        _lookup_4in6(asm, map6_fd)  # type: ignore[arg-type]
-    _count(asm, stats_fd, ipv6)
+        _lookup_4in6(asm, map6_fd,  # type: ignore[arg-type]
+                     (TUN_4IN6, *(a for a in encaps if ENCAP_ACTIONS[a][1] == 6)))
+    if encaps:
+        _checksum_guard(asm)
+    _count(asm, stats_fd, ipv6, [(a, encap_overhead(a)) for a in encaps])
     asm.ldx(B, R1, R9, ACTION)
     asm.jmp_imm(JEQ, R1, DR, "dr").jmp_imm(JEQ, R1, NAT_IN, "nat_in")
     asm.jmp_imm(JEQ, R1, NAT_OUT, "nat_out").jmp_imm(JEQ, R1, TUN, "tun")
     if ipv6:
         asm.jmp_imm(JEQ, R1, TUN_4IN6, "tun4in6")
+    for action in encaps:
+        asm.jmp_imm(JEQ, R1, action, f"encap_{action}")
     asm.ja("pass")
     for label, offsets in (("nat_in", (30, 36)), ("nat_out", (26, 34))):
         asm.label(label)
@@ -370,10 +506,13 @@ def program(map_fd: int, stats_fd: int, map6_fd: int | None = None) -> bytes:
     _redirect(asm)
     asm.label("tun")
     _tunnel(asm)
+    for action in encaps:
+        asm.label(f"encap_{action}")
+        _encapsulate(asm, action)
     if ipv6:
         asm.label("tun4in6")
         _tunnel_4in6(asm)
-        _program6(asm, map6_fd, stats_fd)  # type: ignore[arg-type]
+        _program6(asm, map6_fd, stats_fd, tunnels)  # type: ignore[arg-type]
     asm.label("pass").ret(XDP_PASS)
     return asm.assemble()
 
@@ -410,11 +549,14 @@ def _lookup(asm: Asm, map_fd: int) -> None:
     asm.call(Helper.map_lookup_elem).jmp_imm(JEQ, R0, 0, "pass").mov(R9, R0)
 
 
-def _count(asm: Asm, stats_fd: int, ipv6: bool = False) -> None:
+def _count(asm: Asm, stats_fd: int, ipv6: bool = False,
+           more: list[tuple[int, int]] | None = None) -> None:
     """The MTU check (a frame too big for the hop goes to Python, which answers it), then the
     entry's packets, bytes and last time, and its real server's row of the stats map (from
-    the client, or from the server for a NAT reply). ``ipv6``: 4in6 entries too."""
+    the client, or from the server for a NAT reply). ``ipv6``: 4in6 entries too; ``more``:
+    other actions and their overheads (GUE's and GRE's)."""
     overheads = [(TUN, TUN_OVERHEAD)] + ([(TUN_4IN6, IP6_OVERHEAD)] if ipv6 else [])
+    overheads += more or []
     _count_frame(asm, stats_fd, _ip_len, overheads, -20, "")
 
 
@@ -549,11 +691,13 @@ SPILL = -72
 """Where the IPv4 path keeps a 4in6 entry's IPv6-map entry (a pointer; 0 for other actions)."""
 
 
-def _lookup_4in6(asm: Asm, map6_fd: int) -> None:
-    """For a 4in6 entry (R9, of the IPv4 map), its outer addresses' entry in the IPv6 map
-    (key4in6: the IPv4 key, zeros, the protocol with V4_IN_6), looked up before anything is
-    counted; kept at SPILL. Without one: pass."""
-    asm.ldx(B, R1, R9, ACTION).jmp_imm(JEQ, R1, TUN_4IN6, "lookup_4in6")
+def _lookup_4in6(asm: Asm, map6_fd: int, actions: tuple[int, ...] = (TUN_4IN6,)) -> None:
+    """For a 4in6 entry (R9, of the IPv4 map; ``actions``: those with such a second entry), its
+    outer addresses' entry in the IPv6 map (key4in6: the IPv4 key, zeros, the protocol with
+    V4_IN_6), looked up before anything is counted; kept at SPILL. Without one: pass."""
+    asm.ldx(B, R1, R9, ACTION)
+    for action in actions:
+        asm.jmp_imm(JEQ, R1, action, "lookup_4in6")
     asm.st_imm(DW, R10, SPILL, 0).ja("looked_up_4in6")
     asm.label("lookup_4in6")
     for i, off in enumerate((26, 30, 34)):
@@ -614,17 +758,22 @@ def _tunnel_4in6(asm: Asm) -> None:
     _redirect(asm)
 
 
-def _program6(asm: Asm, map6_fd: int, stats_fd: int) -> None:
+def _program6(asm: Asm, map6_fd: int, stats_fd: int, tunnels: bool = False) -> None:
     """The IPv6 half: parse, look up in the IPv6 map, count, then DR, NAT66 either way,
-    ip6ip6 or 6in4."""
+    ip6ip6 or 6in4 (``tunnels``: and GUE or GRE)."""
+    encaps = [action for action, (inner, _, _) in ENCAP_ACTIONS.items()
+              if tunnels and inner == 6]
     _parse6(asm)
     _lookup6(asm, map6_fd)
-    _count_frame(asm, stats_fd, _ip6_len, [(TUN_6IN6, IP6_OVERHEAD), (TUN_6IN4, IP4_OVERHEAD)],
-                 -44, "6")
+    _count_frame(asm, stats_fd, _ip6_len, [(TUN_6IN6, IP6_OVERHEAD), (TUN_6IN4, IP4_OVERHEAD)]
+                 + [(action, encap_overhead(action)) for action in encaps], -44, "6")
     asm.ldx(B, R1, R9, ACTION)
     asm.jmp_imm(JEQ, R1, DR, "dr6").jmp_imm(JEQ, R1, NAT_IN, "nat6_in")
     asm.jmp_imm(JEQ, R1, NAT_OUT, "nat6_out").jmp_imm(JEQ, R1, TUN_6IN6, "tun6in6")
-    asm.jmp_imm(JEQ, R1, TUN_6IN4, "tun6in4").ja("pass")
+    asm.jmp_imm(JEQ, R1, TUN_6IN4, "tun6in4")
+    for action in encaps:
+        asm.jmp_imm(JEQ, R1, action, f"encap_{action}")
+    asm.ja("pass")
     for label, offsets in (("nat6_in", (IP6_OFF + 24, L4_OFF6 + 2)),
                            ("nat6_out", (IP6_OFF + 8, L4_OFF6))):
         asm.label(label)
@@ -638,6 +787,9 @@ def _program6(asm: Asm, map6_fd: int, stats_fd: int) -> None:
     _tunnel_6in6(asm)
     asm.label("tun6in4")
     _tunnel_6in4(asm)
+    for action in encaps:
+        asm.label(f"encap_{action}")
+        _encapsulate(asm, action)
 
 
 def _parse6(asm: Asm) -> None:
@@ -743,3 +895,169 @@ def _tunnel_6in4(asm: Asm) -> None:
     _fold_into(asm, R4)
     asm.alu_imm(XOR, R4, 0xFFFF).stx(H, R7, outer + 10, R4)
     _redirect(asm)
+
+
+# -- GUE and GRE (issue 24) ---------------------------------------------------------------------
+
+def _checksum_guard(asm: Asm) -> None:
+    """An IPv4 UDP frame without a checksum (0) to a GUE or GRE entry that computes the outer
+    checksum passes to Python: the program's outer sum takes the inner packet's as the
+    complement of its pseudo-header's (a correct checksum makes the packet's own sum that),
+    which a datagram without one is not. IPv6 frames with 0 never get here (_parse6)."""
+    asm.ldx(B, R1, R9, FLAGS).jmp_imm(JNE, R1, FLAG_CSUM, "csum_guarded")
+    asm.ldx(B, R1, R7, IP_OFF + 9).jmp_imm(JNE, R1, 17, "csum_guarded")
+    asm.ldx(H, R1, R7, 40).jmp_imm(JEQ, R1, 0, "pass")
+    asm.label("csum_guarded")
+
+
+def _inner_sum(asm: Asm, family: int, inner: int) -> None:
+    """R5: what the one's-complement sum of the whole inner packet at ``inner`` comes to, read
+    little-endian, from its headers alone. An IPv4 packet's header sums to 0 (its checksum is
+    right: the program updates it as it decrements the TTL) and its TCP or UDP segment to the
+    complement of the pseudo-header (addresses, protocol, length), since its checksum is right
+    too; an IPv6 packet's header and segment share the addresses and the payload length, which
+    cancel, leaving the first two words, the next header and hop limit word, less the next
+    header. R3 holds the inner length, host order; R1 and R2 are scratch."""
+    if family == 4:
+        asm.mov_imm(R5, 0)
+        for off in (12, 14, 16, 18):
+            asm.ldx(H, R1, R7, inner + off).alu_reg(ADD, R5, R1)
+        asm.ldx(B, R1, R7, inner + 9).alu_imm(LSH, R1, 8).alu_reg(ADD, R5, R1)
+        asm.mov(R1, R3).alu_imm(ADD, R1, -20).endian(R1, 16).alu_reg(ADD, R5, R1)
+        _fold_into(asm, R5)
+        asm.alu_imm(XOR, R5, 0xFFFF)
+        return
+    asm.ldx(H, R5, R7, inner).ldx(H, R1, R7, inner + 2).alu_reg(ADD, R5, R1)
+    asm.ldx(H, R1, R7, inner + 6).alu_reg(ADD, R5, R1)
+    asm.ldx(B, R1, R7, inner + 6).alu_imm(LSH, R1, 8).alu_imm(XOR, R1, 0xFFFF)
+    asm.alu_reg(ADD, R5, R1)
+
+
+def _encapsulate(asm: Asm, action: int) -> None:
+    """A GUE or GRE action, as encap.tunnel_xmit: the inner TTL (and checksum) or hop limit,
+    the headroom, the hop's MACs, the outer IPv4 header (TOS by the ECN rule, DF copied from
+    an IPv4 packet, IP ID 0 with DF and the entry's packet count without, TTL the inner one,
+    its checksum from the entry's constant sum) or IPv6 header (traffic class by the ECN rule,
+    flow label 0, hop limit the inner one), then UDP and GUE (the entry's ports, the length,
+    the checksum when FLAG_CSUM: the entry's constant sum, the length twice, _inner_sum) or
+    GRE (4 bytes, or 8 with its checksum)."""
+    inner_family, outer_family, kind = ENCAP_ACTIONS[action]
+    tag = f"_{action}"
+    if inner_family == 4:
+        _decrement_ttl(asm, R9, IP_DELTA)
+    else:
+        _decrement_hop_limit(asm)
+    if inner_family == 4 and outer_family == 6:
+        asm.ldx(DW, R9, R10, SPILL).jmp_imm(JEQ, R9, 0, "pass")  # the 4in6 side entry
+    head = IP4_OVERHEAD if outer_family == 4 else IP6_OVERHEAD
+    grow = head + TUNNEL_HLEN[kind]
+    outer, tunnel, inner = ETH, ETH + head, ETH + grow
+    proto = 17 if kind == "gue" else 47
+    v4_entry = inner_family == 4 and outer_family == 4  # else an Entry6's layout
+    _grow(asm, grow, inner + (20 if inner_family == 4 else 40))
+    _copy_macs(asm)
+    asm.st_imm(H, R7, 12, 0x0008 if outer_family == 4 else 0xDD86)
+    if inner_family == 4:                                                # R3: inner length
+        asm.ldx(H, R3, R7, inner + 2).endian(R3, 16)
+    else:
+        asm.ldx(H, R3, R7, inner + 4).endian(R3, 16).alu_imm(ADD, R3, 40)
+    ttl = inner + (8 if inner_family == 4 else 7)
+    if outer_family == 4:
+        _outer4(asm, inner_family, outer, inner, grow, proto, ttl, v4_entry, tag)
+    else:
+        _outer6(asm, inner_family, outer, inner, grow - head, proto, ttl)
+    if kind == "gue":
+        _gue(asm, inner_family, tunnel, inner, v4_entry, tag)
+    else:
+        _gre(asm, inner_family, tunnel, inner, kind == "gre_csum")
+    _redirect(asm)
+
+
+def _outer4(asm: Asm, inner_family: int, outer: int, inner: int, grow: int, proto: int,
+            ttl: int, v4_entry: bool, tag: str) -> None:
+    """The outer IPv4 header and its checksum (R4, little-endian words)."""
+    asm.st_imm(B, R7, outer, 0x45)
+    if inner_family == 4:
+        asm.ldx(B, R1, R7, inner + 1)                                    # TOS
+    else:
+        asm.ldx(B, R1, R7, inner).alu_imm(AND, R1, 0x0F).alu_imm(LSH, R1, 4)
+        asm.ldx(B, R2, R7, inner + 1).alu_imm(RSH, R2, 4).alu_reg(OR, R1, R2)  # traffic class
+    _ecn_encapsulate(asm, R1, 0x03)
+    asm.stx(B, R7, outer + 1, R1).mov(R4, R1).alu_imm(LSH, R4, 8)
+    asm.mov(R1, R3).alu_imm(ADD, R1, grow).endian(R1, 16)              # total length
+    asm.stx(H, R7, outer + 2, R1).alu_reg(ADD, R4, R1)
+    if inner_family == 4:
+        asm.ldx(H, R1, R7, inner + 6).alu_imm(AND, R1, 0x0040)          # DF, little-endian
+        asm.stx(H, R7, outer + 6, R1).alu_reg(ADD, R4, R1)
+        asm.jmp_imm(JNE, R1, 0, "df" + tag)
+    else:
+        asm.st_imm(H, R7, outer + 6, 0)                                  # DF clear
+    asm.ldx(W, R1, R9, PACKETS).endian(R1, 16).stx(H, R7, outer + 4, R1)  # a fresh IP ID
+    asm.alu_reg(ADD, R4, R1)
+    if inner_family == 4:
+        asm.ja("id" + tag).label("df" + tag).st_imm(H, R7, outer + 4, 0)  # DF: ID 0
+        asm.label("id" + tag)
+    asm.ldx(B, R1, R7, ttl).stx(B, R7, outer + 8, R1).alu_reg(ADD, R4, R1)
+    asm.st_imm(B, R7, outer + 9, proto)
+    source, destination = (TUN_SRC, ADDRESS) if v4_entry else (TUN_SRC6, ADDRESS6)
+    asm.ldx(W, R1, R9, source).stx(W, R7, outer + 12, R1)
+    asm.ldx(W, R1, R9, destination).stx(W, R7, outer + 16, R1)
+    asm.ldx(W if v4_entry else H, R1, R9, TUN_SUM if v4_entry else TUN_SUM6)
+    asm.alu_reg(ADD, R4, R1)
+    _fold_into(asm, R4)
+    asm.alu_imm(XOR, R4, 0xFFFF).stx(H, R7, outer + 10, R4)
+
+
+def _outer6(asm: Asm, inner_family: int, outer: int, inner: int, tunnel_hlen: int, proto: int,
+            ttl: int) -> None:
+    """The outer IPv6 header: the traffic class by the ECN rule, flow label 0, the payload
+    length (the tunnel header and the inner packet), the entry's addresses."""
+    if inner_family == 6:
+        asm.ldx(B, R1, R7, inner).stx(B, R7, outer, R1)   # 6, the traffic class's high half
+        asm.ldx(B, R1, R7, inner + 1).alu_imm(AND, R1, 0xF0)
+        _ecn_encapsulate(asm, R1, 0x30)
+        asm.stx(B, R7, outer + 1, R1)
+    else:
+        asm.ldx(B, R1, R7, inner + 1)                                    # TOS
+        _ecn_encapsulate(asm, R1, 0x03)
+        asm.mov(R2, R1).alu_imm(RSH, R2, 4).alu_imm(OR, R2, 0x60).stx(B, R7, outer, R2)
+        asm.alu_imm(AND, R1, 0x0F).alu_imm(LSH, R1, 4).stx(B, R7, outer + 1, R1)
+    asm.st_imm(H, R7, outer + 2, 0)                                      # flow label 0
+    asm.mov(R1, R3).alu_imm(ADD, R1, tunnel_hlen).endian(R1, 16).stx(H, R7, outer + 4, R1)
+    asm.st_imm(B, R7, outer + 6, proto)
+    asm.ldx(B, R1, R7, ttl).stx(B, R7, outer + 7, R1)
+    _outer6_addresses(asm, outer)
+
+
+def _gue(asm: Asm, inner_family: int, udp: int, inner: int, v4_entry: bool, tag: str) -> None:
+    """UDP (the entry's ports, the length, the checksum) and GUE's 4 bytes."""
+    sport, dport, constant = (SPORT, PORT, L4_DELTA) if v4_entry else (SPORT6, PORT6,
+                                                                        L4_DELTA6)
+    asm.ldx(H, R1, R9, sport).stx(H, R7, udp, R1)
+    asm.ldx(H, R1, R9, dport).stx(H, R7, udp + 2, R1)
+    asm.mov(R1, R3).alu_imm(ADD, R1, 12).endian(R1, 16).stx(H, R7, udp + 4, R1)
+    asm.st_imm(H, R7, udp + 6, 0)
+    asm.st_imm(W, R7, udp + 8, (4 if inner_family == 4 else 41) << 8)   # 0, proto, flags 0
+    asm.ldx(B, R1, R9, FLAGS).jmp_imm(JNE, R1, FLAG_CSUM, "udp_done" + tag)
+    _inner_sum(asm, inner_family, inner)
+    asm.ldx(H, R1, R7, udp + 4).alu_reg(ADD, R5, R1).alu_reg(ADD, R5, R1)  # length, twice
+    asm.ldx(H, R1, R9, constant).alu_reg(ADD, R5, R1)
+    _fold_into(asm, R5)
+    asm.alu_imm(XOR, R5, 0xFFFF)
+    asm.jmp_imm(JNE, R5, 0, "udp_nz" + tag).mov_imm(R5, 0xFFFF).label("udp_nz" + tag)
+    asm.stx(H, R7, udp + 6, R5)
+    asm.label("udp_done" + tag)
+
+
+def _gre(asm: Asm, inner_family: int, gre: int, inner: int, csum: bool) -> None:
+    """GRE's 4 bytes (flags 0, the EtherType), or 8: flag C, the checksum over the GRE header
+    and the inner packet, 16 reserved bits."""
+    ethertype = 0x0008 if inner_family == 4 else 0xDD86                  # little-endian
+    asm.st_imm(W, R7, gre, (0x0080 if csum else 0) | ethertype << 16)
+    if not csum:
+        return
+    asm.st_imm(W, R7, gre + 4, 0)
+    _inner_sum(asm, inner_family, inner)
+    asm.alu_imm(ADD, R5, 0x0080 + ethertype)
+    _fold_into(asm, R5)
+    asm.alu_imm(XOR, R5, 0xFFFF).stx(H, R7, gre + 4, R5)

@@ -70,15 +70,18 @@ class Forwarder:
     """The family of the outer header it adds (pylvs.core.tunnel6's OUTER_*), if any."""
     server_af: ClassVar[int] = 2
     """The real servers' family this instance is for (``toward``)."""
+    tunnel: ClassVar[tuple[str, str]] = ("ipip", "nocsum")
+    """The tunnel type and checksum option this instance is for (``toward``), if it tunnels."""
 
-    def __reduce__(self) -> tuple[object, tuple[str, int]]:
+    def __reduce__(self) -> tuple[object, tuple[str, int, tuple[str, str]]]:
         """Copied or pickled (with the real servers that bind it), a method stays the
-        registry's one instance (for its real servers' family)."""
-        return get, (self.name, self.server_af)
+        registry's one instance (for its real servers' family and tunnel)."""
+        return get, (self.name, self.server_af, self.tunnel)
 
-    def toward(self, af: int) -> Forwarder:
-        """The method for a real server of family ``af`` (2 or 10): itself, unless the method
-        builds different frames for each (a tunnel's outer header)."""
+    def toward(self, af: int, tunnel: tuple[str, str] = ("ipip", "nocsum")) -> Forwarder:
+        """The method for a real server of family ``af`` (2 or 10) and, where it tunnels,
+        ``tunnel`` (type, checksum option): itself, unless the method builds different frames
+        for each (a tunnel's outer header)."""
         return self
 
     def forward(self, frame: bytearray, flow: Flow | Flow6, conn: Connection, hop: NextHop
@@ -137,10 +140,10 @@ def register(cls: type[Forwarder]) -> type[Forwarder]:
     return cls
 
 
-def get(name: str, af: int = 2) -> Forwarder:
-    """The method ``name`` toward a real server of family ``af``."""
+def get(name: str, af: int = 2, tunnel: tuple[str, str] = ("ipip", "nocsum")) -> Forwarder:
+    """The method ``name`` toward a real server of family ``af`` (and ``tunnel``)."""
     try:
-        return REGISTRY[name].toward(af)
+        return REGISTRY[name].toward(af, tunnel)
     except KeyError:
         known = ", ".join(sorted(REGISTRY))
         raise KeyError(f"unknown forwarding method {name!r} (known: {known})") from None

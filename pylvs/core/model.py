@@ -183,12 +183,15 @@ class RealServer:
         self.address = canonical(self.address) if self.af == AF_INET6 else self.address
         self.ip = ip_to_int(self.address)
         self.last_weight = self.weight
-        self.forwarder = forwarding.get(self.forward, self.af)
+        self.forwarder = forwarding.get(self.forward, self.af, (self.tun_type, self.tun_flags))
 
-    def set_forward(self, name: str) -> None:
-        """ipvsadm -e -g/-m/-i: the method of new connections (made ones keep theirs)."""
-        self.forwarder = forwarding.get(name, self.af)
+    def set_forward(self, name: str, tun_type: str = "ipip", tun_port: int = 0,
+                    tun_flags: str = "nocsum") -> None:
+        """ipvsadm -e -g/-m/-i (and --tun-*): the method of new connections (made ones keep
+        theirs)."""
+        self.forwarder = forwarding.get(name, self.af, (tun_type, tun_flags))
         self.forward = name
+        self.tun_type, self.tun_port, self.tun_flags = tun_type, tun_port, tun_flags
 
     def set_weight(self, weight: int) -> None:
         """ipvsadm -e -w: the caller tells the scheduler (update), as IPVS's upd_dest."""

@@ -70,7 +70,7 @@ class Verdict(StrEnum):
 
 def mtu_check(family: int, size: int, mtu: int, outer: int = OUTER_NONE, *, df: bool = False,
               first_fragment: bool = True, related_icmp: bool = False,
-              pmtu_disc: bool = True) -> tuple[Verdict, int]:
+              pmtu_disc: bool = True, overhead: int | None = None) -> tuple[Verdict, int]:
     """The verdict for an inner packet of ``family`` (4 or 6) and ``size`` bytes (its IP
     header on) on a route of ``mtu`` with ``outer`` encapsulation, and the MTU it is measured
     against (the route's minus the overhead, as an ICMP error carries it).
@@ -81,8 +81,10 @@ def mtu_check(family: int, size: int, mtu: int, outer: int = OUTER_NONE, *, df: 
     own rules are icmpv6.may_answer's); IPv4 into a tunnel with pmtu_disc off is sent whatever
     its size; IPv4 with DF, larger, not a relayed ICMP error: Fragmentation Needed; other IPv4
     is sent, fragmented. The hop limit / TTL check comes before (decrement_ttl), not here.
+    ``overhead``: the bytes the encapsulation adds, where they are more than the outer
+    header's (GUE's UDP and GUE header, GRE's: pylvs.core.encap.overhead).
     """
-    usable = mtu - OVERHEAD[outer]
+    usable = mtu - (OVERHEAD[outer] if overhead is None else overhead)
     if outer and usable < TUNNEL_MIN_MTU[outer]:
         return Verdict.DROP, usable
     if size <= usable:
@@ -97,16 +99,16 @@ def mtu_check(family: int, size: int, mtu: int, outer: int = OUTER_NONE, *, df: 
 
 
 def mtu_verdict(frame: Buffer, flow: Flow | Flow6, mtu: int, outer: int = OUTER_NONE,
-                pmtu_disc: bool = True) -> tuple[Verdict, int]:
+                pmtu_disc: bool = True, overhead: int | None = None) -> tuple[Verdict, int]:
     """``mtu_check`` for the packet ``flow`` describes (a relayed ICMP error is one IPVS's
     ip_vs_in_icmp(_v6) handles: ICMPv6 errors, ICMP unreachable, source quench, time exceeded)."""
     if isinstance(flow, Flow6):
         related = flow.proto == IPPROTO_ICMPV6 and 0 <= flow.icmp_type < 128
         return mtu_check(6, flow.ip_len, mtu, outer, first_fragment=flow.first_fragment,
-                         related_icmp=related, pmtu_disc=pmtu_disc)
+                         related_icmp=related, pmtu_disc=pmtu_disc, overhead=overhead)
     related = flow.proto == IPPROTO_ICMP and flow.icmp_type in _ICMP_RELATED
     return mtu_check(4, flow.ip_len, mtu, outer, df=dont_fragment(frame, flow.l3off),
-                     related_icmp=related, pmtu_disc=pmtu_disc)
+                     related_icmp=related, pmtu_disc=pmtu_disc, overhead=overhead)
 
 
 def ecn_encapsulate(dsfield: int) -> int:

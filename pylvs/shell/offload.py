@@ -96,7 +96,7 @@ class Offload:
         self.stats = xdp.Map(xdp.BPF_MAP_TYPE_ARRAY, 4, fastpath.STATS.size,
                              fastpath.STATS_SLOTS, "pylvs_stats")
         self.program = xdp.Program(fastpath.program(self.conns.fd, self.stats.fd,
-                                                    self.conns6.fd),
+                                                    self.conns6.fd, tunnels=True),
                                    "pylvs_fastpath")
 
     def apply(self, director: Director) -> None:
