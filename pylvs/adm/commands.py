@@ -5,8 +5,10 @@ Errors are the kernel's, in libipvs's words (``Service already exists``, ``No su
 persistence engine not found``, and every EINVAL as ``INVALID``), raised as ``DirectorError``
 (exit status 255). IPv6 as ip_vs_ctl.c has it: a real server of the other family only with
 tunnelling, an IPv6 real server unicast and not link-local, an IPv6 mask a prefix 1..128.
-ipvsadm's own defaults and gotchas are kept: every -a/-e starts from weight 1, thresholds 0
-and DR, and -E without -s goes back to wlc and without -p drops persistence. A deleted real
+While a sync daemon runs (``syncing``, which the shell knows), a real server of the other
+family is refused outright, tunnelled too. ipvsadm's own defaults and gotchas are kept: every
+-a/-e starts from weight 1, thresholds 0 and DR, and -E without -s goes back to wlc and without
+-p drops persistence. A deleted real
 server's connections stop at once (IPVS's expire_nodest_conn), counted as ``nodest_expired``;
 a quiesced one keeps them.
 """
@@ -71,6 +73,16 @@ def _check_family(service: VirtualService, command: Command) -> None:
     address = command.server[0]  # type: ignore[index]
     method = forwarders.get(command.forward or forwarders.DEFAULT)
     if family_of(address) != service.af and method.conn_flag != ipvsadm.IP_VS_CONN_F_TUNNEL:
+        raise DirectorError(INVALID)
+
+
+def _check_sync_family(director: Director, command: Command) -> None:
+    """ip_vs_genl_set_cmd: while a sync daemon runs (``ipvs->sync_state``, either half), a real
+    server of another family than its service is refused for -a and -e (EINVAL, "The
+    synchronization protocol is incompatible with mixed family services"), its service looked
+    up first (``Service not defined``), tunnelled or not."""
+    service = _service(director, command, "Service not defined")
+    if family_of(command.server[0]) != service.af:  # type: ignore[index]
         raise DirectorError(INVALID)
 
 
@@ -141,6 +153,13 @@ def _server_endpoint(service: VirtualService, command: Command, forced: bool = T
     return address, port
 
 
+def _tunnel(command: Command) -> dict[str, str | int]:
+    """A tunnelled real server's --tun-type, --tun-port and checksum option (ipvsadm's
+    defaults: ipip, 0, nocsum; -e sets them all again, as ipvsadm sends them all)."""
+    return {"tun_type": command.tun_type or "ipip", "tun_port": command.tun_port or 0,
+            "tun_flags": command.tun_flags or "nocsum"}
+
+
 def add_server(director: Director, command: Command) -> None:
     service = _service(director, command, "Service not defined")
     _check_family(service, command)
@@ -152,7 +171,8 @@ def add_server(director: Director, command: Command) -> None:
         service.add_real_server(RealServer(
             address, port, weight=1 if command.weight is None else command.weight,
             forward=command.forward or forwarders.DEFAULT,
-            upper_threshold=command.u_threshold or 0, lower_threshold=command.l_threshold or 0))
+            upper_threshold=command.u_threshold or 0, lower_threshold=command.l_threshold or 0,
+            **_tunnel(command)))
     except ValueError:  # the scheduler's EINVAL (mh: more servers than slots): nothing added
         raise DirectorError(INVALID) from None
 
@@ -167,7 +187,7 @@ def edit_server(director: Director, command: Command) -> None:
     if upper == 0 or upper > server.upper_threshold:
         server.overloaded = False
     server.set_weight(1 if command.weight is None else command.weight)
-    server.set_forward(command.forward or forwarders.DEFAULT)
+    server.set_forward(command.forward or forwarders.DEFAULT, **_tunnel(command))
     server.upper_threshold, server.lower_threshold = upper, command.l_threshold or 0
     service.scheduler.update(service.real_servers)
 
@@ -211,20 +231,22 @@ def adm(director: Director, argv: list[str], now: float, names: Lookup | None = 
     return answer(director, command, now, names)
 
 
-def answer(director: Director, command: Command, now: float, names: Lookup | None = None
-           ) -> tuple[int, str, str]:
+def answer(director: Director, command: Command, now: float, names: Lookup | None = None,
+           syncing: bool = False) -> tuple[int, str, str]:
     """``run`` with its refusals as ipvsadm reports them: (exit status, stdout, stderr)."""
     try:
-        return 0, run(director, command, now, names), ""
+        return 0, run(director, command, now, names, syncing), ""
     except UsageError as exc:
         return ipvsadm.EXIT_USAGE, "", f"{exc}\n"
     except DirectorError as exc:
         return ipvsadm.EXIT_DIRECTOR, "", f"{exc}\n"
 
 
-def run(director: Director, command: Command, now: float, names: Lookup | None = None) -> str:
+def run(director: Director, command: Command, now: float, names: Lookup | None = None,
+        syncing: bool = False) -> str:
     """One parsed command. A listing without -n names what ``names`` holds (host names by
-    address, service names by "port/protocol"), found by the caller: no lookups here."""
+    address, service names by "port/protocol"), found by the caller: no lookups here.
+    ``syncing``: a half of the sync daemon runs (IPVS's ``sync_state``), which the shell knows."""
     name = command.name
     if name == "help":
         return ipvsadm.USAGE
@@ -238,6 +260,8 @@ def run(director: Director, command: Command, now: float, names: Lookup | None =
         raise UsageError("-R reads rules from standard input: use pylvs adm -R")
     if name in ("start-daemon", "stop-daemon"):  # pylvs.shell.engine runs it: no socket here
         raise DirectorError("the sync daemon runs in pylvs run, not in the core")
+    if syncing and name in ("add-server", "edit-server"):
+        _check_sync_family(director, command)
     if name == "flush":
         flush(director)
     else:
@@ -276,7 +300,8 @@ def endpoints(director: Director) -> tuple[list[str], list[str]]:
 
 def mixed_family_dests(director: Director) -> int:
     """IPVS's ``mixed_address_family_dests``: real servers of another family than their
-    service. While there are any, --start-daemon is refused (EINVAL, ``INVALID``): the sync
-    protocol cannot carry them; and while a sync daemon runs, ip_vs_genl_set_cmd refuses to
-    add or edit one (EINVAL too). The shell, which runs the daemon, asks."""
+    service. While there are any, --start-daemon is refused (ip_vs_genl_new_daemon: EINVAL,
+    ``INVALID``): the sync protocol cannot carry them; and while a sync daemon runs,
+    ip_vs_genl_set_cmd refuses to add or edit one (EINVAL too: ``run`` with ``syncing``). The
+    shell, which runs the daemon, asks."""
     return sum(rs.af != svc.af for svc in director.services.values() for rs in svc.real_servers)

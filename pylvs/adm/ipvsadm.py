@@ -7,8 +7,10 @@ illegal, mutually exclusive) and ipvsadm's special rules. Every usage error is a
 (exit status 2); errors from the director itself are ``DirectorError`` (exit status 255).
 IPv6 as ipvsadm reads it (parse_service): ``[addr]:port``, an unbracketed IPv6 address without
 a port, ``-6`` only after ``-f``, ``-M`` a prefix length once the service is known to be IPv6,
-and a real server of the other family only with ``-i``. Addresses come out in the model's text.
-Pure: no sockets, no model changes.
+and a real server of the other family only with ``-i``. The sync daemon's ``--mcast-group`` (a
+multicast group of either family), ``--mcast-port``, ``--mcast-ttl`` and ``--sync-maxlen`` with
+ipvsadm's checks and texts. Addresses come out in the model's text. Pure: no sockets, no model
+changes.
 """
 
 from __future__ import annotations
@@ -115,12 +117,9 @@ IPV6_BEFORE_FWMARK = "-6 used before -f\n"
 MIXED_FAMILY = "Different address family is allowed only for tunneling servers"
 IP_VS_CONN_F_TUNNEL = 0x0002
 NOT_HERE = {
-    "mcast": "the sync daemon's multicast group, port, TTL and maxlen are IPVS's defaults in "
-             "this version of pylvs",
     "pe": "persistence engines (--pe) are not supported by this version of pylvs",
     "fwmark": "firewall-mark services (-f) are not supported by this version of pylvs",
     "sctp": "SCTP services are not supported by this version of pylvs",
-    "tun": "tunnel types other than ipip are not supported by this version of pylvs",
 }
 
 
@@ -160,6 +159,10 @@ class Command:
     daemon_state: str | None = None                 # --start/--stop-daemon: master | backup
     mcast_interface: str | None = None
     syncid: int | None = None
+    mcast_group: str | None = None                  # a multicast group of either family
+    mcast_port: int | None = None
+    mcast_ttl: int | None = None
+    sync_maxlen: int | None = None
 
     @property
     def flags(self) -> set[str]:
@@ -279,8 +282,15 @@ def _values(command: Command, values: dict[str, str], positional: list[str],
         command.mcast_interface = values["mcast-interface"]
     if "syncid" in values:
         command.syncid = _number(values["syncid"], 0, 255, "illegal syncid specified")
-    if {"mcast-group", "mcast-port", "mcast-ttl", "sync-maxlen"} & values.keys():
-        raise UsageError(NOT_HERE["mcast"])
+    if "mcast-group" in values:
+        command.mcast_group = _mcast_group(values["mcast-group"])
+    if "mcast-port" in values:
+        command.mcast_port = _number(values["mcast-port"], 1, 65535, "illegal mcast-port specified")
+    if "mcast-ttl" in values:
+        command.mcast_ttl = _number(values["mcast-ttl"], 1, 255, "illegal mcast-ttl specified")
+    if "sync-maxlen" in values:
+        command.sync_maxlen = _number(values["sync-maxlen"], 1, 65535 - 20 - 8,
+                                      "illegal sync-maxlen specified")
     if "tun-type" in values:
         if values["tun-type"] not in TUNNEL_OPTIONS:
             raise UsageError("illegal tunnel type specified")
@@ -290,6 +300,26 @@ def _values(command: Command, values: dict[str, str], positional: list[str],
     for flags in ("nocsum", "csum", "remcsum"):
         if f"tun-{flags}" in command.options:
             command.tun_flags = flags
+
+
+def _mcast_group(text: str) -> str:
+    """ipvsadm's --mcast-group: with a ``:`` an IPv6 address in ff00::/8 (inet_pton,
+    IN6_IS_ADDR_MULTICAST), else an IPv4 one in 224.0.0.0/4 (IN_MULTICAST); the model's text."""
+    if ":" in text:
+        try:
+            ok = "%" not in text and ipaddress.IPv6Address(text).is_multicast
+        except ValueError:
+            ok = False
+        if not ok:
+            raise UsageError(f"invalid IPv6 mcast-group `{text}'")
+        return canonical(text)
+    try:
+        ok = ipaddress.IPv4Address(text).is_multicast
+    except ValueError:
+        ok = False
+    if not ok:
+        raise UsageError(f"invalid IPv4 mcast-group `{text}'")
+    return text
 
 
 def _number(text: str, lo: int, hi: int, message: str) -> int:
@@ -457,8 +487,6 @@ def _check(command: Command) -> None:
         raise UsageError(MIXED_FAMILY)
     if name in ("add-server", "edit-server"):
         _check_tunnel(command)
-    if command.tun_type not in (None, "ipip"):
-        raise UsageError(NOT_HERE["tun"])
 
 
 def _check_tunnel(command: Command) -> None:

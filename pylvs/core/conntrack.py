@@ -346,8 +346,6 @@ class ConnectionTable:
         due."""
         outbox = self.outbox
         due = outbox.sync_due
-        if len(conn.key12) != 12:  # IPv6 connections are not synced yet (issue 23)
-            return
         state = conn.state if conn.proto == 6 else 0  # UDP travels as IPVS's state 0
         if due is not None and due(conn.proto, conn.synced_state, state, conn.in_pkts):
             conn.synced_state = state

@@ -6,6 +6,13 @@ the state, NOOUTPUT and timeout it was sent (0: the state's own), and counts it 
 inactive as IPVS does; a connection it has already is brought up to date. One whose service or
 real server the backup does not have is skipped and counted, as the kernel does. Persistence
 templates are not sent (pylvs keeps them per director).
+
+IPv6 connections go as IPv4 ones do, in the kernel's IPv6 entry: the entry's family is the
+connection's (its service's), and the backup looks the service up in that family (an IPv6
+service's key carries AF_INET6: pylvs.core.model.service_key) and the real server in it too,
+as ip_vs_proc_conn's ip_vs_find_dest(type, type, ...) does: IPVS does not sync a connection
+whose real server is of another family than its service (it refuses such servers while it
+syncs), and neither does ``syncable``.
 """
 
 from __future__ import annotations
@@ -14,21 +21,29 @@ from collections import Counter
 
 from pylvs.core.conntrack import ACTIVE_STATES, UDP_STATE, Connection, Timeouts
 from pylvs.core.director import Director
-from pylvs.core.model import int_to_ip, ip_to_int
+from pylvs.core.model import int_to_ip, ip_to_int, service_key
 from pylvs.ha import sync
 
 
+def syncable(conn: Connection) -> bool:
+    """Whether a sync entry can carry the connection: its real server is of its family (one of
+    another family, a tunnelled one, has no entry; IPVS never has one while it syncs)."""
+    return conn.server.af == conn.af
+
+
 def to_wire(conn: Connection, timeouts: Timeouts) -> sync.SyncConn:
-    """ip_vs_sync_conn's entry: the state's whole timeout, as the kernel sends cp->timeout."""
+    """ip_vs_sync_conn's entry: the state's whole timeout, as the kernel sends cp->timeout;
+    the addresses in the connection's family."""
     flags = conn.forwarder.conn_flag
     if conn.nooutput:
         flags |= sync.IP_VS_CONN_F_NOOUTPUT
     if not conn.active:
         flags |= sync.IP_VS_CONN_F_INACTIVE
     state = conn.state if conn.proto == 6 else sync.IP_VS_UDP_S_NORMAL
-    return sync.SyncConn(conn.proto, int_to_ip(conn.caddr), conn.cport, int_to_ip(conn.vaddr),
-                         conn.vport, conn.server.address, conn.server.port, state, flags,
-                         timeouts.by_state[conn.state])
+    af = conn.af
+    return sync.SyncConn(conn.proto, int_to_ip(conn.caddr, af), conn.cport,
+                         int_to_ip(conn.vaddr, af), conn.vport, conn.server.address,
+                         conn.server.port, state, flags, timeouts.by_state[conn.state])
 
 
 def install(director: Director, entries: list[sync.SyncConn], now: float) -> Counter[str]:
@@ -36,7 +51,7 @@ def install(director: Director, entries: list[sync.SyncConn], now: float) -> Cou
     counts: Counter[str] = Counter()
     table = director.table
     for entry in entries:
-        service = director.services.get((entry.protocol, ip_to_int(entry.vaddr), entry.vport))
+        service = director.services.get(service_key(entry.protocol, entry.vaddr, entry.vport))
         server = None if service is None else service.find_real_server(entry.daddr,
                                                                       entry.dport)
         if service is None or server is None:
@@ -45,7 +60,7 @@ def install(director: Director, entries: list[sync.SyncConn], now: float) -> Cou
         state = entry.state if entry.protocol == 6 else UDP_STATE
         key = (entry.protocol, ip_to_int(entry.caddr), entry.cport, ip_to_int(entry.vaddr),
                entry.vport)
-        conn = table.get(key)
+        conn = table.get(key, service.af)
         if conn is None or conn.server is not server:
             if conn is not None:
                 table.remove(conn)

@@ -1,18 +1,24 @@
 """The IPVS connection synchronization protocol: its messages, and when a connection is sent.
 
-A master multicasts the state of its connections to 224.0.0.81:8848 (TTL 1); a backup creates
-them, flagged SYNC, so that it can take over established connections (reference §7). This module
-owns the wire format and the master's per-packet decision; it is sans-IO: no sockets, no clock.
+A master multicasts the state of its connections to 224.0.0.81:8848 (TTL 1), or to the group
+it was given (an IPv6 one such as ``ff02::8848`` too); a backup creates them, flagged SYNC, so
+that it can take over established connections (reference §7). This module owns the wire format,
+the master's per-packet decision and the daemon's sizes; it is sans-IO: no sockets, no clock.
 
 Wire format (Linux ``net/netfilter/ipvs/ip_vs_sync.c``): :func:`encode` writes protocol version 1,
-the kernel default (``sync_version=1``); :func:`decode` reads versions 1 and 0, as a kernel backup
-does, and follows its ``ip_vs_process_message`` checks: a message whose size field is not the
-datagram's length, or an entry that runs past it, or a malformed option, drops the whole message
-(:class:`SyncError`); an entry the backup would not create is left out and decoding goes on: IPv6
-entries (pylvs is IPv4-only), entries with an unknown mandatory option or persistence-engine data
-(pylvs has no persistence engines), non-templates with a protocol other than TCP/UDP or a state
-out of that protocol's range. Bytes after the last announced entry are ignored, as the kernel does.
-A backup with a nonzero SyncID ignores messages with another SyncID: :func:`decode` returns ``[]``.
+the kernel default (``sync_version=1``), as ``ip_vs_sync_conn`` does: an IPv4 connection in a
+36-byte ``struct ip_vs_sync_v4`` (type 0), an IPv6 one in a 72-byte ``struct ip_vs_sync_v6``
+(type ``STYPE_F_INET6``, the same fields with the three addresses 16 bytes each), both families
+in one message, whatever the family of the transport. :func:`decode` reads versions 1 and 0, as
+a kernel backup does, and follows its ``ip_vs_process_message`` checks: a message whose size
+field is not the datagram's length, an entry that runs past it, an entry shorter than its
+type's fixed part (an IPv6 one under 72 bytes, an IPv4 one under 36), an unknown entry type, or
+a malformed option, drops the whole message (:class:`SyncError`); an entry the backup would not
+create is left out and decoding goes on: entries with an unknown mandatory option or
+persistence-engine data (pylvs has no persistence engines), non-templates with a protocol other
+than TCP/UDP or a state out of that protocol's range. Bytes after the last announced entry are
+ignored, as the kernel does. A backup with a nonzero SyncID ignores messages with another
+SyncID: :func:`decode` returns ``[]``.
 
 Flags and timeouts are carried as on the wire: ``flags`` are the master's (apply
 :func:`backup_flags` for what a backup keeps), a ``timeout`` of 0 (always so in version 0) means
@@ -26,12 +32,17 @@ import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from pylvs.core.model import AF_INET, AF_INET6, inet_ntop6
+
 SYNC_GROUP = "224.0.0.81"  # IP_VS_SYNC_GROUP 0xe0000051
 SYNC_PORT = 8848  # IP_VS_SYNC_PORT; with sync_ports=N the master uses 8848..8848+N-1
 SYNC_TTL = 1  # default mcast_ttl
 SYNC_PROTO_VER = 1
 MAX_CONNS_PER_MESSAGE = 255  # nr_conns is a u8
-DEFAULT_MTU_BUDGET = 1500 - 20 - 8  # Ethernet MTU less the IPv4 and UDP headers
+HEADROOM = {AF_INET: 20 + 8, AF_INET6: 40 + 8}
+"""start_sync_thread's hlen: the IP and UDP headers in front of a message, by the transport's
+family."""
+DEFAULT_MTU_BUDGET = 1500 - HEADROOM[AF_INET]  # a master's sync_maxlen over IPv4: 1472
 
 IPPROTO_TCP, IPPROTO_UDP = 6, 17
 
@@ -76,9 +87,15 @@ HEADER_V0 = struct.Struct("!BBH")  # nr_conns syncid size
 HEADER_V1 = struct.Struct("!BBHBbH")  # reserved(0) syncid size nr_conns version spare
 # reserved protocol cport vport dport caddr vaddr daddr flags state
 ENTRY_V0 = struct.Struct("!BBHHH4s4s4sHH")
-# type protocol ver_size flags state cport vport dport fwmark timeout caddr vaddr daddr
+# type protocol ver_size flags state cport vport dport fwmark timeout caddr vaddr daddr:
+# struct ip_vs_sync_v4 (36 bytes) and struct ip_vs_sync_v6 (72), in6_addr for the addresses
 ENTRY_V4 = struct.Struct("!BBHIHHHHII4s4s4s")
-ENTRY_V6_SIZE = ENTRY_V4.size + 3 * 12
+ENTRY_V6 = struct.Struct("!BBHIHHHHII16s16s16s")
+ENTRY_V6_SIZE = ENTRY_V6.size
+ENTRIES = {AF_INET: ENTRY_V4, AF_INET6: ENTRY_V6}
+TYPES = {AF_INET: 0, AF_INET6: STYPE_F_INET6}
+"""An entry's type byte by its family: ip_vs_sync_conn's ``cp->af == AF_INET6 ?
+STYPE_F_INET6 : 0``."""
 
 _NUM_STATES = {IPPROTO_TCP: IP_VS_TCP_S_LAST, IPPROTO_UDP: IP_VS_UDP_S_LAST}
 _OPTION_MAXLEN = {IPVS_OPT_SEQ_DATA: SEQ_OPTIONS_SIZE, IPVS_OPT_PE_DATA: IP_VS_PEDATA_MAXLEN,
@@ -110,9 +127,69 @@ class SyncConn:
     """Seconds left on the master's timer; 0: the state's default."""
     fwmark: int = 0
 
+    @property
+    def af(self) -> int:
+        """The entry's family (its type's STYPE_F_INET6 bit): its client's, as cp->af."""
+        return AF_INET6 if ":" in self.caddr else AF_INET
+
 
 def _ip(raw: bytes) -> str:
-    return str(ipaddress.IPv4Address(raw))
+    """An address of an entry in the text the model keeps (inet_ntop's, for IPv6)."""
+    if len(raw) == 4:
+        return str(ipaddress.IPv4Address(raw))
+    return inet_ntop6(int.from_bytes(raw, "big"))
+
+
+@dataclass(frozen=True, slots=True)
+class Transport:
+    """Where the daemon's messages go (ipvsadm's --mcast-group, --mcast-port, --mcast-ttl,
+    --sync-maxlen; keepalived's lvs_sync_daemon ``group``, ``port``, ``ttl``, ``maxlen``): a
+    multicast group of either family (IPVS takes no other: ip_vs_genl_new_daemon refuses a
+    group that is not multicast), the port, the TTL or hop limit, and sync_maxlen (0: the
+    kernel's default, ``default_maxlen``). The transport's family is independent of the
+    entries': an IPv4 group carries IPv6 connections and an IPv6 group IPv4 ones."""
+
+    group: str = SYNC_GROUP
+    port: int = SYNC_PORT
+    ttl: int = SYNC_TTL
+    maxlen: int = 0
+
+    def __post_init__(self) -> None:
+        if not is_multicast(self.group):
+            raise ValueError(f"{self.group!r} is not a multicast group (IPVS takes no other)")
+
+    @property
+    def af(self) -> int:
+        """The transport's family (the kernel's mcast_af): the group's."""
+        return AF_INET6 if ":" in self.group else AF_INET
+
+    def sync_maxlen(self, backup: bool, mtu: int = 1500) -> int:
+        """The message length the daemon sends at most (a master) or reads (a backup)."""
+        if self.maxlen:
+            return clamp_maxlen(self.af, backup, self.maxlen)
+        return default_maxlen(self.af, backup, mtu)
+
+
+def is_multicast(group: str) -> bool:
+    """A group IPVS takes: IPv4 224.0.0.0/4 (ipv4_is_multicast), IPv6 ff00::/8
+    (IPV6_ADDR_MULTICAST)."""
+    try:
+        return "%" not in group and ipaddress.ip_address(group).is_multicast
+    except ValueError:
+        return False
+
+
+def default_maxlen(af: int, backup: bool, mtu: int = 1500) -> int:
+    """start_sync_thread's sync_maxlen when none is given: a master's messages fit 1500 bytes,
+    a backup reads up to its interface's MTU (1500..65535), less the IPv4 or IPv6 and UDP
+    headers of the transport (``af``): 1472 and 1452 on an Ethernet link."""
+    return (min(max(mtu, 1500), 65535) if backup else 1500) - HEADROOM[af]
+
+
+def clamp_maxlen(af: int, backup: bool, maxlen: int) -> int:
+    """start_sync_thread's clamp of a given sync_maxlen: at least 1 (a master) or 1024 (a
+    backup), at most 65535 less the transport's headers."""
+    return min(max(maxlen, 1024 if backup else 1), 65535 - HEADROOM[af])
 
 
 def backup_flags(flags: int) -> int:
@@ -122,17 +199,27 @@ def backup_flags(flags: int) -> int:
 
 def encode(conns: Iterable[SyncConn], syncid: int,
            mtu_budget: int = DEFAULT_MTU_BUDGET) -> list[bytes]:
-    """Version 1 messages carrying ``conns`` in order, each at most ``mtu_budget`` bytes and 255
-    entries, as full as those allow. Entries are IPv4 without options (36 bytes, so unpadded)."""
+    """Version 1 messages carrying ``conns`` in order, IPv4 and IPv6 entries mixed, filled as
+    ip_vs_sync_conn fills its buffer: an entry that does not fit the message's ``mtu_budget``
+    bytes (the daemon's sync_maxlen) or would be its 256th (nr_conns is a u8) starts the next
+    message; one that fits no message alone still goes, alone (ip_vs_sync_buff_create makes the
+    buffer as big as it needs). Entries carry no options (36 or 72 bytes, so no padding)."""
     if not 0 <= syncid <= 0xFF:
         raise ValueError(f"syncid {syncid} is not a u8")
-    per_message = min(MAX_CONNS_PER_MESSAGE,
-                      (min(mtu_budget, 0xFFFF) - HEADER_V1.size) // ENTRY_V4.size)
-    if per_message < 1:
-        raise ValueError(f"an MTU budget of {mtu_budget} bytes holds no entry")
-    entries = [_entry(conn) for conn in conns]
-    return [_message(syncid, entries[i:i + per_message])
-            for i in range(0, len(entries), per_message)]
+    budget = min(mtu_budget, 0xFFFF)
+    messages: list[bytes] = []
+    entries: list[bytes] = []
+    size = HEADER_V1.size
+    for conn in conns:
+        entry = _entry(conn)
+        if entries and (size + len(entry) > budget or len(entries) == MAX_CONNS_PER_MESSAGE):
+            messages.append(_message(syncid, entries))
+            entries, size = [], HEADER_V1.size
+        entries.append(entry)
+        size += len(entry)
+    if entries:
+        messages.append(_message(syncid, entries))
+    return messages
 
 
 def _message(syncid: int, entries: list[bytes]) -> bytes:
@@ -141,16 +228,24 @@ def _message(syncid: int, entries: list[bytes]) -> bytes:
 
 
 def _entry(conn: SyncConn) -> bytes:
+    """ip_vs_sync_conn's entry: its type by the family, ``ver_size`` version 0 and the entry's
+    size, the three addresses of that family (a connection whose real server is of another
+    family has no entry: IPVS refuses such servers while it syncs)."""
+    af = conn.af
+    layout = ENTRIES[af]
     try:
-        return ENTRY_V4.pack(0, conn.protocol, ENTRY_V4.size, conn.flags, conn.state, conn.cport,
-                             conn.vport, conn.dport, conn.fwmark, conn.timeout,
-                             _packed(conn.caddr), _packed(conn.vaddr), _packed(conn.daddr))
-    except struct.error as error:
+        addresses = [_packed(address, af) for address in (conn.caddr, conn.vaddr, conn.daddr)]
+        return layout.pack(TYPES[af], conn.protocol, layout.size & SVER_MASK, conn.flags,
+                           conn.state, conn.cport, conn.vport, conn.dport, conn.fwmark,
+                           conn.timeout, *addresses)
+    except (struct.error, ValueError) as error:
         raise ValueError(f"{conn} does not fit a sync entry: {error}") from None
 
 
-def _packed(address: str) -> bytes:
-    return ipaddress.IPv4Address(address).packed
+def _packed(address: str, af: int) -> bytes:
+    if af == AF_INET:
+        return ipaddress.IPv4Address(address).packed
+    return ipaddress.IPv6Address(address).packed
 
 
 def decode(payload: bytes, syncid: int = 0) -> list[SyncConn]:
@@ -205,19 +300,23 @@ def _decode_v1(data: bytes, nr_conns: int) -> list[SyncConn]:
 
 
 def _entry_v1(data: bytes, start: int, end: int) -> SyncConn | None:
+    """ip_vs_proc_sync_conn: the type's bit 0 (STYPE_F_INET6) makes it IPv6, whatever its other
+    bits; else a type other than 0 drops the message (-10), as does an entry whose size does
+    not cover its type's fixed part (-20: an IPv6 entry sized as an IPv4 one, say)."""
     kind = data[start]
     if kind & STYPE_F_INET6:
-        fixed = ENTRY_V6_SIZE
+        layout = ENTRY_V6
     elif kind == 0:
-        fixed = ENTRY_V4.size
+        layout = ENTRY_V4
     else:
         raise SyncError(f"unknown entry type {kind:#x}")
-    if start + fixed > end:
-        raise SyncError(f"entry of {end - start} bytes is shorter than its {fixed} fixed bytes")
-    if not _options_acceptable(data, start + fixed, end) or kind & STYPE_F_INET6:
+    if start + layout.size > end:
+        raise SyncError(f"entry of {end - start} bytes is shorter than its {layout.size} "
+                        "fixed bytes")
+    if not _options_acceptable(data, start + layout.size, end):
         return None
     (_, protocol, _, flags, state, cport, vport, dport, fwmark, timeout,
-     caddr, vaddr, daddr) = ENTRY_V4.unpack_from(data, start)
+     caddr, vaddr, daddr) = layout.unpack_from(data, start)
     if not _acceptable(protocol, state, flags):
         return None
     return SyncConn(protocol, _ip(caddr), cport, _ip(vaddr), vport,

@@ -18,11 +18,11 @@ import time
 from collections import Counter
 from collections.abc import Callable
 
-from pylvs.adm import ipvsadm, ruleset
+from pylvs.adm import commands, ipvsadm, ruleset
 from pylvs.adm.config import Config
 from pylvs.core.director import Director
 from pylvs.core.model import VirtualService
-from pylvs.ha import bgp
+from pylvs.ha import bgp, sync
 from pylvs.ha.sync import SyncConn
 from pylvs.shell import metrics
 from pylvs.shell.announcer import AnnounceError, Announcer
@@ -180,33 +180,53 @@ class HaRuntime:
 
     # -- IPVS's sync daemon -------------------------------------------------------------------
 
+    @property
+    def syncing(self) -> bool:
+        """A half of the sync daemon runs here (IPVS's ``sync_state``): a real server of
+        another family than its service is refused meanwhile (commands.run's ``syncing``)."""
+        return bool(self.sync_daemons)
+
     def daemon(self, command: ipvsadm.Command) -> Reply:
         """--start-daemon, --stop-daemon and -L --daemon, with libipvs's refusals."""
         if command.name == "list":
             return Reply(0, "".join(f"{h.describe()}\n" for h in self.sync_daemons.values()))
         role = command.daemon_state or ""
         if command.name == "start-daemon":
+            transport = sync.Transport(command.mcast_group or sync.SYNC_GROUP,
+                                       command.mcast_port or sync.SYNC_PORT,
+                                       command.mcast_ttl or sync.SYNC_TTL,
+                                       command.sync_maxlen or 0)
             return self.start_half(role, command.mcast_interface or DEFAULT_INTERFACE,
-                                   command.syncid or 0)
+                                   command.syncid or 0, transport)
         half = self.sync_daemons.pop(role, None)
         if half is None:
             return Reply(ipvsadm.EXIT_DIRECTOR, "", "No daemon is running\n")
         half.close()
         return Reply(0)
 
-    def start_half(self, role: str, interface: str, syncid: int) -> Reply:
+    def start_half(self, role: str, interface: str, syncid: int,
+                   transport: sync.Transport | None = None) -> Reply:
+        """ip_vs_genl_new_daemon, then start_sync_thread: refused (EINVAL) while a real server
+        of another family than its service exists, whose connections the protocol cannot
+        carry; then refused if that half runs already (EEXIST)."""
+        if commands.mixed_family_dests(self.director):
+            log.error("sync daemon: %s refused: a real server is of another family than its "
+                      "service, and the sync protocol cannot carry its connections", role)
+            return Reply(ipvsadm.EXIT_DIRECTOR, "", f"{commands.INVALID}\n")
         if role in self.sync_daemons:
             return Reply(ipvsadm.EXIT_DIRECTOR, "", "Daemon has already run\n")
         try:
             if role == "master":
-                half: SyncHalf = SyncMaster(self.director, interface, syncid)
+                half: SyncHalf = SyncMaster(self.director, interface, syncid, transport)
             else:
                 assert self.install_synced is not None
-                half = SyncBackup(self.director, interface, syncid, self.install_synced)
+                half = SyncBackup(self.director, interface, syncid, self.install_synced,
+                                  transport)
         except OSError as exc:
             return Reply(ipvsadm.EXIT_DIRECTOR, "", f"{exc.strerror or exc}\n")
         self.sync_daemons[role] = half
-        log.info("sync daemon: %s on %s, syncid %d", role, interface, syncid)
+        log.info("sync daemon: %s on %s, syncid %d, group %s port %d", role, interface, syncid,
+                 half.transport.group, half.transport.port)
         return Reply(0)
 
     def sync_counts(self) -> dict[str, int] | None:

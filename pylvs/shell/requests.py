@@ -45,16 +45,16 @@ def changes_rules(command: ipvsadm.Command) -> bool:
 
 
 def apply(director: Director, command: ipvsadm.Command, names: commands.Lookup | None = None,
-          follow: Callable[[], None] = lambda: None) -> Reply:
+          follow: Callable[[], None] = lambda: None, syncing: bool = False) -> Reply:
     """One parsed command on ``director``, with commands.adm's exit statuses and texts, then
     ``follow`` (the host made to match the rules) when the core's outbox says the rules
     changed. Atomic: when the host cannot follow, the rules and timeouts go back to what they
-    were and the command is refused."""
+    were and the command is refused. ``syncing``: a sync daemon half runs (commands.run)."""
     changes = changes_rules(command)
     saved = ruleset.commands(director.services.values()) if changes else []
     timeouts = director.table.timeouts.triple()
     try:
-        reply = Reply(*commands.answer(director, command, time.monotonic(), names))
+        reply = Reply(*commands.answer(director, command, time.monotonic(), names, syncing))
         if director.outbox.take_rules_changed():  # the core's word, whatever the command
             follow()
         return reply
@@ -137,7 +137,8 @@ class Requests:
             return self.engine.ha.daemon(command)
         if command.name == "list":  # what the fast path counted
             self.engine.read_offload("connection" in command.options)
-        return apply(self.director, command, names, self.engine.follow)
+        return apply(self.director, command, names, self.engine.follow,
+                     self.engine.ha.syncing)
 
     def install_synced(self, entries: list[SyncConn], now: float) -> Counter[str]:
         """Connections the sync daemon heard, into the table."""

@@ -9,16 +9,25 @@ traffic sends nothing, so two directors
 under VRRP each keep the other's connections, and the one that takes the VIP over finds the
 established connections on their real servers. `pylvs adm --start-daemon master|backup` starts
 one half. Polled from the loop.
+
+The transport (pylvs.ha.sync.Transport) is another group, port or TTL when given (ipvsadm's
+--mcast-group, --mcast-port, --mcast-ttl): an IPv6 group makes both halves IPv6 sockets as
+ip_vs_sync.c's make_send_sock and make_receive_sock do for mcast_af AF_INET6 (IPV6_MULTICAST_IF
+and IPV6_MULTICAST_HOPS on the interface, loop off, no bind on the sending side; the receiving
+side bound to the group and port on the interface, then joined to the group there). Either
+family of transport carries entries of both families.
 """
 
 from __future__ import annotations
 
 import logging
 import socket
+import struct
 from collections import Counter
 from collections.abc import Callable
 
 from pylvs.core.director import Director
+from pylvs.core.model import AF_INET6, canonical
 from pylvs.ha import replica, sync
 from pylvs.shell import addresses, interfaces
 
@@ -32,6 +41,7 @@ BACKUP_COUNTS = ("received", "malformed", "other_syncid", "created", "refreshed"
 what became of the connections the others carried (pylvs.ha.replica's counts)."""
 
 DEFAULT_INTERFACE = "eth0"  # ipvsadm's DEF_MCAST_IFN when --mcast-interface is not given
+IP_MTU_DISCOVER, IPV6_MTU_DISCOVER, PMTUDISC_DONT = 10, 23, 0  # linux/in.h, linux/in6.h
 
 
 class SyncHalf:
@@ -39,11 +49,22 @@ class SyncHalf:
     counts: tuple[str, ...] = ()
     sock: socket.socket
 
-    def __init__(self, director: Director, interface: str, syncid: int) -> None:
+    def __init__(self, director: Director, interface: str, syncid: int,
+                 transport: sync.Transport | None = None) -> None:
         self.director, self.interface, self.syncid = director, interface, syncid
+        self.transport = transport or sync.Transport()
         self.counters: Counter[str] = Counter(dict.fromkeys(self.counts, 0))
         """Real counts of real messages (pylvs_sync_* in the metrics), zeros included."""
-        self.maxlen = interfaces.interface_mtu(interface) - 28
+        self.maxlen = self.transport.sync_maxlen(self.role == "backup",
+                                                 interfaces.interface_mtu(interface))
+        """start_sync_thread's sync_maxlen: what a master's messages hold at most, and what a
+        backup reads of a datagram (a longer one is cut, so its size field no longer matches
+        and it is dropped, as the kernel drops it)."""
+        self.family = socket.AF_INET6 if self.transport.af == AF_INET6 else socket.AF_INET
+        self.destination: tuple[str, int] | tuple[str, int, int, int] = (
+            (self.transport.group, self.transport.port, 0, 0) if self.family == socket.AF_INET6
+            else (self.transport.group, self.transport.port))
+        """get_mcast_sockaddr: the group and port (no scope: the socket's interface is it)."""
 
     def poll(self, now: float) -> None:
         raise NotImplementedError
@@ -56,24 +77,47 @@ class SyncHalf:
         self.sock.close()
 
     def describe(self) -> str:
-        """ipvsadm -L --daemon's line, with the fields a netlink kernel reports."""
+        """ipvsadm -L --daemon's line, with the fields a netlink kernel reports (the group as
+        inet_ntop writes it)."""
+        transport = self.transport
         return (f"{self.role} sync daemon (mcast={self.interface}, syncid={self.syncid}, "
-                f"maxlen={self.maxlen}, group={sync.SYNC_GROUP}, port={sync.SYNC_PORT}, "
-                f"ttl={sync.SYNC_TTL})")
+                f"maxlen={self.maxlen}, group={canonical(transport.group)}, "
+                f"port={transport.port}, ttl={transport.ttl})")
+
+
+def _ipv6_mreq(group: str, interface: str) -> bytes:
+    """struct ipv6_mreq: the group and the interface's index."""
+    return struct.pack("16sI", socket.inet_pton(socket.AF_INET6, group),
+                       interfaces.interface_index(interface))
 
 
 class SyncMaster(SyncHalf):
     role = "master"
     counts = MASTER_COUNTS
 
-    def __init__(self, director: Director, interface: str, syncid: int) -> None:
-        super().__init__(director, interface, syncid)
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF,
-                             addresses.multicast_request(sync.SYNC_GROUP, interface))
-        self.sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, sync.SYNC_TTL)
-        self.sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 0)
-        self.sock.setblocking(False)
+    def __init__(self, director: Director, interface: str, syncid: int,
+                 transport: sync.Transport | None = None) -> None:
+        super().__init__(director, interface, syncid, transport)
+        ttl = self.transport.ttl
+        self.sock = socket.socket(self.family, socket.SOCK_DGRAM)
+        try:
+            if self.family == socket.AF_INET6:
+                self.sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF,
+                                     interfaces.interface_index(interface))
+                self.sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_LOOP, 0)
+                self.sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, ttl)
+                self.sock.setsockopt(socket.IPPROTO_IPV6, IPV6_MTU_DISCOVER, PMTUDISC_DONT)
+            else:
+                self.sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF,
+                                     addresses.multicast_request(self.transport.group,
+                                                                 interface))
+                self.sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, ttl)
+                self.sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 0)
+                self.sock.setsockopt(socket.IPPROTO_IP, IP_MTU_DISCOVER, PMTUDISC_DONT)
+            self.sock.setblocking(False)
+        except OSError:
+            self.sock.close()
+            raise
         director.outbox.start_sync(sync.should_sync)
 
     def poll(self, now: float) -> None:
@@ -81,10 +125,10 @@ class SyncMaster(SyncHalf):
         if not due:
             return
         timeouts = self.director.table.timeouts
-        conns = [replica.to_wire(conn, timeouts) for conn in due]
+        conns = [replica.to_wire(conn, timeouts) for conn in due if replica.syncable(conn)]
         for message in sync.encode(conns, self.syncid, self.maxlen):
             try:
-                self.sock.sendto(message, (sync.SYNC_GROUP, sync.SYNC_PORT))
+                self.sock.sendto(message, self.destination)
                 self.counters["sent"] += 1
             except OSError as exc:  # a full buffer or a link down: the next sync repairs
                 self.counters["send_failed"] += 1
@@ -105,22 +149,32 @@ class SyncBackup(SyncHalf):
     counts = BACKUP_COUNTS
 
     def __init__(self, director: Director, interface: str, syncid: int,
-                 install: Install | None = None) -> None:
-        super().__init__(director, interface, syncid)
+                 install: Install | None = None, transport: sync.Transport | None = None
+                 ) -> None:
+        super().__init__(director, interface, syncid, transport)
         self.install: Install = install or (lambda entries, now:
                                             replica.install(director, entries, now))
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, interface.encode())
-        self.sock.bind((sync.SYNC_GROUP, sync.SYNC_PORT))
-        self.sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP,
-                             addresses.multicast_request(sync.SYNC_GROUP, interface))
-        self.sock.setblocking(False)
+        group = self.transport.group
+        self.sock = socket.socket(self.family, socket.SOCK_DGRAM)
+        try:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, interface.encode())
+            self.sock.bind(self.destination)
+            if self.family == socket.AF_INET6:
+                self.sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP,
+                                     _ipv6_mreq(group, interface))
+            else:
+                self.sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP,
+                                     addresses.multicast_request(group, interface))
+            self.sock.setblocking(False)
+        except OSError:
+            self.sock.close()
+            raise
 
     def poll(self, now: float) -> None:
         while True:
             try:
-                payload = self.sock.recv(65535)
+                payload = self.sock.recv(self.maxlen)
             except BlockingIOError:
                 return
             self.counters["received"] += 1

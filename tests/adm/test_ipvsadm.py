@@ -50,7 +50,17 @@ def test_parse(argv, name, flags):
     (["--start-daemon", "primary"], "illegal start-daemon parameter specified"),
     (["--stop-daemon", "primary"], "illegal start_daemon specified"),  # sic, as ipvsadm
     (["--start-daemon", "master", "--syncid", "256"], "illegal syncid specified"),
-    (["--start-daemon", "master", "--mcast-port", "9000"], "IPVS's defaults"),
+    (["--start-daemon", "master", "--mcast-port", "0"], "illegal mcast-port specified"),
+    (["--start-daemon", "master", "--mcast-ttl", "256"], "illegal mcast-ttl specified"),
+    (["--start-daemon", "master", "--sync-maxlen", "65508"], "illegal sync-maxlen specified"),
+    (["--start-daemon", "master", "--mcast-group", "10.0.0.1"],
+     "invalid IPv4 mcast-group `10.0.0.1'"),
+    (["--start-daemon", "master", "--mcast-group", "2001:db8::1"],
+     "invalid IPv6 mcast-group `2001:db8::1'"),
+    (["--start-daemon", "master", "--mcast-group", "ff02::1%eth0"],
+     "invalid IPv6 mcast-group `ff02::1%eth0'"),
+    (["--stop-daemon", "master", "--mcast-group", "224.0.0.81"],
+     "Illegal 'mcast-group' option with the 'stop-daemon' command"),
     (["--start-daemon", "master", "-w", "1"],
      "Illegal 'weight' option with the 'start-daemon' command"),
     (["-Ln", "-t", "1.2.3:80"], "illegal virtual server address[:port] specified"),
@@ -89,3 +99,17 @@ def test_daemon_commands_carry_their_state_interface_and_syncid():
         "start-daemon", "backup", "eth1", 7)
     assert ipvsadm.parse(["-L", "--daemon"]).options == {"daemon"}
     assert ipvsadm.parse(["--stop-daemon", "master"]).daemon_state == "master"
+
+
+def test_daemon_transport_options_as_ipvsadm_checks_them():
+    """ipvsadm 1.31's --mcast-group (a ':' makes it IPv6: ff00::/8, else 224.0.0.0/4),
+    --mcast-port 1..65535, --mcast-ttl 1..255, --sync-maxlen 1..65535-20-8; the group in
+    inet_ntop's text."""
+    command = ipvsadm.parse(["--start-daemon", "master", "--mcast-group", "FF02:0::8848",
+                             "--mcast-port", "9000", "--mcast-ttl", "2", "--sync-maxlen",
+                             "65507"])
+    assert (command.mcast_group, command.mcast_port, command.mcast_ttl, command.sync_maxlen) == (
+        "ff02::8848", 9000, 2, 65507)
+    assert ipvsadm.parse(["--start-daemon", "backup", "--mcast-group", "239.1.2.3"]
+                         ).mcast_group == "239.1.2.3"
+    assert ipvsadm.parse(["--start-daemon", "backup"]).mcast_group is None

@@ -8,9 +8,10 @@ from __future__ import annotations
 import pytest
 
 import schedulers
-from pylvs.adm import ipvsadm, layouts
+from pylvs.adm import commands, ipvsadm, layouts
 from pylvs.adm.ipvsadm import UsageError
-from pylvs.core.model import RealServer, VirtualService
+from pylvs.core.director import Director
+from pylvs.core.model import RealServer, VirtualService, ip_to_int
 
 ADD = "-a -t 192.0.2.1:80 -r 198.51.100.1"
 
@@ -65,3 +66,45 @@ def test_a_real_server_that_is_not_tunnelled_has_no_tunnel_info():
     service = VirtualService("tcp", "192.0.2.1", 80, schedulers.get("rr")())
     service.add_real_server(_dest("ipip", forward="dr"))
     assert "--tun-type" not in layouts.render_save([service], layouts.Names(numeric=True))
+
+
+RULES = ["-A -t 192.0.2.1:80 -s rr",
+         "-a -t 192.0.2.1:80 -r 198.51.100.1:80 -i -w 1 --tun-type gue --tun-port 6080 --tun-csum",
+         "-a -t 192.0.2.1:80 -r 198.51.100.2:80 -i -w 1 --tun-type gre --tun-nocsum",
+         "-a -t 192.0.2.1:80 -r 198.51.100.3:80 -i -w 1 --tun-type ipip",
+         "-a -t 192.0.2.1:80 -r 198.51.100.4:80 -g -w 1"]
+
+
+def test_a_live_director_lists_saves_and_restores_each_tunnel_as_ipvsadm():
+    director = Director([])
+    for line in RULES:
+        assert commands.adm(director, line.split(), 0.0) == (0, "", ""), line
+    rc, listing, _ = commands.adm(director, ["-Ln", "--tun-info"], 0.0)
+    assert rc == 0
+    assert listing.splitlines()[2:] == [
+        "  -> RemoteAddress:Port           Forward TunnelInfo    Weight ActiveConn InActConn",
+        "TCP  192.0.2.1:80 rr",
+        "  -> 198.51.100.1:80              Tunnel  gue:6080:+c   1      0          0         ",
+        "  -> 198.51.100.2:80              Tunnel  gre:-c        1      0          0         ",
+        "  -> 198.51.100.3:80              Tunnel  ipip          1      0          0         ",
+        "  -> 198.51.100.4:80              Route   n/a           1      0          0         "]
+    _, saved, _ = commands.adm(director, ["-S", "-n"], 0.0)
+    assert saved.splitlines() == RULES
+    again = Director([])
+    for line in saved.splitlines():
+        assert commands.adm(again, line.split(), 0.0)[0] == 0
+    assert commands.adm(again, ["-S", "-n"], 0.0)[1] == saved
+    server = again.services[(6, ip_to_int("192.0.2.1"), 80)].find_real_server("198.51.100.1", 80)
+    assert (server.tun_type, server.tun_port, server.tun_flags) == ("gue", 6080, "csum")
+    assert server.forwarder.overhead == 32  # 20 IPv4 + 8 UDP + 4 GUE
+
+
+def test_editing_a_real_server_sets_its_tunnel_again_as_ipvsadm_sends_it_all():
+    director = Director([])
+    for line in RULES[:2]:
+        commands.adm(director, line.split(), 0.0)
+    assert commands.adm(director, "-e -t 192.0.2.1:80 -r 198.51.100.1:80 -i".split(),
+                        0.0)[0] == 0
+    server = next(iter(director.services.values())).real_servers[0]
+    assert (server.tun_type, server.tun_port, server.tun_flags) == ("ipip", 0, "nocsum")
+    assert server.forwarder.overhead == 20
