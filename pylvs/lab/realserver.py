@@ -10,6 +10,12 @@ Solicitation only for an address on the device it arrived on (``ndisc_recv_ns``)
 address as the source of its own solicitations only if it is on the sending device
 (``ndisc_solicit``): IPv6 has no arp_ignore or arp_announce, and needs none.
 
+A TUN real server unwraps what the director sends by ``--tun-type`` (ipvsadm's, issue 24):
+IP-in-IP (the default; ip6ip6, 4in6 or 6in4 by the families), GUE on a UDP port
+(``--tun-port``) or GRE. Where the kernel has the modules (ipip, ip6_tunnel and sit; fou; ip_gre)
+it does the unwrapping (``decap.kernel_steps``); where it has not, a userspace decapsulator
+does (pylvs.lab.decap), and the steps a kernel with them would take are printed too.
+
 ``check`` reads this host's state for `pylvs realserver --check` and hands it to
 `realserver_check`, which judges it.
 """
@@ -131,14 +137,18 @@ def _hold_handle(vip: str) -> socket.socket | None:
     return handle
 
 
-def _answer_probes(handle: socket.socket) -> bool:
+def _answer_probes(handle: socket.socket, description: bytes = b"") -> bool:
     """Accept and close the connections probes (--undo, --check) made to the handle, so its
-    queue never fills and blocks the next probe; returns False (do not stop)."""
+    queue never fills and blocks the next probe, first telling each what the decapsulator
+    unwraps (``description``: ``ipip``, ``gue PORT``, ``gre``); returns False (do not stop)."""
     while True:
         try:
             peer, _ = handle.accept()
         except (BlockingIOError, InterruptedError):
             return False
+        with contextlib.suppress(OSError):
+            peer.setblocking(False)
+            peer.send(description)
         peer.close()
 
 
@@ -150,6 +160,23 @@ def _running_pid(vip: str) -> int | None:
         probe.connect(_handle_name(vip))
         creds = probe.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
         return struct.unpack("3i", creds)[0]
+    except OSError:
+        return None
+    finally:
+        probe.close()
+
+
+def _running_kind(vip: str) -> str | None:
+    """What this namespace's decapsulator for ``vip`` unwraps (``ipip``, ``gue PORT``,
+    ``gre``), as its handle says; None when none runs (or one too old to say: IP-in-IP)."""
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(PROBE_TIMEOUT)
+    try:
+        probe.connect(_handle_name(vip))
+        said = b""
+        while chunk := probe.recv(64):
+            said += chunk
+        return said.decode(errors="replace").strip() or "ipip"
     except OSError:
         return None
     finally:
@@ -185,14 +212,71 @@ def configure_tun_standard6(vip: str, undo: bool = False) -> list[str]:
     return [*steps, " ".join(argv)]
 
 
-def run_tun(vip: str, undo: bool, say: Callable[[str], None] = print) -> int:
-    """`pylvs realserver --mode tun`: the standard way, or a userspace decapsulator that runs
-    in the foreground until Ctrl-C, SIGTERM or ``--undo``."""
+def configure_gue_standard(vip: str, port: int, undo: bool = False) -> list[str]:
+    """GUE where the kernel has fou: a GUE receive port for each outer family (ip-fou(8)),
+    then IP-in-IP's usual steps, since fou hands what it unwraps to that handler."""
+    steps = []
+    for family in ("", "-6 "):
+        argv = ["ip", *family.split(), "fou", "del" if undo else "add", "port", str(port),
+                *([] if undo else ["gue"])]
+        done = subprocess.run(argv, capture_output=True, text=True)
+        note = "" if done.returncode == 0 else f"   ({done.stderr.strip() or 'failed'})"
+        steps.append(" ".join(argv) + note)
+    return [*steps, *configure_tun_standard(vip, undo)]
+
+
+def configure_gre_standard(vip: str, undo: bool = False) -> list[str]:
+    """GRE where the kernel has ip_gre: its catch-all gre0 (and ip6_gre's ip6gre0, if there)
+    up, the VIP on gre0, rp_filter off for an IPv4 VIP."""
+    state = "down" if undo else "up"
+    steps = []
+    for device in ("gre0", "ip6gre0"):
+        if os.path.isdir(f"/sys/class/net/{device}"):
+            subprocess.run(["ip", "link", "set", device, state], check=True, capture_output=True)
+            steps.append(f"ip link set {device} {state}")
+    verb = "del" if undo else "add"
+    if ":" in vip:
+        argv = ["ip", "-6", "addr", verb, f"{vip}/128", "dev", "gre0", *([] if undo else
+                                                                         ["nodad"])]
+        subprocess.run(argv, capture_output=True)
+        return [*steps, " ".join(argv)]
+    subprocess.run(["ip", "addr", verb, f"{vip}/32", "dev", "gre0"], capture_output=True)
+    steps.append(f"ip addr {verb} {vip}/32 dev gre0")
+    return [*steps, *(_sysctl(name, "rp_filter", 1 if undo else 0) for name in ("all", "gre0"))]
+
+
+_KERNEL_SAYS = {
+    "ipip": ("the kernel has ipip: using tunl0",
+             "the kernel has ip6_tunnel and sit: using ip6tnl0 and sit0"),
+    "gue": ("the kernel has fou and ipip: a GUE receive port, then tunl0",
+            "the kernel has fou, ip6_tunnel and sit: a GUE receive port, then ip6tnl0 and "
+            "sit0"),
+    "gre": ("the kernel has ip_gre: using gre0", "the kernel has ip_gre: using gre0"),
+}
+_USERSPACE_SAYS = {
+    "ipip": ("this kernel has no ipip module: decapsulating in userspace",
+             "this kernel has no ip6_tunnel or sit module: decapsulating in userspace"),
+    "gue": ("this kernel has no fou (or no ipip) module: decapsulating GUE in userspace",
+            "this kernel has no fou (or no ip6_tunnel and sit) module: decapsulating GUE in "
+            "userspace"),
+    "gre": ("this kernel has no ip_gre module: decapsulating GRE in userspace",
+            "this kernel has no ip_gre module: decapsulating GRE in userspace"),
+}
+
+
+def run_tun(vip: str, undo: bool, say: Callable[[str], None] = print, tun_type: str = "ipip",
+            tun_port: int | None = None) -> int:
+    """`pylvs realserver --mode tun [--tun-type gue|gre] [--tun-port N]`: the standard way, or
+    a userspace decapsulator that runs in the foreground until Ctrl-C, SIGTERM or ``--undo``."""
     vip = _check_vip(vip)
-    if decap.kernel_has_tunnels(vip):
-        say("the kernel has ip6_tunnel and sit: using ip6tnl0 and sit0" if ":" in vip else
-            "the kernel has ipip: using tunl0")
-        for line in configure_tun_standard(vip, undo):
+    port = decap.check_tunnel(tun_type, tun_port)
+    six = ":" in vip
+    if decap.kernel_has_tunnels(vip, tun_type):
+        say(_KERNEL_SAYS[tun_type][six])
+        lines = (configure_gue_standard(vip, port, undo) if tun_type == "gue" else
+                 configure_gre_standard(vip, undo) if tun_type == "gre" else
+                 configure_tun_standard(vip, undo))
+        for line in lines:
             say(line)
         return 0
     if undo:
@@ -202,7 +286,11 @@ def run_tun(vip: str, undo: bool, say: Callable[[str], None] = print) -> int:
         say(f"a decapsulator for {vip} already runs in this namespace (pid "
             f"{_running_pid(vip)}); stop it with --undo")
         return 1
-    worker = decap.Decapsulator(vip)
+    try:
+        worker = decap.Decapsulator(vip, tun_type=tun_type, port=tun_port)
+    except BaseException:
+        handle.close()
+        raise
     stop = False
 
     def on_signal(signum: int, frame: object) -> None:
@@ -211,12 +299,19 @@ def run_tun(vip: str, undo: bool, say: Callable[[str], None] = print) -> int:
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        say("this kernel has no ip6_tunnel or sit module: decapsulating in userspace"
-            if ":" in vip else "this kernel has no ipip module: decapsulating in userspace")
+        say(_USERSPACE_SAYS[tun_type][six])
         for line in worker.steps():
             say(line)
-        say(f"running; stop with Ctrl-C or `pylvs realserver --mode tun --vip {vip} --undo`")
-        worker.run(lambda: stop or _answer_probes(handle))
+        if tun_type != "ipip":
+            say("(a kernel with the modules would do instead:)")
+            for line in decap.kernel_steps(vip, tun_type, port):
+                say(f"    {line}")
+        kind = "" if tun_type == "ipip" else f" --tun-type {tun_type}" + (
+            f" --tun-port {port}" if tun_type == "gue" else "")
+        say(f"running; stop with Ctrl-C or `pylvs realserver --mode tun{kind} --vip {vip} "
+            f"--undo`")
+        description = worker.describe().encode()
+        worker.run(lambda: stop or _answer_probes(handle, description))
     finally:
         worker.close()
         handle.close()
@@ -241,15 +336,19 @@ def _stop_decapsulator(vip: str, say: Callable[[str], None]) -> int:
     return 0
 
 
-def check(mode: str, vip: str, interface: str | None = None, director: str | None = None
-          ) -> tuple[str, int]:
+def check(mode: str, vip: str, interface: str | None = None, director: str | None = None,
+          tun_type: str = "ipip", tun_port: int | None = None) -> tuple[str, int]:
     """`pylvs realserver --check`: this host's (this namespace's) state judged step by step;
-    returns the report and the exit status (0 only when every step is right)."""
+    returns the report and the exit status (0 only when every step is right). ``tun_type``
+    and ``tun_port``: what the director sends a TUN real server (--tun-type, --tun-port)."""
     vip = _check_vip(vip)
     if director is not None:
         director = _check_same_family(vip, director, "the director's address")
-    verdicts = judge.check(mode, vip, read_state(vip), interface, director)
-    return judge.render(mode, vip, verdicts), judge.exit_status(verdicts)
+    if mode != "tun" and (tun_type != "ipip" or tun_port is not None):
+        raise ValueError("--tun-type and --tun-port go with --mode tun")
+    decap.check_tunnel(tun_type, tun_port)
+    verdicts = judge.check(mode, vip, read_state(vip), interface, director, tun_type, tun_port)
+    return judge.render(mode, vip, verdicts, tun_type), judge.exit_status(verdicts)
 
 
 def read_state(vip: str) -> judge.HostState:
@@ -259,11 +358,24 @@ def read_state(vip: str) -> judge.HostState:
                            routes=judge.parse_routes(_ip_json("route", "show", "table", "main")),
                            local_routes=judge.parse_routes(_ip_json("route", "show", "table",
                                                                     "local")),
-                           decap_pid=_running_pid(vip), ipip_module=decap.kernel_has_ipip(),
+                           decap_pid=_running_pid(vip), decap_kind=_running_kind(vip),
+                           ipip_module=decap.kernel_has_ipip(),
                            conf6=_read_conf(SYSCTL_DIR6, CHECKED_SYSCTLS6) if six else {},
                            routes6=judge.parse_routes(_ip_json("-6", "route", "show", "table",
                                                                "main")) if six else (),
-                           ip6_tunnel_modules=decap.kernel_has_ip6_tunnels())
+                           ip6_tunnel_modules=decap.kernel_has_ip6_tunnels(),
+                           fou_module=decap.kernel_has_fou(), gre_module=decap.kernel_has_gre(),
+                           fou_ports=judge.parse_fou(_fou_show()))
+
+
+def _fou_show() -> str:
+    """`ip fou show` and `ip -6 fou show` (the IPv6 lines marked ``-6``); empty without fou."""
+    out = []
+    for family in ([], ["-6"]):
+        done = subprocess.run(["ip", *family, "fou", "show"], capture_output=True, text=True)
+        if done.returncode == 0:
+            out += [f"{line} {' '.join(family)}".strip() for line in done.stdout.splitlines()]
+    return "\n".join(out)
 
 
 def _read_conf(directory: str = SYSCTL_DIR, keys: tuple[str, ...] = CHECKED_SYSCTLS

@@ -34,6 +34,13 @@ And IPv6's (net/ipv6/ndisc.c, addrconf.c), judged for an IPv6 VIP:
   answers to clients in it go into ``lo`` and never leave.
 - IPv6 has no rp_filter sysctl: nothing drops an unwrapped packet for its source (unless a
   netfilter rule of its own does).
+
+And the tunnel types (ipvsadm's --tun-type, issue 24): GUE arrives on a UDP port, which
+something must take (pylvs's decapsulator for that port, or fou's receive port, `ip fou add
+port N gue`, which hands the unwrapped packet to the IP-in-IP handler: tunl0, or ip6tnl0 and
+sit0 for an IPv6 VIP); a port nobody takes is answered with ICMP port unreachable. GRE arrives
+on protocol 47 (pylvs's decapsulator, or ip_gre's catch-all gre0, which must be up); without
+either the kernel answers with ICMP protocol unreachable.
 """
 
 from __future__ import annotations
@@ -45,6 +52,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 MODES = ("dr", "nat", "tun")
+TUN_TYPES = ("ipip", "gue", "gre")
 DECAP_DEVICES = ("pylvs-tun0", "tunl0")
 DECAP_DEVICES6 = ("pylvs-tun6", "ip6tnl0")
 WIDTH = 100
@@ -84,6 +92,16 @@ class Route:
 
 
 @dataclass(frozen=True)
+class FouPort:
+    """A receive port of fou (`ip fou show`): GUE's, or FOU's for one IP protocol."""
+    port: int
+    kind: str = "gue"
+    """``gue`` or ``ipproto N``."""
+    family: int = 4
+    """The outer family it takes (``ip -6 fou add`` makes an IPv6 one)."""
+
+
+@dataclass(frozen=True)
 class HostState:
     conf: Mapping[str, Mapping[str, int]]
     """ifname (``all`` too) → {"arp_ignore": 1, "arp_announce": 2, "rp_filter": 0}."""
@@ -97,6 +115,12 @@ class HostState:
     """ifname (``all`` too) → {"disable_ipv6": 0, "accept_dad": 1, "forwarding": 0}."""
     routes6: tuple[Route, ...] = ()
     ip6_tunnel_modules: bool = False
+    decap_kind: str | None = None
+    """What the running decapsulator unwraps, as its handle says: ``ipip``, ``gue PORT``,
+    ``gre`` (None: none runs, or it did not say, which is IP-in-IP)."""
+    fou_module: bool = False
+    gre_module: bool = False
+    fou_ports: tuple[FouPort, ...] = ()
 
     def link(self, name: str) -> Link | None:
         return next((link for link in self.links if link.name == name), None)
@@ -139,6 +163,19 @@ def parse_links(text: str) -> tuple[Link, ...]:
     return tuple(links)
 
 
+def parse_fou(text: str) -> tuple[FouPort, ...]:
+    """``ip fou show`` lines (``port 6080 gue``, ``port 7777 ipproto 47``), those of ``ip -6
+    fou show`` ending in ``-6``."""
+    ports = []
+    for line in text.splitlines():
+        words = line.split()
+        if len(words) < 3 or words[0] != "port" or not words[1].isdigit():
+            continue
+        kind = "gue" if words[2] == "gue" else " ".join(words[2:4])
+        ports.append(FouPort(int(words[1]), kind, 6 if "-6" in words else 4))
+    return tuple(ports)
+
+
 def parse_routes(text: str) -> tuple[Route, ...]:
     """``ip -j route show [table local]``."""
     return tuple(Route(entry["dst"], entry.get("dev", ""), entry.get("gateway"),
@@ -148,22 +185,30 @@ def parse_routes(text: str) -> tuple[Route, ...]:
 # -- the verdicts ------------------------------------------------------------------------------
 
 def check(mode: str, vip: str, state: HostState, interface: str | None = None,
-          director: str | None = None) -> list[Verdict]:
+          director: str | None = None, tun_type: str = "ipip",
+          tun_port: int | None = None) -> list[Verdict]:
     """Each step of ``mode``'s real server for ``vip``, judged on ``state``. ``interface``:
     the one facing the clients' segment (default: every ARP interface with an address);
-    ``director``: NAT, the address the default route must go through."""
+    ``director``: NAT, the address the default route must go through; ``tun_type`` and
+    ``tun_port``: TUN, what the director sends (ipip, gue on that port, gre)."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
     if interface is not None and state.link(interface) is None:
         raise ValueError(f"no such interface: {interface}")
+    if tun_type not in TUN_TYPES:
+        raise ValueError(f"tunnel type must be one of {', '.join(TUN_TYPES)}, not {tun_type!r}")
+    if tun_type == "gue" and tun_port is None:
+        raise ValueError("--tun-type gue needs --tun-port: the UDP port the director sends to")
     if ":" in vip:
-        return check6(mode, vip, state, interface, director)
+        return check6(mode, vip, state, interface, director, tun_type, tun_port)
     if mode == "nat":
         return [default_route(state, director)]
     if mode == "dr":
         return [*arp_steps(vip, state, segment_interfaces(state, interface)),
                 vip_on_lo(vip, state)]
-    return [decapsulation(vip, state), vip_on_device(vip, state), rp_filter(state),
+    unwrap = (decapsulation(vip, state) if tun_type == "ipip" else
+              tunnel_decapsulation(vip, state, tun_type, tun_port))
+    return [unwrap, vip_on_device(vip, state, tun_type), rp_filter(state, tun_type),
             *tun_arp_steps(vip, state, interface)]
 
 
@@ -287,11 +332,18 @@ def vip_on_lo(vip: str, state: HostState) -> Verdict:
                                f"own, and {where} never answers ARP")
 
 
-def _decap_device(state: HostState) -> str | None:
-    """The device the unwrapped packets arrive on: the decapsulator's, or tunl0."""
+def _decap_device(state: HostState, tun_type: str = "ipip") -> str | None:
+    """The device the unwrapped packets arrive on: the decapsulator's, or tunl0 (gre0 for
+    GRE; fou hands GUE's to tunl0)."""
     if state.decap_pid is not None and state.link("pylvs-tun0") is not None:
         return "pylvs-tun0"
-    return "tunl0" if state.link("tunl0") is not None else None
+    kernel = _KERNEL_DEVICE[tun_type][0]
+    return kernel if state.link(kernel) is not None else None
+
+
+_KERNEL_DEVICE = {"ipip": ("tunl0", "ip6tnl0"), "gue": ("tunl0", "ip6tnl0"),
+                  "gre": ("gre0", "gre0")}
+"""The kernel's device that takes the unwrapped packets of each type, by the VIP's family."""
 
 
 def decapsulation(vip: str, state: HostState) -> Verdict:
@@ -312,10 +364,10 @@ def decapsulation(vip: str, state: HostState) -> Verdict:
                                 "protocol unreachable and the client gets nothing", fix)
 
 
-def vip_on_device(vip: str, state: HostState) -> Verdict:
+def vip_on_device(vip: str, state: HostState, tun_type: str = "ipip") -> Verdict:
     """TUN: the VIP as /32 on the tunnel's device (or lo), never on an ARP interface."""
     step = "the VIP as /32 on the tunnel device"
-    device = _decap_device(state) or "tunl0"
+    device = _decap_device(state, tun_type) or _KERNEL_DEVICE[tun_type][0]
     holders = _holders(vip, state)
     if not holders:
         return Verdict(step, False, f"this host does not hold {vip}: the unwrapped packets to "
@@ -333,8 +385,8 @@ def vip_on_device(vip: str, state: HostState) -> Verdict:
                                f"host's own")
 
 
-def rp_filter(state: HostState) -> Verdict:
-    device = _decap_device(state)
+def rp_filter(state: HostState, tun_type: str = "ipip") -> Verdict:
+    device = _decap_device(state, tun_type)
     ifname = device or "all"
     a, i = state.value("all", "rp_filter"), state.value(ifname, "rp_filter")
     used = max(a, i)
@@ -390,7 +442,8 @@ def default_route(state: HostState, director: str | None, six: bool = False) -> 
 # -- IPv6 ------------------------------------------------------------------------------------
 
 def check6(mode: str, vip: str, state: HostState, interface: str | None = None,
-           director: str | None = None) -> list[Verdict]:
+           director: str | None = None, tun_type: str = "ipip",
+           tun_port: int | None = None) -> list[Verdict]:
     """An IPv6 VIP's steps: what matters is the /128 (on lo for DR, on the tunnel's device
     for TUN), DAD, IPv6 being on, the route back (NAT) and the decapsulation (TUN); NDP needs
     nothing (see the module's notes)."""
@@ -400,7 +453,9 @@ def check6(mode: str, vip: str, state: HostState, interface: str | None = None,
     if mode == "dr":
         return [ipv6_on(state, ["lo", *segment]), vip_on_lo6(vip, state),
                 ndp_for_vip(vip, state, segment), *(dad(state, name, vip) for name in segment)]
-    return [decapsulation6(vip, state), vip_on_device6(vip, state), no_rp_filter6(),
+    unwrap = (decapsulation6(vip, state) if tun_type == "ipip" else
+              tunnel_decapsulation(vip, state, tun_type, tun_port))
+    return [unwrap, vip_on_device6(vip, state, tun_type), no_rp_filter6(),
             ndp_for_vip(vip, state, segment)]
 
 
@@ -522,10 +577,11 @@ def dad(state: HostState, ifname: str, vip: str = "") -> Verdict:
                                f"(none tentative or dadfailed)")
 
 
-def _decap_device6(state: HostState) -> str | None:
+def _decap_device6(state: HostState, tun_type: str = "ipip") -> str | None:
     if state.decap_pid is not None and state.link("pylvs-tun6") is not None:
         return "pylvs-tun6"
-    return "ip6tnl0" if state.link("ip6tnl0") is not None else None
+    kernel = _KERNEL_DEVICE[tun_type][1]
+    return kernel if state.link(kernel) is not None else None
 
 
 def decapsulation6(vip: str, state: HostState) -> Verdict:
@@ -546,9 +602,9 @@ def decapsulation6(vip: str, state: HostState) -> Verdict:
                                 "answered with ICMP and the client gets nothing", fix)
 
 
-def vip_on_device6(vip: str, state: HostState) -> Verdict:
+def vip_on_device6(vip: str, state: HostState, tun_type: str = "ipip") -> Verdict:
     step = "the VIP as /128 on the tunnel device"
-    device = _decap_device6(state) or "ip6tnl0"
+    device = _decap_device6(state, tun_type) or _KERNEL_DEVICE[tun_type][1]
     holders = _holders6(vip, state)
     if not holders:
         return Verdict(step, False, f"this host does not hold {vip}: the unwrapped packets to "
@@ -569,6 +625,85 @@ def vip_on_device6(vip: str, state: HostState) -> Verdict:
                                f"this host's own")
 
 
+def tunnel_decapsulation(vip: str, state: HostState, tun_type: str,
+                         port: int | None) -> Verdict:
+    """GUE or GRE (either VIP family): something takes what the director sends and unwraps
+    it into a device holding the VIP: pylvs's decapsulator for this type (and port), or the
+    kernel's fou port and IP-in-IP devices (GUE), or gre0 (GRE)."""
+    six = ":" in vip
+    what = f"GUE on UDP port {port}" if tun_type == "gue" else "GRE"
+    step = f"decapsulation ({what})"
+    want = f"gue {port}" if tun_type == "gue" else "gre"
+    run = f"pylvs realserver --mode tun --tun-type {tun_type}" + (
+        f" --tun-port {port}" if tun_type == "gue" else "") + f" --vip {vip}"
+    if state.decap_pid is not None:
+        kind = state.decap_kind or "ipip"
+        device = "pylvs-tun6" if six else "pylvs-tun0"
+        if kind == want:
+            return Verdict(step, True, f"pylvs's userspace decapsulator for {vip} runs (pid "
+                                       f"{state.decap_pid}): it unwraps {what} into {device}")
+        return Verdict(step, False, f"pylvs's decapsulator for {vip} runs (pid "
+                                    f"{state.decap_pid}) but unwraps {_kind_words(kind)}, not "
+                                    f"{what}: the director's packets are not its",
+                       (f"pylvs realserver --mode tun --vip {vip} --undo",
+                        f"{run}   (in the foreground)"))
+    if tun_type == "gre":
+        return _kernel_gre(vip, state, step, run)
+    return _kernel_gue(vip, state, step, run, port or 0)
+
+
+def _kind_words(kind: str) -> str:
+    return {"ipip": "IP-in-IP", "gre": "GRE"}.get(kind) or (
+        f"GUE on UDP port {kind.split()[1]}" if kind.startswith("gue ") else kind)
+
+
+def _kernel_gre(vip: str, state: HostState, step: str, run: str) -> Verdict:
+    gre0 = state.link("gre0")
+    if gre0 is not None and gre0.up:
+        return Verdict(step, True, "gre0 is up: the kernel's ip_gre module unwraps GRE from "
+                                   "any director")
+    if gre0 is not None:
+        return Verdict(step, False, "gre0 is down: the kernel drops the director's GRE "
+                                    "packets", ("ip link set gre0 up",))
+    fix = ("modprobe ip_gre && ip link set gre0 up",) if state.gre_module else (
+        f"{run}   (in the foreground)",)
+    return Verdict(step, False, "nothing here unwraps GRE (no gre0, no decapsulator for the "
+                                "VIP): the director's packets are answered with ICMP "
+                                "protocol unreachable and the client gets nothing", fix)
+
+
+def _kernel_gue(vip: str, state: HostState, step: str, run: str, port: int) -> Verdict:
+    six = ":" in vip
+    listening = [p for p in state.fou_ports if p.port == port]
+    if not listening:
+        others = ", ".join(f"{p.port} ({p.kind}{', IPv6' if p.family == 6 else ''})"
+                           for p in state.fou_ports)
+        why = (f"fou listens on {others}, not on UDP port {port}" if others else
+               f"nothing listens on UDP port {port} (no fou receive port, no decapsulator for "
+               f"the VIP)")
+        fix = ((f"ip fou add port {port} gue", f"ip -6 fou add port {port} gue")
+               if state.fou_module else (f"{run}   (in the foreground)",))
+        return Verdict(step, False, f"{why}: the director's GUE packets are answered with "
+                                    f"ICMP port unreachable and the client gets nothing", fix)
+    wrong = [p for p in listening if p.kind != "gue"]
+    if wrong and len(wrong) == len(listening):
+        return Verdict(step, False, f"fou's port {port} is {wrong[0].kind} (FOU: no GUE "
+                                    f"header), so it takes the GUE header for the packet",
+                       (f"ip fou del port {port}", f"ip fou add port {port} gue"))
+    device = "ip6tnl0" if six else "tunl0"
+    handler = state.link(device)
+    families = " and ".join(sorted({"IPv6" if p.family == 6 else "IPv4" for p in listening}))
+    if handler is not None and handler.up:
+        return Verdict(step, True, f"fou's GUE port {port} ({families} outer) hands what it "
+                                   f"unwraps to {device}, which is up")
+    fix = (f"ip link set {device} up",) if handler is not None else (
+        ("modprobe ip6_tunnel sit && ip link set ip6tnl0 up && ip link set sit0 up",) if six
+        else ("modprobe ipip && ip link set tunl0 up",))
+    return Verdict(step, False, f"fou's GUE port {port} unwraps, but hands the inner packet to "
+                                f"{device}, which is {'down' if handler else 'missing'}: the "
+                                f"kernel drops it", fix)
+
+
 def no_rp_filter6() -> Verdict:
     return Verdict("rp_filter", True, "none for IPv6: the kernel has no IPv6 rp_filter sysctl, "
                                       "so nothing drops an unwrapped packet whose source (the "
@@ -582,8 +717,9 @@ def exit_status(verdicts: Sequence[Verdict]) -> int:
     return 0 if all(v.ok for v in verdicts) else 1
 
 
-def render(mode: str, vip: str, verdicts: Sequence[Verdict]) -> str:
-    lines = [f"check: this host as a {mode} real server for {vip}"]
+def render(mode: str, vip: str, verdicts: Sequence[Verdict], tun_type: str = "ipip") -> str:
+    kind = f" ({tun_type})" if mode == "tun" and tun_type != "ipip" else ""
+    lines = [f"check: this host as a {mode}{kind} real server for {vip}"]
     for v in verdicts:
         head = f"  {'ok   ' if v.ok else 'WRONG'}  {v.step}: "
         lines += textwrap.wrap(v.why, WIDTH, initial_indent=head,

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from pylvs.lab.realserver import configure_dr
+from pylvs.lab.realserver import check, configure_dr, run_tun
 
 VIP = "192.0.2.100"
 
@@ -18,6 +18,27 @@ VIP = "192.0.2.100"
 def test_bad_vip_is_refused_before_anything_changes():
     with pytest.raises(ValueError, match="300.1.1.1"):
         configure_dr("300.1.1.1")
+
+
+def test_a_tunnel_type_is_checked_before_anything_changes():
+    with pytest.raises(ValueError, match="--tun-port"):
+        run_tun(VIP, False, tun_type="gue")
+    with pytest.raises(ValueError, match="goes with --tun-type gue"):
+        run_tun(VIP, False, tun_type="gre", tun_port=6080)
+    with pytest.raises(ValueError, match="tunnel type"):
+        run_tun(VIP, False, tun_type="vxlan")
+    with pytest.raises(ValueError, match="go with --mode tun"):
+        check("dr", VIP, tun_type="gue", tun_port=6080)
+
+
+@pytest.mark.parametrize("argv", [["--mode", "dr", "--tun-type", "gre"],
+                                  ["--mode", "dr", "--tun-port", "6080"],
+                                  ["--check", "--mode", "dr", "--tun-type", "gue",
+                                   "--tun-port", "1"]])
+def test_the_tunnel_flags_go_with_tun_only(argv):
+    done = subprocess.run([sys.executable, "-m", "pylvs", "realserver", "--vip", VIP, *argv],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "--mode tun" in done.stderr, done.stderr
 
 
 root = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("ip"),

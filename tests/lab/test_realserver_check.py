@@ -8,11 +8,13 @@ import pytest
 
 from pylvs.lab.realserver_check import (
     Address,
+    FouPort,
     HostState,
     Link,
     Route,
     check,
     exit_status,
+    parse_fou,
     parse_links,
     parse_routes,
     render,
@@ -402,3 +404,99 @@ def test_parse_ip_json_keeps_ipv6_flags():
          "nodad": True}]}]))
     assert eth0.addresses == () and [a.flags for a in eth0.addresses6] == [
         ("tentative", "dadfailed"), ("nodad",)]
+
+
+# -- GUE and GRE (issue 24) --------------------------------------------------------------------
+
+
+def gue_check(state: HostState, port: int = 6080, vip: str = VIP):
+    return by_step(check("tun", vip, state, tun_type="gue", tun_port=port))
+
+
+def test_a_userspace_gue_decapsulator_on_the_port_passes_and_on_another_does_not():
+    running = HostState(**{**tun_state().__dict__, "decap_kind": "gue 6080"})
+    verdicts = check("tun", VIP, running, tun_type="gue", tun_port=6080)
+    assert exit_status(verdicts) == 0, render("tun", VIP, verdicts, "gue")
+    assert "unwraps GUE on UDP port 6080 into pylvs-tun0" in verdicts[0].why
+    assert render("tun", VIP, verdicts, "gue").startswith(
+        f"check: this host as a tun (gue) real server for {VIP}")
+    wrong = gue_check(running, 7000)["decapsulation (GUE on UDP port 7000)"]
+    assert not wrong.ok and "unwraps GUE on UDP port 6080, not GUE on UDP port 7000" in wrong.why
+    assert wrong.fix == (f"pylvs realserver --mode tun --vip {VIP} --undo",
+                         f"pylvs realserver --mode tun --tun-type gue --tun-port 7000 --vip "
+                         f"{VIP}   (in the foreground)")
+    ipip = tun_state()                                   # a decapsulator that does not say
+    assert not check("tun", VIP, ipip, tun_type="gre")[0].ok
+    assert "unwraps IP-in-IP, not GRE" in check("tun", VIP, ipip, tun_type="gre")[0].why
+
+
+def test_fou_on_the_port_hands_gue_to_tunl0():
+    tunl0 = Link("tunl0", arp=False, addresses=(Address(VIP, 32),))
+    base = dict(conf=conf(tunl0={"rp_filter": 0}), links=(LO, TUN_ETH0, tunl0),
+                ipip_module=True, fou_module=True)
+    right = HostState(**base, fou_ports=(FouPort(6080), FouPort(6080, family=6)))
+    verdicts = check("tun", VIP, right, tun_type="gue", tun_port=6080)
+    assert exit_status(verdicts) == 0, render("tun", VIP, verdicts, "gue")
+    assert "(IPv4 and IPv6 outer) hands what it unwraps to tunl0" in verdicts[0].why
+    other = gue_check(HostState(**base, fou_ports=(FouPort(5555),)))
+    verdict = other["decapsulation (GUE on UDP port 6080)"]
+    assert not verdict.ok and "fou listens on 5555 (gue), not on UDP port 6080" in verdict.why
+    assert verdict.fix == ("ip fou add port 6080 gue", "ip -6 fou add port 6080 gue")
+    fou = gue_check(HostState(**base, fou_ports=(FouPort(6080, "ipproto 4"),)))
+    assert "FOU: no GUE header" in fou["decapsulation (GUE on UDP port 6080)"].why
+    no_tunl0 = HostState(conf=conf(), links=(LO, TUN_ETH0), fou_ports=(FouPort(6080),))
+    verdict = gue_check(no_tunl0)["decapsulation (GUE on UDP port 6080)"]
+    assert not verdict.ok and "tunl0, which is missing" in verdict.why
+    assert verdict.fix == ("modprobe ipip && ip link set tunl0 up",)
+
+
+def test_nothing_on_the_port_is_icmp_port_unreachable():
+    verdict = gue_check(tun_state(pid=None, links=(LO, TUN_ETH0)))[
+        "decapsulation (GUE on UDP port 6080)"]
+    assert not verdict.ok and "ICMP port unreachable" in verdict.why
+    assert verdict.fix == (f"pylvs realserver --mode tun --tun-type gue --tun-port 6080 --vip "
+                           f"{VIP}   (in the foreground)",)
+    with pytest.raises(ValueError, match="--tun-port"):
+        check("tun", VIP, tun_state(), tun_type="gue")
+
+
+def test_gre_by_gre0_or_the_decapsulator():
+    gre0 = Link("gre0", arp=False, addresses=(Address(VIP, 32),))
+    up = HostState(conf=conf(gre0={"rp_filter": 0}), links=(LO, TUN_ETH0, gre0),
+                   gre_module=True)
+    verdicts = check("tun", VIP, up, tun_type="gre")
+    assert exit_status(verdicts) == 0, render("tun", VIP, verdicts, "gre")
+    assert "rp_filter on gre0" in by_step(verdicts)
+    down = HostState(conf=conf(), links=(LO, TUN_ETH0, Link("gre0", up=False, arp=False)),
+                     gre_module=True)
+    steps = by_step(check("tun", VIP, down, tun_type="gre"))
+    assert steps["decapsulation (GRE)"].fix == ("ip link set gre0 up",)
+    assert steps["the VIP as /32 on the tunnel device"].fix == (f"ip addr add {VIP}/32 dev gre0",)
+    nothing = by_step(check("tun", VIP, HostState(conf=conf(), links=(LO, TUN_ETH0)),
+                            tun_type="gre"))["decapsulation (GRE)"]
+    assert "ICMP protocol unreachable" in nothing.why
+    running = HostState(**{**tun_state().__dict__, "decap_kind": "gre"})
+    assert exit_status(check("tun", VIP, running, tun_type="gre")) == 0
+
+
+def test_an_ipv6_vip_behind_gue_or_gre():
+    state = HostState(conf={}, conf6=conf6(), decap_pid=77, decap_kind="gre",
+                      links=(LO6, Link("eth0", addresses6=(Address("2001:db8:172:16::11",
+                                                                   64),)), DECAP6))
+    verdicts = check("tun", VIP6, state, tun_type="gre")
+    assert exit_status(verdicts) == 0, render("tun", VIP6, verdicts, "gre")
+    assert "unwraps GRE into pylvs-tun6" in verdicts[0].why
+    nothing = by_step(check("tun", VIP6, HostState(conf={}, conf6=conf6(), links=(LO6,)),
+                            tun_type="gre"))
+    assert nothing["the VIP as /128 on the tunnel device"].fix == (
+        f"ip -6 addr add {VIP6}/128 dev gre0 nodad",)
+    fou = HostState(conf={}, conf6=conf6(), fou_ports=(FouPort(6080, family=6),),
+                    links=(LO6, Link("ip6tnl0", arp=False)))
+    assert check("tun", VIP6, fou, tun_type="gue", tun_port=6080)[0].ok
+
+
+def test_ip_fou_show_is_read():
+    text = "port 6080 gue\nport 7777 ipproto 47\nport 6080 gue -6\nnonsense\n"
+    assert parse_fou(text) == (FouPort(6080), FouPort(7777, "ipproto 47"),
+                               FouPort(6080, family=6))
+    assert parse_fou("") == ()
