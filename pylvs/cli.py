@@ -189,6 +189,13 @@ def _parser() -> argparse.ArgumentParser:
     rs.add_argument("--director", metavar="ADDR",
                     help="with --check --mode nat: the director's inside address, which the "
                     "default route must go through (of the VIP's family)")
+    rs.add_argument("--tun-type", choices=["ipip", "gue", "gre"], default="ipip",
+                    help="with --mode tun: what the director sends, as ipvsadm's --tun-type "
+                    "(default ipip: IP-in-IP, ip6ip6, 4in6 or 6in4 by the families); gue and "
+                    "gre are unwrapped in userspace where the kernel has no fou or ip_gre")
+    rs.add_argument("--tun-port", type=int, metavar="PORT",
+                    help="with --tun-type gue: the UDP port the director sends to (ipvsadm's "
+                    "--tun-port)")
     rs.set_defaults(func=lab_commands.realserver)
     lab = sub.add_parser("lab", help="build a lab in network namespaces and demonstrate a mode")
     lab.add_argument("mode", nargs="?", default="dr",
@@ -201,7 +208,9 @@ def _parser() -> argparse.ArgumentParser:
     lab.add_argument("name", nargs="?", help="down: the kept lab's prefix (default: every one)")
     lab.add_argument("--ipv6", action="store_true",
                      help="dr, nat, tun, mixed: the same lab in IPv6 (2001:db8:1::/64, the VIP "
-                     "2001:db8:1::100, curl -6; --trace shows NDP and the hop limit)")
+                     "2001:db8:1::100, curl -6; --trace shows NDP and the hop limit); ecmp: "
+                     "the VIP 2001:db8:10:100::1 announced as a /128 over BGP sessions over "
+                     "IPv6")
     lab.add_argument("--servers", type=int, default=3)
     lab.add_argument("--directors", type=int, default=3,
                      help="ecmp: how many directors (1..8)")

@@ -8,8 +8,8 @@ Addresses are IPv4 (``192.0.2.1:80``) or IPv6 in brackets (``[2001:db8::1]:80``,
 writes them), kept in the model's canonical text; a file may mix both families. IPVS's rules:
 an IPv6 service's ``persistence_netmask`` is a prefix length 1..128 (ipvsadm -M), an IPv4
 one's a dotted mask; a real server (or sorry server) of the other family than its service only
-with tun, and not while a sync daemon runs (ip_vs_ctl.c). VRRP, BGP and the sync daemon handle
-IPv4 only for now: an IPv6 address where they would need one is refused by name.
+with tun, and not while a sync daemon runs (ip_vs_ctl.c). VRRP instances are of one family;
+BGP sessions carry their own family's VIPs.
 """
 
 from __future__ import annotations
@@ -59,20 +59,20 @@ _SERVER_KEYS = {"address", "weight", "forward", "upper_threshold", "lower_thresh
 _VRRP_KEYS = {"interface", "virtual_router_id", "priority", "advert_int", "state", "preempt",
               "nopreempt", "preempt_delay", "version", "authentication", "unicast_peers",
               "unicast_src_ip", "name", "virtual_ipaddress", "track_interface", "track_script",
-              "notify_master", "notify_backup", "notify_fault", "notify_stop", "notify"}
+              "notify_master", "notify_backup", "notify_fault", "notify_stop", "notify",
+              "native_ipv6"}
 _NOTIFY_KEYS = ("notify_master", "notify_backup", "notify_fault", "notify_stop", "notify")
 _SCRIPT_KEYS = {"script", "interval", "timeout", "weight", "rise", "fall"}
 _BGP_KEYS = {"local_as", "router_id", "neighbor", "hold_time", "bfd", "bfd_interval",
-             "bfd_multiplier", "drain_seconds", "bird", "bird_socket", "bird_include"}
+             "bfd_multiplier", "drain_seconds", "bird", "bird_socket", "bird_include",
+             "bird_include6"}
 _CHECK_KEYS = {"type", "interval", "timeout", "retry", "delay_before_retry", "path", "status",
                "command", "port"}
 DEFAULT_PERSISTENCE = 360  # ipvsadm -p without a value (IPVS_SVC_PERSISTENT_TIMEOUT)
 FAMILY_NAMES = {AF_INET: "IPv4", AF_INET6: "IPv6"}
-NO_IPV6_VRRP = "pylvs's VRRP is IPv4 only for now (IPv6 VRRP is issue 23)"
-NO_IPV6_SYNC = ("pylvs's sync daemon carries IPv4 connections only for now (pylvs.ha.sync "
-                "and pylvs.ha.replica write IPv4 addresses)")
-NO_IPV6_BGP = ("pylvs's BGP announces IPv4 VIPs only for now (/32 routes in BIRD's ipv4 "
-               "channel)")
+ONE_FAMILY = ("a VRRP instance is of one family, as keepalived's (which drops an address of "
+              "the other: 'address family must match VRRP instance'); write a [[vrrp]] for "
+              "each family")
 
 
 class ConfigError(Exception):
@@ -97,13 +97,18 @@ class VrrpInstance:
     unicast_src_ip: str = ""
     name: str = "VI_1"
     virtual_ipaddress: tuple[str, ...] = ()
-    """The instance's VIPs (addresses, no prefix); the services' VIPs when the only instance
-    names none (``own_vips`` False)."""
+    """The instance's VIPs (addresses, no prefix, canonical text, in the order given: the
+    adverts' order); the services' VIPs when the only instance names none (``own_vips``
+    False)."""
     own_vips: bool = True
     track_interface: tuple[Track, ...] = ()
     track_script: tuple[Track, ...] = ()
     """Each with its weight: the instance's own, else the vrrp_script's."""
     notifies: Notifies = field(default_factory=Notifies)
+    family: int = AF_INET
+    """Its addresses' family (``native_ipv6``: IPv6): an IPv6 instance speaks VRRPv3 from the
+    interface's link-local address to ff02::12 and announces its VIPs with unsolicited
+    Neighbor Advertisements."""
 
 
 @dataclass
@@ -237,18 +242,11 @@ class _Reader:
             health = self.health(raw, f"virtual_server[{i}]", service)
             if health is not None:
                 config.health.append(health)
-        if sync_interface:
-            for i, service in enumerate(config.services):
-                if service.af == AF_INET6:
-                    raise self.fail("director.sync_daemon", f"virtual_server[{i}] "
-                                    f"({service.endpoint}) is IPv6, and {NO_IPV6_SYNC}")
         self.vrrp_all(data, config)
         if "bgp" in data:
             config.bgp = self.bgp(data["bgp"])
-            for i, service in enumerate(config.services):
-                if service.af == AF_INET6:
-                    raise self.fail("bgp", f"virtual_server[{i}] ({service.endpoint}) is IPv6, "
-                                    f"and {NO_IPV6_BGP}")
+            if (problem := bgp.unannounceable(config.bgp, config.services)) is not None:
+                raise self.fail(*problem)
         return config
 
     # -- BGP (pylvs.ha.bgp) ----------------------------------------------------------------------
@@ -269,11 +267,15 @@ class _Reader:
                     if "bfd_interval" in raw else 0.1)
         socket_path = self.string(raw, "bird_socket", "bgp.bird_socket")
         include = self.string(raw, "bird_include", "bgp.bird_include")
-        if bool(socket_path) != bool(include):
+        include6 = self.string(raw, "bird_include6", "bgp.bird_include6")
+        if bool(socket_path) != bool(include or include6):
             raise self.fail("bgp.bird_include" if socket_path else "bgp.bird_socket",
-                            "bird_socket and bird_include go together: a running BIRD's "
-                            "control socket and the file of routes its static protocol "
-                            "includes")
+                            "bird_socket and bird_include (or bird_include6) go together: a "
+                            "running BIRD's control socket and the files of routes its static "
+                            "protocols include (bird_include IPv4's, bird_include6 IPv6's)")
+        if include and include == include6:
+            raise self.fail("bgp.bird_include6", "must be another file than bird_include: a "
+                            "static protocol has one channel, so each family has its own")
         return Bgp(self.integer(raw, "local_as", "bgp.local_as", 0, 1, 2**32 - 1), neighbors,
                    self.address(raw, "router_id", "bgp.router_id", "a BGP router id is a "
                                 "32-bit number written as an IPv4 address"), hold,
@@ -281,15 +283,23 @@ class _Reader:
                    self.integer(raw, "bfd_multiplier", "bgp.bfd_multiplier", 3, 1, 255),
                    self.seconds(raw, "drain_seconds", "bgp.drain_seconds", zero=True)
                    if "drain_seconds" in raw else bgp.DEFAULT_DRAIN,
-                   self.string(raw, "bird", "bgp.bird") or "bird", socket_path, include)
+                   self.string(raw, "bird", "bgp.bird") or "bird", socket_path, include,
+                   include6)
 
     def neighbor(self, raw: Any, path: str) -> Neighbor:
         if not isinstance(raw, dict):
             raise self.fail(path, "must be a table { address, remote_as }")
         self.only(raw, {"address", "remote_as", "password"}, f"{path}.")
-        address = self.address(raw, "address", f"{path}.address", NO_IPV6_BGP)
+        address = self.string(raw, "address", f"{path}.address")
         if not address:
-            raise self.fail(f"{path}.address", "missing (the router's IPv4 address)")
+            raise self.fail(f"{path}.address", "missing (the router's IPv4 or IPv6 address)")
+        try:
+            address = str(ipaddress.ip_address(address))
+        except ValueError:
+            raise self.fail(f"{path}.address", f"{address!r} is not an IPv4 or IPv6 "
+                            f"address") from None
+        if problem := bgp.neighbor_problem(address):
+            raise self.fail(f"{path}.address", f"{address} {problem}")
         if "remote_as" not in raw:
             raise self.fail(f"{path}.remote_as", "missing (the router's AS number)")
         password = self.string(raw, "password", f"{path}.password")
@@ -649,7 +659,12 @@ class _Reader:
         single = isinstance(raw, dict) or len(tables) == 1
         seen: dict[str, str] = {}
         for i, (table, path) in enumerate(tables):
-            instance = self.vrrp(table, config.interface, path, i + 1, config.vrrp_scripts)
+            families = {s.af for s in config.services}
+            default = (families.pop(), "virtual_servers") if single and len(families) == 1 \
+                and isinstance(table, dict) and "virtual_ipaddress" not in table \
+                else (AF_INET, "default")
+            instance = self.vrrp(table, config.interface, path, i + 1, config.vrrp_scripts,
+                                 default)
             if not instance.virtual_ipaddress:
                 if not single:
                     raise self.fail(f"{path}.virtual_ipaddress", "missing: with several "
@@ -657,22 +672,16 @@ class _Reader:
                 if not config.services:
                     raise self.fail("vrrp", "needs at least one virtual_server (its address "
                                     "is what VRRP moves) or virtual_ipaddress")
-                for n, service in enumerate(config.services):
-                    if service.af == AF_INET6:
-                        raise self.fail(f"{path}.virtual_ipaddress", "missing, so the instance "
-                                        "would move every virtual_server's address, and "
-                                        f"virtual_server[{n}] ({service.endpoint}) is IPv6: "
-                                        f"{NO_IPV6_VRRP}; name the IPv4 VIPs here (the others "
-                                        "are then held by the director alone)")
-                vips = sorted({s.address for s in config.services}, key=ipaddress.IPv4Address)
-                instance = replace(instance, virtual_ipaddress=tuple(vips), own_vips=False)
+                instance = self.services_vips(instance, table, config.services, path)
             for other in config.vrrp_instances:
                 if other.name == instance.name:
                     raise self.fail(f"{path}.name", f"instance {instance.name!r} twice")
-                if (other.interface, other.virtual_router_id) == (
-                        instance.interface, instance.virtual_router_id):
+                if (other.interface, other.family, other.virtual_router_id) == (
+                        instance.interface, instance.family, instance.virtual_router_id):
                     raise self.fail(f"{path}.virtual_router_id", f"{instance.virtual_router_id}"
-                                    f" on {instance.interface} is {other.name}'s already")
+                                    f" on {instance.interface} is {other.name}'s already"
+                                    + (" (in IPv6: a VRID is a family's)" if
+                                       instance.family == AF_INET6 else ""))
             for vip in instance.virtual_ipaddress:
                 if vip in seen:
                     raise self.fail(f"{path}.virtual_ipaddress", f"{vip} is {seen[vip]}'s "
@@ -682,6 +691,27 @@ class _Reader:
         config.vrrp = config.vrrp_instances[0]
         config.vrrp_sync_groups = self.sync_groups(data.get("vrrp_sync_group", []),
                                                    [v.name for v in config.vrrp_instances])
+
+    def services_vips(self, instance: VrrpInstance, table: dict[str, Any],
+                      services: list[VirtualService], path: str) -> VrrpInstance:
+        """A lone instance without virtual_ipaddress moves every service's address: they must
+        be of one family, the instance's (keepalived's rule for an instance's addresses)."""
+        families = {s.af for s in services}
+        given = _peek_family(table)
+        if len(families) > 1:
+            raise self.fail(f"{path}.virtual_ipaddress", "missing, so the instance would move "
+                            "every virtual_server's address, and they are IPv4 and IPv6: "
+                            f"{ONE_FAMILY} (and name its VIPs), or name this one's VIPs here "
+                            "(the others are then held by the director alone)")
+        (af,) = families
+        if given is not None and given[0] != af:
+            n, service = next((n, s) for n, s in enumerate(services) if s.af == af)
+            raise self.fail(f"{path}.virtual_ipaddress", "missing, so the instance would move "
+                            f"every virtual_server's address, and virtual_server[{n}] "
+                            f"({service.endpoint}) is {FAMILY_NAMES[af]} while this instance "
+                            f"is {FAMILY_NAMES[given[0]]} (its {given[1]}): {ONE_FAMILY}")
+        vips = sorted({s.address for s in services}, key=ipaddress.ip_address)
+        return replace(instance, virtual_ipaddress=tuple(vips), own_vips=False, family=af)
 
     def vrrp_scripts(self, raw: Any) -> dict[str, ScriptSpec]:
         if not isinstance(raw, dict):
@@ -737,21 +767,33 @@ class _Reader:
         return Notifies(found["notify_master"], found["notify_backup"], found["notify_fault"],
                         found["notify_stop"], found["notify"])
 
-    def vips(self, raw: dict[str, Any], path: str) -> tuple[str, ...]:
+    def vips(self, raw: dict[str, Any], path: str, family: tuple[int, str]
+             ) -> tuple[str, ...]:
         value = raw.get("virtual_ipaddress", [])
         if not isinstance(value, list):
-            raise self.fail(path, "must be a list of addresses (\"A.B.C.D\" or \"A.B.C.D/len\")")
+            raise self.fail(path, "must be a list of addresses (\"A.B.C.D\", \"2001:db8::1\", "
+                            "each with /len or not)")
         vips = []
         for i, text in enumerate(value):
             try:
-                vips.append(str(ipaddress.IPv4Interface(text).ip))
-            except (ValueError, TypeError):
-                if _is_ipv6(text):
-                    raise self.fail(f"{path}[{i}]", f"{text!r} is IPv6, and {NO_IPV6_VRRP}"
-                                    ) from None
+                if not isinstance(text, str) or "%" in text:
+                    raise ValueError
+                vip = ipaddress.ip_interface(text).ip
+            except ValueError:
                 raise self.fail(f"{path}[{i}]", f"{text!r} is not A.B.C.D or A.B.C.D/len"
-                                ) from None
+                                if ":" not in str(text) else f"{text!r} is not an IPv6 "
+                                "address or address/len (without a zone)") from None
+            vips.append(self.same_family(str(vip), family, f"{path}[{i}]"))
         return tuple(dict.fromkeys(vips))
+
+    def same_family(self, address: str, family: tuple[int, str], path: str) -> str:
+        """``address`` if of the instance's family (and what gave it that family); else the
+        error keepalived's config check would log."""
+        af = AF_INET6 if ":" in address else AF_INET
+        if af != family[0]:
+            raise self.fail(path, f"{address!r} is {FAMILY_NAMES[af]}, and this instance is "
+                            f"{FAMILY_NAMES[family[0]]} (its {family[1]}): {ONE_FAMILY}")
+        return address
 
     def tracks(self, raw: dict[str, Any], key: str, path: str,
                scripts: dict[str, ScriptSpec]) -> tuple[Track, ...]:
@@ -778,23 +820,35 @@ class _Reader:
         return tuple(tracks)
 
     def vrrp(self, raw: Any, interface: str, path: str = "vrrp", number: int = 1,
-             scripts: dict[str, ScriptSpec] | None = None) -> VrrpInstance:
+             scripts: dict[str, ScriptSpec] | None = None,
+             default: tuple[int, str] = (AF_INET, "default")) -> VrrpInstance:
+        """``default``: the family when no key says one (a lone instance over IPv6 services
+        is IPv6)."""
         if not isinstance(raw, dict):
             raise self.fail(path, "must be a table")
         self.only(raw, _VRRP_KEYS, path + ".")
-        instance = self.vrrp_instance(raw, interface, path)
+        family = _peek_family(raw) or default
+        instance = self.vrrp_instance(raw, interface, path, family)
         return replace(
             instance, name=self.string(raw, "name", path + ".name") or f"VI_{number}",
-            virtual_ipaddress=self.vips(raw, path + ".virtual_ipaddress"),
+            virtual_ipaddress=self.vips(raw, path + ".virtual_ipaddress", family),
             track_interface=self.tracks(raw, "track_interface", path, scripts or {}),
             track_script=self.tracks(raw, "track_script", path, scripts or {}),
             notifies=self.notifies(raw, path))
 
-    def vrrp_instance(self, raw: dict[str, Any], interface: str, path: str) -> VrrpInstance:
+    def vrrp_instance(self, raw: dict[str, Any], interface: str, path: str,
+                      family: tuple[int, str] = (AF_INET, "default")) -> VrrpInstance:
+        """``family``: the instance's, and what says so (pylvs.adm.config._peek_family)."""
         if "virtual_router_id" not in raw:
             raise self.fail(f"{path}.virtual_router_id", "missing (1..255)")
         vrid = self.integer(raw, "virtual_router_id", f"{path}.virtual_router_id", 0, 1, 255)
-        version = self.integer(raw, "version", f"{path}.version", 2, 2, 3)
+        ipv6 = family[0] == AF_INET6
+        if self.flag(raw, "native_ipv6", path, False) and not ipv6:
+            raise self.fail(f"{path}.native_ipv6", f"this instance is IPv4 (its {family[1]}): "
+                            f"{ONE_FAMILY}")
+        version = self.integer(raw, "version", f"{path}.version", 3 if ipv6 else 2, 2, 3)
+        if ipv6 and version == 2:
+            raise self.fail(f"{path}.version", _V2_IPV6)
         state = (self.string(raw, "state", f"{path}.state") or "BACKUP").upper()
         if state not in ("MASTER", "BACKUP"):
             raise self.fail(f"{path}.state", f"must be MASTER or BACKUP, not {raw['state']!r}")
@@ -814,9 +868,9 @@ class _Reader:
                     self.integer(raw, "priority", f"{path}.priority", 100, 1, 255), advert, state,
                     preempt, self.seconds(raw, "preempt_delay", f"{path}.preempt_delay", zero=True)
                     if "preempt_delay" in raw else 0.0, version,
-                    self.authentication(raw, version, path), self.peers(raw, path),
-                    self.address(raw, "unicast_src_ip", f"{path}.unicast_src_ip",
-                                 NO_IPV6_VRRP))
+                    self.authentication(raw, version, path), self.peers(raw, path, family),
+                    self.vrrp_address(raw, "unicast_src_ip", f"{path}.unicast_src_ip", family),
+                    family=family[0])
 
     def authentication(self, raw: dict[str, Any], version: int, path: str) -> str:
         table = raw.get("authentication")
@@ -833,12 +887,30 @@ class _Reader:
                             f"{kind!r}")
         return self.string(table, "auth_pass", f"{path}.authentication.auth_pass", required=True)
 
-    def peers(self, raw: dict[str, Any], path: str) -> tuple[str, ...]:
+    def peers(self, raw: dict[str, Any], path: str,
+              family: tuple[int, str] = (AF_INET, "default")) -> tuple[str, ...]:
         peers = raw.get("unicast_peers", [])
         if not isinstance(peers, list):
             raise self.fail(f"{path}.unicast_peers", "must be a list of addresses")
-        return tuple(self.address({"p": p}, "p", f"{path}.unicast_peers[{i}]", NO_IPV6_VRRP)
+        return tuple(self.vrrp_address({"p": p}, "p", f"{path}.unicast_peers[{i}]", family)
                      for i, p in enumerate(peers))
+
+    def vrrp_address(self, table: dict[str, Any], key: str, path: str,
+                     family: tuple[int, str]) -> str:
+        """An address of the instance's family (an IPv6 one may be link-local; no zone: the
+        instance's interface is it), in its canonical text; "" when not given."""
+        text = self.string(table, key, path)
+        if not text:
+            return ""
+        try:
+            if "%" in text:
+                raise ValueError
+            address = str(ipaddress.ip_address(text))
+        except ValueError:
+            raise self.fail(path, f"{text!r} is not an IPv4 address" if ":" not in text else
+                            f"{text!r} is not an IPv6 address (without a zone: the instance's "
+                            "interface is it)") from None
+        return self.same_family(address, family, path)
 
     def address(self, table: dict[str, Any], key: str, path: str, no_ipv6: str) -> str:
         """An IPv4 address; ``no_ipv6`` says why an IPv6 one is refused here."""
@@ -851,6 +923,31 @@ class _Reader:
                     raise self.fail(path, f"{text!r} is IPv6, and {no_ipv6}") from None
                 raise self.fail(path, f"{text!r} is not an IPv4 address") from None
         return text
+
+
+_V2_IPV6 = ("VRRPv2 is IPv4's: an IPv6 instance speaks VRRPv3, as keepalived runs every IPv6 "
+            "instance (leave version out, or write 3)")
+
+
+def _peek_family(raw: dict[str, Any]) -> tuple[int, str] | None:
+    """An instance's family as keepalived gives it: from the first of its keys, in the order
+    written, that says one (native_ipv6 = true, a VIP, unicast_src_ip, a unicast peer), with
+    what said it; None when none does. Nothing is checked here: the keys' own checks are."""
+    for key, value in raw.items():
+        if key == "native_ipv6" and value is True:
+            return AF_INET6, "native_ipv6"
+        texts = [(f"{key}[{i}]", v) for i, v in enumerate(value)] if isinstance(value, list) \
+            else [(key, value)]
+        if key not in ("virtual_ipaddress", "unicast_src_ip", "unicast_peers"):
+            continue
+        for where, text in texts:
+            try:
+                address = ipaddress.ip_interface(text).ip if isinstance(text, str) else None
+            except ValueError:
+                continue
+            if address is not None:
+                return (AF_INET6 if address.version == 6 else AF_INET), f"{where} {address}"
+    return None
 
 
 def _is_ipv6(text: object) -> bool:

@@ -23,9 +23,14 @@ skipped ("Address family of virtual server and real server ... don't match") unl
 tunnelled, and IPVS refuses it too while the sync daemon runs; ``persistence_granularity`` is a
 prefix length 1..128 for an IPv6 service (else "Invalid IPv6 persistence_granularity specified"
 and the line is ignored); a virtual_server_group's ``A-B`` range counts in hex in an IPv6
-address's last group. A vrrp_instance's family is its first address's: an IPv6 one is refused
-(pylvs's VRRP is IPv4 only for now, issue 23), and in an IPv4 one an IPv6 address is ignored, as
-keepalived does ("address family must match VRRP instance").
+address's last group. A vrrp_instance's family is that of its first address in the file (a VIP,
+unicast_src_ip or mcast_src_ip, a unicast peer) or IPv6 for a ``native_ipv6`` before any; an
+address of the other family is ignored, as keepalived does ("address family must match VRRP
+instance", "MUST be of the same family"), and so is a ``native_ipv6`` after an IPv4 address
+("Cannot specify native_ipv6 with IPv4 addresses"). An IPv6 instance runs VRRPv3
+(vrrp_complete_instance: the global ``vrrp_version`` is not its; its own ``version 2`` "conflicts
+with configured or deduced version 3") and has no authentication ("VRRP version 3 does not
+support authentication. Ignoring.").
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from pylvs.adm.config import NO_IPV6_VRRP, ConfigError
+from pylvs.adm.config import ConfigError
 from pylvs.adm.keepalived_syntax import Block, Include, parse_blocks
 from pylvs.adm.toml_text import dumps
 from pylvs.core.model import AF_INET, AF_INET6, endpoint_text, family_of
@@ -612,11 +617,13 @@ class _Converter:
         name = self.word(block, 0)
         context = f"vrrp_instance {name}"
         first = self.instance_address(block)
-        if first is not None and family_of(first) == AF_INET6:
-            why = ("it says native_ipv6" if first == "::" else
-                   f"its first address ({first}) is IPv6")
-            self.refuse(block, f"{why}, so keepalived runs it as an IPv6 instance (VRRPv3 "
-                        f"adverts to ff02::12), and {NO_IPV6_VRRP}")
+        family = AF_INET6 if first is not None and family_of(first) == AF_INET6 else AF_INET
+        if family == AF_INET6 and not any(
+                _family_of_word(line.keyword) == AF_INET6 for child in block.children
+                if child.keyword == "virtual_ipaddress" for line in child.children):
+            self.refuse(block, "it is an IPv6 instance, so VRRPv3, and it has no IPv6 VIP: "
+                        "keepalived does not start with it ('No VIP specified; at least one is "
+                        "required')")
             return None
         opts = self.options(block, context, _INSTANCE_OPTIONS)
         if "virtual_router_id" not in opts:
@@ -638,26 +645,37 @@ class _Converter:
         preempt = [b for b in block.children if b.keyword in ("nopreempt", "preempt")]
         if preempt:
             instance["nopreempt"] = preempt[-1].keyword == "nopreempt"
-        version = self.integer(opts["version"], 0) if "version" in opts else self.vrrp_version
-        if version is not None:
-            instance["version"] = version
-        if "authentication" in opts:
-            instance["authentication"] = self.authentication(opts["authentication"], context)
+        if family == AF_INET6:
+            self.ipv6_instance(instance, opts, context)
+        else:
+            if "native_ipv6" in opts:
+                self.note(opts["native_ipv6"], context, "keepalived ignores it too: "
+                          "'Cannot specify native_ipv6 with IPv4 addresses'")
+            version = (self.integer(opts["version"], 0) if "version" in opts
+                       else self.vrrp_version)
+            if version is not None:
+                instance["version"] = version
+            if "authentication" in opts:
+                instance["authentication"] = self.authentication(opts["authentication"],
+                                                                 context)
         if "unicast_src_ip" in opts:
             source = self.word(opts["unicast_src_ip"], 0)
-            if _is_ipv6(source):
+            if _family_of_word(source) not in (None, family):
                 self.note(opts["unicast_src_ip"], context, "keepalived ignores it too: the "
-                          "instance is IPv4 ('src address MUST be of the same family')")
+                          f"instance is {_FAMILIES[family]} ('src address MUST be of the same "
+                          "family')")
             else:
                 instance["unicast_src_ip"] = source
         if "unicast_peer" in opts:
             instance["unicast_peers"] = [p for b in opts["unicast_peer"].children
-                                         if (p := self.ipv4(b, b.keyword)) is not None]
+                                         if (p := self.peer(b, b.keyword, family)) is not None]
             for peer in opts["unicast_peer"].children:
                 if peer.args:
                     self.part(peer, context, " ".join(peer.args), "pylvs takes a VRRP packet "
-                              "with TTL 255 only")
-        vips = self.vips(opts.get("virtual_ipaddress"), context, interface)
+                              "with TTL 255 only" if family == AF_INET else "pylvs takes a "
+                              "unicast VRRP packet with any hop limit, as keepalived's "
+                              "default min_ttl 0 and max_ttl 255")
+        vips = self.vips(opts.get("virtual_ipaddress"), context, interface, family)
         if vips:
             instance["virtual_ipaddress"] = vips
         else:
@@ -677,13 +695,33 @@ class _Converter:
             self.deprecated_sync(opts["lvs_sync_daemon_interface"], name, context)
         return instance
 
+    def ipv6_instance(self, instance: dict[str, Any], opts: dict[str, Block],
+                      context: str) -> None:
+        """keepalived's rules for an IPv6 instance: VRRPv3 whatever the global vrrp_version,
+        no authentication; ``native_ipv6`` kept (it says the family without an address)."""
+        if "native_ipv6" in opts:
+            instance["native_ipv6"] = True
+        if "version" in opts:
+            version = self.integer(opts["version"], 0)
+            if version == 2:
+                self.note(opts["version"], context, "an IPv6 instance speaks VRRPv3 (keepalived: "
+                          "'vrrp_version 2 conflicts with configured or deduced version 3; "
+                          "ignoring')")
+            else:
+                instance["version"] = version
+        if "authentication" in opts:
+            self.note(opts["authentication"], context, "keepalived ignores it too: an IPv6 "
+                      "instance is VRRPv3 ('VRRP version 3 does not support authentication. "
+                      "Ignoring.')")
+
     def instance_address(self, block: Block) -> str | None:
-        """The instance's first address in the file (unicast_src_ip, a unicast_peer, a VIP),
-        whose family keepalived gives the instance; ``::`` for ``native_ipv6`` first."""
+        """The instance's first address in the file (unicast_src_ip or mcast_src_ip, a
+        unicast_peer, a VIP), whose family keepalived gives the instance; ``::`` for
+        ``native_ipv6`` first."""
         for child in block.children:
             if child.keyword == "native_ipv6":
                 return "::"
-            words = (child.args[:1] if child.keyword == "unicast_src_ip" else
+            words = (child.args[:1] if child.keyword in ("unicast_src_ip", "mcast_src_ip") else
                      [c.keyword for c in child.children] if child.keyword in (
                          "unicast_peer", "virtual_ipaddress") else [])
             for word in words:
@@ -716,13 +754,14 @@ class _Converter:
                               "its first 8 characters, as keepalived does")
         return {"auth_type": "PASS", "auth_pass": password[:8]}
 
-    def vips(self, block: Block | None, context: str, interface: str) -> list[str]:
+    def vips(self, block: Block | None, context: str, interface: str,
+             family: int = AF_INET) -> list[str]:
         out: list[str] = []
         for line in block.children if block is not None else []:
-            if _is_ipv6(line.keyword.partition("-")[0]) or _is_ipv6(line.keyword):
-                self.note(line, context, "keepalived ignores it too: the instance is IPv4, and "
-                          "an address of another family is dropped ('address family must match "
-                          "VRRP instance')")
+            if _family_of_word(line.keyword) not in (None, family):
+                self.note(line, context, f"keepalived ignores it too: the instance is "
+                          f"{_FAMILIES[family]}, and an address of another family is dropped "
+                          "('address family must match VRRP instance')")
                 continue
             for text in self.addresses(line, line.keyword):
                 try:
@@ -835,12 +874,12 @@ class _Converter:
             raise self.fail(block, f"{text!r}: an IPVS address has no zone")
         return str(address)
 
-    def ipv4(self, block: Block, text: str) -> str | None:
-        """A unicast peer of an IPv4 instance; keepalived skips one of the other family."""
+    def peer(self, block: Block, text: str, family: int) -> str | None:
+        """A unicast peer of the instance; keepalived skips one of the other family."""
         address = self.ip(block, text)
-        if family_of(address) == AF_INET6:
-            self.refuse(block, "keepalived skips it too: the instance is IPv4 ('unicast peer "
-                        "address MUST be of the same family')")
+        if family_of(address) != family:
+            self.refuse(block, f"keepalived skips it too: the instance is {_FAMILIES[family]} "
+                        "('unicast peer address MUST be of the same family')")
             return None
         return address
 
@@ -963,6 +1002,17 @@ def _is_ipv6(text: str) -> bool:
         return False
 
 
+def _family_of_word(word: str) -> int | None:
+    """The family of an address word of keepalived's (``A``, ``A/len``, a range ``A-B``);
+    None when it is no address."""
+    for text in (word, word.partition("/")[0].partition("-")[0]):
+        if _is_ipv6(text):
+            return AF_INET6
+        if _is_ipv4(text):
+            return AF_INET
+    return None
+
+
 def _int_or(value: int | float) -> int | float:
     return int(value) if float(value).is_integer() else value
 
@@ -988,7 +1038,7 @@ _CHECK_OPTIONS = {"tcp": _COMMON_CHECK, "http": _COMMON_CHECK | {"nb_get_retry"}
                            "delay_loop", "alpha"}}
 _INSTANCE_OPTIONS = {"state", "interface", "virtual_router_id", "priority", "advert_int",
                      "authentication", "virtual_ipaddress", "nopreempt", "preempt",
-                     "preempt_delay", "version", "unicast_src_ip", "unicast_peer",
+                     "preempt_delay", "version", "unicast_src_ip", "unicast_peer", "native_ipv6",
                      "track_interface", "track_script", "notify_master", "notify_backup",
                      "notify_fault", "notify_stop", "notify", "lvs_sync_daemon_interface"}
 _HANDLED_ELSEWHERE = {"real_server", "url", *CHECKERS, *OTHER_CHECKERS}

@@ -1,10 +1,15 @@
-"""BIRD 2's language, as far as a director needs it: the config pylvs starts BIRD with, the file
+"""BIRD 2's language, as far as a director needs it: the config pylvs starts BIRD with, the files
 of VIP routes it includes, and the replies of BIRD's control socket (what birdc speaks).
 
-The VIPs are static routes (``route VIP/32 blackhole``, never installed in the kernel: no kernel
-protocol) in a protocol of their own, exported to each neighbour with the director's own address
-as next hop. To announce or withdraw, the routes file is rewritten and BIRD reconfigured: the
-static protocol takes the change without resetting a session.
+The VIPs are static routes (``route VIP/32 blackhole``, ``route VIP/128 blackhole``, never
+installed in the kernel: no kernel protocol), in one static protocol per family (a static
+protocol has one channel): ``pylvs_vips`` (``ipv4``) and ``pylvs_vips6`` (``ipv6``), each
+including its own routes file. Each neighbour's BGP protocol has the one channel of its address's
+family, exporting that family's static protocol with the session's own address as next hop
+(pylvs.ha.bgp says why IPv6 routes never ride an IPv4 session). A family is written only when
+some neighbour is of it, so an IPv4-only director's config is what it always was. To announce
+or withdraw, the routes files are rewritten and BIRD reconfigured: the static protocols take the
+change without resetting a session.
 """
 
 from __future__ import annotations
@@ -12,22 +17,31 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from pylvs.ha.bgp import Bgp
+from pylvs.ha.bgp import Bgp, prefix
 
 STATIC_PROTOCOL = "pylvs_vips"
+STATIC_PROTOCOLS = {4: STATIC_PROTOCOL, 6: "pylvs_vips6"}
+CHANNELS = {4: "ipv4", 6: "ipv6"}
 _LINE = re.compile(r"^(\d{4})([ -])(.*)$")
 
 
 def routes(vips: list[str]) -> str:
-    """The routes file: one blackhole /32 per VIP (an empty file announces nothing)."""
-    return "".join(f"route {vip}/32 blackhole;\n" for vip in vips)
+    """A routes file: one blackhole host route per VIP, /32 or /128 (an empty file announces
+    nothing). A file is included by one family's static protocol: give it that family's VIPs."""
+    return "".join(f"route {prefix(vip)} blackhole;\n" for vip in vips)
 
 
-def config(spec: Bgp, router_id: str, routes_path: str) -> str:
-    """bird.conf for a director: its VIPs to every neighbour, nothing learnt back."""
-    lines = [f"router id {router_id};", "protocol device { scan time 10; }",
-             f"protocol static {STATIC_PROTOCOL} {{", "  ipv4;", f'  include "{routes_path}";',
-             "}"]
+def config(spec: Bgp, router_id: str, routes_path: str, routes6_path: str = "") -> str:
+    """bird.conf for a director: its VIPs to every neighbour, each family over the sessions of
+    that family, nothing learnt back. ``routes_path``/``routes6_path``: the IPv4 and IPv6
+    routes files (the IPv6 one is needed once a neighbour is IPv6)."""
+    paths = {4: routes_path, 6: routes6_path}
+    lines = [f"router id {router_id};", "protocol device { scan time 10; }"]
+    for of in spec.families:
+        if not paths[of]:
+            raise ValueError(f"an {CHANNELS[of]} neighbour needs the {CHANNELS[of]} routes file")
+        lines += [f"protocol static {STATIC_PROTOCOLS[of]} {{", f"  {CHANNELS[of]};",
+                  f'  include "{paths[of]}";', "}"]
     if spec.bfd:
         ms = max(1, round(spec.bfd_interval * 1000))
         lines += ["protocol bfd {", '  interface "*" {',
@@ -42,9 +56,9 @@ def config(spec: Bgp, router_id: str, routes_path: str) -> str:
             lines.append("  bfd on;")
         if peer.password:
             lines.append(f'  password "{_quoted(peer.password)}";')
-        lines += ["  ipv4 {", "    import none;",
-                  f'    export where proto = "{STATIC_PROTOCOL}";', "    next hop self;",
-                  "  };", "}"]
+        lines += [f"  {CHANNELS[peer.family]} {{", "    import none;",
+                  f'    export where proto = "{STATIC_PROTOCOLS[peer.family]}";',
+                  "    next hop self;", "  };", "}"]
     return "\n".join(lines) + "\n"
 
 

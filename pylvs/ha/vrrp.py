@@ -1,9 +1,11 @@
-"""VRRP for IPv4: advertisements on the wire (v2, RFC 3768; v3, RFC 5798) and the state machine.
+"""VRRP: advertisements on the wire (v2, RFC 3768; v3, RFC 5798/9568, over IPv4 and IPv6) and the
+state machine.
 
 Sans-IO: nothing here opens a socket, starts a thread or reads a clock. ``Advert`` encodes and
-decodes the VRRP message (the IP payload), ``ip_packet``/``advert_frame``/``garp_frame`` wrap it
-for a raw or packet socket, and ``Instance`` is one virtual router instance that is told the time
-(``now``, in seconds) and answers with ``Action``s for its caller to carry out.
+decodes the VRRP message (the IP payload), ``ip_packet``/``ip6_packet``/``advert_frame``/
+``garp_frame``/``na_frame`` wrap it, or announce a VIP, for a raw or packet socket, and
+``Instance`` is one virtual router instance that is told the time (``now``, in seconds) and answers
+with ``Action``s for its caller to carry out.
 
 Behaviour follows keepalived where the RFCs leave room: v2 packets always carry the 8 bytes of
 authentication data (zeros without a password), the v3 checksum covers an IPv4 pseudo-header, a
@@ -14,6 +16,19 @@ pre-empted. FAULT (keepalived's, for a failing tracked interface or script: see
 pylvs.ha.vrrp_track) holds no VIP and sends nothing until ``recover``; the effective priority a
 tracker works out is given with ``set_priority``; a sync group (pylvs.ha.vrrp_group) may hold a
 router back from MASTER through ``gate``.
+
+An instance is of one family, its addresses' (keepalived's vrrp_parser.c and vrrp_data.c drop an
+address of the other family). An IPv6 instance speaks VRRPv3 only (keepalived's
+vrrp_complete_instance): adverts from the interface's link-local address to ``ff02::12`` with hop
+limit 255 and traffic class 0xC0, the checksum over the IPv6 pseudo-header (RFC 8200 §8.1: what
+keepalived has the kernel compute with IPV6_CHECKSUM), the VIPs in the order configured
+(keepalived only warns when the first is not link-local, as RFC 5798 §5.2.9 wants it); on receipt
+the hop limit must be 255 unless the instance is unicast, and a multicast advert on a unicast
+instance (or the other way round) is dropped (vrrp.c ``vrrp_check_packet``, vrrp_scheduler.c).
+Where IPv4 sends gratuitous ARPs, IPv6 sends unsolicited Neighbor Advertisements (vrrp_ndisc.c):
+to ``ff02::1`` from the VIP, hop limit 255, Override set, Solicited clear, Router as the
+interface forwards, with the MAC in a target link-layer address option, at the same times and
+counts.
 """
 
 from __future__ import annotations
@@ -30,11 +45,20 @@ from enum import StrEnum
 from pylvs.core.packet import checksum
 
 IPPROTO_VRRP = 112
+IPPROTO_ICMPV6 = 58
 VRRP_GROUP = "224.0.0.18"
+VRRP_GROUP6 = "ff02::12"
+ALL_NODES = "ff02::1"
 VRRP_TTL = 255
-VRRP_TOS = 0xC0  # internetwork control, as keepalived sends
+VRRP_TOS = 0xC0  # internetwork control, as keepalived sends (IPv6: the traffic class)
 GROUP_MAC = bytes.fromhex("01005e000012")
+GROUP_MAC6 = bytes.fromhex("333300000012")  # RFC 2464 §7: 33:33 and the group's last 32 bits
+ALL_NODES_MAC = bytes.fromhex("333300000001")
 BROADCAST_MAC = b"\xff" * 6
+ETH_P_IP, ETH_P_IPV6 = b"\x08\x00", b"\x86\xdd"
+NEIGHBOR_ADVERT = 136
+NA_ROUTER, NA_SOLICITED, NA_OVERRIDE = 0x80, 0x40, 0x20
+OPT_TARGET_LINKADDR = 2
 ADVERTISEMENT = 1
 AUTH_NONE, AUTH_PASS = 0, 1
 AUTH_LEN = 8
@@ -44,7 +68,9 @@ STOP_PRIORITY = 0
 _V2_HEAD = struct.Struct("!BBBBBBH")
 _V3_HEAD = struct.Struct("!BBBBHH")
 _IP_HEAD = struct.Struct("!BBHHHBBH4s4s")
+_IP6_HEAD = struct.Struct("!IHBB16s16s")
 _ARP = struct.Struct("!HHBBH6s4s6s4s")
+_NA = struct.Struct("!BBHB3x16sBB6s")
 
 
 class VrrpError(ValueError):
@@ -57,6 +83,26 @@ class VrrpError(ValueError):
 
 def _packed(address: str) -> bytes:
     return ipaddress.IPv4Address(address).packed
+
+
+def _packed_any(address: str) -> bytes:
+    return ipaddress.ip_address(address).packed
+
+
+def family(address: str) -> int:
+    """4 or 6: the IP version of an address text (ValueError if it is none)."""
+    return ipaddress.ip_address(address).version
+
+
+def group(address: str) -> str:
+    """Where an instance whose address is ``address`` multicasts: 224.0.0.18 or ff02::12."""
+    return VRRP_GROUP6 if family(address) == 6 else VRRP_GROUP
+
+
+def link_local_first(vips: tuple[str, ...] | list[str]) -> bool:
+    """RFC 5798 §5.2.9: an IPv6 advert's first address should be link-local; keepalived only
+    warns when it is not (and refuses under vrrp_strict), and sends the VIPs as configured."""
+    return not vips or ipaddress.ip_address(vips[0]).is_link_local
 
 
 def _pad_auth(auth: bytes) -> bytes:
@@ -77,13 +123,19 @@ def _whole_seconds(interval: float) -> int:
     return int(interval)
 
 
-def _pseudo_header(src_ip: str, dst_ip: str, length: int) -> bytes:
-    return _packed(src_ip) + _packed(dst_ip) + struct.pack("!BBH", 0, IPPROTO_VRRP, length)
+def _pseudo_header(src_ip: str, dst_ip: str, length: int, proto: int = IPPROTO_VRRP) -> bytes:
+    """RFC 5798 §5.2.8: IPv4's (RFC 768's layout) or IPv6's (RFC 8200 §8.1: the 32-bit
+    upper-layer length, three zero bytes and the next header)."""
+    if family(src_ip) == 6:
+        return (_packed_any(src_ip) + ipaddress.IPv6Address(dst_ip).packed
+                + struct.pack("!I3xB", length, proto))
+    return _packed(src_ip) + _packed(dst_ip) + struct.pack("!BBH", 0, proto, length)
 
 
 @dataclass(frozen=True)
 class Advert:
-    """One VRRP advertisement; ``auth`` (v2 only) is the password, empty for none."""
+    """One VRRP advertisement; ``auth`` (v2 only) is the password, empty for none. Its
+    addresses are of one family (IPv6 ones in VRRPv3 only), kept in their canonical text."""
 
     version: int
     vrid: int
@@ -93,7 +145,11 @@ class Advert:
     auth: bytes = b""
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "addresses", tuple(self.addresses))
+        try:
+            addresses = tuple(str(ipaddress.ip_address(a)) for a in self.addresses)
+        except ValueError as exc:
+            raise ValueError(f"not an IP address: {exc}") from None
+        object.__setattr__(self, "addresses", addresses)
         object.__setattr__(self, "auth", _pad_auth(bytes(self.auth)))
         if self.version not in (2, 3):
             raise ValueError(f"VRRP version {self.version} (2 or 3)")
@@ -103,17 +159,30 @@ class Advert:
             raise ValueError("at most 255 addresses in one advertisement")
         if self.version == 3 and self.auth:
             raise ValueError("VRRPv3 has no authentication")
-        for address in self.addresses:
-            _packed(address)
+        families = {family(a) for a in self.addresses}
+        if len(families) > 1:
+            raise ValueError("an advertisement's addresses are of one family")
         if self.version == 2:
+            if families == {6}:
+                raise ValueError("VRRPv2 carries IPv4 addresses: keepalived runs an IPv6 "
+                                 "instance as VRRPv3")
             _whole_seconds(self.interval)
         else:
             _centiseconds(self.interval)
 
-    def encode(self, src_ip: str, dst_ip: str = VRRP_GROUP) -> bytes:
-        """The VRRP message (the IP payload) with its checksum; v3 sums a pseudo-header too."""
-        addresses = b"".join(_packed(a) for a in self.addresses)
+    def encode(self, src_ip: str, dst_ip: str | None = None) -> bytes:
+        """The VRRP message (the IP payload) with its checksum; v3 sums a pseudo-header too
+        (IPv4's or IPv6's, by ``src_ip``'s family). ``dst_ip``: the group of that family unless
+        given (a unicast peer)."""
+        dst_ip = group(src_ip) if dst_ip is None else dst_ip
+        size = 16 if family(src_ip) == 6 else 4
+        if any(family(a) != family(src_ip) for a in (dst_ip, *self.addresses)):
+            raise ValueError(f"an advert from {src_ip} carries and goes to addresses of its "
+                             "family only")
+        addresses = b"".join(_packed_any(a) for a in self.addresses)
         if self.version == 2:
+            if size == 16:
+                raise ValueError("VRRPv2 is not sent over IPv6 (keepalived: version 3)")
             auth_type = AUTH_PASS if self.auth else AUTH_NONE
             head = _V2_HEAD.pack(0x21, self.vrid, self.priority, len(self.addresses), auth_type,
                                  _whole_seconds(self.interval), 0)
@@ -128,29 +197,44 @@ class Advert:
         return head[:6] + struct.pack("!H", value) + body
 
     @classmethod
-    def decode(cls, payload: bytes, src_ip: str, ttl: int, dst_ip: str = VRRP_GROUP) -> Advert:
+    def decode(cls, payload: bytes, src_ip: str, ttl: int, dst_ip: str | None = None,
+               unicast: bool | None = None) -> Advert:
         """Check an advertisement as RFC 3768 §7.1 / RFC 5798 §7.1 ask; VrrpError if it fails.
+        Its family is ``src_ip``'s; ``dst_ip`` is the group of that family unless given.
 
-        Authentication and the advert interval are the receiving router's business: see Instance.
+        ``unicast`` (the receiving instance has unicast peers, or not) applies keepalived's
+        receive rules: the TTL/hop limit is checked only on a multicast instance, and an advert
+        sent to the other kind of destination is dropped. None: the TTL is always checked and
+        the destination not (pylvs's IPv4 path). Authentication and the advert interval are
+        the receiving router's business: see Instance.
         """
         payload = bytes(payload)
-        if ttl != VRRP_TTL:
-            raise VrrpError(f"TTL {ttl}, expected {VRRP_TTL}")
+        v6 = family(src_ip) == 6
+        dst_ip = group(src_ip) if dst_ip is None else dst_ip
+        if unicast is not None and ipaddress.ip_address(dst_ip).is_multicast == unicast:
+            raise VrrpError(f"a {'multicast' if unicast else 'unicast'} advert (to {dst_ip}) "
+                            f"on a {'unicast' if unicast else 'multicast'} instance")
+        if ttl != VRRP_TTL and not unicast:
+            raise VrrpError(f"{'hop limit' if v6 else 'TTL'} {ttl}, expected {VRRP_TTL}")
         if len(payload) < 8:
             raise VrrpError(f"truncated: {len(payload)} bytes, a header is 8")
         version, kind = payload[0] >> 4, payload[0] & 0x0F
         if version not in (2, 3):
             raise VrrpError(f"version {version}, expected 2 or 3")
+        if version == 2 and v6:
+            raise VrrpError("version 2 over IPv6, expected 3 (keepalived's IPv6 instances "
+                            "speak VRRPv3)")
         if kind != ADVERTISEMENT:
             raise VrrpError(f"type {kind}, expected {ADVERTISEMENT} (advertisement)")
-        count = payload[3]
-        expected = 8 + 4 * count + (AUTH_LEN if version == 2 else 0)
+        count, size = payload[3], (16 if v6 else 4)
+        expected = 8 + size * count + (AUTH_LEN if version == 2 else 0)
         if len(payload) < expected:
             raise VrrpError(f"truncated: {len(payload)} bytes, {count} addresses need {expected}")
         if len(payload) > expected:
             raise VrrpError(f"address count {count} does not match length {len(payload)}")
-        addresses = tuple(str(ipaddress.IPv4Address(payload[i:i + 4]))
-                          for i in range(8, 8 + 4 * count, 4))
+        kind_of = ipaddress.IPv6Address if v6 else ipaddress.IPv4Address
+        addresses = tuple(str(kind_of(payload[i:i + size]))
+                          for i in range(8, 8 + size * count, size))
         if version == 2:
             return cls._decode_v2(payload, addresses)
         if checksum(_pseudo_header(src_ip, dst_ip, len(payload)) + payload):
@@ -197,9 +281,42 @@ def parse_packet(packet: bytes) -> tuple[Advert, str]:
     return Advert.decode(packet[ihl:total], source, ttl, destination), source
 
 
+def ip6_packet(payload: bytes, src_ip: str, dst_ip: str = VRRP_GROUP6) -> bytes:
+    """The IPv6 datagram keepalived's raw socket sends: traffic class 0xC0 (IPV6_TCLASS), flow
+    label 0, next header 112, hop limit 255 (IPV6_MULTICAST_HOPS)."""
+    head = _IP6_HEAD.pack(6 << 28 | VRRP_TOS << 20, len(payload), IPPROTO_VRRP, VRRP_TTL,
+                          ipaddress.IPv6Address(src_ip).packed,
+                          ipaddress.IPv6Address(dst_ip).packed)
+    return head + bytes(payload)
+
+
+def parse_packet6(packet: bytes, unicast: bool | None = None) -> tuple[Advert, str]:
+    """An IPv6 datagram (no Ethernet header, no extension header) to its advertisement and
+    source address: what a raw socket hands over (the payload, the hop limit, the
+    destination), taken from the header."""
+    packet = bytes(packet)
+    if len(packet) < 40:
+        raise VrrpError(f"truncated: {len(packet)} bytes, an IPv6 header is 40")
+    first, length, next_header, hop_limit, src, dst = _IP6_HEAD.unpack_from(packet)
+    if first >> 28 != 6:
+        raise VrrpError("not an IPv6 header")
+    if next_header != IPPROTO_VRRP:
+        raise VrrpError(f"next header {next_header}, expected {IPPROTO_VRRP}")
+    if 40 + length > len(packet):
+        raise VrrpError(f"IPv6 payload length {length} of a {len(packet)}-byte packet")
+    source = str(ipaddress.IPv6Address(src))
+    advert = Advert.decode(packet[40:40 + length], source, hop_limit,
+                           str(ipaddress.IPv6Address(dst)), unicast)
+    return advert, source
+
+
 def advert_frame(src_mac: bytes, packet: bytes) -> bytes:
-    """Ethernet to 01:00:5e:00:00:12 (224.0.0.18) from the interface's own MAC (no use_vmac)."""
-    return GROUP_MAC + bytes(src_mac) + b"\x08\x00" + bytes(packet)
+    """Ethernet to 01:00:5e:00:00:12 (224.0.0.18), or for an IPv6 packet 33:33:00:00:00:12
+    (ff02::12), from the interface's own MAC (no use_vmac)."""
+    packet = bytes(packet)
+    if packet[:1] and packet[0] >> 4 == 6:
+        return GROUP_MAC6 + bytes(src_mac) + ETH_P_IPV6 + packet
+    return GROUP_MAC + bytes(src_mac) + ETH_P_IP + packet
 
 
 def garp_frame(mac: bytes, ip: str) -> bytes:
@@ -207,6 +324,21 @@ def garp_frame(mac: bytes, ip: str) -> bytes:
     mac = bytes(mac)
     arp = _ARP.pack(1, 0x0800, 6, 4, 1, mac, _packed(ip), BROADCAST_MAC, _packed(ip))
     return BROADCAST_MAC + mac + b"\x08\x06" + arp
+
+
+def na_frame(mac: bytes, ip: str, router: bool = False) -> bytes:
+    """keepalived's unsolicited Neighbor Advertisement (vrrp_ndisc.c, RFC 4861 §7.2.6): to
+    33:33:00:00:00:01 and ff02::1 from the VIP itself, hop limit 255, Override set, Solicited
+    clear, Router when the interface forwards IPv6 (keepalived reads its ``forwarding``
+    sysctl), the target the VIP and the MAC in a target link-layer address option."""
+    mac, target = bytes(mac), ipaddress.IPv6Address(ip).packed
+    flags = NA_OVERRIDE | (NA_ROUTER if router else 0)
+    body = _NA.pack(NEIGHBOR_ADVERT, 0, 0, flags, target, OPT_TARGET_LINKADDR, 1, mac)
+    value = checksum(_pseudo_header(ip, ALL_NODES, len(body), IPPROTO_ICMPV6) + body)
+    body = body[:2] + struct.pack("!H", value) + body[4:]
+    head = _IP6_HEAD.pack(6 << 28, len(body), IPPROTO_ICMPV6, VRRP_TTL, target,
+                          ipaddress.IPv6Address(ALL_NODES).packed)
+    return ALL_NODES_MAC + mac + ETH_P_IPV6 + head + body
 
 
 class State(StrEnum):
@@ -234,7 +366,8 @@ class RemoveVips:
 
 @dataclass(frozen=True)
 class SendGarps:
-    """``count`` gratuitous ARPs for each VIP."""
+    """``count`` gratuitous ARPs for each VIP (an IPv6 VIP: unsolicited Neighbor
+    Advertisements, keepalived's counterpart)."""
 
     count: int
 
@@ -250,7 +383,9 @@ Action = SendAdvert | AddVips | RemoveVips | SendGarps | StateChange
 
 @dataclass(frozen=True)
 class InstanceConfig:
-    """One vrrp_instance; ``source_ip`` is the primary address, sent from and compared on ties."""
+    """One vrrp_instance; ``source_ip`` is the primary address, sent from and compared on ties
+    (IPv6: the interface's link-local address, as keepalived takes it). The VIPs are of its
+    family; an IPv6 instance is VRRPv3."""
 
     vrid: int
     source_ip: str
@@ -281,12 +416,18 @@ class InstanceConfig:
             raise ValueError("delays and repeat counts cannot be negative")
         if not 1 <= self.down_timer_adverts <= 100:
             raise ValueError("down_timer_adverts is 1..100")
-        _packed(self.source_ip)
-        Advert(self.version, self.vrid, self.priority, self.interval, self.vips, self.auth)
+        advert = Advert(self.version, self.vrid, self.priority, self.interval, self.vips,
+                        self.auth)
+        object.__setattr__(self, "vips", advert.addresses)
+        if any(family(vip) != family(self.source_ip) for vip in self.vips):
+            raise ValueError(f"the VIPs are of the source address's family ({self.source_ip})")
+        if family(self.source_ip) == 6 and self.version != 3:
+            raise ValueError("an IPv6 instance is VRRPv3 (keepalived's rule)")
 
 
 def _ip_int(address: str) -> int:
-    return int(ipaddress.IPv4Address(address))
+    """keepalived's inet_inaddrcmp: addresses compared as unsigned numbers (IPv6 too)."""
+    return int(ipaddress.ip_address(address))
 
 
 class Instance:
@@ -449,7 +590,7 @@ class Instance:
         config = self.config
         if advert.vrid != config.vrid:
             reason = "vrid_mismatch"
-        elif _ip_int(src_ip) == _ip_int(config.source_ip):
+        elif ipaddress.ip_address(src_ip) == ipaddress.ip_address(config.source_ip):
             reason = "own_advert"  # a packet socket also sees what we send
         elif advert.version != config.version:
             reason = "version_mismatch"

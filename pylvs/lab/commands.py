@@ -25,9 +25,14 @@ def realserver(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     from pylvs.lab import realserver
+    tun_type, tun_port = getattr(args, "tun_type", "ipip"), getattr(args, "tun_port", None)
+    if args.mode != "tun" and (tun_type != "ipip" or tun_port is not None):
+        print("pylvs realserver: --tun-type and --tun-port go with --mode tun", file=sys.stderr)
+        return 2
     if args.mode == "tun":
         try:
-            return realserver.run_tun(args.vip, args.undo, lambda line: print(line, flush=True))
+            return realserver.run_tun(args.vip, args.undo, lambda line: print(line, flush=True),
+                                      tun_type, tun_port)
         except (ValueError, OSError) as exc:
             print(f"pylvs realserver: {exc}", file=sys.stderr)
             return 1
@@ -48,7 +53,9 @@ def _check_realserver(args: argparse.Namespace) -> int:
         return 2
     from pylvs.lab import realserver
     try:
-        report, rc = realserver.check(args.mode, args.vip, args.interface, args.director)
+        report, rc = realserver.check(args.mode, args.vip, args.interface, args.director,
+                                      getattr(args, "tun_type", "ipip"),
+                                      getattr(args, "tun_port", None))
     except ValueError as exc:
         print(f"pylvs realserver --check: {exc}", file=sys.stderr)
         return 2
@@ -62,14 +69,15 @@ def _check_realserver(args: argparse.Namespace) -> int:
 def _lab_ecmp(args: argparse.Namespace) -> int:
     from pylvs.lab import ecmp
     if args.ha or args.trace is not None or args.keep or args.explain or args.mistake:
-        print("pylvs lab: ecmp takes --directors, --servers and --no-bfd only", file=sys.stderr)
+        print("pylvs lab: ecmp takes --directors, --servers, --no-bfd and --ipv6 only",
+              file=sys.stderr)
         return 2
     if not shutil.which("bird"):
         print("pylvs lab: ecmp needs BIRD 2 (apt-get install bird2; ./scripts/install.sh "
               "installs it)", file=sys.stderr)
         return 2
     try:
-        return ecmp.run(args.directors, args.servers, args.bfd)
+        return ecmp.run(args.directors, args.servers, args.bfd, 6 if args.ipv6 else 4)
     except ValueError as exc:
         print(f"pylvs lab: {exc}", file=sys.stderr)
         return 2
@@ -109,7 +117,8 @@ def lab(args: argparse.Namespace) -> int:
     trace_dir, fresh = _trace_dir(args.trace)
     try:
         if args.ha:
-            return failover.run(servers=args.servers, scheduler=args.scheduler)
+            return failover.run(servers=args.servers, scheduler=args.scheduler,
+                                family=6 if args.ipv6 else 4)
         return demo.run(args.mode, servers=args.servers, requests=args.requests,
                         scheduler=args.scheduler, trace_dir=trace_dir, keep=args.keep,
                         explain=args.explain, mistake=args.mistake,
@@ -130,17 +139,18 @@ def lab(args: argparse.Namespace) -> int:
 
 
 def _family_refused(args: argparse.Namespace) -> int:
-    """--ipv6 fits dr, nat, tun and mixed, without --ha or --mistake: 2 with why, else 0."""
+    """--ipv6 fits dr, nat, tun, mixed and ecmp (dr with --ha too), without --mistake: 2 with
+    why, else 0."""
     if not args.ipv6:
         return 0
-    if args.mode in ("ecmp", "down", "dualstack"):
-        why = {"dualstack": "has both families already", "down": "removes a kept lab, any",
-               "ecmp": "is IPv4's"}[args.mode]
-        print(f"pylvs lab: --ipv6 goes with dr, nat, tun and mixed ({args.mode} {why})",
+    if args.mode in ("down", "dualstack"):
+        why = ("has both families already" if args.mode == "dualstack"
+               else "removes a kept lab, any")
+        print(f"pylvs lab: --ipv6 goes with dr, nat, tun, mixed and ecmp ({args.mode} {why})",
               file=sys.stderr)
         return 2
-    if args.ha or args.mistake:
-        print("pylvs lab: --ha and --mistake are IPv4's labs: without --ipv6", file=sys.stderr)
+    if args.mistake:
+        print("pylvs lab: the --mistake labs are IPv4's: without --ipv6", file=sys.stderr)
         return 2
     return 0
 

@@ -7,13 +7,15 @@ resilient``) holds a table of hash buckets instead: a next hop that goes gives a
 own buckets, and one that comes takes buckets only once they have been idle ``idle_timer``
 seconds, so flows that are going stay where they are. BIRD exports into a table of its own
 (``SOURCE_TABLE``); this process, run in the router's namespace, follows it every 50 ms and
-keeps, for each /32 there, a resilient group of the same next hops and a route in the main
-table through it. Run as ``python3 -m pylvs.lab.nexthops --interface eth0``.
+keeps, for each /32 and /128 there, a resilient group of the same next hops and a route in the
+main table through it (a group's members are all of the VIP's family: IPv6 next hops for an
+IPv6 VIP). Run as ``python3 -m pylvs.lab.nexthops --interface eth0``.
 """
 
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import signal
 import subprocess
@@ -38,18 +40,26 @@ def supported() -> bool:
 
 
 def learned(table: int = SOURCE_TABLE) -> dict[str, list[str]]:
-    """Each /32 BIRD installed in ``table`` and its gateways, in address order."""
-    result = subprocess.run(["ip", "-j", "-4", "route", "show", "table", str(table)],
-                            capture_output=True, text=True)
+    """Each host route (/32, /128) BIRD installed in ``table`` and its gateways, in address
+    order, IPv4's first."""
     routes: dict[str, list[str]] = {}
-    if result.returncode != 0:  # the table does not exist before BIRD's first route
-        return routes
-    for route in json.loads(result.stdout or "[]"):
-        hops = route.get("nexthops") or [route]
-        gateways = sorted({hop["gateway"] for hop in hops if "gateway" in hop})
-        if gateways:
-            routes[route["dst"].removesuffix("/32")] = gateways
+    for family, host in (("-4", "/32"), ("-6", "/128")):
+        result = subprocess.run(["ip", "-j", family, "route", "show", "table", str(table)],
+                                capture_output=True, text=True)
+        if result.returncode != 0:  # the table does not exist before BIRD's first route
+            continue
+        for route in json.loads(result.stdout or "[]"):
+            hops = route.get("nexthops") or [route]
+            gateways = sorted({hop["gateway"] for hop in hops if "gateway" in hop},
+                              key=ipaddress.ip_address)
+            if gateways:
+                routes[route["dst"].removesuffix(host)] = gateways
     return routes
+
+
+def host_route(vip: str) -> str:
+    """``vip/32``, ``vip/128``."""
+    return f"{vip}/128" if ":" in vip else f"{vip}/32"
 
 
 class Mirror:
@@ -57,6 +67,7 @@ class Mirror:
         self.interface = interface
         self.hops: dict[str, int] = {}
         self.groups: dict[str, tuple[int, list[str]]] = {}
+        self.next_group = FIRST_GROUP
 
     def follow(self, routes: dict[str, list[str]]) -> None:
         for vip, gateways in routes.items():
@@ -64,7 +75,7 @@ class Mirror:
                 self._set(vip, gateways)
         for vip in [v for v in self.groups if v not in routes]:
             group, _ = self.groups.pop(vip)
-            _ip("route", "del", f"{vip}/32")
+            _ip("route", "del", host_route(vip))
             _ip("nexthop", "del", "id", str(group))
 
     def _set(self, vip: str, gateways: list[str]) -> None:
@@ -73,13 +84,16 @@ class Mirror:
                 self.hops[gateway] = len(self.hops) + 1
                 _ip("nexthop", "replace", "id", str(self.hops[gateway]), "via", gateway,
                     "dev", self.interface)
-        group = self.groups.get(vip, (FIRST_GROUP + len(self.groups), []))[0]
+        if vip in self.groups:
+            group = self.groups[vip][0]
+        else:  # never an id still in use: a VIP that went may have had an older one
+            group, self.next_group = self.next_group, self.next_group + 1
         members = "/".join(str(self.hops[g]) for g in gateways)
         _ip("nexthop", "replace", "id", str(group), "group", members, "type", "resilient",
             "buckets", str(BUCKETS), "idle_timer", str(IDLE_TIMER))
-        _ip("route", "replace", f"{vip}/32", "nhid", str(group))
+        _ip("route", "replace", host_route(vip), "nhid", str(group))
         self.groups[vip] = (group, gateways)
-        print(f"{vip}/32 via {', '.join(gateways)}", flush=True)
+        print(f"{host_route(vip)} via {', '.join(gateways)}", flush=True)
 
 
 def _ip(*args: str) -> None:

@@ -192,8 +192,8 @@ class Lab(Hosts):
             raise ValueError(f"lab mode must be one of {', '.join(MODES)}, not {mode!r}")
         if family not in (4, 6):
             raise ValueError(f"family must be 4 or 6, not {family!r}")
-        if ha and (mode != "dr" or family != 4):
-            raise ValueError("a lab with two directors (--ha) is an IPv4 DR lab")
+        if ha and mode != "dr":
+            raise ValueError("a lab with two directors (--ha) is a DR lab")
         if mistake is not None and (family != 4 or mode == "dualstack"):
             raise ValueError("the --mistake labs are IPv4's (their mistakes are the ARP "
                              "sysctls, rp_filter and the route back): without --ipv6")
@@ -440,10 +440,12 @@ def curl_argv(url: str, max_time: int = 10) -> list[str]:
 def lab_config(lab: Lab, scheduler: str, weights: list[int] | None = None,
                server_port: int = PORT, persistence: int = 0, workers: int = 1,
                service_keys: tuple[str, ...] = (), priority: int = 0,
-               control_socket: str = "", offload: str = "none", metrics: str = "") -> str:
+               control_socket: str = "", offload: str = "none", metrics: str = "",
+               sync: bool = True) -> str:
     """The TOML a user would write for this lab; real servers in ipvsadm -a order;
     ``service_keys``: more lines for the virtual service (a health check, say); ``priority``:
-    a VRRP instance with the connection sync daemon, as each director of an --ha lab has;
+    a VRRP instance (IPv6: VRRPv3, no password) with the connection sync daemon unless
+    ``sync`` is false, as each director of an --ha lab has;
     ``metrics``: [director] metrics, where the Prometheus exposition is served. The
     dual-stack lab's four services each get the same keys (its cross-family ones are served
     on CROSS_PORT, which TUN cannot map)."""
@@ -451,7 +453,7 @@ def lab_config(lab: Lab, scheduler: str, weights: list[int] | None = None,
     lines = ["[director]", f'interface = "{lab.director_if}"',
              f'inside_interface = "{lab.director_inside_if}"',
              f'control_socket = "{control_socket or lab.control_socket}"']
-    if priority:
+    if priority and sync:
         lines.append("sync_daemon = true")
     if workers > 1:
         lines.append(f"workers = {workers}")
@@ -475,7 +477,9 @@ def lab_config(lab: Lab, scheduler: str, weights: list[int] | None = None,
                 lines.append(f'  forward = "{mode}"')
     if priority:
         lines += ["", "[vrrp]", "virtual_router_id = 51", f"priority = {priority}",
-                  "advert_int = 1", 'authentication = { auth_type = "PASS", auth_pass = "lab" }']
+                  "advert_int = 1"]
+        if lab.family == 4:
+            lines.append('authentication = { auth_type = "PASS", auth_pass = "lab" }')
     return "\n".join(lines) + "\n"
 
 

@@ -2,9 +2,10 @@
 
 pylvs.ha.bgp decides what to announce and pylvs.ha.bird writes it in BIRD's words; this module
 writes the files, starts BIRD in the foreground as the director's child, and speaks its control
-socket (birdc's protocol) to reconfigure it when the announced set changes. BIRD is listed to
-the guard, so a director killed with -9 takes its BIRD along: the BGP session closes and the
-router withdraws the routes at once.
+socket (birdc's protocol) to reconfigure it when the announced set changes. Each family has
+its routes file (``vips.conf`` for the IPv4 static protocol, ``vips6.conf`` for the IPv6 one);
+one ``configure`` takes both. BIRD is listed to the guard, so a director killed with -9 takes
+its BIRD along: the BGP sessions close and the router withdraws the routes at once.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import time
 from pathlib import Path
 
 from pylvs.ha import bird
-from pylvs.ha.bgp import Bgp
+from pylvs.ha.bgp import Bgp, by_family, family, prefix
 from pylvs.shell import addresses
 
 log = logging.getLogger("pylvs")
@@ -40,20 +41,28 @@ class Announcer:
         self.run_dir = Path(run_dir)
         self.files: list[str] = []
         """What this director made on the host (the guard removes them after kill -9)."""
+        self.routes_paths: dict[int, Path] = {}
+        """Each family's routes file, for the families BIRD is told of."""
         if spec.bird_socket:
-            self.socket_path, self.routes_path = spec.bird_socket, Path(spec.bird_include)
+            self.socket_path = spec.bird_socket
+            self.routes_paths = {of: Path(spec.include(of)) for of in (4, 6)
+                                 if spec.include(of)}
             self._write_routes([])
             return
         self.socket_path = str(self.run_dir / "bird.ctl")
-        self.routes_path = self.run_dir / "vips.conf"
+        self.routes_paths = {of: self.run_dir / name
+                             for of, name in ((4, "vips.conf"), (6, "vips6.conf"))
+                             if of in spec.families}
         self.conf = self.run_dir / "bird.conf"
         router_id = spec.router_id or _router_id(interface, exclude or [])
         self.run_dir.mkdir(mode=0o700)
         self.log_path = self.run_dir / "bird.log"
-        self.files = [str(self.routes_path), str(self.conf), self.socket_path,
-                      str(self.log_path), str(self.run_dir)]
+        self.files = [*(str(path) for path in self.routes_paths.values()), str(self.conf),
+                      self.socket_path, str(self.log_path), str(self.run_dir)]
         try:
-            self.conf.write_text(bird.config(spec, router_id, str(self.routes_path)))
+            self.conf.write_text(bird.config(
+                spec, router_id, str(self.routes_paths.get(4, "")),
+                str(self.routes_paths.get(6, ""))))
             self._write_routes([])
             self._start()
         except BaseException:
@@ -98,9 +107,13 @@ class Announcer:
         return self.process.pid if self.process is not None else None
 
     def update(self, vips: list[str]) -> None:
-        """Announce exactly ``vips``; BIRD is told only when the set changes."""
+        """Announce exactly ``vips`` (both families: each goes to its own file); BIRD is told
+        only when the set changes."""
         if vips == self.announced:
             return
+        if unplaced := [vip for vip in vips if family(vip) not in self.routes_paths]:
+            raise AnnounceError(f"bgp: nothing carries {', '.join(unplaced)}: no session (or "
+                                f"routes file) of its family")
         self._write_routes(vips)
         reply = self.ask("configure")
         if not reply.ok:
@@ -108,14 +121,17 @@ class Announcer:
         before, self.announced = set(self.announced or []), vips
         for vip in vips:
             if vip not in before:
-                log.info("bgp: announcing %s/32", vip)
+                log.info("bgp: announcing %s", prefix(vip))
         for vip in sorted(before - set(vips)):
-            log.info("bgp: withdrew %s/32", vip)
+            log.info("bgp: withdrew %s", prefix(vip))
 
     def _write_routes(self, vips: list[str]) -> None:
-        part = self.routes_path.with_name(self.routes_path.name + ".new")
-        part.write_text(bird.routes(vips))
-        os.replace(part, self.routes_path)
+        """Each family's file, whole (written aside and renamed: BIRD never reads half)."""
+        split = by_family(vips)
+        for of, path in self.routes_paths.items():
+            part = path.with_name(path.name + ".new")
+            part.write_text(bird.routes(split[of]))
+            os.replace(part, path)
 
     def ask(self, command: str) -> bird.Reply:
         """One command over the control socket, as birdc sends it."""
@@ -174,5 +190,6 @@ def _router_id(interface: str, exclude: list[str]) -> str:
     own = [a for a in addresses.interface_addresses(interface) if a not in exclude]
     if not own:
         raise AnnounceError(f"bgp: {interface} has no IPv4 address to be the router id; "
-                            f"set [bgp] router_id")
+                            f"set [bgp] router_id (a 32-bit number written as an IPv4 "
+                            f"address, on an IPv6-only director too)")
     return own[0]

@@ -165,7 +165,7 @@ class HaRuntime:
         announcer = self.announcer
         if announcer is None:
             return ""
-        vips = ", ".join(f"{vip}/32" for vip in announcer.announced or []) or "nothing"
+        vips = ", ".join(bgp.prefix(vip) for vip in announcer.announced or []) or "nothing"
         lines = [f"BGP: announcing {vips}"]
         try:
             sessions = announcer.sessions()

@@ -2,7 +2,14 @@
 timers, tracked links and scripts (pylvs.shell.track_probes).
 
 Adverts go to 224.0.0.18 (or to each unicast peer) with TTL 255 and TOS 0xC0 from the
-interface's primary address; gratuitous ARPs go out on the interface. Which VIPs the host holds
+interface's primary address; gratuitous ARPs go out on the interface. An IPv6 instance's
+sockets are keepalived's (vrrp.c open_vrrp_read_socket/open_vrrp_send_socket, vrrp_if.c): a raw
+AF_INET6 socket for protocol 112 bound to the interface, joined to ff02::12 there (unless
+unicast), hop limit 255 (multicast and unicast), traffic class 0xC0, no loop, IPV6_CHECKSUM at
+offset 6 (the kernel sums the pseudo-header on the way out and drops a bad sum on the way in),
+IPV6_RECVHOPLIMIT and IPV6_RECVPKTINFO to check the hop limit and the destination; each advert
+leaves with IPV6_PKTINFO naming the link-local source and the interface. Unsolicited Neighbor
+Advertisements go out on the packet socket, whole frames. Which VIPs the host holds
 is handed to ``on_master(master, held)``: the engine adds or removes them and turns its data
 plane on or off. With one instance over the services' VIPs that is today's word (master or not,
 ``held`` None: all the services); otherwise ``master`` is True and ``held`` names the VIPs of
@@ -12,8 +19,11 @@ director's loop; never blocks.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
+import select
 import socket
+import struct
 from collections import Counter
 from collections.abc import Callable
 
@@ -28,6 +38,9 @@ from pylvs.shell.track_probes import Links, Scripts
 log = logging.getLogger("pylvs")
 
 IP_MULTICAST_ALL = 49
+IPV6_MULTICAST_ALL = 29  # <linux/in6.h>
+IPV6_CHECKSUM_OFFSET = 6  # the VRRP checksum's place, as keepalived's if_setsockopt_ipv6_checksum
+_CMSG_SPACE = socket.CMSG_SPACE(4) + socket.CMSG_SPACE(20)
 
 
 class InstanceSocket:
@@ -40,9 +53,12 @@ class InstanceSocket:
         self.counters: Counter[str] = Counter()
         """What went wrong on the wire: malformed packets, failed sends."""
         self.source = router.config.source_ip
-        self.targets = list(spec.unicast_peers) or [vrrp.VRRP_GROUP]
+        self.ipv6 = vrrp.family(self.source) == 6
+        self.unicast = bool(spec.unicast_peers)
+        self.targets = list(spec.unicast_peers) or [vrrp.group(self.source)]
         self.mac = interfaces.interface_mac(spec.interface)
-        self.sock = self._open_ip(spec.interface)
+        self.index = interfaces.interface_index(spec.interface)
+        self.sock = self._open_ip6(spec.interface) if self.ipv6 else self._open_ip(spec.interface)
         self.link = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
         self.link.bind((spec.interface, 0))
 
@@ -61,8 +77,38 @@ class InstanceSocket:
         sock.setblocking(False)
         return sock
 
+    def _open_ip6(self, ifname: str) -> socket.socket:
+        sock = socket.socket(socket.AF_INET6, socket.SOCK_RAW, vrrp.IPPROTO_VRRP)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, ifname.encode())
+            for option, value in ((socket.IPV6_TCLASS, vrrp.VRRP_TOS),
+                                  (socket.IPV6_MULTICAST_HOPS, vrrp.VRRP_TTL),
+                                  (socket.IPV6_UNICAST_HOPS, vrrp.VRRP_TTL),
+                                  (socket.IPV6_MULTICAST_LOOP, 0),
+                                  (IPV6_MULTICAST_ALL, 0),
+                                  (socket.IPV6_MULTICAST_IF, self.index),
+                                  (socket.IPV6_RECVHOPLIMIT, 1),
+                                  (socket.IPV6_RECVPKTINFO, 1),
+                                  (socket.IPV6_CHECKSUM, IPV6_CHECKSUM_OFFSET)):
+                sock.setsockopt(socket.IPPROTO_IPV6, option, value)
+            if not self.unicast:
+                mreq = socket.inet_pton(socket.AF_INET6, vrrp.VRRP_GROUP6) + struct.pack(
+                    "@I", self.index)
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, mreq)
+                try:  # keepalived: bound to the group, unicast adverts stay out
+                    sock.bind((vrrp.VRRP_GROUP6, 0, 0, self.index))
+                except OSError as exc:  # then the destination check drops them
+                    log.debug("vrrp: %s: bind to %s: %s", self.spec.name, vrrp.VRRP_GROUP6, exc)
+            sock.setblocking(False)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
     def received(self) -> list[tuple[vrrp.Advert, str]]:
         """Every advert waiting now (malformed ones counted and dropped)."""
+        if self.ipv6:
+            return self._received6()
         found = []
         while True:
             try:
@@ -75,15 +121,59 @@ class InstanceSocket:
                 self.counters["malformed"] += 1
                 log.debug("vrrp: %s: dropped a packet: %s", self.spec.name, exc)
 
+    def _received6(self) -> list[tuple[vrrp.Advert, str]]:
+        """recvmsg gives the VRRP message alone; the hop limit and the destination come as
+        ancillary data (IPV6_HOPLIMIT, IPV6_PKTINFO), the source as the sender's address."""
+        found = []
+        while True:
+            try:
+                payload, ancillary, _flags, sender = self.sock.recvmsg(65535, _CMSG_SPACE)
+            except BlockingIOError:
+                return found
+            # without the ancillary data keepalived checks nothing (rx_ttl_hop_limit -1)
+            hop_limit, destination = vrrp.VRRP_TTL, vrrp.VRRP_GROUP6
+            for level, kind, data in ancillary:
+                if level == socket.IPPROTO_IPV6 and kind == socket.IPV6_HOPLIMIT:
+                    hop_limit = struct.unpack("@i", data[:4])[0]
+                elif level == socket.IPPROTO_IPV6 and kind == socket.IPV6_PKTINFO:
+                    destination = str(ipaddress.IPv6Address(data[:16]))
+            source = str(ipaddress.IPv6Address(sender[0].partition("%")[0]))
+            try:
+                advert = vrrp.Advert.decode(payload, source, hop_limit, destination,
+                                            self.unicast)
+            except vrrp.VrrpError as exc:
+                self.counters["malformed"] += 1
+                log.debug("vrrp: %s: dropped a packet from %s: %s", self.spec.name, source, exc)
+                continue
+            found.append((advert, source))
+
     def carry_out(self, action: vrrp.Action) -> None:
         if isinstance(action, vrrp.SendAdvert):
             advert = self.router.advert(action.priority)
             for target in self.targets:
-                self._send(self.sock.sendto, advert.encode(self.source, target), (target, 0))
+                payload = advert.encode(self.source, target)
+                if self.ipv6:
+                    self._send(self._send6, payload, target)
+                else:
+                    self._send(self.sock.sendto, payload, (target, 0))
+        elif isinstance(action, vrrp.SendGarps) and self.ipv6:
+            # keepalived's vrrp_send_link_update: each round sends one NA for every VIP
+            router = _forwards_ipv6(self.spec.interface)
+            for _ in range(action.count):
+                for vip in self.vips:
+                    self._send(self.link.send, vrrp.na_frame(self.mac, vip, router))
         elif isinstance(action, vrrp.SendGarps):
             for vip in self.vips:
                 for _ in range(action.count):
                     self._send(self.link.send, vrrp.garp_frame(self.mac, vip))
+
+    def _send6(self, payload: bytes, target: str) -> None:
+        """From the link-local source on the interface (IPV6_PKTINFO, as keepalived's
+        vrrp_build_ancillary_data); a multicast one with MSG_DONTROUTE, as keepalived's."""
+        info = socket.inet_pton(socket.AF_INET6, self.source) + struct.pack("@I", self.index)
+        self.sock.sendmsg([payload], [(socket.IPPROTO_IPV6, socket.IPV6_PKTINFO, info)],
+                          0 if self.unicast else socket.MSG_DONTROUTE,
+                          (target, 0, 0, self.index))
 
     def _send(self, send: Callable, *args: object) -> None:
         try:
@@ -117,30 +207,37 @@ class VrrpSockets:
         self.on_master = on_master
         self.specs = {spec.name: spec for spec in config.vrrp_instances}
         instances = [instance_spec(spec, spec.unicast_src_ip or _primary_address(
-            spec.interface, list(spec.virtual_ipaddress))) for spec in config.vrrp_instances]
+            spec.interface, list(spec.virtual_ipaddress), spec.family))
+            for spec in config.vrrp_instances]
         self.instances = InstanceSet(instances, config.vrrp_sync_groups,
                                    list(config.vrrp_scripts.values()))
         self.single = len(self.specs) == 1 and not config.vrrp_instances[0].own_vips
         claimed = {vip for spec in self.specs.values() for vip in spec.virtual_ipaddress}
         self.unclaimed = frozenset(s.address for s in config.services) - claimed
         self.sockets: dict[str, InstanceSocket] = {}
-        self.others = {name: {(o.interface, o.virtual_router_id) for o in self.specs.values()
-                              if o.name != name} for name in self.specs}
-        """Each instance's neighbours (interface, vrid): their adverts are not its business."""
+        self.others = {name: {(o.interface, o.family, o.virtual_router_id)
+                              for o in self.specs.values() if o.name != name}
+                       for name in self.specs}
+        """Each instance's neighbours (interface, family, vrid): their adverts are not its
+        business (a VRID is an address family's, RFC 5798 §5.2.3, so IPv4's 51 is not
+        IPv6's)."""
+        self.waker = select.epoll()
+        """Readable when any instance's socket is: what the director's loop polls."""
         self.links = Links(t.name for i in instances for t in i.tracks if t.kind == "interface")
         tracked = {t.name for spec in self.specs.values() for t in spec.track_script}
         self.scripts = Scripts(s for s in config.vrrp_scripts.values() if s.name in tracked)
         try:
             for name, router in self.instances.routers.items():
                 self.sockets[name] = InstanceSocket(self.specs[name], router)
+                self.waker.register(self.sockets[name].sock.fileno(), select.EPOLLIN)
         except BaseException:
             self.close_in_child()
             raise
 
     def fileno(self) -> int:
-        """The first instance's socket: every instance's socket sees every advert of its
-        interface, so this one wakes a loop for all of them on that interface."""
-        return next(iter(self.sockets.values())).sock.fileno()
+        """An epoll of every instance's socket (IPv4's and IPv6's are not the same socket,
+        nor are two interfaces'): one descriptor that wakes the loop for all of them."""
+        return self.waker.fileno()
 
     @property
     def state(self) -> str:
@@ -152,6 +249,10 @@ class VrrpSockets:
             log.info("vrrp: instance %s (%d) on %s from %s, priority %d, VIPs %s", name,
                      spec.virtual_router_id, spec.interface, self.sockets[name].source,
                      spec.priority, ", ".join(spec.virtual_ipaddress))
+            if spec.family == socket.AF_INET6 and not spec.unicast_peers and \
+                    not vrrp.link_local_first(spec.virtual_ipaddress):
+                log.warning("vrrp: (%s) the first IPv6 VIP address should be link local "
+                            "(keepalived's words: RFC 5798 §5.2.9)", name)
         self._carry_out(self.instances.start(now, dict(self.links.state)))
         if not self.single:  # the services no instance claims are held from the start
             self.on_master(True, self.held())
@@ -182,6 +283,7 @@ class VrrpSockets:
         """In a process forked from the director: VRRP stays the director's, unannounced."""
         for member in self.sockets.values():
             member.close()
+        self.waker.close()
         self.links.close()
 
     def held(self) -> frozenset[str] | None:
@@ -248,8 +350,28 @@ class VrrpSockets:
                  dict(self.instances.transitions[name])) for name, spec in self.specs.items()]
 
 
-def _primary_address(ifname: str, vips: list[str]) -> str:
+def _primary_address(ifname: str, vips: list[str], family: int = socket.AF_INET) -> str:
+    """IPv4: the interface's first address that is no VIP. IPv6: its first link-local address
+    that is no VIP, as keepalived takes it (keepalived_netlink.c keeps an interface's first
+    scope-link IPv6 address as its source, VIPs aside)."""
+    if family == socket.AF_INET6:
+        own = [str(ipaddress.IPv6Address(a)) for a in
+               addresses.interface_addresses(ifname, socket.AF_INET6)]
+        own = [a for a in own if ipaddress.IPv6Address(a).is_link_local and a not in vips]
+        if not own:
+            raise RuntimeError(f"vrrp: {ifname} has no IPv6 link-local address of its own to "
+                               "send adverts from")
+        return own[0]
     own = [a for a in addresses.interface_addresses(ifname) if a not in vips]
     if not own:
         raise RuntimeError(f"vrrp: {ifname} has no IPv4 address of its own to send adverts from")
     return own[0]
+
+
+def _forwards_ipv6(ifname: str) -> bool:
+    """keepalived's set_ipv6_forwarding: an NA says Router when the interface forwards IPv6."""
+    try:
+        with open(f"/proc/sys/net/ipv6/conf/{ifname}/forwarding") as fh:
+            return fh.read().strip() not in ("", "0")
+    except OSError:
+        return False

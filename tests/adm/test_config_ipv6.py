@@ -1,7 +1,8 @@
 """IPv6 in the TOML config (issue 22): services and real servers in ipvsadm's ``[addr]:port``,
 IPVS's family rules (ip_vs_ctl.c: another family only by tunnel, and not while the sync daemon
-runs; ipvsadm -M a prefix length for IPv6), dual-stack files, and a clear refusal where pylvs
-moves or announces IPv4 VIPs only (VRRP: issue 23; BGP). Every error names file, key, reason."""
+runs; ipvsadm -M a prefix length for IPv6), dual-stack files, VRRP instances of either family
+(issue 23: one family each, IPv6's VRRPv3, as keepalived), and the sync daemon beside IPv6
+services (BGP's IPv6: test_config_bgp6). Every error names file, key, reason."""
 
 from __future__ import annotations
 
@@ -161,16 +162,12 @@ def test_no_real_server_of_the_other_family_while_the_sync_daemon_runs():
     assert parse(same).sync_interface == "eth0"
 
 
-def test_the_sync_daemon_refuses_ipv6_services_until_it_carries_them():
-    """pylvs.ha.sync and pylvs.ha.replica write IPv4 addresses only: a clear refusal here
-    rather than a failure at the first IPv6 connection synced (IPVS's sync v1 has IPv6
-    entries; lift this when pylvs's does)."""
-    bad = error(config_text(service_text("192.0.2.1:80"), service_text("[2001:db8::1]:80"),
-                            director="sync_daemon = true\n"))
-    assert (bad.key, bad.reason) == (
-        "director.sync_daemon", "virtual_server[1] ([2001:db8::1]:80) is IPv6, and pylvs's sync "
-        "daemon carries IPv4 connections only for now (pylvs.ha.sync and pylvs.ha.replica write "
-        "IPv4 addresses)")
+def test_the_sync_daemon_takes_ipv6_services_beside_ipv4_ones():
+    """IPVS's sync v1 carries IPv6 connections (struct ip_vs_sync_v6): a dual-stack director
+    may sync (a real server of the other family stays refused while syncing)."""
+    config = parse(config_text(service_text("192.0.2.1:80"), service_text("[2001:db8::1]:80"),
+                               director="sync_daemon = true\n"))
+    assert config.sync_interface == "eth0"
 
 
 CHECKED = service_text(
@@ -204,50 +201,101 @@ def test_a_tunnelled_service_takes_a_sorry_server_of_the_other_family():
     assert parse(text).health[0].sorry_server == ("192.0.2.99", 80)
 
 
-# -- where pylvs has IPv4 only: VRRP (issue 23) and BGP ----------------------------------------
+# -- VRRP over IPv6 (issue 23): an instance is of one family, IPv6's is VRRPv3 ----------------
 
-NO_VRRP = "pylvs's VRRP is IPv4 only for now (IPv6 VRRP is issue 23)"
+ONE = ("a VRRP instance is of one family, as keepalived's (which drops an address of the other: "
+       "'address family must match VRRP instance'); write a [[vrrp]] for each family")
+V6 = config_text(service_text("[2001:db8::1]:80", 'forward = "dr"', 'address = "[2001:db8::11]"'))
+
+
+def test_an_ipv6_instance_is_vrrpv3_with_canonical_vips_in_the_order_given():
+    """keepalived: an IPv6 instance runs version 3 (vrrp_complete_instance); the adverts list
+    the VIPs as configured, a link-local one first as RFC 5798 §5.2.9 wants."""
+    config = parse(V6 + '\n[vrrp]\nvirtual_router_id = 1\nvirtual_ipaddress = ["FE80::51", '
+                   '"2001:DB8::1/64", "fe80::51"]\nunicast_src_ip = "2001:DB8::2"\n'
+                   'unicast_peers = ["fe80::3", "2001:db8::3"]\n')
+    vrrp = config.vrrp
+    assert (vrrp.family, vrrp.version, vrrp.virtual_ipaddress, vrrp.unicast_src_ip,
+            vrrp.unicast_peers) == (AF_INET6, 3, ("fe80::51", "2001:db8::1"), "2001:db8::2",
+                                    ("fe80::3", "2001:db8::3"))
+    assert parse(V6 + '\n[vrrp]\nvirtual_router_id = 1\nversion = 3\nadvert_int = 0.5\n'
+                 ).vrrp.advert_int == 0.5
+
+
+def test_a_lone_instance_of_ipv6_services_moves_their_vips_in_vrrpv3():
+    config = parse(V6 + service_text("[2001:db8::2]:80") + "\n[vrrp]\nvirtual_router_id = 1\n")
+    assert (config.vrrp.family, config.vrrp.version, config.vrrp.virtual_ipaddress,
+            config.vrrp.own_vips) == (AF_INET6, 3, ("2001:db8::1", "2001:db8::2"), False)
+    assert parse(V6 + "\n[vrrp]\nvirtual_router_id = 1\nnative_ipv6 = true\n").vrrp.family == \
+        AF_INET6
+    assert parse(V6 + "\n[vrrp]\nvirtual_router_id = 1\nadvert_int = 0.25\n").vrrp.advert_int \
+        == 0.25  # VRRPv3's centiseconds, the services being IPv6
+    bad = error(V6 + "\n[vrrp]\nvirtual_router_id = 1\nversion = 2\n")
+    assert (bad.key, bad.reason) == ("vrrp.version", "VRRPv2 is IPv4's: an IPv6 instance speaks "
+                                     "VRRPv3, as keepalived runs every IPv6 instance (leave "
+                                     "version out, or write 3)")
 
 
 @pytest.mark.parametrize("table,key,reason", [
     ('virtual_ipaddress = ["192.0.2.1", "2001:db8::1/64"]', "vrrp.virtual_ipaddress[1]",
-     f"'2001:db8::1/64' is IPv6, and {NO_VRRP}"),
-    ('unicast_src_ip = "2001:db8::2"', "vrrp.unicast_src_ip", f"'2001:db8::2' is IPv6, and "
-     f"{NO_VRRP}"),
-    ('unicast_peers = ["192.0.2.3", "fe80::3"]', "vrrp.unicast_peers[1]",
-     f"'fe80::3' is IPv6, and {NO_VRRP}"),
+     f"'2001:db8::1' is IPv6, and this instance is IPv4 (its virtual_ipaddress[0] "
+     f"192.0.2.1): {ONE}"),
+    ('virtual_ipaddress = ["2001:db8::1"]\nunicast_src_ip = "192.0.2.2"',
+     "vrrp.unicast_src_ip", f"'192.0.2.2' is IPv4, and this instance is IPv6 (its "
+     f"virtual_ipaddress[0] 2001:db8::1): {ONE}"),
+    ('unicast_peers = ["192.0.2.3", "fe80::3"]\nvirtual_ipaddress = ["192.0.2.1"]',
+     "vrrp.unicast_peers[1]", f"'fe80::3' is IPv6, and this instance is IPv4 (its "
+     f"unicast_peers[0] 192.0.2.3): {ONE}"),
+    ('native_ipv6 = true\nvirtual_ipaddress = ["192.0.2.1"]', "vrrp.virtual_ipaddress[0]",
+     f"'192.0.2.1' is IPv4, and this instance is IPv6 (its native_ipv6): {ONE}"),
+    ('virtual_ipaddress = ["192.0.2.1"]\nnative_ipv6 = true', "vrrp.native_ipv6",
+     f"this instance is IPv4 (its virtual_ipaddress[0] 192.0.2.1): {ONE}"),
+    ('virtual_ipaddress = ["2001:db8::1"]\nversion = 2', "vrrp.version",
+     "VRRPv2 is IPv4's: an IPv6 instance speaks VRRPv3, as keepalived runs every IPv6 instance "
+     "(leave version out, or write 3)"),
+    ('virtual_ipaddress = ["2001:db8::1"]\n'
+     'authentication = { auth_type = "PASS", auth_pass = "x" }', "vrrp.authentication",
+     "VRRPv3 has no authentication"),
+    ('virtual_ipaddress = ["fe80::1%eth0"]', "vrrp.virtual_ipaddress[0]",
+     "'fe80::1%eth0' is not an IPv6 address or address/len (without a zone)"),
+    ('unicast_peers = ["fe80::1%eth0"]', "vrrp.unicast_peers[0]",
+     "'fe80::1%eth0' is not an IPv6 address (without a zone: the instance's interface is it)"),
 ])
-def test_ipv6_in_vrrp_is_refused_until_issue_23(table, key, reason):
+def test_an_instance_is_of_one_family(table, key, reason):
     bad = error(DUAL + f"\n[vrrp]\nvirtual_router_id = 1\n{table}\n")
     assert (bad.key, bad.reason) == (key, reason)
 
 
-def test_a_lone_instance_would_move_every_vip_so_an_ipv6_service_is_refused_there():
+def test_a_lone_instance_over_services_of_both_families_is_refused():
     bad = error(DUAL + "\n[vrrp]\nvirtual_router_id = 1\n")
     assert (bad.key, bad.reason) == (
         "vrrp.virtual_ipaddress", "missing, so the instance would move every virtual_server's "
-        "address, and virtual_server[1] ([2001:db8::1]:80) is IPv6: pylvs's VRRP is IPv4 only "
-        "for now (IPv6 VRRP is issue 23); name the IPv4 VIPs here (the others are then held by "
-        "the director alone)")
+        f"address, and they are IPv4 and IPv6: {ONE} (and name its VIPs), or name this one's "
+        "VIPs here (the others are then held by the director alone)")
     named = parse(DUAL + '\n[vrrp]\nvirtual_router_id = 1\nvirtual_ipaddress = ["192.0.2.1"]\n')
     assert named.vrrp.virtual_ipaddress == ("192.0.2.1",) and named.vrrp.own_vips
-
-
-def test_bgp_refuses_an_ipv6_service_and_ipv6_neighbours():
-    bgp = '\n[bgp]\nlocal_as = 65001\n[[bgp.neighbor]]\naddress = "192.0.2.254"\nremote_as = 1\n'
-    bad = error(DUAL + bgp)
-    assert (bad.key, bad.reason) == (
-        "bgp", "virtual_server[1] ([2001:db8::1]:80) is IPv6, and pylvs's BGP announces IPv4 "
-        "VIPs only for now (/32 routes in BIRD's ipv4 channel)")
     v4 = config_text(service_text("192.0.2.1:80"))
-    peer = error(v4 + bgp.replace('"192.0.2.254"', '"2001:db8::fe"'))
-    assert (peer.key, peer.reason) == (
-        "bgp.neighbor[0].address", "'2001:db8::fe' is IPv6, and pylvs's BGP announces IPv4 VIPs "
-        "only for now (/32 routes in BIRD's ipv4 channel)")
-    router = error(v4 + bgp.replace("local_as = 65001", 'local_as = 65001\nrouter_id = "::1"'))
-    assert (router.key, router.reason) == (
-        "bgp.router_id", "'::1' is IPv6, and a BGP router id is a 32-bit number written as an "
-        "IPv4 address")
+    bad = error(v4 + '\n[vrrp]\nvirtual_router_id = 1\nunicast_peers = ["2001:db8::3"]\n')
+    assert (bad.key, bad.reason) == (
+        "vrrp.virtual_ipaddress", "missing, so the instance would move every virtual_server's "
+        "address, and virtual_server[0] (192.0.2.1:80) is IPv4 while this instance is IPv6 "
+        f"(its unicast_peers[0] 2001:db8::3): {ONE}")
+
+
+def test_a_dual_stack_pair_shares_a_vrid_across_families():
+    """RFC 5798 §5.2.3 and keepalived (vrrp.c: instances of another family never clash): a VRID
+    is a family's, so IPv4's 51 and IPv6's 51 live side by side; twice in one family is not."""
+    pair = ('\n[[vrrp]]\nname = "V4"\nvirtual_router_id = 51\nvirtual_ipaddress = ["192.0.2.1"]\n'
+            '\n[[vrrp]]\nname = "V6"\nvirtual_router_id = 51\n'
+            'virtual_ipaddress = ["fe80::51", "2001:db8::1"]\n')
+    config = parse(DUAL + pair)
+    assert [(v.name, v.family, v.version) for v in config.vrrp_instances] == [
+        ("V4", AF_INET, 2), ("V6", AF_INET6, 3)]
+    bad = error(DUAL + pair + '\n[[vrrp]]\nname = "V7"\nvirtual_router_id = 51\n'
+                'virtual_ipaddress = ["2001:db8::7"]\n')
+    assert (bad.key, bad.reason) == ("vrrp[2].virtual_router_id",
+                                     "51 on eth0 is V6's already (in IPv6: a VRID is a family's)")
+
 
 
 def test_metrics_may_listen_on_ipv6():

@@ -1,8 +1,8 @@
 """keepalived.conf with IPv6 (issue 22), as keepalived 2.2.7 reads it: IPv6 virtual_servers and
 real servers, dual-stack files, persistence_granularity as a prefix length (check_parser.c
 pgr_handler), another family only for a tunnelled server (rs_end_handler, vs_end_handler),
-virtual_server_group ranges counted in hex (lib/utils.c inet_stor), and IPv6 VRRP refused until
-issue 23 while an IPv4 instance drops its IPv6 addresses as keepalived does."""
+virtual_server_group ranges counted in hex (lib/utils.c inet_stor), and VRRP instances of either
+family (issue 23), each dropping the other family's addresses as keepalived does."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from pylvs.adm.commands import adm
 from pylvs.adm.config import build
 from pylvs.adm.keepalived import KeepalivedError, convert
 from pylvs.core.director import Director
-from pylvs.core.model import AF_INET6
+from pylvs.core.model import AF_INET, AF_INET6
 
 SAMPLES = Path("/usr/share/doc/keepalived/samples")
 
@@ -207,20 +207,42 @@ def test_bad_ipv6_addresses_name_the_line(address, reason):
                                                      reason)
 
 
-# -- VRRP: IPv6 instances wait for issue 23 ----------------------------------------------------
+# -- VRRP: an instance of either family, as keepalived (issue 23) -------------------------------
 
-VRRP = """vrrp_instance V6 {
+VRRP = """global_defs {
+  vrrp_version 2
+}
+vrrp_instance V6 {
   interface eth0
   virtual_router_id 60
   virtual_ipaddress {
+    fe80::60
     2001:db8::1/64
     192.0.2.1
+  }
+  unicast_src_ip 192.0.2.5
+  authentication {
+    auth_type PASS
+    auth_pass secret
   }
 }
 vrrp_instance N6 {
   native_ipv6
   interface eth0
   virtual_router_id 61
+}
+vrrp_instance L6 {
+  native_ipv6
+  version 2
+  interface eth0
+  virtual_router_id 62
+  unicast_peer {
+    192.0.2.7
+    2001:db8::7
+  }
+  virtual_ipaddress {
+    2001:db8::62
+  }
 }
 vrrp_instance V4 {
   interface eth0
@@ -230,6 +252,7 @@ vrrp_instance V4 {
     2001:db8::1 dev eth0
     2001:db8::2-4
   }
+  native_ipv6
   unicast_src_ip 2001:db8::5
   unicast_peer {
     192.0.2.6
@@ -237,44 +260,73 @@ vrrp_instance V4 {
   }
 }
 """
-NO_VRRP = ("so keepalived runs it as an IPv6 instance (VRRPv3 adverts to ff02::12), and pylvs's "
-           "VRRP is IPv4 only for now (IPv6 VRRP is issue 23)")
+SAME = "('address family must match VRRP instance')"
 
 
-def test_ipv6_vrrp_instances_are_refused_and_an_ipv4_one_drops_its_ipv6_as_keepalived():
+def test_each_instance_takes_its_first_address_s_family_and_drops_the_other_as_keepalived():
+    """keepalived (vrrp_parser.c, vrrp_data.c): the first address in the block, or a
+    native_ipv6 before any, gives the family; the other family's VIPs, source and peers are
+    dropped, a later native_ipv6 too; an IPv6 instance is VRRPv3 whatever vrrp_version says,
+    without authentication; a VRRPv3 instance without a VIP stops keepalived."""
     conversion = convert(VRRP + DUAL, "k.conf")
-    (v4,) = conversion.data["vrrp"]
-    assert v4 == {"name": "V4", "interface": "eth0", "virtual_router_id": 40,
+    v6, l6, v4 = conversion.data["vrrp"]
+    assert v6 == {"name": "V6", "interface": "eth0", "virtual_router_id": 60,
+                  "virtual_ipaddress": ["fe80::60/128", "2001:db8::1/64"]}
+    assert l6 == {"name": "L6", "interface": "eth0", "virtual_router_id": 62,
+                  "native_ipv6": True, "unicast_peers": ["2001:db8::7"],
+                  "virtual_ipaddress": ["2001:db8::62/128"]}
+    assert v4 == {"name": "V4", "interface": "eth0", "virtual_router_id": 40, "version": 2,
                   "unicast_peers": ["192.0.2.6"], "virtual_ipaddress": ["192.0.2.1/24"]}
-    assert conversion.data["director"]["interface"] == "eth0"  # V4 holds 192.0.2.1
     assert conversion.notes == [
-        f"line 1: `vrrp_instance V6` is refused: its first address (2001:db8::1) is IPv6, "
-        f"{NO_VRRP}",
-        f"line 9: `vrrp_instance N6` is refused: it says native_ipv6, {NO_VRRP}",
-        "line 22: vrrp_instance V4: `unicast_src_ip 2001:db8::5` is not carried over: "
+        "line 13: vrrp_instance V6: `authentication` is not carried over: keepalived ignores it "
+        "too: an IPv6 instance is VRRPv3 ('VRRP version 3 does not support authentication. "
+        "Ignoring.')",
+        "line 12: vrrp_instance V6: `unicast_src_ip 192.0.2.5` is not carried over: keepalived "
+        "ignores it too: the instance is IPv6 ('src address MUST be of the same family')",
+        "line 10: vrrp_instance V6: `192.0.2.1` is not carried over: keepalived ignores it too: "
+        f"the instance is IPv6, and an address of another family is dropped {SAME}",
+        "line 18: `vrrp_instance N6` is refused: it is an IPv6 instance, so VRRPv3, and it has "
+        "no IPv6 VIP: keepalived does not start with it ('No VIP specified; at least one is "
+        "required')",
+        "line 25: vrrp_instance L6: `version 2` is not carried over: an IPv6 instance speaks "
+        "VRRPv3 (keepalived: 'vrrp_version 2 conflicts with configured or deduced version 3; "
+        "ignoring')",
+        "line 29: `192.0.2.7` is refused: keepalived skips it too: the instance is IPv6 "
+        "('unicast peer address MUST be of the same family')",
+        "line 44: vrrp_instance V4: `native_ipv6` is not carried over: keepalived ignores it "
+        "too: 'Cannot specify native_ipv6 with IPv4 addresses'",
+        "line 45: vrrp_instance V4: `unicast_src_ip 2001:db8::5` is not carried over: "
         "keepalived ignores it too: the instance is IPv4 ('src address MUST be of the same "
         "family')",
-        "line 25: `2001:db8::6` is refused: keepalived skips it too: the instance is IPv4 "
+        "line 48: `2001:db8::6` is refused: keepalived skips it too: the instance is IPv4 "
         "('unicast peer address MUST be of the same family')",
-        "line 19: vrrp_instance V4: `2001:db8::1 dev eth0` is not carried over: keepalived "
-        "ignores it too: the instance is IPv4, and an address of another family is dropped "
-        "('address family must match VRRP instance')",
-        "line 20: vrrp_instance V4: `2001:db8::2-4` is not carried over: keepalived ignores it "
-        "too: the instance is IPv4, and an address of another family is dropped ('address "
-        "family must match VRRP instance')"]
+        "line 41: vrrp_instance V4: `2001:db8::1 dev eth0` is not carried over: keepalived "
+        f"ignores it too: the instance is IPv4, and an address of another family is dropped "
+        f"{SAME}",
+        "line 42: vrrp_instance V4: `2001:db8::2-4` is not carried over: keepalived ignores it "
+        f"too: the instance is IPv4, and an address of another family is dropped {SAME}"]
     config = build(conversion.data)
-    assert config.vrrp.virtual_ipaddress == ("192.0.2.1",) and len(config.services) == 3
+    assert [(v.name, v.family, v.version, v.virtual_ipaddress) for v in
+            config.vrrp_instances] == [("V6", AF_INET6, 3, ("fe80::60", "2001:db8::1")),
+                                       ("L6", AF_INET6, 3, ("2001:db8::62",)),
+                                       ("V4", AF_INET, 2, ("192.0.2.1",))]
+    assert len(config.services) == 3
 
 
 def test_the_first_address_in_the_file_gives_an_instance_its_family():
-    """keepalived: whichever of unicast_src_ip, a unicast_peer or a VIP comes first."""
+    """keepalived: whichever of unicast_src_ip, a unicast_peer or a VIP comes first; V4 with
+    its IPv6 unicast_src_ip first is an IPv6 instance of the IPv6 VIPs (its native_ipv6 now
+    agrees)."""
     first = VRRP.split("vrrp_instance V4")[1]
     moved = "vrrp_instance V4" + first.replace("  unicast_src_ip 2001:db8::5\n", "").replace(
         "  interface eth0\n", "  interface eth0\n  unicast_src_ip 2001:db8::5\n")
-    with pytest.raises(KeepalivedError) as nothing:
-        convert(moved, "k.conf", interface="eth0")
-    assert nothing.value.notes[0] == (f"line 1: `vrrp_instance V4` is refused: its first "
-                                      f"address (2001:db8::5) is IPv6, {NO_VRRP}")
+    (v4,) = convert(moved, "k.conf", interface="eth0").data["vrrp"]
+    assert v4 == {"name": "V4", "interface": "eth0", "virtual_router_id": 40,
+                  "native_ipv6": True, "unicast_src_ip": "2001:db8::5",
+                  "unicast_peers": ["2001:db8::6"],
+                  "virtual_ipaddress": ["2001:db8::1/128", "2001:db8::2/128", "2001:db8::3/128",
+                                        "2001:db8::4/128"]}
+    assert build(convert(moved, "k.conf", interface="eth0").data).vrrp.family == AF_INET6
 
 
 def test_the_dual_stack_file_is_the_table_keepalived_would_give_ipvsadm():
