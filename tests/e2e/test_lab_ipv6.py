@@ -14,6 +14,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import time
 from collections import Counter
 
 import pytest
@@ -260,3 +261,46 @@ def test_an_upload_bigger_than_the_ip6ip6_mtu_gets_packet_too_big_and_arrives(ma
     assert "mtu 1460" in cached, cached
     counters = control.ask(run.director.control_socket, Status()).data["counters"]
     assert counters.get("frag_needed", 0) >= 1, counters
+
+
+def test_a_failing_check_removes_an_ipv6_real_server_and_it_comes_back():
+    """keepalived's HTTP_GET against IPv6 real servers ([addr] as its Host): the server whose
+    HTTP server dies leaves the table, the clients go to the other, and it returns."""
+    check = ('check = { type = "http", interval = 0.5, timeout = 0.5, retry = 1, '
+             'delay_before_retry = 0.2 }')
+    lab = Lab(servers=2, mode="dr", family=6)
+    director = None
+    try:
+        lab.setup()
+        lab.configure_real_servers()
+        lab.start_http_servers()
+        director = DirectorProcess(lab, lab_config(lab, "rr", service_keys=(check,)))
+        first = f"[{lab.server_ips[0]}]:80"
+
+        def listed() -> bool:
+            return any(line.split()[1] == first for line in director.adm("-Ln").splitlines()
+                       if line.strip().startswith("->"))
+
+        assert listed()
+        lab.processes[0].kill()
+        lab.processes[0].wait()
+        _wait(lambda: not listed())
+        assert {lab.curl("/").strip() for _ in range(4)} == {lab.server_names[1]}
+        status = control.ask(director.control_socket, Status()).stdout
+        assert f"-> {first}" in status and "DOWN" in status, status
+        lab.processes.append(lab.popen_in(
+            lab.server_ns[0], [sys.executable, "-m", "pylvs.lab.httpserver", "--name",
+                               lab.server_names[0], "--port", "80", "--bind", "::"],
+            stdout=subprocess.PIPE, text=True))
+        _wait(listed)
+    finally:
+        if director is not None:
+            director.stop()
+        lab.close()
+
+
+def _wait(predicate, seconds: float = 15.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        assert time.monotonic() < deadline, f"still not so after {seconds} s"
+        time.sleep(0.1)
