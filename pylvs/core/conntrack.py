@@ -302,6 +302,20 @@ class ConnectionTable:
         replies = self.replies.get(proto)
         return None if replies is None else replies.get(pack_key(raddr, rport, caddr, cport, af))
 
+    def by_frame(self, proto: int, key: bytes) -> tuple[Connection, bool] | None:
+        """A frame's connection by the frame's own key bytes (``pack_key``'s): a client's
+        (True: inbound), or a NAT reply's that has its way back (False)."""
+        entries = self.by_proto.get(proto)
+        if entries is None:
+            return None
+        conn = entries.get(key)
+        if conn is not None:
+            return conn, True
+        conn = self.replies[proto].get(key)
+        if conn is None or conn.return_hop is None:
+            return None
+        return conn, False
+
     def full(self) -> bool:
         limit = self.max_connections
         return bool(limit) and len(self.by_proto[6]) + len(self.by_proto[17]) >= limit

@@ -314,16 +314,10 @@ class Director:
         if len(frame) < 42 or frame[12:15] != b"\x08\x00E" or frame[20] & 0x3F or frame[21]:
             return None
         proto = frame[23]
-        entries = self.table.by_proto.get(proto)
-        if entries is None or frame[22] <= 1:
+        found = self.table.by_frame(proto, bytes(frame[26:38])) if frame[22] > 1 else None
+        if found is None:
             return None
-        key = bytes(frame[26:38])
-        conn = entries.get(key)
-        inbound = conn is not None
-        if not inbound:
-            conn = self.table.replies[proto].get(key)
-            if conn is None or conn.return_hop is None:
-                return None
+        conn, inbound = found
         ip_len = (frame[16] << 8) | frame[17]
         if ip_len > len(frame) - 14:
             return None
@@ -359,16 +353,10 @@ class Director:
         if len(frame) < 62 or frame[21] <= 1:
             return None
         proto = frame[20]
-        entries = self.table.by_proto.get(proto)
-        if entries is None:
+        found = self.table.by_frame(proto, bytes(frame[22:58]))
+        if found is None:
             return None
-        key = bytes(frame[22:58])
-        conn = entries.get(key)
-        inbound = conn is not None
-        if not inbound:
-            conn = self.table.replies[proto].get(key)
-            if conn is None or conn.return_hop is None:
-                return None
+        conn, inbound = found
         payload_len = (frame[18] << 8) | frame[19]
         if payload_len + 54 > len(frame):
             return None

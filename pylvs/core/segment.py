@@ -12,6 +12,7 @@ IPv6 has no IP ID and no header checksum.
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 
 from pylvs.core.packet import ETH_HLEN, ip_header_checksum
 
@@ -42,33 +43,16 @@ def segment_tcp(frame: bytes | bytearray | memoryview, mtu: int) -> list[bytearr
         return []
     ihl = (frame[l3] & 0x0F) * 4
     total = struct.unpack_from("!H", frame, l3 + 2)[0] or len(frame) - l3  # TSO may leave 0
-    l4 = l3 + ihl
-    if ihl < 20 or l4 + 20 > len(frame):
-        return []
-    thl = (frame[l4 + 12] >> 4) * 4
-    data_start = l4 + thl
-    end = min(len(frame), l3 + total)
-    mss = mtu - ihl - thl
-    if thl < 20 or data_start > end or mss <= 0:
+    if ihl < 20 or l3 + ihl + 20 > len(frame):
         return []
     ip_id = struct.unpack_from("!H", frame, l3 + 4)[0]
-    seq = struct.unpack_from("!I", frame, l4 + 4)[0]
-    flags = frame[l4 + 13]
-    headers = bytes(frame[:data_start])
-    out: list[bytearray] = []
-    for i, start in enumerate(range(data_start, end, mss)):
-        chunk = frame[start:min(start + mss, end)]
-        seg = bytearray(headers)
-        seg += chunk
-        last = start + mss >= end
-        struct.pack_into("!HH", seg, l3 + 2, ihl + thl + len(chunk), (ip_id + i) & 0xFFFF)
-        struct.pack_into("!I", seg, l4 + 4, (seq + start - data_start) & 0xFFFFFFFF)
-        seg_flags = flags if i == 0 else flags & ~_CWR
-        seg[l4 + 13] = seg_flags if last else seg_flags & ~(_FIN | _PSH)
+
+    def mend(seg: bytearray, i: int, length: int) -> None:
+        struct.pack_into("!HH", seg, l3 + 2, ihl + length, (ip_id + i) & 0xFFFF)
         struct.pack_into("!H", seg, l3 + 10, 0)
         struct.pack_into("!H", seg, l3 + 10, ip_header_checksum(seg, l3))
-        out.append(seg)
-    return out
+
+    return _cut(frame, l3 + ihl, min(len(frame), l3 + total), mtu - ihl, mend)
 
 
 def _segment_tcp6(frame: bytes | bytearray | memoryview, mtu: int) -> list[bytearray]:
@@ -76,10 +60,21 @@ def _segment_tcp6(frame: bytes | bytearray | memoryview, mtu: int) -> list[bytea
     if len(frame) < l4 + 20 or frame[l3 + 6] != 6:
         return []
     payload = struct.unpack_from("!H", frame, l3 + 4)[0] or len(frame) - l4  # TSO may leave 0
+
+    def mend(seg: bytearray, i: int, length: int) -> None:
+        struct.pack_into("!H", seg, l3 + 4, length)
+
+    return _cut(frame, l4, min(len(frame), l4 + payload), mtu - 40, mend)
+
+
+def _cut(frame: bytes | bytearray | memoryview, l4: int, end: int, room: int,
+         mend: Callable[[bytearray, int, int], None]) -> list[bytearray]:
+    """The TCP segment at ``l4`` (its data up to ``end``) cut into segments of ``room`` bytes
+    of TCP header and data; ``mend`` writes each one's IP length fields (segment index, TCP
+    header and data length)."""
     thl = (frame[l4 + 12] >> 4) * 4
     data_start = l4 + thl
-    end = min(len(frame), l4 + payload)
-    mss = mtu - 40 - thl
+    mss = room - thl
     if thl < 20 or data_start > end or mss <= 0:
         return []
     seq = struct.unpack_from("!I", frame, l4 + 4)[0]
@@ -90,7 +85,7 @@ def _segment_tcp6(frame: bytes | bytearray | memoryview, mtu: int) -> list[bytea
         chunk = frame[start:min(start + mss, end)]
         seg = bytearray(headers)
         seg += chunk
-        struct.pack_into("!H", seg, l3 + 4, thl + len(chunk))
+        mend(seg, i, thl + len(chunk))
         struct.pack_into("!I", seg, l4 + 4, (seq + start - data_start) & 0xFFFFFFFF)
         seg_flags = flags if i == 0 else flags & ~_CWR
         seg[l4 + 13] = seg_flags if start + mss >= end else seg_flags & ~(_FIN | _PSH)
