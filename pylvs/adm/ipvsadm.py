@@ -455,21 +455,7 @@ def _check(command: Command) -> None:
         raise UsageError(NOT_HERE["pe"])
     if name in NOT_HERE:
         raise UsageError(NOT_HERE[name])
-    row = _TABLE[name]
-    exclusive: str | None = None
-    for j, option in enumerate(OPTNAMES):
-        rule = row[j]
-        if option not in options:
-            if rule == "+":
-                raise UsageError(f"You need to supply the '{option}' option for the "
-                                 f"'{name}' command")
-        elif rule == "x":
-            raise UsageError(f"Illegal '{option}' option with the '{name}' command")
-        elif rule == "1":
-            if exclusive is not None:
-                raise UsageError(f"The option '{option}' conflicts with the '{exclusive}' "
-                                 f"option in the '{name}' command")
-            exclusive = option
+    _check_row(OPTNAMES, _TABLE[name], options, f"'{name}' command")
     if name == "list" and (
             options & {"connection", "timeout", "daemon"} and options & {
                 "stats", "rate", "thresholds"}
@@ -502,19 +488,24 @@ def _check_tunnel(command: Command) -> None:
     if given and not tunnelling:
         raise UsageError("Tunnel options conflict with forward method")
     kind = command.tun_type or "ipip"
-    last: str | None = None
-    for option, rule in zip(_TUN_OPTION_ORDER, TUNNEL_OPTIONS[kind], strict=True):
+    _check_row(_TUN_OPTION_ORDER, TUNNEL_OPTIONS[kind], given, f"'{kind}' tunnel type")
+
+
+def _check_row(names: Sequence[str], row: Sequence[str], given: set[str], what: str) -> None:
+    """One row of ipvsadm's legality tables (commands_v_options, tunnel_types_v_options):
+    '+' compulsory, 'x' illegal, '1' at most one of the '1's; ``what`` names the row."""
+    exclusive: str | None = None
+    for option, rule in zip(names, row, strict=True):
         if option not in given:
             if rule == "+":
-                raise UsageError(f"You need to supply the '{option}' option for the '{kind}' "
-                                 f"tunnel type")
+                raise UsageError(f"You need to supply the '{option}' option for the {what}")
         elif rule == "x":
-            raise UsageError(f"Illegal '{option}' option with the '{kind}' tunnel type")
+            raise UsageError(f"Illegal '{option}' option with the {what}")
         elif rule == "1":
-            if last is not None:
-                raise UsageError(f"The option '{option}' conflicts with the '{last}' option "
-                                 f"in the '{kind}' tunnel type")
-            last = option
+            if exclusive is not None:
+                raise UsageError(f"The option '{option}' conflicts with the '{exclusive}' "
+                                 f"option in the {what}")
+            exclusive = option
 
 
 USAGE = f"""{VERSION_LINE}
