@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections import Counter
 
 import pytest
 
-from pylvs.lab.demo import DirectorProcess
-from pylvs.lab.topology import Lab, lab_config
+from tests.helpers.labs import LabRun
 
 pytest.register_assert_rewrite("tests.helpers")
 
@@ -25,40 +23,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.path.parent.name == "e2e":
             item.add_marker(pytest.mark.skip(reason=reason))
-
-
-class LabRun:
-    """A lab of ``mode`` with HTTP servers on ``server_port`` and a director balancing them."""
-
-    def __init__(self, mode: str, servers: int, scheduler: str, weights: list[int] | None,
-                 server_port: int, persistence: int, workers: int,
-                 service_keys: tuple[str, ...], tables: str = "", offload: str = "none"
-                 ) -> None:
-        self.lab = Lab(servers=servers, mode=mode)
-        self.director: DirectorProcess | None = None
-        try:
-            self.lab.setup()
-            self.lab.configure_real_servers()
-            self.lab.start_http_servers(server_port)
-            if offload == "xdp":
-                self.lab.ready_for_xdp()
-            self.director = DirectorProcess(self.lab, lab_config(
-                self.lab, scheduler, weights=weights, server_port=server_port,
-                persistence=persistence, workers=workers, service_keys=service_keys,
-                offload=offload) + tables)
-        except BaseException:
-            self.lab.close()
-            raise
-
-    def answers(self, count: int) -> Counter[str]:
-        return Counter(self.lab.curl("/").strip() for _ in range(count))
-
-    def close(self) -> None:
-        try:
-            if self.director is not None:
-                self.director.stop()
-        finally:
-            self.lab.close()
 
 
 @pytest.fixture

@@ -15,18 +15,18 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter
 
 import pytest
 from scapy.layers.inet import IP, TCP
 from scapy.layers.inet6 import ICMPv6ND_NA, IPv6
 from scapy.utils import rdpcap
 
-from pylvs.lab.demo import DirectorProcess, HeldConnections, sockets_with, tcp_sockets
+from pylvs.lab.demo import HeldConnections, sockets_with, tcp_sockets
 from pylvs.lab.httpserver import blob
-from pylvs.lab.topology import Lab, curl_argv, lab_config
+from pylvs.lab.topology import curl_argv
 from pylvs.shell import control
 from pylvs.shell.messages import Status
+from tests.helpers.labs import LabRun
 
 OFFLOADS = ["none", "xdp"]
 """The data path both ways: every frame in Python, or established flows in XDP."""
@@ -147,41 +147,15 @@ def test_dual_stack_trace_follows_an_ipv6_connection_tunnelled_over_ipv4(tmp_pat
 
 # -- IPv6 labs with a director, for the data path ------------------------------------------------
 
-class Lab6Run:
-    """An IPv6 lab of ``mode``, its real servers set up, HTTP servers on '::', a director."""
-
-    def __init__(self, mode: str, servers: int, offload: str) -> None:
-        self.lab = Lab(servers=servers, mode=mode, family=6)
-        self.director: DirectorProcess | None = None
-        try:
-            self.lab.setup()
-            self.lab.configure_real_servers()
-            self.lab.start_http_servers()
-            if offload == "xdp":
-                self.lab.ready_for_xdp()
-            self.director = DirectorProcess(self.lab, lab_config(self.lab, "rr",
-                                                                 offload=offload))
-        except BaseException:
-            self.lab.close()
-            raise
-
-    def answers(self, count: int) -> Counter[str]:
-        return Counter(self.lab.curl("/").strip() for _ in range(count))
-
-    def close(self) -> None:
-        try:
-            if self.director is not None:
-                self.director.stop()
-        finally:
-            self.lab.close()
-
-
 @pytest.fixture
 def make_lab6():
-    made: list[Lab6Run] = []
+    """conftest's LabRun in IPv6, each lab checked for leftovers once closed."""
+    made: list[LabRun] = []
 
-    def make(mode: str, servers: int = 3, offload: str = "none") -> Lab6Run:
-        made.append(Lab6Run(mode, servers, offload))
+    def make(mode: str, servers: int = 3, offload: str = "none",
+             service_keys: tuple[str, ...] = ()) -> LabRun:
+        made.append(LabRun(mode, servers, "rr", None, 80, 0, 1, service_keys, "", offload,
+                           family=6))
         return made[-1]
 
     yield make
@@ -263,40 +237,31 @@ def test_an_upload_bigger_than_the_ip6ip6_mtu_gets_packet_too_big_and_arrives(ma
     assert counters.get("frag_needed", 0) >= 1, counters
 
 
-def test_a_failing_check_removes_an_ipv6_real_server_and_it_comes_back():
+def test_a_failing_check_removes_an_ipv6_real_server_and_it_comes_back(make_lab6):
     """keepalived's HTTP_GET against IPv6 real servers ([addr] as its Host): the server whose
     HTTP server dies leaves the table, the clients go to the other, and it returns."""
     check = ('check = { type = "http", interval = 0.5, timeout = 0.5, retry = 1, '
              'delay_before_retry = 0.2 }')
-    lab = Lab(servers=2, mode="dr", family=6)
-    director = None
-    try:
-        lab.setup()
-        lab.configure_real_servers()
-        lab.start_http_servers()
-        director = DirectorProcess(lab, lab_config(lab, "rr", service_keys=(check,)))
-        first = f"[{lab.server_ips[0]}]:80"
+    run = make_lab6("dr", 2, service_keys=(check,))
+    lab, director = run.lab, run.director
+    first = f"[{lab.server_ips[0]}]:80"
 
-        def listed() -> bool:
-            return any(line.split()[1] == first for line in director.adm("-Ln").splitlines()
-                       if line.strip().startswith("->"))
+    def listed() -> bool:
+        return any(line.split()[1] == first for line in director.adm("-Ln").splitlines()
+                   if line.strip().startswith("->"))
 
-        assert listed()
-        lab.processes[0].kill()
-        lab.processes[0].wait()
-        _wait(lambda: not listed())
-        assert {lab.curl("/").strip() for _ in range(4)} == {lab.server_names[1]}
-        status = control.ask(director.control_socket, Status()).stdout
-        assert f"-> {first}" in status and "DOWN" in status, status
-        lab.processes.append(lab.popen_in(
-            lab.server_ns[0], [sys.executable, "-m", "pylvs.lab.httpserver", "--name",
-                               lab.server_names[0], "--port", "80", "--bind", "::"],
-            stdout=subprocess.PIPE, text=True))
-        _wait(listed)
-    finally:
-        if director is not None:
-            director.stop()
-        lab.close()
+    assert listed()
+    lab.processes[0].kill()
+    lab.processes[0].wait()
+    _wait(lambda: not listed())
+    assert {lab.curl("/").strip() for _ in range(4)} == {lab.server_names[1]}
+    status = control.ask(director.control_socket, Status()).stdout
+    assert f"-> {first}" in status and "DOWN" in status, status
+    lab.processes.append(lab.popen_in(
+        lab.server_ns[0], [sys.executable, "-m", "pylvs.lab.httpserver", "--name",
+                           lab.server_names[0], "--port", "80", "--bind", "::"],
+        stdout=subprocess.PIPE, text=True))
+    _wait(listed)
 
 
 def _wait(predicate, seconds: float = 15.0) -> None:

@@ -1,9 +1,14 @@
-"""`pylvs lab` started as a user runs it, read up to a given request (running_lab)."""
+"""`pylvs lab` started as a user runs it, read up to a given request (running_lab), and a lab
+with a director the e2e tests build themselves (LabRun, the make_lab fixture's)."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+from collections import Counter
+
+from pylvs.lab.demo import DirectorProcess
+from pylvs.lab.topology import Lab, lab_config
 
 
 def running_lab(*argv: str, until: int) -> tuple[subprocess.Popen, str]:
@@ -17,3 +22,38 @@ def running_lab(*argv: str, until: int) -> tuple[subprocess.Popen, str]:
         if line.startswith(f"request {until:3d}:"):
             break
     return proc, seen
+
+
+class LabRun:
+    """A lab of ``mode`` (of ``family`` 4 or 6) with HTTP servers on ``server_port`` and a
+    director balancing them."""
+
+    def __init__(self, mode: str, servers: int, scheduler: str, weights: list[int] | None,
+                 server_port: int, persistence: int, workers: int,
+                 service_keys: tuple[str, ...], tables: str = "", offload: str = "none",
+                 family: int = 4) -> None:
+        self.lab = Lab(servers=servers, mode=mode, family=family)
+        self.director: DirectorProcess | None = None
+        try:
+            self.lab.setup()
+            self.lab.configure_real_servers()
+            self.lab.start_http_servers(server_port)
+            if offload == "xdp":
+                self.lab.ready_for_xdp()
+            self.director = DirectorProcess(self.lab, lab_config(
+                self.lab, scheduler, weights=weights, server_port=server_port,
+                persistence=persistence, workers=workers, service_keys=service_keys,
+                offload=offload) + tables)
+        except BaseException:
+            self.lab.close()
+            raise
+
+    def answers(self, count: int) -> Counter[str]:
+        return Counter(self.lab.curl("/").strip() for _ in range(count))
+
+    def close(self) -> None:
+        try:
+            if self.director is not None:
+                self.director.stop()
+        finally:
+            self.lab.close()
