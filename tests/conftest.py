@@ -7,9 +7,9 @@ import shutil
 
 import pytest
 
-from tests.helpers.labs import LabRun
-
 pytest.register_assert_rewrite("tests.helpers")
+
+from tests.helpers.labs import LabRun  # noqa: E402 - after the rewrite hook, which it needs
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -13,7 +13,6 @@ import os
 import re
 import subprocess
 import sys
-import tempfile
 import time
 
 import pytest
@@ -26,7 +25,7 @@ from pylvs.lab.httpserver import blob
 from pylvs.lab.topology import curl_argv
 from pylvs.shell import control
 from pylvs.shell.messages import Status
-from tests.helpers.labs import LabRun
+from tests.helpers.labs import LabRun, upload
 
 OFFLOADS = ["none", "xdp"]
 """The data path both ways: every frame in Python, or established flows in XDP."""
@@ -221,15 +220,7 @@ def test_an_upload_bigger_than_the_ip6ip6_mtu_gets_packet_too_big_and_arrives(ma
     run = make_lab6("tun", 1, offload)
     lab = run.lab
     body = blob(2 * 1024 * 1024 + 11)
-    with tempfile.NamedTemporaryFile(suffix=".bin", delete=False) as fh:
-        fh.write(body)
-    try:
-        result = lab.run_in(lab.client_ns, [
-            *curl_argv(lab.url("/sha256"), max_time=60), "-H", "Expect:",
-            "--data-binary", f"@{fh.name}"], capture_output=True, text=True, check=True)
-    finally:
-        os.unlink(fh.name)
-    assert result.stdout.strip() == hashlib.sha256(body).hexdigest()
+    assert upload(lab, body) == hashlib.sha256(body).hexdigest()
     cached = lab.run_in(lab.client_ns, ["ip", "-6", "route", "get", lab.vip],
                         capture_output=True, text=True, check=True).stdout
     assert "mtu 1460" in cached, cached

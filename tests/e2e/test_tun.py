@@ -5,14 +5,13 @@ service mixing DR, NAT and TUN real servers."""
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 
 import pytest
 
 from pylvs.lab.demo import HeldConnections, tcp_sockets
 from pylvs.lab.httpserver import blob
 from pylvs.lab.topology import curl_argv
+from tests.helpers.labs import upload
 
 OFFLOADS = ["none", "xdp"]
 """The data path both ways: every frame in Python, or established flows in XDP."""
@@ -39,15 +38,7 @@ def test_upload_bigger_than_the_tunnel_mtu_finds_the_path_mtu(make_lab, offload)
     tun = make_lab(1, "rr", mode="tun", offload=offload)
     lab = tun.lab
     body = blob(2 * 1024 * 1024 + 11)
-    with tempfile.NamedTemporaryFile(suffix=".bin", delete=False) as fh:
-        fh.write(body)
-    try:
-        result = lab.run_in(lab.client_ns, [
-            *curl_argv(f"http://{lab.vip}/sha256", max_time=60), "-H", "Expect:",
-            "--data-binary", f"@{fh.name}"], capture_output=True, text=True, check=True)
-    finally:
-        os.unlink(fh.name)
-    assert result.stdout.strip() == hashlib.sha256(body).hexdigest()
+    assert upload(lab, body) == hashlib.sha256(body).hexdigest()
     # the client learned the director's "fragmentation needed": 1500 less the 20-byte header
     cached = lab.run_in(lab.client_ns, ["ip", "route", "get", lab.vip], capture_output=True,
                         text=True, check=True).stdout

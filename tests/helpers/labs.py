@@ -3,12 +3,14 @@ with a director the e2e tests build themselves (LabRun, the make_lab fixture's).
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import tempfile
 from collections import Counter
 
 from pylvs.lab.demo import DirectorProcess
-from pylvs.lab.topology import Lab, lab_config
+from pylvs.lab.topology import Lab, curl_argv, lab_config
 
 
 def running_lab(*argv: str, until: int) -> tuple[subprocess.Popen, str]:
@@ -57,3 +59,17 @@ class LabRun:
                 self.director.stop()
         finally:
             self.lab.close()
+
+
+def upload(lab: Lab, body: bytes) -> str:
+    """``body`` POSTed from the client to the VIP's /sha256 (curl, no Expect): the digest the
+    real server answers."""
+    with tempfile.NamedTemporaryFile(suffix=".bin", delete=False) as fh:
+        fh.write(body)
+    try:
+        return lab.run_in(lab.client_ns, [
+            *curl_argv(lab.url("/sha256"), max_time=60), "-H", "Expect:",
+            "--data-binary", f"@{fh.name}"], capture_output=True, text=True,
+            check=True).stdout.strip()
+    finally:
+        os.unlink(fh.name)
