@@ -22,6 +22,7 @@ from typing import Any
 
 import forwarders
 import schedulers
+from pylvs.adm import ipvsadm
 from pylvs.core.model import (
     AF_INET,
     AF_INET6,
@@ -55,7 +56,7 @@ _SERVICE_KEYS = {"address", "protocol", "scheduler", "scheduler_flags", "forward
                  "persistence_timeout", "persistence_netmask", "real_server", "quorum",
                  "hysteresis", "sorry_server", *_HEALTH_KEYS}
 _SERVER_KEYS = {"address", "weight", "forward", "upper_threshold", "lower_threshold",
-                "notify_up", "notify_down", *_HEALTH_KEYS}
+                "tun_type", "tun_port", "tun_flags", "notify_up", "notify_down", *_HEALTH_KEYS}
 _VRRP_KEYS = {"interface", "virtual_router_id", "priority", "advert_int", "state", "preempt",
               "nopreempt", "preempt_delay", "version", "authentication", "unicast_peers",
               "unicast_src_ip", "name", "virtual_ipaddress", "track_interface", "track_script",
@@ -526,7 +527,36 @@ class _Reader:
         upper = self.integer(raw, "upper_threshold", path + ".upper_threshold", 0, 0, 2**31 - 1)
         lower = self.integer(raw, "lower_threshold", path + ".lower_threshold", 0, 0, 2**31 - 1)
         return RealServer(address, port, weight=weight, forward=forward, upper_threshold=upper,
-                          lower_threshold=lower)
+                          lower_threshold=lower, **self.tunnel(raw, path, forward))
+
+    def tunnel(self, raw: dict[str, Any], path: str, forward: str) -> dict[str, Any]:
+        """A tun real server's tun_type (ipip, gue, gre), tun_port (GUE's, required there)
+        and tun_flags (nocsum, csum, remcsum), by ipvsadm's tunnel_types_v_options."""
+        given = [key for key in ("tun_type", "tun_port", "tun_flags") if key in raw]
+        if not given:
+            return {}
+        if forward != "tun":
+            raise self.fail(f"{path}.{given[0]}", f"goes with forward = \"tun\" only (ipvsadm: "
+                            f"Tunnel options conflict with forward method), not {forward}")
+        kind = self.string(raw, "tun_type", f"{path}.tun_type") or "ipip"
+        rules = ipvsadm.TUNNEL_OPTIONS.get(kind)
+        if rules is None:
+            raise self.fail(f"{path}.tun_type", f"{kind!r} is not ipip, gue or gre")
+        port = (self.integer(raw, "tun_port", f"{path}.tun_port", 0, 1, 65535)
+                if "tun_port" in raw else 0)
+        if (rules[0] == "+") != ("tun_port" in raw):
+            raise self.fail(f"{path}.tun_port", f"{'required' if rules[0] == '+' else 'not'} "
+                            f"for tun_type = \"{kind}\"" + (" (the UDP port the real server "
+                            "listens on)" if rules[0] == "+" else ""))
+        flags = self.string(raw, "tun_flags", f"{path}.tun_flags") or "nocsum"
+        allowed = [name for name, rule in zip(("nocsum", "csum", "remcsum"), rules[1:],
+                                              strict=True) if rule != "x"]
+        if "tun_flags" in raw and not allowed:
+            raise self.fail(f"{path}.tun_flags", f"not for tun_type = \"{kind}\"")
+        if allowed and flags not in allowed:
+            raise self.fail(f"{path}.tun_flags", f"{flags!r}: for tun_type = \"{kind}\" one "
+                            f"of {', '.join(allowed)}")
+        return {"tun_type": kind, "tun_port": port, "tun_flags": flags}
 
     # -- health checks (keepalived's checkers) -------------------------------------------------
 
@@ -554,7 +584,8 @@ class _Reader:
             servers.append(ServerHealth(
                 RealServer(address, port, weight=live.weight, forward=live.forward,
                            upper_threshold=live.upper_threshold,
-                           lower_threshold=live.lower_threshold), spec,
+                           lower_threshold=live.lower_threshold, tun_type=live.tun_type,
+                           tun_port=live.tun_port, tun_flags=live.tun_flags), spec,
                 inhibit=self.flag(raw_server, "inhibit_on_failure", where,
                                   self.flag(raw, "inhibit_on_failure", path, False)),
                 alive=not self.flag(raw_server, "alpha", where, self.flag(raw, "alpha", path,

@@ -40,6 +40,11 @@ def server_argv(verb: str, service: VirtualService, server: RealServer) -> list[
             argv += ["-x", str(server.upper_threshold)]
         if server.lower_threshold:
             argv += ["-y", str(server.lower_threshold)]
+        if server.tun_type != "ipip":
+            argv += ["--tun-type", server.tun_type]
+            if server.tun_type == "gue":
+                argv += ["--tun-port", str(server.tun_port)]
+            argv.append(f"--tun-{server.tun_flags}")
     return argv
 
 
@@ -57,7 +62,8 @@ def _service_spec(service: VirtualService) -> tuple:
 
 
 def _server_spec(server: RealServer) -> tuple:
-    return server.weight, server.forward, server.upper_threshold, server.lower_threshold
+    return (server.weight, server.forward, server.upper_threshold, server.lower_threshold,
+            server.tun_type, server.tun_port, server.tun_flags)
 
 
 def diff(old: Iterable[VirtualService], new: Iterable[VirtualService]) -> list[list[str]]:
@@ -138,4 +144,9 @@ def to_toml(services: Iterable[VirtualService], interface: str = "eth0",
                 lines.append(f"  upper_threshold = {server.upper_threshold}")
             if server.lower_threshold:
                 lines.append(f"  lower_threshold = {server.lower_threshold}")
+            if server.tun_type != "ipip":
+                lines.append(f'  tun_type = "{server.tun_type}"')
+                if server.tun_type == "gue":
+                    lines.append(f"  tun_port = {server.tun_port}")
+                lines.append(f'  tun_flags = "{server.tun_flags}"')
     return "\n".join(lines) + "\n"
