@@ -147,6 +147,8 @@ class _Converter:
         self.server_lines: list[str] = []
         self.counts: dict[str, int] = {}
         self.used_groups: set[str] = set()
+        self.tunnels: dict[int, dict[str, Any]] = {}
+        """A virtual_server's TUN options (by the id of its dict): its real servers' default."""
 
     # notes and errors
 
@@ -332,14 +334,17 @@ class _Converter:
         if protocol not in ("TCP", "UDP"):
             self.refuse(block, f"protocol {protocol}: pylvs forwards TCP and UDP")
             return None
-        forward = self.method(opts.get("lb_kind") or opts.get("lvs_method"), "nat", block)
+        kind = opts.get("lb_kind") or opts.get("lvs_method")
+        forward = self.method(kind, "nat", block)
         if forward is None:
             return None
         key = f"virtual_server[{self.count('virtual_server')}]"
+        tunnel = self.tunnel(kind) if forward == "tun" else {}
         self.where[key] = f"{self.at(block)}: {context}"
         af = family_of(address)
         service: dict[str, Any] = {"address": endpoint_text(address, port, af),
                                    "protocol": protocol.lower(), "forward": forward}
+        self.tunnels[id(service)] = tunnel
         self.ip_family(opts.get("ip_family"), af, context)
         self.scheduling(service, opts, context)
         self.persistence(service, opts, context, af)
@@ -460,8 +465,8 @@ class _Converter:
         address = self.ip(block, block.args[0])
         context = f"{context}: real_server {' '.join(block.args)}"
         opts = self.options(block, context, _SERVER_OPTIONS)
-        forward = self.method(opts.get("lvs_method") or opts.get("lb_kind"), service["forward"],
-                              block)
+        kind = opts.get("lvs_method") or opts.get("lb_kind")
+        forward = self.method(kind, service["forward"], block)
         if forward is None or not self.same_family(block, address, service, forward, "real"):
             return None
         given = self.port(block, block.args[1]) if len(block.args) == 2 else port
@@ -471,6 +476,9 @@ class _Converter:
                                   else defaults.weight}
         if forward != service["forward"]:
             server["forward"] = forward
+        if forward == "tun":
+            server.update(self.tunnel(kind) if kind is not None
+                          else self.tunnels.get(id(service), {}))
         for ours, theirs in (("upper_threshold", "uthreshold"), ("lower_threshold",
                                                                  "lthreshold")):
             if theirs in opts:
@@ -927,16 +935,32 @@ class _Converter:
         kind = self.word(block, 0).upper()
         if kind not in ("NAT", "DR", "TUN"):
             raise self.fail(block, f"unknown lb_kind {kind!r} (NAT, DR or TUN)")
-        rest = block.args[1:]
-        if rest[:1] == ["type"]:
-            if rest[1:2] != ["ipip"]:
-                self.refuse(owner, f"`{block.text}`: pylvs's TUN encapsulates in IP-in-IP "
-                            "only")
-                return None
-            rest = rest[2:]
-        if rest:
-            self.part(block, "", " ".join(rest), "pylvs's IP-in-IP has no checksum options")
         return kind.lower()
+
+    def tunnel(self, block: Block | None) -> dict[str, Any]:
+        """The rest of ``lvs_method TUN [type ipip|gue port N|gre] [nocsum|csum|remcsum]``
+        (keepalived's lbkind handler): the real server's tun_type, tun_port and tun_flags
+        keys ({} for IP-in-IP, the default); the config checks them as ipvsadm does."""
+        if block is None:
+            return {}
+        rest, tunnel = block.args[1:], {}
+        if rest[:1] == ["type"] and len(rest) > 1:
+            tunnel["tun_type"], rest = rest[1].lower(), rest[2:]
+            if tunnel["tun_type"] == "ipip":
+                del tunnel["tun_type"]
+            if rest[:1] == ["port"] and len(rest) > 1:
+                if not rest[1].isdigit():
+                    raise self.fail(block, f"{rest[1]!r} is not a port")
+                tunnel["tun_port"], rest = int(rest[1]), rest[2:]
+        if rest[:1] and rest[0].lower() in ("nocsum", "csum", "remcsum"):
+            if "tun_type" in tunnel:
+                tunnel["tun_flags"] = rest[0].lower()
+            else:
+                self.part(block, "", rest[0], "IP-in-IP has no checksum option")
+            rest = rest[1:]
+        if rest:
+            self.part(block, "", " ".join(rest), "not a word of keepalived's TUN options")
+        return tunnel
 
     def flag(self, blocks: list[Block], keyword: str, default: bool) -> bool:
         found = [b for b in blocks if b.keyword == keyword]

@@ -595,9 +595,9 @@ def test_a_file_without_services_or_instances_is_refused_with_that_sentence():
     assert "no virtual_server block and no vrrp_instance block" in str(error.value)
 
 
-def test_sctp_and_gue_blocks_are_refused_and_the_rest_runs():
+def test_sctp_blocks_are_refused_and_the_rest_runs():
     """IPv6 runs (tests/adm/test_keepalived_ipv6.py), and so does a real server of the other
-    family in a TUN service."""
+    family in a TUN service; GUE runs too (its real servers take the service's tunnel)."""
     conversion = one("""virtual_server ae00::1 80 {
   protocol TCP
 }
@@ -618,12 +618,11 @@ virtual_server 10.0.0.3 80 {
 }
 """)
     services = build(conversion.data).services
-    assert [s.endpoint for s in services] == ["[ae00::1]:80", "10.0.0.3:80"]
-    assert [r.endpoint for r in services[1].real_servers] == ["10.0.1.1:80", "[ae00::10]:80"]
+    assert [s.endpoint for s in services] == ["[ae00::1]:80", "10.0.0.2:80", "10.0.0.3:80"]
+    assert [r.endpoint for r in services[2].real_servers] == ["10.0.1.1:80", "[ae00::10]:80"]
     assert_notes(conversion.notes, [
         "line 4: `virtual_server 10.0.0.1 80` is refused: protocol SCTP",
-        "line 7: `virtual_server 10.0.0.2 80` is refused: `lb_kind TUN type gue port 6080`",
-        "its `nocsum` is not carried over"])
+        "its `nocsum` is not carried over: IP-in-IP has no checksum option"])
     assert not any("refused" in note and "ae00" in note for note in conversion.notes)
 
 
@@ -698,3 +697,21 @@ virtual_server 10.0.0.2 80 {
         "line 13: virtual_server 10.0.0.2 80: `ops` is not carried over: one-packet scheduling "
         "is for UDP"])
     build(conversion.data)
+
+
+def test_gue_and_gre_tunnels_reach_their_real_servers():
+    """keepalived's `lvs_method TUN type gue port N csum` (the lbkind handler's words): a
+    service's tunnel is its real servers' default, a real server's own overrides it."""
+    conversion = one("""virtual_server 10.0.0.2 80 {
+  protocol TCP
+  lb_kind TUN type gue port 6080 csum
+  real_server 10.0.1.1 80 {
+  }
+  real_server 10.0.1.2 80 {
+    lvs_method TUN type gre
+  }
+}
+""")
+    servers = build(conversion.data).services[0].real_servers
+    tunnels = {(rs.address, rs.tun_type, rs.tun_port, rs.tun_flags) for rs in servers}
+    assert tunnels == {("10.0.1.1", "gue", 6080, "csum"), ("10.0.1.2", "gre", 0, "nocsum")}
