@@ -211,6 +211,9 @@ def _parser() -> argparse.ArgumentParser:
                      "2001:db8:1::100, curl -6; --trace shows NDP and the hop limit); ecmp: "
                      "the VIP 2001:db8:10:100::1 announced as a /128 over BGP sessions over "
                      "IPv6")
+    lab.add_argument("--tun-type", choices=["ipip", "gue", "gre"], default="ipip",
+                     help="tun, mixed: how the director tunnels to the TUN real servers, as "
+                     "ipvsadm's --tun-type (gue: UDP port 6080); they unwrap it in userspace")
     lab.add_argument("--servers", type=int, default=3)
     lab.add_argument("--directors", type=int, default=3,
                      help="ecmp: how many directors (1..8)")

@@ -32,10 +32,10 @@ def make_lab():
     def make(servers: int = 3, scheduler: str = "rr", weights: list[int] | None = None,
              mode: str = "dr", server_port: int = 80, persistence: int = 0,
              workers: int = 1, service_keys: tuple[str, ...] = (), tables: str = "",
-             offload: str = "none") -> LabRun:
+             offload: str = "none", family: int = 4, tun_type: str = "ipip") -> LabRun:
         """``tables``: more TOML tables for the director's config ([sysctl], say)."""
         made.append(LabRun(mode, servers, scheduler, weights, server_port, persistence,
-                           workers, service_keys, tables, offload))
+                           workers, service_keys, tables, offload, family, tun_type))
         return made[-1]
 
     yield make

@@ -113,6 +113,10 @@ def lab(args: argparse.Namespace) -> int:
     if args.name is not None:
         print(f"pylvs lab: unexpected argument {args.name!r}", file=sys.stderr)
         return 2
+    if args.tun_type != "ipip" and (args.mode not in ("tun", "mixed") or args.ha):
+        print("pylvs lab: --tun-type goes with the tun and mixed labs (their TUN real servers)",
+              file=sys.stderr)
+        return 2
     signal.signal(signal.SIGTERM, _interrupt)
     trace_dir, fresh = _trace_dir(args.trace)
     try:
@@ -122,7 +126,7 @@ def lab(args: argparse.Namespace) -> int:
         return demo.run(args.mode, servers=args.servers, requests=args.requests,
                         scheduler=args.scheduler, trace_dir=trace_dir, keep=args.keep,
                         explain=args.explain, mistake=args.mistake,
-                        family=6 if args.ipv6 else 4)
+                        family=6 if args.ipv6 else 4, tun_type=args.tun_type)
     except KeyboardInterrupt:
         print("pylvs lab: interrupted; the lab was removed", file=sys.stderr)
         failed = 130

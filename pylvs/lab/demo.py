@@ -154,12 +154,13 @@ class HeldConnections:
 
 def run(mode: str = "dr", servers: int = 3, requests: int = 9, scheduler: str = "rr",
         trace_dir: str | None = None, keep: bool = False, explain: bool = False,
-        mistake: str | None = None, family: int = 4) -> int:
+        mistake: str | None = None, family: int = 4, tun_type: str = "ipip") -> int:
     """``trace_dir``: capture every wire into it and print the first connection's hops;
     ``keep``: leave the lab running for `pylvs lab down`; ``explain``: say what the report shows;
     ``mistake``: the real servers make it, and the report shows what broke and why; ``family``
     6: the lab in IPv6. A dual-stack lab sends ``requests`` to each of its services."""
-    with Lab(servers=servers, mode=mode, mistake=mistake, family=family) as lab:
+    with Lab(servers=servers, mode=mode, mistake=mistake, family=family,
+             tun_type=tun_type) as lab:
         _announce(lab, keep)
         lab.setup()
         captures = None if trace_dir is None else capture.Captures(lab, trace_dir)
@@ -359,6 +360,9 @@ def _report(lab: Lab, director: DirectorProcess, requests: int, answers: Counter
     if lab.mistake is not None:
         return (0 if ok else 1), listing
     verdict = VERDICTS6[lab.mode] if lab.families == (6,) else VERDICTS[lab.mode]
+    if lab.tun_type != "ipip":
+        verdict = verdict.replace("IP-in-IP", TUNNEL_WORDS[lab.tun_type]).replace(
+            "ip6ip6", TUNNEL_WORDS[lab.tun_type])
     print(f"\n{verdict}" if ok else "\nsomething is wrong: see above")
     return (0 if ok else 1), listing
 
@@ -398,6 +402,9 @@ VERDICTS = {
                  "TUN carried each to real servers of its own family (IP-in-IP, ip6ip6) and of "
                  "the other (4in6, 6in4), and they answered the client through the router.",
 }
+
+TUNNEL_WORDS = {"gue": "UDP and GUE (port 6080)", "gre": "GRE"}
+"""What --tun-type's encapsulation is called where the verdicts say IP-in-IP."""
 
 VERDICTS6 = {
     "dr": "DR works over IPv6: the director forwarded, the real servers answered the client "

@@ -56,6 +56,8 @@ CROSS_PORT = 8080
 """The dual-stack lab's services whose real servers are of the other family."""
 IFACE, INSIDE_IFACE = "eth0", "eth1"
 MODES = ("dr", "nat", "tun", "mixed", "dualstack")
+TUN_PORTS = {"ipip": 0, "gue": 6080, "gre": 0}
+"""The lab's TUN encapsulations (--tun-type) and the UDP port a GUE real server listens on."""
 SUBNETS = {"dr": SUBNET, "nat": INSIDE_SUBNET, "tun": TUN_SUBNET}
 BRIDGES = {"dr": "br0", "nat": "br1", "tun": "br2"}
 PREFIXES6 = {"dr": "2001:db8:1::", "nat": "2001:db8:10::", "tun": "2001:db8:172:16::"}
@@ -185,7 +187,7 @@ class Lab(Hosts):
     ``family`` 6: the same lab in IPv6."""
 
     def __init__(self, servers: int = 3, mode: str = "dr", ha: bool = False,
-                 mistake: str | None = None, family: int = 4) -> None:
+                 mistake: str | None = None, family: int = 4, tun_type: str = "ipip") -> None:
         if not 1 <= servers <= 50:
             raise ValueError(f"servers must be 1..50, not {servers}")
         if mode not in MODES:
@@ -197,6 +199,12 @@ class Lab(Hosts):
         if mistake is not None and (family != 4 or mode == "dualstack"):
             raise ValueError("the --mistake labs are IPv4's (their mistakes are the ARP "
                              "sysctls, rp_filter and the route back): without --ipv6")
+        if tun_type not in TUN_PORTS:
+            raise ValueError(f"tun_type must be one of {', '.join(TUN_PORTS)}, not {tun_type!r}")
+        if tun_type != "ipip" and mode not in ("tun", "mixed"):
+            raise ValueError("--tun-type goes with the tun and mixed labs (their TUN real "
+                             "servers)")
+        self.tun_type = tun_type
         self.mistake = None if mistake is None else mistakes.validate(mode, mistake)
         self.mode, self.ha = mode, ha
         self.families = (4, 6) if mode == "dualstack" else (family,)
@@ -378,9 +386,13 @@ class Lab(Hosts):
         """`pylvs realserver --mode tun`, left running until close(): one decapsulator per
         VIP (the dual-stack lab's real servers run two)."""
         said = ""
+        tunnel = ["--tun-type", self.tun_type] if self.tun_type != "ipip" else []
+        if TUN_PORTS[self.tun_type]:
+            tunnel += ["--tun-port", str(TUN_PORTS[self.tun_type])]
         for vip in self.vips:
             proc = self.popen_in(ns, [sys.executable, "-m", "pylvs", "realserver", "--mode",
-                                      "tun", "--vip", vip], stdout=subprocess.PIPE, text=True)
+                                      "tun", "--vip", vip, *tunnel], stdout=subprocess.PIPE,
+                                 text=True)
             self.processes.append(proc)
             said += _wait_for_line(proc, "running;", f"the decapsulator in {ns}")
         if self.mistake is not None:
@@ -475,6 +487,10 @@ def lab_config(lab: Lab, scheduler: str, weights: list[int] | None = None,
                       f'  address = "{endpoint(address, port)}"', f"  weight = {weight}"]
             if mode != lab.server_modes[0]:
                 lines.append(f'  forward = "{mode}"')
+            if mode == "tun" and lab.tun_type != "ipip":
+                lines.append(f'  tun_type = "{lab.tun_type}"')
+                if TUN_PORTS[lab.tun_type]:
+                    lines.append(f"  tun_port = {TUN_PORTS[lab.tun_type]}")
     if priority:
         lines += ["", "[vrrp]", "virtual_router_id = 51", f"priority = {priority}",
                   "advert_int = 1"]

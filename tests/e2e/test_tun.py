@@ -70,3 +70,22 @@ def test_one_service_mixing_dr_nat_and_tun(make_lab):
     forwards = {line.split()[1].rsplit(":", 1)[0]: line.split()[2] for line in lines
                 if line.startswith("  -> ") and "RemoteAddress" not in line}
     assert forwards == dict(zip(mixed.lab.server_ips, ["Route", "Masq", "Tunnel"], strict=True))
+
+
+@pytest.mark.parametrize("offload", OFFLOADS)
+@pytest.mark.parametrize(("tun_type", "family"), [("gue", 4), ("gre", 4), ("gue", 6),
+                                                  ("gre", 6)])
+def test_gue_and_gre_carry_a_five_megabyte_download_intact(make_lab, tun_type, family,
+                                                           offload):
+    """ipvsadm --tun-type gue|gre (the config's tun_type): the real servers unwrap it in
+    userspace, rr spreads the requests, 5 MB arrive whole, and -Ln --tun-info says the type."""
+    tun = make_lab(2, "rr", mode="tun", offload=offload, family=family, tun_type=tun_type)
+    lab = tun.lab
+    assert tun.answers(4) == {"rs1": 2, "rs2": 2}
+    size = 5 * 1024 * 1024
+    result = lab.run_in(lab.client_ns, curl_argv(lab.url(f"/blob/{size}"), max_time=60),
+                        capture_output=True, check=True)
+    assert hashlib.sha256(result.stdout).hexdigest() == hashlib.sha256(blob(size)).hexdigest()
+    info = [line.split()[3] for line in tun.director.adm("-Ln", "--tun-info").splitlines()
+            if line.strip().startswith("->") and " Tunnel " in line]
+    assert info == [f"{tun_type}:6080:-c" if tun_type == "gue" else "gre:-c"] * 2

@@ -33,8 +33,8 @@ class LabRun:
     def __init__(self, mode: str, servers: int, scheduler: str, weights: list[int] | None,
                  server_port: int, persistence: int, workers: int,
                  service_keys: tuple[str, ...], tables: str = "", offload: str = "none",
-                 family: int = 4) -> None:
-        self.lab = Lab(servers=servers, mode=mode, family=family)
+                 family: int = 4, tun_type: str = "ipip") -> None:
+        self.lab = Lab(servers=servers, mode=mode, family=family, tun_type=tun_type)
         self.director: DirectorProcess | None = None
         try:
             self.lab.setup()
