@@ -452,12 +452,11 @@ def curl_argv(url: str, max_time: int = 10) -> list[str]:
 def lab_config(lab: Lab, scheduler: str, weights: list[int] | None = None,
                server_port: int = PORT, persistence: int = 0, workers: int = 1,
                service_keys: tuple[str, ...] = (), priority: int = 0,
-               control_socket: str = "", offload: str = "none", metrics: str = "",
-               sync: bool = True) -> str:
+               control_socket: str = "", offload: str = "none", metrics: str = "") -> str:
     """The TOML a user would write for this lab; real servers in ipvsadm -a order;
     ``service_keys``: more lines for the virtual service (a health check, say); ``priority``:
-    a VRRP instance (IPv6: VRRPv3, no password) with the connection sync daemon unless
-    ``sync`` is false, as each director of an --ha lab has;
+    a VRRP instance (IPv6: VRRPv3, no password) with the connection sync daemon, as each
+    director of an --ha lab has;
     ``metrics``: [director] metrics, where the Prometheus exposition is served. The
     dual-stack lab's four services each get the same keys (its cross-family ones are served
     on CROSS_PORT, which TUN cannot map)."""
@@ -465,7 +464,7 @@ def lab_config(lab: Lab, scheduler: str, weights: list[int] | None = None,
     lines = ["[director]", f'interface = "{lab.director_if}"',
              f'inside_interface = "{lab.director_inside_if}"',
              f'control_socket = "{control_socket or lab.control_socket}"']
-    if priority and sync:
+    if priority:
         lines.append("sync_daemon = true")
     if workers > 1:
         lines.append(f"workers = {workers}")
