@@ -8,7 +8,8 @@ from CPU 0; the forwarder under test runs on CPU 1. The rate is what reaches the
 (its kernel drops the frames at ingress so it answers nothing). Cases, all in the same run:
 
 - kernel: the director's own IP forwarding (ip_forward=1), the reference;
-- pylvs dr / nat / tun: established UDP flows (1,024 clients) through `pylvs run`;
+- pylvs dr / nat / tun: established UDP flows (1,024 clients) through `pylvs run`; TUN also by
+  GUE (checksum off and on) and GRE;
 - the same over IPv6 (kernel IPv6 forwarding, pylvs dr / nat66 / ip6ip6 and their replies),
   rows named "ipv6";
 - pylvs nat replies: the real server's answers to those flows, back through the director;
@@ -186,6 +187,11 @@ def reply_packet(topo: Topology, ipv6: bool = False) -> str:
             f"daddr={GEN_IP}, ttl=64), udp(sport=9, dport=dinc(1024, 2047)), fill(0x42, 18) }}")
 
 
+TUNNELS = {"gue": '  tun_type = "gue"\n  tun_port = 6080\n',
+           "gue csum": '  tun_type = "gue"\n  tun_port = 6080\n  tun_flags = "csum"\n',
+           "gre": '  tun_type = "gre"\n'}
+"""The TUN rows' other encapsulations (ipvsadm --tun-type): the real server's config keys."""
+
 CPU: dict[str, float] = {}
 """Per case: the forwarding process's CPU seconds per million frames that arrived."""
 
@@ -228,9 +234,10 @@ def kernel(topo: Topology, seconds: float, ipv6: bool = False) -> float:
 
 def pylvs(topo: Topology, seconds: float, method: str, syn: bool = False, workers: int = 1,
           cpus: str = "1", reply: bool = False, offload: str = "none", name: str = "",
-          ipv6: bool = False) -> float:
+          ipv6: bool = False, tunnel: str = "") -> float:
     """pylvs run on ``cpus``; ``reply``: NAT replies, once the clients' frames made the
-    connections; ``ipv6``: the IPv6 service (and real server) instead."""
+    connections; ``ipv6``: the IPv6 service (and real server) instead; ``tunnel``: the real
+    server's tun_* keys (GUE, GRE)."""
     protocol = "tcp" if syn else "udp"
     port = 80 if syn else 9
     vip, sink = (f"[{VIP6}]", f"[{SINK6}]") if ipv6 else (VIP, SINK_IP)
@@ -242,7 +249,7 @@ def pylvs(topo: Topology, seconds: float, method: str, syn: bool = False, worker
                  f'[[virtual_server]]\n'
                  f'address = "{vip}:{port}"\nprotocol = "{protocol}"\nscheduler = "rr"\n'
                  f'forward = "{method}"\n\n  [[virtual_server.real_server]]\n'
-                 f'  address = "{sink}:{port}"\n')
+                 f'  address = "{sink}:{port}"\n{tunnel}')
     director = topo.popen_in(topo.dir, [PYTHON, "-m", "pylvs", "run", config], cpu=cpus,
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 15
@@ -354,6 +361,9 @@ def main() -> None:
             results[f"pylvs {method}"] = pylvs(topo, args.seconds, method,
                                                name=f"pylvs {method}")
         results["pylvs nat replies"] = pylvs(topo, args.seconds, "nat", reply=True)
+        for kind, keys in TUNNELS.items():
+            results[f"pylvs tun, {kind}"] = pylvs(topo, args.seconds, "tun", tunnel=keys,
+                                                  name=f"pylvs tun, {kind}")
         results["kernel ipv6"] = kernel(topo, args.seconds, ipv6=True)
         for method in ("dr", "nat", "tun"):
             name = f"pylvs {method} ipv6"
@@ -377,6 +387,10 @@ def main() -> None:
         results["pylvs nat replies, xdp"] = pylvs(topo, args.seconds, "nat", reply=True,
                                                   offload="xdp")
         results["pylvs syn, xdp"] = pylvs(topo, args.seconds, "dr", syn=True, offload="xdp")
+        for kind, keys in TUNNELS.items():
+            name = f"pylvs tun, {kind}, xdp"
+            results[name] = pylvs(topo, args.seconds, "tun", offload="xdp", tunnel=keys,
+                                  name=name)
         results["kernel ipv6, peers with XDP"] = kernel(topo, args.seconds, ipv6=True)
         for method in ("dr", "nat", "tun"):
             name = f"pylvs {method} ipv6, xdp"
