@@ -338,6 +338,8 @@ def _report(lab: Lab, director: DirectorProcess, requests: int, answers: Counter
     """Returns the exit status and the -Ln listing. A broken lab's verdict comes later."""
     listing = director.adm("-Ln")
     print(f"\n$ pylvs adm -Ln\n{listing}")
+    if lab.tun_type != "ipip":
+        print(f"$ pylvs adm -Ln --tun-info\n{director.adm('-Ln', '--tun-info')}")
     if explain:
         print(notes.table())
     print(f"$ pylvs adm -Lnc\n{director.adm('-Lnc')}")

@@ -5,6 +5,8 @@ service mixing DR, NAT and TUN real servers."""
 from __future__ import annotations
 
 import hashlib
+import subprocess
+import sys
 
 import pytest
 
@@ -89,3 +91,13 @@ def test_gue_and_gre_carry_a_five_megabyte_download_intact(make_lab, tun_type, f
     info = [line.split()[3] for line in tun.director.adm("-Ln", "--tun-info").splitlines()
             if line.strip().startswith("->") and " Tunnel " in line]
     assert info == [f"{tun_type}:6080:-c" if tun_type == "gue" else "gre:-c"] * 2
+
+
+def test_the_gre_lab_runs_as_a_user_runs_it_and_names_its_tunnel():
+    done = subprocess.run([sys.executable, "-m", "pylvs", "lab", "tun", "--tun-type", "gre",
+                           "--servers", "2", "--requests", "4"], capture_output=True, text=True,
+                          timeout=180)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "$ pylvs adm -Ln --tun-info" in done.stdout
+    assert done.stdout.count("Tunnel  gre:-c") == 2
+    assert "wrapped each packet in GRE" in done.stdout
