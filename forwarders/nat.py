@@ -38,8 +38,8 @@ class Masquerade(Forwarder):
     def forward(self, frame: bytearray, flow: Flow | Flow6, conn: Connection, hop: NextHop
                 ) -> bytearray:
         if isinstance(flow, Flow6):
-            return nat_xmit6(frame, flow, conn.server.ip, conn.server.port, hop.macs)
-        rewrite_endpoint(frame, flow, False, conn.server.ip, conn.server.port)
+            return nat_xmit6(frame, flow, conn.server.ip, conn.dport, hop.macs)
+        rewrite_endpoint(frame, flow, False, conn.server.ip, conn.dport)
         return _send(frame, hop)
 
     def reply(self, frame: bytearray, flow: Flow | Flow6, conn: Connection, hop: NextHop
@@ -54,7 +54,7 @@ class Masquerade(Forwarder):
         if isinstance(flow, Flow6):
             return _relay_error6(self, frame, flow, quoted, conn, hop, inbound)
         if inbound:  # it quotes an answer the client had from the VIP: now from the real server
-            rewrite_quoted(frame, flow, quoted, True, conn.server.ip, conn.server.port)
+            rewrite_quoted(frame, flow, quoted, True, conn.server.ip, conn.dport)
             return self.forward(frame, flow, conn, hop)
         # it quotes what the real server had from the client, addressed to the VIP
         rewrite_quoted(frame, flow, quoted, False, conn.vaddr, conn.vport)
@@ -92,7 +92,7 @@ class Masquerade(Forwarder):
             return []
         if len(conn.key12) != 12:
             vip = conn.vaddr.to_bytes(16, "big") + conn.vport.to_bytes(2, "big")
-            rip = conn.server.ip.to_bytes(16, "big") + conn.server.port.to_bytes(2, "big")
+            rip = conn.server.ip.to_bytes(16, "big") + conn.dport.to_bytes(2, "big")
             return [(fastpath.key6(conn.proto, conn.key12),
                      fastpath.nat6(True, ifindex[hop.interface], hop.macs, hop.mtu, vip, rip,
                                    slot=slot)),
@@ -113,7 +113,7 @@ def _relay_error6(nat: Masquerade, frame: bytearray, flow: Flow6, q: Quoted, con
     """ip_vs_nat_icmp_v6: the quoted packet's address and port, as ``relay_error`` for IPv4,
     the outer packet's by NAT66, then the ICMPv6 checksum over the final pseudo-header."""
     if inbound:
-        _rewrite_quoted6(frame, q, True, conn.server.ip, conn.server.port)
+        _rewrite_quoted6(frame, q, True, conn.server.ip, conn.dport)
         out = nat.forward(frame, flow, conn, hop)
     else:
         _rewrite_quoted6(frame, q, False, conn.vaddr, conn.vport)
@@ -132,7 +132,7 @@ def _plan6(conn: Connection) -> tuple[tuple[bytes, int], tuple[bytes, int]]:
     """``_plan`` for NAT66: the 18 address+port bytes to write each way and the TCP/UDP
     checksum's delta (no header checksum, and the hop limit is in none)."""
     vip = conn.vaddr.to_bytes(16, "big") + conn.vport.to_bytes(2, "big")
-    rip = conn.server.ip.to_bytes(16, "big") + conn.server.port.to_bytes(2, "big")
+    rip = conn.server.ip.to_bytes(16, "big") + conn.dport.to_bytes(2, "big")
     plan = ((rip, csum_delta.endpoint6(vip, rip)), (vip, csum_delta.endpoint6(rip, vip)))
     conn.rewrite = plan
     return plan
@@ -162,7 +162,7 @@ def _plan(conn: Connection) -> tuple[tuple[bytes, int, int], tuple[bytes, int, i
     """Toward the server, and back: the 6 address+port bytes to write, the IP and the L4
     checksum deltas (RFC 1624, network order: csum_delta.endpoint)."""
     vip = struct.pack("!IH", conn.vaddr, conn.vport)
-    rip = struct.pack("!IH", conn.server.ip, conn.server.port)
+    rip = struct.pack("!IH", conn.server.ip, conn.dport)
     plan = ((rip, *csum_delta.endpoint(vip, rip)), (vip, *csum_delta.endpoint(rip, vip)))
     conn.rewrite = plan
     return plan

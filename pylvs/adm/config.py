@@ -35,6 +35,7 @@ from pylvs.core.model import (
     endpoint_text,
     family_of,
 )
+from pylvs.core.marks import MarkRule
 from pylvs.core.sysctls import KNOBS, Sysctls
 from pylvs.ha import bgp
 from pylvs.ha.bgp import Bgp, Neighbor
@@ -129,6 +130,8 @@ class Config:
     metrics: str = ""
     """ADDRESS:PORT where the Prometheus exposition is served (pylvs.shell.metrics); "": none."""
     services: list[VirtualService] = field(default_factory=list)
+    marks: list[MarkRule] = field(default_factory=list)
+    """[[mark]]: the rules that mark packets for fwmark services (pylvs.core.marks)."""
     health: list[ServiceHealth] = field(default_factory=list)
     vrrp: VrrpInstance | None = None
     """The first of ``vrrp_instances``; None: the director holds the VIPs alone."""

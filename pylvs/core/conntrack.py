@@ -159,14 +159,19 @@ class Connection:
 
     __slots__ = ("proto", "key12", "server", "service", "state", "expires", "active",
                  "nooutput", "forwarder", "return_hop", "template", "in_pkts", "synced_state",
-                 "offloaded", "rewrite")
+                 "offloaded", "rewrite", "dport", "fwmark")
 
     def __init__(self, proto: int, key12: bytes, service: VirtualService, server: RealServer,
-                 expires: float) -> None:
+                 expires: float, dport: int | None = None) -> None:
         self.proto = proto
         self.key12 = key12
         self.service = service
         self.server = server
+        self.dport = server.port if dport is None else dport
+        """The real server's port this connection goes to (IPVS's cp->dport): the server's,
+        or the packet's own where the server's is 0 (fwmark and port-0 services)."""
+        self.fwmark = service.fwmark
+        """The mark its first packet had (IPVS's cp->fwmark): its service's, or 0."""
         self.forwarder: Forwarder = server.forwarder
         """The method bound when the connection is made, as ip_vs_bind_xmit (config and
         ipvsadm take only registered names)."""
@@ -217,7 +222,7 @@ class Connection:
         """A NAT reply's key: real server, client, its port, client port (NAT keeps the
         family, so the real server's is the connection's)."""
         caddr, _, cport, _ = unpack_key(self.key12)
-        return pack_key(self.server.ip, self.server.port, caddr, cport, self.af)
+        return pack_key(self.server.ip, self.dport, caddr, cport, self.af)
 
     def row(self, now: float) -> str:
         """One line of ipvsadm -Lnc: "%-3s %-6s %-11s %-18s %-18s %s" (IPv6 as [addr]:port,
@@ -229,11 +234,15 @@ class Connection:
         return "%-3s %-6s %-11s %-18s %-18s %s" % (
             PROTO_NAMES[self.proto], expire, STATE_NAMES[self.state],
             endpoint_text(int_to_ip(caddr, af), cport, af),
-            endpoint_text(int_to_ip(vaddr, af), vport, af), self.server.endpoint)
+            endpoint_text(int_to_ip(vaddr, af), vport, af),
+            endpoint_text(self.server.address, self.dport, self.server.af))
 
 
 TemplateKey = tuple[int, ...]
-"""(proto, client address & persistence netmask, vip, vport), AF_INET6 appended for IPv6."""
+"""(proto, client address & persistence netmask, vip, vport), AF_INET6 appended for IPv6.
+A fwmark service's is (0, client net, mark, 0): IPVS's <IPPROTO_IP, net, 0, mark, 0, daddr, 0>,
+the mark where the address goes (for IPv6 in the address's first 32 bits, as the kernel's
+``.ip = htonl(fwmark)`` puts it); a port-0 service's has vport 0."""
 
 
 class Template:
@@ -244,13 +253,15 @@ class Template:
     established (TCP) or answered (UDP)."""
 
     __slots__ = ("key", "proto", "caddr", "vaddr", "vport", "service", "server", "expires",
-                 "controls", "assured")
+                 "controls", "assured", "dport")
 
     def __init__(self, key: TemplateKey, service: VirtualService, server: RealServer,
                  expires: float) -> None:
         self.key = key
         self.proto, self.caddr, self.vaddr, self.vport = key[:4]
         self.service, self.server, self.expires = service, server, expires
+        self.dport = server.port if self.vport else 0
+        """<…, daddr, dport>: the server's port, 0 for a port-0 or fwmark service's."""
         self.controls = 0
         self.assured = False
 
@@ -260,7 +271,8 @@ class Template:
         return "%-3s %-6s %-11s %-18s %-18s %s" % (
             PROTO_NAMES[self.proto], f"{left // 60:02d}:{left % 60:02d}",
             "ASSURED" if self.assured else "NONE", endpoint_text(int_to_ip(self.caddr, af), 0, af),
-            endpoint_text(int_to_ip(self.vaddr, af), self.vport, af), self.server.endpoint)
+            endpoint_text(int_to_ip(self.vaddr, af), self.vport, af),
+            endpoint_text(self.server.address, self.dport, self.server.af))
 
 
 CONTROLLING_REARM = 60
@@ -321,11 +333,12 @@ class ConnectionTable:
         return bool(limit) and len(self.by_proto[6]) + len(self.by_proto[17]) >= limit
 
     def create(self, key: FlowTuple, service: VirtualService, server: RealServer,
-               now: float) -> Connection:
-        """ip_vs_conn_new: state NONE, a 3 s timer, counted inactive until a state says else."""
+               now: float, dport: int | None = None) -> Connection:
+        """ip_vs_conn_new: state NONE, a 3 s timer, counted inactive until a state says else;
+        to the server's port, or ``dport`` (``Connection.dport``)."""
         proto, caddr, cport, vaddr, vport = key
         conn = Connection(proto, pack_key(caddr, cport, vaddr, vport, service.af), service, server,
-                          now + NEW_CONNECTION_TIMEOUT)
+                          now + NEW_CONNECTION_TIMEOUT, dport)
         server.bind(active=False)
         server.stats.conns += 1
         service.stats.conns += 1

@@ -42,7 +42,8 @@ from pylvs.core.ipv6 import (
     l4_checksum_ok6,
     parse6,
 )
-from pylvs.core.model import AF_INET6, RealServer, VirtualService
+from pylvs.core.marks import Marks
+from pylvs.core.model import AF_INET6, RealServer, VirtualService, fwmark_key
 from pylvs.core.outbox import Count, Outbox
 from pylvs.core.packet import (
     IPPROTO_ICMP,
@@ -96,6 +97,10 @@ class Director:
         self.scan: list[Connection] = []
         """drop_entry's snapshot of the table, scanned 1/32 a second (``_scan_batch``)."""
         self.scan_next = 0
+        self.marks = Marks()
+        """The mark rules that give packets to fwmark services (``set_marks``)."""
+        self.port_zero = False
+        """Whether a port-0 service exists (IPVS's nullsvc_counter): the catch-all look-up."""
         self.fragments = Fragments()
         """IPv6 first fragments' connections, for the fragments after them."""
         self.changed()
@@ -105,6 +110,10 @@ class Director:
         the same values."""
         self.sysctls = sysctls
         self.defense = Defense(sysctls)
+
+    def set_marks(self, marks: Marks) -> None:
+        """The config's mark rules: what IPVS would read as skb->mark."""
+        self.marks = marks
 
     def set_max_connections(self, limit: int) -> None:
         """New connections beyond ``limit`` are refused (0: no bound), as IPVS's conn_tab
@@ -144,12 +153,9 @@ class Director:
             return None
         ingress = ingress or self.default_interface
         af = flow.af
-        if af == AF_INET6:
-            if flow.frag_off:
-                return self._later_fragment(frame, flow, now, ingress)
-            service = self.services.get((flow.proto, flow.daddr, flow.dport, AF_INET6))
-        else:
-            service = self.services.get((flow.proto, flow.daddr, flow.dport))
+        if af == AF_INET6 and flow.frag_off:
+            return self._later_fragment(frame, flow, now, ingress)
+        service = self.service_of(flow)
         if service is None:
             if flow.proto == IPPROTO_ICMP or flow.proto == IPPROTO_ICMPV6 and af == AF_INET6:
                 return self._related_icmp(frame, flow, now)
@@ -167,6 +173,24 @@ class Director:
         if af == AF_INET6 and flow.more_fragments:
             self.fragments.remember(flow, conn, True, now)
         return self._send(frame, flow, conn, csum_partial, ingress)
+
+    def service_of(self, flow: AnyFlow) -> VirtualService | None:
+        """ip_vs_service_find: by the packet's mark first (the mark rules'), then by protocol,
+        address and port, then the address's port-0 service (IPVS's catch-all)."""
+        services, af = self.services, flow.af
+        if self.marks and flow.proto != IPPROTO_ICMP and flow.proto != IPPROTO_ICMPV6:
+            mark = self.marks.classify(af, flow.proto, flow.daddr, flow.dport)
+            if mark:
+                service = services.get(fwmark_key(mark, af))
+                if service is not None:
+                    return service
+        key: tuple[int, ...] = (flow.proto, flow.daddr, flow.dport)
+        if af == AF_INET6:
+            key += (AF_INET6,)
+        service = services.get(key)
+        if service is None and self.port_zero:
+            service = services.get((flow.proto, flow.daddr, 0, *key[3:]))
+        return service
 
     def _later_fragment(self, frame: bytearray, flow: Flow6, now: float, ingress: str
                         ) -> Out | None:
@@ -241,7 +265,7 @@ class Director:
             self.counters[Count.NO_DESTINATION] += 1
             return self._icmp_error(frame, flow, ingress, DEST_UNREACH, PORT_UNREACH)
         conn = self.table.create((flow.proto, flow.saddr, flow.sport, flow.daddr, flow.dport),
-                                 service, server, now)
+                                 service, server, now, _destination_port(service, server, flow))
         if template is not None:
             self.table.attach(conn, template)
         if conn.forwarder.masquerades:
@@ -275,7 +299,8 @@ class Director:
             self.counters[Count.NO_DESTINATION] += 1
             return self._icmp_error(frame, flow, ingress, DEST_UNREACH, PORT_UNREACH)
         conn = Connection(flow.proto, pack_key(flow.saddr, flow.sport, flow.daddr, flow.dport,
-                                               service.af), service, server, now)
+                                               service.af), service, server, now,
+                          _destination_port(service, server, flow))
         for stats in (service.stats, server.stats):
             stats.conns += 1
             stats.inpkts += 1
@@ -449,7 +474,7 @@ class Director:
                   ) -> Template | None:
         """ip_vs_sched_persist: the client network's template, scheduled anew when missing or
         when its server was removed; using it re-arms it."""
-        key: tuple[int, ...] = (flow.proto, flow.saddr & service.netmask, flow.daddr, flow.dport)
+        key = _template_key(service, flow)
         if service.af == AF_INET6:
             key += (AF_INET6,)
         template = self.table.get_template(key)
@@ -559,4 +584,24 @@ class Director:
         outbox: ``take_rules_changed``)."""
         self.nat_endpoints = {(svc.proto, rs.ip, rs.port) for svc in self.services.values()
                               for rs in svc.real_servers if rs.forwarder.masquerades}
+        self.port_zero = any(not svc.port and not svc.fwmark for svc in self.services.values())
         self.outbox.rules_changed = True
+
+
+def _template_key(service: VirtualService, flow: AnyFlow) -> tuple[int, ...]:
+    """ip_vs_sched_persist's template: <proto, client net, 0, vaddr, vport, …> for a service of
+    a port; vport 0 for a port-0 service; <IPPROTO_IP, net, 0, mark, 0, …> for a fwmark one
+    (the mark in the address's first 32 bits)."""
+    snet = flow.saddr & service.netmask
+    if service.fwmark:
+        return (0, snet, service.fwmark << 96 if service.af == AF_INET6 else service.fwmark, 0)
+    return (flow.proto, snet, flow.daddr, flow.dport if service.port else 0)
+
+
+def _destination_port(service: VirtualService, server: RealServer, flow: AnyFlow) -> int:
+    """cp->dport as IPVS sets it: the server's port, or the packet's where the server's is 0;
+    through a persistent service, the packet's unless it went to the service's own port
+    (ip_vs_sched_persist), so a persistent fwmark service keeps the packet's port."""
+    if server.port and (not service.persistence_timeout or flow.dport == service.port):
+        return server.port
+    return flow.dport

@@ -22,7 +22,8 @@ if TYPE_CHECKING:
     from schedulers import Scheduler
 
 PROTO_NUMBERS = {"tcp": 6, "udp": 17}
-PROTO_NAMES = {6: "TCP", 17: "UDP"}
+PROTO_NAMES = {6: "TCP", 17: "UDP", 0: "IP"}
+"""As ipvsadm names them; 0 (IPPROTO_IP) is a fwmark service's persistence template's."""
 DEFAULT_SCHEDULER = "wlc"
 AF_INET, AF_INET6 = 2, 10
 DEFAULT_NETMASK = {AF_INET: "255.255.255.255", AF_INET6: "128"}
@@ -91,6 +92,12 @@ def netmask_int(text: str, af: int) -> int:
     if af == AF_INET:
         return ip_to_int(text)
     return ((1 << 128) - 1) ^ ((1 << (128 - int(text))) - 1)
+
+
+def fwmark_key(mark: int, af: int = AF_INET) -> tuple[int, ...]:
+    """The director's key of a firewall-mark service: protocol 0 (IPVS's IPPROTO_IP) and the
+    mark where the address goes, so it never meets an address-and-port service's key."""
+    return (0, mark, 0) if af == AF_INET else (0, mark, 0, AF_INET6)
 
 
 def service_key(proto: int, address: str, port: int) -> tuple[int, ...]:
@@ -271,13 +278,21 @@ class VirtualService:
     netmask: int = 0xFFFFFFFF
     af: int = AF_INET
     one_packet: bool = False
-    """ipvsadm -o (UDP): every datagram scheduled on its own, no connection kept."""
+    """ipvsadm -o (UDP or fwmark): every datagram scheduled on its own, no connection kept."""
+    fwmark: int = 0
+    """ipvsadm -f: a firewall-mark service takes the packets marked so (pylvs.core.marks),
+    TCP and UDP, to any address and port; it has no protocol, address or port of its own
+    (protocol "", address "", port 0) and its family is ``af`` as given (-6)."""
 
     def __post_init__(self) -> None:
-        self.af = family_of(self.address)
-        self.address = canonical(self.address) if self.af == AF_INET6 else self.address
-        self.ip = ip_to_int(self.address)
-        self.proto = PROTO_NUMBERS[self.protocol]
+        if self.fwmark:
+            self.protocol, self.address, self.port, self.proto = "", "", 0, 0
+            self.ip = self.fwmark
+        else:
+            self.af = family_of(self.address)
+            self.address = canonical(self.address) if self.af == AF_INET6 else self.address
+            self.ip = ip_to_int(self.address)
+            self.proto = PROTO_NUMBERS[self.protocol]
         self.set_netmask(self.persistence_netmask)
 
     def set_netmask(self, text: str) -> None:
@@ -292,13 +307,18 @@ class VirtualService:
 
     @property
     def key(self) -> tuple[int, ...]:
-        """``service_key``'s: (proto, ip, port[, AF_INET6])."""
+        """``service_key``'s: (proto, ip, port[, AF_INET6]); ``fwmark_key``'s for -f."""
+        if self.fwmark:
+            return fwmark_key(self.fwmark, self.af)
         if self.af == AF_INET:
             return (self.proto, self.ip, self.port)
         return (self.proto, self.ip, self.port, AF_INET6)
 
     @property
     def endpoint(self) -> str:
+        """``addr:port``, ``[addr]:port``, or for a fwmark service its mark (``FWM 1``)."""
+        if self.fwmark:
+            return f"FWM {self.fwmark}" + (" IPv6" if self.af == AF_INET6 else "")
         return endpoint_text(self.address, self.port, self.af)
 
     def add_real_server(self, server: RealServer) -> None:

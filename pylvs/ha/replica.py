@@ -21,7 +21,14 @@ from collections import Counter
 
 from pylvs.core.conntrack import ACTIVE_STATES, UDP_STATE, Connection, Timeouts
 from pylvs.core.director import Director
-from pylvs.core.model import int_to_ip, ip_to_int, service_key
+from pylvs.core.model import (
+    RealServer,
+    VirtualService,
+    fwmark_key,
+    int_to_ip,
+    ip_to_int,
+    service_key,
+)
 from pylvs.ha import sync
 
 
@@ -43,7 +50,7 @@ def to_wire(conn: Connection, timeouts: Timeouts) -> sync.SyncConn:
     af = conn.af
     return sync.SyncConn(conn.proto, int_to_ip(conn.caddr, af), conn.cport,
                          int_to_ip(conn.vaddr, af), conn.vport, conn.server.address,
-                         conn.server.port, state, flags, timeouts.by_state[conn.state])
+                         conn.dport, state, flags, timeouts.by_state[conn.state], conn.fwmark)
 
 
 def install(director: Director, entries: list[sync.SyncConn], now: float) -> Counter[str]:
@@ -51,9 +58,7 @@ def install(director: Director, entries: list[sync.SyncConn], now: float) -> Cou
     counts: Counter[str] = Counter()
     table = director.table
     for entry in entries:
-        service = director.services.get(service_key(entry.protocol, entry.vaddr, entry.vport))
-        server = None if service is None else service.find_real_server(entry.daddr,
-                                                                      entry.dport)
+        service, server = _destination(director, entry)
         if service is None or server is None:
             counts["unknown_destination"] += 1
             continue
@@ -67,7 +72,7 @@ def install(director: Director, entries: list[sync.SyncConn], now: float) -> Cou
             if table.full():
                 counts["table_full"] += 1
                 continue
-            conn = table.create(key, service, server, now)
+            conn = table.create(key, service, server, now, entry.dport)
             counts["created"] += 1
         else:
             counts["refreshed"] += 1
@@ -77,3 +82,23 @@ def install(director: Director, entries: list[sync.SyncConn], now: float) -> Cou
         conn.nooutput = bool(entry.flags & sync.IP_VS_CONN_F_NOOUTPUT)
         conn.expires = now + (entry.timeout or table.timeouts.by_state[state])
     return counts
+
+
+def _destination(director: Director, entry: sync.SyncConn
+                 ) -> tuple[VirtualService | None, RealServer | None]:
+    """ip_vs_find_dest: the service by the entry's mark, else by its address and port; in it
+    the real server of the entry's port, or of port 0 (a fwmark service's servers may have
+    none: only NAT's port is the server's own)."""
+    service = None
+    if entry.fwmark:
+        service = director.services.get(fwmark_key(entry.fwmark, entry.af))
+    if service is None:
+        service = director.services.get(service_key(entry.protocol, entry.vaddr, entry.vport))
+    if service is None:
+        return None, None
+    masq = entry.flags & sync.IP_VS_CONN_F_FWD_MASK == sync.IP_VS_CONN_F_MASQ
+    port = entry.dport if not entry.fwmark or masq else 0
+    server = service.find_real_server(entry.daddr, port)
+    if server is None:
+        server = service.find_real_server(entry.daddr, port ^ entry.dport)
+    return service, server

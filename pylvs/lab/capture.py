@@ -20,7 +20,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 
-from pylvs.lab.topology import BRIDGES, Lab, segment_prefix, stop_process
+from pylvs.lab.topology import BRIDGES, TUN_PORTS, Lab, segment_prefix, stop_process
 
 LISTEN_TIMEOUT = 10.0
 ROLE_OF_BRIDGE = {"br0": "the client's segment", "br1": "the NAT inside segment",
@@ -152,8 +152,9 @@ def write_trace(lab: Lab, captures: Captures, hosts: dict[str, dict[str, object]
     frames = {w.file: trace.read_pcap(os.path.join(captures.directory, w.file))
               for w in captures.wires}
     target = lab.traced_target()
+    gue_ports = (TUN_PORTS["gue"],) if lab.tun_type == "gue" else ()  # UDP there is GUE
     built = trace.build(lab.mode, hosts, captures.manifest(), frames, target.vip, target.port,
-                        family=6 if lab.families == (6,) else 4)
+                        family=6 if lab.families == (6,) else 4, gue_ports=gue_ports)
     text = trace.render(built)
     svg = trace_page.sequence_svg(built)
     for name, content in (("trace.json", json.dumps(built, indent=1) + "\n"),

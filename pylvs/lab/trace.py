@@ -10,6 +10,12 @@ by what no forwarding method rewrites (the innermost IP ID, or IPv6 flow label, 
 acknowledgement numbers and flags), so the same packet is found on every wire it crossed, before
 and after the director or the router changed it.
 
+GUE and GRE (the labs' --tun-type gue|gre, pylvs.core.encap's layouts): the outer header's
+``outer.*`` fields as for IP-in-IP, then GUE's UDP (``outer.udp.*``) and GUE header (``gue.*``),
+or the GRE header (``gre.*``), then the inner packet. A UDP datagram is taken for GUE only when
+it goes to a port the caller names (``gue_ports``: the lab's tun port) and starts with a GUE
+header of variant 0 carrying protocol 4 or 41; GRE is IP protocol 47, version 0, no routing.
+
 IPv6 (the labs' --ipv6 and dualstack): Neighbor Discovery where IPv4 has ARP (a Neighbor
 Solicitation "who has", a Neighbor Advertisement "is at"), the hop limit where IPv4 has the TTL,
 and the four TUN encapsulations (IP-in-IP, ip6ip6, 4in6, 6in4). What every IPv6 host sends on
@@ -19,10 +25,11 @@ queries, and DAD's solicitations (from the unspecified address ::).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import struct
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any
 
-from scapy.layers.inet import IP, TCP
+from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.inet6 import (
     ICMPv6NDOptDstLLAddr,
     ICMPv6NDOptSrcLLAddr,
@@ -34,6 +41,21 @@ from scapy.layers.inet6 import (
 )
 from scapy.layers.l2 import ARP, Ether
 
+from pylvs.core.encap import (
+    GRE_CSUM,
+    GRE_HLEN,
+    GRE_KEY,
+    GRE_ROUTING,
+    GRE_SEQ,
+    GRE_VERSION,
+    GUE_HLEN,
+    IPPROTO_GRE,
+    IPPROTO_IPIP,
+    IPPROTO_IPV6,
+)
+from pylvs.core.ipv6 import ETH_P_IPV6
+from pylvs.core.packet import ETH_P_IP, IPPROTO_UDP
+
 Fields = dict[str, Any]
 _EXTENSIONS = (IPv6ExtHdrHopByHop, IPv6ExtHdrRouting, IPv6ExtHdrDestOpt, IPv6ExtHdrFragment)
 ND_NS, ND_NA = 135, 136
@@ -42,6 +64,10 @@ NOISE6 = frozenset((130, 131, 132, 133, 134, 143))
 solicitation and advertisement (133, 134), MLDv2 report (143)."""
 ENCAPSULATIONS = {(4, 4): "IP-in-IP", (6, 6): "ip6ip6", (6, 4): "4in6", (4, 6): "6in4"}
 """(outer version, inner version) → the name of the tunnel."""
+GUE_INNER = {IPPROTO_IPIP: 4, IPPROTO_IPV6: 6}
+"""GUE's proto/ctype → the inner packet's version."""
+GRE_INNER = {ETH_P_IP: 4, ETH_P_IPV6: 6}
+"""GRE's protocol type (an EtherType) → the inner packet's version."""
 BROADCAST = "ff:ff:ff:ff:ff:ff"
 ARP_WINDOW = 1.0  # seconds: later copies of an ARP frame are a refresh, not this exchange
 TCP_ORDER = ("SYN", "SYN-ACK", "request", "response", "FIN from the client",
@@ -54,9 +80,11 @@ def read_pcap(path: str) -> list[tuple[float, bytes]]:
         return [(float(pkt.time), bytes(pkt)) for pkt in reader]
 
 
-def dissect(frame: bytes) -> Fields | None:
+def dissect(frame: bytes, gue_ports: Collection[int] = ()) -> Fields | None:
     """The L2/L3/L4 fields of an ARP, IPv4 or IPv6 frame (TUN: ``outer.*`` and the inner
-    packet; NDP: ``nd.*``); None for anything else and for IPv6's noise (NOISE6, DAD)."""
+    packet, with ``outer.udp.*`` and ``gue.*`` for UDP to one of ``gue_ports`` that carries
+    GUE, ``gre.*`` for GRE; NDP: ``nd.*``); None for anything else and for IPv6's noise
+    (NOISE6, DAD)."""
     eth = Ether(frame)
     fields: Fields = {"eth.src": eth.src, "eth.dst": eth.dst}
     if ARP in eth:
@@ -75,6 +103,12 @@ def dissect(frame: bytes) -> Fields | None:
         fields["outer.proto"] = _proto(ip)
         ip = upper
         upper = _upper(ip)
+    elif (tunnelled := _gue_or_gre(ip, upper, gue_ports)) is not None:
+        fields.update(_addresses("outer", ip))
+        fields["outer.proto"] = _proto(ip)
+        fields.update(tunnelled[0])
+        ip = tunnelled[1]
+        upper = _upper(ip)
     fields.update(_addresses("ip", ip))
     fields["ip.proto"] = _proto(ip)
     if isinstance(upper, TCP):
@@ -87,6 +121,52 @@ def dissect(frame: bytes) -> Fields | None:
                        "tcp.flags": str(upper.flags), "tcp.seq": upper.seq,
                        "tcp.ack": upper.ack, "tcp.len": length})
     return fields
+
+
+def _gue_or_gre(ip: Any, upper: Any, gue_ports: Collection[int]) -> tuple[Fields, Any] | None:
+    """The tunnel header's fields and the inner packet of a GUE or GRE packet (as
+    pylvs.core.encap lays them out), else None."""
+    proto = _proto(ip)
+    if proto == IPPROTO_UDP and isinstance(upper, UDP) and upper.dport in gue_ports:
+        found = _gue(bytes(upper.payload))
+        if found is not None:
+            return {"outer.udp.sport": upper.sport, "outer.udp.dport": upper.dport,
+                    "outer.udp.csum": upper.chksum, **found[0]}, found[1]
+    elif proto == IPPROTO_GRE:
+        return _gre(bytes(upper))
+    return None
+
+
+def _gue(data: bytes) -> tuple[Fields, Any] | None:
+    """A GUE data message of variant 0 (no C bit) carrying protocol 4 or 41, its options
+    (Hlen words) skipped."""
+    if len(data) < GUE_HLEN or data[0] >> 6 != 0 or data[0] & 0x20:
+        return None
+    start = GUE_HLEN + ((data[0] & 0x1F) << 2)
+    version = GUE_INNER.get(data[1])
+    inner = _ip_packet(data[start:], version)
+    return None if inner is None else ({"gue.proto": data[1]}, inner)
+
+
+def _gre(data: bytes) -> tuple[Fields, Any] | None:
+    """A GRE packet of version 0 without routing carrying IPv4 or IPv6 (0x0800, 0x86DD); its
+    checksum, key and sequence number skipped."""
+    if len(data) < GRE_HLEN:
+        return None
+    flags, proto = struct.unpack_from("!HH", data)
+    if flags & (GRE_VERSION | GRE_ROUTING):
+        return None
+    start = GRE_HLEN + 4 * sum(bool(flags & bit) for bit in (GRE_CSUM, GRE_KEY, GRE_SEQ))
+    inner = _ip_packet(data[start:], GRE_INNER.get(proto))
+    return None if inner is None else ({"gre.proto": proto, "gre.csum": bool(flags & GRE_CSUM)},
+                                       inner)
+
+
+def _ip_packet(data: bytes, version: int | None) -> Any:
+    """An IPv4 or IPv6 packet of ``version`` (scapy's), None if ``data`` is not one."""
+    if version is None or len(data) < (20 if version == 4 else 40) or data[0] >> 4 != version:
+        return None
+    return IP(data) if version == 4 else IPv6(data)
 
 
 def _upper(ip: Any) -> Any:
@@ -149,14 +229,15 @@ def mac_owners(hosts: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
 
 
 def observations(hosts: Mapping[str, Mapping[str, Any]], wires: Sequence[Mapping[str, str]],
-                 frames: Mapping[str, Sequence[tuple[float, bytes]]]) -> list[Fields]:
+                 frames: Mapping[str, Sequence[tuple[float, bytes]]],
+                 gue_ports: Collection[int] = ()) -> list[Fields]:
     """Every ARP, IPv4 and IPv6 frame (but IPv6's noise) on every wire, with who sent or got
-    it there, in time order."""
+    it there, in time order (``gue_ports``: dissect's)."""
     seen = []
     for wire in wires:
         own = set(hosts[wire["host"]]["mac"])
         for when, frame in frames.get(wire["file"], ()):
-            fields = dissect(frame)
+            fields = dissect(frame, gue_ports)
             if fields is None:
                 continue
             seen.append({"time": when, "wire": wire["file"], "host": wire["host"],
@@ -174,10 +255,12 @@ def _order(obs: Fields) -> tuple[float, int]:
 def build(mode: str, hosts: Mapping[str, Mapping[str, Any]],
           wires: Sequence[Mapping[str, str]],
           frames: Mapping[str, Sequence[tuple[float, bytes]]], vip: str,
-          port: int = 80, family: int = 4) -> Fields:
+          port: int = 80, family: int = 4, gue_ports: Collection[int] = ()) -> Fields:
     """The manifest of trace.json: hosts, captures, the traced connection and its hops.
-    ``family``: the lab's (6 for an IPv6 lab; a dual-stack lab's is 4, its VIP says which)."""
-    seen = observations(hosts, wires, frames)
+    ``family``: the lab's (6 for an IPv6 lab; a dual-stack lab's is 4, its VIP says which).
+    ``gue_ports``: the UDP ports a GUE real server listens on (the lab's tun port): UDP to
+    them that carries GUE is dissected as a tunnel, no other UDP is."""
+    seen = observations(hosts, wires, frames, gue_ports)
     trace: Fields = {"mode": mode, "family": family, "hosts": dict(hosts),
                      "captures": list(wires), "connection": None, "hops": []}
     syn = _first_syn(seen, vip, port)
@@ -404,8 +487,8 @@ def explain_hop(hop: Fields, hosts: Mapping[str, Mapping[str, Any]],
     f = last["fields"]
     whole = "/128" if ":" in f["ip.dst"] else "/32"
     if last["direction"] == "received" and "outer.src" in f:
-        says.append(f"{last['host']} unwraps the {encapsulation(f)} packet: its stack gets "
-                    f"{f['ip.src']} → {f['ip.dst']} (the VIP it holds)")
+        says.append(f"{last['host']} unwraps the {encapsulation(f)} packet{_unwrapped(f)}: its "
+                    f"stack gets {f['ip.src']} → {f['ip.dst']} (the VIP it holds)")
     elif (hosts[last["host"]]["role"] == "real_server" and last["direction"] == "received"
           and f"{f['ip.dst']}{whole}" in hosts[last["host"]]["ip"]):
         says.append(f"{last['host']} takes a packet to {f['ip.dst']} as its own: it holds "
@@ -415,14 +498,46 @@ def explain_hop(hop: Fields, hosts: Mapping[str, Mapping[str, Any]],
 
 
 def encapsulation(f: Fields) -> str:
-    """IP-in-IP, ip6ip6, 4in6 or 6in4: a tunnelled packet's outer and inner versions."""
+    """GUE or GRE (their headers say), else IP-in-IP, ip6ip6, 4in6 or 6in4: a tunnelled
+    packet's outer and inner versions."""
+    if "gue.proto" in f:
+        return "GUE"
+    if "gre.proto" in f:
+        return "GRE"
     outer = 6 if ":" in f["outer.src"] else 4
     return ENCAPSULATIONS[(outer, 6 if ":" in f["ip.src"] else 4)]
+
+
+def _tunnel_header(f: Fields) -> str:
+    """GUE's UDP and GUE header or the GRE header, as the trace says it."""
+    if "gue.proto" in f:
+        csum = "" if f["outer.udp.csum"] else " (no checksum)"
+        return (f"UDP {f['outer.udp.sport']} → {f['outer.udp.dport']}{csum} and a GUE header "
+                f"(protocol {f['gue.proto']})")
+    return f"a GRE header (protocol {f['gre.proto']:#06x}{', checksum' if f['gre.csum'] else ''})"
+
+
+def _unwrapped(f: Fields) -> str:
+    """What a GUE or GRE real server takes off, beyond the outer header ("" for the rest)."""
+    if "gue.proto" in f:
+        return (f" (UDP to its port {f['outer.udp.dport']}, the GUE header of protocol "
+                f"{f['gue.proto']} off)")
+    if "gre.proto" in f:
+        checked = ", its checksum checked" if f["gre.csum"] else ""
+        return f" (the GRE header of protocol {f['gre.proto']:#06x} off{checked})"
+    return ""
 
 
 def _outer_header(f: Fields) -> str:
     """The new header a TUN director put in front, as the trace says it."""
     name = encapsulation(f)
+    if name == "GUE":
+        return (f"a new IPv{6 if ':' in f['outer.src'] else 4} header {f['outer.src']} → "
+                f"{f['outer.dst']}, {_tunnel_header(f)}")
+    if name == "GRE":
+        six = ":" in f["outer.src"]
+        return (f"a new IPv{6 if six else 4} header {f['outer.src']} → {f['outer.dst']} "
+                f"({'next header' if six else 'IP protocol'} 47) and {_tunnel_header(f)}")
     if ":" not in f["outer.src"]:
         if name == "IP-in-IP":
             return f"a new IP header {f['outer.src']} → {f['outer.dst']} (IP protocol 4)"
@@ -581,7 +696,7 @@ def _wire_line(obs: Fields, start: float, width: int) -> str:
             limit, proto = m("outer.ttl", f"ttl {f['outer.ttl']}"), "proto"
         parts.append(m("outer.src", "[outer " + f["outer.src"]) + " → "
                      + m("outer.dst", f["outer.dst"]) + " " + limit
-                     + f" {proto} {f['outer.proto']}]")
+                     + f" {proto} {f['outer.proto']}" + _tunnel_wire(f, m) + "]")
     if "ip.hlim" in f:
         parts.append(m("ip.src", f["ip.src"]) + " → " + m("ip.dst", f["ip.dst"]) + " "
                      + m("ip.hlim", f"hlim {f['ip.hlim']}") + " "
@@ -594,3 +709,15 @@ def _wire_line(obs: Fields, start: float, width: int) -> str:
                      + m("tcp.dport", str(f["tcp.dport"])) + f" [{f['tcp.flags']}]"
                      + (f" len {f['tcp.len']}" if f["tcp.len"] else ""))
     return "  ".join(parts)
+
+
+def _tunnel_wire(f: Fields, m: Callable[[str, str], str]) -> str:
+    """GUE's UDP ports and GUE protocol, or GRE's protocol (and csum), in a wire's line."""
+    if "gue.proto" in f:
+        return (", udp " + m("outer.udp.sport", str(f["outer.udp.sport"])) + " → "
+                + m("outer.udp.dport", str(f["outer.udp.dport"])) + ", "
+                + m("gue.proto", f"gue proto {f['gue.proto']}"))
+    if "gre.proto" in f:
+        return ", " + m("gre.proto", f"gre proto {f['gre.proto']:#06x}") + (
+            " " + m("gre.csum", "csum") if f["gre.csum"] else "")
+    return ""

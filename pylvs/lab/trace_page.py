@@ -3,8 +3,9 @@ diagram of the traced connection's hops, as one self-contained page (inline CSS,
 script; nothing fetched) and as an SVG of the diagram alone, for slides.
 
 In the diagram each host has a lifeline; each frame a host put on its wire is an arrow to every
-host that took it off (dashed when broadcast), labelled with the packet and, where a host in
-between rewrote it, the fields that changed. Clicking an arrow (or a hop in the list) shows
+host that took it off (dashed when broadcast), labelled with the packet, the tunnel it travels
+in (TUN: "in IP-in-IP", "in GUE (UDP 6080)", "in GRE", ...) and, where a host in between
+rewrote it, the fields that changed. Clicking an arrow (or a hop in the list) shows
 both ends' headers, the changed fields marked. Pure: strings in, strings out.
 """
 
@@ -14,6 +15,8 @@ import html
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+from pylvs.lab.trace import encapsulation
 
 ROLE_ORDER = {"client": 0, "router": 1, "director": 2, "real_server": 3}
 COLUMN, ROW, TOP, LEFT = 170, 34, 60, 90
@@ -49,8 +52,22 @@ def arrows(trace: Trace) -> list[dict[str, Any]]:
                             "dst": wires[j]["host"], "packet": hop["packet"],
                             "broadcast": sent["fields"].get("eth.dst", "").startswith(
                                 ("ff:ff:ff:ff:ff:ff", "33:33:")),  # IPv6 multicast too
-                            "changed": sent.get("changed", [])})
+                            "changed": sent.get("changed", []),
+                            "tunnel": tunnel(sent["fields"])})
     return out
+
+
+def tunnel(fields: Mapping[str, Any]) -> str | None:
+    """The tunnel a frame travels in, as its arrow says it: IP-in-IP, ip6ip6, 4in6, 6in4,
+    "GUE (UDP 6080)", "GRE" or "GRE with checksum"; None outside a tunnel."""
+    if "outer.src" not in fields:
+        return None
+    name = encapsulation(fields)
+    if name == "GUE":
+        return f"GUE (UDP {fields['outer.udp.dport']})"
+    if name == "GRE" and fields.get("gre.csum"):
+        return "GRE with checksum"
+    return name
 
 
 def sequence_svg(trace: Trace) -> str:
@@ -91,8 +108,8 @@ def _rows(all_arrows: Sequence[dict[str, Any]]) -> dict[int, int]:
 def _arrow(arrow: Mapping[str, Any], column: Mapping[str, int], y: int, labelled: bool
            ) -> str:
     x1, x2 = column[arrow["src"]], column[arrow["dst"]]
-    label = arrow["packet"] + (f" [{', '.join(arrow['changed'])} changed]"
-                               if arrow["changed"] else "")
+    label = arrow["packet"] + (f" in {arrow['tunnel']}" if arrow.get("tunnel") else "") + (
+        f" [{', '.join(arrow['changed'])} changed]" if arrow["changed"] else "")
     dash = ' stroke-dasharray="5,3"' if arrow["broadcast"] else ""
     colour = "#c53030" if arrow["changed"] else "#333"
     return (f'<g class="arrow" data-hop="{arrow["hop"]}" data-from="{arrow["from"]}" '
@@ -189,7 +206,8 @@ function show(hop, from, to) {{
     lines.push(label + ":");
     for (const [k, v] of Object.entries(w.fields)) {{
       const mark = (w.changed || []).includes(k) ? "<span class=changed>* </span>" : "  ";
-      lines.push(mark + k + " = " + String(v).replace(/</g, "&lt;"));
+      const text = k === "gre.proto" ? "0x" + v.toString(16).padStart(4, "0") : String(v);
+      lines.push(mark + k + " = " + text.replace(/</g, "&lt;"));
     }}
     lines.push("");
   }}
