@@ -24,7 +24,9 @@ missing=()
 for pkg in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
-if ! command -v python3 >/dev/null 2>&1; then missing+=(python3 python3-pip python3-venv); fi
+# a fresh Debian has python3 without pip: each is checked on its own
+command -v python3 >/dev/null 2>&1 || missing+=(python3 python3-venv)
+python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
 if ((${#missing[@]})); then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq

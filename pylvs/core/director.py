@@ -158,7 +158,7 @@ class Director:
         service = self.service_of(flow)
         if service is None:
             if flow.proto == IPPROTO_ICMP or flow.proto == IPPROTO_ICMPV6 and af == AF_INET6:
-                return self._related_icmp(frame, flow, now)
+                return self._related_icmp(frame, flow, now, ingress)
             return self._reply(frame, flow, now, csum_partial)
         conn = self.table.get((flow.proto, flow.saddr, flow.sport, flow.daddr, flow.dport), af)
         if conn is None and service.one_packet:
@@ -429,11 +429,17 @@ class Director:
             self.return_hops[key] = hop
         return hop
 
-    def _related_icmp(self, frame: bytearray, flow: AnyFlow, now: float) -> Out | None:
+    def _related_icmp(self, frame: bytearray, flow: AnyFlow, now: float, ingress: str = ""
+                      ) -> Out | None:
         """An ICMP error about a tracked connection: from the client, on to its real server by
-        the connection's method; from a NAT real server, back to the client as from the VIP.
-        ICMPv6 informational messages are no one's: left alone."""
+        the connection's method; from a NAT real server, back to the client as from the VIP;
+        from a router about a packet tunnelled to a TUN real server, answered to the client
+        (``_tunnel_error``). ICMPv6 informational messages are no one's: left alone."""
         af = flow.af
+        if isinstance(flow, Flow):
+            tunnelled = icmp.tunnelled(frame, flow)
+            if tunnelled is not None and self._tunnels_to(tunnelled):
+                return self._tunnel_error(frame, flow, tunnelled, ingress)
         q = icmpv6.quoted6(frame, flow) if isinstance(flow, Flow6) else icmp.quoted(frame, flow)
         if q is None:
             self.counters[Count.NOT_SERVICE] += 1
@@ -456,6 +462,50 @@ class Director:
             return None
         self.counters[Count.ICMP_RELAYED] += 1
         return out, hop.interface
+
+    def _tunnels_to(self, tunnel: icmp.Tunnelled) -> bool:
+        """ip_vs_find_tunnel: a TUN real server of that tunnel type has the quoted packet's
+        outer destination as its address and its tunnel port as the UDP port (0 for IP-in-IP
+        and GRE). Else the error is not a tunnel's and takes the common path, as there."""
+        return any(rs.ip == tunnel.outer_daddr and rs.af != AF_INET6
+                   and rs.forwarder.tunnel_type == tunnel.tun_type and rs.tun_port == tunnel.port
+                   for service in self.services.values() for rs in service.real_servers)
+
+    def _tunnel_error(self, frame: bytearray, flow: Flow, tunnel: icmp.Tunnelled, ingress: str
+                      ) -> Out | None:
+        """ip_vs_in_icmp's tunnel case: a router past the director could not take a packet the
+        director tunnelled (IP-in-IP, GUE or GRE, IPv4 in IPv4) and told the outer source, a
+        local address (the director's on the route to the real server). The packet inside
+        finds the connection (client → VIP); the client gets the router's error with its own
+        type, code and 4 bytes, from the VIP, quoting the packet as far as the router quoted
+        it (icmp_send); "fragmentation needed" carries icmp.tunnel_mtu and is told only to a
+        client that sent DF. No connection, a bad checksum: dropped. pylvs keeps no route to
+        a TUN client: the answer goes back where the error came from. IPVS has no such case
+        for IPv6 (ip_vs_in_icmp_v6)."""
+        q = tunnel.inner
+        conn = self.table.get((q.proto, q.saddr, q.sport, q.daddr, q.dport))
+        hop = self.hops.get(tunnel.outer_daddr)
+        mac = self.interfaces.get(ingress)
+        if (conn is None or hop is None or hop.src_ip != flow.daddr or mac is None
+                or not icmp.checksum_ok(frame, flow)):
+            self.counters[Count.ICMP_DROPPED] += 1
+            return None
+        icmp_type, code, l4 = flow.icmp_type, flow.icmp_code, flow.l4off
+        info = int.from_bytes(frame[l4 + 4:l4 + 8], "big")
+        if icmp_type == DEST_UNREACH and code == FRAG_NEEDED:
+            if not tunnel.dont_fragment:  # the client does no PMTU discovery
+                self.counters[Count.ICMP_DROPPED] += 1
+                return None
+            info = icmp.tunnel_mtu(info & 0xFFFF, hop.mtu, tunnel.header_length)
+            self.path_mtu[q.saddr] = info
+        inner = bytearray(frame[:flow.l3off]) + frame[q.l3off:tunnel.end]
+        quoted = Flow(q.proto, q.saddr, q.daddr, q.sport, q.dport, flow.l3off + q.l4off - q.l3off,
+                      0, frame[q.l3off + 8], tunnel.end - q.l3off)
+        for stats in (conn.service.stats, conn.server.stats):  # ip_vs_out_stats
+            stats.outpkts += 1
+            stats.outbytes += quoted.ip_len
+        self.counters[Count.ICMP_RELAYED] += 1
+        return icmp.error_frame(inner, quoted, icmp_type, code, mac, info=info), ingress
 
     def _too_big(self, frame: bytearray, flow: AnyFlow, ingress: str, route_mtu: int,
                  outer: int, overhead: int) -> Out | None:
