@@ -19,6 +19,8 @@ counters), and:
 - encap: GUE and GRE tunnels (ipvsadm --tun-type gue|gre): the packets IPVS sends, their MTU,
   the GUE source port, and their unwrapping at the real server.
 - fragments: which connection an IPv6 fragment after the first belongs to (its first's).
+- marks: the rules that mark packets for firewall-mark services (ipvsadm -f), as iptables'
+  MARK would in mangle PREROUTING.
 
 Everything here works on bytes and plain objects: no socket, thread, subprocess, signal or DNS,
 no clock of its own (the caller passes ``now``), and nothing of ipvsadm, HA, the shell or the

@@ -127,6 +127,8 @@ def _gue_or_gre(ip: Any, upper: Any, gue_ports: Collection[int]) -> tuple[Fields
     """The tunnel header's fields and the inner packet of a GUE or GRE packet (as
     pylvs.core.encap lays them out), else None."""
     proto = _proto(ip)
+    if isinstance(ip, IP) and ip.frag:  # a later fragment: no tunnel header in it
+        return None
     if proto == IPPROTO_UDP and isinstance(upper, UDP) and upper.dport in gue_ports:
         found = _gue(bytes(upper.payload))
         if found is not None:
@@ -158,8 +160,9 @@ def _gre(data: bytes) -> tuple[Fields, Any] | None:
         return None
     start = GRE_HLEN + 4 * sum(bool(flags & bit) for bit in (GRE_CSUM, GRE_KEY, GRE_SEQ))
     inner = _ip_packet(data[start:], GRE_INNER.get(proto))
-    return None if inner is None else ({"gre.proto": proto, "gre.csum": bool(flags & GRE_CSUM)},
-                                       inner)
+    if inner is None:
+        return None
+    return {"gre.proto": proto, "gre.csum": bool(flags & GRE_CSUM)}, inner
 
 
 def _ip_packet(data: bytes, version: int | None) -> Any:
@@ -514,7 +517,7 @@ def _tunnel_header(f: Fields) -> str:
         csum = "" if f["outer.udp.csum"] else " (no checksum)"
         return (f"UDP {f['outer.udp.sport']} → {f['outer.udp.dport']}{csum} and a GUE header "
                 f"(protocol {f['gue.proto']})")
-    return f"a GRE header (protocol {f['gre.proto']:#06x}{', checksum' if f['gre.csum'] else ''})"
+    return f"a GRE header (protocol 0x{f['gre.proto']:04X}{', checksum' if f['gre.csum'] else ''})"
 
 
 def _unwrapped(f: Fields) -> str:
@@ -524,7 +527,7 @@ def _unwrapped(f: Fields) -> str:
                 f"{f['gue.proto']} off)")
     if "gre.proto" in f:
         checked = ", its checksum checked" if f["gre.csum"] else ""
-        return f" (the GRE header of protocol {f['gre.proto']:#06x} off{checked})"
+        return f" (the GRE header of protocol 0x{f['gre.proto']:04X} off{checked})"
     return ""
 
 
@@ -718,6 +721,6 @@ def _tunnel_wire(f: Fields, m: Callable[[str, str], str]) -> str:
                 + m("outer.udp.dport", str(f["outer.udp.dport"])) + ", "
                 + m("gue.proto", f"gue proto {f['gue.proto']}"))
     if "gre.proto" in f:
-        return ", " + m("gre.proto", f"gre proto {f['gre.proto']:#06x}") + (
+        return ", " + m("gre.proto", f"gre proto 0x{f['gre.proto']:04X}") + (
             " " + m("gre.csum", "csum") if f["gre.csum"] else "")
     return ""

@@ -206,7 +206,8 @@ function show(hop, from, to) {{
     lines.push(label + ":");
     for (const [k, v] of Object.entries(w.fields)) {{
       const mark = (w.changed || []).includes(k) ? "<span class=changed>* </span>" : "  ";
-      const text = k === "gre.proto" ? "0x" + v.toString(16).padStart(4, "0") : String(v);
+      const text = k === "gre.proto"  // an EtherType, as trace.txt writes it
+        ? "0x" + v.toString(16).toUpperCase().padStart(4, "0") : String(v);
       lines.push(mark + k + " = " + text.replace(/</g, "&lt;"));
     }}
     lines.push("");
