@@ -7,6 +7,7 @@
   DNS here);
 - ruleset: -S/-R lines, the changes a reload makes, ipvsadm rules to TOML;
 - config: TOML → model; every error names the file, the key and why;
+- iptables: an iptables, ip6tables or nft MARK line → a mark rule, or why it cannot be kept;
 - keepalived: keepalived.conf → a config, with the notes of what does not map;
 - keepalived_syntax: keepalived.conf's blocks, comments, ``@ID`` lines and includes, as
   keepalived's parser reads them;

@@ -5,6 +5,8 @@ Errors are the kernel's, in libipvs's words (``Service already exists``, ``No su
 persistence engine not found``, and every EINVAL as ``INVALID``), raised as ``DirectorError``
 (exit status 255). IPv6 as ip_vs_ctl.c has it: a real server of the other family only with
 tunnelling, an IPv6 real server unicast and not link-local, an IPv6 mask a prefix 1..128.
+Firewall-mark services (-f) are found by mark and family, as __ip_vs_svc_fwm_find, with the
+same errors; their real servers keep the port given (0 when none) whatever the method.
 While a sync daemon runs (``syncing``, which the shell knows), a real server of the other
 family is refused outright, tunnelled too. ipvsadm's own defaults and gotchas are kept: every
 -a/-e starts from weight 1, thresholds 0 and DR, and -E without -s goes back to wlc and without
@@ -30,6 +32,7 @@ from pylvs.core.model import (
     RealServer,
     VirtualService,
     family_of,
+    fwmark_key,
     service_key,
 )
 
@@ -54,7 +57,11 @@ def make_scheduler(command: Command) -> schedulers.Scheduler:
 
 
 def _key(command: Command) -> tuple[int, ...]:
+    """The director's key of the command's service: by mark and family for -f (IPVS's
+    __ip_vs_svc_fwm_find), else by protocol, address and port."""
     assert command.service is not None
+    if command.fwmark:
+        return fwmark_key(command.fwmark, command.af)
     proto, address, port = command.service
     return service_key(PROTO_NUMBERS[proto], address, port)
 
@@ -62,7 +69,7 @@ def _key(command: Command) -> tuple[int, ...]:
 def _check_netmask(command: Command) -> None:
     """ip_vs_add_service / ip_vs_edit_service: an IPv6 service's mask is a prefix 1..128."""
     assert command.service is not None
-    if family_of(command.service[1]) == AF_INET6 and command.netmask is not None and not (
+    if command.af == AF_INET6 and command.netmask is not None and not (
             command.netmask.isdigit() and 1 <= int(command.netmask) <= 128):
         raise DirectorError(INVALID)
 
@@ -106,14 +113,15 @@ def _service(director: Director, command: Command, missing: str) -> VirtualServi
 
 def add_service(director: Director, command: Command) -> None:
     proto, address, port = command.service  # type: ignore[misc]
-    if port == 0:
+    if port == 0 and not command.fwmark:
         raise UsageError("port-0 (all ports) services are not supported by this version of pylvs")
     if _key(command) in director.services:
         raise DirectorError("Service already exists")
     _check_netmask(command)
     service = VirtualService(proto, address, port, make_scheduler(command), forwarders.DEFAULT,
                              command.persistent or 0, command.netmask or "",
-                             one_packet="ops" in command.options)
+                             one_packet="ops" in command.options, fwmark=command.fwmark,
+                             af=command.af)
     service.scheduler.update(service.real_servers)
     director.services[service.key] = service
 
@@ -144,11 +152,12 @@ def flush(director: Director) -> None:
 
 def _server_endpoint(service: VirtualService, command: Command, forced: bool = True
                      ) -> tuple[str, int]:
-    """ipvsadm forces the service's port for -a/-e with -g or -i (only -m maps ports); -d takes
-    the port given, so a port-mapped NAT server can be deleted."""
+    """ipvsadm forces the service's port for -a/-e with -g or -i (only -m maps ports) unless
+    the service is a fwmark one, whose real server keeps the port given (0, the service's,
+    when none); -d takes the port given, so a port-mapped NAT server can be deleted."""
     address, port = command.server  # type: ignore[misc]
     method = forwarders.get(command.forward or forwarders.DEFAULT)
-    if port is None or (forced and not method.masquerades):
+    if port is None or (forced and not method.masquerades and not service.fwmark):
         port = service.port
     return address, port
 
@@ -288,13 +297,18 @@ def _list(director: Director, command: Command, now: float, names: layouts.Names
 
 
 def endpoints(director: Director) -> tuple[list[str], list[str]]:
-    """What a listing without -n names: every address, and every "port/protocol"."""
+    """What a listing without -n names: every address, and every "port/protocol". A fwmark
+    service has no address of its own, and its real servers' ports get no name: the kernel
+    reports such a service with protocol 0, for which port_to_service looks up none."""
     addresses, ports = set(), set()
     for svc in director.services.values():
-        for address, port in ((svc.address, svc.port),
-                              *((rs.address, rs.port) for rs in svc.real_servers)):
+        ends = [(rs.address, rs.port) for rs in svc.real_servers]
+        if not svc.fwmark:
+            ends.append((svc.address, svc.port))
+        for address, port in ends:
             addresses.add(address)
-            ports.add(f"{port}/{svc.protocol}")
+            if not svc.fwmark:
+                ports.add(f"{port}/{svc.protocol}")
     return sorted(addresses), sorted(ports)
 
 

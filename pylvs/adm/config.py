@@ -10,11 +10,23 @@ an IPv6 service's ``persistence_netmask`` is a prefix length 1..128 (ipvsadm -M)
 one's a dotted mask; a real server (or sorry server) of the other family than its service only
 with tun, and not while a sync daemon runs (ip_vs_ctl.c). VRRP instances are of one family;
 BGP sessions carry their own family's VIPs.
+
+A firewall-mark service (ipvsadm -f) is ``fwmark = N`` instead of ``address`` and ``protocol``,
+with ``family = "ipv6"`` for -6; its real servers' ``address`` may leave the port out (port 0:
+the packet's port is kept), so a tcp or http(s) check of such a server needs its own ``port``.
+IPVS reads marks netfilter set; pylvs reads frames before netfilter, so ``[[mark]]`` tables are
+the only marks there are: ``destination``, ``protocol``, ``ports``, ``mark``, or one
+``iptables`` (``nft``) line (pylvs.adm.iptables), tried in order, the last match winning. A
+fwmark service no rule gives its mark (in its family) is an error, unless ``allow_unmarked =
+true`` (what a keepalived.conf's conversion writes: keepalived.conf has no mark rules, so it
+idles and a note says why); so is a rule whose mark no service takes (its addresses would be
+taken as VIPs for nothing).
 """
 
 from __future__ import annotations
 
 import ipaddress
+import re
 import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -23,6 +35,8 @@ from typing import Any
 import forwarders
 import schedulers
 from pylvs.adm import ipvsadm
+from pylvs.adm.iptables import MarkLine, RuleError, parse_iptables, parse_nft
+from pylvs.core.marks import MAX_MARK, MarkRule, Marks, PortRange
 from pylvs.core.model import (
     AF_INET,
     AF_INET6,
@@ -35,7 +49,6 @@ from pylvs.core.model import (
     endpoint_text,
     family_of,
 )
-from pylvs.core.marks import MarkRule
 from pylvs.core.sysctls import KNOBS, Sysctls
 from pylvs.ha import bgp
 from pylvs.ha.bgp import Bgp, Neighbor
@@ -55,7 +68,14 @@ MAX_WORKERS = 64
 _HEALTH_KEYS = {"check", "alpha", "inhibit_on_failure"}
 _SERVICE_KEYS = {"address", "protocol", "scheduler", "scheduler_flags", "forward", "one_packet",
                  "persistence_timeout", "persistence_netmask", "real_server", "quorum",
-                 "hysteresis", "sorry_server", *_HEALTH_KEYS}
+                 "hysteresis", "sorry_server", "fwmark", "family", "allow_unmarked",
+                 *_HEALTH_KEYS}
+_FWMARK_ONLY = ("family", "allow_unmarked")
+_MARK_KEYS = {"destination", "protocol", "ports", "mark"}
+_MARK_LINES = {"iptables": parse_iptables, "nft": parse_nft}
+FAMILIES = {"ipv4": AF_INET, "ipv6": AF_INET6}
+PORTLESS_CHECKS = ("tcp", "http", "https")
+"""Checks that connect to the server's port: a port-0 server's need their own ``port``."""
 _SERVER_KEYS = {"address", "weight", "forward", "upper_threshold", "lower_threshold",
                 "tun_type", "tun_port", "tun_flags", "notify_up", "notify_down", *_HEALTH_KEYS}
 _VRRP_KEYS = {"interface", "virtual_router_id", "priority", "advert_int", "state", "preempt",
@@ -203,7 +223,7 @@ class _Reader:
 
     def config(self, data: dict[str, Any]) -> Config:
         self.only(data, {"director", "virtual_server", "vrrp", "sysctl", "vrrp_script",
-                         "vrrp_sync_group", "bgp"}, "")
+                         "vrrp_sync_group", "bgp", "mark"}, "")
         director = data.get("director")
         if not isinstance(director, dict):
             raise self.fail("director", "missing [director] table")
@@ -235,23 +255,131 @@ class _Reader:
                         workers=workers, sync_interface=sync_interface, syncid=syncid,
                         offload=offload, metrics=self.metrics(director),
                         sysctls=self.sysctls(data.get("sysctl", {})), source=self.source)
+        placed = self.marks(data.get("mark", []))
+        config.marks = [rule for _, rule in placed]
         seen: set[tuple[int, ...]] = set()
         for i, raw in enumerate(services):
             service = self.service(raw, f"virtual_server[{i}]")
             if service.key in seen:
-                raise self.fail(f"virtual_server[{i}].address",
-                                f"duplicate service {service.protocol} {service.endpoint}")
+                key = "fwmark" if service.fwmark else "address"
+                raise self.fail(f"virtual_server[{i}].{key}", "duplicate service "
+                                f"{_service_name(service, service.protocol)}")
             seen.add(service.key)
             config.services.append(service)
             health = self.health(raw, f"virtual_server[{i}]", service)
             if health is not None:
                 config.health.append(health)
+        self.marks_used(services, config.services, placed)
         self.vrrp_all(data, config)
         if "bgp" in data:
             config.bgp = self.bgp(data["bgp"])
             if (problem := bgp.unannounceable(config.bgp, config.services)) is not None:
                 raise self.fail(*problem)
         return config
+
+    # -- [[mark]]: the rules that give fwmark services their packets (pylvs.core.marks) ----------
+
+    def marks(self, raw: Any) -> list[tuple[str, MarkRule]]:
+        """The rules in the order they are tried, each with its key: as written, but where an
+        iptables line inserts (-I PREROUTING N), at its place among the rules before it."""
+        if not isinstance(raw, list):
+            raise self.fail("mark", "must be an array of tables [[mark]]")
+        placed: list[tuple[str, MarkRule]] = []
+        for i, table in enumerate(raw):
+            path = f"mark[{i}]"
+            line = self.mark(table, path)
+            if line.insert is None:
+                placed.append((path, line.rule))
+                continue
+            if line.insert > len(placed) + 1:
+                key = next(k for k in _MARK_LINES if k in table)
+                raise self.fail(f"{path}.{key}", f"inserted at {line.insert}, and there are "
+                                f"{len(placed)} rules before it (iptables: Index of insertion "
+                                "too big)")
+            placed.insert(line.insert - 1, (path, line.rule))
+        return placed
+
+    def mark(self, table: Any, path: str) -> MarkLine:
+        if not isinstance(table, dict):
+            raise self.fail(path, "must be a table { destination, protocol, ports, mark } or "
+                            "{ iptables = \"...\" }")
+        self.only(table, _MARK_KEYS | set(_MARK_LINES), path + ".")
+        for key, parse_line in _MARK_LINES.items():
+            if key in table:
+                others = sorted(set(table) - {key})
+                if others:
+                    raise self.fail(f"{path}.{others[0]}", f"goes without {key} (the {key} "
+                                    "line says it all)")
+                try:
+                    return parse_line(self.string(table, key, f"{path}.{key}"))
+                except RuleError as exc:
+                    raise self.fail(f"{path}.{key}", str(exc)) from None
+        if "mark" not in table:
+            raise self.fail(f"{path}.mark", f"missing (1..{MAX_MARK})")
+        mark = self.integer(table, "mark", f"{path}.mark", 0, 1, MAX_MARK)
+        protocol = self.string(table, "protocol", f"{path}.protocol")
+        if protocol and protocol not in PROTO_NUMBERS:
+            raise self.fail(f"{path}.protocol", f"{protocol!r} is not tcp or udp (leave it out "
+                            "for both)")
+        destination = self.destination(table, f"{path}.destination")
+        try:
+            rule = MarkRule(destination, mark, PROTO_NUMBERS.get(protocol, 0),
+                            self.port_ranges(table, f"{path}.ports"))
+        except ValueError as exc:
+            raise self.fail(f"{path}.destination", str(exc)) from None
+        return MarkLine(rule)
+
+    def destination(self, table: dict[str, Any], path: str) -> str:
+        """An address or a prefix (``207.175.44.110/31``, ``2001:db8::/126``), IPv6 without
+        brackets; a prefix's host bits are dropped, as iptables -d drops them."""
+        text = self.string(table, "destination", path, required=True)
+        try:
+            network = ipaddress.ip_network(text, strict=False)
+        except ValueError:
+            raise self.fail(path, f"{text!r} is not an address or address/len (IPv6 without "
+                            "brackets)") from None
+        return str(network) if "/" in text else str(network.network_address)
+
+    def port_ranges(self, table: dict[str, Any], path: str) -> tuple[PortRange, ...]:
+        """``ports``: numbers and "lo-hi" (or "lo:hi") ranges; absent: any port."""
+        if "ports" not in table:
+            return ()
+        value = table["ports"]
+        if not isinstance(value, list) or not value:
+            raise self.fail(path, "must be a list of ports and \"lo-hi\" ranges, e.g. [80, "
+                            "443, \"8000-8100\"] (leave it out for any port)")
+        return tuple(self.port_range(item, f"{path}[{i}]") for i, item in enumerate(value))
+
+    def port_range(self, item: Any, path: str) -> PortRange:
+        if isinstance(item, int) and not isinstance(item, bool):
+            low = high = item
+        elif isinstance(item, str) and re.fullmatch(r"\d+[-:]\d+", item):
+            low, high = (int(part) for part in re.split("[-:]", item))
+        else:
+            raise self.fail(path, f"{item!r} is not a port or a \"lo-hi\" range")
+        if not 0 <= low <= high <= 65535:
+            raise self.fail(path, f"{item!r} is not within 0..65535, low first")
+        return low, high
+
+    def marks_used(self, raws: list[Any], services: list[VirtualService],
+                   placed: list[tuple[str, MarkRule]]) -> None:
+        """Every fwmark service has a rule giving its mark to packets of its family (unless
+        ``allow_unmarked``), and every rule's mark has a service: a rule's addresses are
+        taken as VIPs."""
+        given = {(rule.mark, rule.af) for _, rule in placed}
+        taken = {(s.fwmark, s.af) for s in services if s.fwmark}
+        for i, service in enumerate(services):
+            if service.fwmark and (service.fwmark, service.af) not in given and \
+                    not raws[i].get("allow_unmarked", False):
+                raise self.fail(f"virtual_server[{i}].fwmark", f"no [[mark]] rule gives mark "
+                                f"{service.fwmark}{_to_family(service.af)}: no packet would "
+                                f"reach it{_other_family(service.fwmark, service.af, given)}")
+        for path, rule in placed:
+            if (rule.mark, rule.af) not in taken:
+                raise self.fail(path, f"no fwmark service takes mark {rule.mark}"
+                                f"{_to_family(rule.af)}: pylvs would take the frames for "
+                                f"{rule.destination} and mark them for nothing"
+                                f"{_other_family(rule.mark, rule.af, taken)}")
 
     # -- BGP (pylvs.ha.bgp) ----------------------------------------------------------------------
 
@@ -363,8 +491,10 @@ class _Reader:
             raise self.fail(path, f"{value} is out of range {lo}..{hi}")
         return value
 
-    def endpoint(self, text: str, path: str, default_port: int | None) -> tuple[str, int]:
-        """ADDRESS[:PORT]: ``A.B.C.D[:PORT]``, or ``[IPv6][:PORT]`` as ipvsadm takes it."""
+    def endpoint(self, text: str, path: str, default_port: int | None,
+                 zero: bool = False) -> tuple[str, int]:
+        """ADDRESS[:PORT]: ``A.B.C.D[:PORT]``, or ``[IPv6][:PORT]`` as ipvsadm takes it;
+        ``zero``: port 0 may be written (a fwmark service's server: the packet's port)."""
         if text.startswith("[") or text.count(":") > 1:
             address, port_text = self.ipv6_endpoint(text, path)
         else:
@@ -379,8 +509,9 @@ class _Reader:
             if default_port is None:
                 raise self.fail(path, f"{text!r} needs a port (ADDRESS:PORT)")
             return address, default_port
-        if not port_text.isdigit() or not 0 < int(port_text) <= 65535:
-            raise self.fail(path, f"port {port_text!r} is not in 1..65535")
+        if not port_text.isdigit() or not int(port_text) <= 65535 or \
+                not (zero or int(port_text)):
+            raise self.fail(path, f"port {port_text!r} is not in {0 if zero else 1}..65535")
         return address, int(port_text)
 
     def ipv6_endpoint(self, text: str, path: str) -> tuple[str, str]:
@@ -434,20 +565,8 @@ class _Reader:
         if not isinstance(raw, dict):
             raise self.fail(path, "must be a table")
         self.only(raw, _SERVICE_KEYS, path + ".")
-        address, port = self.endpoint(self.string(raw, "address", path + ".address", True),
-                                      path + ".address", None)
-        protocol = self.string(raw, "protocol", path + ".protocol") or "tcp"
-        if protocol not in PROTO_NUMBERS:
-            raise self.fail(path + ".protocol", f"unknown protocol {protocol!r} (tcp or udp)")
-        scheduler = self.scheduler(raw, path)
-        forward = self.forward(raw, path + ".forward", forwarders.DEFAULT)
-        timeout, netmask = self.persistence(raw, path, family_of(address))
-        one_packet = self.flag(raw, "one_packet", path + ".one_packet", False)
-        if one_packet and protocol != "udp":
-            raise self.fail(path + ".one_packet", "one-packet scheduling (ipvsadm -o) is only "
-                            "for UDP virtual services")
-        service = VirtualService(protocol, address, port, scheduler, forward, timeout, netmask,
-                                 one_packet=one_packet)
+        service = (self.fwmark_service(raw, path) if "fwmark" in raw
+                   else self.address_service(raw, path))
         servers = raw.get("real_server", [])
         if not isinstance(servers, list):
             raise self.fail(path + ".real_server", "must be an array of tables")
@@ -459,6 +578,48 @@ class _Reader:
             # config order is the order ipvsadm -a would run: each new one goes to the head
             service.add_real_server(server)
         return service
+
+    def address_service(self, raw: dict[str, Any], path: str) -> VirtualService:
+        """A service of a protocol, an address and a port (ipvsadm -t/-u)."""
+        for key in _FWMARK_ONLY:
+            if key in raw:
+                raise self.fail(f"{path}.{key}", "only a fwmark service has it (a service's "
+                                "address says its family)")
+        address, port = self.endpoint(self.string(raw, "address", path + ".address", True),
+                                      path + ".address", None)
+        protocol = self.string(raw, "protocol", path + ".protocol") or "tcp"
+        if protocol not in PROTO_NUMBERS:
+            raise self.fail(path + ".protocol", f"unknown protocol {protocol!r} (tcp or udp)")
+        scheduler = self.scheduler(raw, path)
+        forward = self.forward(raw, path + ".forward", forwarders.DEFAULT)
+        timeout, netmask = self.persistence(raw, path, family_of(address))
+        one_packet = self.flag(raw, "one_packet", path, False)
+        if one_packet and protocol != "udp":
+            raise self.fail(path + ".one_packet", "one-packet scheduling (ipvsadm -o) is only "
+                            "for UDP virtual services (and fwmark ones)")
+        return VirtualService(protocol, address, port, scheduler, forward, timeout, netmask,
+                              one_packet=one_packet)
+
+    def fwmark_service(self, raw: dict[str, Any], path: str) -> VirtualService:
+        """ipvsadm -f N [-6]: the packets the [[mark]] rules give mark N, TCP and UDP, to any
+        of their addresses and ports; ``family`` is -6's."""
+        for key in ("address", "protocol"):
+            if key in raw:
+                raise self.fail(f"{path}.{key}", "a fwmark service has none of its own: it "
+                                "takes the TCP and UDP packets the [[mark]] rules give its mark "
+                                "(leave fwmark out for a service of an address)")
+        mark = self.integer(raw, "fwmark", path + ".fwmark", 0, 1, MAX_MARK)
+        family = self.string(raw, "family", path + ".family") or "ipv4"
+        if family not in FAMILIES:
+            raise self.fail(path + ".family", f"{family!r} is not \"ipv4\" (the default) or "
+                            "\"ipv6\" (ipvsadm -f N -6)")
+        self.flag(raw, "allow_unmarked", path, False)
+        scheduler = self.scheduler(raw, path)
+        forward = self.forward(raw, path + ".forward", forwarders.DEFAULT)
+        timeout, netmask = self.persistence(raw, path, FAMILIES[family])
+        return VirtualService("", "", 0, scheduler, forward, timeout, netmask,
+                              af=FAMILIES[family], one_packet=self.flag(raw, "one_packet", path,
+                                                                         False), fwmark=mark)
 
     def scheduler(self, raw: dict[str, Any], path: str) -> Scheduler:
         name = self.string(raw, "scheduler", path + ".scheduler") or DEFAULT_SCHEDULER
@@ -518,11 +679,12 @@ class _Reader:
             raise self.fail(path, "must be a table")
         self.only(raw, _SERVER_KEYS, path + ".")
         address, port = self.endpoint(self.string(raw, "address", path + ".address", True),
-                                      path + ".address", service.port)
+                                      path + ".address", service.port, bool(service.fwmark))
         forward = self.forward(raw, path + ".forward", service.forward)
         self.family_rule(path + ".address", endpoint_text(address, port, family_of(address)),
                          family_of(address), service, forward)
-        if not forwarders.get(forward).masquerades and port != service.port:
+        if not service.fwmark and not forwarders.get(forward).masquerades \
+                and port != service.port:
             raise self.fail(path + ".address", f"port {port} differs from the service port "
                             f"{service.port}; only nat can map ports (ipvsadm forces the "
                             "service port for dr and tun)")
@@ -578,10 +740,15 @@ class _Reader:
                         raise self.fail(f"{where}.{key}", "needs a check (here or on the "
                                         "service)")
                 continue
-            spec = self.check(table, f"{where}.check" if "check" in raw_server
-                              else f"{path}.check")
+            check_path = f"{where}.check" if "check" in raw_server else f"{path}.check"
+            spec = self.check(table, check_path)
             address, port = self.endpoint(raw_server["address"], where + ".address",
-                                          service.port)
+                                          service.port, bool(service.fwmark))
+            if not port and spec.kind in PORTLESS_CHECKS and not spec.port:
+                raise self.fail(check_path + ".port", "missing: the real server "
+                                f"{endpoint_text(address, port, family_of(address))} has port 0 "
+                                f"(the packet's port is kept), so a {spec.kind} check needs "
+                                "the port to connect to")
             live = service.find_real_server(address, port)
             assert live is not None
             servers.append(ServerHealth(
@@ -602,7 +769,7 @@ class _Reader:
             if default is not None:
                 self.check(default, f"{path}.check")
             return None
-        return ServiceHealth(service.key, f"{service.protocol.upper()} {service.endpoint}",
+        return ServiceHealth(service.key, _service_name(service),
                              servers, self.integer(raw, "quorum", path + ".quorum", 1, 1, 2**31),
                              self.integer(raw, "hysteresis", path + ".hysteresis", 0, 0, 2**31),
                              self.sorry(raw, path, service))
@@ -612,11 +779,13 @@ class _Reader:
         text = self.string(raw, "sorry_server", path + ".sorry_server")
         if not text:
             return None
-        address, port = self.endpoint(text, path + ".sorry_server", service.port)
+        address, port = self.endpoint(text, path + ".sorry_server", service.port,
+                                      bool(service.fwmark))
         endpoint = endpoint_text(address, port, family_of(address))
         self.family_rule(path + ".sorry_server", f"the sorry server {endpoint}",
                          family_of(address), service, service.forward)
-        if not forwarders.get(service.forward).masquerades and port != service.port:
+        if not service.fwmark and not forwarders.get(service.forward).masquerades \
+                and port != service.port:
             raise self.fail(path + ".sorry_server", f"port {port} differs from the service "
                             f"port {service.port}; only nat can map ports")
         if service.find_real_server(address, port):
@@ -706,7 +875,7 @@ class _Reader:
                 if not config.services:
                     raise self.fail("vrrp", "needs at least one virtual_server (its address "
                                     "is what VRRP moves) or virtual_ipaddress")
-                instance = self.services_vips(instance, table, config.services, path)
+                instance = self.services_vips(instance, table, config, path)
             for other in config.vrrp_instances:
                 if other.name == instance.name:
                     raise self.fail(f"{path}.name", f"instance {instance.name!r} twice")
@@ -726,10 +895,12 @@ class _Reader:
         config.vrrp_sync_groups = self.sync_groups(data.get("vrrp_sync_group", []),
                                                    [v.name for v in config.vrrp_instances])
 
-    def services_vips(self, instance: VrrpInstance, table: dict[str, Any],
-                      services: list[VirtualService], path: str) -> VrrpInstance:
-        """A lone instance without virtual_ipaddress moves every service's address: they must
-        be of one family, the instance's (keepalived's rule for an instance's addresses)."""
+    def services_vips(self, instance: VrrpInstance, table: dict[str, Any], config: Config,
+                      path: str) -> VrrpInstance:
+        """A lone instance without virtual_ipaddress moves every service's address (a fwmark
+        service's: every address its [[mark]] rules name): they must be of one family, the
+        instance's (keepalived's rule for an instance's addresses)."""
+        services = config.services
         families = {s.af for s in services}
         given = _peek_family(table)
         if len(families) > 1:
@@ -744,7 +915,11 @@ class _Reader:
                             f"every virtual_server's address, and virtual_server[{n}] "
                             f"({service.endpoint}) is {FAMILY_NAMES[af]} while this instance "
                             f"is {FAMILY_NAMES[given[0]]} (its {given[1]}): {ONE_FAMILY}")
-        vips = sorted({s.address for s in services}, key=ipaddress.ip_address)
+        vips = sorted(set(_vips(services, config.marks)), key=ipaddress.ip_address)
+        if not vips:
+            raise self.fail(f"{path}.virtual_ipaddress", "missing, and no service has an "
+                            "address to move: a fwmark service's are its [[mark]] rules' "
+                            "destinations, and there are none")
         return replace(instance, virtual_ipaddress=tuple(vips), own_vips=False, family=af)
 
     def vrrp_scripts(self, raw: Any) -> dict[str, ScriptSpec]:
@@ -961,6 +1136,39 @@ class _Reader:
 
 _V2_IPV6 = ("VRRPv2 is IPv4's: an IPv6 instance speaks VRRPv3, as keepalived runs every IPv6 "
             "instance (leave version out, or write 3)")
+
+
+def _vips(services: list[VirtualService], marks: list[MarkRule]) -> list[str]:
+    """Each service's address; a fwmark service's: every address its mark's rules name."""
+    out: list[str] = []
+    for service in services:
+        if not service.fwmark:
+            out.append(service.address)
+            continue
+        out += Marks([r for r in marks if (r.mark, r.af) == (service.fwmark, service.af)]
+                     ).addresses()
+    return out
+
+
+def _service_name(service: VirtualService, protocol: str = "") -> str:
+    """``TCP 192.0.2.1:80`` (``protocol`` as given, else upper case), or a fwmark service's
+    ``FWM 1`` (``FWM 1 IPv6``)."""
+    if service.fwmark:
+        return service.endpoint
+    return f"{protocol or service.protocol.upper()} {service.endpoint}"
+
+
+def _to_family(af: int) -> str:
+    return " to IPv6 packets" if af == AF_INET6 else ""
+
+
+def _other_family(mark: int, af: int, found: set[tuple[int, int]]) -> str:
+    """A hint when the mark is there in the other family."""
+    other = AF_INET if af == AF_INET6 else AF_INET6
+    if (mark, other) not in found:
+        return ""
+    return (f" (mark {mark} is {FAMILY_NAMES[other]}'s here: a fwmark service's family = "
+            f"\"{'ipv6' if other == AF_INET6 else 'ipv4'}\" goes with its rules' addresses)")
 
 
 def _peek_family(raw: dict[str, Any]) -> tuple[int, str] | None:

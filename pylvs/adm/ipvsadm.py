@@ -7,10 +7,12 @@ illegal, mutually exclusive) and ipvsadm's special rules. Every usage error is a
 (exit status 2); errors from the director itself are ``DirectorError`` (exit status 255).
 IPv6 as ipvsadm reads it (parse_service): ``[addr]:port``, an unbracketed IPv6 address without
 a port, ``-6`` only after ``-f``, ``-M`` a prefix length once the service is known to be IPv6,
-and a real server of the other family only with ``-i``. The sync daemon's ``--mcast-group`` (a
-multicast group of either family), ``--mcast-port``, ``--mcast-ttl`` and ``--sync-maxlen`` with
-ipvsadm's checks and texts. Addresses come out in the model's text. Pure: no sockets, no model
-changes.
+and a real server of the other family only with ``-i``. Firewall-mark services as parse_fwmark
+reads them (``-f N``, N in 1..UINT_MAX, ``-6`` after it for IPv6): no address, no port, so no
+"Zero port" rule, ``-o`` allowed, and a real server's port kept as given (0 when none). The
+sync daemon's ``--mcast-group`` (a multicast group of either family), ``--mcast-port``,
+``--mcast-ttl`` and ``--sync-maxlen`` with ipvsadm's checks and texts. Addresses come out in the
+model's text. Pure: no sockets, no model changes.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import forwarders
-from pylvs.core.model import AF_INET6, canonical, family_of
+from pylvs.core.model import AF_INET, AF_INET6, canonical, family_of
 
 VERSION_LINE = "ipvsadm v1.31 2019/12/24 (compiled with popt and IPVS v1.2.1)"
 EXIT_USAGE = 2
@@ -112,13 +114,14 @@ _OPTIONS: dict[str, tuple[str, str, str]] = {
 }
 IPV6_FLAGS = ("-6", "--ipv6")
 """ipvsadm's -6: "fwmark entry uses IPv6", legal only after -f (no option of the table)."""
+IPV6 = "-6"
+"""Where each -6 came among the options parse saw (-M reads and -6 resets the mask)."""
 IPV6_BEFORE_FWMARK = "-6 used before -f\n"
 """ipvsadm's text, its own newline included (fail() adds another)."""
 MIXED_FAMILY = "Different address family is allowed only for tunneling servers"
 IP_VS_CONN_F_TUNNEL = 0x0002
 NOT_HERE = {
     "pe": "persistence engines (--pe) are not supported by this version of pylvs",
-    "fwmark": "firewall-mark services (-f) are not supported by this version of pylvs",
     "sctp": "SCTP services are not supported by this version of pylvs",
 }
 
@@ -142,7 +145,9 @@ class DirectorError(Exception):
 class Command:
     name: str
     options: set[str] = field(default_factory=set)
-    service: tuple[str, str, int] | None = None     # (protocol, address, port)
+    service: tuple[str, str, int] | None = None     # (protocol, address, port); -f: ("", "", 0)
+    fwmark: int = 0                                 # -f: the service's mark (0: not a fwmark one)
+    fwmark_af: int = AF_INET                        # -f's family: AF_INET6 with -6
     scheduler: str | None = None
     persistent: int | None = None
     netmask: str | None = None
@@ -165,27 +170,53 @@ class Command:
     sync_maxlen: int | None = None
 
     @property
+    def af(self) -> int:
+        """The service's family: its address's, or a fwmark service's (-6: AF_INET6)."""
+        if self.fwmark:
+            return self.fwmark_af
+        return family_of(self.service[1]) if self.service else AF_INET
+
+    @property
     def flags(self) -> set[str]:
         """The list options given (numeric, connection, stats, ...)."""
         return self.options
 
 
 def _tokens(argv: Sequence[str]) -> list[str]:
-    """Split clustered short options (-Lnc) and --long=value, as popt reads them."""
+    """Split clustered short options (-Lnc) and --long=value, as popt reads them; the word
+    after an option that needs a value is that value, even one starting with '-' (``-f -1``:
+    parse_fwmark's error, not an unknown option)."""
     out: list[str] = []
+    pending = False  # the option just read needs a value: this word is it
     for arg in argv:
-        if arg.startswith("--") and "=" in arg:
+        if pending:
+            out.append(arg)
+            pending = False
+        elif arg.startswith("--") and "=" in arg:
             out += arg.split("=", 1)
         elif arg.startswith("-") and not arg.startswith("--") and len(arg) > 2:
-            for i, ch in enumerate(arg[1:], start=1):
-                flag = f"-{ch}"
-                out.append(flag)
-                if _OPTIONS.get(flag, ("", "no", ""))[1] == "yes" and i < len(arg) - 1:
-                    out.append(arg[i + 1:])
-                    break
+            pending = _cluster(arg, out)
         else:
             out.append(arg)
+            pending = _needs_value(arg)
     return out
+
+
+def _cluster(arg: str, out: list[str]) -> bool:
+    """-Lnc as -L -n -c, and -fN as -f N; True when its last option still needs a value."""
+    for i, ch in enumerate(arg[1:], start=1):
+        flag = f"-{ch}"
+        out.append(flag)
+        if _needs_value(flag):
+            if i == len(arg) - 1:
+                return True
+            out.append(arg[i + 1:])
+            return False
+    return False
+
+
+def _needs_value(flag: str) -> bool:
+    return _OPTIONS.get(flag, ("", "no", ""))[1] == "yes"
 
 
 def parse(argv: Sequence[str]) -> Command:
@@ -207,6 +238,7 @@ def parse(argv: Sequence[str]) -> Command:
         elif token in IPV6_FLAGS:  # ipvsadm: only once -f has set a fwmark; may repeat
             if not values.get("service-address", "").startswith("fwmark "):
                 raise UsageError(IPV6_BEFORE_FWMARK)
+            order.append(IPV6)
         elif token in _OPTIONS:
             option, takes, canonical = _OPTIONS[token]
             if option in values:
@@ -226,7 +258,7 @@ def parse(argv: Sequence[str]) -> Command:
             raise UsageError(f"{token}: unknown option")
         else:
             positional.append(token)
-    command = Command(name or "list", set(order))
+    command = Command(name or "list", set(order) - {IPV6})
     _values(command, values, positional, order)
     _check(command)
     return command
@@ -250,11 +282,7 @@ def _values(command: Command, values: dict[str, str], positional: list[str],
     if positional:
         raise UsageError(f"unexpected argument {positional[0]}")
     if "service-address" in values:
-        kind, _, text = values["service-address"].partition(" ")
-        if kind in NOT_HERE:
-            raise UsageError(NOT_HERE[kind])
-        address, port = _endpoint(text, "illegal virtual server address[:port] specified")
-        command.service = (kind, address, 0 if port is None else port)
+        _service(command, values["service-address"], order)
     if "scheduler" in values:
         command.scheduler = values["scheduler"]
     if "persistent" in values:
@@ -300,6 +328,33 @@ def _values(command: Command, values: dict[str, str], positional: list[str],
     for flags in ("nocsum", "csum", "remcsum"):
         if f"tun-{flags}" in command.options:
             command.tun_flags = flags
+
+
+def _service(command: Command, value: str, order: list[str]) -> None:
+    """-t/-u as parse_service reads them; -f as parse_fwmark, its family AF_INET6 once a -6
+    follows it (-6 before -f is refused as it comes)."""
+    kind, _, text = value.partition(" ")
+    if kind == "fwmark":
+        command.fwmark = _fwmark(text)
+        command.fwmark_af = AF_INET6 if IPV6 in order else AF_INET
+        command.service = ("", "", 0)
+        return
+    if kind in NOT_HERE:
+        raise UsageError(NOT_HERE[kind])
+    address, port = _endpoint(text, "illegal virtual server address[:port] specified")
+    command.service = (kind, address, 0 if port is None else port)
+
+
+_BLANKS = " \t\n\v\f\r"
+_STRTOL = re.compile(f"[{_BLANKS}]*[+-]?[0-9]+")
+
+
+def _fwmark(text: str) -> int:
+    """parse_fwmark: strtol(buf, &end, 10) read to the end (leading blanks and a sign allowed),
+    kept in an unsigned long, then 1..UINT_MAX (a negative one wraps far above it)."""
+    if not _STRTOL.fullmatch(text) or not 1 <= int(text.lstrip(_BLANKS)) <= 0xFFFFFFFF:
+        raise UsageError(f"invalid fwmark value `{text}' specified")
+    return int(text.lstrip(_BLANKS))
 
 
 def _mcast_group(text: str) -> str:
@@ -374,17 +429,15 @@ def inet_pton6(text: str) -> bool:
 def _netmask(text: str, command: Command, order: list[str]) -> str | None:
     """ipvsadm -M, read when popt reaches it: for a service already known to be IPv6 a prefix
     length 1..128 as ``atoi`` reads it; else an IPv4 mask. An IPv6 service given *after* -M
-    resets the mask to 128 (parse_service sets it), so that mask is dropped (None: the
-    family's default)."""
-    service_first = ("service-address" in order
-                     and order.index("service-address") < order.index("netmask"))
-    ipv6 = command.service is not None and family_of(command.service[1]) == AF_INET6
-    if ipv6 and service_first:
+    (a -t/-u one, or a -6 after -f; each sets the mask to 128) resets the mask, so that mask is
+    dropped (None: the family's default)."""
+    ipv6_then, reset = _ipv6_around(command, order, order.index("netmask"))
+    if ipv6_then:
         prefix = _atoi(text) & 0xFFFFFFFF  # int → the u_int32_t netmask
         if not 1 <= prefix <= 128:
             raise UsageError("illegal ipv6 netmask specified")
-        return str(prefix)
-    if ipv6:  # parse_netmask then, and parse_service's 128 after it
+        return None if reset else str(prefix)
+    if reset:  # parse_netmask then, and parse_service's (or -6's) 128 after it
         if not inet_aton(text):
             raise UsageError("illegal virtual server persistent mask specified")
         return None
@@ -392,6 +445,16 @@ def _netmask(text: str, command: Command, order: list[str]) -> str | None:
         return str(ipaddress.IPv4Network(f"0.0.0.0/{text}").netmask)
     except ValueError:
         raise UsageError("illegal virtual server persistent mask specified") from None
+
+
+def _ipv6_around(command: Command, order: list[str], at: int) -> tuple[bool, bool]:
+    """Whether the service was IPv6 when popt reached option ``at`` (-M), and whether an IPv6
+    service (parse_service) or a -6 came after it, setting the mask to 128."""
+    if command.service is None or command.af != AF_INET6:
+        return False, False
+    marks = [i for i, option in enumerate(order)
+             if option == (IPV6 if command.fwmark else "service-address")]
+    return any(i < at for i in marks), any(i > at for i in marks)
 
 
 _ATOI = re.compile(r"[ \t\n\v\f\r]*([+-]?[0-9]+)")
@@ -461,13 +524,15 @@ def _check(command: Command) -> None:
                 "stats", "rate", "thresholds"}
             or options & {"timeout", "daemon"} and "persistent-conn" in options):
         raise UsageError("options conflicts in the list command")
-    if command.service and command.service[2] == 0 and command.persistent is None and name in (
+    protocol, _, port = command.service or ("", "", 0)
+    plain = command.service is not None and not command.fwmark  # a -t/-u service
+    if plain and port == 0 and command.persistent is None and name in (
             "add-service", "edit-service"):
         raise UsageError("Zero port specified for non-persistent service")
-    if "ops" in options and command.service and command.service[0] != "udp":
+    if "ops" in options and plain and protocol != "udp":
         raise UsageError("One-Packet Scheduling is only for UDP virtual services")
     if name in ("add-server", "edit-server") and command.service and command.server and (
-            family_of(command.service[1]) != family_of(command.server[0])
+            command.af != family_of(command.server[0])
             and forwarders.get(command.forward or forwarders.DEFAULT).conn_flag
             != IP_VS_CONN_F_TUNNEL):
         raise UsageError(MIXED_FAMILY)
@@ -542,8 +607,10 @@ Either long or short options are allowed.
 virtual-service:
   --tcp-service|-t  service-address   service-address is host[:port]
   --udp-service|-u  service-address   service-address is host[:port]
+  --fwmark-service|-f fwmark          fwmark is an integer greater than zero
 
 Options:
+  --ipv6         -6                   fwmark entry uses IPv6
   --scheduler    -s scheduler         one of rr|wrr|lc|wlc|lblc|lblcr|dh|sh|sed|nq|fo|ovf|mh|twos,
                                       or a plug-in; the default scheduler is wlc.
   --persistent   -p [timeout]         persistent service
@@ -553,7 +620,12 @@ Options:
   --gatewaying   -g                   gatewaying (direct routing) (default)
   --ipip         -i                   ipip encapsulation (tunneling)
   --masquerading -m                   masquerading (NAT)
-  --tun-type      type                one of ipip (the only one here)
+  --tun-type      type                one of ipip|gue|gre,
+                                      the default tunnel type is ipip.
+  --tun-port      port                tunnel destination port
+  --tun-nocsum                        tunnel encapsulation without checksum
+  --tun-csum                          tunnel encapsulation with checksum
+  --tun-remcsum                       tunnel encapsulation with remote checksum
   --weight       -w weight            capacity of real server
   --u-threshold  -x uthreshold        upper threshold of connections
   --l-threshold  -y lthreshold        lower threshold of connections

@@ -31,6 +31,16 @@ instance", "MUST be of the same family"), and so is a ``native_ipv6`` after an I
 (vrrp_complete_instance: the global ``vrrp_version`` is not its; its own ``version 2`` "conflicts
 with configured or deduced version 3") and has no authentication ("VRRP version 3 does not
 support authentication. Ignoring.").
+
+Firewall marks, as keepalived makes IPVS's services of them: ``virtual_server fwmark N``
+(check_data.c alloc_vs) is of the family check_parser.c settles (``fwmark_family``); its
+``protocol`` is ignored (validate_check_config: "protocol specified for fwmark - protocol will
+be ignored"); a DR or TUN real server goes to IPVS at port 0 while its checker keeps the line's
+port (ipvswrapper.c ipvs_cmd). A virtual_server_group's ``fwmark N [inet|inet6]`` members
+(alloc_vsg_entry) follow its addresses (ipvs_group_cmd), a group of IPv4 and IPv6 members with
+a mark of no family is removed (vsg_handler). keepalived.conf has no mark rules (the host's
+firewall sets marks, which pylvs never sees): each fwmark service is written with
+``allow_unmarked = true`` and a note that ``[[mark]]`` rules must be added.
 """
 
 from __future__ import annotations
@@ -43,6 +53,7 @@ from typing import Any
 from pylvs.adm.config import ConfigError
 from pylvs.adm.keepalived_syntax import Block, Include, parse_blocks
 from pylvs.adm.toml_text import dumps
+from pylvs.core.marks import MAX_MARK
 from pylvs.core.model import AF_INET, AF_INET6, endpoint_text, family_of
 from pylvs.ha.health import HTTP_KINDS
 
@@ -229,7 +240,7 @@ class _Converter:
         by_vip = {vip.split("/")[0]: i for i in instances
                   for vip in i.get("virtual_ipaddress", [])}
         found = {}
-        for service in services:
+        for service in (s for s in services if "address" in s):
             instance = by_vip.get(service["address"].rpartition(":")[0].strip("[]"))
             if instance is not None:
                 found.setdefault(instance["interface"], instance["name"])
@@ -290,8 +301,7 @@ class _Converter:
     def virtual_server(self, block: Block, groups: dict[str, Block]) -> list[dict[str, Any]]:
         args = block.args
         if args[:1] == ["fwmark"]:
-            self.refuse(block, "pylvs has no firewall-mark services (ipvsadm -f)")
-            return []
+            return self.fwmark_server(block)
         if args[:1] == ["group"]:
             return self.group_service(block, groups)
         if len(args) != 2:
@@ -303,36 +313,159 @@ class _Converter:
         return [service] if service is not None else []
 
     def group_service(self, block: Block, groups: dict[str, Block]) -> list[dict[str, Any]]:
-        """keepalived's virtual_server_group: one IPVS service per address (and range)."""
-        group = groups.get(block.args[1] if len(block.args) > 1 else "")
-        self.used_groups.add(block.args[1] if len(block.args) > 1 else "")
+        """keepalived's virtual_server_group: one IPVS service per address (ranges expanded),
+        then one per ``fwmark N [inet|inet6]``, all with the block's real servers
+        (ipvswrapper.c ipvs_group_cmd: the address entries first, then the marks)."""
+        name = block.args[1] if len(block.args) > 1 else ""
+        group = groups.get(name)
+        self.used_groups.add(name)
         if group is None:
             self.refuse(block, "no virtual_server_group of that name")
             return []
+        context = f"virtual_server group {group.args[0]}"
+        marks = [m for e in group.children if e.keyword == "fwmark"
+                 if (m := self.group_mark(e)) is not None]
+        entries = [e for e in group.children if e.keyword != "fwmark"]
+        if not self.group_families(group, entries, marks):
+            return []
         out = []
-        for entry in group.children:
-            if entry.keyword == "fwmark":
-                self.refuse(entry, "pylvs has no firewall-mark services (ipvsadm -f)")
-                continue
+        for entry in entries:
             if len(entry.args) != 1:
                 self.refuse(entry, "pylvs needs an address and a port in each group entry")
                 continue
             for text in self.addresses(entry, entry.keyword):
                 address = self.ip(entry, text)
                 service = self.service(block, address, self.port(entry, entry.args[0]),
-                                       f"virtual_server group {group.args[0]}")
+                                       context)
                 out += [service] if service is not None else []
+        return out + self.group_marks(block, context, marks, bool(entries)) if marks else out
+
+    def group_marks(self, block: Block, context: str, marks: list[tuple[int, int | None]],
+                    addresses: bool) -> list[dict[str, Any]]:
+        """A group's fwmark services: each of its own family, else the virtual server's,
+        else IPv4 (ipvs_group_cmd); the protocol is ignored when the group has no address."""
+        opts = self.options(block, context, _SERVICE_OPTIONS)
+        if "protocol" in opts and not addresses:
+            self.note(opts["protocol"], context, "keepalived ignores it too ('protocol "
+                      "specified for fwmark - protocol will be ignored'): a fwmark service "
+                      "takes TCP and UDP")
+        af = self.fwmark_family(block, opts, context, True) or AF_INET
+        out = []
+        for mark, family in marks:
+            service = self.service(block, "", 0, context, _Mark(mark, family or af))
+            out += [service] if service is not None else []
         return out
 
-    def service(self, block: Block, address: str, port: int, context: str
-                ) -> dict[str, Any] | None:
+    def group_mark(self, entry: Block) -> tuple[int, int | None] | None:
+        """A group's ``fwmark N [inet|inet6]`` (check_data.c alloc_vsg_entry): the mark and
+        the family it names (None: the service's)."""
+        mark = self.mark_of(entry, entry.args[0] if entry.args else "")
+        if mark is None:
+            return None
+        family = entry.args[1] if len(entry.args) > 1 else None
+        if family not in (None, "inet", "inet6"):
+            self.refuse(entry, f"family {family} is not inet or inet6 (keepalived: 'fwmark "
+                        f"'{mark}' family {family} unknown - ignoring')")
+            return None
+        return mark, {"inet": AF_INET, "inet6": AF_INET6}.get(family or "")
+
+    def group_families(self, group: Block, entries: list[Block],
+                       marks: list[tuple[int, int | None]]) -> bool:
+        """keepalived's vsg_handler removes a group of IPv4 and IPv6 members with a fwmark
+        that names no family."""
+        families = {_family_of_word(e.keyword) for e in entries} | {f for _, f in marks}
+        if {AF_INET, AF_INET6} <= families and any(f is None for _, f in marks):
+            self.refuse(group, "it has IPv4 and IPv6 members and a fwmark without a family "
+                        "(keepalived removes it too: 'cannot have IPv4, IPv6 and fwmark "
+                        "without family'); write `fwmark N inet` or `fwmark N inet6`")
+            return False
+        return True
+
+    def fwmark_server(self, block: Block) -> list[dict[str, Any]]:
+        """``virtual_server fwmark N``: one fwmark service, of the family ``fwmark_family``
+        finds (check_data.c alloc_vs, check_parser.c vs_end_handler)."""
+        mark = self.mark_of(block, block.args[1] if len(block.args) > 1 else "")
+        if mark is None:
+            return []
+        if block.args[2:]:
+            self.part(block, "", " ".join(block.args[2:]), "keepalived reads no more words "
+                      "after the mark")
+        context = f"virtual_server fwmark {mark}"
         opts = self.options(block, context, _SERVICE_OPTIONS)
-        protocol = self.word(opts["protocol"], 0).upper() if "protocol" in opts else "UDP"
-        if "protocol" not in opts:
-            self.notes.append(f"{self.at(block)}: {context}: no `protocol`: UDP, as keepalived "
-                              "(which logs 'no protocol set - defaulting to UDP')")
-        if protocol not in ("TCP", "UDP"):
-            self.refuse(block, f"protocol {protocol}: pylvs forwards TCP and UDP")
+        if "protocol" in opts:
+            self.note(opts["protocol"], context, "keepalived ignores it too ('protocol "
+                      "specified for fwmark - protocol will be ignored'): a fwmark service "
+                      "takes TCP and UDP")
+        service = self.service(block, "", 0, context,
+                               _Mark(mark, self.fwmark_family(block, opts, context, False)))
+        return [service] if service is not None else []
+
+    def mark_of(self, block: Block, text: str) -> int | None:
+        """A fwmark's number (keepalived's read_unsigned, 0..2^32-1); 0 is refused, as no
+        mark; None when refused."""
+        if not text.isdigit() or int(text) > MAX_MARK:
+            self.refuse(block, f"fwmark {text!r} is not in 0..{MAX_MARK} (keepalived ignores "
+                        "it too)")
+            return None
+        if not int(text):
+            self.refuse(block, "fwmark 0 is no mark: IPVS takes a service of mark 0 for one "
+                        "of an address")
+            return None
+        return int(text)
+
+    def fwmark_family(self, block: Block, opts: dict[str, Block], context: str, group: bool
+                      ) -> int | None:
+        """A fwmark service's family as keepalived settles it, in the file's order: the first
+        of ``ip_family``, ``persistence_granularity`` (a dot: IPv4) and an untunnelled real
+        server (check_parser.c ip_family_handler, pgr_handler, rs_end_handler), then an
+        untunnelled sorry server (vs_end_handler); else, for a virtual_server fwmark, the
+        tunnelled servers' family when they share one, else IPv4 (vs_end_handler); for a
+        group, None (the member's own family word, else IPv4: ipvs_group_cmd)."""
+        method = opts.get("lb_kind") or opts.get("lvs_method")
+        default = self.word(method, 0).upper() if method else "NAT"
+        af: int | None = None
+        tunnelled: list[int] = []
+        for child in block.children:
+            found = self.family_word(child, af, context, default, tunnelled)
+            af = af or found
+        sorry = opts.get("sorry_server")
+        if af is None and sorry is not None and sorry.args and default != "TUN":
+            af = _family_of_word(sorry.args[0])
+        if af is None and not group:
+            af = tunnelled[0] if len(set(tunnelled)) == 1 else AF_INET
+        return af
+
+    def family_word(self, child: Block, af: int | None, context: str, default: str,
+                    tunnelled: list[int]) -> int | None:
+        """The family one line of a fwmark service says (None: none)."""
+        if child.keyword == "ip_family" and child.args:
+            word = child.args[0]
+            said = {"inet": AF_INET, "inet6": AF_INET6}.get(word)
+            if said is None:
+                self.note(child, context, f"keepalived ignores it too (unknown address family "
+                          f"{word})")
+            elif af not in (None, said):
+                self.note(child, context, f"the service is {_FAMILIES[af]} already, by the "
+                          f"lines before (keepalived: 'Virtual server specified family {word} "
+                          "conflicts with server family')")
+            return said
+        if child.keyword == "persistence_granularity" and child.args:
+            return AF_INET if "." in child.args[0] else AF_INET6
+        if child.keyword == "real_server" and child.args:
+            kind = next((c for c in child.children if c.keyword in ("lvs_method", "lb_kind")
+                         and c.args), None)
+            if (kind.args[0].upper() if kind else default) == "TUN":
+                tunnelled += [f for f in [_family_of_word(child.args[0])] if f]
+                return None
+            return _family_of_word(child.args[0])
+        return None
+
+    def service(self, block: Block, address: str, port: int, context: str,
+                mark: _Mark | None = None) -> dict[str, Any] | None:
+        """A service of ``address`` and ``port``, or of ``mark`` (address "", port 0)."""
+        opts = self.options(block, context, _SERVICE_OPTIONS)
+        protocol = self.protocol(block, opts, context) if mark is None else ""
+        if protocol is None:
             return None
         kind = opts.get("lb_kind") or opts.get("lvs_method")
         forward = self.method(kind, "nat", block)
@@ -341,19 +474,22 @@ class _Converter:
         key = f"virtual_server[{self.count('virtual_server')}]"
         tunnel = self.tunnel(kind) if forward == "tun" else {}
         self.where[key] = f"{self.at(block)}: {context}"
-        af = family_of(address)
-        service: dict[str, Any] = {"address": endpoint_text(address, port, af),
-                                   "protocol": protocol.lower(), "forward": forward}
+        service = _selector(address, port, protocol, mark)
+        service["forward"] = forward
+        af = _family(service)
         self.tunnels[id(service)] = tunnel
-        self.ip_family(opts.get("ip_family"), af, context)
+        if mark is None:
+            self.ip_family(opts.get("ip_family"), af, context)
+        else:
+            self.unmarked(block, context, mark)
         self.scheduling(service, opts, context)
         self.persistence(service, opts, context, af)
         if "ops" in opts:
-            if protocol == "UDP":
+            if protocol in ("UDP", ""):
                 service["one_packet"] = True
             else:
-                self.note(opts["ops"], context, "one-packet scheduling is for UDP (keepalived "
-                          "resets it too)")
+                self.note(opts["ops"], context, "one-packet scheduling is for UDP and fwmark "
+                          "services (keepalived resets it too)")
         defaults = _Defaults.of(opts, self)
         servers = [s for b in block.children if b.keyword == "real_server"
                    if (s := self.real_server(b, service, port, defaults, context)) is not None]
@@ -363,6 +499,29 @@ class _Converter:
         self.health_keys(service, opts, servers, port, context)
         service["real_server"] = servers
         return service
+
+    def protocol(self, block: Block, opts: dict[str, Block], context: str) -> str | None:
+        """A service of an address: TCP or UDP (none given: UDP, as keepalived); None when
+        refused."""
+        protocol = self.word(opts["protocol"], 0).upper() if "protocol" in opts else "UDP"
+        if "protocol" not in opts:
+            self.notes.append(f"{self.at(block)}: {context}: no `protocol`: UDP, as keepalived "
+                              "(which logs 'no protocol set - defaulting to UDP')")
+        if protocol not in ("TCP", "UDP"):
+            self.refuse(block, f"protocol {protocol}: pylvs forwards TCP and UDP")
+            return None
+        return protocol
+
+    def unmarked(self, block: Block, context: str, mark: _Mark) -> None:
+        """keepalived.conf has no mark rules: the host's firewall marks, which pylvs, reading
+        frames before netfilter, never sees."""
+        name = f"FWM {mark.mark}" + (" IPv6" if mark.af == AF_INET6 else "")
+        self.notes.append(
+            f"{self.at(block)}: {context}: {name} gets no packet until a [[mark]] rule gives "
+            f"{'IPv6 packets ' if mark.af == AF_INET6 else ''}mark {mark.mark}: "
+            "keepalived.conf has none (the host's iptables or nftables sets marks, which pylvs, "
+            "reading frames before netfilter, never sees), so it is written with "
+            "allow_unmarked = true: add [[mark]] rules to the TOML (docs/config.md)")
 
     def count(self, kind: str) -> int:
         """The index the next config entry of ``kind`` gets."""
@@ -445,12 +604,14 @@ class _Converter:
                 return
             given = self.port(block, block.args[1]) if len(block.args) > 1 else port
             kept = self.kept_port(block, service, given, port, context)
-            service["sorry_server"] = endpoint_text(address, kept, family_of(address))
+            service["sorry_server"] = _server_address(address, kept)
 
     def kept_port(self, block: Block, service: dict[str, Any], given: int, port: int,
                   context: str) -> int:
         if service["forward"] == "nat" or given == port:
             return given
+        if service.get("fwmark"):
+            return 0  # ipvs_cmd: a fwmark service's DR or TUN server is port 0 in IPVS
         self.notes.append(f"{self.at(block)}: {context}: port {given} of `{block.text}` is not "
                           f"carried over: {service['forward'].upper()} forwards to the "
                           f"service's port {port}")
@@ -470,8 +631,9 @@ class _Converter:
         if forward is None or not self.same_family(block, address, service, forward, "real"):
             return None
         given = self.port(block, block.args[1]) if len(block.args) == 2 else port
-        kept = self.kept_port(block, {"forward": forward}, given, port, context)
-        server: dict[str, Any] = {"address": endpoint_text(address, kept, family_of(address)),
+        kept = self.kept_port(block, {"forward": forward, "fwmark": service.get("fwmark")},
+                              given, port, context)
+        server: dict[str, Any] = {"address": _server_address(address, kept),
                                   "weight": self.integer(opts["weight"], 0) if "weight" in opts
                                   else defaults.weight}
         if forward != service["forward"]:
@@ -487,6 +649,8 @@ class _Converter:
         check = self.checker(block, mine, defaults, context)
         if check is not None:
             check_block, server["check"] = check
+            if kept != given and server["check"]["type"] != "misc":
+                server["check"].setdefault("port", given)  # a fwmark's DR/TUN server
             alpha = self.flag(check_block.children, "alpha", mine.alpha)
             if alpha:
                 server["alpha"] = True
@@ -511,14 +675,14 @@ class _Converter:
             return True
         if forward != "tun":
             self.refuse(block, f"{address} is {_FAMILIES[family_of(address)]} and the service "
-                        f"{service['address']} {_FAMILIES[_family(service)]}, and only a "
+                        f"{_name_of(service)} {_FAMILIES[_family(service)]}, and only a "
                         "tunnelled server may be of another family (keepalived skips it too: "
                         f"'Address family of virtual server and {kind} server {address} don't "
                         f"match - skipping {kind} server')")
             return False
         if self.director.get("sync_daemon"):
             self.refuse(block, f"{address} is of another family than the service "
-                        f"{service['address']}, and IPVS refuses such a server while the sync "
+                        f"{_name_of(service)}, and IPVS refuses such a server while the sync "
                         "daemon runs (lvs_sync_daemon)")
             return False
         return True
@@ -1008,8 +1172,41 @@ _FAMILIES = {AF_INET: "IPv4", AF_INET6: "IPv6"}
 
 
 def _family(service: dict[str, Any]) -> int:
-    """A converted service's family, by its address ([IPv6]:port or A.B.C.D:port)."""
+    """A converted service's family, by its address ([IPv6]:port or A.B.C.D:port), or a
+    fwmark service's ``family``."""
+    if "fwmark" in service:
+        return AF_INET6 if service.get("family") == "ipv6" else AF_INET
     return AF_INET6 if service["address"].startswith("[") else AF_INET
+
+
+def _server_address(address: str, port: int) -> str:
+    """``addr:port`` (``[addr]:port``); a port-0 server (a fwmark service's) without its port,
+    as pylvs.adm.ruleset writes it."""
+    if port:
+        return endpoint_text(address, port, family_of(address))
+    return f"[{address}]" if family_of(address) == AF_INET6 else address
+
+
+def _name_of(service: dict[str, Any]) -> str:
+    """A converted service's address, or its mark (``FWM 1``)."""
+    return f"FWM {service['fwmark']}" if "fwmark" in service else service["address"]
+
+
+@dataclass(frozen=True)
+class _Mark:
+    """A fwmark service's mark and family."""
+    mark: int
+    af: int
+
+
+def _selector(address: str, port: int, protocol: str, mark: _Mark | None) -> dict[str, Any]:
+    """A converted service's first keys: ``address`` and ``protocol``, or ``fwmark`` (and
+    ``family = "ipv6"``) with ``allow_unmarked``, keepalived.conf having no mark rules."""
+    if mark is None:
+        return {"address": endpoint_text(address, port, family_of(address)),
+                "protocol": protocol.lower()}
+    return {"fwmark": mark.mark, **({"family": "ipv6"} if mark.af == AF_INET6 else {}),
+            "allow_unmarked": True}
 
 
 def _is_ipv4(text: str) -> bool:

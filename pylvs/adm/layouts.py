@@ -5,7 +5,8 @@ for them (``Names``: reverse DNS and the services database, looked up by pylvs a
 asks); one without a name stays a number, as ipvsadm's does when the resolver has none.
 IPv6 addresses are written as glibc's inet_ntop writes them, in brackets (``[addr]:port``), and
 never cut: where an IPv4 name is cut to its column (33, 28), an IPv6 one overflows it. The order
-is libipvs's comparisons', IPv4 before IPv6.
+is libipvs's comparisons', IPv4 before IPv6, fwmark services last. A fwmark service is
+``FWM  1`` (``FWM  1 IPv6``) in a listing and ``-f 1`` (``-f 1 -6``) in a rule.
 """
 
 from __future__ import annotations
@@ -70,15 +71,25 @@ class Names:
 
 
 def service_name(service: VirtualService, names: Names) -> str:
-    """The Prot LocalAddress:Port cell; an IPv4 one cut to 33 characters, an IPv6 one whole."""
+    """The Prot LocalAddress:Port cell; an IPv4 one cut to 33 characters, an IPv6 one whole;
+    a fwmark service's is print_service_entry's ``FWM  %d`` (``FWM  %d IPv6``), never cut."""
+    if service.fwmark:
+        return f"FWM  {mark_text(service.fwmark)}" + (" IPv6" if service.af == AF_INET6 else "")
     endpoint = names.endpoint(service.address, service.port, service.protocol)
     name = f"{PROTO_NAMES[service.proto]:<4} {endpoint}"
     return name if service.af == AF_INET6 else name[:SERVICE_WIDTH]
 
 
+def mark_text(mark: int) -> str:
+    """A mark as ipvsadm 1.31 prints it, with ``%d``: one of 2^31 or more is negative (the
+    ``%u`` of upstream's later fix e61c8cd is not in 1.31, nor in Debian's 1.31-1)."""
+    return str(_c_int(mark))
+
+
 def _dest_name(service: VirtualService, dest: RealServer, names: Names) -> str:
     """The RemoteAddress:Port cell: cut to 28 characters if the real server is IPv4 (whatever
-    its service's family), whole if IPv6."""
+    its service's family), whole if IPv6. A fwmark service's protocol is "" (the kernel
+    reports 0), so its real servers' ports stay numbers even without -n."""
     name = names.endpoint(dest.address, dest.port, service.protocol)
     return name if dest.af == AF_INET6 else name[:DEST_WIDTH]
 
@@ -222,11 +233,18 @@ def _compare_addresses(af: int, a: list[int], b: list[int]) -> int:
 
 
 def _compare_services(s1: VirtualService, s2: VirtualService) -> int:
-    """libipvs's ipvs_cmp_services: fwmark (none here), family (IPv4 first), protocol,
-    address, port."""
-    return (s1.af - s2.af or s1.proto - s2.proto
-            or _compare_addresses(s1.af, _words(s1.ip, s1.af), _words(s2.ip, s2.af))
+    """libipvs's ipvs_cmp_services: fwmark (a u32 difference kept in an int, so services
+    without one come first unless a mark is 2^31 + 1 or more), family (IPv4 first), protocol,
+    address, port. A fwmark service has protocol, address and port 0 (the kernel sends none
+    of them)."""
+    return (_c_int(s1.fwmark - s2.fwmark) or s1.af - s2.af or s1.proto - s2.proto
+            or _compare_addresses(s1.af, _address_words(s1), _address_words(s2))
             or s1.port - s2.port)
+
+
+def _address_words(service: VirtualService) -> list[int]:
+    """A service's address as libipvs holds it; a fwmark service's is all zeros."""
+    return _words(0 if service.fwmark else service.ip, service.af)
 
 
 def _compare_dests(d1: RealServer, d2: RealServer) -> int:
@@ -236,8 +254,8 @@ def _compare_dests(d1: RealServer, d2: RealServer) -> int:
 
 
 def ordered(services: Iterable[VirtualService], options: set[str]) -> list[VirtualService]:
-    """ipvsadm sorts services as ipvs_cmp_services does (IPv4 before IPv6, TCP before UDP,
-    then address and port) unless --nosort."""
+    """ipvsadm sorts services as ipvs_cmp_services does (fwmark services after the others,
+    IPv4 before IPv6, TCP before UDP, then address and port) unless --nosort."""
     services = list(services)
     return services if "nosort" in options else sorted(
         services, key=functools.cmp_to_key(_compare_services))
@@ -287,8 +305,7 @@ def render_save(services: Iterable[VirtualService], names: Names) -> str:
     """ipvsadm -S: the rules as -A/-a lines that -R reads back (thresholds are not saved)."""
     lines: list[str] = []
     for service in ordered(services, set()):
-        flag = {"tcp": "-t", "udp": "-u"}[service.protocol]
-        selector = f"{flag} {names.endpoint(service.address, service.port, service.protocol)}"
+        selector = rule_selector(service, names)
         line = f"-A {selector} -s {service.scheduler.name}"
         if service.persistence_timeout:
             line += f" -p {service.persistence_timeout}"
@@ -307,6 +324,16 @@ def render_save(services: Iterable[VirtualService], names: Names) -> str:
                 line += tunnel_rule(dest)
             lines.append(line)
     return "".join(line + "\n" for line in lines)
+
+
+def rule_selector(service: VirtualService, names: Names) -> str:
+    """print_service_entry's svc_name for FMT_RULE: ``-t addr:port``, ``-u addr:port``, or
+    ``-f %d`` (``-f %d -6``) for a fwmark service (so -R refuses a mark of 2^31 or more back,
+    as parse_fwmark refuses a negative one)."""
+    if service.fwmark:
+        return f"-f {mark_text(service.fwmark)}" + (" -6" if service.af == AF_INET6 else "")
+    flag = {"tcp": "-t", "udp": "-u"}[service.protocol]
+    return f"{flag} {names.endpoint(service.address, service.port, service.protocol)}"
 
 
 SYSCTL_PREFIX = "net.ipv4.vs."

@@ -1,7 +1,8 @@
 """A listing of several data planes (the workers of `[director] workers = N`): what each one's
 listing needs (a snapshot of its counters and rates, as plain values that cross a process
 boundary), and their union, which lists as one director that saw every client would. Services
-go by their key and real servers by (family, address, port): ::1 is not 0.0.0.1.
+go by their key (a fwmark one's: mark and family) and real servers by (family, address, port):
+::1 is not 0.0.0.1.
 """
 
 from __future__ import annotations

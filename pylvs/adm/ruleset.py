@@ -4,6 +4,8 @@
 oldest first, so IPVS's newest-first order comes out the same); ``diff`` the lines that turn one
 rule set into another, touching only what differs (how a reload is applied); ``to_toml`` the
 config file for a rule set, and ``from_ipvsadm`` reads ``ipvsadm -S`` output into a rule set.
+A fwmark service is ``-f N [-6]`` on a command line and ``fwmark = N`` (with ``family =
+"ipv6"``) in TOML, where its port-0 real servers are written without a port.
 """
 
 from __future__ import annotations
@@ -17,8 +19,15 @@ from pylvs.core.model import AF_INET6, RealServer, VirtualService
 _SERVICE_FLAGS = {"tcp": "-t", "udp": "-u"}
 
 
+def selector_argv(service: VirtualService) -> list[str]:
+    """How a command names the service: ``-t addr:port``, ``-u addr:port``, ``-f N [-6]``."""
+    if service.fwmark:
+        return ["-f", str(service.fwmark), *(["-6"] if service.af == AF_INET6 else [])]
+    return [_SERVICE_FLAGS[service.protocol], service.endpoint]
+
+
 def service_argv(verb: str, service: VirtualService) -> list[str]:
-    argv = [verb, _SERVICE_FLAGS[service.protocol], service.endpoint]
+    argv = [verb, *selector_argv(service)]
     if verb in ("-A", "-E"):
         argv += ["-s", service.scheduler.spec]
         if service.persistence_timeout:
@@ -33,7 +42,7 @@ def service_argv(verb: str, service: VirtualService) -> list[str]:
 
 
 def server_argv(verb: str, service: VirtualService, server: RealServer) -> list[str]:
-    argv = [verb, _SERVICE_FLAGS[service.protocol], service.endpoint, "-r", server.endpoint]
+    argv = [verb, *selector_argv(service), "-r", server.endpoint]
     if verb in ("-a", "-e"):
         argv += [server.forwarder.flag, "-w", str(server.weight)]
         if server.upper_threshold:
@@ -124,8 +133,8 @@ def to_toml(services: Iterable[VirtualService], interface: str = "eth0",
     if inside_interface and inside_interface != interface:
         lines.append(f'inside_interface = "{inside_interface}"')
     for service in services:
-        lines += ["", "[[virtual_server]]", f'address = "{service.endpoint}"',
-                  f'protocol = "{service.protocol}"', f'scheduler = "{service.scheduler.spec}"']
+        lines += ["", "[[virtual_server]]", *_toml_selector(service),
+                  f'scheduler = "{service.scheduler.spec}"']
         if service.scheduler.flags:
             lines.append(f"scheduler_flags = {list(service.scheduler.flags)!r}".replace("'", '"'))
         if service.persistence_timeout:
@@ -138,7 +147,8 @@ def to_toml(services: Iterable[VirtualService], interface: str = "eth0",
             lines.append("one_packet = true")
         for server in reversed(service.real_servers):
             lines += ["", "  [[virtual_server.real_server]]",
-                      f'  address = "{server.endpoint}"', f"  weight = {server.weight}",
+                      f'  address = "{_toml_server_address(server)}"',
+                      f"  weight = {server.weight}",
                       f'  forward = "{server.forward}"']
             if server.upper_threshold:
                 lines.append(f"  upper_threshold = {server.upper_threshold}")
@@ -150,3 +160,24 @@ def to_toml(services: Iterable[VirtualService], interface: str = "eth0",
                     lines.append(f"  tun_port = {server.tun_port}")
                 lines.append(f'  tun_flags = "{server.tun_flags}"')
     return "\n".join(lines) + "\n"
+
+
+def _toml_selector(service: VirtualService) -> list[str]:
+    """A virtual_server's ``address`` and ``protocol``, or for a fwmark service its
+    ``fwmark`` (and ``family = "ipv6"`` for -6) with ``allow_unmarked``: the rules say nothing
+    of what marks packets (iptables, nft), so the config cannot either, and says so."""
+    if service.fwmark:
+        return [f"fwmark = {service.fwmark}",
+                *(['family = "ipv6"'] if service.af == AF_INET6 else []),
+                "# ipvsadm rules do not say what marks packets (iptables, nft): add [[mark]]",
+                f"# tables giving mark {service.fwmark}, then drop allow_unmarked",
+                "allow_unmarked = true"]
+    return [f'address = "{service.endpoint}"', f'protocol = "{service.protocol}"']
+
+
+def _toml_server_address(server: RealServer) -> str:
+    """``addr:port`` (``[addr]:port``); a port-0 one (a fwmark service's) without its port:
+    ``addr`` (``[addr]``), which the config reads as port 0."""
+    if server.port:
+        return server.endpoint
+    return f"[{server.address}]" if server.af == AF_INET6 else server.address

@@ -84,7 +84,7 @@ def test_parse(argv, name, flags):
     (["-D", "-t", "1.2.3.4:80", "-s", "rr"],
      "Illegal 'scheduler' option with the 'delete-service' command"),
     (["-C", "extra"], "unexpected argument extra"),
-    (["-L", "-f", "1"], "firewall-mark services (-f) are not supported"),
+    (["-L", "-f", "0"], "invalid fwmark value `0' specified"),
 ])
 def test_usage_errors(argv, message):
     with pytest.raises(ipvsadm.UsageError) as info:

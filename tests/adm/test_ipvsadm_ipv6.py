@@ -117,11 +117,11 @@ def test_dash_6_before_f_is_ipvsadms_error_with_its_own_newline(argv):
     assert commands.adm(Director([]), argv, 0.0) == (2, "", "-6 used before -f\n\n")
 
 
-def test_dash_6_after_f_gets_what_f_gets_today():
-    assert refused(["-A", "-f", "1", "-6"]) == refused(["-A", "-f", "1"]) == (
-        "firewall-mark services (-f) are not supported by this version of pylvs")
+def test_dash_6_after_f_makes_the_fwmark_service_ipv6():
+    assert ipvsadm.parse(["-A", "-f", "1", "-6"]).af == model.AF_INET6
+    assert ipvsadm.parse(["-A", "-f", "1"]).af == model.AF_INET
     # -6 is no option of the table: it may repeat
-    assert "multiple" not in refused(["-A", "-f", "1", "-6", "-6"])
+    assert ipvsadm.parse(["-A", "-f", "1", "-6", "-6"]).af == model.AF_INET6
 
 
 # -- -M ------------------------------------------------------------------------------------------

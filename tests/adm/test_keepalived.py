@@ -111,8 +111,12 @@ EXPECTED: dict[str, dict[str, Any]] = {
         "notes": ["`vrrp_script check_VI_0` is refused: it has no `script`",
                   "`use_vmac` is not carried over",
                   "`check_VI_0` is not carried over: no vrrp_script check_VI_0"]},
-    "fwmark": {"refused": "nothing pylvs can run is left",
-               "notes": ["`virtual_server fwmark 1` is refused: pylvs has no firewall-mark"]},
+    "fwmark": {  # real servers without a port: port 0, the packet's kept; checks connect_port
+        "services": [vs("FWM 1", "", "rr", "nat", 900, [
+            rs(f"192.168.201.{n}:0", check=tcp(6, 3, port=80)) for n in (100, 101)])],
+        "notes": ["line 12: virtual_server fwmark 1: `protocol TCP` is not carried over: "
+                  "keepalived ignores it too", "line 7: virtual_server fwmark 1: FWM 1 gets no "
+                  "packet until a [[mark]] rule gives mark 1"]},
     "inhibit": {
         "services": [vs("10.10.10.2:1358", "tcp", "rr", "nat", 50, [
             rs("192.168.200.2:1358", check=http(6, 3, 3, 3, TESTURL), inhibit=True)])],
@@ -150,10 +154,15 @@ EXPECTED: dict[str, dict[str, Any]] = {
         "notes": ["`static_routes` is not carried over", "`virtual_routes` is not carried over",
                   "`192.168.200.17 dev eth1`: its `dev eth1` is not carried over"]},
     "virtual_server_group": {
-        "services": [vs(address, "tcp", "rr", "nat", 50, GROUP_SERVERS) for address in (
+        "services": [*(vs(address, "tcp", "rr", "nat", 50, GROUP_SERVERS) for address in (
             "10.0.0.1:8080", "10.0.0.2:80", "192.168.200.1:1358",
-            *(f"192.168.200.{n}:80" for n in range(3, 11)))],
-        "notes": ["line 18: `fwmark 1` is refused", "line 19: `fwmark 2` is refused"]},
+            *(f"192.168.200.{n}:80" for n in range(3, 11)))),
+            # the marks after the addresses, as ipvs_group_cmd adds them; NAT keeps the ports
+            vs("FWM 1", "", "rr", "nat", 50, GROUP_SERVERS),
+            vs("FWM 2", "", "rr", "nat", 50, GROUP_SERVERS)],
+        "notes": ["line 22: virtual_server group VSG_1: FWM 1 gets no packet until a [[mark]] "
+                  "rule gives mark 1", "FWM 2 gets no packet until a [[mark]] rule gives "
+                  "mark 2"]},
     "virtualhost": {
         "services": [vs("192.168.200.100:80", "tcp", "rr", "nat", 50,
                         [rs("192.168.201.100:80", check=https(6, 3, 3, 3, "/"))])],
