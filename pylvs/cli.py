@@ -199,10 +199,14 @@ def _parser() -> argparse.ArgumentParser:
     rs.set_defaults(func=lab_commands.realserver)
     lab = sub.add_parser("lab", help="build a lab in network namespaces and demonstrate a mode")
     lab.add_argument("mode", nargs="?", default="dr",
-                     choices=["dr", "nat", "tun", "mixed", "dualstack", "ecmp", "down"],
-                     help="the forwarding method; dualstack: an IPv4 and an IPv6 VIP in one "
-                     "config, TUN real servers of both families, each VIP tunnelled to its own "
-                     "family on port 80 and to the other (4in6, 6in4) on 8080; ecmp: N DR "
+                     choices=["dr", "nat", "tun", "mixed", "dualstack", "ecmp", "compare",
+                              "down"],
+                     help="the forwarding method; compare: the same request through DR, NAT "
+                     "and TUN, captured, one page with the three paths side by side and the "
+                     "director's rewrite of each in one table (--out DIR); dualstack: an IPv4 "
+                     "and an IPv6 VIP in one config, TUN real servers of both families, each "
+                     "VIP tunnelled to its own family on port 80 and to the other (4in6, 6in4) "
+                     "on 8080; ecmp: N DR "
                      "directors behind a router's ECMP, announcing the VIP over BGP (BIRD); "
                      "down: remove a lab kept with --keep")
     lab.add_argument("name", nargs="?", help="down: the kept lab's prefix (default: every one)")
@@ -226,6 +230,9 @@ def _parser() -> argparse.ArgumentParser:
     lab.add_argument("--trace", nargs="?", const="", metavar="DIR",
                      help="capture every wire (pcaps in DIR, default a fresh one under /tmp) "
                      "and show the first connection hop by hop")
+    lab.add_argument("--out", metavar="DIR",
+                     help="compare: where the pcaps, the traces and compare.html go (made if "
+                     "missing; default a fresh directory under /tmp)")
     lab.add_argument("--keep", action="store_true",
                      help="leave the lab running after the report (remove: pylvs lab down)")
     lab.add_argument("--explain", action="store_true",
@@ -234,7 +241,10 @@ def _parser() -> argparse.ArgumentParser:
                      help="the real servers make a mistake the course notes warn about, and the "
                      "report shows what breaks and what `pylvs realserver --check` names: "
                      "dr: arp (no ARP sysctls), netmask (the VIP on lo as /24); "
-                     "tun: rp_filter (strict); nat: route (no default route via the director)")
+                     "tun: rp_filter (strict); nat: route (no default route via the director); "
+                     "dr --ha, the directors' own (the notes' lesson 4): no-cleanup (a director "
+                     "killed without cleaning up keeps the VIP), vrrp-strict (the VIP stops "
+                     "answering ping)")
     lab.set_defaults(func=lab_commands.lab)
     return parser
 

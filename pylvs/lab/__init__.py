@@ -15,6 +15,8 @@
 - capture: tcpdump on every wire of a lab, and what each host is;
 - trace: one connection hop by hop: captured frames in, the trace's hops and text out;
 - trace_page: a trace drawn: the topology and a sequence diagram, as a page and an SVG;
+- compare: ``pylvs lab compare``: the same request through DR, NAT and TUN, one trace each,
+  and the director's rewrite of each in one table; compare_page draws them side by side;
 - realserver: the real-server steps for DR and TUN, done on the host this runs in;
 - realserver_check: ``pylvs realserver --check``: a real server's state in, a verdict out;
 - decap: a TUN real server's decapsulator in userspace (IP-in-IP, ip6ip6, 4in6, 6in4: no

@@ -100,9 +100,14 @@ def lab(args: argparse.Namespace) -> int:
     from pylvs.lab import demo, failover
     if args.mode == "ecmp":
         return _lab_ecmp(args)
-    if args.ha and (args.mode != "dr" or args.trace is not None or args.keep or args.explain):
-        print("pylvs lab: --ha builds a DR lab, without --trace, --keep or --explain "
-              "(pylvs lab dr --ha)",
+    if args.mode == "compare" or getattr(args, "out", None) is not None:
+        from pylvs.lab import compare
+        return compare.command(args)
+    if args.ha and (args.mode != "dr" or args.keep or (args.mistake is None and (
+            args.trace is not None or args.explain))):
+        print("pylvs lab: --ha builds a DR lab, without --keep, and without --trace or "
+              "--explain but for its --mistake labs (pylvs lab dr --ha [--mistake no-cleanup|"
+              "vrrp-strict])",
               file=sys.stderr)
         return 2
     if args.trace is not None and not shutil.which("tcpdump"):
@@ -122,7 +127,8 @@ def lab(args: argparse.Namespace) -> int:
     try:
         if args.ha:
             return failover.run(servers=args.servers, scheduler=args.scheduler,
-                                family=6 if args.ipv6 else 4)
+                                family=6 if args.ipv6 else 4, mistake=args.mistake,
+                                trace_dir=trace_dir, explain=args.explain)
         return demo.run(args.mode, servers=args.servers, requests=args.requests,
                         scheduler=args.scheduler, trace_dir=trace_dir, keep=args.keep,
                         explain=args.explain, mistake=args.mistake,
@@ -160,15 +166,13 @@ def _family_refused(args: argparse.Namespace) -> int:
 
 
 def _mistake_refused(args: argparse.Namespace) -> int:
-    """--mistake NAME fits one mode, and not --ha: 2 with why, else 0."""
+    """--mistake NAME fits one mode, with --ha (the directors' mistakes) or without (the real
+    servers'): 2 with why, else 0."""
     from pylvs.lab import mistakes
     try:
-        mistakes.validate(args.mode, args.mistake)
+        mistakes.validate(args.mode, args.mistake, ha=args.ha)
     except ValueError as exc:
         print(f"pylvs lab: {exc}", file=sys.stderr)
-        return 2
-    if args.ha:
-        print("pylvs lab: --mistake runs a lab of one director, without --ha", file=sys.stderr)
         return 2
     return 0
 

@@ -243,16 +243,17 @@ def _prepare_real_servers(lab: Lab, explain: bool = False) -> None:
         print(f"\nin {name} ({mode}{made}) and every other {mode} real server:")
         print("".join(f"    {line}\n" for line in steps.splitlines()), end="")
     if explain:
-        print(f"\n{notes.real_servers(lab.server_modes, lab.families)}", end="")
+        print(f"\n{notes.real_servers(lab.server_modes, lab.families, lab.mistake)}", end="")
     print()
 
 
 @dataclass(frozen=True)
 class Seen:
-    """What the requests got, and the director's -Ln after them."""
+    """What the requests got, and the director's -Ln and -Lnc after them."""
 
     answers: Counter[str]
     listing: str
+    connections: str = ""
 
 
 def _demo(lab: Lab, director: DirectorProcess, requests: int, explain: bool = False
@@ -266,8 +267,10 @@ def _demo(lab: Lab, director: DirectorProcess, requests: int, explain: bool = Fa
             one = _hold(lab, answers, target)
             if one is not None:
                 held.append(one)
-        rc, listing = _report(lab, director, requests * len(lab.targets()), answers, explain)
-        return rc, Seen(answers, listing)
+        ports = [port for one in held for port in one.ports]
+        rc, listing, rows = _report(lab, director, requests * len(lab.targets()), answers,
+                                    explain, ports)
+        return rc, Seen(answers, listing, rows)
     finally:
         for one in held:
             one.close()
@@ -334,39 +337,42 @@ def _hold(lab: Lab, answers: Counter[str], target: Target) -> HeldConnections | 
 
 
 def _report(lab: Lab, director: DirectorProcess, requests: int, answers: Counter[str],
-            explain: bool = False) -> tuple[int, str]:
-    """Returns the exit status and the -Ln listing. A broken lab's verdict comes later."""
-    listing = director.adm("-Ln")
+            explain: bool = False, held: list[int] | None = None) -> tuple[int, str, str]:
+    """Returns the exit status, the -Ln listing and the -Lnc rows (read with it). A broken
+    lab's verdict comes later. ``held``: the client ports of the connections held open."""
+    listing, rows = director.adm("-Ln"), director.adm("-Lnc")
     print(f"\n$ pylvs adm -Ln\n{listing}")
     if lab.tun_type != "ipip":
         print(f"$ pylvs adm -Ln --tun-info\n{director.adm('-Ln', '--tun-info')}")
     if explain:
-        print(notes.table())
-    print(f"$ pylvs adm -Lnc\n{director.adm('-Lnc')}")
+        print(notes.table(listing, rows, held or []))
+    print(f"$ pylvs adm -Lnc\n{rows}")
     if explain:
-        print(notes.connections(lab.server_modes))
+        print(notes.connections(listing, rows))
     vip_sockets = sockets_with(tcp_sockets(lab, lab.director_ns), set(lab.vips), 3)
     vips = "s" if len(lab.vips) > 1 else ""
     print(f"director: TCP sockets for the VIP{vips} in its own stack: {len(vip_sockets)}")
     ok = not vip_sockets and sum(answers.values()) == requests
     clients = [lab.plans[f].client for f in lab.families]
+    seen_sockets: list[list[str]] = []
     for index, ns in enumerate(lab.server_ns):
         from_client = sockets_with(tcp_sockets(lab, ns), set(clients), 4)
+        seen_sockets.append(from_client)
         ok = ok and any(s.startswith("ESTAB") for s in from_client)
         print(f"real server {' and '.join(lab.server_addresses(index))}: TCP sockets with the "
               f"client {' and '.join(clients)}: {len(from_client)}")
         for line in from_client[:max(3, len(lab.targets()))]:
             print(f"    {' '.join(line.split())}")
     if explain:
-        print(f"\n{notes.sockets()}", end="")
+        print(f"\n{notes.sockets(len(vip_sockets), seen_sockets)}", end="")
     if lab.mistake is not None:
-        return (0 if ok else 1), listing
+        return (0 if ok else 1), listing, rows
     verdict = VERDICTS6[lab.mode] if lab.families == (6,) else VERDICTS[lab.mode]
     if lab.tun_type != "ipip":
         verdict = verdict.replace("IP-in-IP", TUNNEL_WORDS[lab.tun_type]).replace(
             "ip6ip6", TUNNEL_WORDS[lab.tun_type])
     print(f"\n{verdict}" if ok else "\nsomething is wrong: see above")
-    return (0 if ok else 1), listing
+    return (0 if ok else 1), listing, rows
 
 
 def _what_broke(lab: Lab, mistake: mistakes.Mistake, seen: Seen,
@@ -381,7 +387,8 @@ def _what_broke(lab: Lab, mistake: mistakes.Mistake, seen: Seen,
             facts = mistakes.trace_facts(json.load(fh), lab.vip)
         print("\nin the trace:" + "".join(f"\n  {line}" for line in facts))
     if explain:
-        print(f"\n{notes.paragraphs([mistake.lesson])}", end="")
+        print(f"\n{notes.mistake(mistake.lesson, seen.answers, seen.listing, seen.connections)}",
+              end="")
     text, found = mistakes.checks_text(mistake, mistakes.run_checks(lab))
     print(f"\n--check in each real server names the cause:\n{text}")
     if found:
