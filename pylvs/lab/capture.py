@@ -16,6 +16,7 @@ import re
 import select
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -49,6 +50,8 @@ class Wire:
 def wires(lab: Lab) -> list[Wire]:
     """Every wire of the lab, client first, then the director, the router, the real servers."""
     points = [("client", "eth0", "client", "br0"), ("director", "eth0", "director", "br0")]
+    if lab.ha:
+        points.append(("director2", "eth0", "director2", "br0"))
     if "nat" in lab.server_modes:
         points.append(("director", "eth1", "dir-in", BRIDGES["nat"]))
     if "tun" in lab.server_modes:
@@ -63,6 +66,8 @@ def wires(lab: Lab) -> list[Wire]:
 def host_namespaces(lab: Lab) -> dict[str, tuple[str, str]]:
     """Each host's name → (namespace, role)."""
     hosts = {"client": (lab.client_ns, "client"), "director": (lab.director_ns, "director")}
+    if lab.ha:
+        hosts["director2"] = (lab.director2_ns, "director")
     if "tun" in lab.server_modes:
         hosts["router"] = (lab.router_ns, "router")
     for name, ns in zip(lab.server_names, lab.server_ns, strict=True):
@@ -147,7 +152,9 @@ def _wait_listening(proc: subprocess.Popen[bytes], port: str) -> None:
 
 def write_trace(lab: Lab, captures: Captures, hosts: dict[str, dict[str, object]]) -> str:
     """Read the pcaps, write trace.json, trace.txt, trace.html and trace.svg beside them (and
-    trace.png where headless Chromium is installed); returns trace.txt."""
+    trace.png where headless Chromium is installed); returns trace.txt, and a note when there
+    is no PNG. Called while the director runs: its -Ln names the scheduler and the forwarding
+    method the trace page's layers speak of."""
     from pylvs.lab import trace, trace_page
     frames = {w.file: trace.read_pcap(os.path.join(captures.directory, w.file))
               for w in captures.wires}
@@ -155,6 +162,9 @@ def write_trace(lab: Lab, captures: Captures, hosts: dict[str, dict[str, object]
     gue_ports = (TUN_PORTS["gue"],) if lab.tun_type == "gue" else ()  # UDP there is GUE
     built = trace.build(lab.mode, hosts, captures.manifest(), frames, target.vip, target.port,
                         family=6 if lab.families == (6,) else 4, gue_ports=gue_ports)
+    service = director_service(lab, target.endpoint)
+    if service is not None:
+        built["service"] = service
     text = trace.render(built)
     svg = trace_page.sequence_svg(built)
     for name, content in (("trace.json", json.dumps(built, indent=1) + "\n"),
@@ -162,20 +172,55 @@ def write_trace(lab: Lab, captures: Captures, hosts: dict[str, dict[str, object]
                           ("trace.svg", svg)):
         with open(os.path.join(captures.directory, name), "w") as fh:
             fh.write(content)
-    _png(os.path.join(captures.directory, "trace.svg"), svg)
-    return text
+    missing = png(os.path.join(captures.directory, "trace.svg"), svg)
+    return text + (f"  ({missing})\n" if missing else "")
 
 
-def _png(svg_path: str, svg: str) -> None:
-    """The diagram as a PNG, drawn by headless Chromium if it is here (else none)."""
+def director_service(lab: Lab, endpoint: str) -> dict[str, object] | None:
+    """The traced service as the running director lists it (-Ln): its scheduler and each real
+    server's forwarding method; None if the director does not answer."""
+    try:
+        listing = subprocess.run([sys.executable, "-m", "pylvs", "adm", "--socket",
+                                  lab.control_socket, "-Ln"], capture_output=True, text=True,
+                                 timeout=15, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return parse_service(listing, endpoint)
+
+
+def parse_service(listing: str, endpoint: str) -> dict[str, object] | None:
+    """``{"scheduler": "rr", "real_servers": {"192.168.1.13:80": "Route", ...}}`` of the
+    service ``endpoint`` in an ipvsadm -Ln listing."""
+    service: dict[str, object] | None = None
+    servers: dict[str, str] = {}
+    for line in listing.splitlines():
+        parts = line.split()
+        if len(parts) >= 3 and parts[0] in ("TCP", "UDP", "SCTP", "FWM"):
+            if service is not None:
+                break
+            if parts[1] == endpoint:
+                service = {"scheduler": parts[2], "real_servers": servers}
+        elif service is not None and len(parts) >= 3 and parts[0] == "->":
+            servers[parts[1]] = parts[2]
+    return service
+
+
+def png(svg_path: str, svg: str) -> str:
+    """The diagram as a PNG beside the SVG (twice its size, for slides), drawn by headless
+    Chromium if it is here: "", or why there is none."""
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     match = re.search(r'width="(\d+)" height="(\d+)"', svg)
     if browser is None or match is None:
-        return
-    png = svg_path[:-4] + ".png"
+        return ("no trace.png: headless Chromium is not installed (scripts/install.sh --test "
+                "installs it)")
+    out = svg_path[:-4] + ".png"
     with tempfile.TemporaryDirectory(prefix="pylvs-chromium-") as profile:
-        subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu",
-                        f"--user-data-dir={profile}",
-                        f"--window-size={match.group(1)},{match.group(2)}",
-                        f"--screenshot={png}", f"file://{os.path.abspath(svg_path)}"],
-                       capture_output=True, timeout=60, check=False)
+        done = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu",
+                               "--hide-scrollbars", f"--user-data-dir={profile}",
+                               "--force-device-scale-factor=2",
+                               f"--window-size={match.group(1)},{match.group(2)}",
+                               f"--screenshot={out}", f"file://{os.path.abspath(svg_path)}"],
+                              capture_output=True, timeout=60, check=False)
+    if not os.path.exists(out):
+        return f"no trace.png: chromium exited {done.returncode} without drawing it"
+    return ""

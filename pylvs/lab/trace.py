@@ -20,7 +20,16 @@ IPv6 (the labs' --ipv6 and dualstack): Neighbor Discovery where IPv4 has ARP (a 
 Solicitation "who has", a Neighbor Advertisement "is at"), the hop limit where IPv4 has the TTL,
 and the four TUN encapsulations (IP-in-IP, ip6ip6, 4in6, 6in4). What every IPv6 host sends on
 its own is left out of the hops: router solicitations and advertisements, MLD reports and
-queries, and DAD's solicitations (from the unspecified address ::).
+queries, and DAD's solicitations (from the unspecified address ::); so is IPv4's IGMP. The
+trace counts them (``noise``: frames in the pcaps, by kind), so a page can say what it left out.
+
+Events: each frame a host put on a wire, with the hosts that took it off, in the order they
+were captured (``events``). A packet's hops are one group in trace.json, but another exchange
+can happen while it waits in a host (TUN: the router asks who has the real server's address
+between taking the director's copy and sending its own), so trace.txt follows the events and
+says "(continued)" where a packet's way resumes. ``layers`` says, per host an event touches,
+what each layer did with the frame, from the capture alone (and the director's -Ln, when the
+caller adds it as ``service``).
 """
 
 from __future__ import annotations
@@ -62,6 +71,9 @@ ND_NS, ND_NA = 135, 136
 NOISE6 = frozenset((130, 131, 132, 133, 134, 143))
 """ICMPv6 that hosts send on their own: MLD query, report, done (130-132), router
 solicitation and advertisement (133, 134), MLDv2 report (143)."""
+NOISE_NAMES = {130: "MLD", 131: "MLD", 132: "MLD", 143: "MLD", 133: "router solicitation",
+               134: "router advertisement"}
+IPPROTO_IGMP = 2
 ENCAPSULATIONS = {(4, 4): "IP-in-IP", (6, 6): "ip6ip6", (6, 4): "4in6", (4, 6): "6in4"}
 """(outer version, inner version) → the name of the tunnel."""
 GUE_INNER = {IPPROTO_IPIP: 4, IPPROTO_IPV6: 6}
@@ -231,17 +243,37 @@ def mac_owners(hosts: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
     return owners
 
 
+def noise_kind(frame: bytes) -> str | None:
+    """What a frame is if it is noise that hosts send on their own: "IGMP", "MLD", "router
+    solicitation", "router advertisement" or "DAD" (a Neighbor Solicitation from ::)."""
+    ip = Ether(frame).payload
+    if isinstance(ip, IP):
+        return "IGMP" if ip.proto == IPPROTO_IGMP else None
+    if not isinstance(ip, IPv6):
+        return None
+    icmp = _upper(ip)
+    if not type(icmp).__name__.startswith("ICMPv6"):
+        return None
+    if int(icmp.type) == ND_NS and ip.src == "::":
+        return "DAD"
+    return NOISE_NAMES.get(int(icmp.type))
+
+
 def observations(hosts: Mapping[str, Mapping[str, Any]], wires: Sequence[Mapping[str, str]],
                  frames: Mapping[str, Sequence[tuple[float, bytes]]],
-                 gue_ports: Collection[int] = ()) -> list[Fields]:
-    """Every ARP, IPv4 and IPv6 frame (but IPv6's noise) on every wire, with who sent or got
-    it there, in time order (``gue_ports``: dissect's)."""
+                 gue_ports: Collection[int] = (),
+                 noise: dict[str, int] | None = None) -> list[Fields]:
+    """Every ARP, IPv4 and IPv6 frame (but the noise, counted by kind into ``noise``) on
+    every wire, with who sent or got it there, in time order (``gue_ports``: dissect's)."""
     seen = []
     for wire in wires:
         own = set(hosts[wire["host"]]["mac"])
         for when, frame in frames.get(wire["file"], ()):
             fields = dissect(frame, gue_ports)
-            if fields is None:
+            if fields is None or fields.get("ip.proto") == IPPROTO_IGMP:
+                kind = noise_kind(frame)
+                if kind is not None and noise is not None:
+                    noise[kind] = noise.get(kind, 0) + 1
                 continue
             seen.append({"time": when, "wire": wire["file"], "host": wire["host"],
                          "interface": wire["interface"],
@@ -263,9 +295,11 @@ def build(mode: str, hosts: Mapping[str, Mapping[str, Any]],
     ``family``: the lab's (6 for an IPv6 lab; a dual-stack lab's is 4, its VIP says which).
     ``gue_ports``: the UDP ports a GUE real server listens on (the lab's tun port): UDP to
     them that carries GUE is dissected as a tunnel, no other UDP is."""
-    seen = observations(hosts, wires, frames, gue_ports)
+    noise: dict[str, int] = {}
+    seen = observations(hosts, wires, frames, gue_ports, noise)
     trace: Fields = {"mode": mode, "family": family, "hosts": dict(hosts),
-                     "captures": list(wires), "connection": None, "hops": []}
+                     "captures": list(wires), "connection": None, "hops": [], "events": [],
+                     "noise": dict(sorted(noise.items()))}
     syn = _first_syn(seen, vip, port)
     if syn is None:
         return trace
@@ -284,9 +318,34 @@ def build(mode: str, hosts: Mapping[str, Mapping[str, Any]],
         _mark_changes(hop["wires"], owners)
         hop["says"] = explain_hop(hop, hosts, owners, segments)
     _no_false_quiet(hops, hosts, owners)
+    waiting(hops)
     trace["connection"] = _connection(hops, hosts, client, vip, port)
     trace["hops"] = hops
+    trace["events"] = events(hops)
     return trace
+
+
+def events(hops: Sequence[Fields]) -> list[Fields]:
+    """Each frame a host sent (``hop``, its wire index ``sent``) with the wires that took it
+    (``taken``) and, when the sender had taken the packet in before, that wire (``before``),
+    in the order they were captured: the sender's copy's time, then the hop's order."""
+    out = []
+    for index, hop in enumerate(hops):
+        wires = hop["wires"]
+        for i, obs in enumerate(wires):
+            if obs["direction"] != "sent":
+                continue
+            taken = []
+            for j in range(i + 1, len(wires)):
+                if wires[j]["direction"] == "sent":
+                    break
+                taken.append(j)
+            before = wires[i - 1] if i else None
+            inside = (before is not None and before["host"] == obs["host"]
+                      and before["direction"] == "received")
+            out.append({"hop": index, "sent": i, "taken": taken,
+                        "before": i - 1 if inside else None, "time": obs["time"]})
+    return sorted(out, key=lambda e: (e["time"], e["hop"], e["sent"]))
 
 
 def _no_false_quiet(hops: Sequence[Fields], hosts: Mapping[str, Mapping[str, Any]],
@@ -661,13 +720,31 @@ def render(trace: Fields) -> str:
     start = trace["hops"][0]["wires"][0]["time"] if trace["hops"] else 0.0
     width = max((len(f"{o['host']} {o['interface']}") for hop in trace["hops"]
                  for o in hop["wires"]), default=10)
-    for hop in trace["hops"]:
-        lines.append("")
-        lines.append(hop["packet"])
-        for obs in hop["wires"]:
-            lines.append(_wire_line(obs, start, width))
-        lines += [f"  => {line}" for line in hop["says"]]
+    current, started = -1, set()
+    for index, wires, last in runs(trace["hops"]):
+        hop = trace["hops"][index]
+        if index != current:
+            lines += ["", hop["packet"] + (" (continued)" if index in started else "")]
+            current = index
+            started.add(index)
+        lines += [_wire_line(obs, start, width) for obs in wires]
+        if last:
+            lines += [f"  => {line}" for line in hop["says"]]
     return "\n".join(lines) + "\n"
+
+
+def runs(hops: Sequence[Fields]) -> list[tuple[int, list[Fields], bool]]:
+    """Each hop's wires cut before every copy a host sent, the pieces in capture order: (the
+    hop's index, its wires in the piece, whether it is the hop's last piece)."""
+    pieces = []
+    for index, hop in enumerate(hops):
+        wires = hop["wires"]
+        cuts = [i for i, obs in enumerate(wires) if i and obs["direction"] == "sent"]
+        bounds = list(zip([0, *cuts], [*cuts, len(wires)], strict=True))
+        for k, (a, b) in enumerate(bounds):
+            pieces.append((wires[a]["time"], index, k, wires[a:b], k == len(bounds) - 1))
+    pieces.sort(key=lambda p: p[:3])
+    return [(index, wires, last) for _, index, _, wires, last in pieces]
 
 
 def _wire_line(obs: Fields, start: float, width: int) -> str:
@@ -724,3 +801,360 @@ def _tunnel_wire(f: Fields, m: Callable[[str, str], str]) -> str:
         return ", " + m("gre.proto", f"gre proto 0x{f['gre.proto']:04X}") + (
             " " + m("gre.csum", "csum") if f["gre.csum"] else "")
     return ""
+
+
+# -- what each layer of a host did, per event ----------------------------------------------------
+
+FIELD_NAMES = {"eth.src": "src MAC", "eth.dst": "dst MAC", "ip.src": "src", "ip.dst": "dst",
+               "ip.ttl": "TTL", "ip.hlim": "hop limit", "ip.id": "IP ID", "ip.flow": "flow label",
+               "tcp.sport": "src port", "tcp.dport": "dst port", "outer.src": "outer src",
+               "outer.dst": "outer dst", "outer.ttl": "outer TTL", "outer.hlim": "outer hop limit"}
+"""A field's name for people, in the rewrites (old → new)."""
+LAYER_RANK = {"L4": 7, "L3": 6, "GUE": 5, "GRE": 5, "L4 outer": 4, "L3 outer": 3, "ARP": 3,
+              "NDP": 3, "L2": 2, "L1": 1}
+"""A host's layers top-down (a tunnel's inner headers above its outer ones)."""
+SEGMENT_DOES = {"SYN": "a new connection to its port {dport}",
+                "SYN-ACK": "the answer to its SYN: the connection is established",
+                "request": "the request, for the server on port {dport}",
+                "response": "the response, for its socket",
+                "FIN from the client": "the client closes its side",
+                "FIN from the server": "the server closes its side"}
+
+
+def rewrite(key: str, before: Mapping[str, Any], after: Mapping[str, Any]) -> str:
+    """One field the sender changed, as "dst MAC a → b"."""
+    return f"{FIELD_NAMES.get(key, key)} {before.get(key)} → {after.get(key)}"
+
+
+class _Facts:
+    """What the trace knows of its hosts, for the layers' decisions."""
+
+    def __init__(self, trace: Mapping[str, Any]) -> None:
+        self.hosts: Mapping[str, Mapping[str, Any]] = trace["hosts"]
+        self.hops: Sequence[Fields] = trace["hops"]
+        self.connection: Mapping[str, Any] = trace.get("connection") or {}
+        self.service: Mapping[str, Any] = trace.get("service") or {}
+
+    def role(self, host: str) -> str:
+        return str(self.hosts.get(host, {}).get("role", ""))
+
+    def holds(self, host: str, address: str) -> bool:
+        return any(a.split("/")[0] == address for a in self.hosts.get(host, {}).get("ip", []))
+
+    def owner(self, address: str) -> str | None:
+        """Who holds an address (the director, for a VIP the real servers hold too)."""
+        holders = [h for h in self.hosts if self.holds(h, address)]
+        return next((h for h in holders if self.role(h) != "real_server"),
+                    holders[0] if holders else None)
+
+    def interface(self, host: str, mac: str) -> str:
+        names = self.hosts.get(host, {}).get("interfaces", {})
+        return next((name for name, own in names.items() if own == mac), "")
+
+    def answer(self, host: str, address: str) -> str | None:
+        """The MAC ``host`` answered ARP or NDP for ``address`` with, if it did."""
+        for hop in self.hops:
+            first = hop["wires"][0]
+            if _answered(hop) == address and first["host"] == host \
+                    and first["direction"] == "sent":
+                f = first["fields"]
+                return str(f.get("arp.hwsrc") or f.get("nd.lladdr") or f["eth.src"])
+        return None
+
+    def sends(self, host: str, packet: str) -> bool:
+        return any(hop["packet"].startswith(packet) and hop["wires"][0]["host"] == host
+                   and hop["wires"][0]["direction"] == "sent" for hop in self.hops)
+
+
+def layers(trace: Mapping[str, Any], event: Mapping[str, Any]) -> list[Fields]:
+    """Per host an event touches, the sender first, then each taker: ``{"host", "role",
+    "in", "out", "layers"}``, ``in``/``out`` the wire indexes of the copy it took and the one
+    it sent (or None), ``layers`` top-down ``{"layer", "in", "out"}``: what each layer did
+    with the frame it took (read bottom-up) and how it made the one it sent (top-down)."""
+    facts = _Facts(trace)
+    hop = trace["hops"][event["hop"]]
+    views = [_view(facts, hop, event.get("before"), event["sent"])]
+    views += [_view(facts, hop, j, None) for j in event["taken"]]
+    return views
+
+
+def _view(facts: _Facts, hop: Fields, took: int | None, sent: int | None) -> Fields:
+    wires = hop["wires"]
+    taken = wires[took] if took is not None else None
+    out = wires[sent] if sent is not None else None
+    host = (out or taken or {}).get("host", "?")
+    rows: dict[str, Fields] = {}
+    for layer, text in _inbound(facts, hop, taken) if taken else []:
+        rows.setdefault(layer, {"layer": layer, "in": None, "out": None})["in"] = text
+    for layer, text in _outbound(facts, hop, taken, out) if out else []:
+        rows.setdefault(layer, {"layer": layer, "in": None, "out": None})["out"] = text
+    ordered = sorted(rows.values(), key=lambda row: -LAYER_RANK.get(row["layer"], 0))
+    return {"host": host, "role": facts.role(host), "in": took, "out": sent, "layers": ordered}
+
+
+def _ethertype(f: Fields) -> str:
+    if "arp.op" in f:
+        return "ARP"
+    first = f.get("outer.src", f.get("ip.src", f.get("nd.src", "")))
+    return "IPv6" if ":" in str(first) else "IPv4"
+
+
+def _inbound(facts: _Facts, hop: Fields, obs: Fields) -> list[tuple[str, str]]:
+    """Bottom-up: what each layer of the host that took ``obs`` did with it."""
+    rows = [("L1", f"in on {obs['interface']}"), ("L2", _l2_in(facts, obs))]
+    if hop["kind"] == "arp":
+        rows.append(("ARP", _arp_in(facts, obs)))
+    elif hop["kind"] == "ndp":
+        rows.append(("NDP", _ndp_in(facts, obs)))
+    else:
+        rows += _tunnel_in(facts, obs) + _ip_in(facts, hop, obs)
+    return rows
+
+
+def _l2_in(facts: _Facts, obs: Fields) -> str:
+    f, host = obs["fields"], obs["host"]
+    dst, kind = f["eth.dst"], _ethertype(f)
+    if dst == BROADCAST:
+        return f"dst MAC {dst}: broadcast, every host on the segment takes it ({kind})"
+    if dst.startswith("33:33:"):
+        group = f" of {f['nd.dst']}" if "nd.dst" in f else ""
+        return f"dst MAC {dst}: the multicast MAC{group}, flooded to every port ({kind})"
+    if dst in facts.hosts.get(host, {}).get("mac", []):
+        return f"dst MAC {dst} is its own ({obs['interface']}): take it ({kind})"
+    return f"dst MAC {dst} is not its own: drop it"
+
+
+def _arp_in(facts: _Facts, obs: Fields) -> str:
+    f, host = obs["fields"], obs["host"]
+    if f["arp.op"] != "request":
+        return f"{f['arp.psrc']} is at {f['arp.hwsrc']}: into its ARP table"
+    return _solicited(facts, host, obs["interface"], f["arp.pdst"], "is-at", "arp_ignore=1")
+
+
+def _ndp_in(facts: _Facts, obs: Fields) -> str:
+    f, host = obs["fields"], obs["host"]
+    if f["nd.type"] != "NS":
+        return f"{f['nd.target']} is at {f['nd.lladdr'] or f['eth.src']}: into its " \
+               f"neighbour table"
+    return _solicited(facts, host, obs["interface"], f["nd.target"],
+                      "a Neighbor Advertisement, at", "Linux answers only for the device asked")
+
+
+def _solicited(facts: _Facts, host: str, interface: str, asked: str, reply: str,
+               why: str) -> str:
+    """Who has ``asked``? as ``host`` decided it: answered, held but quiet, or not its own."""
+    mac = facts.answer(host, asked)
+    if mac is not None:
+        return f"who has {asked}? its own address → it answers: {reply} {mac}"
+    if facts.holds(host, asked):
+        quiet = f" ({why})" if facts.role(host) == "real_server" else ""
+        return f"who has {asked}? it holds {asked}, but not on {interface}: no answer{quiet}"
+    return f"who has {asked}? not its address: no answer"
+
+
+def _tunnel_in(facts: _Facts, obs: Fields) -> list[tuple[str, str]]:
+    """A tunnelled packet's outer headers at the host that took it."""
+    f, host = obs["fields"], obs["host"]
+    if "outer.src" not in f:
+        return []
+    limit = f"hop limit {f['outer.hlim']}" if "outer.hlim" in f else f"TTL {f['outer.ttl']}"
+    if not facts.holds(host, f["outer.dst"]):
+        return [("L3 outer", f"dst {f['outer.dst']} is not its own: route it on ({limit}); "
+                             f"what it carries is payload here")]
+    rows = [("L3 outer", f"dst {f['outer.dst']} is its own, protocol {f['outer.proto']} "
+                         f"({encapsulation(f)}) → unwrap")]
+    if "gue.proto" in f:
+        rows += [("L4 outer", f"UDP to port {f['outer.udp.dport']}: its GUE decapsulator's "
+                              f"socket"),
+                 ("GUE", f"protocol {f['gue.proto']} → the inner packet")]
+    elif "gre.proto" in f:
+        checked = ", its checksum checked" if f["gre.csum"] else ""
+        rows.append(("GRE", f"protocol 0x{f['gre.proto']:04X}{checked} → the inner packet"))
+    return rows
+
+
+def _ip_in(facts: _Facts, hop: Fields, obs: Fields) -> list[tuple[str, str]]:
+    f, host = obs["fields"], obs["host"]
+    if "outer.src" in f and not facts.holds(host, f["outer.dst"]):
+        return []
+    limit = f"hop limit {f['ip.hlim']}" if "ip.hlim" in f else f"TTL {f['ip.ttl']}"
+    here = _endpoint(f["ip.dst"], f["tcp.dport"])
+    if facts.role(host) == "director" and here == facts.connection.get("vip"):
+        return [("L3", f"dst {f['ip.dst']} is the VIP: pylvs reads the frame off the wire "
+                       f"before the kernel"), ("L4", _virtual_service(facts, hop, obs))]
+    if facts.role(host) == "director" and hop.get("side") == "server":
+        return [("L3", f"dst {f['ip.dst']} is the client's, not its own"),
+                ("L4", f"from {_endpoint(f['ip.src'], f['tcp.sport'])}: the answer of a "
+                       f"connection in its table → the source goes back to the VIP (Masq)")]
+    if facts.holds(host, f["ip.dst"]):
+        vip = " (it holds the VIP)" if facts.role(host) == "real_server" and \
+            here == facts.connection.get("vip") else ""
+        return [("L3", f"dst {f['ip.dst']} is its own{vip}: accept"),
+                ("L4", _segment_in(facts, hop, obs))]
+    return [("L3", f"dst {f['ip.dst']} is not its own: route it on ({limit})")]
+
+
+def _virtual_service(facts: _Facts, hop: Fields, obs: Fields) -> str:
+    """The director's decision: a new connection scheduled, or one it already has."""
+    f = obs["fields"]
+    service = f"TCP {_endpoint(f['ip.dst'], f['tcp.dport'])} is a virtual service"
+    chosen = _chosen(facts, hop, obs)
+    if chosen is None:
+        return f"{service}; no copy of this packet left the director"
+    host, address = chosen
+    how = facts.service.get("real_servers", {}).get(address, "")
+    to = f"{host} ({address}{', ' + how if how else ''})"
+    if f["tcp.flags"] == "S":
+        scheduler = facts.service.get("scheduler")
+        who = f"scheduler {scheduler}" if scheduler else "its scheduler"
+        return f"{service}: a new connection → {who} chose {to}"
+    client = _endpoint(f["ip.src"], f["tcp.sport"])
+    return f"{service}: {client} is in its connection table → {to}"
+
+
+def _chosen(facts: _Facts, hop: Fields, obs: Fields) -> tuple[str, str] | None:
+    """The real server (host, address:port) the director sent ``obs``'s packet on to."""
+    wires = hop["wires"]
+    later = wires[wires.index(obs) + 1:]
+    sent = next((w for w in later if w["host"] == obs["host"] and w["direction"] == "sent"),
+                None)
+    if sent is None:
+        return None
+    f = sent["fields"]
+    if "outer.dst" in f:
+        host = facts.owner(f["outer.dst"]) or f["eth.dst_host"]
+        return host, _endpoint(f["outer.dst"], f["tcp.dport"])
+    host = f["eth.dst_host"]
+    if host not in facts.hosts:
+        return None
+    vip = obs["fields"]["ip.dst"]
+    return host, _endpoint(_server_address(f, facts.hosts[host], vip), f["tcp.dport"])
+
+
+def _segment_in(facts: _Facts, hop: Fields, obs: Fields) -> str:
+    f = obs["fields"]
+    segment = f"TCP {f['tcp.sport']} → {f['tcp.dport']} [{f['tcp.flags']}]" + (
+        f", {f['tcp.len']} bytes" if f["tcp.len"] else "")
+    does = [SEGMENT_DOES[name].format(dport=f["tcp.dport"])
+            for name in hop["packet"].split(" + ") if name in SEGMENT_DOES]
+    if hop["packet"].startswith("SYN") and hop.get("side") == "client" \
+            and facts.sends(obs["host"], "SYN-ACK"):
+        does.append("it answers with a SYN-ACK")
+    return f"{segment}: {'; '.join(does)}" if does else segment
+
+
+def _outbound(facts: _Facts, hop: Fields, taken: Fields | None, sent: Fields
+              ) -> list[tuple[str, str]]:
+    """Top-down: how the host made the frame it sent (from the one it took, if any)."""
+    f = sent["fields"]
+    last = [("L2", _l2_out(facts, taken, sent)), ("L1", f"out on {sent['interface']}")]
+    if hop["kind"] == "arp":
+        return [("ARP", _arp_out(f)), *last]
+    if hop["kind"] == "ndp":
+        return [("NDP", _ndp_out(f)), *last]
+    if taken is None:
+        return _originated(facts, hop, sent) + last
+    return _forwarded(facts, taken, sent) + last
+
+
+def _arp_out(f: Fields) -> str:
+    if f["arp.op"] == "request":
+        return f"who has {f['arp.pdst']}? tell {f['arp.psrc']}: it needs {f['arp.pdst']}'s MAC"
+    return f"{f['arp.psrc']} is its own: is-at {f['arp.hwsrc']}, to {f['arp.pdst']}"
+
+
+def _ndp_out(f: Fields) -> str:
+    if f["nd.type"] == "NS":
+        return f"Neighbor Solicitation {f['nd.src']} → {f['nd.dst']}: who has " \
+               f"{f['nd.target']}? it needs its MAC"
+    return f"Neighbor Advertisement {f['nd.src']} → {f['nd.dst']}: {f['nd.target']} is at " \
+           f"{f['nd.lladdr'] or f['eth.src']}"
+
+
+def _l2_out(facts: _Facts, taken: Fields | None, sent: Fields) -> str:
+    f = sent["fields"]
+    dst, who = f["eth.dst"], f["eth.dst_host"]
+    if dst == BROADCAST:
+        to = f"dst MAC {dst}: broadcast to every host on the segment"
+    elif dst.startswith("33:33:"):
+        to = f"dst MAC {dst}: the multicast MAC of {f.get('nd.dst', 'its group')}"
+    else:
+        to = f"dst MAC {dst} ({who})"
+    own = f"src MAC {f['eth.src']} (its {sent['interface']})"
+    if taken is not None:
+        before = taken["fields"]
+        if "eth.dst" in sent["changed"]:
+            to = f"rewrite {rewrite('eth.dst', before, f)} ({who})"
+        if "eth.src" in sent["changed"]:
+            own = f"{rewrite('eth.src', before, f)} (its {sent['interface']})"
+    return f"{to}; {own}"
+
+
+def _originated(facts: _Facts, hop: Fields, sent: Fields) -> list[tuple[str, str]]:
+    f = sent["fields"]
+    limit = f"hop limit {f['ip.hlim']}" if "ip.hlim" in f else f"TTL {f['ip.ttl']}"
+    nexthop = f["eth.dst_host"]
+    route = (f"{f['ip.dst']} is on its link: straight to {nexthop}"
+             if facts.holds(nexthop, f["ip.dst"]) else
+             f"{f['ip.dst']} is not on its link: via {nexthop}, its gateway")
+    segment = f"TCP {f['tcp.sport']} → {f['tcp.dport']} [{f['tcp.flags']}]" + (
+        f", {f['tcp.len']} bytes" if f["tcp.len"] else "")
+    return [("L4", f"{segment}: the {hop['packet']}"),
+            ("L3", f"{f['ip.src']} → {f['ip.dst']}, {limit}; {route}")]
+
+
+def _forwarded(facts: _Facts, taken: Fields, sent: Fields) -> list[tuple[str, str]]:
+    """What a director or router changed, layer by layer, old → new."""
+    before, after, changed = taken["fields"], sent["fields"], sent["changed"]
+    rows = []
+    if facts.role(sent["host"]) != "router":
+        ports = [rewrite(k, before, after) for k in changed if k.startswith("tcp.")]
+        rows.append(("L4", "rewrite " + ", ".join(ports) if ports else
+                     f"ports kept: {after['tcp.sport']} → {after['tcp.dport']}"))
+    inner = [rewrite(k, before, after) for k in changed if k.startswith("ip.")]
+    kept = f"{after['ip.src']} → {after['ip.dst']}"
+    if "outer.src" in after and "outer.src" not in before:
+        rows.append(("L3 outer", f"wrap in {_outer_header(after)}"))
+    elif "outer.src" in after:
+        outer = [rewrite(k, before, after) for k in changed if k.startswith("outer.")]
+        rows.append(("L3 outer", f"{after['outer.src']} → {after['outer.dst']} kept"
+                     + (f"; {', '.join(outer)}" if outer else "")))
+        return rows
+    addresses = [c for c in inner if c.startswith(("src ", "dst "))]
+    rows.append(("L3", ("rewrite " + ", ".join(inner)) if addresses else
+                 f"{kept} kept" + (f"; {', '.join(inner)}" if inner else "")))
+    return rows
+
+
+def waiting(hops: Sequence[Fields]) -> None:
+    """An ARP request or Neighbor Solicitation sent by a host that held a packet of the
+    connection meanwhile, and sent it on to the MAC the answer gave: say so."""
+    answers: dict[str, set[str]] = {}
+    for hop in hops:
+        if (address := _answered(hop)) is not None:
+            f = hop["wires"][0]["fields"]
+            answers.setdefault(address, set()).add(
+                str(f.get("arp.hwsrc") or f.get("nd.lladdr") or f["eth.src"]))
+    for hop in hops:
+        first = hop["wires"][0]
+        f = first["fields"]
+        asked = f.get("arp.pdst") if f.get("arp.op") == "request" else \
+            f.get("nd.target") if f.get("nd.type") == "NS" else None
+        if asked is None or first["direction"] != "sent":
+            continue
+        held = _held(hops, first["host"], first["time"], answers.get(asked, set()))
+        if held is not None:
+            hop["says"].append(f"{first['host']} holds the {held} meanwhile: it sends it on to "
+                               f"{asked}'s MAC once the answer comes")
+
+
+def _held(hops: Sequence[Fields], host: str, when: float, macs: set[str]) -> str | None:
+    """The packet ``host`` took before ``when`` and sent on after it to one of ``macs``."""
+    for hop in hops:
+        wires = hop["wires"]
+        for a, b in zip(wires, wires[1:], strict=False):
+            if (a["host"], a["direction"], b["host"], b["direction"]) == (
+                    host, "received", host, "sent") and a["time"] < when < b["time"] \
+                    and b["fields"]["eth.dst"] in macs:
+                return str(hop["packet"])
+    return None

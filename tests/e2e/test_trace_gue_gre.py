@@ -31,11 +31,14 @@ def run_trace(tun_type: str, family: int, directory: str) -> tuple[str, dict]:
 
 
 def syn_block(out: str) -> list[str]:
-    """The printed trace's SYN: its wire lines and what it says."""
+    """The printed trace's SYN: its wire lines and what it says (a router's ARP may split it
+    into "SYN" and "SYN (continued)")."""
     lines = out[out.index("\ntrace (tun"):].splitlines()
-    start = lines.index("SYN")
-    end = lines.index("", start)
-    return lines[start + 1:end]
+    block: list[str] = []
+    for start, line in enumerate(lines):
+        if line in ("SYN", "SYN (continued)"):
+            block += lines[start + 1:lines.index("", start)]
+    return block
 
 
 @pytest.mark.parametrize(("tun_type", "family"), [("gue", 4), ("gre", 4), ("gue", 6),
