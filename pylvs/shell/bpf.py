@@ -7,27 +7,51 @@ header (extension headers and fragments may stand before the ports: the director
 ICMPv6 that is no one's it leaves alone). Everything else (ARP, NDP to the director's own
 addresses, the director's own traffic, ...) stays in the kernel. Built from the rules, rebuilt
 whenever they change. Pure: returns the instructions.
+
+A rule is (protocol, address, port): the address may be a prefix (``192.0.2.0/31``, a mark
+rule's destination) and the port a range ``(low, high)``; port 0 and ``(0, 65535)`` are any port
+(pylvs.core.marks.Endpoint, what the core says a service takes).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 import struct
 from collections.abc import Iterable
 
+from pylvs.core.marks import ANY_PORT, PortRange, port_range
+
 # opcodes (linux/filter.h)
 LD_W_ABS, LD_H_ABS, LD_B_ABS, LD_H_IND, LDX_B_MSH = 0x20, 0x28, 0x30, 0x48, 0xB1
 JEQ_K, JSET_K, RET_K, JA = 0x15, 0x45, 0x06, 0x05
+JGT_K, JGE_K, AND_K = 0x25, 0x35, 0x54
 ACCEPT_LEN = 0x40000
 MAX_INSTRUCTIONS = 4096
 Instruction = tuple[int, int, int, int]   # code, jt, jf, k
-Rule = tuple[str, str, int]               # protocol, address, port
+Rule = tuple[str, str, int | PortRange]    # protocol, address or prefix, port or range
 
 _PROTO = {"tcp": socket.IPPROTO_TCP, "udp": socket.IPPROTO_UDP}
 
 
 def _addr(text: str) -> int:
     return struct.unpack("!I", socket.inet_aton(text))[0]
+
+
+def _network(text: str) -> tuple[int, int]:
+    """An IPv4 address or prefix: (its first address, its mask)."""
+    if "/" not in text:
+        return _addr(text), 0xFFFFFFFF
+    network = ipaddress.IPv4Network(text, strict=False)
+    return int(network.network_address), int(network.netmask)
+
+
+def _words6(text: str) -> list[tuple[int, int]]:
+    """An IPv6 address or prefix as four (word, mask) pairs."""
+    network = ipaddress.IPv6Network(text, strict=False)
+    value, mask = int(network.network_address), int(network.netmask)
+    return [(value >> (96 - 32 * i) & 0xFFFFFFFF, mask >> (96 - 32 * i) & 0xFFFFFFFF)
+            for i in range(4)]
 
 
 def _ipv6(text: str) -> bool:
@@ -40,13 +64,13 @@ def program4(services: Iterable[Rule], replies: Iterable[Rule] = ()) -> list[Ins
     services = [rule for rule in services if not _ipv6(rule[1])]
     replies = [rule for rule in replies if not _ipv6(rule[1])]
     for proto, vip, port in services:
-        blocks.append(_match(_PROTO[proto], 30, _addr(vip), 16, port))
+        blocks.append(_match(_PROTO[proto], 30, _network(vip), 16, port_range(port)))
     for proto, rip, port in replies:
-        blocks.append(_match(_PROTO[proto], 26, _addr(rip), 14, port))
+        blocks.append(_match(_PROTO[proto], 26, _network(rip), 14, port_range(port)))
     for vip in dict.fromkeys(vip for _, vip, _ in services):
-        blocks.append(_match(socket.IPPROTO_ICMP, 30, _addr(vip), None, 0))
+        blocks.append(_match(socket.IPPROTO_ICMP, 30, _network(vip), None, ANY_PORT))
     for rip in dict.fromkeys(rip for _, rip, _ in replies):
-        blocks.append(_match(socket.IPPROTO_ICMP, 26, _addr(rip), None, 0))
+        blocks.append(_match(socket.IPPROTO_ICMP, 26, _network(rip), None, ANY_PORT))
     head = [(LD_H_ABS, 0, 0, 12), (JEQ_K, 0, "drop", 0x0800),
             (LD_H_ABS, 0, 0, 20), (JSET_K, "drop", 0, 0x3FFF)]  # MF or an offset: a fragment
     return _assemble(head, blocks)
@@ -74,23 +98,31 @@ def program(services: Iterable[Rule], replies: Iterable[Rule] = ()) -> list[Inst
 
 
 def _match6(addr_offset: int, address: str) -> list[tuple]:
-    words = struct.unpack("!4I", socket.inet_pton(socket.AF_INET6, address))
+    """The address (or prefix: the words its mask covers, masked) at addr_offset."""
     block: list[tuple] = []
-    for i, word in enumerate(words):
+    words = [(i, word, mask) for i, (word, mask) in enumerate(_words6(address)) if mask]
+    for i, word, mask in words:
         block += [(LD_W_ABS, 0, 0, addr_offset + 4 * i),
-                  (JEQ_K, "accept" if i == 3 else 0, "next", word)]
+                  *([(AND_K, 0, 0, mask)] if mask != 0xFFFFFFFF else []),
+                  (JEQ_K, "accept" if (i, word, mask) == words[-1] else 0, "next", word)]
     return block
 
 
-def _match(proto: int, addr_offset: int, addr: int, port_offset: int | None,
-           port: int) -> list[tuple]:
-    """proto, then the address at addr_offset, then (if any) the port after the IP header."""
+def _match(proto: int, addr_offset: int, network: tuple[int, int], port_offset: int | None,
+           ports: PortRange) -> list[tuple]:
+    """proto, then the address (or prefix) at addr_offset, then (if any) the port after the
+    IP header within ``ports``."""
+    addr, mask = network
     block = [(LD_B_ABS, 0, 0, 23), (JEQ_K, 0, "next", proto),
-             (LD_W_ABS, 0, 0, addr_offset)]
-    if port_offset is None:
+             (LD_W_ABS, 0, 0, addr_offset),
+             *([(AND_K, 0, 0, mask)] if mask != 0xFFFFFFFF else [])]
+    if port_offset is None or ports == ANY_PORT:
         return block + [(JEQ_K, "accept", "next", addr)]
-    return block + [(JEQ_K, 0, "next", addr), (LDX_B_MSH, 0, 0, 14),
-                    (LD_H_IND, 0, 0, port_offset), (JEQ_K, "accept", "next", port)]
+    block += [(JEQ_K, 0, "next", addr), (LDX_B_MSH, 0, 0, 14), (LD_H_IND, 0, 0, port_offset)]
+    low, high = ports
+    if low == high:
+        return block + [(JEQ_K, "accept", "next", low)]
+    return block + [(JGE_K, 0, "next", low), (JGT_K, "next", "accept", high)]
 
 
 def _assemble(head: list[tuple], blocks: list[list[tuple]]) -> list[Instruction]:

@@ -17,6 +17,7 @@ import select
 import time
 from collections import Counter
 
+from pylvs.core import marks
 from pylvs.core.director import Director
 from pylvs.core.model import VirtualService
 from pylvs.core.packet import ETH_HLEN
@@ -69,10 +70,10 @@ class DataPlane:
 
     def follow(self, forwarded: list[VirtualService], resolve_timeout: float = 0.0) -> None:
         """Only the frames of the ``forwarded`` services (and their NAT servers' replies)
-        reach Python; every real server gets a route and a next hop."""
-        self._filter([(s.protocol, s.address, s.port) for s in forwarded],
-                     [(s.protocol, rs.address, rs.port) for s in forwarded
-                      for rs in s.real_servers if rs.forwarder.masquerades])
+        reach Python, a fwmark service's as its mark rules name them (pylvs.core.marks);
+        every real server gets a route and a next hop."""
+        rules = self.director.marks
+        self._filter(marks.taken(forwarded, rules), marks.replies(forwarded, rules))
         self._set_fanout()
         self.nexthops.follow(resolve_timeout)
 
@@ -84,13 +85,12 @@ class DataPlane:
     def _set_fanout(self) -> None:
         if self.groups is None:
             return
-        rules = fanout.rules(self.director.services.values())
+        rules = fanout.rules(self.director.services.values(), self.director.marks)
         packed = bpf.pack(fanout.program(*rules, order=self.order))
         for link in self.receiving():
             link.sock.set_fanout_program(packed)
 
-    def _filter(self, stolen: list[tuple[str, str, int]],
-                replies: list[tuple[str, str, int]]) -> None:
+    def _filter(self, stolen: list[marks.Endpoint], replies: list[marks.Endpoint]) -> None:
         try:
             packed = bpf.pack(bpf.program(stolen, replies))
         except ValueError as exc:

@@ -28,6 +28,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from pylvs.adm.config import Config
+from pylvs.core import marks
 from pylvs.core.director import Director
 from pylvs.core.model import VirtualService
 from pylvs.shell import metrics
@@ -97,6 +98,7 @@ class Engine:
         self.running = True
         if self.host is not None:
             self.host.open()  # first: the guard must outlive whatever is installed after
+        self.director.set_marks(marks.Marks(self.config.marks))
         limit = self.config.max_connections or default_max_connections()
         self.director.set_max_connections(max(1, limit // self.share))
         self.director.set_sysctls(copy.copy(self.config.sysctls))
@@ -149,19 +151,28 @@ class Engine:
             return
         services = list(self.director.services.values())
         if self.host is not None:
-            wanted = {s.address for s in services} if self.held is None else set(self.held)
-            self.host.follow(services, [(s.protocol, rs.address, rs.port) for s in services
-                                        for rs in s.real_servers if rs.forwarder.masquerades],
-                             wanted if self.master else set())
+            rules = self.director.marks
+            vips = set(marks.vips(services, rules))
+            wanted = vips if self.held is None else set(self.held)
+            self.host.follow(marks.taken(services, rules), marks.replies(services, rules),
+                             wanted if self.master else set(), vips)
         if self.plane is not None:
             forwarded, _ = self.served()
             self.plane.follow(forwarded if self.master else [], resolve_timeout)
 
     def served(self) -> tuple[list[VirtualService], bool]:
         """The services this director forwards (under several VRRP instances, those of the
-        VIPs it holds), and whether it forwards at all (VRRP's word)."""
+        VIPs it holds: a fwmark service's, any its mark rules name), and whether it forwards
+        at all (VRRP's word)."""
+        held, rules = self.held, self.director.marks
         return [s for s in self.director.services.values()
-                if self.held is None or s.address in self.held], self.master
+                if held is None or not held.isdisjoint(marks.addresses_of(s, rules))], \
+            self.master
+
+    def set_marks(self, rules: marks.Marks) -> None:
+        """New mark rules (a reload's): the core's, then the host and data plane follow."""
+        self.director.set_marks(rules)
+        self.follow()
 
     def set_master(self, master: bool, held: frozenset[str] | None = None) -> None:
         """VRRP's word: hold the VIPs and forward, or stand by; ``held``: only these VIPs."""
@@ -343,8 +354,9 @@ def run(engine: Engine) -> int:
     try:
         engine.start()
         engine.start_ha()
-        services = ", ".join(f"{s.protocol} {s.endpoint} ({s.scheduler.name}, "
-                             f"{len(s.real_servers)} real servers)" for s in config.services)
+        services = ", ".join(f"{s.endpoint if s.fwmark else f'{s.protocol} {s.endpoint}'} "
+                             f"({s.scheduler.name}, {len(s.real_servers)} real servers)"
+                             for s in config.services)
         log.info("director up on %s: %s; control socket %s; %d worker%s", config.interface,
                  services, config.control_socket, config.workers,
                  "" if config.workers == 1 else "s")

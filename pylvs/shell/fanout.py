@@ -14,17 +14,42 @@ IPv6 frames (version 6) go to a part of their own, which hashes the client's add
 the XOR of its four words: a fragment after the first has no ports, and must meet the worker its
 first fragment met. The same four rules (to a VIP, from a NAT real server, ICMPv6 about either:
 the quoted packet after a 40-byte header and 8 bytes of ICMPv6) by address.
+
+A rule's address may be a prefix and its port a range (a fwmark service's mark rules name such:
+pylvs.core.marks); the rules are tried in order, a fwmark service's first, as the core looks a
+packet up by its mark before its address and port.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 import struct
 from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
-from pylvs.core.model import RealServer, VirtualService
-from pylvs.shell.bpf import JEQ_K, LD_B_ABS, LD_H_IND, LDX_B_MSH, RET_K, Instruction
+from pylvs.core.marks import (
+    ANY_PORT,
+    NO_MARKS,
+    Endpoint,
+    Marks,
+    PortRange,
+    port_range,
+    replies_by,
+    taken_by,
+)
+from pylvs.core.model import VirtualService
+from pylvs.shell.bpf import (
+    AND_K,
+    JEQ_K,
+    JGE_K,
+    JGT_K,
+    LD_B_ABS,
+    LD_H_IND,
+    LDX_B_MSH,
+    RET_K,
+    Instruction,
+)
 
 NET = -0x100000  # SKF_NET_OFF: loads relative to the network header
 LD_W_ABS, LD_W_IND, LD_B_IND, LDX_MEM, ST = 0x20, 0x40, 0x50, 0x61, 0x02
@@ -38,7 +63,9 @@ _PROTO = {"tcp": socket.IPPROTO_TCP, "udp": socket.IPPROTO_UDP}
 class Rule(NamedTuple):
     protocol: str
     address: str
-    port: int
+    """An address or a prefix."""
+    port: int | PortRange
+    """A port, or a range (low, high); 0 or (0, 65535): any."""
     by_address: bool
     """Hash the client's address alone (persistence), not its address and port."""
 
@@ -103,6 +130,14 @@ def _addr(text: str) -> int:
     return int.from_bytes(socket.inet_aton(text), "big")
 
 
+def _network(text: str) -> tuple[int, int]:
+    """An IPv4 address or prefix: its first address and its mask."""
+    if "/" not in text:
+        return _addr(text), 0xFFFFFFFF
+    network = ipaddress.IPv4Network(text, strict=False)
+    return int(network.network_address), int(network.netmask)
+
+
 def _ipv6(address: str) -> bool:
     return ":" in address
 
@@ -111,11 +146,22 @@ def _words(address: str) -> tuple[int, ...]:
     return struct.unpack("!4I", socket.inet_pton(socket.AF_INET6, address))
 
 
+def _masked6(address: str) -> list[tuple[int, int]]:
+    """An IPv6 address or prefix as four (word, mask) pairs."""
+    network = ipaddress.IPv6Network(address, strict=False)
+    value, mask = int(network.network_address), int(network.netmask)
+    return [(value >> (96 - 32 * i) & 0xFFFFFFFF, mask >> (96 - 32 * i) & 0xFFFFFFFF)
+            for i in range(4)]
+
+
 def _equal6(at: int, address: str) -> list[tuple]:
-    """The 16 bytes at ``at`` (from the IPv6 header) are ``address``."""
+    """The 16 bytes at ``at`` (from the IPv6 header) are ``address`` (or within the prefix)."""
     block: list[tuple] = []
-    for i, word in enumerate(_words(address)):
-        block += [(LD_W_ABS, 0, 0, NET + at + 4 * i), (JEQ_K, 0, "next", word)]
+    for i, (word, mask) in enumerate(_masked6(address)):
+        if mask:
+            block += [(LD_W_ABS, 0, 0, NET + at + 4 * i),
+                      *([(AND_K, 0, 0, mask)] if mask != 0xFFFFFFFF else []),
+                      (JEQ_K, 0, "next", word)]
     return block
 
 
@@ -143,8 +189,8 @@ def _icmp6(address: str, at: int, client_at: int) -> list[tuple]:
 def _resolve(block: list[tuple]) -> list[tuple]:
     """A failed test ("next") jumps past the block; "tail" is left for program()."""
     end = len(block)
-    return [(op, jt, end - i - 1 if jf == "next" else jf, k if k == "tail" else k & 0xFFFFFFFF)
-            for i, (op, jt, jf, k) in enumerate(block)]
+    return [(op, end - i - 1 if jt == "next" else jt, end - i - 1 if jf == "next" else jf,
+             k if k == "tail" else k & 0xFFFFFFFF) for i, (op, jt, jf, k) in enumerate(block)]
 
 
 def _hash(port: tuple, address: tuple, by_address: bool) -> list[tuple]:
@@ -157,25 +203,38 @@ def _hash(port: tuple, address: tuple, by_address: bool) -> list[tuple]:
             (XOR_X, 0, 0, 0), *mix]
 
 
-def _match(proto: int, address_at: int, address: int) -> list[tuple]:
-    """The protocol, an address, and X = the IP header's length for what follows."""
+def _match(proto: int, address_at: int, address: str) -> list[tuple]:
+    """The protocol, an address (or within a prefix), and X = the IP header's length for what
+    follows."""
+    value, mask = _network(address)
     return [(LD_B_ABS, 0, 0, NET + 9), (JEQ_K, 0, "next", proto),
-            (LD_W_ABS, 0, 0, NET + address_at), (JEQ_K, 0, "next", address),
-            (LDX_B_MSH, 0, 0, NET)]
+            (LD_W_ABS, 0, 0, NET + address_at),
+            *([(AND_K, 0, 0, mask)] if mask != 0xFFFFFFFF else []),
+            (JEQ_K, 0, "next", value), (LDX_B_MSH, 0, 0, NET)]
+
+
+def _port(at: int, port: int | PortRange) -> list[tuple]:
+    """The port at ``at`` (after the IP header: X) is ``port``, or within its range."""
+    low, high = port_range(port)
+    if (low, high) == ANY_PORT:
+        return []
+    if low == high:
+        return [(LD_H_IND, 0, 0, at), (JEQ_K, 0, "next", low)]
+    return [(LD_H_IND, 0, 0, at), (JGE_K, 0, "next", low), (JGT_K, "next", 0, high)]
 
 
 def _service(rule: Rule) -> list[Instruction]:
     """To VIP:port: the client is the source."""
-    return _resolve([*_match(_PROTO[rule.protocol], 16, _addr(rule.address)),
-                     (LD_H_IND, 0, 0, NET + 2), (JEQ_K, 0, "next", rule.port),
+    return _resolve([*_match(_PROTO[rule.protocol], 16, rule.address),
+                     *_port(NET + 2, rule.port),
                      *_hash((LD_H_IND, 0, 0, NET), (LD_W_ABS, 0, 0, NET + 12),
                             rule.by_address)])
 
 
 def _reply(rule: Rule) -> list[Instruction]:
     """From a NAT RIP:port: the client is the destination."""
-    return _resolve([*_match(_PROTO[rule.protocol], 12, _addr(rule.address)),
-                     (LD_H_IND, 0, 0, NET), (JEQ_K, 0, "next", rule.port),
+    return _resolve([*_match(_PROTO[rule.protocol], 12, rule.address),
+                     *_port(NET, rule.port),
                      *_hash((LD_H_IND, 0, 0, NET + 2), (LD_W_ABS, 0, 0, NET + 16),
                             rule.by_address)])
 
@@ -186,41 +245,53 @@ _Q = NET + 8
 
 def _icmp_to_vip(rule: Rule) -> list[Instruction]:
     """An error about a reply VIP:port → client: the client is the quoted destination."""
-    return _resolve([*_match(socket.IPPROTO_ICMP, 16, _addr(rule.address)),
+    return _resolve([*_match(socket.IPPROTO_ICMP, 16, rule.address),
                      (LD_B_IND, 0, 0, _Q + 9), (JEQ_K, 0, "next", _PROTO[rule.protocol]),
-                     (LD_H_IND, 0, 0, _Q + 20), (JEQ_K, 0, "next", rule.port),
+                     *_port(_Q + 20, rule.port),
                      *_hash((LD_H_IND, 0, 0, _Q + 22), (LD_W_IND, 0, 0, _Q + 16),
                             rule.by_address)])
 
 
 def _icmp_from_server(rule: Rule) -> list[Instruction]:
     """An error about client → RIP:port that a NAT real server sends: the quoted source."""
-    return _resolve([*_match(socket.IPPROTO_ICMP, 12, _addr(rule.address)),
+    return _resolve([*_match(socket.IPPROTO_ICMP, 12, rule.address),
                      (LD_B_IND, 0, 0, _Q + 9), (JEQ_K, 0, "next", _PROTO[rule.protocol]),
-                     (LD_H_IND, 0, 0, _Q + 22), (JEQ_K, 0, "next", rule.port),
+                     *_port(_Q + 22, rule.port),
                      *_hash((LD_H_IND, 0, 0, _Q + 20), (LD_W_IND, 0, 0, _Q + 12),
                             rule.by_address)])
 
 
-def rules(services: Iterable[VirtualService]) -> tuple[list[Rule], list[Rule]]:
-    """The program's rules for these services: (services, NAT replies). A persistent service
-    hashes by address; so does any service sharing a NAT real server with one, transitively,
-    as that server's replies can hash only one way."""
+def by_address(services: Iterable[VirtualService], marks: Marks = NO_MARKS
+               ) -> set[tuple[int, ...]]:
+    """The keys of the services whose clients hash by address alone: the persistent ones,
+    and any sharing a NAT real server's replies with one, transitively, as those replies can
+    hash only one way."""
     services = list(services)
-    by_address = {s.key for s in services if s.persistence_timeout}
+    replies = replies_by(services, marks)
+    keys = {s.key for s in services if s.persistence_timeout}
     while True:
-        shared = {_endpoint(s, rs) for s in services if s.key in by_address
-                  for rs in s.real_servers if rs.forwarder.masquerades}
-        more = {s.key for s in services
-                if any(_endpoint(s, rs) in shared for rs in s.real_servers)}
-        if more <= by_address:
-            break
-        by_address |= more
-    front = [Rule(s.protocol, s.address, s.port, s.key in by_address) for s in services]
-    back = {(s.protocol, rs.address, rs.port): _endpoint(s, rs) in shared
-            for s in services for rs in s.real_servers if rs.forwarder.masquerades}
-    return front, [Rule(*endpoint, flag) for endpoint, flag in back.items()]
+        shared = [e for e, s in replies if s.key in keys]
+        more = {s.key for e, s in replies if any(_overlap(e, o) for o in shared)}
+        if more <= keys:
+            return keys
+        keys |= more
 
 
-def _endpoint(service: VirtualService, server: RealServer) -> tuple[int, int, int]:
-    return service.proto, server.ip, server.port
+def rules(services: Iterable[VirtualService], marks: Marks = NO_MARKS
+          ) -> tuple[list[Rule], list[Rule]]:
+    """The program's rules for these services: (services, NAT replies), a fwmark service's
+    from the mark rules (pylvs.core.marks: ``taken_by``, ``replies_by``). A persistent
+    service hashes by address; so does any sharing a NAT server with one (``by_address``)."""
+    services = list(services)
+    keys = by_address(services, marks)
+    front = [Rule(e.protocol, e.address, e.ports, s.key in keys)
+             for e, s in taken_by(services, marks)]
+    shared = [e for e, s in replies_by(services, marks) if s.key in keys]
+    back = dict.fromkeys(e for e, _ in replies_by(services, marks))
+    return front, [Rule(*e, any(_overlap(e, o) for o in shared)) for e in back]
+
+
+def _overlap(one: Endpoint, other: Endpoint) -> bool:
+    """Some frame is both endpoints': one protocol and address, ports in both ranges."""
+    return one.protocol == other.protocol and one.address == other.address and \
+        one.ports[0] <= other.ports[1] and other.ports[0] <= one.ports[1]

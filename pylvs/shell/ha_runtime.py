@@ -20,6 +20,7 @@ from collections.abc import Callable
 
 from pylvs.adm import commands, ipvsadm, ruleset
 from pylvs.adm.config import Config
+from pylvs.core import marks
 from pylvs.core.director import Director
 from pylvs.core.model import VirtualService
 from pylvs.ha import bgp, sync
@@ -123,7 +124,8 @@ class HaRuntime:
             announcer.restart()
             self.tell_guard()
         services, serving = self.served()
-        announcer.update(bgp.announced(services, self.config.health, serving))
+        by_address = marks.per_address(services, self.director.marks)  # fwmark: its VIPs
+        announcer.update(bgp.announced(by_address, self.config.health, serving))
 
     def withdraw(self) -> float:
         """A stop's first step: the routes withdrawn; returns the seconds to drain."""
@@ -156,8 +158,8 @@ class HaRuntime:
         except OSError:
             established = []
         announced = set(announcer.announced or [])
-        return metrics.Bgp({s.address: s.address in announced
-                            for s in self.director.services.values()},
+        return metrics.Bgp({vip: vip in announced for vip in marks.vips(
+                               self.director.services.values(), self.director.marks)},
                            [(peer.address, peer.remote_as, i < len(established) and
                              established[i]) for i, peer in enumerate(spec.neighbors)])
 

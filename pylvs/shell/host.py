@@ -12,9 +12,9 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
-from pylvs.core.model import VirtualService
+from pylvs.core.marks import Endpoint
 from pylvs.shell import addresses, nftables
 from pylvs.shell.cleanup import clean
 from pylvs.shell.guard import Guard
@@ -23,8 +23,6 @@ log = logging.getLogger("pylvs")
 
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 BYTES_PER_CONNECTION = 400
-Endpoint = tuple[str, str, int]
-"""(protocol, address, port)."""
 
 
 def _meminfo() -> dict[str, int]:
@@ -70,13 +68,13 @@ class HostState:
     def open(self) -> None:
         self.guard = Guard()
 
-    def follow(self, services: list[VirtualService], replies: list[Endpoint],
-               wanted: set[str]) -> None:
-        """Steal the services' frames and the NAT servers' ``replies``, then hold the VIPs in
-        ``wanted`` and no others."""
+    def follow(self, stolen: list[Endpoint], replies: list[Endpoint], wanted: set[str],
+               vips: Iterable[str] = ()) -> None:
+        """Steal the frames of the ``stolen`` endpoints and the NAT servers' ``replies``
+        (pylvs.core.marks: ``taken``, ``replies``), then hold the VIPs in ``wanted`` and no
+        others. Replies to the director's own addresses are spared, but for ``vips``."""
         self.tell_guard()  # the tables before they exist: removing a missing one is no harm
-        stolen = [(s.protocol, s.address, s.port) for s in services]
-        own = self._own(self.inside) - {s.address for s in services} if replies else set()
+        own = self._own(self.inside) - set(vips) if replies else set()
         if len(self.steals) == 1:
             self.steals[0].install(stolen, replies, own)
         else:

@@ -13,6 +13,7 @@ from typing import Any
 
 from pylvs.adm.commands import Lookup
 from pylvs.adm.ipvsadm import Command
+from pylvs.core.marks import MarkRule
 from pylvs.ha.sync import SyncConn
 
 TICK = 1.0
@@ -106,7 +107,14 @@ class FanoutOrder:
     order: list[int]
 
 
-Message = Adm | Snapshot | SetMaster | InstallSynced | FanoutOrder | Sysctl | Status
+@dataclass(frozen=True)
+class SetMarks:
+    """The config's mark rules after a reload (pylvs.core.marks), for the worker's director."""
+    rules: tuple[MarkRule, ...] = ()
+
+
+Message = (Adm | Snapshot | SetMaster | InstallSynced | FanoutOrder | SetMarks | Sysctl
+           | Status)
 
 
 # A forked worker's first word to its supervisor.

@@ -63,11 +63,20 @@ VRRP_STATES = ("INIT", "BACKUP", "MASTER", "FAULT", "STOP")
 
 # --- pure: what a scrape shows, from the director's objects ---------------------------------
 
+def service_labels(proto: int, ip: int, port: int, *family: int) -> tuple[str, str, str, str]:
+    """A service key's local_address, local_port, proto and local_mark as node_exporter reads
+    them from /proc/net/ip_vs: a fwmark service's line is ``FWM  %08X``, so no address, port
+    0, proto "FWM" and the mark in 8 hex digits; another's has no mark."""
+    if not proto:
+        return "", "0", "FWM", f"{ip:08X}"
+    return int_to_ip(ip, *family), str(port), PROTO_NAMES[proto], ""
+
+
 def backend_labels(service: VirtualService, server: RealServer) -> tuple[str, ...]:
     """procfs's view of one /proc/net/ip_vs row: addresses without ports, proto as ipvsadm
-    prints it, local_mark "" (pylvs has no fwmark services)."""
-    return (service.address, str(service.port), server.address, str(server.port),
-            PROTO_NAMES[service.proto], "")
+    prints it, local_mark a fwmark service's mark (``service_labels``)."""
+    address, port, proto, mark = service_labels(*service.key)
+    return (address, port, server.address, str(server.port), proto, mark)
 
 
 @dataclass(frozen=True)
@@ -143,10 +152,10 @@ def health_part(services: Iterable[ServiceHealth]) -> list[Check]:
     failure counted since (a dead server comes back on its first success)."""
     found = []
     for service in services:
-        proto, ip, port, *family = service.key
+        address, port, proto, _ = service_labels(*service.key)
         for server in service.servers:
-            labels = (int_to_ip(ip, *family), str(port), server.server.address,
-                      str(server.server.port), PROTO_NAMES[proto], server.spec.kind)
+            labels = (address, port, server.server.address, str(server.server.port), proto,
+                      server.spec.kind)
             found.append(Check(labels, server.alive, server.checks,
                                server.alive and server.failures == 0 and server.checks > 0,
                                server.latency))

@@ -3,16 +3,22 @@ virtual services' frames, so the director's own kernel never acts on them (the A
 before the ingress hook and still sees every frame).
 
 IPv6 endpoints too (``ip6`` and ICMPv6 errors), chosen by the address; NDP and echo stay with the
-kernel.
+kernel. An endpoint is (protocol, address, port): the address may be a prefix and the port a
+range ``(low, high)``, port 0 or (0, 65535) any port (pylvs.core.marks.Endpoint: a fwmark
+service's mark rules name such).
 """
 
 from __future__ import annotations
 
-import socket
+import ipaddress
 import subprocess
 from collections.abc import Iterable
 
+from pylvs.core.marks import ANY_PORT, PortRange, port_range
 from pylvs.shell.interfaces import interface_index
+
+Endpoint = tuple[str, str, int | PortRange]
+"""(protocol, address or prefix, port or port range)."""
 
 
 def _run_nft(ruleset: str) -> None:
@@ -35,8 +41,8 @@ class StealRules:
         self.table = table
         self.installed = False
 
-    def ruleset(self, services: Iterable[tuple[str, str, int]],
-                replies: Iterable[tuple[str, str, int]] = (), own: Iterable[str] = ()) -> str:
+    def ruleset(self, services: Iterable[Endpoint],
+                replies: Iterable[Endpoint] = (), own: Iterable[str] = ()) -> str:
         """The nft script that (re)creates the table: one drop rule per service, and one per
         NAT real server ``(protocol, rip, rport)`` whose replies the director must rewrite,
         except those to the director's ``own`` addresses (its health checks' answers).
@@ -61,8 +67,8 @@ class StealRules:
         lines += ["  }", "}"]
         return "\n".join(lines) + "\n"
 
-    def install(self, services: Iterable[tuple[str, str, int]],
-                replies: Iterable[tuple[str, str, int]] = (), own: Iterable[str] = ()) -> None:
+    def install(self, services: Iterable[Endpoint],
+                replies: Iterable[Endpoint] = (), own: Iterable[str] = ()) -> None:
         """Replace the rules with drops for ``(protocol, vip, port)`` services, atomically."""
         body = self.ruleset(services, replies, own)
         # nft accepts an ingress chain on a device that does not exist (it never fires): refuse
@@ -113,18 +119,23 @@ def _icmp_rule(addr_key: str, address: str) -> str:
     return f"    ip {addr_key} {address} icmp type {{ {ICMP_ERRORS} }} drop"
 
 
-def _drop_rule(addr_key: str, port_key: str, proto: str, address: str, port: int,
-               more: str = "") -> str:
+def _checked(address: str) -> str:
+    """The address or prefix as nft writes it; OSError when it is not one."""
+    try:
+        network = ipaddress.ip_network(address, strict=False)
+    except ValueError as exc:
+        raise OSError(f"{address!r} is not an address or a prefix: {exc}") from None
+    return address if "/" not in address else str(network)
+
+
+def _drop_rule(addr_key: str, port_key: str, proto: str, address: str,
+               port: int | PortRange, more: str = "") -> str:
     proto = proto.lower()
     if proto not in ("tcp", "udp"):
         raise ValueError(f"unsupported protocol {proto!r} (tcp or udp)")
-    family = _ip(address)
-    if family == "ip6":
-        socket.inet_pton(socket.AF_INET6, address)  # raises OSError on a bad address
-    else:
-        socket.inet_aton(address)  # raises OSError on a bad address
-    port = int(port)
-    if port:
-        return f"    {family} {addr_key} {address}{more} {proto} {port_key} {port} drop"
-    # port 0: the whole address (a firewall-mark/any-port style service)
-    return f"    {family} {addr_key} {address}{more} meta l4proto {proto} drop"
+    family, address = _ip(address), _checked(address)
+    low, high = port_range(port if isinstance(port, tuple) else int(port))
+    if (low, high) == ANY_PORT:  # the whole address (a port-0 service, a mark rule's any port)
+        return f"    {family} {addr_key} {address}{more} meta l4proto {proto} drop"
+    ports = str(low) if low == high else f"{low}-{high}"
+    return f"    {family} {addr_key} {address}{more} {proto} {port_key} {ports} drop"

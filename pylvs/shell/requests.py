@@ -20,6 +20,7 @@ from pylvs.adm import commands, ipvsadm, layouts, ruleset
 from pylvs.adm import config as config_mod
 from pylvs.adm.config import Config
 from pylvs.core.director import Director
+from pylvs.core.marks import MarkRule, Marks
 from pylvs.core.model import VirtualService
 from pylvs.core.sysctls import KNOBS
 from pylvs.ha import replica
@@ -189,6 +190,10 @@ class Requests:
         return Reply(0, layouts.render_sysctls(
             [(k, v) for k, v in defense.sysctls.items() if not name or k == name]))
 
+    def set_marks(self, rules: list[MarkRule]) -> None:
+        """The director's mark rules, then the host and data plane follow them."""
+        self.engine.set_marks(Marks(rules))
+
     def reload(self) -> Reply:
         """Apply the config file's difference from the running rules as live edits."""
         engine = self.engine
@@ -209,13 +214,21 @@ class Requests:
             if service.key in known:
                 service.carry(known[service.key])
             service.start()
+        marked = new.marks != config.marks
+        if marked:  # first: the fwmark services the changes add take frames by the new rules
+            self.set_marks(new.marks)
         changes = ruleset.diff(self.director.services.values(), checked(new))
         for argv in changes:
             reply = self.adm_line(argv)
             if reply.rc != 0:
+                if marked:
+                    self.set_marks(config.marks)
                 ha.start_checks(self.adm_line)  # the running rules' checks go on
                 return Reply(reply.rc, "", f"reload stopped at `{' '.join(argv)}`: {reply.stderr}")
         lines = [" ".join(argv) for argv in changes]
+        if marked:
+            lines.append(f"mark rules: {len(new.marks)} (were {len(config.marks)})")
+            config.marks = new.marks
         for name, value in new.sysctls.items():
             if value != getattr(config.sysctls, name):
                 lines += self.sysctl(Sysctl(name, value)).stdout.splitlines()

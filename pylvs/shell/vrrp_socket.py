@@ -28,6 +28,7 @@ from collections import Counter
 from collections.abc import Callable
 
 from pylvs.adm.config import Config, VrrpInstance
+from pylvs.core.marks import Marks, vips
 from pylvs.ha import vrrp
 from pylvs.ha.vrrp_group import InstanceSet, InstanceSpec
 from pylvs.ha.vrrp_notify import Notify
@@ -213,7 +214,7 @@ class VrrpSockets:
                                    list(config.vrrp_scripts.values()))
         self.single = len(self.specs) == 1 and not config.vrrp_instances[0].own_vips
         claimed = {vip for spec in self.specs.values() for vip in spec.virtual_ipaddress}
-        self.unclaimed = frozenset(s.address for s in config.services) - claimed
+        self.unclaimed = frozenset(vips(config.services, Marks(config.marks))) - claimed
         self.sockets: dict[str, InstanceSocket] = {}
         self.others = {name: {(o.interface, o.family, o.virtual_router_id)
                               for o in self.specs.values() if o.name != name}

@@ -38,7 +38,8 @@ from pylvs.adm import commands, ipvsadm
 from pylvs.adm.config import Config
 from pylvs.adm.listing import snapshot, union, union_connections
 from pylvs.core.director import Director
-from pylvs.core.model import PROTO_NUMBERS, VirtualService
+from pylvs.core.marks import NO_MARKS, MarkRule, Marks
+from pylvs.core.model import VirtualService, fwmark_key, service_key
 from pylvs.ha.sync import SyncConn
 from pylvs.shell import fanout
 from pylvs.shell.control import Channel
@@ -52,6 +53,7 @@ from pylvs.shell.messages import (
     InstallSynced,
     Ready,
     Reply,
+    SetMarks,
     SetMaster,
     Snapshot,
     Status,
@@ -69,22 +71,34 @@ PR_SET_PDEATHSIG = 1
 READ_ONLY = {"list", "save", "help", "version", "restore"}
 
 
-def sync_slots(entries: Iterable[SyncConn], services: Iterable[VirtualService], workers: int
-               ) -> tuple[dict[int, list[SyncConn]], int]:
+def sync_slots(entries: Iterable[SyncConn], services: Iterable[VirtualService], workers: int,
+               marks: Marks = NO_MARKS) -> tuple[dict[int, list[SyncConn]], int]:
     """Synced connections by the worker slot their clients hash to (pylvs.shell.fanout), and how
-    many are for no service here."""
-    front, _ = fanout.rules(services)
-    by_address = {(PROTO_NUMBERS[r.protocol], r.address, r.port): r.by_address for r in front}
+    many are for no service here: a fwmark service's by its mark, the others' by their
+    protocol, address and port (or the address's port-0 service)."""
+    by_key = {s.key: s for s in services}
+    hashed = fanout.by_address(by_key.values(), marks)
     slots: dict[int, list[SyncConn]] = {}
     unknown = 0
     for entry in entries:
-        flag = by_address.get((entry.protocol, entry.vaddr, entry.vport))
-        if flag is None:
+        key = next((k for k in _service_keys(entry) if k in by_key), None)
+        if key is None:
             unknown += 1
             continue
+        flag = key in hashed
         slot = fanout.client_hash(entry.caddr, entry.cport, flag) % workers
         slots.setdefault(slot, []).append(entry)
     return slots, unknown
+
+
+def _service_keys(entry: SyncConn) -> list[tuple[int, ...]]:
+    """The director's keys of the service a synced connection may be for, as
+    ``Director.service_of`` tries them: by its mark, else by its protocol, address and port,
+    then the address's port-0 service."""
+    if entry.fwmark:
+        return [fwmark_key(entry.fwmark, entry.af)]
+    return [service_key(entry.protocol, entry.vaddr, entry.vport),
+            service_key(entry.protocol, entry.vaddr, 0)]
 
 
 def build(config: Config) -> Engine:
@@ -133,6 +147,9 @@ class WorkerRequests(Requests):
         if isinstance(message, FanoutOrder):
             assert engine.plane is not None
             engine.plane.set_order(message.order)
+            return Reply(0)
+        if isinstance(message, SetMarks):
+            engine.set_marks(Marks(message.rules))
             return Reply(0)
         return super().handle(message)
 
@@ -283,11 +300,11 @@ class Workers:
                 log.error("worker %d did not follow VRRP: %s", worker.index,
                           reply.stderr.strip())
 
-    def install_synced(self, entries: list[SyncConn], services: Iterable[VirtualService]
-                       ) -> Counter[str]:
+    def install_synced(self, entries: list[SyncConn], services: Iterable[VirtualService],
+                       marks: Marks = NO_MARKS) -> Counter[str]:
         """Each synced connection to the worker its client hashes to, as pylvs.shell.fanout
         does."""
-        slots, unknown = sync_slots(entries, services, self.count)
+        slots, unknown = sync_slots(entries, services, self.count, marks)
         counts: Counter[str] = Counter({"unknown_destination": unknown} if unknown else {})
         for worker in self.workers:
             if worker.index in slots:
@@ -370,7 +387,16 @@ class SupervisorRequests(Requests):
         return Reply(0)
 
     def install_synced(self, entries: list[SyncConn], now: float) -> Counter[str]:
-        return self.workers.install_synced(entries, self.director.services.values())
+        return self.workers.install_synced(entries, self.director.services.values(),
+                                           self.director.marks)
+
+    def set_marks(self, rules: list[MarkRule]) -> None:
+        """Here (the host follows), then in every worker (its data plane follows)."""
+        super().set_marks(rules)
+        for worker, reply in self.workers.ask_each(SetMarks(tuple(rules))):
+            if reply.rc != 0:
+                log.error("worker %d did not take the mark rules: %s", worker.index,
+                          reply.stderr.strip())
 
     def counts(self) -> dict[str, Any]:
         """The workers' tables and counters, summed."""

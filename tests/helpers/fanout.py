@@ -51,6 +51,12 @@ def run(code: list[tuple[int, int, int, int]], packet: bytes, absolute: bool = F
             pc += jt if a == k else jf
         elif op == 0x45:
             pc += jt if a & k else jf
+        elif op == 0x25:
+            pc += jt if a > k else jf
+        elif op == 0x35:
+            pc += jt if a >= k else jf
+        elif op == 0x54:
+            a &= k
         elif op == 0x16:
             return a
         elif op == 0x06:
