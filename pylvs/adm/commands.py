@@ -113,8 +113,6 @@ def _service(director: Director, command: Command, missing: str) -> VirtualServi
 
 def add_service(director: Director, command: Command) -> None:
     proto, address, port = command.service  # type: ignore[misc]
-    if port == 0 and not command.fwmark:
-        raise UsageError("port-0 (all ports) services are not supported by this version of pylvs")
     if _key(command) in director.services:
         raise DirectorError("Service already exists")
     _check_netmask(command)

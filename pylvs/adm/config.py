@@ -586,13 +586,17 @@ class _Reader:
                 raise self.fail(f"{path}.{key}", "only a fwmark service has it (a service's "
                                 "address says its family)")
         address, port = self.endpoint(self.string(raw, "address", path + ".address", True),
-                                      path + ".address", None)
+                                      path + ".address", None, zero=True)
         protocol = self.string(raw, "protocol", path + ".protocol") or "tcp"
         if protocol not in PROTO_NUMBERS:
             raise self.fail(path + ".protocol", f"unknown protocol {protocol!r} (tcp or udp)")
         scheduler = self.scheduler(raw, path)
         forward = self.forward(raw, path + ".forward", forwarders.DEFAULT)
         timeout, netmask = self.persistence(raw, path, family_of(address))
+        if not port and not timeout:
+            raise self.fail(path + ".address", "port 0 (every port of the address: IPVS's "
+                            "catch-all) is only for a persistent service (ipvsadm: Zero port "
+                            "specified for non-persistent service)")
         one_packet = self.flag(raw, "one_packet", path, False)
         if one_packet and protocol != "udp":
             raise self.fail(path + ".one_packet", "one-packet scheduling (ipvsadm -o) is only "
