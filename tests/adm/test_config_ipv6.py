@@ -88,8 +88,10 @@ def test_an_ipv6_service_and_an_ipv4_one_never_collide_and_duplicates_are_found(
     ("[2001:db8::g]:80", "'[2001:db8::g]:80': '2001:db8::g' is not an IPv6 address"),
     ("[192.0.2.1]:80", "'[192.0.2.1]:80': '192.0.2.1' is not an IPv6 address"),
     ("[fe80::1%eth0]:80", "'[fe80::1%eth0]:80': an IPVS address has no zone (%eth0)"),
-    ("[2001:db8::1]:0", "port '0' is not in 1..65535"),
-    ("[2001:db8::1]:65536", "port '65536' is not in 1..65535"),
+    ("[2001:db8::1]:0", "port 0 (every port of the address: IPVS's catch-all) is only for a "
+                        "persistent service (ipvsadm: Zero port specified for non-persistent "
+                        "service)"),
+    ("[2001:db8::1]:65536", "port '65536' is not in 0..65535"),
     ("[2001:db8::1]", "'[2001:db8::1]' needs a port (ADDRESS:PORT)"),
     ("1:2:3", "'1:2:3' is not an IPv4 address[:port] or an IPv6 [address][:port]"),
 ])

@@ -80,7 +80,8 @@ def test_unbracketed_ipv6_has_no_port_so_needs_persistence():
     assert refused(["-A", "-t", "2001:db8::1:80"]) == (
         "Zero port specified for non-persistent service")
     director = Director([])
-    assert adm(director, "-A -t 2001:db8::1:80 -p")[0] == ipvsadm.EXIT_USAGE  # port 0: not here
+    assert adm(director, "-A -t 2001:db8::1:80 -p")[0] == 0
+    assert "TCP  [2001:db8::1:80]:0 wlc persistent 360" in adm(director, "-Ln")[1]
 
 
 def test_a_real_server_without_port_takes_the_services_and_dr_forces_it():
