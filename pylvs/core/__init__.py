@@ -21,6 +21,8 @@ counters), and:
 - fragments: which connection an IPv6 fragment after the first belongs to (its first's).
 - marks: the rules that mark packets for firewall-mark services (ipvsadm -f), as iptables'
   MARK would in mangle PREROUTING.
+- leftovers: what an earlier run killed with its guard left on the host (VIPs, tables named
+  after its pid), which of it a starting director takes as its own and which it removes.
 
 Everything here works on bytes and plain objects: no socket, thread, subprocess, signal or DNS,
 no clock of its own (the caller passes ``now``), and nothing of ipvsadm, HA, the shell or the

@@ -10,6 +10,7 @@ import errno
 import os
 import socket
 import struct
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from pyroute2 import IPRoute
@@ -92,6 +93,13 @@ def add_vip(ifname: str, vip: str, prefixlen: int | None = None) -> bool:
                 return False
             raise
         return True
+
+
+def present_vips(ifname: str, vips: Iterable[str]) -> list[str]:
+    """The ``vips`` on ``ifname`` at a VIP's own prefix (/32, /128: as add_vip adds them)."""
+    with IPRoute() as ipr:
+        idx = interface_index(ifname)
+        return [vip for vip in vips if _has_addr(ipr, idx, vip, _prefixlen(vip, None))]
 
 
 def multicast_request(group: str, ifname: str, source: str = "0.0.0.0") -> bytes:

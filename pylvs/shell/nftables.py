@@ -11,6 +11,7 @@ service's mark rules name such).
 from __future__ import annotations
 
 import ipaddress
+import json
 import subprocess
 from collections.abc import Iterable
 
@@ -91,6 +92,19 @@ class StealRules:
 def remove_table(table: str) -> None:
     """Delete a netdev table if it exists."""
     _run_nft(f"table netdev {table}\ndelete table netdev {table}\n")
+
+
+def netdev_tables() -> list[str]:
+    """The names of this namespace's netdev tables (``nft -j list tables netdev``)."""
+    try:
+        proc = subprocess.run(["nft", "-j", "list", "tables", "netdev"], capture_output=True,
+                              text=True, timeout=10)
+    except FileNotFoundError:
+        raise RuntimeError("nft (the nftables tool) is not installed") from None
+    if proc.returncode != 0:
+        raise RuntimeError(f"nft list tables failed ({proc.returncode}): {proc.stderr.strip()}")
+    items = json.loads(proc.stdout or "{}").get("nftables", [])
+    return [item["table"]["name"] for item in items if "table" in item]
 
 
 ICMP_ERRORS = "destination-unreachable, source-quench, time-exceeded"
