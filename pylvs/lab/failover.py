@@ -294,14 +294,10 @@ def _keepalived_answer(lab: Lab, pair: Pair, names: Mapping[str, str]) -> bool:
     print("\nwhat keepalived does about it: started again, it deletes its instances' VIPs "
           "before anything else (its log: \"removing VIPs.\", then \"Entering BACKUP STATE "
           "(init)\"; vrrp_restore_interfaces_startup), then its higher priority takes the "
-          "master back, with gratuitous ARPs. pylvs started again deletes no leftover (a VIP "
-          "already on the interface counts as added, and the dead process's steal table has "
-          "another name), so the lab deletes them first, as keepalived would:")
-    for argv in (["ip", "addr", "del", f"{lab.vip}/32", "dev", "eth0"],
-                 *(["nft", "delete", "table", "netdev", table]
-                   for table in _pylvs_tables(lab, lab.director_ns))):
-        print(f"$ ip netns exec {lab.director_ns} {' '.join(argv)}")
-        lab.run_in(lab.director_ns, argv, check=True, capture_output=True)
+          "master back, with gratuitous ARPs. pylvs started again does the same: a VIP of its "
+          "config found on the interface is removed while it starts as BACKUP (or held, as "
+          "MASTER), and the steal tables of dead directors are deleted (its log says each):")
+    stale = _pylvs_tables(lab, lab.director_ns)
     start = time.monotonic()
     again = pair.start_first_again()
     print(f"$ ip netns exec {lab.director_ns} pylvs run {again.config_path}   # director 1 "
@@ -309,9 +305,11 @@ def _keepalived_answer(lab: Lab, pair: Pair, names: Mapping[str, str]) -> bool:
     took = _until(lambda: _holds_vip(lab, lab.director_ns)
                   and not _holds_vip(lab, lab.director2_ns), "director 1 to be MASTER again")
     answers = mistakes.ask_who_has(lab)
+    left = [table for table in stale if table in _pylvs_tables(lab, lab.director_ns)]
     print(f"{took - start:5.2f} s  director 1 is MASTER again and director 2 dropped the VIP; "
-          f"{_answers_line(lab, answers, names)}")
-    return len(answers) == 1
+          f"{_answers_line(lab, answers, names)}; the dead run's steal tables "
+          f"{'still there: ' + ', '.join(left) if left else 'deleted'}")
+    return len(answers) == 1 and not left
 
 
 def _guard_answer(lab: Lab, pair: Pair, names: Mapping[str, str]) -> bool:
