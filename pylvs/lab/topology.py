@@ -13,6 +13,9 @@ lab's last number, router ::1), the NAT inside 2001:db8:10::/64 (director ::1), 
 2001:db8:172:16::/64 (router ::1). Every address is added with ``nodad`` and DAD is off in the
 namespaces (``accept_dad=0``), so no address waits a second as tentative; the bridges' own
 namespace has IPv6 off, so a switch sends no router solicitation or MLD report of its own.
+An IPv4 lab has IPv6 off in every namespace (``disable_ipv6``, set before any link exists), so
+its pcaps hold no DAD, MLD or router solicitation, and its bridges no IGMP snooping (which
+sends a report for 224.0.0.106): they open with the first ARP.
 
 ``dualstack`` (`pylvs lab dualstack`): the TUN topology with every host in both families, one
 director and one config with an IPv4 VIP and an IPv6 VIP, each with two services: port 80
@@ -289,8 +292,11 @@ class Lab(Hosts):
         if self.ipv6:  # a switch: no addresses, so no router solicitations or MLD of its own
             self._sysctls(self.bridge_ns, {"net.ipv6.conf.all.disable_ipv6": 1,
                                            "net.ipv6.conf.default.disable_ipv6": 1})
+        # IPv4 only: no IGMP snooping either, so a bridge joins no all-snoopers group
+        # (224.0.0.106) and sends no IGMP report of its own (it floods multicast as before)
+        snooping = [] if self.ipv6 else ["mcast_snooping", "0"]
         for bridge in dict.fromkeys(["br0"] + [BRIDGES[m] for m in self.server_modes]):
-            _ip("-n", self.bridge_ns, "link", "add", bridge, "type", "bridge")
+            _ip("-n", self.bridge_ns, "link", "add", bridge, "type", "bridge", *snooping)
             _ip("-n", self.bridge_ns, "link", "set", bridge, "up")
         self._add_namespace(self.client_ns)
         self._add_link(self.client_ns, "br0", "client", IFACE, self._addresses("client"))
@@ -320,6 +326,9 @@ class Lab(Hosts):
         if self.ipv6 and ns != self.bridge_ns:
             self._sysctls(ns, {"net.ipv6.conf.all.accept_dad": 0,
                                "net.ipv6.conf.default.accept_dad": 0})
+        elif not self.ipv6:  # IPv4 only: no IPv6, so no DAD, MLD or router solicitations
+            self._sysctls(ns, {"net.ipv6.conf.all.disable_ipv6": 1,
+                               "net.ipv6.conf.default.disable_ipv6": 1})
 
     def _sysctls(self, ns: str, values: dict[str, int]) -> None:
         self.run_in(ns, ["sysctl", "-qw", *(f"{k}={v}" for k, v in values.items())],

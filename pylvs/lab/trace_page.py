@@ -203,6 +203,188 @@ def arrows(trace: Trace) -> list[dict[str, Any]]:
     return out
 
 
+# -- the challenge ------------------------------------------------------------------------------
+
+NOBODY = "nobody"
+"""The choice "no one answers" of a who-answers question."""
+REWRITE_CHOICES = {"eth.src": "source MAC (eth.src)", "eth.dst": "destination MAC (eth.dst)",
+                   "ip.src": "source IP address (ip.src)",
+                   "ip.dst": "destination IP address (ip.dst)",
+                   "ports": "a TCP port (tcp.sport or tcp.dport)", "ttl": "TTL (ip.ttl)",
+                   "outer": "adds an outer IP header (a tunnel)",
+                   "outer.ttl": "the outer header's TTL (outer.ttl)"}
+"""A rewrite question's candidates: what a director or router might change, by name."""
+FIELD_CHOICE = {"eth.src": "eth.src", "eth.dst": "eth.dst", "ip.src": "ip.src",
+                "ip.dst": "ip.dst", "tcp.sport": "ports", "tcp.dport": "ports",
+                "ip.ttl": "ttl", "ip.hlim": "ttl", "outer.ttl": "outer.ttl",
+                "outer.hlim": "outer.ttl"}
+"""A changed field → the candidate it belongs to (a field not here is a candidate of its own,
+so the right set always covers every field the capture shows changed)."""
+TUNNEL_PREFIXES = ("outer.", "gue.", "gre.")
+
+
+def questions(trace: Trace, rows: Sequence[Mapping[str, Any]] | None = None
+              ) -> list[dict[str, Any]]:
+    """The challenge's questions, each asked before the step to its ``event`` (so about what
+    the next frame will show) and answered by the capture: ``{"id", "event", "at", "kind",
+    "filter", "host", "text", "multiple", "choices": [{"id", "text"}], "right": [ids],
+    "explain": [lines]}``; ``at``: the event the question is about (the request, the frame
+    the real server got, the director's or router's copy), ``explain``: that event's own
+    lines (its rewrites, what the trace says of its hop, the takers' layers).
+
+    - ``rewrite``: before a director or router sends on a packet it took in: which fields
+      will it change? The right set: the fields its copy changed (``changed``), grouped as
+      the candidates are; asked the first time a host makes a rewrite on a packet's way in
+      or out, not again for the same rewrite of the connection's later packets.
+    - ``answer``: after an ARP request or Neighbor Solicitation: who answers? The right set:
+      the senders of the replies for the address asked, to the asker's MAC, that the capture
+      holds after it (``nobody`` if none).
+    - ``take``: after a real server got the connection's SYN: does it take it and answer?
+      ``yes`` if the capture has its SYN-ACK, else ``no``.
+
+    The choices of a rewrite and a who-answers question are many (tick each), a take
+    question's one; ``filter``: the page's filter kind (tcp, arp) that shows the question."""
+    rows = event_rows(trace) if rows is None else rows
+    out: list[dict[str, Any]] = []
+    seen: set[tuple[Any, ...]] = set()
+    for row in rows:
+        hop = trace["hops"][row["hop"]]
+        if row["before"] is not None and hop["kind"] == "tcp":
+            q = _rewrite_question(trace, row)
+            key = (q["host"], hop.get("side"), tuple(q["right"]))
+            if key not in seen:
+                seen.add(key)
+                out.append(q)
+        nxt = row["n"] + 1 if row["n"] + 1 < len(rows) else row["n"]
+        f = hop["wires"][row["sent"]]["fields"]
+        if f.get("arp.op") == "request" or f.get("nd.type") == "NS":
+            out.append(_answer_question(trace, rows, row, nxt))
+        if hop["kind"] == "tcp" and hop["packet"].startswith("SYN") and \
+                not hop["packet"].startswith("SYN-ACK"):
+            for j, host in zip(row["taken"], row["dst"], strict=True):
+                if trace["hosts"].get(host, {}).get("role") == "real_server":
+                    out.append(_take_question(trace, row, j, nxt))
+    out.sort(key=lambda q: q["event"])
+    for i, q in enumerate(out):
+        q["id"] = f"q{i + 1}"
+    return out
+
+
+def _question(event: int, at: int, kind: str, host: str, text: str,
+              choices: Mapping[str, str], right: Sequence[str],
+              explain: Sequence[str]) -> dict[str, Any]:
+    return {"id": "", "event": event, "at": at, "kind": kind,
+            "filter": "arp" if kind == "answer" else "tcp", "host": host, "text": text,
+            "multiple": kind != "take",
+            "choices": [{"id": k, "text": v} for k, v in choices.items()],
+            "right": sorted(right), "explain": list(explain)}
+
+
+def rewrite_choice(key: str, before: Mapping[str, Any]) -> str:
+    """The candidate a changed field belongs to: a field of a new outer header (or of its
+    GUE or GRE header) is "outer", ip.ttl and ip.hlim are "ttl", ..."""
+    if key.startswith(TUNNEL_PREFIXES) and "outer.src" not in before:
+        return "outer"
+    return FIELD_CHOICE.get(key, key)
+
+
+def _rewrite_question(trace: Trace, row: Mapping[str, Any]) -> dict[str, Any]:
+    hop = trace["hops"][row["hop"]]
+    wires = hop["wires"]
+    took, sent = wires[row["before"]], wires[row["sent"]]
+    before, after = took["fields"], sent["fields"]
+    right = sorted({rewrite_choice(k, before) for k in sent.get("changed", [])})
+    choices = dict(REWRITE_CHOICES)
+    six = "ip.hlim" in after
+    if six:
+        choices["ttl"] = "hop limit (ip.hlim)"
+    if "outer.src" not in before:
+        del choices["outer.ttl"]
+    elif "outer.hlim" in before:
+        choices["outer.ttl"] = "the outer header's hop limit (outer.hlim)"
+    for extra in right:
+        choices.setdefault(extra, extra)
+    host = row["src"]
+    text = (f"{host} took the {hop['packet']} in on {took['interface']} "
+            f"({before['eth.src_host']} → {host}). Which fields will {host} change when it "
+            f"sends it on?")
+    forwards = sum(1 for a, b in zip(wires[:row["sent"]], wires[1:row["sent"] + 1],
+                                     strict=True)
+                   if a["host"] == b["host"] and (a["direction"], b["direction"]) ==
+                   ("received", "sent"))
+    says = hop.get("says") or []
+    explain = [f"{host} sent it on to {after['eth.dst_host']}: "
+               + "; ".join(row["rewrites"])]
+    if forwards - 1 < len(says):
+        explain.append(says[forwards - 1])
+    return _question(row["n"], row["n"], "rewrite", host, text, choices, right, explain)
+
+
+def _answer_question(trace: Trace, rows: Sequence[Mapping[str, Any]],
+                     row: Mapping[str, Any], event: int) -> dict[str, Any]:
+    hop = trace["hops"][row["hop"]]
+    f = hop["wires"][row["sent"]]["fields"]
+    ndp = hop["kind"] == "ndp"
+    asked = f["nd.target"] if ndp else f["arp.pdst"]
+    replies = [r for r in rows[row["n"] + 1:]
+               if _answers(trace["hops"][r["hop"]], r, asked, f["eth.src"])]
+    repliers = list(dict.fromkeys(r["src"] for r in replies))
+    order = hosts_in_order(trace)
+    candidates = sorted(set(row["dst"]) | set(repliers),
+                        key=lambda h: (order.index(h) if h in order else len(order), h))
+    choices = {h: f"{h} ({trace['hosts'][h]['role'].replace('_', ' ')})"
+               for h in candidates if h in trace["hosts"]}
+    choices[NOBODY] = "no one"
+    what = "a Neighbor Solicitation" if ndp else "an ARP request"
+    asker = f["nd.src"] if ndp else f["arp.psrc"]
+    text = (f"{row['src']} asks ({what}): who has {asked}? tell {asker}. Who answers? "
+            f"(tick each host that does)")
+    explain = [say for r in replies for say in trace["hops"][r["hop"]].get("says", [])]
+    if not replies:
+        explain.append(f"no answer to {row['src']} for {asked} is in the capture")
+    layer = "NDP" if ndp else "ARP"
+    for view in row["layers"][1:]:
+        said = next((x["in"] for x in view["layers"] if x["layer"] == layer and x["in"]), None)
+        if said:
+            explain.append(f"{view['host']}: {said}")
+    return _question(event, row["n"], "answer", row["src"], text, choices,
+                     repliers or [NOBODY], explain)
+
+
+def _answers(hop: Mapping[str, Any], row: Mapping[str, Any], asked: str, asker: str) -> bool:
+    """The event ``row`` is a reply for ``asked`` sent to the asker's MAC."""
+    f = hop["wires"][row["sent"]]["fields"]
+    if hop["kind"] == "arp" and f["arp.op"] != "request":
+        return bool(f["arp.psrc"] == asked and f["eth.dst"] == asker)
+    if hop["kind"] == "ndp" and f["nd.type"] == "NA":
+        return bool(f["nd.target"] == asked and f["eth.dst"] == asker)
+    return False
+
+
+def _take_question(trace: Trace, row: Mapping[str, Any], taken: int,
+                   event: int) -> dict[str, Any]:
+    hop = trace["hops"][row["hop"]]
+    obs = hop["wires"][taken]
+    host, f = obs["host"], obs["fields"]
+    answered = any(h["packet"].startswith("SYN-ACK") and h["wires"][0]["host"] == host
+                   and h["wires"][0]["direction"] == "sent" for h in trace["hops"])
+    inside = f" inside a tunnel to {f['outer.dst']}" if "outer.dst" in f else ""
+    to = f"[{f['ip.dst']}]" if ":" in f["ip.dst"] else f["ip.dst"]
+    text = (f"{host} got the SYN to {to}:{f['tcp.dport']}{inside}. Does {host} take it as "
+            f"its own and answer it?")
+    choices = {"yes": "yes: its stack takes it and answers with a SYN-ACK",
+               "no": "no: it drops it, no SYN-ACK comes from it"}
+    view = next((v for v in row["layers"] if v["host"] == host and v["in"] == taken), None)
+    explain = [f"{host} {x['layer']} in: {x['in']}"  # bottom-up, as a frame is read
+               for x in reversed((view or {}).get("layers", []))
+               if x["in"] and x["layer"] not in ("L1", "L2")]
+    explain += [say for say in hop.get("says", []) if say.startswith(f"{host} ")]
+    explain.append(f"the capture has {host}'s SYN-ACK" if answered else
+                   f"the capture has no SYN-ACK from {host}")
+    return _question(event, row["n"], "take", host, text, choices,
+                     ["yes" if answered else "no"], explain)
+
+
 # -- the sequence diagram ------------------------------------------------------------------------
 
 def title(trace: Trace) -> str:
@@ -490,7 +672,8 @@ def page(trace: Trace) -> str:
     data = {"mode": trace["mode"], "family": trace.get("family", 4),
             "connection": trace.get("connection"), "hosts": trace["hosts"],
             "captures": trace["captures"], "hops": trace["hops"], "events": rows,
-            "noise": trace.get("noise") or {}, "service": trace.get("service")}
+            "noise": trace.get("noise") or {}, "service": trace.get("service"),
+            "questions": questions(trace, rows)}
     blob = json.dumps(data).replace("</", "<\\/")
     options = "".join(f'<option value="{_e(h)}">{_e(h)}</option>'
                       for h in hosts_in_order(trace))
@@ -537,6 +720,14 @@ th {{ background: #edf2f7; }} td.layer {{ font-weight: bold; white-space: nowrap
 #events li.current {{ background: #fefcbf; }} #events li.hidden {{ display: none; }}
 #hops li {{ cursor: pointer; margin: .2em 0; }} .says {{ color: #4a5568; margin-left: 1em; }}
 #topology-current line, #topology-current path {{ fill: none; stroke-width: 3; }}
+#challenge {{ border: 2px solid #6b46c1; border-radius: 4px; padding: .4em .8em;
+  margin: .5em 0; background: #faf5ff; }}
+#challenge .ask {{ font-weight: bold; }} #challenge label.choice {{ display: block; }}
+#challenge .verdict {{ font-weight: bold; }} #challenge .right {{ color: #2f855a; }}
+#challenge .wrong {{ color: #c53030; }} #challenge .is-right {{ font-weight: bold; }}
+#challenge .explain {{ color: #4a5568; }} #score {{ font-weight: bold; color: #6b46c1; }}
+.arrow.future {{ visibility: hidden; }} #events li.future, #hops li.future {{ display: none; }}
+body[data-challenge="on"] .subtitle {{ display: none; }}
 </style></head><body>
 <h1>{title}</h1>
 <p class="subtitle">{subtitle}</p>
@@ -552,9 +743,14 @@ th {{ background: #edf2f7; }} td.layer {{ font-weight: bold; white-space: nowrap
 <label><input type="radio" name="kind" value="tcp"> TCP</label></span>
 <label>host: <select id="host-filter"><option value="">any</option>{hosts}</select></label>
 <label><input type="checkbox" id="actual-size"> diagram at its own size</label>
+<label title="before some steps, a question about the next frame, checked against the capture">
+<input type="checkbox" id="challenge-toggle"> challenge</label> <span id="score"></span>
 <span class="keys">keys: &#x2190; &#x2192; (k j), Home, End</span>
 </div>
 <div id="now"></div>
+<div id="challenge" data-state="off" hidden><div id="question"></div>
+<details id="challenge-answered"><summary>answered</summary><ol id="challenge-log"></ol>
+</details></div>
 <h2>The lab (the current frame drawn on it)</h2>
 {topology}
 <main>
@@ -764,17 +960,154 @@ function onKey(ev) {
 }
 
 // ?kind=arp|tcp&host=NAME&step=N (1-based)&keys=ArrowRight,ArrowRight,ArrowLeft: a state to
-// open on, or key presses to replay (what a test or a link to one frame needs).
+// open on, or key presses to replay (what a test or a link to one frame needs);
+// &challenge=1 turns the challenge on after the step, and &answers=a,b;c answers its
+// questions as they come (choice ids, a comma between two of one answer, ";" between answers).
 function fromQuery() {
   const q = new URLSearchParams(location.search);
   if (q.has("kind") || q.has("host"))
     view.setFilter(q.get("kind") || undefined, q.get("host") || undefined);
   if (q.has("step")) view.go(+q.get("step") - 1);
+  if (q.get("challenge") === "1") view.challenge.enable(true);
+  if (q.has("answers"))
+    view.challenge.script = q.get("answers").split(";").map(a => a.split(",").filter(Boolean));
   for (const key of (q.get("keys") || "").split(",").filter(Boolean))
     document.dispatchEvent(new KeyboardEvent("keydown", {key, bubbles: true}));
 }
 
+// The challenge (its checkbox, or ?challenge=1): a step forward past an event that has a
+// question (data.questions, made from the capture with their choices and right answers) is
+// refused and the question asked; the answer is compared with the capture's, the verdict and
+// the event's own lines shown, the score kept; the next step goes on. Only questions the
+// kind filter shows are asked (ARP/NDP: who answers; TCP: rewrites, does it take it).
+const challenge = view.challenge = {
+  on: false, questions: data.questions || [], answers: {}, asking: null, target: null,
+  script: [],
+  enable(on) {
+    this.on = !!on;
+    $("challenge-toggle").checked = this.on;
+    document.body.dataset.challenge = this.on ? "on" : "off";
+    if (!this.on) { this.asking = null; this.target = null; }
+    view.render();
+  },
+  due(from, to) {
+    if (!this.on || to <= from) return null;
+    const kind = view.state.filter.kind;
+    return this.questions.find(q => q.event > from && q.event <= to && !(q.id in this.answers)
+      && (kind === "all" || kind === q.filter)) || null;
+  },
+  answer(choices) {  // the ids ticked; true if they are the capture's, false if not
+    const q = this.asking;
+    if (!q || q.id in this.answers) return null;
+    const given = [...new Set(choices)].sort(), right = [...q.right].sort();
+    const ok = given.length === right.length && given.every((c, i) => c === right[i]);
+    this.answers[q.id] = {given, ok};
+    view.render();
+    return ok;
+  },
+  score() {
+    const all = Object.values(this.answers);
+    return {right: all.filter(a => a.ok).length, answered: all.length,
+            total: this.questions.length};
+  },
+  stepOn() { return this.target === null ? view.step(1) : view.go(this.target); },
+};
+view.hooks.beforeStep.push((from, to) => {
+  const q = challenge.due(from, to);
+  if (q === null) { challenge.target = null; return true; }
+  challenge.target = to;
+  if (challenge.asking !== q) { challenge.asking = q; view.render(); }
+  if (challenge.script.length) challenge.answer(challenge.script.shift());
+  return false;
+});
+view.hooks.afterRender.push(() => { hideAhead(); drawChallenge(); });
+const lastOfHop = data.hops.map((_, i) =>
+  Math.max(-1, ...data.events.filter(e => e.hop === i).map(e => e.n)));
+
+// In the challenge the page tells nothing ahead of the current frame: the diagram's rows and
+// the events after it, a packet's lines before its way is over, and while a question on the
+// current frame waits, what its takers did with it.
+function hideAhead() {
+  const on = challenge.on, at = view.state.index, e = view.events[at];
+  document.querySelectorAll(".sequence .arrow, #events li").forEach(el =>
+    el.classList.toggle("future", on && +el.dataset.event > at));
+  document.querySelectorAll("#hops .hop-item").forEach((li, i) =>
+    li.classList.toggle("future", on && lastOfHop[i] > at));
+  if (!on || !e) return;
+  const open = challenge.questions.some(q => q.at === at && q.kind !== "rewrite"
+                                            && !(q.id in challenge.answers));
+  if (open || lastOfHop[e.hop] > at)
+    $("says").innerHTML = "<li>(the challenge keeps what this packet shows until "
+      + (open ? "its question is answered)</li>" : "its last frame)</li>");
+  if (open)
+    document.querySelectorAll("#host-views .host-view").forEach((div, i) => {
+      if (i > 0) div.innerHTML = `<h3>${esc(div.dataset.host)}: what it does with the frame `
+        + `is hidden until the challenge's question is answered</h3>`;
+    });
+}
+
+function choiceText(q, id) {
+  const c = q.choices.find(c => c.id === id);
+  return c ? c.text : id;
+}
+
+function drawChallenge() {
+  const box = $("challenge"), c = challenge, q = c.asking;
+  box.hidden = !c.on;
+  const s = c.score();
+  $("score").textContent = c.on ? `score: ${s.right} of ${s.answered} right` : "";
+  if (!c.on) { box.dataset.state = "off"; return; }
+  const done = q ? c.answers[q.id] : undefined;
+  box.dataset.state = !q ? "waiting" : done === undefined ? "asking" : done.ok ? "right"
+    : "wrong";
+  box.dataset.question = q ? q.id : "";
+  $("challenge-log").innerHTML = c.questions.filter(x => x.id in c.answers).map(x => {
+    const a = c.answers[x.id];
+    return `<li data-question="${x.id}" data-verdict="${a.ok ? "right" : "wrong"}">`
+      + `#${x.event + 1} ${esc(x.text)} <span class="${a.ok ? "right" : "wrong"}">`
+      + `${a.ok ? "right" : "wrong"}</span>: ${esc(x.right.map(r => choiceText(x, r))
+        .join(", "))}</li>`;
+  }).join("");
+  const panel = $("question");
+  if (!q) {
+    panel.innerHTML = `<p>Challenge: before a step to a frame there is a question on, the `
+      + `page asks what that frame will show; the capture says who is right `
+      + `(${c.questions.length} questions in this trace).</p>`;
+    return;
+  }
+  const type = q.multiple ? "checkbox" : "radio";
+  const picked = done ? new Set(done.given) : new Set();
+  const choices = q.choices.map(ch => {
+    const right = q.right.includes(ch.id), bad = picked.has(ch.id) && !right;
+    const mark = done ? (right ? " is-right" : "") + (bad ? " wrong" : "") : "";
+    const sign = !done ? "" : right ? ' <span class="right">&#x2713;</span>'
+      : bad ? ' <span class="wrong">&#x2717;</span>' : "";
+    return `<label class="choice${mark}"><input type="${type}" name="choice" `
+      + `value="${esc(ch.id)}"${picked.has(ch.id) ? " checked" : ""}${done ? " disabled" : ""}>`
+      + ` ${esc(ch.text)}${sign}</label>`;
+  }).join("");
+  let html = `<p class="ask">Before #${q.event + 1}: ${esc(q.text)}</p>`
+    + `<form id="challenge-form">${choices}`
+    + (done ? "" : `<button type="submit" id="check">check</button>`) + `</form>`;
+  if (done) {
+    html += done.ok ? `<p class="verdict right">Right: the capture agrees.</p>`
+      : `<p class="verdict wrong">Wrong: the capture says: `
+        + `${esc(q.right.map(r => choiceText(q, r)).join("; "))}.</p>`;
+    html += `<ul class="explain">${q.explain.map(l => `<li>${esc(l)}</li>`).join("")}</ul>`;
+    if (c.target !== null)
+      html += `<button id="step-on">step on to #${c.target + 1} &#x25B6;</button>`;
+  }
+  panel.innerHTML = html;
+  const form = $("challenge-form");
+  form.addEventListener("submit", ev => {
+    ev.preventDefault();
+    c.answer([...form.querySelectorAll('input[name="choice"]:checked')].map(i => i.value));
+  });
+  if ($("step-on")) $("step-on").onclick = () => c.stepOn();
+}
+
 build();
+$("challenge-toggle").addEventListener("change", ev => challenge.enable(ev.target.checked));
 view.render();
 fromQuery();
 """
