@@ -1,5 +1,6 @@
-"""`pylvs run | adm | reload | status | sysctl | top | config | realserver | lab`: the command
-line. Each subcommand is parsed here and handed to its home: the director (pylvs.shell.engine),
+"""`pylvs run | check | adm | reload | status | sysctl | top | config | realserver | lab`: the
+command line. Each subcommand is parsed here and handed to its home: the director
+(pylvs.shell.engine), the config test and `pylvs run`'s pre-flight (pylvs.shell.check),
 the control socket's client (pylvs.shell.adm_client), the labs and real-server steps
 (pylvs.lab.commands).
 """
@@ -12,6 +13,7 @@ import os
 import sys
 
 from pylvs.adm import config as config_mod
+from pylvs.adm import ipvsadm
 from pylvs.lab import commands as lab_commands
 from pylvs.shell import adm_client, logs
 from pylvs.shell.messages import Reload, Status, Sysctl
@@ -19,6 +21,11 @@ from pylvs.shell.messages import Reload, Status, Sysctl
 DEFAULT_CONFIG = "/etc/pylvs/pylvs.toml"
 """`pylvs run` without a file (docs/operating.md; examples/pylvs.toml is the one to copy)."""
 log = logging.getLogger("pylvs")
+TALK_TO_DIRECTOR = ("reload", "status", "sysctl", "top")
+"""The subcommands with --socket: without it, the director is found (adm_client.choose)."""
+SOCKET_HELP = (f"the director's control socket (default: ${adm_client.ENV_SOCKET}, else "
+               f"{config_mod.DEFAULT_CONTROL_SOCKET} if a director listens there, else the one "
+               f"director running with a {adm_client.RUN_DIR}/pylvs*.sock)")
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -28,7 +35,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return 2
     from pylvs.shell import config_file
     try:
-        config, notes = config_file.load(args.config, args.format, args.interface or "")
+        config, notes, where = config_file.load_placed(args.config, args.format,
+                                                       args.interface or "")
     except config_mod.ConfigError as exc:
         for note in getattr(exc, "notes", []):
             log.warning("%s: %s", exc.source, note)
@@ -49,12 +57,25 @@ def _cmd_run(args: argparse.Namespace) -> int:
             log.error("bad --metrics: %s", exc)
             return 2
         config.metrics = args.metrics
-    from pylvs.shell import engine, workers
+    from pylvs.shell import check, engine, workers
+    if not check.preflight(config, where):  # before anything touches the network
+        return 2
     try:
         return engine.run(workers.build(config))
     except (OSError, RuntimeError) as exc:
         log.error("%s", exc)
         return 1
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    """`pylvs check`: the config against this host, changing nothing (pylvs.shell.check)."""
+    if args.config == DEFAULT_CONFIG and not os.path.exists(DEFAULT_CONFIG):
+        print(f"pylvs check: no config file at {DEFAULT_CONFIG}, the default path (name one: "
+              "pylvs check FILE)", file=sys.stderr)
+        return 2
+    from pylvs.shell import check
+    return check.run(args.config, args.format, args.interface or "",
+                     os.environ.get(adm_client.ENV_SOCKET, ""))
 
 
 def _cmd_reload(args: argparse.Namespace) -> int:
@@ -124,9 +145,22 @@ def _top_parser(sub: argparse._SubParsersAction) -> None:
                          "connections, weights, health, drops")
     top.add_argument("--once", action="store_true", help="print one frame and exit")
     top.add_argument("--interval", type=float, default=1.0, help="seconds between frames")
-    top.add_argument("--socket", default=os.environ.get(adm_client.ENV_SOCKET,
-                                                        config_mod.DEFAULT_CONTROL_SOCKET))
+    top.add_argument("--socket", help=SOCKET_HELP)
     top.set_defaults(func=_cmd_top)
+
+
+def _check_parser(sub: argparse._SubParsersAction) -> None:
+    """`pylvs check`: as `keepalived -t` or `nginx -t`."""
+    check = sub.add_parser("check", help="test a config against this host without running it "
+                           "or changing anything: a line per check, then what `pylvs run` "
+                           "would do (exit 0, or 2 when it would refuse the config)")
+    check.add_argument("config", nargs="?", default=DEFAULT_CONFIG,
+                       help=f"pylvs TOML or a keepalived.conf (default: {DEFAULT_CONFIG})")
+    check.add_argument("--format", choices=("auto", "toml", "keepalived"), default="auto",
+                       help="the config file's syntax (default: told by its content)")
+    check.add_argument("--interface", help="keepalived.conf: the director's interface, as "
+                       "`pylvs run --interface`")
+    check.set_defaults(func=_cmd_check)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -145,7 +179,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--format", choices=("auto", "toml", "keepalived"), default="auto",
                      help="the config file's syntax (default: told by its content)")
     run.add_argument("--interface", help="keepalived.conf: the director's interface when no "
-                     "vrrp_instance's virtual_ipaddress holds the services' addresses")
+                     "vrrp_instance's virtual_ipaddress holds the services' addresses (default: "
+                     "the one most real servers are routed through, said at start)")
     run.add_argument("--offload", choices=config_mod.OFFLOADS,
                      help="xdp: established connections forwarded by an XDP program; none: "
                      "every frame in Python (default: the config's [director] offload)")
@@ -153,6 +188,7 @@ def _parser() -> argparse.ArgumentParser:
                      help="serve the Prometheus exposition on ADDRESS:PORT (127.0.0.1:9300, "
                      "say; default: the config's [director] metrics)")
     run.set_defaults(func=_cmd_run)
+    _check_parser(sub)
     sub.add_parser("adm", help="ipvsadm syntax against the running director "
                    "([--socket PATH] ARGS...)", add_help=False)
     reload = sub.add_parser("reload", help="make the running director re-read its config file")
@@ -165,8 +201,7 @@ def _parser() -> argparse.ArgumentParser:
     sysctl.add_argument("setting", nargs="?", help="NAME or NAME=VALUE (net.ipv4.vs.NAME)")
     for command, func in ((reload, _cmd_reload), (status, _cmd_status),
                           (sysctl, _cmd_sysctl)):
-        command.add_argument("--socket", default=os.environ.get(
-            adm_client.ENV_SOCKET, config_mod.DEFAULT_CONTROL_SOCKET))
+        command.add_argument("--socket", help=SOCKET_HELP)
         command.set_defaults(func=func)
     _top_parser(sub)
     conf = sub.add_parser("config", help="write a pylvs config from ipvsadm -S or keepalived.conf")
@@ -255,6 +290,10 @@ def main(argv: list[str] | None = None) -> int:
         return adm_client.adm(argv[1:])
     args = _parser().parse_args(argv)
     logs.setup(getattr(args, "log_format", "auto"), args.verbose)
+    if args.command in TALK_TO_DIRECTOR and args.socket is None:
+        args.socket = adm_client.socket_for(None, argv, args.command, note=args.command != "top")
+        if args.socket is None:
+            return ipvsadm.EXIT_DIRECTOR
     return args.func(args)
 
 

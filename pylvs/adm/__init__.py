@@ -7,6 +7,8 @@
   DNS here);
 - ruleset: -S/-R lines, the changes a reload makes, ipvsadm rules to TOML;
 - config: TOML → model; every error names the file, the key and why;
+- check: a config against this host's facts (`pylvs check`, `pylvs run`'s pre-flight): ok,
+  warn or FAIL under each key, what `pylvs run` would do, a keepalived.conf's routed interface;
 - iptables: an iptables, ip6tables or nft MARK line → a mark rule, or why it cannot be kept;
 - keepalived: keepalived.conf → a config, with the notes of what does not map;
 - keepalived_syntax: keepalived.conf's blocks, comments, ``@ID`` lines and includes, as

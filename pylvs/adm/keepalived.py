@@ -47,9 +47,11 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from pylvs.adm.check import choose_interface
 from pylvs.adm.config import ConfigError
 from pylvs.adm.keepalived_syntax import Block, Include, parse_blocks
 from pylvs.adm.toml_text import dumps
@@ -138,11 +140,19 @@ class KeepalivedError(ConfigError):
 
 # -- the conversion ----------------------------------------------------------------------------
 
+Route = Callable[[str], str | None]
+"""The interface the host routes an address through, None when it has no route."""
+
+
 def convert(text: str, source: str = "keepalived.conf", *, interface: str = "",
-            include: Include | None = None, config_id: str | None = None) -> Conversion:
-    """The whole file; ``interface`` is the director's when no vrrp_instance's VIPs say it.
-    KeepalivedError when nothing can run or something would run wrong."""
-    return _Converter(source).run(parse_blocks(text, source, include, config_id), interface)
+            include: Include | None = None, config_id: str | None = None,
+            route: Route | None = None) -> Conversion:
+    """The whole file; ``interface`` is the director's when no vrrp_instance's VIPs say it,
+    else ``route`` finds it from the routes to the real servers (pylvs.adm.check's choice,
+    said in a note). KeepalivedError when nothing can run or something would run wrong."""
+    converter = _Converter(source)
+    converter.route = route
+    return converter.run(parse_blocks(text, source, include, config_id), interface)
 
 
 class _Converter:
@@ -160,6 +170,7 @@ class _Converter:
         self.used_groups: set[str] = set()
         self.tunnels: dict[int, dict[str, Any]] = {}
         """A virtual_server's TUN options (by the id of its dict): its real servers' default."""
+        self.route: Route | None = None
 
     # notes and errors
 
@@ -254,10 +265,26 @@ class _Converter:
                             "--interface")
         if not services and instances:
             return str(instances[0]["interface"])
-        raise KeepalivedError(self.source, "interface", "no vrrp_instance's virtual_ipaddress "
-                              "holds a virtual_server's address, so which interface the "
-                              "services arrive on is unknown (keepalived needs none for LVS): "
-                              "name it with --interface", self.notes)
+        unknown = ("no vrrp_instance's virtual_ipaddress holds a virtual_server's address, so "
+                   "which interface the services arrive on is unknown (keepalived needs none "
+                   "for LVS)")
+        if self.route is None:
+            raise KeepalivedError(self.source, "interface", f"{unknown}: name it with "
+                                  "--interface", self.notes)
+        return self.routed(services, unknown)
+
+    def routed(self, services: list[dict[str, Any]], unknown: str) -> str:
+        """The interface the real servers are routed through, said in a note."""
+        assert self.route is not None
+        found = {a: self.route(a) for a in dict.fromkeys(
+            _host_of(rs["address"]) for s in services for rs in s.get("real_server", []))}
+        try:
+            name, how = choose_interface(found)
+        except ValueError as exc:
+            raise KeepalivedError(self.source, "interface", f"{unknown}, and {exc}: name it "
+                                  "with --interface", self.notes) from None
+        self.notes.append(f"the director's interface is {how}: --interface names another")
+        return name
 
     # global_defs
 
@@ -1185,6 +1212,14 @@ def _server_address(address: str, port: int) -> str:
     if port:
         return endpoint_text(address, port, family_of(address))
     return f"[{address}]" if family_of(address) == AF_INET6 else address
+
+
+def _host_of(address: str) -> str:
+    """A converted real server's address without its port (``[addr]:port``, ``addr:port``,
+    ``addr``)."""
+    if address.startswith("["):
+        return address[1:address.index("]")]
+    return address.rpartition(":")[0] if address.count(":") == 1 else address
 
 
 def _name_of(service: dict[str, Any]) -> str:

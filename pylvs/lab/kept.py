@@ -71,10 +71,30 @@ def keep(lab: Lab, director: Any) -> str:
         lab.stderr.close()  # the servers hold their own copies
     lab.processes.clear()
     lab.created.clear()
-    return instructions(lab)
+    return instructions(lab, alone=found_alone(lab.control_socket))
 
 
-def instructions(lab: Lab) -> str:
+def found_alone(control_socket: str) -> bool:
+    """`pylvs adm` without --socket would talk to this director (no other one runs)."""
+    from pylvs.shell import adm_client
+    try:
+        return adm_client.choose()[0] == control_socket
+    except adm_client.SeveralDirectors:
+        return False
+
+
+def reach(control_socket: str, alone: bool) -> list[str]:
+    """How to talk to the kept lab's director from the host: `pylvs adm -Ln` when it is the
+    only director running (pylvs.shell.adm_client.choose), and with --socket in any case."""
+    named = f"    pylvs adm --socket {control_socket} -Ln"
+    if not alone:
+        return ["the director's table, from here (other directors run too, so name its "
+                "control socket):", f"{named}    (status and top take --socket too)"]
+    return ["the director's table, from here (the only director running: status and top "
+            "find it too):", "    pylvs adm -Ln", f"{named}    (once other directors run)"]
+
+
+def instructions(lab: Lab, alone: bool = True) -> str:
     plans = [lab.plans[f] for f in lab.families]
     hosts = [("client", lab.client_ns, ", ".join(p.client for p in plans)),
              ("director", lab.director_ns, ", ".join(p.director for p in plans))]
@@ -90,8 +110,7 @@ def instructions(lab: Lab) -> str:
                 + (f"-6 -g '{t.url()}'" if t.family == 6 else t.url()) for t in lab.targets()]
     lines += ["a request, as the client:" if len(requests) == 1 else "requests, as the client:",
               *requests,
-              "the director's table, from here (its control socket is a file):",
-              f"    pylvs adm --socket {lab.control_socket} -Ln",
+              *reach(lab.control_socket, alone),
               "watch a wire (each host's link is a port of a bridge in the bridge namespace):",
               f"    ip netns exec {lab.bridge_ns} tcpdump -i director -n -e --immediate-mode",
               "remove it:",

@@ -20,7 +20,8 @@ unix socket and the workers' socketpairs) carrying messages (the typed requests 
 vrrp_socket, track_probes, sync_socket, health_probes and announcer (the wire of pylvs.ha: VRRP,
 its tracked scripts and links, the sync daemon, the checks, BIRD), metrics (the Prometheus
 exposition), guard (removes what a killed director left), cleanup (a stop's steps, each tried),
-config_file (the config from disk), logs and notify (standard error's formats, systemd's notify
+config_file (the config from disk), check (this host's facts for `pylvs check` and `pylvs
+run`'s pre-flight, read only), logs and notify (standard error's formats, systemd's notify
 socket), and for the command line: adm_client (pylvs adm and the other requests, as a client),
 names (host and service names for listings without -n) and top (pylvs top).
 """

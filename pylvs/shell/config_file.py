@@ -1,7 +1,9 @@
 """The config file from disk: a pylvs TOML file, or a keepalived.conf (told apart by content, or
 by ``--format``) with its ``include`` files read here, keepalived's way: a pattern is globbed
 (braces too) relative to the including file's directory, matches in sorted order. Both give the
-same Config; a keepalived.conf also gives the notes of what was not carried over."""
+same Config; a keepalived.conf also gives the notes of what was not carried over. Without
+``--interface`` or a vrrp_instance to name the director's interface, a keepalived.conf's is the
+one this host routes the real servers through (pylvs.adm.check.choose_interface, in a note)."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from pathlib import Path
 from pylvs.adm import config as config_mod
 from pylvs.adm import keepalived, keepalived_syntax
 from pylvs.adm.config import Config, ConfigError
+from pylvs.shell import addresses
 
 FORMATS = ("auto", "toml", "keepalived")
 
@@ -29,15 +32,28 @@ def read(path: str) -> str:
 def load(path: str, fmt: str = "auto", interface: str = "") -> tuple[Config, list[str]]:
     """The config and the notes (empty for TOML); ConfigError (KeepalivedError, with the
     notes so far, for a keepalived.conf) when the file cannot run."""
+    config, notes, _ = load_placed(path, fmt, interface)
+    return config, notes
+
+
+def load_placed(path: str, fmt: str = "auto", interface: str = ""
+                ) -> tuple[Config, list[str], dict[str, str]]:
+    """``load``'s, and where each config key came from in a keepalived.conf (``locate``)."""
     text = read(path)
     if (keepalived_syntax.detect_format(text) if fmt == "auto" else fmt) == "toml":
         if interface:
             raise ConfigError(path, "--interface", "is for a keepalived.conf; a TOML config "
                               "names its interface in [director]")
-        return config_mod.parse(text, path), []
+        return config_mod.parse(text, path), [], {}
     conversion, config = convert(text, path, interface)
     config.source_format, config.interface_option = "keepalived", interface
-    return config, conversion.notes
+    return config, conversion.notes, conversion.where
+
+
+def locate(key: str, where: dict[str, str]) -> str:
+    """A config key as the keepalived line it came from (the key kept after it); a TOML
+    config's (``where`` empty) as it is."""
+    return _line_of(key, where)
 
 
 def convert(text: str, path: str, interface: str = ""
@@ -45,12 +61,21 @@ def convert(text: str, path: str, interface: str = ""
     """keepalived.conf → the conversion and the Config it builds; an error the config's checks
     find names the keepalived line it came from."""
     conversion = keepalived.convert(text, path, interface=interface, include=include,
-                                    config_id=socket.gethostname().split(".")[0])
+                                    config_id=socket.gethostname().split(".")[0],
+                                    route=route_interface)
     try:
         return conversion, config_mod.build(conversion.data, path)
     except ConfigError as exc:
         raise keepalived.KeepalivedError(path, _line_of(exc.key, conversion.where), exc.reason,
                                          conversion.notes) from None
+
+
+def route_interface(ip: str) -> str | None:
+    """The interface this host routes ``ip`` through (rtnetlink, read only); None: no route."""
+    try:
+        return addresses.route(ip).interface
+    except (OSError, ValueError):
+        return None
 
 
 def include(pattern: str, including: str) -> list[tuple[str, str]]:

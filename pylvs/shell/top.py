@@ -31,7 +31,9 @@ from pylvs.shell.messages import AdmLine, Status
 LISTINGS = {"table": ["-L", "-n"], "rate": ["-L", "-n", "--rate", "--exact"],
             "stats": ["-L", "-n", "--stats", "--exact"]}
 WIDE = 200
-"""Columns for a frame printed where there is no terminal (a pipe, a test)."""
+"""Columns for a frame printed where there is no terminal (a pipe, a test): every column.
+On a terminal the view takes its width, and shows the columns that fit whole (``fitted``):
+at 80, the names, weights, connections and the rates of connections and packets."""
 PASSED = {"forwarded", "replied", "sent", "segmented", "icmp_relayed", "icmp_sent",
           "one_packet", "expired", "frag_needed"}
 """Counters that are not drops: shown as traffic, the others as drops."""
@@ -134,29 +136,76 @@ def _cells(listing: Listing, service: str, server: str | None) -> list[str]:
     return cells if server is None else servers.get(server, [])
 
 
-COLUMNS = ("Service / real server", "Sched/Fwd", "Weight", "ActiveConn", "InActConn", "CPS",
-           "InPPS", "OutPPS", "InBPS", "OutBPS", "Conns", "InPkts", "OutPkts", "Health")
+@dataclass(frozen=True)
+class Column:
+    header: str
+    rank: int
+    """Importance: where the terminal is too narrow for every column, the highest ranks go."""
+    right: bool = True
 
 
-def render(view: Frame, where: str) -> Group:
-    """The frame as rich renderables: the table, then the table size and counters."""
-    table = Table(title=f"pylvs top  {where}  {time.strftime('%H:%M:%S')}", box=box.SIMPLE,
-                  title_justify="left")
-    for i, column in enumerate(COLUMNS):
-        table.add_column(column, justify="right" if 1 < i < 13 else "left", no_wrap=True)
-    for row in view.rows:
-        name = f"  -> {row.name}" if row.server else row.name
-        cells = [name, row.method, row.weight, row.active, row.inactive,
-                 *_pad(row.rates, 5), *_pad(row.totals, 3), row.health]
-        table.add_row(*cells, style=None if row.server else "bold")
+COLUMNS = (Column("Service / real server", 0, right=False), Column("Sched/Fwd", 8, right=False),
+           Column("Weight", 3), Column("ActiveConn", 1), Column("InActConn", 2),
+           Column("CPS", 4), Column("InPPS", 5), Column("OutPPS", 6), Column("InBPS", 9),
+           Column("OutBPS", 10), Column("Conns", 11), Column("InPkts", 12),
+           Column("OutPkts", 13), Column("Health", 7, right=False))
+UNCHECKED = 14
+"""Health's rank when no real server is checked ("-" everywhere): the first to go."""
+GAP = 1
+"""Spaces between two columns (ipvsadm's listings are as tight)."""
+
+
+def cells(row: Row) -> list[str]:
+    """A row's text in COLUMNS' order."""
+    name = f"  -> {row.name}" if row.server else row.name
+    return [name, row.method, row.weight, row.active, row.inactive, *_pad(row.rates, 5),
+            *_pad(row.totals, 3), row.health]
+
+
+def fitted(table: list[list[str]], width: int, checked: bool) -> list[int]:
+    """The columns (indexes into COLUMNS) that fit ``width`` whole, the most important first:
+    each one kept in full, or not at all. The first (the names) always, folded if need be."""
+    widths = [max([len(column.header), *(len(row[i]) for row in table)])
+              for i, column in enumerate(COLUMNS)]
+    ranks = [UNCHECKED if column.header == "Health" and not checked else column.rank
+             for column in COLUMNS]
+    kept, used = [0], widths[0]
+    for i in sorted(range(1, len(COLUMNS)), key=ranks.__getitem__):
+        if used + GAP + widths[i] > width:
+            break
+        kept.append(i)
+        used += GAP + widths[i]
+    return sorted(kept)
+
+
+def render(view: Frame, where: str, width: int = WIDE) -> Group:
+    """The frame as rich renderables for a terminal ``width`` columns wide: a title, the
+    table (the columns that fit: see ``fitted``), the table size and counters."""
+    rows = [cells(row) for row in view.rows]
+    checked = any(row.health != "-" for row in view.rows)
+    kept = fitted(rows, width, checked)
+    table = Table(box=box.SIMPLE, padding=(0, 0), show_edge=False)
+    for i in kept:
+        column = COLUMNS[i]
+        table.add_column(column.header, justify="right" if column.right else "left",
+                         no_wrap=i != 0, overflow="fold")
+    for row, texts in zip(view.rows, rows, strict=True):
+        table.add_row(*(texts[i] for i in kept), style=None if row.server else "bold")
+    lines = _footer(view)
+    hidden = [COLUMNS[i].header for i in range(len(COLUMNS)) if i not in kept]
+    if hidden:
+        lines.append(f"not shown at {width} columns: {', '.join(hidden)}")
+    title = Text(f"pylvs top  {where}  {time.strftime('%H:%M:%S')}", style="bold")
+    return Group(title, table, Text("\n".join(lines)))
+
+
+def _footer(view: Frame) -> list[str]:
     counters = {k: v for k, v in sorted(view.counters.items()) if v}
     passed = {k: v for k, v in counters.items() if k in PASSED}
     drops = {k: v for k, v in counters.items() if k not in PASSED}
-    lines = [f"connections {view.connections} (max {view.max_connections})",
-             "traffic: " + (", ".join(f"{k} {v}" for k, v in passed.items()) or "none yet"),
-             "drops: " + (", ".join(f"{k} {v}" for k, v in drops.items()) or "none")]
-    lines[:0] = view.ha
-    return Group(table, Text("\n".join(lines)))
+    return [*view.ha, f"connections {view.connections} (max {view.max_connections})",
+            "traffic: " + (", ".join(f"{k} {v}" for k, v in passed.items()) or "none yet"),
+            "drops: " + (", ".join(f"{k} {v}" for k, v in drops.items()) or "none")]
 
 
 def _pad(cells: list[str], count: int) -> list[str]:
@@ -183,13 +232,14 @@ def run(socket_path: str, once: bool = False, interval: float = 1.0) -> int:
     console = Console() if sys.stdout.isatty() else Console(width=WIDE)
     try:
         if once:
-            console.print(render(fetch(socket_path), socket_path))
+            console.print(render(fetch(socket_path), socket_path, console.width))
             return 0
-        with Live(render(fetch(socket_path), socket_path), console=console,
+        with Live(render(fetch(socket_path), socket_path, console.width), console=console,
                   auto_refresh=False, screen=console.is_terminal) as live:
             while True:
                 time.sleep(max(0.1, interval))
-                live.update(render(fetch(socket_path), socket_path), refresh=True)
+                live.update(render(fetch(socket_path), socket_path, console.width),
+                            refresh=True)
     except KeyboardInterrupt:
         return 0
     except (OSError, ValueError) as exc:  # DirectorNotRunning is a ConnectionError
