@@ -35,7 +35,7 @@ from statistics import NormalDist
 
 import schedulers
 from bench.schedlab import prequal  # noqa: F401  (registers "prequal")
-from bench.schedlab.results import Result, percentiles
+from bench.schedlab.results import Result, cdf, percentiles
 from bench.schedlab.scenarios import Change, Scenario, Server
 from pylvs.core.conntrack import DEFAULT_TIMEOUTS, FIN_WAIT
 from pylvs.core.model import RealServer
@@ -50,7 +50,6 @@ VIP = LAB + 100
 LAB_SERVERS, LAB_CLIENTS = 89, 96
 WIDE_CLIENTS = 0x64400001  # 100.64.0.1: a scaled scenario's clients
 INF = math.inf
-CDF_LEVELS = (*(i / 50 for i in range(1, 50)), 0.99, 0.995, 0.998, 0.999, 0.9995, 1.0)
 """The latency CDF's levels, as the live run's (bench.schedlab.live.cdf): what the plots draw."""
 _NORMAL = NormalDist()
 
@@ -387,15 +386,6 @@ class Model:
                    "timeout_s": self.knobs.timeout, "fin_wait_s": self.knobs.fin_wait,
                    "inactconns_end": inactive, "cdf_ms": cdf(self.latencies)})
 
-
-def cdf(latencies: list[float]) -> list[tuple[float, float]]:
-    """(level, latency ms) at CDF_LEVELS, nearest rank."""
-    ordered = sorted(latencies)
-    if not ordered:
-        return []
-    last = len(ordered) - 1
-    return [(q, round(ordered[min(last, max(0, math.ceil(q * len(ordered)) - 1))], 2))
-            for q in CDF_LEVELS]
 
 
 def sized(scenario: Scenario, servers: int | None, requests: int | None) -> Scenario:

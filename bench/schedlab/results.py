@@ -4,10 +4,13 @@ requests per second achieved. ``as_json`` is what ``--json`` writes."""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 PERCENTILES = (50.0, 90.0, 99.0, 99.9)
+CDF_LEVELS = (*(i / 50 for i in range(1, 50)), 0.99, 0.995, 0.998, 0.999, 0.9995, 1.0)
 
 
 @dataclass
@@ -40,6 +43,16 @@ def percentiles(samples_ms: list[float]) -> dict[str, float]:
     out["mean"] = sum(ordered) / len(ordered)
     out["max"] = ordered[-1]
     return out
+
+
+def cdf(latencies: Sequence[float]) -> list[tuple[float, float]]:
+    """(level, latency ms) at CDF_LEVELS, nearest rank: what the plots draw."""
+    ordered = sorted(latencies)
+    if not ordered:
+        return []
+    last = len(ordered) - 1
+    return [(q, round(ordered[min(last, max(0, math.ceil(q * len(ordered)) - 1))], 2))
+            for q in CDF_LEVELS]
 
 
 def as_json(results: list[Result], meta: dict[str, Any]) -> dict[str, Any]:

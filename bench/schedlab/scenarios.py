@@ -19,12 +19,12 @@ SCHEDULERS = ("rr", "wrr", "lc", "wlc", "sed", "nq", "twos", "sh", "mh")
 class Server:
     weight: int = 1
     """The weight the director is given (ipvsadm -w)."""
-    mean_ms: float = 10.0
+    mean_ms: float = 20.0
     """Mean service time of one request when the server is otherwise idle."""
     distribution: str = "exp"
     """"exp" (exponential), "lognormal" (sigma 1) or "const"."""
-    concurrency: int = 4
-    """Requests served at once (worker threads); more wait in its queue."""
+    concurrency: int = 2
+    """Requests served at once (workers); more wait in its queue."""
     pause_every: float = 0.0
     """Every so many seconds the server stops serving (a GC pause, a noisy neighbour)..."""
     pause_for: float = 0.0
@@ -83,10 +83,10 @@ def _rate(servers: tuple[Server, ...], load: float = LOAD) -> float:
 
 def _scenarios(duration: float) -> tuple[Scenario, ...]:
     equal = _equal()
-    slow = (*_equal(3), Server(mean_ms=30.0))
+    slow = (*_equal(3), Server(mean_ms=60.0))
     paused = (*_equal(3), Server(pause_every=2.0, pause_for=0.3))
-    wrong = (Server(weight=2), Server(weight=2), Server(weight=1, mean_ms=5.0),
-             Server(weight=1, mean_ms=5.0))
+    wrong = (Server(weight=2), Server(weight=2), Server(weight=1, mean_ms=10.0),
+             Server(weight=1, mean_ms=10.0))
     return (
         Scenario("equal", "four equal servers", equal, _rate(equal), duration),
         Scenario("one_slow", "one server 3× slower", slow, _rate(slow), duration),
@@ -95,8 +95,8 @@ def _scenarios(duration: float) -> tuple[Scenario, ...]:
         Scenario("wrong_weights", "weights wrong by 2× (the fast servers weighted low)",
                  wrong, _rate(wrong), duration),
         Scenario("churn", "a server added and one removed mid-run", equal, _rate(equal),
-                 duration, (Change(duration / 3, "add", server=Server()),
-                            Change(2 * duration / 3, "remove", index=0))),
+                 duration, (Change(round(duration / 3, 1), "add", server=Server()),
+                            Change(round(2 * duration / 3, 1), "remove", index=0))),
         Scenario("slowdown", "one server turns 3× slower mid-run", equal, _rate(equal),
                  duration, (Change(duration / 2, "slow", index=1, factor=3.0),)),
         Scenario("two_directors", "two directors sharing the servers", equal, _rate(equal),
@@ -106,7 +106,7 @@ def _scenarios(duration: float) -> tuple[Scenario, ...]:
 
 QUICK = _scenarios(8.0)
 """About 2 minutes live for the lot (``--quick``)."""
-FULL = _scenarios(60.0)
+FULL = _scenarios(30.0)
 
 
 def by_name(name: str, quick: bool = False) -> Scenario:
