@@ -10,6 +10,7 @@ interface the director does not work on gets a link there that only sends.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 
 from pylvs.core.director import Director
@@ -20,6 +21,8 @@ from pylvs.shell import addresses
 from pylvs.shell.links import Link
 
 log = logging.getLogger("pylvs")
+NEW_SERVER_WAIT = 0.05
+"""Seconds a rules change may wait for new real servers' neighbours to answer, all together."""
 
 
 class NextHops:
@@ -37,11 +40,15 @@ class NextHops:
         as long as its route is."""
 
     def follow(self, resolve_timeout: float = 0.0) -> None:
-        """A route and a next hop for every real server that has none yet."""
+        """A route and a next hop for every real server that has none yet. A server added
+        while running is given ``NEW_SERVER_WAIT`` (over all of them) for its neighbour to
+        answer: without a MAC its first SYNs would be dropped until the next refresh, where
+        the kernel would have queued them (arp_queue)."""
         servers = self.director.real_server_addresses()
         self.texts.update(servers)
+        deadline = time.monotonic() + (resolve_timeout or NEW_SERVER_WAIT)
         for ip in servers.keys() - self.routes.keys():
-            self._route(ip, resolve_timeout)
+            self._route(ip, resolve_timeout or max(0.0, deadline - time.monotonic()))
 
     def _route(self, ip: int, resolve_timeout: float) -> None:
         try:

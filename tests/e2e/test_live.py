@@ -3,6 +3,7 @@ quiesce and delete real servers with `pylvs adm`, restore rules with -R, reload 
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -100,3 +101,18 @@ def test_sighup_reloads_and_a_bad_file_is_refused_keeping_the_table(make_lab):
     assert "reload refused, the running rules stay" in refused.stderr
     assert "virtual_server[1].address" in refused.stderr
     assert pylvs("adm", "--socket", sock, "-Ln").stdout == listing
+
+
+
+def test_a_server_added_while_running_takes_its_first_connection_at_once(make_lab):
+    """A real server the director has never seen (rs3 given a second address) is asked for
+    its MAC when it is added, as the kernel would queue the SYN meanwhile (arp_queue): no
+    frame of its first connection is dropped for want of a next hop."""
+    run = make_lab(3, "rr")
+    lab, sock, vip = run.lab, run.lab.control_socket, run.lab.vip
+    fresh = lab.server_ips[2].rsplit(".", 1)[0] + ".213"
+    lab.run_in(lab.server_ns[2], ["ip", "addr", "add", f"{fresh}/24", "dev", "eth0"], check=True)
+    assert pylvs("adm", "--socket", sock, "-a", "-t", f"{vip}:80", "-r", fresh).returncode == 0
+    assert run.answers(4)["rs3"] == 2
+    status = json.loads(pylvs("status", "--socket", sock, "--json").stdout)
+    assert status["counters"].get("no_next_hop", 0) == 0, status["counters"]
