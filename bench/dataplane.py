@@ -24,6 +24,13 @@ from CPU 0; the forwarder under test runs on CPU 1. The rate is what reaches the
 
 Also the memory a tracked connection costs: RSS growth of a Director fed 1,000,000 SYNs.
 Prints a table, writes JSON.
+
+    python3 -m bench.dataplane --default [--seconds 5]
+
+measures only what the default (offload = "auto") does, against "none" and "xdp": on the
+bare veths (a lab's: no program on the peers, so auto keeps to Python, and xdp's frames are
+dropped until the director sees it and goes back to Python), then with the pass program on the
+peers (auto takes the fast path), DR and NAT; the kernel on each.
 """
 
 from __future__ import annotations
@@ -340,6 +347,22 @@ print((rss() - base) / {count})
     return float(out.stdout)
 
 
+def default_rows(topo: Topology, seconds: float) -> dict[str, float]:
+    """offload = "auto" (the default) against "none" and "xdp", peers bare, then ready."""
+    results = {"kernel": kernel(topo, seconds)}
+    for method in ("dr", "nat"):
+        for offload in ("none", "auto", "xdp"):  # xdp: its drops seen, then Python's
+            name = f"pylvs {method}, {offload}, bare peers"
+            results[name] = pylvs(topo, seconds, method, offload=offload, name=name)
+    ready_for_xdp(topo)
+    results["kernel, peers with XDP"] = kernel(topo, seconds)
+    for method in ("dr", "nat"):
+        for offload in ("none", "auto", "xdp"):
+            name = f"pylvs {method}, {offload}, peers with xdp"
+            results[name] = pylvs(topo, seconds, method, offload=offload, name=name)
+    return results
+
+
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -348,6 +371,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.dataplane")
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--json", metavar="PATH")
+    parser.add_argument("--default", action="store_true",
+                        help='only offload = "auto" against "none" and "xdp"')
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench.dataplane builds network namespaces: run it as root")
@@ -355,6 +380,11 @@ def main() -> None:
         sys.exit("needs trafgen: apt-get install netsniff-ng")
     signal.signal(signal.SIGTERM, _interrupt)
     results: dict[str, float] = {}
+    if args.default:
+        with Topology() as topo:
+            results = default_rows(topo, args.seconds)
+        _print_default(results)
+        return
     with Topology() as topo:
         results["kernel"] = kernel(topo, args.seconds)
         for method in ("dr", "nat", "tun"):
@@ -418,6 +448,15 @@ def main() -> None:
                        "maxrss_kb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss},
                       fh, indent=2)
         print(f"wrote {args.json}")
+
+
+def _print_default(results: dict[str, float]) -> None:
+    print(f"{'path':<34}{'frames/s':>12}{'× kernel':>10}{'CPU µs/frame':>14}")
+    for name, rate in results.items():
+        kernel_rate = results["kernel, peers with XDP" if "peers with" in name
+                              else "kernel"]
+        cpu = f"{CPU[name]:.2f}" if CPU.get(name) else ""
+        print(f"{name:<34}{rate:>12,.0f}{rate / kernel_rate:>10.2f}{cpu:>14}")
 
 
 if __name__ == "__main__":

@@ -182,8 +182,10 @@ def _parser() -> argparse.ArgumentParser:
                      "vrrp_instance's virtual_ipaddress holds the services' addresses (default: "
                      "the one most real servers are routed through, said at start)")
     run.add_argument("--offload", choices=config_mod.OFFLOADS,
-                     help="xdp: established connections forwarded by an XDP program; none: "
-                     "every frame in Python (default: the config's [director] offload)")
+                     help="auto: established connections forwarded by an XDP program on "
+                     "the links where it works, Python elsewhere (the config's default); xdp: "
+                     "on every link; none: every frame in Python (default: the config's "
+                     "[director] offload)")
     run.add_argument("--metrics", metavar="ADDR",
                      help="serve the Prometheus exposition on ADDRESS:PORT (127.0.0.1:9300, "
                      "say; default: the config's [director] metrics)")

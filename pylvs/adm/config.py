@@ -63,7 +63,7 @@ MAX_PERSISTENCE = 2678400
 
 _DIRECTOR_KEYS = {"interface", "inside_interface", "control_socket", "max_connections",
                   "workers", "sync_daemon", "sync_interface", "syncid", "offload", "metrics"}
-OFFLOADS = ("none", "xdp")
+OFFLOADS = ("auto", "none", "xdp")
 MAX_WORKERS = 64
 _HEALTH_KEYS = {"check", "alpha", "inhibit_on_failure"}
 _SERVICE_KEYS = {"address", "protocol", "scheduler", "scheduler_flags", "forward", "one_packet",
@@ -145,8 +145,10 @@ class Config:
     sync_interface: str = ""
     """Where IPVS's connection sync runs (master and backup halves); "": no sync daemon."""
     syncid: int = 0
-    offload: str = "none"
-    """"xdp": established connections forwarded by an XDP program (pylvs.core.fastpath)."""
+    offload: str = "auto"
+    """"xdp": established connections forwarded by an XDP program (pylvs.core.fastpath);
+    "auto": so on the links where it works (pylvs.core.offloaded), Python elsewhere;
+    "none": every frame in Python."""
     metrics: str = ""
     """ADDRESS:PORT where the Prometheus exposition is served (pylvs.shell.metrics); "": none."""
     services: list[VirtualService] = field(default_factory=list)
@@ -244,7 +246,7 @@ class _Reader:
                     raise self.fail(f"director.{key}", "needs sync_daemon = true")
         syncid = self.integer(director, "syncid", "director.syncid", 0, 0, 255)
         self.sync_daemon = bool(sync_interface)
-        offload = self.string(director, "offload", "director.offload") or "none"
+        offload = self.string(director, "offload", "director.offload") or "auto"
         if offload not in OFFLOADS:
             raise self.fail("director.offload", f"{offload!r} is not one of {', '.join(OFFLOADS)}")
         services = data.get("virtual_server", [])

@@ -135,6 +135,12 @@ STATS = struct.Struct("<QQQQ")
 SLOTS_PER_WORKER = 1024
 STATS_SLOTS = 64 * SLOTS_PER_WORKER
 """Rows of the stats map: 1,024 real servers for each of up to 64 workers."""
+PROGRAM_ROW = STATS_SLOTS
+"""The stats map's row after the servers' (its map has STATS_SLOTS + 1 rows): the program's
+own counts; its first counter is PARTIAL."""
+PARTIAL = 0
+"""In PROGRAM_ROW: frames of a connection in the map that passed to Python because their TCP
+or UDP checksum was partial (``looks_partial``)."""
 TTL_DELTA = csum_delta.swap(csum_delta.TTL)
 """TTL − 1 as a one's-complement delta of its 16-bit word read little-endian (TTL low): 0xFFFE."""
 TUN_OVERHEAD = 20
@@ -455,6 +461,24 @@ def encap_entries(proto: int, key12: bytes, ifindex: int, macs: bytes, mtu: int,
 _ENCAP_PROTO = {"gue": 17, "gre": 47}
 
 
+def looks_partial(frame: bytes) -> bool:
+    """What the program's partial-checksum guard sees in an IPv4 or IPv6 TCP or UDP frame (no
+    IP options, no extension headers): its L4 checksum holds its pseudo-header's folded sum, as
+    a sender's TX checksum offload leaves it for "hardware" to finish (CHECKSUM_PARTIAL; XDP
+    sees only the bytes). A full checksum looks so once in 65,536 frames: that frame goes
+    through Python, which forwards it as it is."""
+    ipv6 = frame[12:14] == b"\x86\xdd"
+    proto = frame[20] if ipv6 else frame[23]
+    if ipv6:
+        words, length, l4 = frame[22:54], struct.unpack_from("!H", frame, 18)[0], 54
+    else:
+        words, l4 = frame[26:34], 34
+        length = struct.unpack_from("!H", frame, 16)[0] - 20
+    total = sum(struct.unpack(f"!{len(words) // 2}H", words)) + proto + length
+    check = struct.unpack_from("!H", frame, l4 + (16 if proto == 6 else 6))[0]
+    return check == _fold(total)
+
+
 def for_connection(conn: Connection, hop: NextHop, ifindex: Mapping[str, int], slot: int = 0
                    ) -> list[tuple[bytes, AnyEntry]]:
     """The map entries that forward ``conn`` as its forwarder would, toward its real server
@@ -470,18 +494,22 @@ _fold = csum_delta.fold  # end-around carries, as the program's _fold_into
 
 
 def program(map_fd: int, stats_fd: int, map6_fd: int | None = None,
-            tunnels: bool = False) -> bytes:
+            tunnels: bool = False, partial: bool = False) -> bytes:
     """The XDP program over the connection map ``map_fd`` and the stats map ``stats_fd``; with
     ``map6_fd``, the IPv6 connection map (KEY6_SIZE, VALUE6_SIZE), IPv6 frames and 4in6 too
     (without it, the IPv4 program alone, as before: everything else passes). ``tunnels``: the
-    GUE and GRE actions too (ENCAP_ACTIONS; those to or from IPv6 need ``map6_fd``); without
-    it the program is, byte for byte, the one before them."""
+    GUE and GRE actions too (ENCAP_ACTIONS; those to or from IPv6 need ``map6_fd``);
+    ``partial``: a frame whose checksum is partial passes (``_partial_guard``), counted in the
+    stats map's PROGRAM_ROW. Without the two, the program is, byte for byte, the one before
+    them."""
     ipv6 = map6_fd is not None
     encaps = [action for action, (inner, outer, _) in ENCAP_ACTIONS.items()
               if tunnels and inner == 4 and (ipv6 or outer == 4)]
     asm = Asm()
     _parse(asm, ipv6)
     _lookup(asm, map_fd)
+    if partial:
+        _partial_guard(asm, 4)
     if ipv6:
         _lookup_4in6(asm, map6_fd,  # type: ignore[arg-type]
                      (TUN_4IN6, *(a for a in encaps if ENCAP_ACTIONS[a][1] == 6)))
@@ -512,7 +540,10 @@ def program(map_fd: int, stats_fd: int, map6_fd: int | None = None,
     if ipv6:
         asm.label("tun4in6")
         _tunnel_4in6(asm)
-        _program6(asm, map6_fd, stats_fd, tunnels)  # type: ignore[arg-type]
+        _program6(asm, map6_fd, stats_fd, tunnels, partial)  # type: ignore[arg-type]
+    if partial:
+        asm.label("partial")
+        _count_partial(asm, stats_fd)
     asm.label("pass").ret(XDP_PASS)
     return asm.assemble()
 
@@ -547,6 +578,46 @@ def _lookup(asm: Asm, map_fd: int) -> None:
     asm.stx(W, R10, -4, R5)
     asm.ld_map_fd(R1, map_fd).mov(R2, R10).alu_imm(ADD, R2, -16)
     asm.call(Helper.map_lookup_elem).jmp_imm(JEQ, R0, 0, "pass").mov(R9, R0)
+
+
+def _partial_guard(asm: Asm, family: int) -> None:
+    """A hit whose TCP or UDP checksum is partial (``looks_partial``) goes to Python, which
+    completes it (TP_STATUS_CSUMNOTREADY), at the label "partial". The pseudo-header's words
+    are summed as the frame holds them (read little-endian, like the checksum field): the
+    addresses, the protocol as its byte's word, the L4 length in network order. R1 to R4 are
+    scratch; R7 and R8 the frame."""
+    tag = f"_{family}"
+    if family == 4:
+        ip, l4, words = IP_OFF, IP_OFF + 20, (26, 30)
+    else:
+        ip, l4, words = IP6_OFF, L4_OFF6, tuple(IP6_OFF + 8 + 4 * i for i in range(8))
+    asm.mov_imm(R3, 0)
+    for off in words:
+        asm.ldx(W, R1, R7, off).alu_reg(ADD, R3, R1)
+    asm.ldx(B, R4, R7, ip + (9 if family == 4 else 6))                  # the protocol
+    asm.mov(R1, R4).alu_imm(LSH, R1, 8).alu_reg(ADD, R3, R1)
+    if family == 4:
+        asm.ldx(H, R1, R7, ip + 2).endian(R1, 16).alu_imm(ADD, R1, -20).endian(R1, 16)
+    else:
+        asm.ldx(H, R1, R7, ip + 4)                     # the payload length, as the frame has it
+    asm.alu_reg(ADD, R3, R1)
+    _fold_into(asm, R3)
+    _fold_into(asm, R3)
+    asm.jmp_imm(JEQ, R4, 17, "partial_udp" + tag)
+    asm.mov(R1, R7).alu_imm(ADD, R1, l4 + 18).jmp_reg(JGT, R1, R8, "pass")  # for the verifier
+    asm.ldx(H, R1, R7, l4 + 16).ja("partial_cmp" + tag)
+    asm.label("partial_udp" + tag)
+    asm.mov(R1, R7).alu_imm(ADD, R1, l4 + 8).jmp_reg(JGT, R1, R8, "pass")
+    asm.ldx(H, R1, R7, l4 + 6)
+    asm.label("partial_cmp" + tag).jmp_reg(JEQ, R1, R3, "partial")
+
+
+def _count_partial(asm: Asm, stats_fd: int) -> None:
+    """PROGRAM_ROW's PARTIAL + 1 (the key's word at R10 − 20, free there), then pass."""
+    asm.st_imm(W, R10, -20, PROGRAM_ROW)
+    asm.ld_map_fd(R1, stats_fd).mov(R2, R10).alu_imm(ADD, R2, -20)
+    asm.call(Helper.map_lookup_elem).jmp_imm(JEQ, R0, 0, "pass")
+    asm.mov_imm(R1, 1).atomic_add(DW, R0, 8 * PARTIAL, R1).ja("pass")
 
 
 def _count(asm: Asm, stats_fd: int, ipv6: bool = False,
@@ -758,13 +829,16 @@ def _tunnel_4in6(asm: Asm) -> None:
     _redirect(asm)
 
 
-def _program6(asm: Asm, map6_fd: int, stats_fd: int, tunnels: bool = False) -> None:
+def _program6(asm: Asm, map6_fd: int, stats_fd: int, tunnels: bool = False,
+              partial: bool = False) -> None:
     """The IPv6 half: parse, look up in the IPv6 map, count, then DR, NAT66 either way,
     ip6ip6 or 6in4 (``tunnels``: and GUE or GRE)."""
     encaps = [action for action, (inner, _, _) in ENCAP_ACTIONS.items()
               if tunnels and inner == 6]
     _parse6(asm)
     _lookup6(asm, map6_fd)
+    if partial:
+        _partial_guard(asm, 6)
     _count_frame(asm, stats_fd, _ip6_len, [(TUN_6IN6, IP6_OVERHEAD), (TUN_6IN4, IP4_OVERHEAD)]
                  + [(action, encap_overhead(action)) for action in encaps], -44, "6")
     asm.ldx(B, R1, R9, ACTION)

@@ -22,10 +22,33 @@ And the rules:
   (``refresh``);
 - a stats row's growth goes into the server's and its service's stats (``fold``);
 - a server whose hop changed has its connections' entries made again with the new hop, or, with
-  no hop, its connections go back to Python (``follow_hops``).
+  no hop, its connections go back to Python (``follow_hops``);
+- a link the fast path must not send into any more (``withdraw_link``: it drops those frames,
+  ``DropWatch`` below) takes its connections out of the maps, their counts handed back
+  first; they, and any connection offered later whose entries would send into it, stay with
+  Python, still marked ``offloaded`` so that the core does not offer them again with every
+  frame ("parked": in no map).
 
 Times: the program stamps CLOCK_MONOTONIC in ns; ``clock_offset`` is what to add to its seconds
 to get the caller's ``now``.
+
+The links (at the end of the module): which of the director's links the program may send
+frames into, and when it must stop, from facts the shell reads (pylvs.shell.interfaces,
+pylvs.shell.offload). What a frame the program sends needs (measured on Linux 6.18,
+docs/offload.md):
+
+- XDP_TX back out a veth, or bpf_redirect into one, needs NAPI on the veth's *peer*: an XDP
+  program there. Without one, every such frame is dropped; the director's own counters show it
+  (XDP_TX: its TX dropped and ``rx_queue_N_xdp_tx_errors``; a redirect: the ingress link's RX
+  dropped). GRO on the peer makes the kernel advertise the link as a redirect target
+  (xdp-features ``ndo-xmit``) and yet passed 256 frames, then dropped every one.
+- A NIC with native XDP takes XDP_TX; a redirect into it needs its ``ndo-xmit`` feature, which
+  some drivers (virtio_net) only show while a program is attached to them.
+
+``choose``: per link, fast or not and why, for ``offload = "auto"`` (only where the facts say
+it works) and ``"xdp"`` (everywhere the program is attached, with a warning where the facts say
+it will drop). ``DropWatch``: the safety net under both, turning the links' drop counters and
+what the program forwarded into "this link drops what the fast path sends into it".
 """
 
 from __future__ import annotations
@@ -75,7 +98,7 @@ class FastPathLedger:
     """One data plane's offloaded connections and real servers (see the module)."""
 
     __slots__ = ("ifindex", "first_slot", "keys", "last_packets", "hops", "slots", "servers",
-                 "seen")
+                 "seen", "withdrawn", "forwarded")
 
     def __init__(self, ifindex: Mapping[str, int], first_slot: int = 0) -> None:
         self.ifindex = dict(ifindex)
@@ -92,6 +115,10 @@ class FastPathLedger:
         self.servers: dict[int, RealServer] = {}
         self.seen: dict[int, tuple[int, ...]] = {}
         """id(RealServer) → its stats row as last folded into its stats."""
+        self.withdrawn: set[str] = set()
+        """Links the program must not send into (``withdraw_link``)."""
+        self.forwarded = 0
+        """Frames the program forwarded, as the stats rows folded so far counted them."""
 
     # -- offers and withdrawals -----------------------------------------------------------------
 
@@ -109,6 +136,8 @@ class FastPathLedger:
 
     def _add(self, writes: Writes, conn: Connection, hops: Mapping[int, NextHop]) -> None:
         hop = hops.get(conn.server.ip)
+        if hop is not None and self._through_withdrawn(conn, hop):
+            return  # parked: Python forwards it, and the core does not offer it again
         slot = None if hop is None else self._slot(conn.server, writes)
         entries = [] if hop is None or slot is None else fastpath.for_connection(
             conn, hop, self.ifindex, slot)
@@ -130,6 +159,36 @@ class FastPathLedger:
         to delete (what of it went in)."""
         install.conn.offloaded = False
         return [key for key, _ in install.entries]
+
+    def _through_withdrawn(self, conn: Connection, hop: NextHop) -> bool:
+        """Its entries would send into a withdrawn link (toward the server, or NAT's way back)."""
+        back = conn.return_hop
+        return hop.interface in self.withdrawn or (
+            back is not None and conn.forwarder.masquerades and back.interface in self.withdrawn)
+
+    def via(self, link: str) -> list[bytes]:
+        """The keys of the entries of the connections whose entries send into ``link``: what
+        the shell reads before ``withdraw_link``."""
+        return [key for conn, keys in self.keys.items()
+                if self._through(conn, link) for key in keys]
+
+    def _through(self, conn: Connection, link: str) -> bool:
+        hop, back = self.hops.get(conn.server.ip), conn.return_hop
+        return (hop is not None and hop.interface == link) or (
+            back is not None and conn.forwarder.masquerades and back.interface == link)
+
+    def withdraw_link(self, link: str, values: Mapping[bytes, bytes], clock_offset: float,
+                      by_state: Mapping[int, int]) -> Writes:
+        """The program must not send into ``link`` any more: its connections' entries (read
+        into ``values``, key → map value, by the shell: ``via``) hand their counts back to the
+        connections (``refresh``), then go; the connections stay with Python, parked."""
+        self.withdrawn.add(link)
+        leaving = {conn: keys for conn, keys in self.keys.items() if self._through(conn, link)}
+        self._refresh(leaving, values, clock_offset, by_state)
+        writes = Writes()
+        for conn in leaving:
+            writes.delete += self._forget(conn)
+        return writes
 
     def _forget(self, conn: Connection) -> list[bytes]:
         self.last_packets.pop(conn, None)
@@ -188,6 +247,7 @@ class FastPathLedger:
             inpkts, inbytes, outpkts, outbytes = (a - b for a, b in
                                                   zip(now, self.seen[ident], strict=True))
             self.seen[ident] = now
+            self.forwarded += inpkts + outpkts
             service = service_of.get(ident)
             for stats in (server.stats, None if service is None else service.stats):
                 if stats is not None:
@@ -210,7 +270,11 @@ class FastPathLedger:
         connections: new inbound packets raise ``in_pkts``; the last time of an entry that
         counted packets re-arms the timer (never earlier) with the state's timeout
         (``by_state``: Timeouts.by_state)."""
-        for conn, keys in self.keys.items():
+        self._refresh(self.keys, values, clock_offset, by_state)
+
+    def _refresh(self, conns: Mapping[Connection, list[bytes]], values: Mapping[bytes, bytes],
+                 clock_offset: float, by_state: Mapping[int, int]) -> None:
+        for conn, keys in conns.items():
             value = values.get(keys[0])
             if value is not None:
                 packets, _, last_ns = fastpath.counters(value)
@@ -235,3 +299,185 @@ class FastPathLedger:
         self.keys.clear()
         self.last_packets.clear()
         self.hops.clear()
+
+
+# -- the links ---------------------------------------------------------------------------------
+
+XDP_ACT_BASIC, XDP_ACT_REDIRECT, XDP_ACT_NDO_XMIT = 1, 2, 4
+"""The netdev family's xdp-features bits (include/uapi/linux/netdev.h)."""
+MODES = ("auto", "xdp")
+"""The offload modes that load the program ("none" does not)."""
+
+
+@dataclass(frozen=True)
+class LinkFacts:
+    """What the shell read of one link, after the program was attached where it could be."""
+    name: str
+    kind: str = ""
+    """rtnetlink's IFLA_INFO_KIND: "veth", ""  for a NIC."""
+    attached: bool = False
+    """The program is on it (native XDP)."""
+    error: str = ""
+    """Why the program could not be attached."""
+    xdp_features: int | None = None
+    """The netdev family's xdp-features; None where the kernel does not say (before 6.3)."""
+    peer: str = ""
+    """A veth's peer, as "NAME" or "NAME in netns N"; "" when it could not be seen."""
+    peer_xdp: int | None = None
+    """The id of the XDP program on a veth's peer, 0 for none; None: could not be seen."""
+
+
+@dataclass(frozen=True)
+class LinkChoice:
+    name: str
+    fast: bool
+    """The program may send frames into this link (its connections get map entries)."""
+    reason: str
+    warn: bool = False
+    """Forced on (offload = "xdp") where the facts say its frames would be dropped."""
+
+
+def choose(facts: LinkFacts, mode: str) -> LinkChoice:
+    """The fast path on ``facts.name`` or not, and why. ``auto``: only where the facts say
+    frames sent into it arrive; ``xdp``: wherever the program is attached."""
+    works, reason = _verdict(facts)
+    if mode == "xdp" and facts.attached:
+        if not works:
+            return LinkChoice(facts.name, True, f"offload = \"xdp\" although {reason}; "
+                              f"watched for drops. The fix: {fix(facts)}", warn=True)
+        return LinkChoice(facts.name, True, reason)
+    return LinkChoice(facts.name, works and facts.attached, reason)
+
+
+def worth_attaching(facts: LinkFacts) -> bool:
+    """``auto``: the program goes on a link only where it may work (not on a veth whose peer
+    has no XDP program: attaching changes the peer's offloads for nothing)."""
+    return facts.kind != "veth" or bool(facts.peer_xdp)
+
+
+def _verdict(facts: LinkFacts) -> tuple[bool, str]:
+    """Whether frames the program sends into the link arrive, and why."""
+    if facts.kind == "veth":
+        works, reason = _veth(facts)
+        if not works or facts.attached:
+            return works, reason
+    if not facts.attached:
+        return False, f"no native XDP here ({facts.error or 'not attached'})"
+    features = facts.xdp_features
+    if features is None:
+        return True, "native XDP (the kernel does not say whether it takes redirected " \
+                     "frames; watched for drops)"
+    if not features & XDP_ACT_NDO_XMIT:
+        return False, f"native XDP, but the driver takes no redirected frames " \
+                      f"(xdp-features {features:#x})"
+    return True, "native XDP, takes redirected frames"
+
+
+def _veth(facts: LinkFacts) -> tuple[bool, str]:
+    if facts.peer_xdp is None:
+        return False, "a veth whose peer cannot be seen from here (frames sent into it " \
+                      "need an XDP program on the peer)"
+    if not facts.peer_xdp:
+        return False, f"a veth whose peer ({facts.peer}) has no XDP program: frames the " \
+                      f"program sent into it would be dropped"
+    return True, f"a veth whose peer ({facts.peer}) has an XDP program (id " \
+                 f"{facts.peer_xdp}): it takes the frames the program sends"
+
+
+def fix(facts: LinkFacts | None) -> str:
+    """What the operator can do about a link that drops what the fast path sends into it."""
+    if facts is not None and facts.kind == "veth":
+        peer = facts.peer or "the veth's peer"
+        return (f"attach an XDP program to {peer} (one that passes everything will do: its "
+                "NAPI then takes the frames; `ethtool -K PEER gro on` is not enough on Linux "
+                "6.18), or set offload = \"none\"")
+    return "the driver does not take the frames XDP sends (XDP_TX, redirect): a newer " \
+           "driver may, else set offload = \"none\""
+
+
+# -- the safety net -----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Drops:
+    """A link's drop counters (rtnetlink's IFLA_STATS64), cumulative."""
+    rx: int = 0
+    tx: int = 0
+
+
+@dataclass(frozen=True)
+class Withdrawal:
+    """``link`` drops what the fast path sends into it: ``dropped`` frames over the last
+    windows, while the program forwarded ``forwarded``; ``how``: the counter that said so, on
+    the link ``counted_on`` (a failed redirect counts where the frame came in)."""
+    link: str
+    dropped: int
+    forwarded: int
+    how: str
+    counted_on: str = ""
+
+
+SHARE = 0.10
+"""A window's drops above this share of what the program forwarded count against the link:
+the failures this catches drop nearly everything (measured: 99.9%), while an overloaded
+link's ring overflows stay well under it."""
+MIN_FRAMES = 64
+"""Fewer drops (or frames forwarded) in a window say nothing."""
+STRIKES = 2
+"""Consecutive windows of drops before the link is withdrawn: sustained, not a burst."""
+
+
+@dataclass
+class DropWatch:
+    """The links' drop counters, window after window (each ``observe``), against what this data
+    plane's program forwarded in the same window. A link's TX drops are its own; RX drops on a
+    link are the redirects out of it that failed, so they count against the other fast links
+    (against itself when it is the only one)."""
+    last: dict[str, Drops]
+    strikes: dict[str, int] = field(default_factory=dict)
+    pending: dict[str, tuple[int, int, str, str]] = field(default_factory=dict)
+    """Per link under suspicion: drops and frames forwarded so far, the counter and the link
+    it counted on."""
+
+    def observe(self, counts: Mapping[str, Drops], forwarded: int,
+                fast: Iterable[str]) -> list[Withdrawal]:
+        """One window: the counters now, what the program forwarded since the last window,
+        the links still fast. Returns the links to withdraw."""
+        fast = [name for name in fast if name in counts]
+        blamed: dict[str, tuple[int, str, str]] = {}
+        for name, now in counts.items():
+            before = self.last.get(name, now)
+            self.last[name] = now
+            for drops, how, targets in ((now.tx - before.tx, "TX dropped", [name]),
+                                        (now.rx - before.rx, "RX dropped",
+                                         [n for n in fast if n != name] or [name])):
+                if _suspect(drops, forwarded):
+                    for target in targets:
+                        blamed[target] = (blamed.get(target, (0,))[0] + drops, how, name)
+        return self._strike(blamed, forwarded, fast)
+
+    def _strike(self, blamed: Mapping[str, tuple[int, str, str]], forwarded: int,
+                fast: list[str]) -> list[Withdrawal]:
+        out = []
+        for name in fast:
+            if name not in blamed:
+                self.strikes.pop(name, None)
+                self.pending.pop(name, None)
+                continue
+            drops, how, where = blamed[name]
+            total, sent, _, _ = self.pending.get(name, (0, 0, how, where))
+            self.pending[name] = (total + drops, sent + forwarded, how, where)
+            self.strikes[name] = self.strikes.get(name, 0) + 1
+            if self.strikes[name] >= STRIKES:
+                out.append(Withdrawal(name, *self.pending.pop(name)))
+                del self.strikes[name]
+        return out
+
+
+def _suspect(drops: int, forwarded: int) -> bool:
+    return forwarded >= MIN_FRAMES and drops >= max(MIN_FRAMES, SHARE * forwarded)
+
+
+def dropped_since(baseline: Mapping[str, Drops], counts: Mapping[str, Drops]) -> dict[str, int]:
+    """Each link's drops (RX and TX) since ``baseline``: what the status reports."""
+    return {name: (now.rx + now.tx) - (baseline[name].rx + baseline[name].tx)
+            for name, now in counts.items() if name in baseline}

@@ -461,7 +461,7 @@ def curl_argv(url: str, max_time: int = 10) -> list[str]:
 def lab_config(lab: Lab, scheduler: str, weights: list[int] | None = None,
                server_port: int = PORT, persistence: int = 0, workers: int = 1,
                service_keys: tuple[str, ...] = (), priority: int = 0,
-               control_socket: str = "", offload: str = "none", metrics: str = "") -> str:
+               control_socket: str = "", offload: str = "auto", metrics: str = "") -> str:
     """The TOML a user would write for this lab; real servers in ipvsadm -a order;
     ``service_keys``: more lines for the virtual service (a health check, say); ``priority``:
     a VRRP instance (IPv6: VRRPv3, no password) with the connection sync daemon, as each
@@ -477,8 +477,7 @@ def lab_config(lab: Lab, scheduler: str, weights: list[int] | None = None,
         lines.append("sync_daemon = true")
     if workers > 1:
         lines.append(f"workers = {workers}")
-    if offload != "none":
-        lines.append(f'offload = "{offload}"')
+    lines.append(f'offload = "{offload}"')
     if metrics:
         lines.append(f'metrics = "{metrics}"')
     for target in lab.targets():

@@ -171,6 +171,11 @@ class DataPlane:
         if self.offload is not None:
             self.offload.read(self.director, time.monotonic(), everything)
 
+    def watch_offload(self) -> None:
+        """Once a tick: the fast path's links checked for drops (pylvs.shell.offload.watch)."""
+        if self.offload is not None:
+            self.offload.watch(self.director)
+
     def close(self) -> None:
         for link in self.links.values():
             clean(link.close, f"closing {link.name}")

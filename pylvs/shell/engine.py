@@ -25,12 +25,13 @@ import signal
 import time
 from collections import Counter
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pylvs.adm.config import Config
 from pylvs.core import marks
 from pylvs.core.director import Director
 from pylvs.core.model import VirtualService
+from pylvs.core.offloaded import MODES as OFFLOADING
 from pylvs.shell import metrics
 from pylvs.shell.cleanup import clean
 from pylvs.shell.control import Channel, ControlServer
@@ -71,7 +72,9 @@ class Engine:
         self.ha.served = self.served
         self.control = control
         self.offload: Offload | None = plane.offload if plane is not None else None
-        """The XDP fast path, with offload = "xdp" (pylvs.shell.offload)."""
+        """The XDP fast path, with offload = "xdp" or "auto" (pylvs.shell.offload)."""
+        self.offload_note = ""
+        """Why there is no fast path although the config asked for one."""
         self.master = config.vrrp is None
         """Holds the VIPs and forwards: always without VRRP, else while its MASTER."""
         self.held: frozenset[str] | None = None
@@ -107,7 +110,7 @@ class Engine:
         if self.plane is not None:
             self.plane.open()
         self.follow(resolve_timeout=RESOLVE_TIMEOUT)
-        if self.config.offload == "xdp" and self.host is not None:
+        if self.config.offload in OFFLOADING and self.host is not None:
             self._start_offload()
         if self.offload is not None:
             self.director.outbox.start_offering()
@@ -118,19 +121,37 @@ class Engine:
                 self.ha.start_half(role, self.config.sync_interface, self.config.syncid)
 
     def _start_offload(self) -> None:
-        """The XDP fast path on the interfaces the director works on, made here where the host
-        state is; without it (no XDP or BPF here), every frame stays in Python."""
+        """The XDP fast path on the interfaces the director works on (offload = "auto": on
+        those where the facts say it works), made here where the host state is; without it
+        (no XDP or BPF here, or no link fit for it), every frame stays in Python."""
         inside = self.config.inside_interface or self.config.interface
         interfaces = list(dict.fromkeys((self.config.interface, inside)))
+        mode = self.config.offload
         try:
-            self.offload = Offload(interfaces, 2 * self.director.table.max_connections)
+            self.offload = Offload(interfaces, 2 * self.director.table.max_connections,
+                                   mode=mode)
         except OffloadError as exc:
-            log.warning("%s; every frame goes through Python (offload = \"none\")", exc)
+            self.offload_note = str(exc)
+            if mode == "auto":
+                log.info("offload = \"auto\": every frame through Python (%s)", exc)
+            else:
+                log.warning("%s; every frame goes through Python (offload = \"none\")", exc)
             return
         if self.plane is not None:
             self.plane.offload = self.offload
         self.tell_guard()
-        log.info("XDP fast path on %s", ", ".join(self.offload.attached))
+        self._say_choices(self.offload)
+
+    @staticmethod
+    def _say_choices(offload: Offload) -> None:
+        """Which links the fast path sends into and why, at start."""
+        for name, choice in offload.choices.items():
+            if choice.warn:
+                log.warning("XDP fast path on %s: %s", name, choice.reason)
+            elif choice.fast:
+                log.info("XDP fast path on %s: %s", name, choice.reason)
+            else:
+                log.info("%s: frames through Python (%s)", name, choice.reason)
 
     def start_ha(self) -> None:
         """The host's HA parts: checks, then VRRP, BGP and metrics (which follow their word,
@@ -219,6 +240,14 @@ class Engine:
             total["host_errors"] += self.host_errors
         return dict(total)
 
+    def offload_report(self) -> dict[str, Any]:
+        """The fast path as pylvs status shows it: the mode, each link's state, why, and its
+        drops (Offload.report), or why every frame goes through Python."""
+        if self.offload is not None:
+            return self.offload.report()
+        return {"mode": self.config.offload, "python": self.offload_note or (
+            "offload = \"none\"" if self.config.offload == "none" else "")}
+
     def scrape(self) -> metrics.Scrape:
         """One scrape's plain values, built in the loop (pylvs.shell.metrics says why)."""
         requests, ha = self.requests, self.ha
@@ -230,7 +259,15 @@ class Engine:
         return metrics.Scrape(totals, backends, counts["connections"],
                               counts["max_connections"], counts["counters"],
                               requests.worker_counters(), metrics.health_part(self.config.health),
-                              vrrp, sync=counts.get("sync"), bgp=ha.bgp_part())
+                              vrrp, sync=counts.get("sync"), bgp=ha.bgp_part(),
+                              offload=self.guarded_report())
+
+    def guarded_report(self) -> dict[str, Any] | None:
+        """``offload_report``, or None when the host would not say (logged)."""
+        found: list[dict[str, Any]] = []
+        self.guarded("reading the XDP fast path's links",
+                     lambda: found.append(self.offload_report()))
+        return found[0] if found else None
 
     # -- the loop -----------------------------------------------------------------------------
 
@@ -280,6 +317,7 @@ class Engine:
         self.guarded("the defences", lambda: self.director.defend(available_pages(),
                                                                    time.monotonic()))
         self.guarded("reading the rings' drop counts", plane.count_ring_drops)
+        self.guarded("watching the XDP fast path's links", plane.watch_offload)
 
     def _reload_on_hangup(self) -> None:
         self.notifier.reloading()

@@ -28,6 +28,7 @@ import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client import start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -124,6 +125,8 @@ class Scrape:
     """The sync daemon's counters (pylvs.shell.sync_socket), None while no half runs."""
     bgp: Bgp | None = None
     """[bgp]: what is announced and the sessions (pylvs.shell.announcer), None without."""
+    offload: dict[str, Any] | None = None
+    """The XDP fast path's links (Engine.offload_report), None when not read."""
 
 
 @dataclass
@@ -175,7 +178,29 @@ def families(scrape: Scrape) -> list[Metric]:
         found.append(gauge)
     found += _sync(scrape)
     return (found + _table(scrape) + _workers(scrape) + _checks(scrape) + _vrrp(scrape)
-            + _bgp(scrape))
+            + _bgp(scrape) + _offload(scrape))
+
+
+def _offload(scrape: Scrape) -> list[Metric]:
+    """Per link: the fast path sends into it or not, and what it dropped while the program was
+    on (its RX and TX dropped); the frames passed to Python for a partial checksum."""
+    report = scrape.offload
+    if report is None or "links" not in report:
+        return []
+    fast = GaugeMetricFamily("pylvs_xdp_fast_path", "1 while the XDP fast path sends frames "
+                             "into the interface, 0 where Python forwards (at start, or "
+                             "withdrawn for its drops).", labels=["interface"])
+    dropped = CounterMetricFamily("pylvs_xdp_dropped", "Frames the interface dropped (RX and "
+                                  "TX dropped) since the XDP program went on: the fast path's "
+                                  "failed XDP_TX and redirects show here.",
+                                  labels=["interface"])
+    for name, link in sorted(report["links"].items()):
+        fast.add_metric([name], int(link["fast"]))
+        dropped.add_metric([name], link["dropped"])
+    partial = CounterMetricFamily("pylvs_xdp_partial_checksum", "Frames of offloaded "
+                                  "connections the XDP program passed to Python because their "
+                                  "TCP or UDP checksum was partial.", value=report["partial"])
+    return [fast, dropped, partial]
 
 
 def _bgp(scrape: Scrape) -> list[Metric]:

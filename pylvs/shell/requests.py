@@ -100,6 +100,23 @@ def render_counts(counts: dict[str, Any]) -> str:
     return text
 
 
+def render_offload(report: dict[str, Any]) -> str:
+    """The fast path's lines of pylvs status (Engine.offload_report)."""
+    head = f"offload {report['mode']}"
+    if "links" not in report:
+        return f"{head}: every frame through Python" + (
+            f" ({report['python']})\n" if report.get("python") else "\n")
+    lines = [f"{head}:"]
+    for name, link in report["links"].items():
+        state = "XDP fast path" if link["fast"] else "Python"
+        lines.append(f"  {name}: {state}, dropped {link['dropped']}: {link['reason']}")
+    if report["partial"]:
+        lines.append(f"  frames with partial checksums passed to Python: {report['partial']} "
+                     "(senders on this host leave them to the NIC: `ethtool -K IF tx off` "
+                     "there lets the fast path take them)")
+    return "\n".join(lines) + "\n"
+
+
 class Requests:
     """The answers of one director (``engine``: the parts they read and change)."""
 
@@ -164,6 +181,10 @@ class Requests:
         ha = self.engine.ha
         data = self.counts()
         text = render_status(self.engine.config.health, time.monotonic()) + render_counts(data)
+        offload = self.engine.guarded_report()
+        if offload is not None:
+            data["offload"] = offload
+            text += render_offload(offload)
         if ha.vrrp is not None:  # pylvs status --json: each VRRP instance
             text = ha.vrrp.status(self.engine.master) + text
             data["vrrp"] = ha.vrrp.described()

@@ -1,7 +1,9 @@
 """eBPF in the kernel from Python: the bpf() system call through ctypes (maps, programs with the
 verifier's log), and an XDP program attached to an interface over rtnetlink (IFLA_XDP).
 
-Programs come from pylvs.core.ebpf as bytes; nothing here decides what they do. Every map and
+Programs come from pylvs.core.ebpf as bytes; nothing here decides what they do. ``features``
+reads what the kernel says an interface's driver can do with XDP (the netdev generic netlink
+family's xdp-features, Linux ≥ 6.3). Every map and
 program is a file descriptor owned by its object here: ``close()`` (or the end of the process)
 frees it, and ``detach`` takes a program off its interface.
 """
@@ -14,6 +16,9 @@ import os
 import struct
 
 from pyroute2 import IPRoute
+from pyroute2.netlink import NLM_F_REQUEST, genlmsg
+from pyroute2.netlink.exceptions import NetlinkError
+from pyroute2.netlink.generic import GenericNetlinkSocket
 
 _NR_BPF = {"x86_64": 321, "aarch64": 280}.get(os.uname().machine, 321)
 BPF_MAP_CREATE, BPF_MAP_LOOKUP_ELEM, BPF_MAP_UPDATE_ELEM, BPF_MAP_DELETE_ELEM, \
@@ -225,3 +230,33 @@ def _index(ipr: IPRoute, ifname: str) -> int:
     if not found:
         raise OSError(errno.ENODEV, f"no interface {ifname}")
     return found[0]
+
+
+class _NetdevDev(genlmsg):
+    """The netdev family's dev attributes (Documentation/netlink/specs/netdev.yaml)."""
+    nla_map = (("NETDEV_A_DEV_UNSPEC", "none"), ("NETDEV_A_DEV_IFINDEX", "uint32"),
+               ("NETDEV_A_DEV_PAD", "none"), ("NETDEV_A_DEV_XDP_FEATURES", "uint64"),
+               ("NETDEV_A_DEV_XDP_ZC_MAX_SEGS", "uint32"),
+               ("NETDEV_A_DEV_XDP_RX_METADATA_FEATURES", "uint64"),
+               ("NETDEV_A_DEV_XSK_FEATURES", "uint64"))
+
+
+_NETDEV_CMD_DEV_GET = 1
+
+
+def features(ifname: str) -> int | None:
+    """The interface's xdp-features (NETDEV_XDP_ACT_*); None where the kernel has no netdev
+    family to ask (before 6.3) or does not answer."""
+    sock = GenericNetlinkSocket()
+    try:
+        sock.bind("netdev", _NetdevDev)
+        msg = _NetdevDev()
+        msg["cmd"], msg["version"] = _NETDEV_CMD_DEV_GET, 1
+        with IPRoute() as ipr:
+            msg["attrs"] = [("NETDEV_A_DEV_IFINDEX", _index(ipr, ifname))]
+        reply = sock.nlm_request(msg, msg_type=sock.prid, msg_flags=NLM_F_REQUEST)
+        return reply[0].get_attr("NETDEV_A_DEV_XDP_FEATURES")
+    except (NetlinkError, OSError):
+        return None
+    finally:
+        sock.close()

@@ -242,3 +242,50 @@ def test_no_entries_for_a_server_without_a_hop_or_an_interface_the_program_is_on
     conn.offloaded = True
     assert FastPathLedger({"eth9": 9}).plan(offered, [], director.hops).put == []
     assert not conn.offloaded
+
+
+def test_a_withdrawn_link_hands_the_counts_back_and_its_connections_stay_with_python():
+    director, ledger, maps = _offloading()
+    conn = _dr_established(director, now=1.0)
+    _offered(director, ledger, maps)
+    key = fastpath.key(6, conn.key12)
+    maps.count(key, packets=5, octets=500, last_ns=100 * SECOND)
+    assert ledger.via("eth0") == [key] and ledger.via("eth1") == []
+    writes = ledger.withdraw_link("eth0", {key: maps.conns[key]}, 0.5,
+                                  director.table.timeouts.by_state)
+    assert writes == Writes(delete=[key])
+    maps.write(writes)
+    assert conn.in_pkts == 2 + 5 and conn.expires == 100.5 + 900  # what the program saw
+    assert maps.conns == {} and ledger.keys == {} and conn.offloaded  # parked
+    director.handle(bytearray(dr_frame(flags="A")), 200.0)  # Python forwards it ...
+    assert director.outbox.take_offers() == ([], [])  # ... and the core offers it no more
+    later = _dr_established(director, 40001, now=201.0)
+    _offered(director, ledger, maps)  # a new one through the link: parked at once
+    assert later.offloaded and ledger.keys == {} and maps.conns == {}
+    director.table.remove(later)
+    _offered(director, ledger, maps)  # gone: nothing of it was in the map
+    assert maps.conns == {}
+
+
+def test_a_nat_connection_leaves_with_either_of_its_links():
+    for link in ("eth0", "eth1"):
+        director, ledger, maps = _offloading(nat_director())
+        director.handle(bytearray(inbound("203.0.113.5", 40000, b"")), 1.0)
+        director.handle(bytearray(reply("203.0.113.5", 40000, b"")), 1.0)
+        director.handle(bytearray(inbound("203.0.113.5", 40000, b"", flags="A")), 1.0)
+        _offered(director, ledger, maps)
+        assert len(maps.conns) == 2 and len(ledger.via(link)) == 2
+        maps.write(ledger.withdraw_link(link, dict(maps.conns), 0.0,
+                                        director.table.timeouts.by_state))
+        assert maps.conns == {} and link in ledger.withdrawn
+
+
+def test_the_ledger_tallies_what_the_program_forwarded_both_ways():
+    director, ledger, maps = _offloading()
+    _dr_established(director)
+    _offered(director, ledger, maps)
+    maps.count_row(0, 10, 1000, 4, 400)
+    ledger.fold(maps.rows, director.services.values())
+    maps.count_row(0, 15, 1500, 6, 600)
+    ledger.fold(maps.rows, director.services.values())
+    assert ledger.forwarded == 21

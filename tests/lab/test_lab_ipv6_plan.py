@@ -60,7 +60,7 @@ def test_the_config_is_the_ipv4_labs_with_bracketed_ipv6_endpoints():
     lab = Lab(servers=3, mode="mixed", family=6)
     config = tomllib.loads(lab_config(lab, "wrr", weights=[3, 2, 1]))
     assert config["director"] == {"interface": "eth0", "inside_interface": "eth1",
-                                  "control_socket": lab.control_socket}
+                                  "control_socket": lab.control_socket, "offload": "auto"}
     (service,) = config["virtual_server"]
     assert service["address"] == "[2001:db8:1::100]:80" and service["forward"] == "dr"
     assert [(r["address"], r["weight"], r.get("forward")) for r in service["real_server"]] == [

@@ -69,8 +69,10 @@ def test_status_carries_the_table_and_the_counters():
     engine.director.counters["forwarded"] += 3
     reply = engine.handle(Status())
     assert reply.data == {"connections": 0, "max_connections": 0, "counters": {"forwarded": 3},
-                          "sync": None}  # no sync daemon half runs
+                          "sync": None,  # no sync daemon half runs
+                          "offload": {"mode": "auto", "python": ""}}  # not started: none tried
     assert "connections 0 (max 0)\ncounters: forwarded 3\n" in reply.stdout
+    assert "offload auto: every frame through Python\n" in reply.stdout
 
 
 def test_a_reload_applies_the_sysctls_the_file_changed(tmp_path):
