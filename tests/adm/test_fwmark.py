@@ -17,10 +17,11 @@ from scapy.layers.l2 import Ether
 import schedulers
 from forwarders import NextHop
 from pylvs.adm import commands, config, ipvsadm, layouts, listing, ruleset
-from pylvs.adm.ipvsadm import Command, DirectorError, UsageError
+from pylvs.adm.ipvsadm import Command, DirectorError
 from pylvs.core.director import Director
 from pylvs.core.marks import MarkRule, Marks
 from pylvs.core.model import AF_INET, AF_INET6, VirtualService, fwmark_key, ip_to_int
+from tests.adm.test_ipvsadm_ipv6 import adm, ok, refused
 
 VIP = "207.175.44.110"
 HEAD = "IP Virtual Server version 1.2.1 (size=4096)\n"
@@ -28,22 +29,6 @@ TITLE = ("Prot LocalAddress:Port Scheduler Flags\n"
          "  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n")
 MIXED = "Different address family is allowed only for tunneling servers\n"
 INVALID = "Invalid operation.  Possibly wrong module version, address not unicast, ...\n"
-
-
-def adm(director: Director, line: str) -> tuple[int, str, str]:
-    return commands.adm(director, line.split(), 0.0)
-
-
-def ok(director: Director, *lines: str) -> None:
-    for line in lines:
-        rc, _, err = adm(director, line)
-        assert rc == 0, (line, err)
-
-
-def refused(argv: list[str]) -> str:
-    with pytest.raises(UsageError) as info:
-        ipvsadm.parse(argv)
-    return str(info.value)
 
 
 # -- the command line -----------------------------------------------------------------------------

@@ -68,3 +68,19 @@ def dr_trace(rs_answers_arp: bool = False) -> dict:
         timed += [("rs1-eth0.pcap", 0.0009, lie), ("client-eth0.pcap", 0.00095, lie)]
     return trace.build("dr", hosts([f"{VIP}/32", "192.168.1.11/24"]),
                        [wire("client"), wire("director"), wire("rs1")], frames(*timed), VIP)
+
+
+def nat_trace() -> dict:
+    """A NAT connection's SYN and SYN-ACK through the director's two wires (eth0 outside, eth1
+    inside, to rs1 at 10.0.0.11)."""
+    inside = syn(DIRECTOR_IN, RS1, dst="10.0.0.11", ttl=63)
+    reply = synack(RS1, DIRECTOR_IN, src="10.0.0.11")
+    out = synack(DIRECTOR, CLIENT, ttl=63)
+    timed = [("client-eth0.pcap", 1.0, syn(CLIENT, DIRECTOR)),
+             ("director-eth0.pcap", 1.0001, syn(CLIENT, DIRECTOR)),
+             ("director-eth1.pcap", 1.002, inside), ("rs1-eth0.pcap", 1.0021, inside),
+             ("rs1-eth0.pcap", 1.003, reply), ("director-eth1.pcap", 1.0031, reply),
+             ("director-eth0.pcap", 1.004, out), ("client-eth0.pcap", 1.0041, out)]
+    return trace.build("nat", hosts(["10.0.0.11/24"], (DIRECTOR, DIRECTOR_IN)),
+                       [wire("client"), wire("director"), wire("director", "br1", "eth1"),
+                        wire("rs1", "br1")], frames(*timed), VIP)

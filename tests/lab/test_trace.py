@@ -11,7 +11,6 @@ from tests.helpers.traces import (
     CIP,
     CLIENT,
     DIRECTOR,
-    DIRECTOR_IN,
     ROUTER,
     ROUTER_IN,
     RS1,
@@ -19,8 +18,8 @@ from tests.helpers.traces import (
     dr_trace,
     frames,
     hosts,
+    nat_trace,
     syn,
-    synack,
     wire,
 )
 
@@ -72,17 +71,7 @@ def test_a_real_server_answering_arp_for_the_vip_is_named():
 
 
 def test_nat_rewrites_the_destination_in_and_the_source_out():
-    inside = syn(DIRECTOR_IN, RS1, dst="10.0.0.11", ttl=63)
-    reply = synack(RS1, DIRECTOR_IN, src="10.0.0.11")
-    out = synack(DIRECTOR, CLIENT, ttl=63)
-    timed = [("client-eth0.pcap", 1.0, syn(CLIENT, DIRECTOR)),
-             ("director-eth0.pcap", 1.0001, syn(CLIENT, DIRECTOR)),
-             ("director-eth1.pcap", 1.002, inside), ("rs1-eth0.pcap", 1.0021, inside),
-             ("rs1-eth0.pcap", 1.003, reply), ("director-eth1.pcap", 1.0031, reply),
-             ("director-eth0.pcap", 1.004, out), ("client-eth0.pcap", 1.0041, out)]
-    built = trace.build("nat", hosts(["10.0.0.11/24"], (DIRECTOR, DIRECTOR_IN)),
-                        [wire("client"), wire("director"), wire("director", "br1", "eth1"),
-                         wire("rs1", "br1")], frames(*timed), VIP)
+    built = nat_trace()
     assert built["connection"]["real_server"] == "10.0.0.11:80"
     syn_hop, synack_hop = hop(built, "SYN"), hop(built, "SYN-ACK")
     assert syn_hop["wires"][2]["changed"] == ["eth.dst", "eth.src", "ip.dst", "ip.ttl"]

@@ -16,14 +16,13 @@ from tests.helpers.traces import (
     CIP,
     CLIENT,
     DIRECTOR,
-    DIRECTOR_IN,
     RS1,
     VIP,
     dr_trace,
     frames,
     hosts,
+    nat_trace,
     syn,
-    synack,
     wire,
 )
 from tests.lab import test_trace_ipv6
@@ -118,17 +117,7 @@ def test_the_real_server_takes_the_syn_as_the_capture_shows():
 
 
 def test_nat_the_director_rewrites_the_destination_in_and_the_source_out():
-    inside = syn(DIRECTOR_IN, RS1, dst="10.0.0.11", ttl=63)
-    reply = synack(RS1, DIRECTOR_IN, src="10.0.0.11")
-    out = synack(DIRECTOR, CLIENT, ttl=63)
-    timed = [("client-eth0.pcap", 1.0, syn(CLIENT, DIRECTOR)),
-             ("director-eth0.pcap", 1.0001, syn(CLIENT, DIRECTOR)),
-             ("director-eth1.pcap", 1.002, inside), ("rs1-eth0.pcap", 1.0021, inside),
-             ("rs1-eth0.pcap", 1.003, reply), ("director-eth1.pcap", 1.0031, reply),
-             ("director-eth0.pcap", 1.004, out), ("client-eth0.pcap", 1.0041, out)]
-    built = trace.build("nat", hosts(["10.0.0.11/24"], (DIRECTOR, DIRECTOR_IN)),
-                        [wire("client"), wire("director"), wire("director", "br1", "eth1"),
-                         wire("rs1", "br1")], frames(*timed), VIP)
+    built = nat_trace()
     rewrites = of_kind(trace_page.questions(built), "rewrite")
     assert [q["right"] for q in rewrites] == [["eth.dst", "eth.src", "ip.dst", "ttl"],
                                              ["eth.dst", "eth.src", "ip.src", "ttl"]]
